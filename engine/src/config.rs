@@ -1,0 +1,110 @@
+//! Capacities, fixed at construction. Every structure the engine fills is bounded by one of
+//! these numbers and preallocated (or reserved) up front; when one is full, the command that
+//! needs more is rejected with reason `capacity`, never grown on the hot path.
+//!
+//! Replicas applying the same log must use the same configuration: capacities decide rejects.
+//! It is therefore part of the snapshot and of the state hash.
+
+use serde::{Deserialize, Serialize};
+
+/// The engine's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Symbols that can be listed.
+    pub symbols_max: u32,
+    /// Distinct accounts that can hold orders.
+    pub accounts_max: u32,
+    /// Order records: live orders plus the retired ones whose client order ids are still
+    /// remembered for duplicate detection. When full, the oldest retired id is forgotten to make
+    /// room; when every record is a live order, new orders are rejected with `capacity`.
+    pub orders_max: u32,
+    /// Price levels over all books.
+    pub levels_max: u32,
+    /// Price levels on one side of one book (reserved per symbol when it is added).
+    pub levels_per_side_max: u32,
+    /// Seed of the id hash tables. It changes only memory layout, never behaviour, so replicas
+    /// may differ; a secret seed keeps clients from crafting colliding order ids.
+    pub hash_seed: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            symbols_max: 1024,
+            accounts_max: 1 << 16,
+            orders_max: 1 << 20,
+            levels_max: 1 << 16,
+            levels_per_side_max: 4096,
+            hash_seed: 0x5eed_0f_ba5e_ba11,
+        }
+    }
+}
+
+/// Largest accepted value of any count: indexes are `u32` with one value kept as "none", and
+/// hash tables are sized at twice the count.
+pub const COUNT_MAX: u32 = 1 << 30;
+
+/// A configuration that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{field} must be between 1 and {COUNT_MAX}, got {value}")]
+    OutOfRange { field: &'static str, value: u32 },
+    #[error("levels_per_side_max ({per_side}) must not exceed levels_max ({total})")]
+    PerSideAboveTotal { per_side: u32, total: u32 },
+}
+
+impl EngineConfig {
+    /// Checks every limit.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let counts = [
+            ("symbols_max", self.symbols_max),
+            ("accounts_max", self.accounts_max),
+            ("orders_max", self.orders_max),
+            ("levels_max", self.levels_max),
+            ("levels_per_side_max", self.levels_per_side_max),
+        ];
+        for (field, value) in counts {
+            if value == 0 || value > COUNT_MAX {
+                return Err(ConfigError::OutOfRange { field, value });
+            }
+        }
+        if self.levels_per_side_max > self.levels_max {
+            return Err(ConfigError::PerSideAboveTotal {
+                per_side: self.levels_per_side_max,
+                total: self.levels_max,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_bad_ones_say_why() {
+        assert_eq!(EngineConfig::default().validate(), Ok(()));
+        let zero = EngineConfig {
+            orders_max: 0,
+            ..EngineConfig::default()
+        };
+        assert_eq!(
+            zero.validate(),
+            Err(ConfigError::OutOfRange {
+                field: "orders_max",
+                value: 0
+            })
+        );
+        let lopsided = EngineConfig {
+            levels_max: 10,
+            levels_per_side_max: 11,
+            ..EngineConfig::default()
+        };
+        assert!(matches!(
+            lopsided.validate(),
+            Err(ConfigError::PerSideAboveTotal { .. })
+        ));
+    }
+}

@@ -1,0 +1,983 @@
+//! The matching state machine: books, order records, the id index, and `apply`.
+//!
+//! Storage is a handful of flat arrays allocated at construction (orders, price levels,
+//! accounts, symbols) linked by `u32` record numbers:
+//! - a price level holds a FIFO of its resting orders (intrusive doubly linked list);
+//! - each book side is a vector of `(key, level)` sorted so the best price is last, reserved to
+//!   `levels_per_side_max` when the symbol is added: best price in O(1), a new level by binary
+//!   search and a short shift near the top of the book;
+//! - each account holds its live orders in time-priority order (for mass cancel);
+//! - retired orders stay in their records, in a FIFO, so their client order ids keep being
+//!   refused as duplicates until the record is needed again (oldest first);
+//! - `Index` maps (account, client order id), symbol names and account ids to records.
+//!
+//! Nothing here allocates after construction except `add_symbol` reserving a book's sides.
+
+use crate::command::{
+    AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, MassCancel, NewOrder,
+};
+use crate::config::{ConfigError, EngineConfig};
+use crate::event::{CancelReason, Event, EventKind, EventSink, RejectReason, Request};
+use crate::index::{hash_words, Index};
+use crate::types::{
+    AccountId, Lots, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, SymbolId, Ticks, Tif,
+    TimestampNs,
+};
+
+/// "No record".
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// One order record: a live order (resting, or being matched inside `apply`) or a retired one
+/// kept for its client order id.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OrderRec {
+    pub(crate) account: AccountId,
+    pub(crate) order_id: OrderId,
+    pub(crate) price: Ticks,
+    pub(crate) leaves: Lots,
+    /// Time priority: a global counter taken on entry and on re-entry after an amend.
+    pub(crate) prio: u64,
+    /// Hash of (account, order id) in the order index.
+    pub(crate) hash: u32,
+    /// The price level the order rests on, or `NIL`.
+    pub(crate) level: u32,
+    /// Neighbours in the level FIFO; `next` also links the retired FIFO.
+    pub(crate) prev: u32,
+    pub(crate) next: u32,
+    /// Neighbours in the account's list of live orders.
+    pub(crate) acct_prev: u32,
+    pub(crate) acct_next: u32,
+    pub(crate) account_rec: u32,
+    pub(crate) symbol: u32,
+    pub(crate) side: Side,
+    pub(crate) stp: Stp,
+    pub(crate) post_only: bool,
+    pub(crate) live: bool,
+}
+
+/// A price level: the FIFO of orders resting at one price.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Level {
+    pub(crate) price: Ticks,
+    pub(crate) total: u128,
+    pub(crate) count: u32,
+    /// First order; links the free list while the level is unused.
+    pub(crate) head: u32,
+    pub(crate) tail: u32,
+}
+
+/// A level of a book side; `key` orders the side so that the best price is last.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LevelRef {
+    pub(crate) key: i64,
+    pub(crate) level: u32,
+}
+
+/// The order book of one symbol.
+#[derive(Debug)]
+pub(crate) struct Book {
+    pub(crate) name: Symbol,
+    pub(crate) tick: Price,
+    pub(crate) lot: Qty,
+    /// Index by `side_index`: bids, then asks.
+    pub(crate) sides: [Vec<LevelRef>; 2],
+}
+
+/// An account: for now the head of its live orders; later its balances and limits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AccountRec {
+    pub(crate) id: AccountId,
+    pub(crate) head: u32,
+    pub(crate) tail: u32,
+    pub(crate) live: u32,
+}
+
+/// The retired orders, oldest first.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fifo {
+    pub(crate) head: u32,
+    pub(crate) tail: u32,
+    pub(crate) len: u32,
+}
+
+pub(crate) fn side_index(side: Side) -> usize {
+    match side {
+        Side::Buy => 0,
+        Side::Sell => 1,
+    }
+}
+
+/// Sort key of a price on a side: larger is better, so the best level is last.
+pub(crate) fn side_key(side: Side, price: Ticks) -> i64 {
+    match side {
+        Side::Buy => price.0,
+        Side::Sell => -price.0,
+    }
+}
+
+/// Whether an order on `side` with `limit` (`None`: market) trades with a resting `price`.
+fn crosses(side: Side, limit: Option<Ticks>, price: Ticks) -> bool {
+    match (limit, side) {
+        (None, _) => true,
+        (Some(limit), Side::Buy) => price <= limit,
+        (Some(limit), Side::Sell) => price >= limit,
+    }
+}
+
+/// `value` as a whole number of `unit`s, if it is a positive multiple.
+fn whole_units(value: i64, unit: i64) -> Option<u64> {
+    (value > 0 && value % unit == 0).then(|| (value / unit) as u64)
+}
+
+/// How matching an incoming order ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MatchEnd {
+    Filled,
+    /// Nothing more crosses its limit.
+    Exhausted,
+    /// Self-trade prevention stopped it; its rest is to be cancelled.
+    Stp,
+}
+
+/// Numbers events and writes them to the sink.
+struct Emit<'a, S> {
+    sink: &'a mut S,
+    seq: u64,
+    ts: TimestampNs,
+}
+
+impl<S: EventSink> Emit<'_, S> {
+    #[inline]
+    fn push(&mut self, kind: EventKind) {
+        self.sink.push(Event {
+            seq: self.seq,
+            ts: self.ts,
+            kind,
+        });
+        self.seq += 1;
+    }
+}
+
+/// The deterministic matching engine of one shard.
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) clock: TimestampNs,
+    pub(crate) next_event_seq: u64,
+    pub(crate) next_prio: u64,
+    pub(crate) books: Vec<Book>,
+    pub(crate) book_index: Index,
+    pub(crate) accounts: Vec<AccountRec>,
+    pub(crate) account_index: Index,
+    pub(crate) orders: Vec<OrderRec>,
+    pub(crate) order_index: Index,
+    pub(crate) retired: Fifo,
+    pub(crate) live_orders: u32,
+    pub(crate) levels: Vec<Level>,
+    pub(crate) free_level: u32,
+    pub(crate) levels_used: u32,
+}
+
+/// A listed symbol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SymbolInfo {
+    pub id: SymbolId,
+    pub name: Symbol,
+    pub tick: Price,
+    pub lot: Qty,
+}
+
+/// A resting order as the book shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestingOrder {
+    pub account: AccountId,
+    pub order_id: OrderId,
+    pub side: Side,
+    pub price: Price,
+    /// Open quantity.
+    pub qty: Qty,
+    /// Time priority (smaller is older).
+    pub prio: u64,
+}
+
+/// Occupancy figures, for metrics and capacity planning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineStats {
+    pub symbols: u32,
+    pub accounts: u32,
+    pub live_orders: u32,
+    /// Retired orders whose client order ids are still remembered.
+    pub retired_ids: u32,
+    pub levels: u32,
+    pub next_event_seq: u64,
+    pub clock: TimestampNs,
+}
+
+impl Engine {
+    /// An empty engine with `config`'s capacities.
+    pub fn new(config: EngineConfig) -> Result<Engine, ConfigError> {
+        config.validate()?;
+        Ok(Engine {
+            config,
+            clock: TimestampNs(0),
+            next_event_seq: 0,
+            next_prio: 0,
+            books: Vec::with_capacity(config.symbols_max as usize),
+            book_index: Index::with_capacity(config.symbols_max as usize),
+            accounts: Vec::with_capacity(config.accounts_max as usize),
+            account_index: Index::with_capacity(config.accounts_max as usize),
+            orders: Vec::with_capacity(config.orders_max as usize),
+            order_index: Index::with_capacity(config.orders_max as usize),
+            retired: Fifo {
+                head: NIL,
+                tail: NIL,
+                len: 0,
+            },
+            live_orders: 0,
+            levels: Vec::with_capacity(config.levels_max as usize),
+            free_level: NIL,
+            levels_used: 0,
+        })
+    }
+
+    /// The capacities this engine was built with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Applies one command, writing what happened to `sink`.
+    pub fn apply<S: EventSink>(&mut self, cmd: &Command, sink: &mut S) {
+        self.clock = self.clock.max(cmd.ts);
+        let mut out = Emit {
+            sink,
+            seq: self.next_event_seq,
+            ts: self.clock,
+        };
+        match &cmd.kind {
+            CommandKind::AddSymbol(add) => self.add_symbol(add, &mut out),
+            CommandKind::New(order) => self.new_order(order, &mut out),
+            CommandKind::Cancel(cancel) => self.cancel(cancel, &mut out),
+            CommandKind::Amend(amend) => self.amend(amend, &mut out),
+            CommandKind::MassCancel(mass) => self.mass_cancel(mass, &mut out),
+        }
+        self.next_event_seq = out.seq;
+    }
+
+    // ----- queries -------------------------------------------------------------------------
+
+    /// The listed symbols, in listing order.
+    pub fn symbols(&self) -> impl Iterator<Item = SymbolInfo> + '_ {
+        self.books.iter().enumerate().map(|(id, book)| SymbolInfo {
+            id: SymbolId(id as u32),
+            name: book.name,
+            tick: book.tick,
+            lot: book.lot,
+        })
+    }
+
+    /// The id of a listed symbol.
+    pub fn symbol_id(&self, name: &Symbol) -> Option<SymbolId> {
+        self.find_book(name).map(SymbolId)
+    }
+
+    /// The resting orders of one side of a book, in priority order (best price first, then
+    /// oldest first). Empty for an unknown symbol.
+    pub fn resting(&self, symbol: SymbolId, side: Side) -> impl Iterator<Item = RestingOrder> + '_ {
+        let refs: &[LevelRef] = self
+            .books
+            .get(symbol.0 as usize)
+            .map_or(&[], |book| &book.sides[side_index(side)]);
+        let (tick, lot) = self
+            .books
+            .get(symbol.0 as usize)
+            .map_or((0, 0), |book| (book.tick.0, book.lot.0));
+        refs.iter().rev().flat_map(move |r| {
+            let mut at = self.levels[r.level as usize].head;
+            std::iter::from_fn(move || {
+                (at != NIL).then(|| {
+                    let order = &self.orders[at as usize];
+                    at = order.next;
+                    RestingOrder {
+                        account: order.account,
+                        order_id: order.order_id,
+                        side,
+                        price: Price(order.price.0 * tick),
+                        qty: Qty(order.leaves.0 as i64 * lot),
+                        prio: order.prio,
+                    }
+                })
+            })
+        })
+    }
+
+    /// A live order of `account`, if it has one with this client order id.
+    pub fn live_order(&self, account: AccountId, order_id: &OrderId) -> Option<RestingOrder> {
+        let rec = self.find_order(account, order_id)?;
+        let order = &self.orders[rec as usize];
+        if !order.live {
+            return None;
+        }
+        let book = &self.books[order.symbol as usize];
+        Some(RestingOrder {
+            account,
+            order_id: *order_id,
+            side: order.side,
+            price: Price(order.price.0 * book.tick.0),
+            qty: Qty(order.leaves.0 as i64 * book.lot.0),
+            prio: order.prio,
+        })
+    }
+
+    /// Occupancy figures.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            symbols: self.books.len() as u32,
+            accounts: self.accounts.len() as u32,
+            live_orders: self.live_orders,
+            retired_ids: self.retired.len,
+            levels: self.levels_used,
+            next_event_seq: self.next_event_seq,
+            clock: self.clock,
+        }
+    }
+
+    // ----- lookups ---------------------------------------------------------------------------
+
+    pub(crate) fn symbol_hash(&self, name: &Symbol) -> u32 {
+        hash_words(self.config.hash_seed, &name.words())
+    }
+
+    pub(crate) fn account_hash(&self, account: AccountId) -> u32 {
+        hash_words(self.config.hash_seed, &[account.0])
+    }
+
+    pub(crate) fn order_hash(&self, account: AccountId, order_id: &OrderId) -> u32 {
+        let w = order_id.words();
+        hash_words(
+            self.config.hash_seed,
+            &[account.0, w[0], w[1], w[2], w[3], w[4]],
+        )
+    }
+
+    pub(crate) fn find_book(&self, name: &Symbol) -> Option<u32> {
+        self.book_index.find(self.symbol_hash(name), |b| {
+            self.books[b as usize].name == *name
+        })
+    }
+
+    pub(crate) fn find_account(&self, account: AccountId) -> Option<u32> {
+        self.account_index.find(self.account_hash(account), |a| {
+            self.accounts[a as usize].id == account
+        })
+    }
+
+    fn find_order_hashed(&self, hash: u32, account: AccountId, order_id: &OrderId) -> Option<u32> {
+        self.order_index.find(hash, |o| {
+            let order = &self.orders[o as usize];
+            order.account == account && order.order_id == *order_id
+        })
+    }
+
+    pub(crate) fn find_order(&self, account: AccountId, order_id: &OrderId) -> Option<u32> {
+        self.find_order_hashed(self.order_hash(account, order_id), account, order_id)
+    }
+
+    /// The resting order (`account`, `order_id`) in book `symbol`, if there is one.
+    fn find_resting(&self, account: AccountId, symbol: &Symbol, order_id: &OrderId) -> Option<u32> {
+        let book = self.find_book(symbol)?;
+        let rec = self.find_order(account, order_id)?;
+        let order = &self.orders[rec as usize];
+        (order.level != NIL && order.symbol == book).then_some(rec)
+    }
+
+    /// Whether the best opposite price trades with an order on `side` at `limit`.
+    fn crosses_book(&self, book: u32, side: Side, limit: Option<Ticks>) -> bool {
+        let opposite = &self.books[book as usize].sides[side_index(side.opposite())];
+        opposite
+            .last()
+            .is_some_and(|best| crosses(side, limit, self.levels[best.level as usize].price))
+    }
+
+    /// Whether an order could rest at `price` without exceeding a level capacity.
+    fn level_room(&self, book: u32, side: Side, price: Ticks) -> bool {
+        let refs = &self.books[book as usize].sides[side_index(side)];
+        let free = self.free_level != NIL || self.levels.len() < self.config.levels_max as usize;
+        if free && refs.len() < self.config.levels_per_side_max as usize {
+            return true;
+        }
+        let key = side_key(side, price);
+        refs.binary_search_by_key(&key, |r| r.key).is_ok()
+    }
+
+    // ----- commands --------------------------------------------------------------------------
+
+    fn add_symbol<S: EventSink>(&mut self, add: &AddSymbol, out: &mut Emit<S>) {
+        let reason = if self.find_book(&add.symbol).is_some() {
+            Some(RejectReason::DuplicateSymbol)
+        } else if !add.tick.is_positive() {
+            Some(RejectReason::InvalidTick)
+        } else if !add.lot.is_positive() {
+            Some(RejectReason::InvalidLot)
+        } else if self.books.len() >= self.config.symbols_max as usize {
+            Some(RejectReason::Capacity)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            out.push(EventKind::SymbolRejected {
+                symbol: add.symbol,
+                reason,
+            });
+            return;
+        }
+        self.insert_book(add.symbol, add.tick, add.lot);
+    }
+
+    pub(crate) fn insert_book(&mut self, name: Symbol, tick: Price, lot: Qty) {
+        let per_side = self.config.levels_per_side_max as usize;
+        let id = self.books.len() as u32;
+        self.books.push(Book {
+            name,
+            tick,
+            lot,
+            sides: [Vec::with_capacity(per_side), Vec::with_capacity(per_side)],
+        });
+        self.book_index.insert(self.symbol_hash(&name), id);
+    }
+
+    fn new_order<S: EventSink>(&mut self, order: &NewOrder, out: &mut Emit<S>) {
+        let reject = |out: &mut Emit<S>, reason| {
+            out.push(EventKind::Rejected {
+                account: order.account,
+                order_id: order.order_id,
+                symbol: order.symbol,
+                request: Request::New,
+                reason,
+            })
+        };
+        let Some(book) = self.find_book(&order.symbol) else {
+            return reject(out, RejectReason::UnknownSymbol);
+        };
+        let hash = self.order_hash(order.account, &order.order_id);
+        if self
+            .find_order_hashed(hash, order.account, &order.order_id)
+            .is_some()
+        {
+            return reject(out, RejectReason::DuplicateOrderId);
+        }
+        let (tick, lot) = {
+            let b = &self.books[book as usize];
+            (b.tick.0, b.lot.0)
+        };
+        let Some(lots) = whole_units(order.qty.0, lot) else {
+            return reject(out, RejectReason::InvalidQty);
+        };
+        let limit = match order.ord_type {
+            OrdType::Market => None,
+            OrdType::Limit => match order.price.and_then(|p| whole_units(p.0, tick)) {
+                Some(ticks) => Some(Ticks(ticks as i64)),
+                None => return reject(out, RejectReason::InvalidPrice),
+            },
+        };
+        let market = order.ord_type == OrdType::Market;
+        if (market && order.tif == Tif::Gtc)
+            || (order.post_only && (market || order.tif != Tif::Gtc))
+        {
+            return reject(out, RejectReason::InvalidTif);
+        }
+        if order.post_only && self.crosses_book(book, order.side, limit) {
+            return reject(out, RejectReason::PostOnly);
+        }
+        let account_rec = self.find_account(order.account);
+        let level_room = match (order.tif, limit) {
+            (Tif::Gtc, Some(price)) => self.level_room(book, order.side, price),
+            _ => true,
+        };
+        let room = (account_rec.is_some()
+            || self.accounts.len() < self.config.accounts_max as usize)
+            && (self.orders.len() < self.config.orders_max as usize || self.retired.len > 0)
+            && level_room;
+        if !room {
+            return reject(out, RejectReason::Capacity);
+        }
+
+        // Accepted: from here on the order exists.
+        let account_rec = account_rec.unwrap_or_else(|| self.insert_account(order.account));
+        let prio = self.take_prio();
+        let rec = self.insert_live_order(OrderRec {
+            account: order.account,
+            order_id: order.order_id,
+            price: limit.unwrap_or(Ticks(0)),
+            leaves: Lots(lots),
+            prio,
+            hash,
+            level: NIL,
+            prev: NIL,
+            next: NIL,
+            acct_prev: NIL,
+            acct_next: NIL,
+            account_rec,
+            symbol: book,
+            side: order.side,
+            stp: order.stp,
+            post_only: order.post_only,
+            live: true,
+        });
+        out.push(EventKind::Accepted {
+            account: order.account,
+            order_id: order.order_id,
+            symbol: order.symbol,
+            side: order.side,
+            price: limit.map(|ticks| Price(ticks.0 * tick)),
+            qty: order.qty,
+        });
+
+        if order.tif == Tif::Fok && !self.fok_fillable(rec, limit) {
+            self.cancel_order(rec, CancelReason::Fok, out);
+            return;
+        }
+        match self.match_incoming(rec, limit, out) {
+            MatchEnd::Filled => self.retire(rec),
+            MatchEnd::Stp => self.cancel_order(rec, CancelReason::Stp, out),
+            MatchEnd::Exhausted => match order.tif {
+                Tif::Gtc => self.rest(rec),
+                Tif::Ioc => self.cancel_order(rec, CancelReason::Ioc, out),
+                Tif::Fok => unreachable!("a fillable FOK order fills completely"),
+            },
+        }
+    }
+
+    fn cancel<S: EventSink>(&mut self, cancel: &CancelOrder, out: &mut Emit<S>) {
+        match self.find_resting(cancel.account, &cancel.symbol, &cancel.order_id) {
+            Some(rec) => self.cancel_order(rec, CancelReason::User, out),
+            None => out.push(EventKind::Rejected {
+                account: cancel.account,
+                order_id: cancel.order_id,
+                symbol: cancel.symbol,
+                request: Request::Cancel,
+                reason: RejectReason::UnknownOrder,
+            }),
+        }
+    }
+
+    fn amend<S: EventSink>(&mut self, amend: &AmendOrder, out: &mut Emit<S>) {
+        let reject = |out: &mut Emit<S>, reason| {
+            out.push(EventKind::Rejected {
+                account: amend.account,
+                order_id: amend.order_id,
+                symbol: amend.symbol,
+                request: Request::Amend,
+                reason,
+            })
+        };
+        let Some(rec) = self.find_resting(amend.account, &amend.symbol, &amend.order_id) else {
+            return reject(out, RejectReason::UnknownOrder);
+        };
+        let order = self.orders[rec as usize];
+        let (tick, lot) = {
+            let b = &self.books[order.symbol as usize];
+            (b.tick.0, b.lot.0)
+        };
+        let price = match amend.price {
+            None => order.price,
+            Some(p) => match whole_units(p.0, tick) {
+                Some(ticks) => Ticks(ticks as i64),
+                None => return reject(out, RejectReason::InvalidPrice),
+            },
+        };
+        let leaves = match amend.qty {
+            None => order.leaves,
+            Some(q) => match whole_units(q.0, lot) {
+                Some(lots) => Lots(lots),
+                None => return reject(out, RejectReason::InvalidQty),
+            },
+        };
+        if order.post_only && self.crosses_book(order.symbol, order.side, Some(price)) {
+            return reject(out, RejectReason::PostOnly);
+        }
+        let amended = EventKind::Amended {
+            account: amend.account,
+            order_id: amend.order_id,
+            symbol: amend.symbol,
+            price: Price(price.0 * tick),
+            qty: Qty(leaves.0 as i64 * lot),
+        };
+        if price == order.price && leaves <= order.leaves {
+            // Keeps its place.
+            let level = &mut self.levels[order.level as usize];
+            level.total -= u128::from(order.leaves.0 - leaves.0);
+            self.orders[rec as usize].leaves = leaves;
+            out.push(amended);
+            return;
+        }
+        let frees_its_level = self.levels[order.level as usize].count == 1;
+        if price != order.price
+            && !frees_its_level
+            && !self.level_room(order.symbol, order.side, price)
+        {
+            return reject(out, RejectReason::Capacity);
+        }
+        // Loses its place: leaves the book and re-enters as if new.
+        self.unrest(rec);
+        let prio = self.take_prio();
+        let o = &mut self.orders[rec as usize];
+        o.price = price;
+        o.leaves = leaves;
+        o.prio = prio;
+        out.push(amended);
+        match self.match_incoming(rec, Some(price), out) {
+            MatchEnd::Filled => self.retire(rec),
+            MatchEnd::Stp => self.cancel_order(rec, CancelReason::Stp, out),
+            MatchEnd::Exhausted => self.rest(rec),
+        }
+    }
+
+    fn mass_cancel<S: EventSink>(&mut self, mass: &MassCancel, out: &mut Emit<S>) {
+        let Some(account) = self.find_account(mass.account) else {
+            return;
+        };
+        let only = match &mass.symbol {
+            None => None,
+            Some(name) => match self.find_book(name) {
+                Some(book) => Some(book),
+                None => return,
+            },
+        };
+        let mut rec = self.accounts[account as usize].head;
+        while rec != NIL {
+            let order = &self.orders[rec as usize];
+            let next = order.acct_next;
+            if only.is_none_or(|book| book == order.symbol) {
+                self.cancel_order(rec, CancelReason::Mass, out);
+            }
+            rec = next;
+        }
+    }
+
+    // ----- matching --------------------------------------------------------------------------
+
+    /// Matches live order `taker` against the opposite side while it crosses `limit`.
+    fn match_incoming<S: EventSink>(
+        &mut self,
+        taker: u32,
+        limit: Option<Ticks>,
+        out: &mut Emit<S>,
+    ) -> MatchEnd {
+        let t = self.orders[taker as usize];
+        let book = t.symbol as usize;
+        let opposite = side_index(t.side.opposite());
+        let (name, tick, lot) = {
+            let b = &self.books[book];
+            (b.name, b.tick.0, b.lot.0)
+        };
+        let mut taker_leaves = t.leaves.0;
+        let end = 'levels: loop {
+            if taker_leaves == 0 {
+                break MatchEnd::Filled;
+            }
+            let Some(best) = self.books[book].sides[opposite].last() else {
+                break MatchEnd::Exhausted;
+            };
+            let level = best.level;
+            let level_price = self.levels[level as usize].price;
+            if !crosses(t.side, limit, level_price) {
+                break MatchEnd::Exhausted;
+            }
+            let mut maker = self.levels[level as usize].head;
+            while maker != NIL {
+                let m = self.orders[maker as usize];
+                if m.account == t.account {
+                    match t.stp {
+                        Stp::None => {}
+                        Stp::CancelTaker => break 'levels MatchEnd::Stp,
+                        Stp::CancelBoth => {
+                            self.cancel_order(maker, CancelReason::Stp, out);
+                            break 'levels MatchEnd::Stp;
+                        }
+                        Stp::CancelMaker => {
+                            self.cancel_order(maker, CancelReason::Stp, out);
+                            maker = m.next;
+                            continue;
+                        }
+                    }
+                }
+                let fill = m.leaves.0.min(taker_leaves);
+                taker_leaves -= fill;
+                let maker_leaves = m.leaves.0 - fill;
+                self.orders[maker as usize].leaves = Lots(maker_leaves);
+                self.levels[level as usize].total -= u128::from(fill);
+                out.push(EventKind::Trade {
+                    symbol: name,
+                    price: Price(level_price.0 * tick),
+                    qty: Qty(fill as i64 * lot),
+                    maker_account: m.account,
+                    maker_order_id: m.order_id,
+                    taker_account: t.account,
+                    taker_order_id: t.order_id,
+                    taker_side: t.side,
+                    maker_leaves: Qty(maker_leaves as i64 * lot),
+                    taker_leaves: Qty(taker_leaves as i64 * lot),
+                });
+                if maker_leaves == 0 {
+                    self.unrest(maker);
+                    self.retire(maker);
+                }
+                if taker_leaves == 0 {
+                    break 'levels MatchEnd::Filled;
+                }
+                maker = m.next;
+            }
+        };
+        self.orders[taker as usize].leaves = Lots(taker_leaves);
+        end
+    }
+
+    /// Whether matching live order `rec` at `limit` would fill it completely, self-trade
+    /// prevention included.
+    fn fok_fillable(&self, rec: u32, limit: Option<Ticks>) -> bool {
+        let t = &self.orders[rec as usize];
+        let need = t.leaves.0;
+        let mut found = 0u64;
+        let refs = &self.books[t.symbol as usize].sides[side_index(t.side.opposite())];
+        for r in refs.iter().rev() {
+            let level = &self.levels[r.level as usize];
+            if !crosses(t.side, limit, level.price) {
+                return false;
+            }
+            let mut maker = level.head;
+            while maker != NIL {
+                let m = &self.orders[maker as usize];
+                if m.account == t.account && t.stp != Stp::None {
+                    if t.stp != Stp::CancelMaker {
+                        return false;
+                    }
+                } else {
+                    found += m.leaves.0;
+                    if found >= need {
+                        return true;
+                    }
+                }
+                maker = m.next;
+            }
+        }
+        false
+    }
+
+    // ----- record keeping --------------------------------------------------------------------
+
+    fn take_prio(&mut self) -> u64 {
+        let prio = self.next_prio;
+        self.next_prio += 1;
+        prio
+    }
+
+    pub(crate) fn insert_account(&mut self, id: AccountId) -> u32 {
+        let rec = self.accounts.len() as u32;
+        let hash = self.account_hash(id);
+        self.accounts.push(AccountRec {
+            id,
+            head: NIL,
+            tail: NIL,
+            live: 0,
+        });
+        self.account_index.insert(hash, rec);
+        rec
+    }
+
+    /// Stores a new live `order` (not yet on the book) and indexes its id.
+    pub(crate) fn insert_live_order(&mut self, order: OrderRec) -> u32 {
+        assert!(order.live && order.level == NIL);
+        let rec = self.alloc_order(order);
+        self.order_index.insert(order.hash, rec);
+        self.live_orders += 1;
+        rec
+    }
+
+    /// Stores `order` in a record: an unused one, or the oldest retired one (forgetting its id).
+    fn alloc_order(&mut self, order: OrderRec) -> u32 {
+        if self.orders.len() < self.config.orders_max as usize {
+            self.orders.push(order);
+            return (self.orders.len() - 1) as u32;
+        }
+        let rec = self.retired.head;
+        assert!(rec != NIL, "order capacity is checked before allocation");
+        let old = &self.orders[rec as usize];
+        assert!(!old.live);
+        self.retired.head = old.next;
+        if self.retired.head == NIL {
+            self.retired.tail = NIL;
+        }
+        self.retired.len -= 1;
+        self.order_index.remove(old.hash, rec);
+        self.orders[rec as usize] = order;
+        rec
+    }
+
+    /// Cancels live order `rec` (resting or incoming) with `reason`.
+    fn cancel_order<S: EventSink>(&mut self, rec: u32, reason: CancelReason, out: &mut Emit<S>) {
+        let order = self.orders[rec as usize];
+        let book = &self.books[order.symbol as usize];
+        out.push(EventKind::Cancelled {
+            account: order.account,
+            order_id: order.order_id,
+            symbol: book.name,
+            reason,
+            qty: Qty(order.leaves.0 as i64 * book.lot.0),
+        });
+        if order.level != NIL {
+            self.unrest(rec);
+        }
+        self.retire(rec);
+    }
+
+    /// Live order `rec`, not on the book, is done: keep its id, free its record later.
+    pub(crate) fn retire(&mut self, rec: u32) {
+        let order = &mut self.orders[rec as usize];
+        assert!(order.live && order.level == NIL);
+        order.live = false;
+        order.next = NIL;
+        order.prev = NIL;
+        if self.retired.tail == NIL {
+            self.retired.head = rec;
+        } else {
+            self.orders[self.retired.tail as usize].next = rec;
+        }
+        self.retired.tail = rec;
+        self.retired.len += 1;
+        self.live_orders -= 1;
+    }
+
+    /// Puts live order `rec` at the back of its price level and of its account's list.
+    pub(crate) fn rest(&mut self, rec: u32) {
+        let order = self.orders[rec as usize];
+        assert!(order.live && order.level == NIL && order.leaves.0 > 0);
+        let key = side_key(order.side, order.price);
+        let refs = &self.books[order.symbol as usize].sides[side_index(order.side)];
+        // Most orders join a level near the top of the book: look there first.
+        let found = match refs.last() {
+            Some(best) if best.key == key => Ok(refs.len() - 1),
+            Some(best) if best.key < key => Err(refs.len()),
+            _ => refs.binary_search_by_key(&key, |r| r.key),
+        };
+        let level = match found {
+            Ok(at) => refs[at].level,
+            Err(at) => {
+                let level = self.alloc_level(order.price);
+                self.books[order.symbol as usize].sides[side_index(order.side)]
+                    .insert(at, LevelRef { key, level });
+                level
+            }
+        };
+        let l = &mut self.levels[level as usize];
+        let prev = l.tail;
+        l.tail = rec;
+        if prev == NIL {
+            l.head = rec;
+        }
+        l.count += 1;
+        l.total += u128::from(order.leaves.0);
+        if prev != NIL {
+            self.orders[prev as usize].next = rec;
+        }
+
+        let account = &mut self.accounts[order.account_rec as usize];
+        let acct_prev = account.tail;
+        account.tail = rec;
+        if acct_prev == NIL {
+            account.head = rec;
+        }
+        account.live += 1;
+        if acct_prev != NIL {
+            self.orders[acct_prev as usize].acct_next = rec;
+        }
+
+        let o = &mut self.orders[rec as usize];
+        o.level = level;
+        o.prev = prev;
+        o.next = NIL;
+        o.acct_prev = acct_prev;
+        o.acct_next = NIL;
+    }
+
+    /// Takes resting order `rec` off its level (dropping the level when empty) and out of its
+    /// account's list. It stays live.
+    fn unrest(&mut self, rec: u32) {
+        let order = self.orders[rec as usize];
+        assert!(order.live && order.level != NIL);
+        let level = order.level;
+        if order.prev == NIL {
+            self.levels[level as usize].head = order.next;
+        } else {
+            self.orders[order.prev as usize].next = order.next;
+        }
+        if order.next == NIL {
+            self.levels[level as usize].tail = order.prev;
+        } else {
+            self.orders[order.next as usize].prev = order.prev;
+        }
+        let l = &mut self.levels[level as usize];
+        l.count -= 1;
+        l.total -= u128::from(order.leaves.0);
+        if l.count == 0 {
+            let refs = &mut self.books[order.symbol as usize].sides[side_index(order.side)];
+            if refs.last().is_some_and(|best| best.level == level) {
+                refs.pop();
+            } else {
+                let key = side_key(order.side, order.price);
+                let at = refs
+                    .binary_search_by_key(&key, |r| r.key)
+                    .expect("a non-empty level is on its side");
+                refs.remove(at);
+            }
+            self.free_level(level);
+        }
+
+        let account = &mut self.accounts[order.account_rec as usize];
+        account.live -= 1;
+        if order.acct_prev == NIL {
+            account.head = order.acct_next;
+        } else {
+            self.orders[order.acct_prev as usize].acct_next = order.acct_next;
+        }
+        if order.acct_next == NIL {
+            self.accounts[order.account_rec as usize].tail = order.acct_prev;
+        } else {
+            self.orders[order.acct_next as usize].acct_prev = order.acct_prev;
+        }
+
+        let o = &mut self.orders[rec as usize];
+        o.level = NIL;
+        o.prev = NIL;
+        o.next = NIL;
+        o.acct_prev = NIL;
+        o.acct_next = NIL;
+    }
+
+    fn alloc_level(&mut self, price: Ticks) -> u32 {
+        let level = Level {
+            price,
+            total: 0,
+            count: 0,
+            head: NIL,
+            tail: NIL,
+        };
+        self.levels_used += 1;
+        if self.free_level != NIL {
+            let rec = self.free_level;
+            self.free_level = self.levels[rec as usize].head;
+            self.levels[rec as usize] = level;
+            rec
+        } else {
+            assert!(self.levels.len() < self.config.levels_max as usize);
+            self.levels.push(level);
+            (self.levels.len() - 1) as u32
+        }
+    }
+
+    fn free_level(&mut self, rec: u32) {
+        let level = &mut self.levels[rec as usize];
+        level.head = self.free_level;
+        level.tail = NIL;
+        self.free_level = rec;
+        self.levels_used -= 1;
+    }
+}

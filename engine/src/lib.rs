@@ -1,0 +1,31 @@
+//! The matching core: a deterministic, single-threaded, allocation-free state machine.
+//!
+//! [`Engine::apply`] takes one [`Command`] and writes the [`Event`]s it causes to an
+//! [`EventSink`]. It does no I/O, reads no clock (time is the command's `ts`), has no
+//! randomness and never iterates in an order that depends on memory layout, so every replica
+//! that applies the same log produces the same events and the same [`Engine::state_hash`].
+//! The exact semantics are those of `shared/replay-contract.md`; `ARCHITECTURE.md` lists the
+//! invariants and where this engine extends the contract (capacities, extra event fields).
+
+#![forbid(unsafe_code)]
+
+mod command;
+mod config;
+mod engine;
+mod event;
+mod index;
+mod invariants;
+mod snapshot;
+mod state_hash;
+mod types;
+
+pub use command::{AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, MassCancel, NewOrder};
+pub use config::{ConfigError, EngineConfig, COUNT_MAX};
+pub use engine::{Engine, EngineStats, RestingOrder, SymbolInfo};
+pub use event::{CancelReason, Event, EventKind, EventSink, RejectReason, Request};
+pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
+pub use state_hash::StateHash;
+pub use types::{
+    AccountId, Lots, NameError, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, SymbolId, Ticks,
+    Tif, TimestampNs, FIXED_ONE, FIXED_SCALE_DIGITS,
+};

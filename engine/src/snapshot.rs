@@ -1,0 +1,317 @@
+//! Snapshots: the canonical state as bytes, and back.
+//!
+//! Layout: `EXCHSNAP` magic (8 bytes), format version (u32 LE), body length (u64 LE), the body
+//! (bincode of [`SnapshotBody`], fixed-width integers), then a CRC-32 (u32 LE) of everything
+//! before it. The body is behaviour, not memory: live orders in time-priority order and retired
+//! ids oldest first, from which `restore` rebuilds every structure and index. Restoring checks
+//! everything it reads; a truncated, corrupt or inconsistent snapshot is an error, never a panic.
+
+use bincode::Options;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, EngineConfig};
+use crate::engine::{side_index, side_key, Engine, OrderRec, NIL};
+use crate::types::{AccountId, Lots, OrderId, Price, Qty, Side, Stp, Symbol, Ticks, TimestampNs};
+
+const MAGIC: &[u8; 8] = b"EXCHSNAP";
+/// The snapshot format this build writes and reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 8 + 4 + 8;
+const TRAILER_LEN: usize = 4;
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot is truncated: {len} bytes, at least {needed} needed")]
+    Truncated { len: usize, needed: usize },
+    #[error("not a snapshot (bad magic bytes)")]
+    BadMagic,
+    #[error("snapshot format version {0} is not supported (this build reads {SNAPSHOT_VERSION})")]
+    UnsupportedVersion(u32),
+    #[error("snapshot has {0} bytes after its checksum")]
+    TrailingBytes(usize),
+    #[error("snapshot checksum mismatch: stored {stored:08x}, computed {computed:08x}")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("snapshot body does not decode: {0}")]
+    Decode(#[from] bincode::Error),
+    #[error("snapshot holds an unusable configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("snapshot is inconsistent: {0}")]
+    Invalid(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    config: EngineConfig,
+    clock: TimestampNs,
+    next_event_seq: u64,
+    next_prio: u64,
+    symbols: Vec<SnapSymbol>,
+    accounts: Vec<AccountId>,
+    /// Live orders, oldest time priority first.
+    orders: Vec<SnapOrder>,
+    /// Retired ids still remembered, oldest first.
+    retired: Vec<(AccountId, OrderId)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapSymbol {
+    name: Symbol,
+    tick: Price,
+    lot: Qty,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapOrder {
+    account: AccountId,
+    order_id: OrderId,
+    symbol: u32,
+    side: Side,
+    price: Ticks,
+    leaves: Lots,
+    prio: u64,
+    stp: Stp,
+    post_only: bool,
+}
+
+fn codec(limit: u64) -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .with_limit(limit)
+}
+
+fn invalid(message: impl Into<String>) -> SnapshotError {
+    SnapshotError::Invalid(message.into())
+}
+
+impl Engine {
+    /// The state as snapshot bytes (see the module docs).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut orders: Vec<SnapOrder> = Vec::with_capacity(self.live_orders as usize);
+        for (symbol, book) in self.books.iter().enumerate() {
+            for (side, refs) in [Side::Buy, Side::Sell].into_iter().zip(&book.sides) {
+                for r in refs {
+                    let mut rec = self.levels[r.level as usize].head;
+                    while rec != NIL {
+                        let o = &self.orders[rec as usize];
+                        orders.push(SnapOrder {
+                            account: o.account,
+                            order_id: o.order_id,
+                            symbol: symbol as u32,
+                            side,
+                            price: o.price,
+                            leaves: o.leaves,
+                            prio: o.prio,
+                            stp: o.stp,
+                            post_only: o.post_only,
+                        });
+                        rec = o.next;
+                    }
+                }
+            }
+        }
+        orders.sort_unstable_by_key(|o| o.prio);
+        let mut retired = Vec::with_capacity(self.retired.len as usize);
+        let mut rec = self.retired.head;
+        while rec != NIL {
+            let o = &self.orders[rec as usize];
+            retired.push((o.account, o.order_id));
+            rec = o.next;
+        }
+        let body = SnapshotBody {
+            config: self.config,
+            clock: self.clock,
+            next_event_seq: self.next_event_seq,
+            next_prio: self.next_prio,
+            symbols: self
+                .books
+                .iter()
+                .map(|b| SnapSymbol {
+                    name: b.name,
+                    tick: b.tick,
+                    lot: b.lot,
+                })
+                .collect(),
+            accounts: self.accounts.iter().map(|a| a.id).collect(),
+            orders,
+            retired,
+        };
+        let body = codec(u64::MAX)
+            .serialize(&body)
+            .expect("snapshot bodies always serialize");
+        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len() + TRAILER_LEN);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    /// Rebuilds an engine from snapshot bytes, with the configuration stored in them.
+    pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
+        let truncated = |needed| SnapshotError::Truncated {
+            len: bytes.len(),
+            needed,
+        };
+        if bytes.len() < HEADER_LEN + TRAILER_LEN {
+            return Err(truncated(HEADER_LEN + TRAILER_LEN));
+        }
+        if &bytes[..8] != MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::UnsupportedVersion(version));
+        }
+        let body_len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+        let total = usize::try_from(body_len)
+            .ok()
+            .and_then(|len| len.checked_add(HEADER_LEN + TRAILER_LEN))
+            .ok_or_else(|| truncated(usize::MAX))?;
+        if bytes.len() < total {
+            return Err(truncated(total));
+        }
+        if bytes.len() > total {
+            return Err(SnapshotError::TrailingBytes(bytes.len() - total));
+        }
+        let crc_at = total - TRAILER_LEN;
+        let stored = u32::from_le_bytes(bytes[crc_at..].try_into().expect("4 bytes"));
+        let computed = crc32fast::hash(&bytes[..crc_at]);
+        if stored != computed {
+            return Err(SnapshotError::Checksum { stored, computed });
+        }
+        let body: SnapshotBody = codec(body_len).deserialize(&bytes[HEADER_LEN..crc_at])?;
+        Engine::rebuild(body)
+    }
+
+    fn rebuild(body: SnapshotBody) -> Result<Engine, SnapshotError> {
+        let mut engine = Engine::new(body.config)?;
+        let config = body.config;
+        if body.symbols.len() > config.symbols_max as usize {
+            return Err(invalid("more symbols than symbols_max"));
+        }
+        for s in &body.symbols {
+            if engine.find_book(&s.name).is_some() {
+                return Err(invalid(format!("symbol {} listed twice", s.name)));
+            }
+            if !s.tick.is_positive() || !s.lot.is_positive() {
+                return Err(invalid(format!(
+                    "symbol {} has a non-positive tick or lot",
+                    s.name
+                )));
+            }
+            engine.insert_book(s.name, s.tick, s.lot);
+        }
+        if body.accounts.len() > config.accounts_max as usize {
+            return Err(invalid("more accounts than accounts_max"));
+        }
+        for &account in &body.accounts {
+            if engine.find_account(account).is_some() {
+                return Err(invalid(format!("account {} listed twice", account.0)));
+            }
+            engine.insert_account(account);
+        }
+        if body.orders.len() + body.retired.len() > config.orders_max as usize {
+            return Err(invalid("more orders than orders_max"));
+        }
+        let mut last_prio = None;
+        for o in &body.orders {
+            if last_prio.is_some_and(|last| o.prio <= last) || o.prio >= body.next_prio {
+                return Err(invalid("live orders are not in strict time-priority order"));
+            }
+            last_prio = Some(o.prio);
+            let book = engine
+                .books
+                .get(o.symbol as usize)
+                .ok_or_else(|| invalid(format!("order on unknown symbol #{}", o.symbol)))?;
+            let fits = o.price.0 > 0
+                && o.leaves.0 > 0
+                && o.price.0.checked_mul(book.tick.0).is_some()
+                && i64::try_from(o.leaves.0)
+                    .ok()
+                    .and_then(|l| l.checked_mul(book.lot.0))
+                    .is_some();
+            if !fits {
+                return Err(invalid("an order's price or quantity is out of range"));
+            }
+            let account_rec = engine
+                .find_account(o.account)
+                .ok_or_else(|| invalid(format!("order of unlisted account {}", o.account.0)))?;
+            let refs = &engine.books[o.symbol as usize].sides[side_index(o.side)];
+            let new_level = refs
+                .binary_search_by_key(&side_key(o.side, o.price), |r| r.key)
+                .is_err();
+            if new_level
+                && (engine.levels_used >= config.levels_max
+                    || refs.len() >= config.levels_per_side_max as usize)
+            {
+                return Err(invalid("more price levels than the configuration allows"));
+            }
+            let rec = engine.insert_order_rec(OrderRec {
+                symbol: o.symbol,
+                side: o.side,
+                price: o.price,
+                leaves: o.leaves,
+                prio: o.prio,
+                stp: o.stp,
+                post_only: o.post_only,
+                ..engine.order_rec(o.account, o.order_id, account_rec)
+            })?;
+            engine.rest(rec);
+        }
+        for &(account, order_id) in &body.retired {
+            let rec = engine.insert_order_rec(engine.order_rec(account, order_id, NIL))?;
+            engine.retire(rec);
+        }
+        for book in &engine.books {
+            if let (Some(bid), Some(ask)) = (book.sides[0].last(), book.sides[1].last()) {
+                if engine.levels[bid.level as usize].price
+                    >= engine.levels[ask.level as usize].price
+                {
+                    return Err(invalid(format!("book {} rests crossed", book.name)));
+                }
+            }
+        }
+        engine.clock = body.clock;
+        engine.next_event_seq = body.next_event_seq;
+        engine.next_prio = body.next_prio;
+        Ok(engine)
+    }
+
+    /// A live, unplaced record of `order_id` with neutral order fields.
+    fn order_rec(&self, account: AccountId, order_id: OrderId, account_rec: u32) -> OrderRec {
+        OrderRec {
+            account,
+            order_id,
+            price: Ticks(0),
+            leaves: Lots(0),
+            prio: 0,
+            hash: self.order_hash(account, &order_id),
+            level: NIL,
+            prev: NIL,
+            next: NIL,
+            acct_prev: NIL,
+            acct_next: NIL,
+            account_rec,
+            symbol: NIL,
+            side: Side::Buy,
+            stp: Stp::None,
+            post_only: false,
+            live: true,
+        }
+    }
+
+    /// Inserts a restored order record, refusing a duplicate id.
+    fn insert_order_rec(&mut self, order: OrderRec) -> Result<u32, SnapshotError> {
+        if self.find_order(order.account, &order.order_id).is_some() {
+            return Err(invalid(format!(
+                "order id {} of account {} appears twice",
+                order.order_id, order.account.0
+            )));
+        }
+        Ok(self.insert_live_order(order))
+    }
+}

@@ -1,0 +1,479 @@
+//! The replay contract's JSON: command lines in, event lines and the book out
+//! (`shared/replay-contract.md`). This is an edge: decimals are parsed and printed here and
+//! nowhere else on this path, and every malformed line is refused with a reason.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+use engine::{
+    AccountId, AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, Engine, Event, EventKind,
+    MassCancel, NewOrder, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif, TimestampNs,
+};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// A command line as the contract spells it.
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum WireCommand {
+    AddSymbol {
+        ts: u64,
+        symbol: Symbol,
+        tick: String,
+        lot: String,
+    },
+    New {
+        ts: u64,
+        account: u64,
+        order_id: OrderId,
+        symbol: Symbol,
+        side: Side,
+        #[serde(rename = "type")]
+        ord_type: OrdType,
+        price: Option<String>,
+        qty: String,
+        #[serde(default)]
+        tif: Tif,
+        #[serde(default)]
+        post_only: bool,
+        #[serde(default)]
+        stp: Stp,
+    },
+    Cancel {
+        ts: u64,
+        account: u64,
+        symbol: Symbol,
+        order_id: OrderId,
+    },
+    Amend {
+        ts: u64,
+        account: u64,
+        symbol: Symbol,
+        order_id: OrderId,
+        price: Option<String>,
+        qty: Option<String>,
+    },
+    MassCancel {
+        ts: u64,
+        account: u64,
+        symbol: Option<Symbol>,
+    },
+}
+
+/// Parses a decimal string. A well-formed number the engine cannot hold (more than 8
+/// decimals, too large) becomes the `INVALID` value, so the engine rejects it in contract order.
+fn decimal(field: &str, text: &str) -> Result<Decimal, String> {
+    Decimal::from_str(text.trim()).map_err(|_| format!("{field}: {text:?} is not a decimal number"))
+}
+
+fn price(text: &str) -> Result<Price, String> {
+    decimal("price", text).map(Price::from_decimal)
+}
+
+fn qty(text: &str) -> Result<Qty, String> {
+    decimal("qty", text).map(Qty::from_decimal)
+}
+
+/// Parses one command line.
+pub fn parse_command(line: &str) -> Result<Command, String> {
+    let wire: WireCommand = serde_json::from_str(line).map_err(|err| err.to_string())?;
+    let (ts, kind) = match wire {
+        WireCommand::AddSymbol {
+            ts,
+            symbol,
+            tick,
+            lot,
+        } => (
+            ts,
+            CommandKind::AddSymbol(AddSymbol {
+                symbol,
+                tick: decimal("tick", &tick).map(Price::from_decimal)?,
+                lot: decimal("lot", &lot).map(Qty::from_decimal)?,
+            }),
+        ),
+        WireCommand::New {
+            ts,
+            account,
+            order_id,
+            symbol,
+            side,
+            ord_type,
+            price: limit,
+            qty: quantity,
+            tif,
+            post_only,
+            stp,
+        } => (
+            ts,
+            CommandKind::New(NewOrder {
+                account: AccountId(account),
+                order_id,
+                symbol,
+                side,
+                ord_type,
+                price: limit.as_deref().map(price).transpose()?,
+                qty: qty(&quantity)?,
+                tif,
+                post_only,
+                stp,
+            }),
+        ),
+        WireCommand::Cancel {
+            ts,
+            account,
+            symbol,
+            order_id,
+        } => (
+            ts,
+            CommandKind::Cancel(CancelOrder {
+                account: AccountId(account),
+                symbol,
+                order_id,
+            }),
+        ),
+        WireCommand::Amend {
+            ts,
+            account,
+            symbol,
+            order_id,
+            price: new_price,
+            qty: new_qty,
+        } => (
+            ts,
+            CommandKind::Amend(AmendOrder {
+                account: AccountId(account),
+                symbol,
+                order_id,
+                price: new_price.as_deref().map(price).transpose()?,
+                qty: new_qty.as_deref().map(qty).transpose()?,
+            }),
+        ),
+        WireCommand::MassCancel {
+            ts,
+            account,
+            symbol,
+        } => (
+            ts,
+            CommandKind::MassCancel(MassCancel {
+                account: AccountId(account),
+                symbol,
+            }),
+        ),
+    };
+    Ok(Command {
+        ts: TimestampNs(ts),
+        kind,
+    })
+}
+
+/// A malformed command line.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct LineError {
+    /// 1-based line number.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// Parses a whole command file; blank lines are skipped. Stops at the first bad line.
+pub fn parse_commands(text: &str) -> Result<Vec<Command>, LineError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(at, line)| {
+            parse_command(line).map_err(|reason| LineError {
+                line: at + 1,
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// How many decimals to print for a symbol's prices and quantities: those of its tick and lot.
+#[derive(Default)]
+pub struct Scales(HashMap<Symbol, (u32, u32)>);
+
+impl Scales {
+    /// Learns the scales of every symbol listed in `engine`.
+    pub fn refresh(&mut self, engine: &Engine) {
+        for info in engine.symbols() {
+            let scale = |units: i64| Price(units).to_decimal(0).scale();
+            self.0
+                .insert(info.name, (scale(info.tick.0), scale(info.lot.0)));
+        }
+    }
+
+    fn price(&self, symbol: &Symbol, value: Price) -> String {
+        let scale = self.0.get(symbol).map_or(0, |s| s.0);
+        value.to_decimal(scale).to_string()
+    }
+
+    fn qty(&self, symbol: &Symbol, value: Qty) -> String {
+        let scale = self.0.get(symbol).map_or(0, |s| s.1);
+        value.to_decimal(scale).to_string()
+    }
+}
+
+/// An event line: the contract's fields first, then the extra ones.
+#[derive(Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum WireEvent<'a> {
+    Accepted {
+        account: u64,
+        order_id: &'a str,
+        symbol: &'a str,
+        side: Side,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        price: Option<String>,
+        qty: String,
+        seq: u64,
+        ts: u64,
+    },
+    Rejected {
+        account: u64,
+        order_id: &'a str,
+        reason: &'static str,
+        symbol: &'a str,
+        request: &'static str,
+        seq: u64,
+        ts: u64,
+    },
+    #[serde(rename = "rejected")]
+    SymbolRejected {
+        symbol: &'a str,
+        reason: &'static str,
+        request: &'static str,
+        seq: u64,
+        ts: u64,
+    },
+    Trade {
+        symbol: &'a str,
+        price: String,
+        qty: String,
+        maker_account: u64,
+        maker_order_id: &'a str,
+        taker_account: u64,
+        taker_order_id: &'a str,
+        taker_side: Side,
+        maker_leaves: String,
+        taker_leaves: String,
+        seq: u64,
+        ts: u64,
+    },
+    Cancelled {
+        account: u64,
+        order_id: &'a str,
+        reason: &'static str,
+        symbol: &'a str,
+        qty: String,
+        seq: u64,
+        ts: u64,
+    },
+    Amended {
+        account: u64,
+        order_id: &'a str,
+        price: String,
+        qty: String,
+        symbol: &'a str,
+        seq: u64,
+        ts: u64,
+    },
+}
+
+/// One event as a JSON line (without the newline).
+pub fn event_json(event: &Event, scales: &Scales) -> String {
+    let (seq, ts) = (event.seq, event.ts.0);
+    let wire = match &event.kind {
+        EventKind::Accepted {
+            account,
+            order_id,
+            symbol,
+            side,
+            price,
+            qty,
+        } => WireEvent::Accepted {
+            account: account.0,
+            order_id: order_id.as_str(),
+            symbol: symbol.as_str(),
+            side: *side,
+            price: price.map(|p| scales.price(symbol, p)),
+            qty: scales.qty(symbol, *qty),
+            seq,
+            ts,
+        },
+        EventKind::Rejected {
+            account,
+            order_id,
+            symbol,
+            request,
+            reason,
+        } => WireEvent::Rejected {
+            account: account.0,
+            order_id: order_id.as_str(),
+            reason: reason.as_str(),
+            symbol: symbol.as_str(),
+            request: request.as_str(),
+            seq,
+            ts,
+        },
+        EventKind::SymbolRejected { symbol, reason } => WireEvent::SymbolRejected {
+            symbol: symbol.as_str(),
+            reason: reason.as_str(),
+            request: "add_symbol",
+            seq,
+            ts,
+        },
+        EventKind::Trade {
+            symbol,
+            price,
+            qty,
+            maker_account,
+            maker_order_id,
+            taker_account,
+            taker_order_id,
+            taker_side,
+            maker_leaves,
+            taker_leaves,
+        } => WireEvent::Trade {
+            symbol: symbol.as_str(),
+            price: scales.price(symbol, *price),
+            qty: scales.qty(symbol, *qty),
+            maker_account: maker_account.0,
+            maker_order_id: maker_order_id.as_str(),
+            taker_account: taker_account.0,
+            taker_order_id: taker_order_id.as_str(),
+            taker_side: *taker_side,
+            maker_leaves: scales.qty(symbol, *maker_leaves),
+            taker_leaves: scales.qty(symbol, *taker_leaves),
+            seq,
+            ts,
+        },
+        EventKind::Cancelled {
+            account,
+            order_id,
+            symbol,
+            reason,
+            qty,
+        } => WireEvent::Cancelled {
+            account: account.0,
+            order_id: order_id.as_str(),
+            reason: reason.as_str(),
+            symbol: symbol.as_str(),
+            qty: scales.qty(symbol, *qty),
+            seq,
+            ts,
+        },
+        EventKind::Amended {
+            account,
+            order_id,
+            symbol,
+            price,
+            qty,
+        } => WireEvent::Amended {
+            account: account.0,
+            order_id: order_id.as_str(),
+            price: scales.price(symbol, *price),
+            qty: scales.qty(symbol, *qty),
+            symbol: symbol.as_str(),
+            seq,
+            ts,
+        },
+    };
+    serde_json::to_string(&wire).expect("event lines always serialize")
+}
+
+#[derive(Serialize)]
+struct BookEntry {
+    account: u64,
+    order_id: String,
+    price: String,
+    qty: String,
+}
+
+#[derive(Serialize)]
+struct BookSides {
+    bids: Vec<BookEntry>,
+    asks: Vec<BookEntry>,
+}
+
+/// The book file: every symbol (sorted by name) with its resting orders in priority order.
+pub fn book_json(engine: &Engine, scales: &Scales) -> String {
+    let mut books = BTreeMap::new();
+    for info in engine.symbols() {
+        let side = |side| {
+            engine
+                .resting(info.id, side)
+                .map(|o| BookEntry {
+                    account: o.account.0,
+                    order_id: o.order_id.to_string(),
+                    price: scales.price(&info.name, o.price),
+                    qty: scales.qty(&info.name, o.qty),
+                })
+                .collect()
+        };
+        books.insert(
+            info.name.to_string(),
+            BookSides {
+                bids: side(Side::Buy),
+                asks: side(Side::Sell),
+            },
+        );
+    }
+    serde_json::to_string_pretty(&books).expect("books always serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_lines_say_what_is_wrong() {
+        let cases = [
+            ("{", "EOF"),
+            (r#"{"op":"fly","ts":1}"#, "unknown variant `fly`"),
+            (
+                r#"{"op":"cancel","ts":1,"account":1,"symbol":"X","order_id":"a","extra":1}"#,
+                "unknown field `extra`",
+            ),
+            (
+                r#"{"op":"new","ts":1,"account":1,"order_id":"a","symbol":"X","side":"buy","type":"limit","price":"ten","qty":"1"}"#,
+                "price: \"ten\" is not a decimal number",
+            ),
+            (
+                r#"{"op":"new","ts":1,"account":-1,"order_id":"a","symbol":"X","side":"buy","type":"limit","price":"1","qty":"1"}"#,
+                "invalid value",
+            ),
+            (
+                r#"{"op":"cancel","ts":1,"account":1,"symbol":"X","order_id":"has space"}"#,
+                "order id has a character",
+            ),
+            (r#"{"op":"mass_cancel","account":1}"#, "missing field `ts`"),
+        ];
+        for (line, expected) in cases {
+            let err = parse_command(line).unwrap_err();
+            assert!(err.contains(expected), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn unrepresentable_decimals_reach_the_engine_as_invalid() {
+        let cmd = parse_command(
+            r#"{"op":"new","ts":1,"account":1,"order_id":"a","symbol":"X","side":"buy","type":"limit","price":"1.000000001","qty":"99999999999999"}"#,
+        )
+        .unwrap();
+        let CommandKind::New(order) = cmd.kind else {
+            panic!("not a new order")
+        };
+        assert_eq!(order.price, Some(Price::INVALID));
+        assert_eq!(order.qty, Qty::INVALID);
+        assert_eq!(order.tif, Tif::Gtc);
+        assert_eq!(order.stp, Stp::CancelTaker);
+    }
+
+    #[test]
+    fn parse_commands_names_the_line() {
+        let text = "\n{\"op\":\"mass_cancel\",\"ts\":1,\"account\":1}\n\n{\"op\":\"nope\"}\n";
+        let err = parse_commands(text).unwrap_err();
+        assert_eq!(err.line, 4);
+    }
+}
