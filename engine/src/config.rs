@@ -36,7 +36,7 @@ impl Default for EngineConfig {
             orders_max: 1 << 20,
             levels_max: 1 << 16,
             levels_per_side_max: 4096,
-            hash_seed: 0x5eed_0f_ba5e_ba11,
+            hash_seed: 0x5eed_0fba_5eba_11ed,
         }
     }
 }
@@ -52,6 +52,8 @@ pub enum ConfigError {
     OutOfRange { field: &'static str, value: u32 },
     #[error("levels_per_side_max ({per_side}) must not exceed levels_max ({total})")]
     PerSideAboveTotal { per_side: u32, total: u32 },
+    #[error("cannot reserve {bytes} bytes for these capacities")]
+    OutOfMemory { bytes: usize },
 }
 
 impl EngineConfig {

@@ -124,6 +124,17 @@ fn crosses(side: Side, limit: Option<Ticks>, price: Ticks) -> bool {
     }
 }
 
+/// An empty vector with room for `count` items, or an error if the allocator refuses.
+pub(crate) fn reserve<T>(count: u32) -> Result<Vec<T>, ConfigError> {
+    let mut items = Vec::new();
+    items
+        .try_reserve_exact(count as usize)
+        .map_err(|_| ConfigError::OutOfMemory {
+            bytes: count as usize * std::mem::size_of::<T>(),
+        })?;
+    Ok(items)
+}
+
 /// `value` as a whole number of `unit`s, if it is a positive multiple.
 fn whole_units(value: i64, unit: i64) -> Option<u64> {
     (value > 0 && value % unit == 0).then(|| (value / unit) as u64)
@@ -213,27 +224,31 @@ pub struct EngineStats {
 }
 
 impl Engine {
-    /// An empty engine with `config`'s capacities.
+    /// An empty engine with `config`'s capacities. Memory is reserved fallibly, largest
+    /// first, so a configuration this machine cannot hold is an error rather than an abort.
     pub fn new(config: EngineConfig) -> Result<Engine, ConfigError> {
         config.validate()?;
+        let orders = reserve(config.orders_max)?;
+        let order_index = Index::with_capacity(config.orders_max as usize)?;
+        let levels = reserve(config.levels_max)?;
         Ok(Engine {
             config,
             clock: TimestampNs(0),
             next_event_seq: 0,
             next_prio: 0,
-            books: Vec::with_capacity(config.symbols_max as usize),
-            book_index: Index::with_capacity(config.symbols_max as usize),
-            accounts: Vec::with_capacity(config.accounts_max as usize),
-            account_index: Index::with_capacity(config.accounts_max as usize),
-            orders: Vec::with_capacity(config.orders_max as usize),
-            order_index: Index::with_capacity(config.orders_max as usize),
+            books: reserve(config.symbols_max)?,
+            book_index: Index::with_capacity(config.symbols_max as usize)?,
+            accounts: reserve(config.accounts_max)?,
+            account_index: Index::with_capacity(config.accounts_max as usize)?,
+            orders,
+            order_index,
             retired: Fifo {
                 head: NIL,
                 tail: NIL,
                 len: 0,
             },
             live_orders: 0,
-            levels: Vec::with_capacity(config.levels_max as usize),
+            levels,
             free_level: NIL,
             levels_used: 0,
         })
@@ -422,26 +437,37 @@ impl Engine {
         } else {
             None
         };
+        let reason = reason.or_else(|| {
+            self.insert_book(add.symbol, add.tick, add.lot)
+                .err()
+                .map(|_| RejectReason::Capacity)
+        });
         if let Some(reason) = reason {
             out.push(EventKind::SymbolRejected {
                 symbol: add.symbol,
                 reason,
             });
-            return;
         }
-        self.insert_book(add.symbol, add.tick, add.lot);
     }
 
-    pub(crate) fn insert_book(&mut self, name: Symbol, tick: Price, lot: Qty) {
-        let per_side = self.config.levels_per_side_max as usize;
+    /// Lists a symbol, reserving its book sides; fails only when that memory is refused.
+    pub(crate) fn insert_book(
+        &mut self,
+        name: Symbol,
+        tick: Price,
+        lot: Qty,
+    ) -> Result<(), ConfigError> {
+        let per_side = self.config.levels_per_side_max;
+        let sides = [reserve(per_side)?, reserve(per_side)?];
         let id = self.books.len() as u32;
         self.books.push(Book {
             name,
             tick,
             lot,
-            sides: [Vec::with_capacity(per_side), Vec::with_capacity(per_side)],
+            sides,
         });
         self.book_index.insert(self.symbol_hash(&name), id);
+        Ok(())
     }
 
     fn new_order<S: EventSink>(&mut self, order: &NewOrder, out: &mut Emit<S>) {
@@ -979,5 +1005,24 @@ impl Engine {
         level.tail = NIL;
         self.free_level = rec;
         self.levels_used -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacities_beyond_memory_are_an_error_not_an_abort() {
+        // 2^30 order records of ~100 bytes: far beyond any machine this runs on. Linux's
+        // default (heuristic) overcommit refuses a reservation larger than RAM plus swap.
+        let config = EngineConfig {
+            orders_max: crate::config::COUNT_MAX,
+            ..EngineConfig::default()
+        };
+        assert!(matches!(
+            Engine::new(config),
+            Err(ConfigError::OutOfMemory { .. })
+        ));
     }
 }

@@ -6,6 +6,8 @@
 //! allocates after construction, and its lookups stay short at the fixed load factor of at most
 //! one half. It is never iterated, so its layout cannot leak into behaviour.
 
+use crate::config::ConfigError;
+
 /// Slot value for "empty".
 const EMPTY: u64 = 0;
 
@@ -17,16 +19,21 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// An index for up to `capacity` keys (table of at least twice that, a power of two).
-    pub(crate) fn with_capacity(capacity: usize) -> Index {
+    /// An index for up to `capacity` keys (table of at least twice that, a power of two),
+    /// or an error if the allocator refuses the memory.
+    pub(crate) fn with_capacity(capacity: usize) -> Result<Index, ConfigError> {
         let size = (capacity * 2).next_power_of_two().max(8);
-        Index {
-            // Zeroed memory: the allocator hands out untouched pages.
-            slots: vec![EMPTY; size],
+        let mut slots = Vec::new();
+        slots
+            .try_reserve_exact(size)
+            .map_err(|_| ConfigError::OutOfMemory { bytes: size * 8 })?;
+        slots.resize(size, EMPTY);
+        Ok(Index {
+            slots,
             mask: size - 1,
             len: 0,
             capacity,
-        }
+        })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -136,7 +143,7 @@ mod tests {
         /// forced collisions (few distinct hashes).
         #[test]
         fn index_matches_a_hashmap(ops in proptest::collection::vec((any::<bool>(), 0u32..200, 0u32..6), 1..600)) {
-            let mut index = Index::with_capacity(200);
+            let mut index = Index::with_capacity(200).unwrap();
             let mut model: HashMap<u32, u32> = HashMap::new(); // record -> hash
             for (insert, record, hash_class) in ops {
                 let hash = hash_class.wrapping_mul(0x9e37_79b9) | (hash_class & 1);

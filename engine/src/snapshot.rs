@@ -203,7 +203,7 @@ impl Engine {
                     s.name
                 )));
             }
-            engine.insert_book(s.name, s.tick, s.lot);
+            engine.insert_book(s.name, s.tick, s.lot)?;
         }
         if body.accounts.len() > config.accounts_max as usize {
             return Err(invalid("more accounts than accounts_max"));
@@ -313,5 +313,29 @@ impl Engine {
             )));
         }
         Ok(self.insert_live_order(order))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot whose checksum is right but whose capacities no machine can hold (a foreign
+    /// or crafted file) is an error, not an abort.
+    #[test]
+    fn a_checksummed_snapshot_with_absurd_capacities_is_refused() {
+        let engine = Engine::new(EngineConfig::default()).unwrap();
+        let mut bytes = engine.snapshot();
+        // The body starts with the config: symbols_max, accounts_max, orders_max (u32 LE).
+        let orders_max_at = HEADER_LEN + 8;
+        bytes[orders_max_at..orders_max_at + 4]
+            .copy_from_slice(&crate::config::COUNT_MAX.to_le_bytes());
+        let crc_at = bytes.len() - TRAILER_LEN;
+        let crc = crc32fast::hash(&bytes[..crc_at]);
+        bytes[crc_at..].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            Engine::restore(&bytes),
+            Err(SnapshotError::Config(ConfigError::OutOfMemory { .. }))
+        ));
     }
 }
