@@ -15,10 +15,12 @@ pub struct EngineConfig {
     pub symbols_max: u32,
     /// Distinct accounts that can hold orders.
     pub accounts_max: u32,
-    /// Order records: live orders plus the retired ones whose client order ids are still
-    /// remembered for duplicate detection. When full, the oldest retired id is forgotten to make
-    /// room; when every record is a live order, new orders are rejected with `capacity`.
+    /// Live orders (resting on a book); a new order beyond it is rejected with `capacity`.
     pub orders_max: u32,
+    /// Client order ids of finished orders remembered for duplicate detection (0 to forget
+    /// them at once). When full, the oldest is forgotten: the horizon over which a reused
+    /// id is refused as `duplicate_order_id`.
+    pub retired_ids_max: u32,
     /// Price levels over all books.
     pub levels_max: u32,
     /// Price levels on one side of one book (reserved per symbol when it is added).
@@ -34,6 +36,7 @@ impl Default for EngineConfig {
             symbols_max: 1024,
             accounts_max: 1 << 16,
             orders_max: 1 << 20,
+            retired_ids_max: 1 << 20,
             levels_max: 1 << 16,
             levels_per_side_max: 4096,
             hash_seed: 0x5eed_0fba_5eba_11ed,
@@ -48,7 +51,7 @@ pub const COUNT_MAX: u32 = 1 << 30;
 /// A configuration that cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{field} must be between 1 and {COUNT_MAX}, got {value}")]
+    #[error("{field} must be between 1 (0 for retired_ids_max) and {COUNT_MAX}, got {value}")]
     OutOfRange { field: &'static str, value: u32 },
     #[error("levels_per_side_max ({per_side}) must not exceed levels_max ({total})")]
     PerSideAboveTotal { per_side: u32, total: u32 },
@@ -70,6 +73,12 @@ impl EngineConfig {
             if value == 0 || value > COUNT_MAX {
                 return Err(ConfigError::OutOfRange { field, value });
             }
+        }
+        if self.retired_ids_max > COUNT_MAX {
+            return Err(ConfigError::OutOfRange {
+                field: "retired_ids_max",
+                value: self.retired_ids_max,
+            });
         }
         if self.levels_per_side_max > self.levels_max {
             return Err(ConfigError::PerSideAboveTotal {

@@ -7,9 +7,12 @@
 //!   `levels_per_side_max` when the symbol is added: best price in O(1), a new level by binary
 //!   search and a short shift near the top of the book;
 //! - each account holds its live orders in time-priority order (for mass cancel);
-//! - retired orders stay in their records, in a FIFO, so their client order ids keep being
-//!   refused as duplicates until the record is needed again (oldest first);
-//! - `Index` maps (account, client order id), symbol names and account ids to records.
+//! - a finished order frees its record at once (recycled most-recently-freed first, so live
+//!   orders stay few and hot) and leaves its client order id in `RetiredIds`, a ring that
+//!   remembers the last `retired_ids_max` ids for duplicate detection;
+//! - `Index`es map (account, client order id) to a live record (small and hot: every cancel
+//!   and amend) or to a retired slot (large and cold: only a new order's duplicate check and
+//!   retirement touch it), and symbol names and account ids to their records.
 //!
 //! Nothing here allocates after construction except `add_symbol` reserving a book's sides.
 
@@ -18,7 +21,8 @@ use crate::command::{
 };
 use crate::config::{ConfigError, EngineConfig};
 use crate::event::{CancelReason, Event, EventKind, EventSink, RejectReason, Request};
-use crate::index::{hash_words, Index};
+use crate::index::{hash_words, Index, Probe};
+use crate::retired::{RetiredId, RetiredIds};
 use crate::types::{
     AccountId, Lots, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, SymbolId, Ticks, Tif,
     TimestampNs,
@@ -27,8 +31,7 @@ use crate::types::{
 /// "No record".
 pub(crate) const NIL: u32 = u32::MAX;
 
-/// One order record: a live order (resting, or being matched inside `apply`) or a retired one
-/// kept for its client order id.
+/// One order record: a live order (resting, or being matched inside `apply`), or a free one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OrderRec {
     pub(crate) account: AccountId,
@@ -41,7 +44,7 @@ pub(crate) struct OrderRec {
     pub(crate) hash: u32,
     /// The price level the order rests on, or `NIL`.
     pub(crate) level: u32,
-    /// Neighbours in the level FIFO; `next` also links the retired FIFO.
+    /// Neighbours in the level FIFO; `next` also links the free records.
     pub(crate) prev: u32,
     pub(crate) next: u32,
     /// Neighbours in the account's list of live orders.
@@ -92,14 +95,6 @@ pub(crate) struct AccountRec {
     pub(crate) live: u32,
 }
 
-/// The retired orders, oldest first.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Fifo {
-    pub(crate) head: u32,
-    pub(crate) tail: u32,
-    pub(crate) len: u32,
-}
-
 pub(crate) fn side_index(side: Side) -> usize {
     match side {
         Side::Buy => 0,
@@ -113,6 +108,25 @@ pub(crate) fn side_key(side: Side, price: Ticks) -> i64 {
         Side::Buy => price.0,
         Side::Sell => -price.0,
     }
+}
+
+/// Where the level with `key` is on a side (`Ok`), or where it would go (`Err`), as
+/// `binary_search` answers. Most orders join, move within or leave the top few levels, so
+/// those are scanned first from the best end.
+#[inline]
+pub(crate) fn find_level(refs: &[LevelRef], key: i64) -> Result<usize, usize> {
+    const TOP: usize = 8;
+    let floor = refs.len().saturating_sub(TOP);
+    for at in (floor..refs.len()).rev() {
+        if refs[at].key <= key {
+            return if refs[at].key == key {
+                Ok(at)
+            } else {
+                Err(at + 1)
+            };
+        }
+    }
+    refs[..floor].binary_search_by_key(&key, |r| r.key)
 }
 
 /// Whether an order on `side` with `limit` (`None`: market) trades with a resting `price`.
@@ -181,7 +195,10 @@ pub struct Engine {
     pub(crate) account_index: Index,
     pub(crate) orders: Vec<OrderRec>,
     pub(crate) order_index: Index,
-    pub(crate) retired: Fifo,
+    /// Head of the free order records (LIFO).
+    pub(crate) free_order: u32,
+    pub(crate) retired: RetiredIds,
+    pub(crate) retired_index: Index,
     pub(crate) live_orders: u32,
     pub(crate) levels: Vec<Level>,
     pub(crate) free_level: u32,
@@ -229,6 +246,8 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Result<Engine, ConfigError> {
         config.validate()?;
         let orders = reserve(config.orders_max)?;
+        let retired = RetiredIds::with_capacity(config.retired_ids_max)?;
+        let retired_index = Index::with_capacity(config.retired_ids_max as usize)?;
         let order_index = Index::with_capacity(config.orders_max as usize)?;
         let levels = reserve(config.levels_max)?;
         Ok(Engine {
@@ -242,11 +261,9 @@ impl Engine {
             account_index: Index::with_capacity(config.accounts_max as usize)?,
             orders,
             order_index,
-            retired: Fifo {
-                head: NIL,
-                tail: NIL,
-                len: 0,
-            },
+            free_order: NIL,
+            retired,
+            retired_index,
             live_orders: 0,
             levels,
             free_level: NIL,
@@ -328,9 +345,6 @@ impl Engine {
     pub fn live_order(&self, account: AccountId, order_id: &OrderId) -> Option<RestingOrder> {
         let rec = self.find_order(account, order_id)?;
         let order = &self.orders[rec as usize];
-        if !order.live {
-            return None;
-        }
         let book = &self.books[order.symbol as usize];
         Some(RestingOrder {
             account,
@@ -348,7 +362,7 @@ impl Engine {
             symbols: self.books.len() as u32,
             accounts: self.accounts.len() as u32,
             live_orders: self.live_orders,
-            retired_ids: self.retired.len,
+            retired_ids: self.retired.len(),
             levels: self.levels_used,
             next_event_seq: self.next_event_seq,
             clock: self.clock,
@@ -385,15 +399,45 @@ impl Engine {
         })
     }
 
-    fn find_order_hashed(&self, hash: u32, account: AccountId, order_id: &OrderId) -> Option<u32> {
-        self.order_index.find(hash, |o| {
-            let order = &self.orders[o as usize];
+    /// The live record of (`account`, `order_id`), whose hash is `hash`.
+    fn find_live(&self, hash: u32, account: AccountId, order_id: &OrderId) -> Option<u32> {
+        self.order_index.find(hash, |rec| {
+            let order = &self.orders[rec as usize];
             order.account == account && order.order_id == *order_id
         })
     }
 
+    /// The retired slot remembering (`account`, `order_id`), whose hash is `hash`.
+    pub(crate) fn find_retired(
+        &self,
+        hash: u32,
+        account: AccountId,
+        order_id: &OrderId,
+    ) -> Option<u32> {
+        self.find_retired_from(self.retired_index.start(hash), account, order_id)
+    }
+
+    fn find_retired_from(
+        &self,
+        probe: Probe,
+        account: AccountId,
+        order_id: &OrderId,
+    ) -> Option<u32> {
+        self.retired_index.find_from(probe, |slot| {
+            let id = self.retired.get(slot);
+            id.account == account && id.order_id == *order_id
+        })
+    }
+
+    /// Whether the account had an order accepted with this id that is live or remembered.
+    pub(crate) fn id_known(&self, hash: u32, account: AccountId, order_id: &OrderId) -> bool {
+        self.find_live(hash, account, order_id).is_some()
+            || self.find_retired(hash, account, order_id).is_some()
+    }
+
+    /// The live record of (`account`, `order_id`).
     pub(crate) fn find_order(&self, account: AccountId, order_id: &OrderId) -> Option<u32> {
-        self.find_order_hashed(self.order_hash(account, order_id), account, order_id)
+        self.find_live(self.order_hash(account, order_id), account, order_id)
     }
 
     /// The resting order (`account`, `order_id`) in book `symbol`, if there is one.
@@ -419,8 +463,7 @@ impl Engine {
         if free && refs.len() < self.config.levels_per_side_max as usize {
             return true;
         }
-        let key = side_key(side, price);
-        refs.binary_search_by_key(&key, |r| r.key).is_ok()
+        find_level(refs, side_key(side, price)).is_ok()
     }
 
     // ----- commands --------------------------------------------------------------------------
@@ -480,13 +523,18 @@ impl Engine {
                 reason,
             })
         };
+        // The retired-id index is large and its slot likely cold: start that lookup first.
+        let hash = self.order_hash(order.account, &order.order_id);
+        let retired_probe = self.retired_index.start(hash);
         let Some(book) = self.find_book(&order.symbol) else {
             return reject(out, RejectReason::UnknownSymbol);
         };
-        let hash = self.order_hash(order.account, &order.order_id);
         if self
-            .find_order_hashed(hash, order.account, &order.order_id)
+            .find_live(hash, order.account, &order.order_id)
             .is_some()
+            || self
+                .find_retired_from(retired_probe, order.account, &order.order_id)
+                .is_some()
         {
             return reject(out, RejectReason::DuplicateOrderId);
         }
@@ -520,7 +568,7 @@ impl Engine {
         };
         let room = (account_rec.is_some()
             || self.accounts.len() < self.config.accounts_max as usize)
-            && (self.orders.len() < self.config.orders_max as usize || self.retired.len > 0)
+            && self.live_orders < self.config.orders_max
             && level_room;
         if !room {
             return reject(out, RejectReason::Capacity);
@@ -809,32 +857,22 @@ impl Engine {
         rec
     }
 
-    /// Stores a new live `order` (not yet on the book) and indexes its id.
+    /// Stores a new live `order` (not yet on the book) and indexes its id. The caller has
+    /// checked that `live_orders < orders_max`.
     pub(crate) fn insert_live_order(&mut self, order: OrderRec) -> u32 {
         assert!(order.live && order.level == NIL);
-        let rec = self.alloc_order(order);
+        assert!(self.live_orders < self.config.orders_max);
+        let rec = if self.free_order != NIL {
+            let rec = self.free_order;
+            self.free_order = self.orders[rec as usize].next;
+            self.orders[rec as usize] = order;
+            rec
+        } else {
+            self.orders.push(order);
+            (self.orders.len() - 1) as u32
+        };
         self.order_index.insert(order.hash, rec);
         self.live_orders += 1;
-        rec
-    }
-
-    /// Stores `order` in a record: an unused one, or the oldest retired one (forgetting its id).
-    fn alloc_order(&mut self, order: OrderRec) -> u32 {
-        if self.orders.len() < self.config.orders_max as usize {
-            self.orders.push(order);
-            return (self.orders.len() - 1) as u32;
-        }
-        let rec = self.retired.head;
-        assert!(rec != NIL, "order capacity is checked before allocation");
-        let old = &self.orders[rec as usize];
-        assert!(!old.live);
-        self.retired.head = old.next;
-        if self.retired.head == NIL {
-            self.retired.tail = NIL;
-        }
-        self.retired.len -= 1;
-        self.order_index.remove(old.hash, rec);
-        self.orders[rec as usize] = order;
         rec
     }
 
@@ -855,20 +893,27 @@ impl Engine {
         self.retire(rec);
     }
 
-    /// Live order `rec`, not on the book, is done: keep its id, free its record later.
+    /// Live order `rec`, not on the book, is done: its id moves to the retired ring (forgetting
+    /// the oldest one there when full) and its record is freed.
     pub(crate) fn retire(&mut self, rec: u32) {
         let order = &mut self.orders[rec as usize];
         assert!(order.live && order.level == NIL);
         order.live = false;
-        order.next = NIL;
-        order.prev = NIL;
-        if self.retired.tail == NIL {
-            self.retired.head = rec;
-        } else {
-            self.orders[self.retired.tail as usize].next = rec;
+        let (hash, account, order_id) = (order.hash, order.account, order.order_id);
+        self.order_index.remove(hash, rec);
+        if self.retired.capacity() > 0 {
+            let (slot, forgotten) = self.retired.push(RetiredId {
+                account,
+                order_id,
+                hash,
+            });
+            if let Some(forgotten) = forgotten {
+                self.retired_index.remove(forgotten.hash, slot);
+            }
+            self.retired_index.insert(hash, slot);
         }
-        self.retired.tail = rec;
-        self.retired.len += 1;
+        self.orders[rec as usize].next = self.free_order;
+        self.free_order = rec;
         self.live_orders -= 1;
     }
 
@@ -878,12 +923,7 @@ impl Engine {
         assert!(order.live && order.level == NIL && order.leaves.0 > 0);
         let key = side_key(order.side, order.price);
         let refs = &self.books[order.symbol as usize].sides[side_index(order.side)];
-        // Most orders join a level near the top of the book: look there first.
-        let found = match refs.last() {
-            Some(best) if best.key == key => Ok(refs.len() - 1),
-            Some(best) if best.key < key => Err(refs.len()),
-            _ => refs.binary_search_by_key(&key, |r| r.key),
-        };
+        let found = find_level(refs, key);
         let level = match found {
             Ok(at) => refs[at].level,
             Err(at) => {
@@ -948,9 +988,7 @@ impl Engine {
             if refs.last().is_some_and(|best| best.level == level) {
                 refs.pop();
             } else {
-                let key = side_key(order.side, order.price);
-                let at = refs
-                    .binary_search_by_key(&key, |r| r.key)
+                let at = find_level(refs, side_key(order.side, order.price))
                     .expect("a non-empty level is on its side");
                 refs.remove(at);
             }
@@ -1011,6 +1049,19 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The top-first search answers exactly as a binary search would.
+        #[test]
+        fn find_level_agrees_with_binary_search(
+            keys in proptest::collection::btree_set(-50i64..50, 0..30),
+            key in -60i64..60,
+        ) {
+            let refs: Vec<LevelRef> = keys.iter().map(|&key| LevelRef { key, level: 0 }).collect();
+            prop_assert_eq!(find_level(&refs, key), refs.binary_search_by_key(&key, |r| r.key));
+        }
+    }
 
     #[test]
     fn capacities_beyond_memory_are_an_error_not_an_abort() {

@@ -11,6 +11,13 @@ use crate::config::ConfigError;
 /// Slot value for "empty".
 const EMPTY: u64 = 0;
 
+/// A lookup in progress: the key's hash and its first slot, already loaded.
+#[derive(Clone, Copy)]
+pub(crate) struct Probe {
+    hash: u32,
+    first: u64,
+}
+
 pub(crate) struct Index {
     slots: Vec<u64>,
     mask: usize,
@@ -23,13 +30,15 @@ impl Index {
     /// or an error if the allocator refuses the memory.
     pub(crate) fn with_capacity(capacity: usize) -> Result<Index, ConfigError> {
         let size = (capacity * 2).next_power_of_two().max(8);
-        let mut slots = Vec::new();
-        slots
+        // Probe fallibly, then take zeroed memory, which the allocator maps lazily: an index
+        // costs no time until it fills.
+        let mut probe: Vec<u64> = Vec::new();
+        probe
             .try_reserve_exact(size)
             .map_err(|_| ConfigError::OutOfMemory { bytes: size * 8 })?;
-        slots.resize(size, EMPTY);
+        drop(probe);
         Ok(Index {
-            slots,
+            slots: vec![EMPTY; size],
             mask: size - 1,
             len: 0,
             capacity,
@@ -46,10 +55,34 @@ impl Index {
 
     /// The record whose key has `hash` and satisfies `is_key`.
     #[inline]
-    pub(crate) fn find(&self, hash: u32, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub(crate) fn find(&self, hash: u32, is_key: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.find_from(self.start(hash), is_key)
+    }
+
+    /// Starts a lookup: loads the key's first slot now. A lookup whose slot is likely cold (a
+    /// large index) is started early so the load overlaps other work, then finished with
+    /// [`Index::find_from`].
+    #[inline]
+    pub(crate) fn start(&self, hash: u32) -> Probe {
+        let home = self.home(hash);
+        Probe {
+            hash,
+            // `black_box` keeps the compiler from sinking the load to its use.
+            first: std::hint::black_box(self.slots[home]),
+        }
+    }
+
+    /// Finishes a lookup started with [`Index::start`].
+    #[inline]
+    pub(crate) fn find_from(
+        &self,
+        probe: Probe,
+        mut is_key: impl FnMut(u32) -> bool,
+    ) -> Option<u32> {
+        let hash = probe.hash;
         let mut pos = self.home(hash);
+        let mut slot = probe.first;
         loop {
-            let slot = self.slots[pos];
             if slot == EMPTY {
                 return None;
             }
@@ -60,6 +93,7 @@ impl Index {
                 }
             }
             pos = (pos + 1) & self.mask;
+            slot = self.slots[pos];
         }
     }
 
@@ -78,15 +112,21 @@ impl Index {
         self.len += 1;
     }
 
+    /// The slot holding `record` under `hash`.
+    fn position(&self, hash: u32, record: u32) -> usize {
+        let wanted = (u64::from(hash) << 32) | u64::from(record + 1);
+        let mut pos = self.home(hash);
+        while self.slots[pos] != wanted {
+            assert!(self.slots[pos] != EMPTY, "record must be indexed");
+            pos = (pos + 1) & self.mask;
+        }
+        pos
+    }
+
     /// Removes the entry of `record` (present under `hash`).
     #[inline]
     pub(crate) fn remove(&mut self, hash: u32, record: u32) {
-        let wanted = (u64::from(hash) << 32) | u64::from(record + 1);
-        let mut hole = self.home(hash);
-        while self.slots[hole] != wanted {
-            assert!(self.slots[hole] != EMPTY, "removed record must be indexed");
-            hole = (hole + 1) & self.mask;
-        }
+        let mut hole = self.position(hash, record);
         // Backward shift: pull later entries of the same probe run into the hole when their
         // home position does not lie strictly between the hole and them.
         let mut next = (hole + 1) & self.mask;

@@ -135,33 +135,49 @@ impl Engine {
             "account lists miss live orders"
         );
 
-        let mut retired = 0u32;
-        let mut rec = self.retired.head;
-        let mut last = NIL;
+        let mut free = 0u32;
+        let mut rec = self.free_order;
         while rec != NIL {
             ensure!(
                 !self.orders[rec as usize].live,
-                "live order in the retired list"
+                "live order in the free list"
             );
-            retired += 1;
-            last = rec;
+            free += 1;
             rec = self.orders[rec as usize].next;
         }
         ensure!(
-            retired == self.retired.len && last == self.retired.tail,
-            "retired list"
-        );
-        ensure!(
-            (self.live_orders + retired) as usize == self.orders.len(),
-            "order records: {} live + {retired} retired != {}",
+            (self.live_orders + free) as usize == self.orders.len(),
+            "order records: {} live + {free} free != {}",
             self.live_orders,
             self.orders.len()
         );
         ensure!(
-            self.order_index.len() == self.orders.len(),
+            self.live_orders <= self.config.orders_max,
+            "live orders over capacity"
+        );
+        ensure!(
+            self.order_index.len() == self.live_orders as usize,
             "order index size"
         );
-        for (rec, o) in self.orders.iter().enumerate() {
+        ensure!(
+            self.retired_index.len() == self.retired.len() as usize,
+            "retired index size"
+        );
+        for (slot, id) in self.retired.iter() {
+            ensure!(
+                self.find_retired(id.hash, id.account, &id.order_id) == Some(slot),
+                "retired id {} of account {} not indexed",
+                id.order_id,
+                id.account.0
+            );
+            ensure!(
+                self.find_order(id.account, &id.order_id).is_none(),
+                "id {} of account {} is both live and retired",
+                id.order_id,
+                id.account.0
+            );
+        }
+        for (rec, o) in self.orders.iter().enumerate().filter(|(_, o)| o.live) {
             ensure!(
                 self.find_order(o.account, &o.order_id) == Some(rec as u32),
                 "order {} of account {} not indexed",

@@ -15,6 +15,7 @@ mod engine;
 mod event;
 mod index;
 mod invariants;
+mod retired;
 mod snapshot;
 mod state_hash;
 mod types;

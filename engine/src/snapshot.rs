@@ -10,7 +10,8 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, EngineConfig};
-use crate::engine::{side_index, side_key, Engine, OrderRec, NIL};
+use crate::engine::{find_level, side_index, side_key, Engine, OrderRec, NIL};
+use crate::retired::RetiredId;
 use crate::types::{AccountId, Lots, OrderId, Price, Qty, Side, Stp, Symbol, Ticks, TimestampNs};
 
 const MAGIC: &[u8; 8] = b"EXCHSNAP";
@@ -85,6 +86,13 @@ fn invalid(message: impl Into<String>) -> SnapshotError {
     SnapshotError::Invalid(message.into())
 }
 
+fn duplicate(account: AccountId, order_id: OrderId) -> SnapshotError {
+    invalid(format!(
+        "order id {order_id} of account {} appears twice",
+        account.0
+    ))
+}
+
 impl Engine {
     /// The state as snapshot bytes (see the module docs).
     pub fn snapshot(&self) -> Vec<u8> {
@@ -112,13 +120,11 @@ impl Engine {
             }
         }
         orders.sort_unstable_by_key(|o| o.prio);
-        let mut retired = Vec::with_capacity(self.retired.len as usize);
-        let mut rec = self.retired.head;
-        while rec != NIL {
-            let o = &self.orders[rec as usize];
-            retired.push((o.account, o.order_id));
-            rec = o.next;
-        }
+        let retired = self
+            .retired
+            .iter()
+            .map(|(_, id)| (id.account, id.order_id))
+            .collect();
         let body = SnapshotBody {
             config: self.config,
             clock: self.clock,
@@ -214,8 +220,11 @@ impl Engine {
             }
             engine.insert_account(account);
         }
-        if body.orders.len() + body.retired.len() > config.orders_max as usize {
-            return Err(invalid("more orders than orders_max"));
+        if body.orders.len() > config.orders_max as usize {
+            return Err(invalid("more live orders than orders_max"));
+        }
+        if body.retired.len() > config.retired_ids_max as usize {
+            return Err(invalid("more retired ids than retired_ids_max"));
         }
         let mut last_prio = None;
         for o in &body.orders {
@@ -241,30 +250,50 @@ impl Engine {
                 .find_account(o.account)
                 .ok_or_else(|| invalid(format!("order of unlisted account {}", o.account.0)))?;
             let refs = &engine.books[o.symbol as usize].sides[side_index(o.side)];
-            let new_level = refs
-                .binary_search_by_key(&side_key(o.side, o.price), |r| r.key)
-                .is_err();
+            let new_level = find_level(refs, side_key(o.side, o.price)).is_err();
             if new_level
                 && (engine.levels_used >= config.levels_max
                     || refs.len() >= config.levels_per_side_max as usize)
             {
                 return Err(invalid("more price levels than the configuration allows"));
             }
-            let rec = engine.insert_order_rec(OrderRec {
-                symbol: o.symbol,
-                side: o.side,
+            let hash = engine.order_hash(o.account, &o.order_id);
+            if engine.id_known(hash, o.account, &o.order_id) {
+                return Err(duplicate(o.account, o.order_id));
+            }
+            let rec = engine.insert_live_order(OrderRec {
+                account: o.account,
+                order_id: o.order_id,
                 price: o.price,
                 leaves: o.leaves,
                 prio: o.prio,
+                hash,
+                level: NIL,
+                prev: NIL,
+                next: NIL,
+                acct_prev: NIL,
+                acct_next: NIL,
+                account_rec,
+                symbol: o.symbol,
+                side: o.side,
                 stp: o.stp,
                 post_only: o.post_only,
-                ..engine.order_rec(o.account, o.order_id, account_rec)
-            })?;
+                live: true,
+            });
             engine.rest(rec);
         }
         for &(account, order_id) in &body.retired {
-            let rec = engine.insert_order_rec(engine.order_rec(account, order_id, NIL))?;
-            engine.retire(rec);
+            let hash = engine.order_hash(account, &order_id);
+            if engine.id_known(hash, account, &order_id) {
+                return Err(duplicate(account, order_id));
+            }
+            let (slot, forgotten) = engine.retired.push(RetiredId {
+                account,
+                order_id,
+                hash,
+            });
+            assert!(forgotten.is_none(), "the ring's capacity was checked");
+            engine.retired_index.insert(hash, slot);
         }
         for book in &engine.books {
             if let (Some(bid), Some(ask)) = (book.sides[0].last(), book.sides[1].last()) {
@@ -279,40 +308,6 @@ impl Engine {
         engine.next_event_seq = body.next_event_seq;
         engine.next_prio = body.next_prio;
         Ok(engine)
-    }
-
-    /// A live, unplaced record of `order_id` with neutral order fields.
-    fn order_rec(&self, account: AccountId, order_id: OrderId, account_rec: u32) -> OrderRec {
-        OrderRec {
-            account,
-            order_id,
-            price: Ticks(0),
-            leaves: Lots(0),
-            prio: 0,
-            hash: self.order_hash(account, &order_id),
-            level: NIL,
-            prev: NIL,
-            next: NIL,
-            acct_prev: NIL,
-            acct_next: NIL,
-            account_rec,
-            symbol: NIL,
-            side: Side::Buy,
-            stp: Stp::None,
-            post_only: false,
-            live: true,
-        }
-    }
-
-    /// Inserts a restored order record, refusing a duplicate id.
-    fn insert_order_rec(&mut self, order: OrderRec) -> Result<u32, SnapshotError> {
-        if self.find_order(order.account, &order.order_id).is_some() {
-            return Err(invalid(format!(
-                "order id {} of account {} appears twice",
-                order.order_id, order.account.0
-            )));
-        }
-        Ok(self.insert_live_order(order))
     }
 }
 

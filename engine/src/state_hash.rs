@@ -58,6 +58,7 @@ impl Engine {
             c.symbols_max,
             c.accounts_max,
             c.orders_max,
+            c.retired_ids_max,
             c.levels_max,
             c.levels_per_side_max,
         ] {
@@ -97,13 +98,10 @@ impl Engine {
             feed.u64(account.id.0);
         }
 
-        feed.u64(u64::from(self.retired.len));
-        let mut rec = self.retired.head;
-        while rec != NIL {
-            let order = &self.orders[rec as usize];
-            feed.u64(order.account.0);
-            feed.bytes(order.order_id.as_str());
-            rec = order.next;
+        feed.u64(u64::from(self.retired.len()));
+        for (_, id) in self.retired.iter() {
+            feed.u64(id.account.0);
+            feed.bytes(id.order_id.as_str());
         }
         StateHash(feed.0.digest128())
     }

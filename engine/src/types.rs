@@ -193,8 +193,23 @@ macro_rules! inline_name {
         ///
         /// Stored inline, zero-padded, so it is `Copy`, compares as whole words and never
         /// allocates. Only printable ASCII without spaces is accepted.
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Clone, Copy, Eq, PartialOrd, Ord)]
         pub struct $name([u8; $bytes]);
+
+        /// Word by word: inlined loads and compares instead of a `bcmp` call.
+        impl PartialEq for $name {
+            #[inline]
+            fn eq(&self, other: &Self) -> bool {
+                let (a, b) = (self.words(), other.words());
+                a.iter().zip(&b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
+            }
+        }
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state);
+            }
+        }
 
         impl $name {
             /// Longest accepted name, in bytes.
@@ -225,6 +240,7 @@ macro_rules! inline_name {
             }
 
             /// The stored bytes as little-endian words, for hashing and fast compares.
+            #[inline]
             pub(crate) fn words(&self) -> [u64; $bytes / 8] {
                 let mut words = [0u64; $bytes / 8];
                 for (word, chunk) in words.iter_mut().zip(self.0.chunks_exact(8)) {

@@ -548,9 +548,9 @@ fn add_symbol_rejects() {
 }
 
 #[test]
-fn when_order_records_are_full_the_oldest_retired_id_is_forgotten() {
+fn the_oldest_retired_id_is_forgotten_once_retired_ids_max_are_remembered() {
     let config = EngineConfig {
-        orders_max: 4,
+        retired_ids_max: 2,
         ..EngineConfig::default()
     };
     check_engine(
@@ -559,38 +559,82 @@ fn when_order_records_are_full_the_oldest_retired_id_is_forgotten() {
             btc(),
             new(limit(1, "a", Buy, "100", "1")),
             cancel(1, "a"),
-            new(limit(1, "b", Buy, "99", "1")),
+            new(limit(1, "b", Buy, "99", "1").tif(Tif::Ioc)),
+            // Two ids remembered: `a` is still a duplicate.
+            new(limit(1, "a", Buy, "96", "1")),
+            // `c` finishes: the ring is full, so `a` (the oldest) is forgotten.
             new(limit(1, "c", Buy, "98", "1")),
-            new(limit(1, "d", Buy, "97", "1")),
-            // Four records: `a` retired, three live. `a` is still remembered.
+            cancel(1, "c"),
             new(limit(1, "a", Buy, "96", "1")),
-            // Needs a record: forgets `a`.
-            new(limit(1, "e", Buy, "95", "1")),
-            // Every record is a live order: capacity, and `a` is no longer a duplicate.
-            new(limit(1, "f", Buy, "94", "1")),
-            new(limit(1, "a", Buy, "96", "1")),
-            cancel(1, "b"),
-            // `a` is accepted again, taking the record of `b` (forgotten in turn).
-            new(limit(1, "a", Buy, "96", "1")),
-            new(limit(1, "b", Buy, "93", "1")),
+            new(limit(1, "b", Buy, "95", "1")),
         ],
         "
         accepted 1/a BTC buy 100 1
         cancelled 1/a BTC user 1
         accepted 1/b BTC buy 99 1
-        accepted 1/c BTC buy 98 1
-        accepted 1/d BTC buy 97 1
+        cancelled 1/b BTC ioc 1
         rejected 1/a BTC new duplicate_order_id
-        accepted 1/e BTC buy 95 1
-        rejected 1/f BTC new capacity
-        rejected 1/a BTC new capacity
-        cancelled 1/b BTC user 1
+        accepted 1/c BTC buy 98 1
+        cancelled 1/c BTC user 1
         accepted 1/a BTC buy 96 1
-        rejected 1/b BTC new capacity
-        book BTC bid 1/c 98 1
-        book BTC bid 1/d 97 1
+        rejected 1/b BTC new duplicate_order_id
         book BTC bid 1/a 96 1
-        book BTC bid 1/e 95 1
+        ",
+    );
+}
+
+#[test]
+fn with_no_retired_ids_remembered_a_finished_id_is_free_at_once() {
+    let config = EngineConfig {
+        retired_ids_max: 0,
+        ..EngineConfig::default()
+    };
+    check_engine(
+        config,
+        &[
+            btc(),
+            new(limit(1, "a", Buy, "100", "1")),
+            new(limit(1, "a", Buy, "100", "1")),
+            cancel(1, "a"),
+            new(limit(1, "a", Buy, "99", "1")),
+        ],
+        "
+        accepted 1/a BTC buy 100 1
+        rejected 1/a BTC new duplicate_order_id
+        cancelled 1/a BTC user 1
+        accepted 1/a BTC buy 99 1
+        book BTC bid 1/a 99 1
+        ",
+    );
+}
+
+#[test]
+fn a_full_set_of_live_orders_rejects_capacity_until_one_finishes() {
+    let config = EngineConfig {
+        orders_max: 2,
+        ..EngineConfig::default()
+    };
+    check_engine(
+        config,
+        &[
+            btc(),
+            new(limit(1, "a", Buy, "100", "1")),
+            new(limit(2, "b", Buy, "99", "1")),
+            new(limit(3, "c", Buy, "98", "1")),
+            // An IOC order needs a record too, even though it never rests.
+            new(limit(3, "d", Sell, "100", "1").tif(Tif::Ioc)),
+            cancel(2, "b"),
+            new(limit(3, "c", Buy, "98", "1")),
+        ],
+        "
+        accepted 1/a BTC buy 100 1
+        accepted 2/b BTC buy 99 1
+        rejected 3/c BTC new capacity
+        rejected 3/d BTC new capacity
+        cancelled 2/b BTC user 1
+        accepted 3/c BTC buy 98 1
+        book BTC bid 1/a 100 1
+        book BTC bid 3/c 98 1
         ",
     );
 }

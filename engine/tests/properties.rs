@@ -479,6 +479,7 @@ fn tiny() -> EngineConfig {
         symbols_max: 2,
         accounts_max: 3,
         orders_max: 8,
+        retired_ids_max: 6,
         levels_max: 4,
         levels_per_side_max: 2,
         ..EngineConfig::default()

@@ -135,7 +135,7 @@ impl FlowConfig {
         EngineConfig {
             symbols_max: clamp(symbols),
             accounts_max: clamp(u64::from(self.accounts.max(1))),
-            orders_max: clamp((symbols * self.book_depth as u64 * 4).max(1 << 16)),
+            orders_max: clamp((symbols * self.book_depth as u64 * 4).max(1 << 10)),
             levels_max: clamp(symbols * 2 * u64::from(per_side)),
             levels_per_side_max: per_side,
             ..EngineConfig::default()
