@@ -81,10 +81,9 @@ fn prepare(name: &str, config: FlowConfig) -> Prepared {
     Prepared { snapshot, stream }
 }
 
-/// The flow's engine configuration; `BENCH_ORDERS_MAX` overrides its `orders_max` (order
-/// records, live plus remembered retired ids), which decides how much memory the order records
-/// cycle through. The flow's order ids are unique, so this changes no event as long as nothing
-/// is rejected for capacity (checked by `prepare`).
+/// The flow's engine configuration; `BENCH_ORDERS_MAX` overrides its `orders_max` (live order
+/// records), which decides the size of the live-order index every cancel and amend probes.
+/// This changes no event as long as nothing is rejected for capacity (checked by `prepare`).
 fn engine_config(flow: &FlowConfig) -> EngineConfig {
     let mut config = flow.engine_config();
     if let Some(max) = std::env::var("BENCH_ORDERS_MAX")
