@@ -6,8 +6,12 @@
 //! that applies the same log produces the same events and the same [`Engine::state_hash`].
 //! The exact semantics are those of `shared/replay-contract.md`; `ARCHITECTURE.md` lists the
 //! invariants and where this engine extends the contract (capacities, extra event fields).
+//!
+//! Around it: [`ring`], a bounded lock-free SPSC ring (the crate's only `unsafe`, model-checked
+//! with loom), and [`runner`], the matcher thread between an input and an output ring.
 
-#![forbid(unsafe_code)]
+// `unsafe` is allowed in exactly one module, `ring`, where each block says why it is sound.
+#![deny(unsafe_code)]
 
 mod command;
 mod config;
@@ -16,8 +20,11 @@ mod event;
 mod index;
 mod invariants;
 mod retired;
+pub mod ring;
+pub mod runner;
 mod snapshot;
 mod state_hash;
+mod sync;
 mod types;
 
 pub use command::{AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, MassCancel, NewOrder};

@@ -3,11 +3,16 @@
 //! amends, mass cancels) long enough that the retired-id ring is full, so every finished order
 //! also forgets the oldest remembered id. Commands are built before counting starts.
 //!
-//! This file holds a single test so the harness's other threads stay idle while it counts.
+//! A second phase proves the same for the runner path (input ring → matcher thread → output
+//! ring). This file holds a single test so the harness's other threads stay idle while it
+//! counts; the counter sees every thread's allocations.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
+use engine::ring::Pop;
+use engine::runner::{Runner, RunnerConfig, WaitStrategy, Waiter};
 use engine::{
     AccountId, AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, Engine, EngineConfig,
     Event, EventKind, MassCancel, NewOrder, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif,
@@ -139,8 +144,8 @@ fn stream(len: usize, seed: u64) -> Vec<Command> {
     commands
 }
 
-#[test]
-fn steady_state_apply_allocates_nothing() {
+/// Phase 1: `Engine::apply` on the calling thread.
+fn bare_engine_allocates_nothing() {
     let config = EngineConfig {
         retired_ids_max: 4096,
         ..EngineConfig::default()
@@ -195,4 +200,85 @@ fn steady_state_apply_allocates_nothing() {
         allocations, 0,
         "Engine::apply allocated in the steady state"
     );
+}
+
+/// Phase 2: the runner path: a feeder thread pushes commands into the input ring, the matcher
+/// thread applies them and stages events into the output ring, this thread drains it. Every
+/// thread is started, and the engine warmed up, before counting begins.
+fn runner_path_allocates_nothing() {
+    let config = EngineConfig {
+        retired_ids_max: 4096,
+        ..EngineConfig::default()
+    };
+    let commands = stream(400_000, 11);
+    let total = commands.len();
+    let engine = Engine::new(config).unwrap();
+    let wait = WaitStrategy::SpinThenYield { spins: 100 };
+    let runner_config = RunnerConfig {
+        batch_max: 64,
+        wait,
+        core: None,
+    };
+    let (mut tx, mut rx, runner) = Runner::spawn::<1024, 4096>(engine, runner_config).unwrap();
+    let fed = Arc::new(AtomicU64::new(0));
+    let fed_by_feeder = fed.clone();
+    let feeder = std::thread::spawn(move || {
+        let mut waiter = Waiter::new(wait);
+        for cmd in commands {
+            let mut cmd = cmd;
+            while let Err(back) = tx.try_push(cmd) {
+                cmd = back;
+                waiter.wait();
+            }
+            waiter.reset();
+            fed_by_feeder.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let mut waiter = Waiter::new(wait);
+    let mut events = 0u64;
+    let mut counted_events = 0u64;
+    loop {
+        // Count from the 100,000th command fed until the 350,000th.
+        let fed_now = fed.load(Ordering::Relaxed);
+        let counting = (100_000..350_000).contains(&fed_now);
+        if counting != COUNTING.load(Ordering::Relaxed) {
+            COUNTING.store(counting, Ordering::SeqCst);
+        }
+        match rx.pop() {
+            Pop::Item(_) => {
+                events += 1;
+                counted_events += u64::from(counting);
+                waiter.reset();
+            }
+            Pop::Empty => waiter.wait(),
+            Pop::Closed => break,
+        }
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+    feeder.join().unwrap();
+    let (engine, stats) = runner.join().unwrap();
+    engine.check_invariants().unwrap();
+    assert_eq!(stats.commands, total as u64);
+    assert_eq!(stats.events, events);
+    assert!(
+        counted_events > 100_000,
+        "counted over {counted_events} events"
+    );
+    println!(
+        "runner: {} commands, {events} events ({counted_events} while counting), \
+         {} output-full waits: {allocations} allocations",
+        stats.commands, stats.output_full_waits
+    );
+    assert_eq!(
+        allocations, 0,
+        "the runner path allocated in the steady state"
+    );
+}
+
+#[test]
+fn steady_state_allocates_nothing() {
+    bare_engine_allocates_nothing();
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    runner_path_allocates_nothing();
 }
