@@ -3,13 +3,11 @@
 //! nowhere else on this path, and every malformed line is refused with a reason.
 
 use std::collections::{BTreeMap, HashMap};
-use std::str::FromStr;
 
 use engine::{
     AccountId, AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, Engine, Event, EventKind,
     MassCancel, NewOrder, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif, TimestampNs,
 };
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 /// A command line as the contract spells it.
@@ -60,18 +58,14 @@ enum WireCommand {
     },
 }
 
-/// Parses a decimal string. A well-formed number the engine cannot hold (more than 8
-/// decimals, too large) becomes the `INVALID` value, so the engine rejects it in contract order.
-fn decimal(field: &str, text: &str) -> Result<Decimal, String> {
-    Decimal::from_str(text.trim()).map_err(|_| format!("{field}: {text:?} is not a decimal number"))
+/// Parses a decimal string field exactly (see `Price::parse`): a well-formed number the engine
+/// cannot hold becomes `INVALID`, so the engine rejects it in contract order.
+fn price(field: &str, text: &str) -> Result<Price, String> {
+    Price::parse(text).map_err(|err| format!("{field}: {text:?} {err}"))
 }
 
-fn price(text: &str) -> Result<Price, String> {
-    decimal("price", text).map(Price::from_decimal)
-}
-
-fn qty(text: &str) -> Result<Qty, String> {
-    decimal("qty", text).map(Qty::from_decimal)
+fn qty(field: &str, text: &str) -> Result<Qty, String> {
+    Qty::parse(text).map_err(|err| format!("{field}: {text:?} {err}"))
 }
 
 /// Parses one command line.
@@ -87,8 +81,8 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
             ts,
             CommandKind::AddSymbol(AddSymbol {
                 symbol,
-                tick: decimal("tick", &tick).map(Price::from_decimal)?,
-                lot: decimal("lot", &lot).map(Qty::from_decimal)?,
+                tick: price("tick", &tick)?,
+                lot: qty("lot", &lot)?,
             }),
         ),
         WireCommand::New {
@@ -111,8 +105,8 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
                 symbol,
                 side,
                 ord_type,
-                price: limit.as_deref().map(price).transpose()?,
-                qty: qty(&quantity)?,
+                price: limit.as_deref().map(|p| price("price", p)).transpose()?,
+                qty: qty("qty", &quantity)?,
                 tif,
                 post_only,
                 stp,
@@ -144,8 +138,11 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
                 account: AccountId(account),
                 symbol,
                 order_id,
-                price: new_price.as_deref().map(price).transpose()?,
-                qty: new_qty.as_deref().map(qty).transpose()?,
+                price: new_price
+                    .as_deref()
+                    .map(|p| price("price", p))
+                    .transpose()?,
+                qty: new_qty.as_deref().map(|q| qty("qty", q)).transpose()?,
             }),
         ),
         WireCommand::MassCancel {
@@ -437,7 +434,7 @@ mod tests {
             ),
             (
                 r#"{"op":"new","ts":1,"account":1,"order_id":"a","symbol":"X","side":"buy","type":"limit","price":"ten","qty":"1"}"#,
-                "price: \"ten\" is not a decimal number",
+                "price: \"ten\" is not a plain decimal number",
             ),
             (
                 r#"{"op":"new","ts":1,"account":-1,"order_id":"a","symbol":"X","side":"buy","type":"limit","price":"1","qty":"1"}"#,
@@ -448,6 +445,10 @@ mod tests {
                 "order id has a character",
             ),
             (r#"{"op":"mass_cancel","account":1}"#, "missing field `ts`"),
+            (
+                r#"{"op":"amend","ts":1,"account":1,"symbol":"X","order_id":"a","qty":"1e29"}"#,
+                "qty: \"1e29\" is not a plain decimal",
+            ),
         ];
         for (line, expected) in cases {
             let err = parse_command(line).unwrap_err();
@@ -457,8 +458,10 @@ mod tests {
 
     #[test]
     fn unrepresentable_decimals_reach_the_engine_as_invalid() {
+        // Past 8 decimals or 64 bits the value is marked, never rounded: rounding
+        // 1.00000000000000000000000000001 to 1 would let an off-lot quantity trade.
         let cmd = parse_command(
-            r#"{"op":"new","ts":1,"account":1,"order_id":"a","symbol":"X","side":"buy","type":"limit","price":"1.000000001","qty":"99999999999999"}"#,
+            r#"{"op":"new","ts":1,"account":1,"order_id":"a","symbol":"X","side":"buy","type":"limit","price":"99.999999999999999999999999999","qty":"1.00000000000000000000000000001"}"#,
         )
         .unwrap();
         let CommandKind::New(order) = cmd.kind else {

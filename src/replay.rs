@@ -1,6 +1,7 @@
 //! `exchange replay`: applies a command file to a fresh engine and writes its events and final
-//! book. All input is parsed before anything is written, and outputs appear by atomic rename,
-//! so a bad line leaves no partial output behind.
+//! book. All input is parsed before anything is written, and both outputs are written to
+//! `.partial` files renamed into place only once both are complete, so a bad line or a failed
+//! write leaves no partial output behind.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -38,14 +39,16 @@ impl ReplaySummary {
     }
 }
 
-/// Writes `path` through a temporary sibling renamed into place once complete.
-fn write_atomically(
-    path: &Path,
-    fill: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
-) -> Result<()> {
+/// `path` with `.partial` appended: where an output is written before it is complete.
+fn partial(path: &Path) -> PathBuf {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
+    PathBuf::from(tmp)
+}
+
+/// Writes and syncs `partial(path)`; removes it if anything fails.
+fn write_partial(path: &Path, fill: impl FnOnce(&mut BufWriter<File>) -> Result<()>) -> Result<()> {
+    let tmp = partial(path);
     let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut out = BufWriter::new(file);
     let written = fill(&mut out).and_then(|()| {
@@ -54,11 +57,10 @@ fn write_atomically(
             .sync_all()?;
         Ok(())
     });
-    if let Err(err) = written {
+    written.map_err(|err| {
         let _ = fs::remove_file(&tmp);
-        return Err(err.context(format!("cannot write {}", path.display())));
-    }
-    fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
+        err.context(format!("cannot write {}", path.display()))
+    })
 }
 
 /// Replays the command file `input`, writing `events_out` (JSON lines) and `book_out`.
@@ -76,7 +78,7 @@ pub fn run(
     let mut scales = Scales::default();
     let mut summary = ReplaySummary::default();
     let mut events: Vec<Event> = Vec::with_capacity(1024);
-    write_atomically(events_out, |out| {
+    write_partial(events_out, |out| {
         for cmd in &commands {
             events.clear();
             engine.apply(cmd, &mut events);
@@ -91,10 +93,18 @@ pub fn run(
         }
         Ok(())
     })?;
-    write_atomically(book_out, |out| {
+    write_partial(book_out, |out| {
         writeln!(out, "{}", book_json(&engine, &scales))?;
         Ok(())
+    })
+    .inspect_err(|_| {
+        let _ = fs::remove_file(partial(events_out));
     })?;
+    // Both outputs are complete: only now do they take their names.
+    for path in [events_out, book_out] {
+        fs::rename(partial(path), path)
+            .with_context(|| format!("cannot move {} into place", path.display()))?;
+    }
     summary.live_orders = engine.stats().live_orders;
     summary.state_hash = Some(engine.state_hash());
     Ok(summary)

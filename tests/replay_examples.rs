@@ -231,3 +231,24 @@ fn a_bad_engine_config_is_refused_with_the_reason() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("orders_max must be between 1"), "{stderr}");
 }
+
+#[test]
+fn a_failed_book_write_leaves_neither_output() {
+    let dir = tempfile_dir("book-fails");
+    let events = dir.join("events.jsonl");
+    let book = dir.join("no-such-dir").join("book.json");
+    let err = exchange::replay::run(
+        &fixtures().join("01-price-time.jsonl"),
+        &events,
+        &book,
+        engine::EngineConfig::default(),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("book.json.partial"), "{err:#}");
+    assert!(!events.exists());
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "no partial files left"
+    );
+}

@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 pub struct EngineConfig {
     /// Symbols that can be listed.
     pub symbols_max: u32,
-    /// Distinct accounts that can hold orders.
+    /// Distinct accounts that ever had an order accepted. Account records are never released
+    /// (balances will live there), so this bounds the accounts a shard ever serves.
     pub accounts_max: u32,
-    /// Live orders (resting on a book); a new order beyond it is rejected with `capacity`.
+    /// Live orders: resting, plus the one incoming order being matched. A new order (of any
+    /// kind, even one that would only take liquidity) beyond it is rejected with `capacity`.
     pub orders_max: u32,
     /// Client order ids of finished orders remembered for duplicate detection (0 to forget
     /// them at once). When full, the oldest is forgotten: the horizon over which a reused
@@ -25,8 +27,10 @@ pub struct EngineConfig {
     pub levels_max: u32,
     /// Price levels on one side of one book (reserved per symbol when it is added).
     pub levels_per_side_max: u32,
-    /// Seed of the id hash tables. It changes only memory layout, never behaviour, so replicas
-    /// may differ; a secret seed keeps clients from crafting colliding order ids.
+    /// Seed of the id hash tables. It changes only memory layout, never behaviour or the state
+    /// hash, so replicas may differ. Set a secret per deployment: with a known seed (such as
+    /// the default, which is in this source) a client can craft order ids that collide and
+    /// slow every lookup. Snapshots carry it with the rest of the configuration.
     pub hash_seed: u64,
 }
 

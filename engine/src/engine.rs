@@ -149,9 +149,53 @@ pub(crate) fn reserve<T>(count: u32) -> Result<Vec<T>, ConfigError> {
     Ok(items)
 }
 
-/// `value` as a whole number of `unit`s, if it is a positive multiple.
-fn whole_units(value: i64, unit: i64) -> Option<u64> {
-    (value > 0 && value % unit == 0).then(|| (value / unit) as u64)
+/// A symbol's tick and lot in fixed-8 units: the one place where the book's numbers and the
+/// outside's are converted. Ticks and lots only ever come from an exact division of an `i64`
+/// price or quantity (here, or from a snapshot checked with `checked_mul`), so converting back
+/// cannot overflow.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Units {
+    tick: i64,
+    lot: i64,
+}
+
+impl Units {
+    /// `price` in whole ticks, if it is a positive multiple of the tick.
+    #[inline]
+    fn ticks(self, price: Price) -> Option<Ticks> {
+        (price.0 > 0 && price.0 % self.tick == 0).then(|| Ticks(price.0 / self.tick))
+    }
+
+    /// `qty` in whole lots, if it is a positive multiple of the lot.
+    #[inline]
+    fn lots(self, qty: Qty) -> Option<Lots> {
+        (qty.0 > 0 && qty.0 % self.lot == 0).then(|| Lots((qty.0 / self.lot) as u64))
+    }
+
+    #[inline]
+    pub(crate) fn price(self, ticks: Ticks) -> Price {
+        Price(ticks.0 * self.tick)
+    }
+
+    #[inline]
+    pub(crate) fn qty(self, lots: Lots) -> Qty {
+        Qty(lots.0 as i64 * self.lot)
+    }
+
+    /// A level's total, saturating: a total beyond 64 bits is possible only in absurd books.
+    fn total(self, lots: u128) -> Qty {
+        Qty(i64::try_from(lots.saturating_mul(self.lot as u128)).unwrap_or(i64::MAX))
+    }
+}
+
+impl Book {
+    #[inline]
+    pub(crate) fn units(&self) -> Units {
+        Units {
+            tick: self.tick.0,
+            lot: self.lot.0,
+        }
+    }
 }
 
 /// How matching an incoming order ended.
@@ -201,6 +245,8 @@ pub struct Engine {
     pub(crate) retired_index: Index,
     pub(crate) live_orders: u32,
     pub(crate) levels: Vec<Level>,
+    /// Book sides reserved for the symbols not listed yet.
+    spare_sides: Vec<[Vec<LevelRef>; 2]>,
     pub(crate) free_level: u32,
     pub(crate) levels_used: u32,
 }
@@ -227,6 +273,16 @@ pub struct RestingOrder {
     pub prio: u64,
 }
 
+/// One price level of a book side, aggregated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepthLevel {
+    pub price: Price,
+    /// Open quantity at this price (saturates at the largest `Qty`).
+    pub qty: Qty,
+    /// Resting orders at this price.
+    pub orders: u32,
+}
+
 /// Occupancy figures, for metrics and capacity planning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineStats {
@@ -250,6 +306,15 @@ impl Engine {
         let retired_index = Index::with_capacity(config.retired_ids_max as usize)?;
         let order_index = Index::with_capacity(config.orders_max as usize)?;
         let levels = reserve(config.levels_max)?;
+        // Every book's sides up front: listing a symbol must never depend on the allocator,
+        // or the same log could give different events on different machines.
+        let mut spare_sides = reserve(config.symbols_max)?;
+        for _ in 0..config.symbols_max {
+            spare_sides.push([
+                reserve(config.levels_per_side_max)?,
+                reserve(config.levels_per_side_max)?,
+            ]);
+        }
         Ok(Engine {
             config,
             clock: TimestampNs(0),
@@ -266,6 +331,7 @@ impl Engine {
             retired_index,
             live_orders: 0,
             levels,
+            spare_sides,
             free_level: NIL,
             levels_used: 0,
         })
@@ -318,22 +384,20 @@ impl Engine {
             .books
             .get(symbol.0 as usize)
             .map_or(&[], |book| &book.sides[side_index(side)]);
-        let (tick, lot) = self
-            .books
-            .get(symbol.0 as usize)
-            .map_or((0, 0), |book| (book.tick.0, book.lot.0));
+        let units = self.books.get(symbol.0 as usize).map(Book::units);
         refs.iter().rev().flat_map(move |r| {
             let mut at = self.levels[r.level as usize].head;
             std::iter::from_fn(move || {
                 (at != NIL).then(|| {
                     let order = &self.orders[at as usize];
                     at = order.next;
+                    let units = units.expect("a book with levels exists");
                     RestingOrder {
                         account: order.account,
                         order_id: order.order_id,
                         side,
-                        price: Price(order.price.0 * tick),
-                        qty: Qty(order.leaves.0 as i64 * lot),
+                        price: units.price(order.price),
+                        qty: units.qty(order.leaves),
                         prio: order.prio,
                     }
                 })
@@ -345,14 +409,31 @@ impl Engine {
     pub fn live_order(&self, account: AccountId, order_id: &OrderId) -> Option<RestingOrder> {
         let rec = self.find_order(account, order_id)?;
         let order = &self.orders[rec as usize];
-        let book = &self.books[order.symbol as usize];
+        let units = self.books[order.symbol as usize].units();
         Some(RestingOrder {
             account,
             order_id: *order_id,
             side: order.side,
-            price: Price(order.price.0 * book.tick.0),
-            qty: Qty(order.leaves.0 as i64 * book.lot.0),
+            price: units.price(order.price),
+            qty: units.qty(order.leaves),
             prio: order.prio,
+        })
+    }
+
+    /// The aggregated levels of one side of a book, best first: what an L2 market-data
+    /// snapshot shows. Empty for an unknown symbol.
+    pub fn depth(&self, symbol: SymbolId, side: Side) -> impl Iterator<Item = DepthLevel> + '_ {
+        let book = self.books.get(symbol.0 as usize);
+        let refs: &[LevelRef] = book.map_or(&[], |book| &book.sides[side_index(side)]);
+        let units = book.map(Book::units);
+        refs.iter().rev().map(move |r| {
+            let level = &self.levels[r.level as usize];
+            let units = units.expect("a book with levels exists");
+            DepthLevel {
+                price: units.price(level.price),
+                qty: units.total(level.total),
+                orders: level.count,
+            }
         })
     }
 
@@ -480,28 +561,22 @@ impl Engine {
         } else {
             None
         };
-        let reason = reason.or_else(|| {
-            self.insert_book(add.symbol, add.tick, add.lot)
-                .err()
-                .map(|_| RejectReason::Capacity)
-        });
-        if let Some(reason) = reason {
-            out.push(EventKind::SymbolRejected {
+        match reason {
+            Some(reason) => out.push(EventKind::SymbolRejected {
                 symbol: add.symbol,
                 reason,
-            });
+            }),
+            None => self.insert_book(add.symbol, add.tick, add.lot),
         }
     }
 
-    /// Lists a symbol, reserving its book sides; fails only when that memory is refused.
-    pub(crate) fn insert_book(
-        &mut self,
-        name: Symbol,
-        tick: Price,
-        lot: Qty,
-    ) -> Result<(), ConfigError> {
-        let per_side = self.config.levels_per_side_max;
-        let sides = [reserve(per_side)?, reserve(per_side)?];
+    /// Lists a symbol, giving it one of the book sides reserved at construction. The caller
+    /// has checked that fewer than `symbols_max` are listed.
+    pub(crate) fn insert_book(&mut self, name: Symbol, tick: Price, lot: Qty) {
+        let sides = self
+            .spare_sides
+            .pop()
+            .expect("a reserved pair of sides per symbol up to symbols_max");
         let id = self.books.len() as u32;
         self.books.push(Book {
             name,
@@ -510,7 +585,6 @@ impl Engine {
             sides,
         });
         self.book_index.insert(self.symbol_hash(&name), id);
-        Ok(())
     }
 
     fn new_order<S: EventSink>(&mut self, order: &NewOrder, out: &mut Emit<S>) {
@@ -538,17 +612,14 @@ impl Engine {
         {
             return reject(out, RejectReason::DuplicateOrderId);
         }
-        let (tick, lot) = {
-            let b = &self.books[book as usize];
-            (b.tick.0, b.lot.0)
-        };
-        let Some(lots) = whole_units(order.qty.0, lot) else {
+        let units = self.books[book as usize].units();
+        let Some(lots) = units.lots(order.qty) else {
             return reject(out, RejectReason::InvalidQty);
         };
         let limit = match order.ord_type {
             OrdType::Market => None,
-            OrdType::Limit => match order.price.and_then(|p| whole_units(p.0, tick)) {
-                Some(ticks) => Some(Ticks(ticks as i64)),
+            OrdType::Limit => match order.price.and_then(|p| units.ticks(p)) {
+                Some(ticks) => Some(ticks),
                 None => return reject(out, RejectReason::InvalidPrice),
             },
         };
@@ -581,7 +652,7 @@ impl Engine {
             account: order.account,
             order_id: order.order_id,
             price: limit.unwrap_or(Ticks(0)),
-            leaves: Lots(lots),
+            leaves: lots,
             prio,
             hash,
             level: NIL,
@@ -601,7 +672,7 @@ impl Engine {
             order_id: order.order_id,
             symbol: order.symbol,
             side: order.side,
-            price: limit.map(|ticks| Price(ticks.0 * tick)),
+            price: limit.map(|ticks| units.price(ticks)),
             qty: order.qty,
         });
 
@@ -609,15 +680,20 @@ impl Engine {
             self.cancel_order(rec, CancelReason::Fok, out);
             return;
         }
-        match self.match_incoming(rec, limit, out) {
-            MatchEnd::Filled => self.retire(rec),
-            MatchEnd::Stp => self.cancel_order(rec, CancelReason::Stp, out),
-            MatchEnd::Exhausted => match order.tif {
-                Tif::Gtc => self.rest(rec),
-                Tif::Ioc => self.cancel_order(rec, CancelReason::Ioc, out),
-                Tif::Fok => unreachable!("a fillable FOK order fills completely"),
-            },
-        }
+        let end = self.match_incoming(rec, limit, out);
+        let rest = match order.tif {
+            Tif::Gtc => None,
+            Tif::Ioc => Some(CancelReason::Ioc),
+            Tif::Fok => {
+                assert_eq!(
+                    end,
+                    MatchEnd::Filled,
+                    "a fillable FOK order fills completely"
+                );
+                None
+            }
+        };
+        self.settle(rec, end, rest, out);
     }
 
     fn cancel<S: EventSink>(&mut self, cancel: &CancelOrder, out: &mut Emit<S>) {
@@ -647,21 +723,18 @@ impl Engine {
             return reject(out, RejectReason::UnknownOrder);
         };
         let order = self.orders[rec as usize];
-        let (tick, lot) = {
-            let b = &self.books[order.symbol as usize];
-            (b.tick.0, b.lot.0)
-        };
+        let units = self.books[order.symbol as usize].units();
         let price = match amend.price {
             None => order.price,
-            Some(p) => match whole_units(p.0, tick) {
-                Some(ticks) => Ticks(ticks as i64),
+            Some(p) => match units.ticks(p) {
+                Some(ticks) => ticks,
                 None => return reject(out, RejectReason::InvalidPrice),
             },
         };
         let leaves = match amend.qty {
             None => order.leaves,
-            Some(q) => match whole_units(q.0, lot) {
-                Some(lots) => Lots(lots),
+            Some(q) => match units.lots(q) {
+                Some(lots) => lots,
                 None => return reject(out, RejectReason::InvalidQty),
             },
         };
@@ -672,8 +745,8 @@ impl Engine {
             account: amend.account,
             order_id: amend.order_id,
             symbol: amend.symbol,
-            price: Price(price.0 * tick),
-            qty: Qty(leaves.0 as i64 * lot),
+            price: units.price(price),
+            qty: units.qty(leaves),
         };
         if price == order.price && leaves <= order.leaves {
             // Keeps its place.
@@ -698,11 +771,8 @@ impl Engine {
         o.leaves = leaves;
         o.prio = prio;
         out.push(amended);
-        match self.match_incoming(rec, Some(price), out) {
-            MatchEnd::Filled => self.retire(rec),
-            MatchEnd::Stp => self.cancel_order(rec, CancelReason::Stp, out),
-            MatchEnd::Exhausted => self.rest(rec),
-        }
+        let end = self.match_incoming(rec, Some(price), out);
+        self.settle(rec, end, None, out);
     }
 
     fn mass_cancel<S: EventSink>(&mut self, mass: &MassCancel, out: &mut Emit<S>) {
@@ -739,10 +809,7 @@ impl Engine {
         let t = self.orders[taker as usize];
         let book = t.symbol as usize;
         let opposite = side_index(t.side.opposite());
-        let (name, tick, lot) = {
-            let b = &self.books[book];
-            (b.name, b.tick.0, b.lot.0)
-        };
+        let (name, units) = (self.books[book].name, self.books[book].units());
         let mut taker_leaves = t.leaves.0;
         let end = 'levels: loop {
             if taker_leaves == 0 {
@@ -781,15 +848,15 @@ impl Engine {
                 self.levels[level as usize].total -= u128::from(fill);
                 out.push(EventKind::Trade {
                     symbol: name,
-                    price: Price(level_price.0 * tick),
-                    qty: Qty(fill as i64 * lot),
+                    price: units.price(level_price),
+                    qty: units.qty(Lots(fill)),
                     maker_account: m.account,
                     maker_order_id: m.order_id,
                     taker_account: t.account,
                     taker_order_id: t.order_id,
                     taker_side: t.side,
-                    maker_leaves: Qty(maker_leaves as i64 * lot),
-                    taker_leaves: Qty(taker_leaves as i64 * lot),
+                    maker_leaves: units.qty(Lots(maker_leaves)),
+                    taker_leaves: units.qty(Lots(taker_leaves)),
                 });
                 if maker_leaves == 0 {
                     self.unrest(maker);
@@ -834,6 +901,24 @@ impl Engine {
             }
         }
         false
+    }
+
+    /// What becomes of live order `rec` after matching ended with `end`: retired when filled,
+    /// cancelled (`stp`) when self-trade prevention stopped it, else its rest is cancelled with
+    /// `cancel_rest` or, when that is `None`, goes on the book.
+    fn settle<S: EventSink>(
+        &mut self,
+        rec: u32,
+        end: MatchEnd,
+        cancel_rest: Option<CancelReason>,
+        out: &mut Emit<S>,
+    ) {
+        match (end, cancel_rest) {
+            (MatchEnd::Filled, _) => self.retire(rec),
+            (MatchEnd::Stp, _) => self.cancel_order(rec, CancelReason::Stp, out),
+            (MatchEnd::Exhausted, Some(reason)) => self.cancel_order(rec, reason, out),
+            (MatchEnd::Exhausted, None) => self.rest(rec),
+        }
     }
 
     // ----- record keeping --------------------------------------------------------------------
@@ -885,7 +970,7 @@ impl Engine {
             order_id: order.order_id,
             symbol: book.name,
             reason,
-            qty: Qty(order.leaves.0 as i64 * book.lot.0),
+            qty: book.units().qty(order.leaves),
         });
         if order.level != NIL {
             self.unrest(rec);

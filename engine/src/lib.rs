@@ -29,11 +29,11 @@ mod types;
 
 pub use command::{AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, MassCancel, NewOrder};
 pub use config::{ConfigError, EngineConfig, COUNT_MAX};
-pub use engine::{Engine, EngineStats, RestingOrder, SymbolInfo};
+pub use engine::{DepthLevel, Engine, EngineStats, RestingOrder, SymbolInfo};
 pub use event::{CancelReason, Event, EventKind, EventSink, RejectReason, Request};
 pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
 pub use state_hash::StateHash;
 pub use types::{
-    AccountId, Lots, NameError, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, SymbolId, Ticks,
-    Tif, TimestampNs, FIXED_ONE, FIXED_SCALE_DIGITS,
+    AccountId, Lots, NameError, NotADecimal, OrdType, OrderId, Price, Qty, Side, Stp, Symbol,
+    SymbolId, Ticks, Tif, TimestampNs, FIXED_ONE, FIXED_SCALE_DIGITS,
 };

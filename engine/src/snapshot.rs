@@ -18,6 +18,8 @@ const MAGIC: &[u8; 8] = b"EXCHSNAP";
 /// The snapshot format this build writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 8 + 4 + 8;
+/// Largest `next_prio` and `next_event_seq` a snapshot may carry.
+const COUNTER_MAX: u64 = 1 << 62;
 const TRAILER_LEN: usize = 4;
 
 /// Why a snapshot could not be restored.
@@ -194,6 +196,11 @@ impl Engine {
     }
 
     fn rebuild(body: SnapshotBody) -> Result<Engine, SnapshotError> {
+        // Counters this far from overflow would take 4.6e18 commands to reach; a snapshot
+        // claiming more is forged or corrupt, and would wrap time priority or event numbers.
+        if body.next_prio > COUNTER_MAX || body.next_event_seq > COUNTER_MAX {
+            return Err(invalid("a sequence counter is beyond 2^62"));
+        }
         let mut engine = Engine::new(body.config)?;
         let config = body.config;
         if body.symbols.len() > config.symbols_max as usize {
@@ -209,7 +216,7 @@ impl Engine {
                     s.name
                 )));
             }
-            engine.insert_book(s.name, s.tick, s.lot)?;
+            engine.insert_book(s.name, s.tick, s.lot);
         }
         if body.accounts.len() > config.accounts_max as usize {
             return Err(invalid("more accounts than accounts_max"));
@@ -314,6 +321,37 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rewrites the body of `bytes` and fixes the checksum, as a forger would.
+    fn forge(bytes: &[u8], edit: impl FnOnce(&mut SnapshotBody)) -> Vec<u8> {
+        let crc_at = bytes.len() - TRAILER_LEN;
+        let mut body: SnapshotBody = codec(u64::MAX)
+            .deserialize(&bytes[HEADER_LEN..crc_at])
+            .unwrap();
+        edit(&mut body);
+        let body = codec(u64::MAX).serialize(&body).unwrap();
+        let mut out = bytes[..12].to_vec();
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&body);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn a_checksummed_snapshot_with_counters_near_overflow_is_refused() {
+        let bytes = Engine::new(EngineConfig::default()).unwrap().snapshot();
+        assert!(Engine::restore(&forge(&bytes, |_| {})).is_ok());
+        for edit in [
+            (|b: &mut SnapshotBody| b.next_prio = u64::MAX) as fn(&mut SnapshotBody),
+            |b| b.next_event_seq = u64::MAX,
+        ] {
+            assert!(matches!(
+                Engine::restore(&forge(&bytes, edit)),
+                Err(SnapshotError::Invalid(_))
+            ));
+        }
+    }
 
     /// A snapshot whose checksum is right but whose capacities no machine can hold (a foreign
     /// or crafted file) is an error, not an abort.

@@ -1,8 +1,8 @@
 //! `state_hash()`: a digest of the canonical state, independent of memory layout.
 //!
 //! It walks the state in an order defined by behaviour, never by storage: symbols in listing
-//! order, each side best level first, each level oldest order first, accounts in the order they
-//! first traded, retired ids oldest first, plus the counters and the capacities that decide
+//! order, each side best level first, each level oldest order first, accounts in the order of
+//! their first accepted order, retired ids oldest first, plus the counters and the capacities that decide
 //! rejects. Record numbers and the hash seed (layout only) are left out. Two replicas that
 //! applied the same log, or one that restored a snapshot and replayed the rest, hash equal.
 

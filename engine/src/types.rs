@@ -4,8 +4,9 @@
 //! decimals carried as integers of 10^-8 units ("fixed-8"), symbol-independent, so a gateway can
 //! build a command without knowing the symbol's tick. [`Ticks`] and [`Lots`] are what the book
 //! speaks: whole multiples of the symbol's tick and lot, produced by the engine's own checks.
-//! `rust_decimal` is used only to convert at the edges ([`Price::from_decimal`],
-//! [`Price::to_decimal`]); nothing inside the engine is a float or a decimal.
+//! Decimal text is parsed exactly by [`Price::parse`] (a strict parser: `rust_decimal`'s rounds
+//! past 28 digits, which would let an off-lot quantity trade) and printed with `rust_decimal`
+//! ([`Price::to_decimal`]); nothing inside the engine is a float or a decimal.
 
 use std::fmt;
 
@@ -37,6 +38,52 @@ pub struct AccountId(pub u64);
 #[serde(transparent)]
 pub struct SymbolId(pub u32);
 
+/// A string that is not a plain decimal number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("is not a plain decimal number (digits, optionally a '.' and more digits, optionally a leading '-')")]
+pub struct NotADecimal;
+
+/// Exact fixed-8 units of a plain decimal string; `i64::MIN` (the `INVALID` value) when it is
+/// well-formed but has a nonzero digit past the 8th decimal or does not fit.
+fn parse_fixed8(text: &str) -> Result<i64, NotADecimal> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = match digits.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (digits, None),
+    };
+    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(whole) || fraction.is_some_and(|f| !all_digits(f)) {
+        return Err(NotADecimal);
+    }
+    let fraction = fraction.unwrap_or("");
+    // Accumulate in i128, saturating once it is certainly out of range.
+    let limit = i128::from(i64::MAX) + 1;
+    let mut units: i128 = 0;
+    for b in whole.bytes() {
+        units = (units * 10 + i128::from(b - b'0')).min(limit);
+    }
+    let mut fits = true;
+    for (at, b) in fraction.bytes().enumerate() {
+        let digit = i128::from(b - b'0');
+        if at < FIXED_SCALE_DIGITS as usize {
+            units = (units * 10 + digit).min(limit * 10);
+        } else if digit != 0 {
+            fits = false;
+        }
+    }
+    for _ in fraction.len()..FIXED_SCALE_DIGITS as usize {
+        units = (units * 10).min(limit * 10);
+    }
+    let units = if negative { -units } else { units };
+    Ok(match i64::try_from(units) {
+        Ok(units) if fits && units != i64::MIN => units,
+        _ => i64::MIN,
+    })
+}
+
 macro_rules! fixed8 {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -51,21 +98,12 @@ macro_rules! fixed8 {
             /// It is not positive, so every check that wants a positive value rejects it.
             pub const INVALID: $name = $name(i64::MIN);
 
-            /// Converts a decimal exactly, or gives [`Self::INVALID`] when it has more than
-            /// 8 fractional digits or does not fit in 64 bits.
-            pub fn from_decimal(value: Decimal) -> $name {
-                let value = value.normalize();
-                let scale = value.scale();
-                if scale > FIXED_SCALE_DIGITS {
-                    return $name::INVALID;
-                }
-                let factor = 10_i128.pow(FIXED_SCALE_DIGITS - scale);
-                value
-                    .mantissa()
-                    .checked_mul(factor)
-                    .and_then(|units| i64::try_from(units).ok())
-                    .filter(|units| *units != i64::MIN)
-                    .map_or($name::INVALID, $name)
+            /// Parses a plain decimal string (`-?digits(.digits)?`, nothing else) exactly. A
+            /// well-formed number this type cannot hold (more than 8 significant decimals, or
+            /// beyond 64 bits) is [`Self::INVALID`], so the engine rejects it in contract order;
+            /// anything else is an error. Never rounds.
+            pub fn parse(text: &str) -> Result<$name, NotADecimal> {
+                parse_fixed8(text).map($name)
             }
 
             /// The exact decimal value; `min_scale` pads fractional zeros (a symbol's tick or
@@ -304,21 +342,37 @@ inline_name!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
-
-    fn dec(text: &str) -> Decimal {
-        Decimal::from_str(text).unwrap()
-    }
 
     #[test]
-    fn fixed8_converts_exactly_and_marks_what_it_cannot_hold() {
-        assert_eq!(Price::from_decimal(dec("100.5")), Price(10_050_000_000));
-        assert_eq!(Price::from_decimal(dec("3000.50")), Price(300_050_000_000));
-        assert_eq!(Qty::from_decimal(dec("0.00000001")), Qty(1));
-        assert_eq!(Qty::from_decimal(dec("-2")), Qty(-200_000_000));
-        assert_eq!(Qty::from_decimal(dec("0.000000001")), Qty::INVALID);
-        assert_eq!(Price::from_decimal(dec("1e12")), Price::INVALID);
+    fn fixed8_parses_exactly_and_marks_what_it_cannot_hold() {
+        assert_eq!(Price::parse("100.5"), Ok(Price(10_050_000_000)));
+        assert_eq!(Price::parse("3000.50"), Ok(Price(300_050_000_000)));
+        assert_eq!(Price::parse("007"), Ok(Price(700_000_000)));
+        assert_eq!(Qty::parse("0.00000001"), Ok(Qty(1)));
+        assert_eq!(Qty::parse("1.000000000000"), Ok(Qty(100_000_000)));
+        assert_eq!(Qty::parse("-2"), Ok(Qty(-200_000_000)));
+        assert_eq!(Qty::parse("0"), Ok(Qty(0)));
+        // Well-formed, but not representable: never rounded.
+        assert_eq!(Qty::parse("0.000000001"), Ok(Qty::INVALID));
+        assert_eq!(
+            Qty::parse("1.00000000000000000000000000001"),
+            Ok(Qty::INVALID)
+        );
+        assert_eq!(
+            Price::parse("99.999999999999999999999999999"),
+            Ok(Price::INVALID)
+        );
+        assert_eq!(Price::parse("92233720368.54775807"), Ok(Price(i64::MAX)));
+        assert_eq!(Price::parse("92233720368.54775808"), Ok(Price::INVALID));
+        assert_eq!(Price::parse("-92233720368.54775808"), Ok(Price::INVALID));
+        assert_eq!(Qty::parse(&"9".repeat(400)), Ok(Qty::INVALID));
         assert!(!Price::INVALID.is_positive());
+        // Not plain decimals.
+        for bad in [
+            "", "-", ".5", "5.", "1e5", "+1", " 1", "1_0", "1.2.3", "0x10", "--1", "١",
+        ] {
+            assert_eq!(Qty::parse(bad), Err(NotADecimal), "{bad:?}");
+        }
     }
 
     #[test]

@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
 use engine::{
-    AccountId, AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, Engine, EngineConfig,
-    EngineStats, Event, EventKind, MassCancel, NewOrder, OrdType, OrderId, Price, Qty,
-    RejectReason, RestingOrder, Side, Stp, Symbol, Tif, TimestampNs, FIXED_ONE,
+    AccountId, AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, DepthLevel, Engine,
+    EngineConfig, EngineStats, Event, EventKind, MassCancel, NewOrder, OrdType, OrderId, Price,
+    Qty, RejectReason, RestingOrder, Side, Stp, Symbol, Tif, TimestampNs, FIXED_ONE,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -526,7 +526,7 @@ fn state_stats(engine: &Engine) -> EngineStats {
 }
 
 /// Both sides of every book are in price-time priority, hold positive multiples of the tick
-/// and lot, agree with `live_order`, and do not cross.
+/// and lot, agree with `live_order` and `depth`, and do not cross.
 fn check_books(engine: &Engine) -> Result<(), String> {
     let mut resting = 0;
     for info in engine.symbols() {
@@ -560,6 +560,28 @@ fn check_books(engine: &Engine) -> Result<(), String> {
                 }
             }
             resting += orders.len();
+            // The L2 view is the resting orders aggregated by price, best first.
+            let mut aggregated: Vec<DepthLevel> = Vec::new();
+            for o in orders.iter() {
+                match aggregated.last_mut() {
+                    Some(level) if level.price == o.price => {
+                        level.qty.0 += o.qty.0;
+                        level.orders += 1;
+                    }
+                    _ => aggregated.push(DepthLevel {
+                        price: o.price,
+                        qty: o.qty,
+                        orders: 1,
+                    }),
+                }
+            }
+            let depth: Vec<DepthLevel> = engine.depth(info.id, side).collect();
+            if depth != aggregated {
+                return Err(format!(
+                    "{} {side:?} depth {depth:?} != aggregated {aggregated:?}",
+                    info.name
+                ));
+            }
         }
         if let (Some(bid), Some(ask)) = (bids.first(), asks.first()) {
             if bid.price >= ask.price {

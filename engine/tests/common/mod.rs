@@ -12,14 +12,12 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::str::FromStr;
 
 use engine::{
     AccountId, AddSymbol, AmendOrder, CancelOrder, CancelReason, Command, CommandKind, Engine,
     EventKind, MassCancel, NewOrder, OrdType, OrderId, Price, Qty, RejectReason, Request, Side,
     Stp, Symbol, Tif,
 };
-use rust_decimal::Decimal;
 
 // ----- the naive model ---------------------------------------------------------------------------
 
@@ -415,18 +413,14 @@ pub fn oid(id: &str) -> OrderId {
     OrderId::new(id).expect("valid order id")
 }
 
-fn decimal(text: &str) -> Decimal {
-    Decimal::from_str(text).expect("a decimal")
-}
-
 /// A price written as a decimal, such as `"100.5"`.
 pub fn px(text: &str) -> Price {
-    Price::from_decimal(decimal(text))
+    Price::parse(text).expect("a plain decimal")
 }
 
 /// A quantity written as a decimal, such as `"0.01"`.
 pub fn qty(text: &str) -> Qty {
-    Qty::from_decimal(decimal(text))
+    Qty::parse(text).expect("a plain decimal")
 }
 
 pub fn add_symbol(name: &str, tick: &str, lot: &str) -> CommandKind {
