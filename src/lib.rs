@@ -2,8 +2,10 @@
 //!
 //! - [`contract`]: the replay contract's JSON (commands in; events and book out).
 //! - [`replay`]: `exchange replay`.
+//! - [`journal_bench`]: `exchange journal-bench`, the journal's benchmark and crash-test writer.
 
 pub mod contract;
+pub mod journal_bench;
 pub mod replay;
 
 use std::path::Path;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use replicator::journal::FsyncPolicy;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,42 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         engine_config: Option<PathBuf>,
     },
+    /// Append to a file journal as fast as one appender can; report appends/s and commit
+    /// latency. Reopening the same directory continues where it stopped.
+    JournalBench {
+        /// The journal directory (created if absent).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Stop after this many appends.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// fsync after every batch (`batch`) or at most every N milliseconds (a number).
+        #[arg(long, default_value = "batch", value_parser = parse_fsync)]
+        fsync: FsyncPolicy,
+        /// Segment size in bytes (default 64 MiB).
+        #[arg(long)]
+        segment_bytes: Option<u64>,
+        /// Appends per second, paced open loop (latency from each intended send time);
+        /// otherwise as fast as the journal takes them.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Print `durable N` each time the durable position advances (for crash tests).
+        #[arg(long)]
+        print_acks: bool,
+    },
+}
+
+fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
+    match text {
+        "batch" => Ok(FsyncPolicy::PerBatch),
+        ms => ms
+            .parse()
+            .map(|ms| FsyncPolicy::Interval { ms })
+            .map_err(|_| format!("expected `batch` or milliseconds, got {ms:?}")),
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -63,6 +100,43 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(hash) = s.state_hash {
                 println!("state hash {hash}");
             }
+            Ok(())
+        }
+        Cmd::JournalBench {
+            dir,
+            count,
+            seconds,
+            fsync,
+            segment_bytes,
+            rate,
+            print_acks,
+        } => {
+            if count.is_none() && seconds.is_none() && !print_acks {
+                anyhow::bail!("give --count or --seconds (or --print-acks to run until killed)");
+            }
+            let report = exchange::journal_bench::run(exchange::journal_bench::BenchArgs {
+                dir,
+                count,
+                seconds,
+                fsync,
+                segment_bytes,
+                rate,
+                print_acks,
+            })?;
+            let h = &report.latency_us;
+            eprintln!(
+                "recovered {} records ({} torn bytes cut); appended {} in {:.2} s: {:.0} appends/s; \
+                 commit latency us p50 {} p99 {} p99.9 {} max {}",
+                report.recovered,
+                report.truncated_bytes,
+                report.appended,
+                report.seconds,
+                report.appended as f64 / report.seconds,
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.max()
+            );
             Ok(())
         }
     }

@@ -1,2 +1,16 @@
-//! The replicated log (file journal and Kafka), snapshots on disk, recovery and divergence
-//! checks. Not built yet: see issue 4 and ARCHITECTURE.md.
+//! The log every site rebuilds the exchange from, and the files that make recovery fast.
+//!
+//! - [`journal`]: the embedded log, an append-only file journal with group commit and crash
+//!   recovery (the default when no Kafka is configured).
+//! - [`record`]: the journal's record framing (length, CRC, position, durable mark).
+//! - [`snapshots`]: engine snapshots on disk, each tied to a log position.
+//! - [`recovery`]: newest valid snapshot + replay of the log after it.
+//!
+//! The Kafka backend and the divergence checks are not built yet (see ARCHITECTURE.md).
+
+#![forbid(unsafe_code)]
+
+pub mod journal;
+pub mod record;
+pub mod recovery;
+pub mod snapshots;

@@ -1,0 +1,634 @@
+//! The embedded log: an append-only journal of commands in segment files, with group commit.
+//!
+//! - Segments are `{first position:020}.journal` in one directory; a segment is sealed (fsynced)
+//!   when it would grow past `segment_bytes_max`, and the next one starts.
+//! - One writer thread takes commands from any number of [`Appender`]s, writes them as one
+//!   batch, and makes them durable with `sync_data` per the [`FsyncPolicy`]. Only then does
+//!   the durable position advance, and readers never read past it: a command is read back
+//!   (and so acknowledged) only once it is on disk.
+//! - An fsync failure is fatal: the writer stops and every later append fails. It never
+//!   retries (after a failed fsync the kernel may have dropped the dirty pages).
+//! - Recovery ([`Journal::open`]) checks every record of the last segment (the only one a crash
+//!   can tear: each earlier one was fsynced before the next began), so opening costs one segment,
+//!   not the whole journal. A bad record that a later record proves had been made durable (its
+//!   `synced_through` is past it) is corruption: opening fails with the place and reason. A bad
+//!   record with nothing durable after it is a torn tail, from a crash mid-write: the segment is
+//!   cut there and nothing after it is replayed. (Damage to the very last durable batch looks
+//!   exactly like a torn tail and is cut the same way; no log format can tell them apart.)
+//! - Readers check every record's checksum and position too, so damage anywhere in a sealed
+//!   segment, or a missing segment, is refused with the place and reason when it is read.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use engine::Command;
+use serde::{Deserialize, Serialize};
+
+use crate::record::{self, Invalid, HEADER_LEN};
+
+/// When the writer makes written commands durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FsyncPolicy {
+    /// After every batch: the lowest latency to acknowledgement under light load.
+    PerBatch,
+    /// At most every `ms` milliseconds, covering every batch written since: fewer fsyncs
+    /// under heavy load, at up to `ms` of added acknowledgement latency.
+    Interval { ms: u32 },
+}
+
+/// Journal settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    pub dir: PathBuf,
+    /// A segment is sealed when the next batch would take it past this size.
+    pub segment_bytes_max: u64,
+    pub fsync: FsyncPolicy,
+    /// Most commands written per batch.
+    pub batch_max: usize,
+    /// Commands that may wait for the writer; beyond it `try_append` reports `Full`.
+    pub queue_max: usize,
+}
+
+impl JournalConfig {
+    /// Defaults for a journal in `dir`: 64 MiB segments, fsync per batch.
+    pub fn new(dir: impl Into<PathBuf>) -> JournalConfig {
+        JournalConfig {
+            dir: dir.into(),
+            segment_bytes_max: 64 << 20,
+            fsync: FsyncPolicy::PerBatch,
+            batch_max: 4096,
+            queue_max: 1 << 16,
+        }
+    }
+}
+
+/// Journal failures.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("journal is corrupt in {segment} at byte {offset} (position {position}): {reason}")]
+    Corrupt {
+        segment: PathBuf,
+        offset: u64,
+        position: u64,
+        reason: String,
+    },
+    #[error(
+        "journal has a gap: position {expected} should start segment {segment}, which is missing"
+    )]
+    Gap { segment: PathBuf, expected: u64 },
+    #[error("position {0} is not in the journal (it holds positions from {1})")]
+    Missing(u64, u64),
+    #[error("the journal writer stopped after an I/O failure; nothing more can be appended")]
+    Failed,
+    #[error("the journal is closed")]
+    Closed,
+    #[error("the journal's queue is full")]
+    Full,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What recovery found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    pub segments: usize,
+    /// Records in the journal after recovery: positions `0..records`.
+    pub records: u64,
+    /// Bytes cut from the end of the last segment (a torn tail).
+    pub truncated_bytes: u64,
+}
+
+struct Segment {
+    first: u64,
+    path: PathBuf,
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.journal"))
+}
+
+/// The journal's segments, by first position.
+fn list_segments(dir: &Path) -> Result<Vec<Segment>, JournalError> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        let first = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".journal"))
+            .filter(|n| n.len() == 20)
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(first) = first {
+            segments.push(Segment { first, path });
+        }
+    }
+    segments.sort_by_key(|s| s.first);
+    Ok(segments)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Checks the last segment from its start. Returns the position after its last good record
+/// and the byte length of its good part; on a bad record, decides between a torn tail (cut it)
+/// and corruption.
+fn scan_segment(segment: &Segment, recovery: &mut Recovery) -> Result<(u64, u64), JournalError> {
+    let bytes = fs::read(&segment.path).map_err(io_err(&segment.path))?;
+    let mut offset = 0usize;
+    let mut position = segment.first;
+    while offset < bytes.len() {
+        let bad = match record::frame(&bytes[offset..]) {
+            Ok(frame) if frame.header.position != position => Invalid::Position {
+                expected: position,
+                found: frame.header.position,
+            },
+            Ok(frame) => match record::command(&frame) {
+                Ok(_) => {
+                    offset += frame.size();
+                    position += 1;
+                    continue;
+                }
+                Err(bad) => bad,
+            },
+            Err(bad) => bad,
+        };
+        let corrupt = |reason: String| JournalError::Corrupt {
+            segment: segment.path.clone(),
+            offset: offset as u64,
+            position,
+            reason,
+        };
+        // Was this record durable? Only if some later record says so.
+        if let Some(witness) = durable_witness(&bytes[offset + 1..], position) {
+            return Err(corrupt(format!(
+                "{bad}, yet a later record (position {}) was written when the journal was \
+                 durable through position {}",
+                witness.0, witness.1
+            )));
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&segment.path)
+            .map_err(io_err(&segment.path))?;
+        file.set_len(offset as u64)
+            .and_then(|()| file.sync_all())
+            .map_err(io_err(&segment.path))?;
+        recovery.truncated_bytes += (bytes.len() - offset) as u64;
+        return Ok((position, offset as u64));
+    }
+    Ok((position, offset as u64))
+}
+
+/// A valid record anywhere in `bytes` whose `synced_through` is past `position`:
+/// `(its position, its synced_through)`.
+fn durable_witness(bytes: &[u8], position: u64) -> Option<(u64, u64)> {
+    (0..bytes.len().saturating_sub(HEADER_LEN - 1)).find_map(|at| {
+        record::frame(&bytes[at..])
+            .ok()
+            .filter(|f| f.header.position > position && f.header.synced_through > position)
+            .map(|f| (f.header.position, f.header.synced_through))
+    })
+}
+
+/// Positions and files shared by the writer and readers.
+struct Shared {
+    dir: PathBuf,
+    /// Records on disk and synced: positions below it can be read.
+    durable: AtomicU64,
+    failed: AtomicBool,
+}
+
+enum Msg {
+    Append(Command),
+    Close,
+}
+
+/// An open journal: its writer thread and the handles to use it.
+pub struct Journal {
+    shared: Arc<Shared>,
+    tx: Sender<Msg>,
+    writer: Option<JoinHandle<()>>,
+    first: u64,
+}
+
+/// Submits commands to the journal's writer. Cheap to clone; one per gateway session is fine.
+#[derive(Clone)]
+pub struct Appender {
+    tx: Sender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl Appender {
+    /// Queues `command`, waiting while the queue is full.
+    pub fn append(&self, command: Command) -> Result<(), JournalError> {
+        if self.shared.failed.load(Ordering::Acquire) {
+            return Err(JournalError::Failed);
+        }
+        self.tx
+            .send(Msg::Append(command))
+            .map_err(|_| self.stopped())
+    }
+
+    /// Queues `command`, or reports `Full` at once (a gateway turns that into a reject).
+    pub fn try_append(&self, command: Command) -> Result<(), JournalError> {
+        if self.shared.failed.load(Ordering::Acquire) {
+            return Err(JournalError::Failed);
+        }
+        self.tx
+            .try_send(Msg::Append(command))
+            .map_err(|err| match err {
+                TrySendError::Full(_) => JournalError::Full,
+                TrySendError::Disconnected(_) => self.stopped(),
+            })
+    }
+
+    fn stopped(&self) -> JournalError {
+        if self.shared.failed.load(Ordering::Acquire) {
+            JournalError::Failed
+        } else {
+            JournalError::Closed
+        }
+    }
+
+    /// Positions below this are durable.
+    pub fn durable_position(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `config.dir`, recovering it first.
+    pub fn open(config: JournalConfig) -> Result<(Journal, Recovery), JournalError> {
+        let dir = config.dir.clone();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut segments = list_segments(&dir)?;
+        let mut recovery = Recovery {
+            segments: segments.len(),
+            ..Recovery::default()
+        };
+        let first = segments.first().map_or(0, |s| s.first);
+        // Only the last segment can have a torn tail: every earlier one was fsynced before the
+        // next was started. Their records are checked as they are read, like every record.
+        let (end, tail_len) = match segments.last() {
+            Some(last) => scan_segment(last, &mut recovery)?,
+            None => (0, 0),
+        };
+        recovery.records = end;
+        if segments.is_empty() {
+            let path = segment_path(&dir, 0);
+            File::create(&path).map_err(io_err(&path))?;
+            sync_dir(&dir)?;
+            segments.push(Segment { first: 0, path });
+        }
+        let tail = segments.pop().expect("at least one segment");
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&tail.path)
+            .map_err(io_err(&tail.path))?;
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            durable: AtomicU64::new(end),
+            failed: AtomicBool::new(false),
+        });
+        let (tx, rx) = crossbeam_channel::bounded(config.queue_max.max(1));
+        let writer = Writer {
+            config,
+            shared: shared.clone(),
+            file,
+            path: tail.path,
+            segment_len: tail_len,
+            next: end,
+            written: end,
+            buf: Vec::with_capacity(1 << 20),
+            unsynced_since: None,
+        };
+        let writer = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(io_err(&dir))?;
+        Ok((
+            Journal {
+                shared,
+                tx,
+                writer: Some(writer),
+                first,
+            },
+            recovery,
+        ))
+    }
+
+    /// A handle to submit commands.
+    pub fn appender(&self) -> Appender {
+        Appender {
+            tx: self.tx.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Positions below this are durable (and readable).
+    pub fn durable_position(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// Whether the writer stopped on an I/O failure.
+    pub fn failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
+    }
+
+    /// Reads durable records from `from` on.
+    pub fn reader(&self, from: u64) -> Result<JournalReader, JournalError> {
+        JournalReader::new(self.shared.clone(), self.first, from)
+    }
+
+    /// Writes and syncs everything queued before this call, stops the writer, and returns
+    /// the final durable position.
+    pub fn close(mut self) -> u64 {
+        self.stop();
+        self.durable_position()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.tx.send(Msg::Close);
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Writer {
+    config: JournalConfig,
+    shared: Arc<Shared>,
+    file: File,
+    path: PathBuf,
+    segment_len: u64,
+    /// Position of the next record to encode.
+    next: u64,
+    /// Position after the last record written to the file: what a sync makes durable.
+    written: u64,
+    buf: Vec<u8>,
+    /// When the oldest written-but-unsynced batch was written.
+    unsynced_since: Option<Instant>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Msg>) {
+        if let Err(err) = self.serve(&rx) {
+            // Nothing after a failed write or fsync can be trusted: stop for good.
+            eprintln!("journal writer stopped: {err}");
+            self.shared.failed.store(true, Ordering::Release);
+        }
+    }
+
+    fn serve(&mut self, rx: &Receiver<Msg>) -> Result<(), JournalError> {
+        let mut batch = Vec::with_capacity(self.config.batch_max);
+        loop {
+            let first = match self.unsynced_since {
+                None => rx.recv().ok(),
+                Some(since) => {
+                    let wait = self.interval().saturating_sub(since.elapsed());
+                    match rx.recv_timeout(wait) {
+                        Ok(msg) => Some(msg),
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.sync()?;
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => None,
+                    }
+                }
+            };
+            let mut closing = first.is_none();
+            batch.clear();
+            if let Some(Msg::Append(command)) = first {
+                batch.push(command);
+            } else {
+                closing = true;
+            }
+            while !closing && batch.len() < self.config.batch_max {
+                match rx.try_recv() {
+                    Ok(Msg::Append(command)) => batch.push(command),
+                    Ok(Msg::Close) => closing = true,
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.write(&batch)?;
+            }
+            let due = match (self.config.fsync, self.unsynced_since) {
+                (_, None) => false,
+                (FsyncPolicy::PerBatch, Some(_)) => true,
+                (FsyncPolicy::Interval { .. }, Some(since)) => since.elapsed() >= self.interval(),
+            };
+            if due || (closing && self.unsynced_since.is_some()) {
+                self.sync()?;
+            }
+            if closing {
+                return Ok(());
+            }
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        match self.config.fsync {
+            FsyncPolicy::PerBatch => Duration::ZERO,
+            FsyncPolicy::Interval { ms } => Duration::from_millis(u64::from(ms)),
+        }
+    }
+
+    /// Writes `batch` as records at the next positions (not yet durable).
+    fn write(&mut self, batch: &[Command]) -> Result<(), JournalError> {
+        let synced_through = self.shared.durable.load(Ordering::Relaxed);
+        self.buf.clear();
+        for command in batch {
+            record::encode(&mut self.buf, self.next, synced_through, command);
+            self.next += 1;
+        }
+        let first = self.next - batch.len() as u64;
+        if self.segment_len > 0
+            && self.segment_len + self.buf.len() as u64 > self.config.segment_bytes_max
+        {
+            self.roll(first)?;
+        }
+        self.file.write_all(&self.buf).map_err(io_err(&self.path))?;
+        self.segment_len += self.buf.len() as u64;
+        self.written = self.next;
+        self.unsynced_since.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    /// Seals the current segment and starts one at `first`.
+    fn roll(&mut self, first: u64) -> Result<(), JournalError> {
+        self.sync()?;
+        let path = segment_path(&self.shared.dir, first);
+        self.file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        sync_dir(&self.shared.dir)?;
+        self.path = path;
+        self.segment_len = 0;
+        Ok(())
+    }
+
+    /// Makes everything written durable, then lets readers see it. Only what is in the file:
+    /// a batch being encoded (or waiting for a segment roll) is not covered.
+    fn sync(&mut self) -> Result<(), JournalError> {
+        self.file.sync_data().map_err(io_err(&self.path))?;
+        self.unsynced_since = None;
+        self.shared.durable.store(self.written, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Reads durable records in order.
+pub struct JournalReader {
+    shared: Arc<Shared>,
+    /// Next position to read.
+    next: u64,
+    file: BufReader<File>,
+    path: PathBuf,
+    /// Byte offset of the next record in the current segment.
+    offset: u64,
+    /// The record being read: header, then payload.
+    buf: Vec<u8>,
+}
+
+impl JournalReader {
+    fn new(shared: Arc<Shared>, first: u64, from: u64) -> Result<JournalReader, JournalError> {
+        let segments = list_segments(&shared.dir)?;
+        let segment = segments
+            .iter()
+            .rev()
+            .find(|s| s.first <= from)
+            .filter(|_| from >= first)
+            .ok_or(JournalError::Missing(from, first))?;
+        let file = File::open(&segment.path).map_err(io_err(&segment.path))?;
+        let mut reader = JournalReader {
+            next: segment.first,
+            file: BufReader::with_capacity(1 << 16, file),
+            path: segment.path.clone(),
+            offset: 0,
+            shared,
+            buf: Vec::with_capacity(HEADER_LEN + 256),
+        };
+        // Skip to `from`.
+        while reader.next < from {
+            if reader.next_record()?.is_none() {
+                return Err(JournalError::Missing(from, first));
+            }
+        }
+        Ok(reader)
+    }
+
+    /// The position of the next record this reader returns.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Hands up to `max` durable records, in order, to `each` (position, command); returns
+    /// how many. Zero when nothing new is durable.
+    pub fn poll(
+        &mut self,
+        max: usize,
+        mut each: impl FnMut(u64, Command),
+    ) -> Result<usize, JournalError> {
+        let mut count = 0;
+        while count < max {
+            match self.next_record()? {
+                Some((position, command)) => {
+                    each(position, command);
+                    count += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(count)
+    }
+
+    /// The next durable record, or `None` if there is none yet.
+    fn next_record(&mut self) -> Result<Option<(u64, Command)>, JournalError> {
+        if self.next >= self.shared.durable.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        self.buf.resize(HEADER_LEN, 0);
+        match self.file.read_exact(&mut self.buf) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof && self.offset > 0 => {
+                // Durable, but not in this segment: the writer rolled to the next one.
+                self.open_next_segment()?;
+                self.file
+                    .read_exact(&mut self.buf)
+                    .map_err(io_err(&self.path))?;
+            }
+            Err(err) => return Err(io_err(&self.path)(err)),
+        }
+        let header = record::Header::parse(self.buf[..HEADER_LEN].try_into().expect("header"));
+        let len = (header.len as usize).min(record::PAYLOAD_MAX + 1);
+        self.buf.resize(HEADER_LEN + len, 0);
+        self.file
+            .read_exact(&mut self.buf[HEADER_LEN..])
+            .map_err(io_err(&self.path))?;
+        let corrupt = |reason: String| JournalError::Corrupt {
+            segment: self.path.clone(),
+            offset: self.offset,
+            position: self.next,
+            reason,
+        };
+        let frame = record::frame(&self.buf).map_err(|bad| corrupt(bad.to_string()))?;
+        if frame.header.position != self.next {
+            let bad = Invalid::Position {
+                expected: self.next,
+                found: frame.header.position,
+            };
+            return Err(corrupt(bad.to_string()));
+        }
+        let command = record::command(&frame).map_err(|bad| corrupt(bad.to_string()))?;
+        let size = frame.size() as u64;
+        self.next += 1;
+        self.offset += size;
+        Ok(Some((header.position, command)))
+    }
+
+    fn open_next_segment(&mut self) -> Result<(), JournalError> {
+        let path = segment_path(&self.shared.dir, self.next);
+        let file = File::open(&path).map_err(|err| match err.kind() {
+            io::ErrorKind::NotFound => JournalError::Gap {
+                segment: path.clone(),
+                expected: self.next,
+            },
+            _ => io_err(&path)(err),
+        })?;
+        self.file = BufReader::with_capacity(1 << 16, file);
+        self.path = path;
+        self.offset = 0;
+        Ok(())
+    }
+}

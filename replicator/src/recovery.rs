@@ -1,0 +1,163 @@
+//! Recovery: the newest valid snapshot, then the log after it.
+//!
+//! A snapshot at position `p` is the state after the log's records `0..p`; recovery restores it
+//! (skipping damaged snapshots for older ones) and applies records `p..` up to the durable end.
+//! The result is the same state, hash for hash, as replaying the whole log into a fresh engine.
+
+use std::time::{Duration, Instant};
+
+use engine::{Engine, EngineConfig, Event};
+
+use crate::journal::{Journal, JournalError};
+use crate::snapshots::{Skipped, SnapshotStore, SnapshotStoreError};
+
+/// Why recovery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Snapshots(#[from] SnapshotStoreError),
+    #[error("invalid engine configuration: {0}")]
+    Config(#[from] engine::ConfigError),
+    #[error(
+        "snapshot at position {snapshot} is ahead of the journal, which ends at {journal}: \
+         the journal lost acknowledged records, or the snapshot belongs to another log"
+    )]
+    SnapshotAhead { snapshot: u64, journal: u64 },
+    #[error(
+        "snapshot at position {position} was taken with other engine capacities than \
+         configured ({snapshot:?} vs {configured:?}); every replica must use the same"
+    )]
+    ConfigMismatch {
+        position: u64,
+        snapshot: Box<EngineConfig>,
+        configured: Box<EngineConfig>,
+    },
+}
+
+/// A recovered engine and how it got there.
+pub struct Recovered {
+    pub engine: Engine,
+    /// The next log position to apply.
+    pub position: u64,
+    /// The snapshot it started from, if any.
+    pub snapshot: Option<u64>,
+    /// Snapshots skipped as unusable, newest first.
+    pub skipped: Vec<Skipped>,
+    /// Records applied after the snapshot.
+    pub replayed: u64,
+    pub elapsed: Duration,
+}
+
+/// Same capacities, whatever the hash seed (which changes no behaviour).
+fn same_capacities(a: &EngineConfig, b: &EngineConfig) -> bool {
+    EngineConfig { hash_seed: 0, ..*a } == EngineConfig { hash_seed: 0, ..*b }
+}
+
+/// Restores the newest usable snapshot (or a fresh engine with `config`) and applies every
+/// durable journal record after it.
+pub fn recover(
+    journal: &Journal,
+    snapshots: &SnapshotStore,
+    config: EngineConfig,
+) -> Result<Recovered, RecoveryError> {
+    let started = Instant::now();
+    let outcome = snapshots.load_latest()?;
+    let end = journal.durable_position();
+    let (mut engine, position, snapshot) = match outcome.loaded {
+        Some(loaded) => {
+            if loaded.position > end {
+                return Err(RecoveryError::SnapshotAhead {
+                    snapshot: loaded.position,
+                    journal: end,
+                });
+            }
+            if !same_capacities(loaded.engine.config(), &config) {
+                return Err(RecoveryError::ConfigMismatch {
+                    position: loaded.position,
+                    snapshot: Box::new(*loaded.engine.config()),
+                    configured: Box::new(config),
+                });
+            }
+            (loaded.engine, loaded.position, Some(loaded.position))
+        }
+        None => (Engine::new(config)?, 0, None),
+    };
+    let mut reader = journal.reader(position)?;
+    let mut events: Vec<Event> = Vec::with_capacity(1024);
+    let mut replayed = 0;
+    loop {
+        let applied = reader.poll(4096, |_, command| {
+            events.clear();
+            engine.apply(&command, &mut events);
+        })?;
+        if applied == 0 {
+            break;
+        }
+        replayed += applied as u64;
+    }
+    Ok(Recovered {
+        engine,
+        position: reader.position(),
+        snapshot,
+        skipped: outcome.skipped,
+        replayed,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// When to take snapshots: every `every_records` records or `every` of wall time, whichever
+/// comes first (a node's own clock decides this, never the engine's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotPolicy {
+    pub every_records: u64,
+    pub every_seconds: u64,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        SnapshotPolicy {
+            every_records: 1_000_000,
+            every_seconds: 60,
+        }
+    }
+}
+
+/// Decides, as records are applied, when the next snapshot is due.
+pub struct Checkpointer {
+    policy: SnapshotPolicy,
+    last_position: u64,
+    last_time: Instant,
+}
+
+impl Checkpointer {
+    /// Starts counting from `position` (the last snapshot's, or where recovery ended).
+    pub fn new(policy: SnapshotPolicy, position: u64) -> Checkpointer {
+        Checkpointer {
+            policy,
+            last_position: position,
+            last_time: Instant::now(),
+        }
+    }
+
+    /// Saves a snapshot of `engine` at `position` if one is due; returns whether it did.
+    pub fn maybe_save(
+        &mut self,
+        snapshots: &SnapshotStore,
+        position: u64,
+        engine: &Engine,
+    ) -> Result<bool, SnapshotStoreError> {
+        let records_due = position - self.last_position >= self.policy.every_records;
+        let time_due = position > self.last_position
+            && self.last_time.elapsed() >= Duration::from_secs(self.policy.every_seconds);
+        if !(records_due || time_due) {
+            return Ok(false);
+        }
+        snapshots.save(position, engine)?;
+        self.last_position = position;
+        self.last_time = Instant::now();
+        Ok(true)
+    }
+}

@@ -1,0 +1,266 @@
+//! The file journal: order, durability, segments, and recovery from torn tails and corruption.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use engine::{AccountId, Command, CommandKind, MassCancel};
+use replicator::journal::{FsyncPolicy, Journal, JournalConfig, JournalError, JournalReader};
+
+/// A command that says which position it was written at.
+fn command(n: u64) -> Command {
+    Command::new(
+        1_000 + n,
+        CommandKind::MassCancel(MassCancel {
+            account: AccountId(n),
+            symbol: None,
+        }),
+    )
+}
+
+fn config(dir: &Path) -> JournalConfig {
+    JournalConfig::new(dir)
+}
+
+fn append_all(journal: &Journal, range: std::ops::Range<u64>) {
+    let appender = journal.appender();
+    for n in range {
+        appender.append(command(n)).unwrap();
+    }
+}
+
+fn wait_durable(journal: &Journal, position: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while journal.durable_position() < position {
+        assert!(Instant::now() < deadline, "not durable in time");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn read_all(reader: &mut JournalReader) -> Vec<(u64, Command)> {
+    let mut out = Vec::new();
+    reader.poll(usize::MAX, |p, c| out.push((p, c))).unwrap();
+    out
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "journal"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// A byte of a record header's position field.
+const POSITION_BYTE: usize = 9;
+
+#[test]
+fn appended_commands_are_read_back_in_order_once_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, recovery) = Journal::open(config(dir.path())).unwrap();
+    assert_eq!(recovery.records, 0);
+    append_all(&journal, 0..1000);
+    wait_durable(&journal, 1000);
+    let mut reader = journal.reader(0).unwrap();
+    let records = read_all(&mut reader);
+    assert_eq!(records.len(), 1000);
+    for (n, (position, cmd)) in records.iter().enumerate() {
+        assert_eq!((*position, *cmd), (n as u64, command(n as u64)));
+    }
+    assert_eq!(reader.position(), 1000);
+    // A reader can start anywhere.
+    let mut middle = journal.reader(640).unwrap();
+    assert_eq!(read_all(&mut middle)[0], (640, command(640)));
+    assert_eq!(journal.close(), 1000);
+}
+
+#[test]
+fn segments_roll_and_everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = JournalConfig {
+        segment_bytes_max: 4096,
+        batch_max: 16,
+        ..config(dir.path())
+    };
+    let (journal, _) = Journal::open(small.clone()).unwrap();
+    append_all(&journal, 0..2000);
+    wait_durable(&journal, 2000);
+    let live: Vec<_> = read_all(&mut journal.reader(0).unwrap());
+    assert_eq!(journal.close(), 2000);
+    assert!(segments(dir.path()).len() > 10, "segments rolled");
+
+    let (journal, recovery) = Journal::open(small).unwrap();
+    assert_eq!(recovery.records, 2000);
+    assert_eq!(recovery.truncated_bytes, 0);
+    assert_eq!(read_all(&mut journal.reader(0).unwrap()), live);
+    // Appends continue at the next position, readable across the old segments.
+    append_all(&journal, 2000..2100);
+    wait_durable(&journal, 2100);
+    let all = read_all(&mut journal.reader(1500).unwrap());
+    assert_eq!(all.len(), 600);
+    assert_eq!(all.last().unwrap(), &(2099, command(2099)));
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_nothing_after_it_is_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    append_all(&journal, 0..100);
+    assert_eq!(journal.close(), 100);
+    let last = segments(dir.path()).pop().unwrap();
+    let good_len = fs::metadata(&last).unwrap().len();
+    // A crash mid-write: the start of a record, then nothing.
+    let mut torn = Vec::new();
+    replicator::record::encode(&mut torn, 100, 100, &command(100));
+    OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .unwrap()
+        .write_all(&torn[..torn.len() / 2])
+        .unwrap();
+
+    let (journal, recovery) = Journal::open(config(dir.path())).unwrap();
+    assert_eq!(recovery.records, 100);
+    assert_eq!(recovery.truncated_bytes, (torn.len() / 2) as u64);
+    assert_eq!(fs::metadata(&last).unwrap().len(), good_len);
+    append_all(&journal, 100..110);
+    wait_durable(&journal, 110);
+    let records = read_all(&mut journal.reader(95).unwrap());
+    assert_eq!(records.len(), 15);
+    assert_eq!(records.last().unwrap(), &(109, command(109)));
+}
+
+#[test]
+fn unsynced_records_after_a_torn_one_are_cut_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    append_all(&journal, 0..10);
+    assert_eq!(journal.close(), 10);
+    let last = segments(dir.path()).pop().unwrap();
+    // Records 10 and 11 written in one batch (durable through 10), the first damaged: the
+    // page cache wrote them out of order before the crash. Neither was acknowledged.
+    let mut batch = Vec::new();
+    replicator::record::encode(&mut batch, 10, 10, &command(10));
+    replicator::record::encode(&mut batch, 11, 10, &command(11));
+    batch[POSITION_BYTE] ^= 0xff;
+    OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .unwrap()
+        .write_all(&batch)
+        .unwrap();
+    let (journal, recovery) = Journal::open(config(dir.path())).unwrap();
+    assert_eq!(recovery.records, 10);
+    assert_eq!(recovery.truncated_bytes, batch.len() as u64);
+    assert_eq!(read_all(&mut journal.reader(0).unwrap()).len(), 10);
+}
+
+#[test]
+fn a_damaged_record_that_was_durable_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    // Two batches: the second records that the first was durable.
+    append_all(&journal, 0..5);
+    wait_durable(&journal, 5);
+    append_all(&journal, 5..10);
+    assert_eq!(journal.close(), 10);
+    let last = segments(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&last).unwrap();
+    bytes[POSITION_BYTE] ^= 0x01; // record 0's position
+    fs::write(&last, &bytes).unwrap();
+    match Journal::open(config(dir.path())) {
+        Err(JournalError::Corrupt {
+            position, reason, ..
+        }) => {
+            assert_eq!(position, 0);
+            assert!(reason.contains("durable through position"), "{reason}");
+        }
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok((_, recovery)) => panic!("expected corruption, recovered {recovery:?}"),
+    }
+}
+
+#[test]
+fn damage_in_a_sealed_segment_is_refused_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = JournalConfig {
+        segment_bytes_max: 1024,
+        batch_max: 4,
+        ..config(dir.path())
+    };
+    let (journal, _) = Journal::open(small.clone()).unwrap();
+    append_all(&journal, 0..200);
+    assert_eq!(journal.close(), 200);
+    let first = segments(dir.path()).remove(0);
+    let mut bytes = fs::read(&first).unwrap();
+    let last_byte = bytes.len() - 1;
+    bytes[last_byte] ^= 0x40;
+    fs::write(&first, &bytes).unwrap();
+    // Opening checks only the last segment; the damage is found by the reader that reaches it.
+    let (journal, recovery) = Journal::open(small).unwrap();
+    assert_eq!(recovery.records, 200);
+    let mut reader = journal.reader(0).unwrap();
+    let mut read = 0;
+    let err = loop {
+        match reader.poll(1, |_, _| read += 1) {
+            Ok(0) => panic!("the damaged record was read without error"),
+            Ok(_) => {}
+            Err(err) => break err,
+        }
+    };
+    assert!(matches!(err, JournalError::Corrupt { position, .. } if position == read));
+    assert!(err.to_string().contains("checksum"), "{err}");
+}
+
+#[test]
+fn a_missing_segment_is_refused_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = JournalConfig {
+        segment_bytes_max: 1024,
+        batch_max: 4,
+        ..config(dir.path())
+    };
+    let (journal, _) = Journal::open(small.clone()).unwrap();
+    append_all(&journal, 0..200);
+    assert_eq!(journal.close(), 200);
+    fs::remove_file(&segments(dir.path())[1]).unwrap();
+    let (journal, _) = Journal::open(small).unwrap();
+    let mut reader = journal.reader(0).unwrap();
+    let err = reader.poll(usize::MAX, |_, _| {}).unwrap_err();
+    assert!(matches!(err, JournalError::Gap { .. }), "{err}");
+}
+
+#[test]
+fn interval_fsync_makes_commands_durable_within_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let interval = JournalConfig {
+        fsync: FsyncPolicy::Interval { ms: 5 },
+        ..config(dir.path())
+    };
+    let (journal, _) = Journal::open(interval).unwrap();
+    append_all(&journal, 0..50);
+    wait_durable(&journal, 50);
+    assert_eq!(read_all(&mut journal.reader(0).unwrap()).len(), 50);
+    assert_eq!(journal.close(), 50);
+}
+
+#[test]
+fn appends_after_close_fail_and_a_missing_position_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    let appender = journal.appender();
+    append_all(&journal, 0..3);
+    journal.close();
+    assert!(matches!(
+        appender.append(command(3)),
+        Err(JournalError::Closed)
+    ));
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    assert!(matches!(
+        journal.reader(4),
+        Err(JournalError::Missing(4, 0))
+    ));
+}

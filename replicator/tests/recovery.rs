@@ -1,0 +1,150 @@
+//! Recovery = newest valid snapshot + the journal after it, equal to a full replay.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use engine::{Command, Engine, EngineConfig, Event, StateHash};
+use loadgen::{FlowConfig, FlowGenerator};
+use replicator::journal::{Journal, JournalConfig};
+use replicator::recovery::{recover, Checkpointer, RecoveryError, SnapshotPolicy};
+use replicator::snapshots::SnapshotStore;
+
+fn flow(count: usize) -> (EngineConfig, Vec<Command>) {
+    let config = FlowConfig {
+        seed: 7,
+        book_depth: 200,
+        accounts: 50,
+        ..FlowConfig::default()
+    };
+    let mut generator = FlowGenerator::new(config);
+    let mut commands = generator.setup();
+    commands.extend(generator.generate(count));
+    (config.engine_config(), commands)
+}
+
+fn full_replay(config: EngineConfig, commands: &[Command]) -> StateHash {
+    let mut engine = Engine::new(config).unwrap();
+    let mut events: Vec<Event> = Vec::new();
+    for cmd in commands {
+        engine.apply(cmd, &mut events);
+    }
+    engine.state_hash()
+}
+
+fn journal_of(dir: &Path, commands: &[Command]) -> Journal {
+    let (journal, _) = Journal::open(JournalConfig::new(dir.join("journal"))).unwrap();
+    let appender = journal.appender();
+    for cmd in commands {
+        appender.append(*cmd).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while journal.durable_position() < commands.len() as u64 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    journal
+}
+
+/// Applies the journal from 0, saving snapshots at `at` positions.
+fn snapshot_at(journal: &Journal, store: &SnapshotStore, config: EngineConfig, at: &[u64]) {
+    let mut engine = Engine::new(config).unwrap();
+    let mut events = Vec::new();
+    let mut reader = journal.reader(0).unwrap();
+    while reader.position() < journal.durable_position() {
+        if at.contains(&reader.position()) {
+            store.save(reader.position(), &engine).unwrap();
+        }
+        reader
+            .poll(1, |_, cmd| engine.apply(&cmd, &mut events))
+            .unwrap();
+    }
+}
+
+#[test]
+fn recovery_from_a_snapshot_equals_a_full_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, commands) = flow(20_000);
+    let expected = full_replay(config, &commands);
+    let journal = journal_of(dir.path(), &commands);
+    let store = SnapshotStore::open(&dir.path().join("snapshots"), 3).unwrap();
+
+    // No snapshot: the whole journal.
+    let fresh = recover(&journal, &store, config).unwrap();
+    assert_eq!(fresh.snapshot, None);
+    assert_eq!(fresh.replayed, commands.len() as u64);
+    assert_eq!(fresh.engine.state_hash(), expected);
+
+    snapshot_at(&journal, &store, config, &[5_000, 12_345]);
+    let recovered = recover(&journal, &store, config).unwrap();
+    assert_eq!(recovered.snapshot, Some(12_345));
+    assert_eq!(recovered.replayed, commands.len() as u64 - 12_345);
+    assert_eq!(recovered.position, commands.len() as u64);
+    assert_eq!(recovered.engine.state_hash(), expected);
+}
+
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, commands) = flow(10_000);
+    let expected = full_replay(config, &commands);
+    let journal = journal_of(dir.path(), &commands);
+    let store = SnapshotStore::open(&dir.path().join("snapshots"), 3).unwrap();
+    snapshot_at(&journal, &store, config, &[3_000, 7_000]);
+    let newest = store.path_for(7_000);
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&newest, bytes).unwrap();
+
+    let recovered = recover(&journal, &store, config).unwrap();
+    assert_eq!(recovered.snapshot, Some(3_000));
+    assert_eq!(recovered.skipped.len(), 1);
+    assert_eq!(recovered.engine.state_hash(), expected);
+}
+
+#[test]
+fn a_snapshot_with_other_capacities_or_ahead_of_the_journal_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, commands) = flow(1_000);
+    let journal = journal_of(dir.path(), &commands);
+    let store = SnapshotStore::open(&dir.path().join("snapshots"), 3).unwrap();
+    snapshot_at(&journal, &store, config, &[500]);
+    let other = EngineConfig {
+        orders_max: config.orders_max + 1,
+        ..config
+    };
+    assert!(matches!(
+        recover(&journal, &store, other),
+        Err(RecoveryError::ConfigMismatch { position: 500, .. })
+    ));
+    // The seed is not a capacity.
+    let reseeded = EngineConfig {
+        hash_seed: 42,
+        ..config
+    };
+    assert!(recover(&journal, &store, reseeded).is_ok());
+
+    let ahead = Engine::new(config).unwrap();
+    store.save(commands.len() as u64 + 10, &ahead).unwrap();
+    assert!(matches!(
+        recover(&journal, &store, config),
+        Err(RecoveryError::SnapshotAhead { .. })
+    ));
+}
+
+#[test]
+fn the_checkpointer_saves_every_n_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path(), 10).unwrap();
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let policy = SnapshotPolicy {
+        every_records: 100,
+        every_seconds: 3600,
+    };
+    let mut checkpointer = Checkpointer::new(policy, 0);
+    let saved: Vec<u64> = (0..=350)
+        .filter(|&p| checkpointer.maybe_save(&store, p, &engine).unwrap())
+        .collect();
+    assert_eq!(saved, [100, 200, 300]);
+    assert_eq!(store.list().unwrap().len(), 3);
+}
