@@ -2,15 +2,17 @@
 //!
 //! - [`journal`]: the embedded log, an append-only file journal with group commit and crash
 //!   recovery (the default when no Kafka is configured).
+//! - [`kafka`]: the Kafka log: producer, partition reader, topic durability check.
 //! - [`record`]: the journal's record framing (length, CRC, position, durable mark).
 //! - [`snapshots`]: engine snapshots on disk, each tied to a log position.
 //! - [`recovery`]: newest valid snapshot + replay of the log after it.
 //!
-//! The Kafka backend and the divergence checks are not built yet (see ARCHITECTURE.md).
+//! The divergence checks are not built yet (see ARCHITECTURE.md).
 
 #![forbid(unsafe_code)]
 
 pub mod journal;
+pub mod kafka;
 pub mod record;
 pub mod recovery;
 pub mod snapshots;

@@ -1,0 +1,407 @@
+//! The Kafka log: a shard's commands in one partition of a topic stretched over three sites.
+//!
+//! Topic layout (documented in ARCHITECTURE.md): `<prefix>.commands` with one partition per
+//! shard; a record's value is `version u8 (1) | CRC-32 u32 LE | bincode Command`, and its
+//! offset is its log position. (Snapshots stay on each site's disk; state hashes for
+//! divergence checks are not built yet.)
+//!
+//! - [`KafkaAppender`]: an idempotent producer with `acks=all`, bounded in-flight requests and
+//!   a delivery timeout. A command is acknowledged to its client only when the engine reads it
+//!   back, i.e. once it is committed (replicated to the in-sync replicas).
+//! - [`KafkaReader`]: a consumer assigned explicitly to the shard's partition (no group
+//!   rebalancing), positioned at an offset (from a snapshot), that refuses to skip: an offset
+//!   out of range is an error, and so is a record that fails its checksum.
+//! - [`check_topic`]: reads the topic's replication factor, `min.insync.replicas` and
+//!   `unclean.leader.election.enable`; a node refuses to trade on an unsafe topic unless started
+//!   with the explicit development flag.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::Command;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+/// Record value format version.
+const VERSION: u8 = 1;
+
+/// Where a shard's log lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    /// The commands topic (`<prefix>.commands`).
+    pub topic: String,
+    /// The shard's partition.
+    pub partition: i32,
+    /// A produce not acknowledged by then fails (its client never hears of the order).
+    pub delivery_timeout_ms: u32,
+    /// Requests in flight per broker connection (at most 5 keeps idempotent ordering).
+    pub max_in_flight: u32,
+    /// Development only: trade on a topic that does not meet the durability requirements.
+    pub allow_unsafe_topic: bool,
+}
+
+impl KafkaConfig {
+    pub fn new(bootstrap_servers: &str, topic: &str, partition: i32) -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            topic: topic.into(),
+            partition,
+            delivery_timeout_ms: 30_000,
+            max_in_flight: 5,
+            allow_unsafe_topic: false,
+        }
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("log_level", "3");
+        config
+    }
+}
+
+/// Kafka log failures.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaLogError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("the producer's queue is full")]
+    Full,
+    #[error("record at offset {offset} is corrupt: {reason}")]
+    Corrupt { offset: i64, reason: String },
+    #[error("expected the record at offset {expected}, got offset {found}")]
+    OffsetGap { expected: u64, found: i64 },
+    #[error("topic {topic} is not safe to trade on: {}", reasons.join("; "))]
+    UnsafeTopic { topic: String, reasons: Vec<String> },
+    #[error("topic {0} does not exist or has no partition {1}")]
+    NoPartition(String, i32),
+}
+
+/// Counts delivery outcomes.
+#[derive(Default)]
+pub struct DeliveryCounts {
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    /// Offset of the last delivered record + 1.
+    pub acked_through: AtomicU64,
+}
+
+/// Producer context that records delivery reports.
+pub struct Deliveries(Arc<DeliveryCounts>);
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(message) => {
+                self.0.delivered.fetch_add(1, Ordering::Relaxed);
+                self.0
+                    .acked_through
+                    .fetch_max(message.offset() as u64 + 1, Ordering::Release);
+            }
+            Err(_) => {
+                self.0.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Encodes a command as a record value.
+pub fn encode(command: &Command) -> Vec<u8> {
+    let body = bincode::serialize(command).expect("commands always encode");
+    let mut value = Vec::with_capacity(5 + body.len());
+    value.push(VERSION);
+    value.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    value.extend_from_slice(&body);
+    value
+}
+
+/// Decodes a record value.
+pub fn decode(value: &[u8]) -> Result<Command, String> {
+    match value {
+        [VERSION, c0, c1, c2, c3, body @ ..] => {
+            let stored = u32::from_le_bytes([*c0, *c1, *c2, *c3]);
+            if crc32fast::hash(body) != stored {
+                return Err("checksum mismatch".into());
+            }
+            bincode::deserialize(body).map_err(|err| err.to_string())
+        }
+        [version, ..] => Err(format!("unknown record version {version}")),
+        [] => Err("empty record".into()),
+    }
+}
+
+/// Produces a shard's commands.
+pub struct KafkaAppender {
+    producer: ThreadedProducer<Deliveries>,
+    topic: String,
+    partition: i32,
+    counts: Arc<DeliveryCounts>,
+}
+
+impl KafkaAppender {
+    pub fn new(config: &KafkaConfig) -> Result<KafkaAppender, KafkaLogError> {
+        let counts = Arc::new(DeliveryCounts::default());
+        let producer = config
+            .client()
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set(
+                "max.in.flight.requests.per.connection",
+                config.max_in_flight.to_string(),
+            )
+            .set(
+                "delivery.timeout.ms",
+                config.delivery_timeout_ms.to_string(),
+            )
+            .set("linger.ms", "1")
+            .create_with_context(Deliveries(counts.clone()))?;
+        Ok(KafkaAppender {
+            producer,
+            topic: config.topic.clone(),
+            partition: config.partition,
+            counts,
+        })
+    }
+
+    /// Queues `command` for the shard's partition.
+    pub fn append(&self, command: &Command) -> Result<(), KafkaLogError> {
+        let value = encode(command);
+        let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic)
+            .partition(self.partition)
+            .payload(&value);
+        self.producer.send(record).map_err(|(err, _)| match err {
+            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => KafkaLogError::Full,
+            other => KafkaLogError::Kafka(other),
+        })
+    }
+
+    /// Delivery outcomes so far.
+    pub fn counts(&self) -> &DeliveryCounts {
+        &self.counts
+    }
+
+    /// Waits until every queued record is delivered or failed.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaLogError> {
+        Ok(self.producer.flush(timeout)?)
+    }
+}
+
+/// Reads a shard's partition from an offset, in order.
+pub struct KafkaReader {
+    consumer: BaseConsumer,
+    next: u64,
+    transient_errors: u64,
+}
+
+/// Consumer errors that mean the log cannot be read in order from here.
+fn is_fatal(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::OffsetOutOfRange
+            | RDKafkaErrorCode::AutoOffsetReset
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::Fatal
+    )
+}
+
+impl KafkaReader {
+    /// A reader of `config`'s partition starting at offset `from`.
+    pub fn new(config: &KafkaConfig, from: u64) -> Result<KafkaReader, KafkaLogError> {
+        let consumer: BaseConsumer = config
+            .client()
+            .set("group.id", format!("exchange-reader-{}", config.topic))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // Never jump to another offset on our own: a gap is an error.
+            .set("auto.offset.reset", "error")
+            .set("fetch.wait.max.ms", "10")
+            .create()?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(
+            &config.topic,
+            config.partition,
+            Offset::Offset(from as i64),
+        )?;
+        consumer.assign(&assignment)?;
+        Ok(KafkaReader {
+            consumer,
+            next: from,
+            transient_errors: 0,
+        })
+    }
+
+    /// Transient consumer errors ridden out so far (for metrics).
+    pub fn transient_errors(&self) -> u64 {
+        self.transient_errors
+    }
+
+    /// The offset of the next record this reader returns.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Waits up to `timeout` for the next record: `(offset, command)`, or `None` if none came.
+    /// Transient errors (a broker down, a leader moving) are counted and ridden out, since
+    /// librdkafka reconnects by itself; an error that means a gap or a misconfiguration is
+    /// returned.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Option<(u64, Command)>, KafkaLogError> {
+        let Some(message) = self.consumer.poll(timeout) else {
+            return Ok(None);
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(KafkaError::MessageConsumption(code)) if !is_fatal(code) => {
+                self.transient_errors += 1;
+                return Ok(None);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let offset = message.offset();
+        if offset != self.next as i64 {
+            return Err(KafkaLogError::OffsetGap {
+                expected: self.next,
+                found: offset,
+            });
+        }
+        let command = decode(message.payload().unwrap_or(&[]))
+            .map_err(|reason| KafkaLogError::Corrupt { offset, reason })?;
+        self.next += 1;
+        Ok(Some((offset as u64, command)))
+    }
+}
+
+/// What the durability check found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSafety {
+    pub partitions: usize,
+    /// Smallest replica count over the partitions.
+    pub replication_factor: usize,
+    pub min_insync_replicas: Option<u32>,
+    pub unclean_leader_election: Option<bool>,
+    /// Why it is unsafe; empty when safe.
+    pub problems: Vec<String>,
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    futures_executor::block_on(future)
+}
+
+/// Checks that `config.topic` is durable enough to trade on: replication factor at least 3,
+/// `min.insync.replicas` at least 2, unclean leader election off. Errors when it is not,
+/// unless `allow_unsafe_topic` (then the problems are only reported).
+pub fn check_topic(config: &KafkaConfig, timeout: Duration) -> Result<TopicSafety, KafkaLogError> {
+    let consumer: BaseConsumer = config.client().create()?;
+    let metadata = consumer.fetch_metadata(Some(&config.topic), timeout)?;
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == config.topic)
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .ok_or_else(|| KafkaLogError::NoPartition(config.topic.clone(), config.partition))?;
+    if !topic
+        .partitions()
+        .iter()
+        .any(|p| p.id() == config.partition)
+    {
+        return Err(KafkaLogError::NoPartition(
+            config.topic.clone(),
+            config.partition,
+        ));
+    }
+    let replication_factor = topic
+        .partitions()
+        .iter()
+        .map(|p| p.replicas().len())
+        .min()
+        .unwrap_or(0);
+    let admin: AdminClient<DefaultClientContext> = config.client().create()?;
+    let options = AdminOptions::new().request_timeout(Some(timeout));
+    let described =
+        block_on(admin.describe_configs([&ResourceSpecifier::Topic(&config.topic)], &options));
+    let entries = described
+        .ok()
+        .and_then(|results| results.into_iter().next())
+        .and_then(Result::ok);
+    let value = |name: &str| {
+        entries
+            .as_ref()
+            .and_then(|r| r.get(name))
+            .and_then(|e| e.value.clone())
+    };
+    let min_insync_replicas = value("min.insync.replicas").and_then(|v| v.parse().ok());
+    let unclean_leader_election = value("unclean.leader.election.enable").map(|v| v == "true");
+    let mut problems = Vec::new();
+    if replication_factor < 3 {
+        problems.push(format!(
+            "replication factor {replication_factor} (need 3: one per site)"
+        ));
+    }
+    match min_insync_replicas {
+        Some(n) if n >= 2 => {}
+        Some(n) => problems.push(format!("min.insync.replicas {n} (need 2)")),
+        None => problems.push("min.insync.replicas not reported".into()),
+    }
+    match unclean_leader_election {
+        Some(false) => {}
+        Some(true) => problems.push("unclean.leader.election.enable is true".into()),
+        None => problems.push("unclean.leader.election.enable not reported".into()),
+    }
+    let safety = TopicSafety {
+        partitions: topic.partitions().len(),
+        replication_factor,
+        min_insync_replicas,
+        unclean_leader_election,
+        problems,
+    };
+    if !safety.problems.is_empty() && !config.allow_unsafe_topic {
+        return Err(KafkaLogError::UnsafeTopic {
+            topic: config.topic.clone(),
+            reasons: safety.problems,
+        });
+    }
+    Ok(safety)
+}
+
+/// Creates `topic` with `partitions` (development and tests; production topics are created
+/// by the operators with the documented settings).
+pub fn create_topic(
+    config: &KafkaConfig,
+    partitions: i32,
+    replication: i32,
+    timeout: Duration,
+) -> Result<(), KafkaLogError> {
+    let admin: AdminClient<DefaultClientContext> = config.client().create()?;
+    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    let topic = NewTopic::new(
+        &config.topic,
+        partitions,
+        TopicReplication::Fixed(replication),
+    )
+    .set("min.insync.replicas", "2")
+    .set("unclean.leader.election.enable", "false");
+    let results = block_on(admin.create_topics([&topic], &options))?;
+    for result in results {
+        if let Err((_, code)) = result {
+            if code != RDKafkaErrorCode::TopicAlreadyExists {
+                return Err(KafkaError::AdminOp(code).into());
+            }
+        }
+    }
+    Ok(())
+}

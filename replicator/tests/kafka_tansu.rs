@@ -1,0 +1,237 @@
+//! The Kafka log against a real Kafka-protocol broker: tansu 0.6.0 (installed by `.ci/setup`),
+//! started by each test on its own loopback port with SQLite storage in a temporary directory.
+//! A missing `tansu` binary fails these tests; it never skips them.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use engine::{AccountId, Command, CommandKind, Engine, Event, MassCancel};
+use loadgen::{FlowConfig, FlowGenerator};
+use replicator::kafka::{
+    check_topic, create_topic, KafkaAppender, KafkaConfig, KafkaLogError, KafkaReader,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A tansu broker on a free loopback port, its data in a temporary directory.
+struct Tansu {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Tansu {
+    fn start() -> Tansu {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut tansu = Tansu {
+            child: None,
+            port,
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        };
+        tansu.spawn();
+        tansu
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Process::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu 0.6.0 must be installed (run .ci/setup); these tests need a broker");
+        self.child = Some(child);
+        let deadline = Instant::now() + TIMEOUT;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn topic_config(broker: &Tansu, topic: &str) -> KafkaConfig {
+    KafkaConfig {
+        // tansu reports neither replication nor topic configs: a development topic.
+        allow_unsafe_topic: true,
+        ..KafkaConfig::new(&broker.bootstrap(), topic, 0)
+    }
+}
+
+fn command(n: u64) -> Command {
+    Command::new(
+        n,
+        CommandKind::MassCancel(MassCancel {
+            account: AccountId(n),
+            symbol: None,
+        }),
+    )
+}
+
+/// Appends `commands` and waits until every one is acknowledged.
+fn append_acked(appender: &KafkaAppender, commands: &[Command]) {
+    let before = appender
+        .counts()
+        .delivered
+        .load(std::sync::atomic::Ordering::Relaxed);
+    for cmd in commands {
+        appender.append(cmd).unwrap();
+    }
+    appender.flush(TIMEOUT).unwrap();
+    let counts = appender.counts();
+    assert_eq!(counts.failed.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        counts.delivered.load(std::sync::atomic::Ordering::Relaxed) - before,
+        commands.len() as u64
+    );
+}
+
+/// Reads `count` records from `reader`.
+fn read(reader: &mut KafkaReader, count: usize) -> Vec<(u64, Command)> {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        assert!(Instant::now() < deadline, "read {} of {count}", out.len());
+        if let Some(record) = reader.poll(Duration::from_millis(100)).unwrap() {
+            out.push(record);
+        }
+    }
+    out
+}
+
+#[test]
+fn appended_commands_are_consumed_in_order_from_any_offset() {
+    let broker = Tansu::start();
+    let config = topic_config(&broker, "shard.commands");
+    create_topic(&config, 1, 1, TIMEOUT).unwrap();
+    let appender = KafkaAppender::new(&config).unwrap();
+    let commands: Vec<Command> = (0..500).map(command).collect();
+    append_acked(&appender, &commands);
+
+    let mut reader = KafkaReader::new(&config, 0).unwrap();
+    let records = read(&mut reader, 500);
+    for (n, (offset, cmd)) in records.iter().enumerate() {
+        assert_eq!((*offset, *cmd), (n as u64, commands[n]));
+    }
+    // A consumer restarted from a snapshot's position carries on from there.
+    let mut restarted = KafkaReader::new(&config, 321).unwrap();
+    assert_eq!(read(&mut restarted, 179)[0], (321, commands[321]));
+    assert_eq!(restarted.position(), 500);
+}
+
+#[test]
+fn the_durability_check_refuses_a_topic_that_reports_nothing() {
+    let broker = Tansu::start();
+    let config = KafkaConfig {
+        allow_unsafe_topic: false,
+        ..topic_config(&broker, "unsafe.commands")
+    };
+    create_topic(&config, 1, 1, TIMEOUT).unwrap();
+    match check_topic(&config, TIMEOUT) {
+        Err(KafkaLogError::UnsafeTopic { reasons, .. }) => {
+            assert!(
+                reasons.iter().any(|r| r.contains("replication factor 1")),
+                "{reasons:?}"
+            );
+        }
+        other => panic!("expected an unsafe-topic refusal, got {other:?}"),
+    }
+    // With the development flag the problems are reported, not fatal.
+    let dev = KafkaConfig {
+        allow_unsafe_topic: true,
+        ..config
+    };
+    let safety = check_topic(&dev, TIMEOUT).unwrap();
+    assert_eq!(safety.replication_factor, 1);
+    assert!(!safety.problems.is_empty());
+}
+
+#[test]
+fn nothing_acknowledged_is_lost_across_a_broker_restart() {
+    let mut broker = Tansu::start();
+    let config = topic_config(&broker, "restart.commands");
+    create_topic(&config, 1, 1, TIMEOUT).unwrap();
+    let first: Vec<Command> = (0..300).map(command).collect();
+    append_acked(&KafkaAppender::new(&config).unwrap(), &first);
+
+    broker.stop();
+    assert!(broker.data_dir().join("tansu.db").exists());
+    broker.spawn();
+
+    let second: Vec<Command> = (300..400).map(command).collect();
+    append_acked(&KafkaAppender::new(&config).unwrap(), &second);
+    let mut reader = KafkaReader::new(&config, 0).unwrap();
+    let records = read(&mut reader, 400);
+    for (n, (offset, cmd)) in records.iter().enumerate() {
+        assert_eq!((*offset, *cmd), (n as u64, command(n as u64)));
+    }
+}
+
+#[test]
+fn two_engine_replicas_consuming_one_partition_reach_equal_hashes() {
+    let broker = Tansu::start();
+    let config = topic_config(&broker, "replicas.commands");
+    create_topic(&config, 1, 1, TIMEOUT).unwrap();
+    let flow = FlowConfig {
+        seed: 11,
+        book_depth: 100,
+        accounts: 20,
+        ..FlowConfig::default()
+    };
+    let mut generator = FlowGenerator::new(flow);
+    let mut commands = generator.setup();
+    commands.extend(generator.generate(3_000));
+    append_acked(&KafkaAppender::new(&config).unwrap(), &commands);
+
+    let replica = |site: &str| {
+        let mut engine = Engine::new(flow.engine_config()).unwrap();
+        let mut events: Vec<Event> = Vec::new();
+        let mut reader = KafkaReader::new(&config, 0).unwrap();
+        for (_, cmd) in read(&mut reader, commands.len()) {
+            engine.apply(&cmd, &mut events);
+        }
+        assert!(!events.is_empty(), "{site} produced events");
+        engine.state_hash()
+    };
+    let (a, b) = (replica("cloud-a"), replica("cloud-b"));
+    assert_eq!(a, b);
+    let mut direct = Engine::new(flow.engine_config()).unwrap();
+    let mut events = Vec::new();
+    for cmd in &commands {
+        direct.apply(cmd, &mut events);
+    }
+    assert_eq!(a, direct.state_hash());
+}
