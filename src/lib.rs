@@ -3,9 +3,11 @@
 //! - [`contract`]: the replay contract's JSON (commands in; events and book out).
 //! - [`replay`]: `exchange replay`.
 //! - [`journal_bench`]: `exchange journal-bench`, the journal's benchmark and crash-test writer.
+//! - [`kafka_bench`]: `exchange kafka-bench`, the Kafka log's produce → consume round trip.
 
 pub mod contract;
 pub mod journal_bench;
+pub mod kafka_bench;
 pub mod replay;
 
 use std::path::Path;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use replicator::divergence;
 use replicator::journal::FsyncPolicy;
 
 #[derive(Parser)]
@@ -34,6 +35,32 @@ enum Cmd {
         /// Engine capacities (TOML with `EngineConfig` fields); defaults otherwise.
         #[arg(long, value_name = "FILE")]
         engine_config: Option<PathBuf>,
+    },
+    /// Compare the state hashes replicas published; exit non-zero when sites disagree at a
+    /// log position.
+    Verify {
+        /// Hash-report files (JSON lines), e.g. one per site of an embedded deployment.
+        #[arg(long, num_args = 1.., required_unless_present = "kafka")]
+        hashes: Vec<PathBuf>,
+        /// Read the reports from this Kafka cluster's hashes topic instead.
+        #[arg(long, value_name = "BOOTSTRAP_SERVERS", requires = "topic")]
+        kafka: Option<String>,
+        /// The hashes topic (`<prefix>.hashes`).
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Produce commands to a Kafka partition at a fixed rate and read them back; report the
+    /// round-trip latency from each intended send time.
+    KafkaBench {
+        #[arg(long, value_name = "BOOTSTRAP_SERVERS")]
+        kafka: String,
+        #[arg(long, default_value = "bench.commands")]
+        topic: String,
+        /// Commands per second.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
     },
     /// Append to a file journal as fast as one appender can; report appends/s and commit
     /// latency. Reopening the same directory continues where it stopped.
@@ -100,6 +127,80 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(hash) = s.state_hash {
                 println!("state hash {hash}");
             }
+            Ok(())
+        }
+        Cmd::Verify {
+            hashes,
+            kafka,
+            topic,
+        } => {
+            let reports = match (kafka, topic) {
+                (Some(bootstrap), Some(topic)) => {
+                    let config = replicator::kafka::KafkaConfig::new(&bootstrap, &topic, 0);
+                    divergence::read_kafka(&config, std::time::Duration::from_secs(30))?
+                }
+                _ => {
+                    let mut all = Vec::new();
+                    for path in &hashes {
+                        all.extend(divergence::read_file(path)?);
+                    }
+                    all
+                }
+            };
+            let verdict = divergence::compare(&reports);
+            println!(
+                "{} reports from {} sites ({}); {} positions compared, {} reported by one site only",
+                reports.len(),
+                verdict.sites.len(),
+                verdict.sites.join(", "),
+                verdict.compared,
+                verdict.single
+            );
+            for d in &verdict.divergences {
+                let hashes: Vec<String> = d
+                    .hashes
+                    .iter()
+                    .map(|(site, hash)| format!("{site}={hash}"))
+                    .collect();
+                println!(
+                    "DIVERGED shard {} position {}: {}",
+                    d.shard,
+                    d.position,
+                    hashes.join(" ")
+                );
+            }
+            if verdict.divergences.is_empty() {
+                println!("all sites agree");
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{} positions where sites disagree (first: shard {} position {})",
+                    verdict.divergences.len(),
+                    verdict.divergences[0].shard,
+                    verdict.divergences[0].position
+                )
+            }
+        }
+        Cmd::KafkaBench {
+            kafka,
+            topic,
+            rate,
+            seconds,
+        } => {
+            let config = replicator::kafka::KafkaConfig::new(&kafka, &topic, 0);
+            let report = exchange::kafka_bench::run(&config, rate, seconds)?;
+            let h = &report.latency_us;
+            println!(
+                "produced {} and read back {} in {:.2} s at {rate}/s; round trip us p50 {} p99 {} \
+                 p99.9 {} max {}",
+                report.produced,
+                report.consumed,
+                report.seconds,
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.max()
+            );
             Ok(())
         }
         Cmd::JournalBench {

@@ -7,10 +7,12 @@
 //! - [`snapshots`]: engine snapshots on disk, each tied to a log position.
 //! - [`recovery`]: newest valid snapshot + replay of the log after it.
 //!
-//! The divergence checks are not built yet (see ARCHITECTURE.md).
+//! - [`divergence`]: state-hash reports every N records, and the comparison that finds sites
+//!   that disagree (`exchange verify`).
 
 #![forbid(unsafe_code)]
 
+pub mod divergence;
 pub mod journal;
 pub mod kafka;
 pub mod record;

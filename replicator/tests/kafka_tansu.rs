@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use engine::{AccountId, Command, CommandKind, Engine, Event, MassCancel};
 use loadgen::{FlowConfig, FlowGenerator};
+use replicator::divergence::{compare, read_kafka, HashCadence, KafkaHashSink};
 use replicator::kafka::{
     check_topic, create_topic, KafkaAppender, KafkaConfig, KafkaLogError, KafkaReader,
 };
@@ -234,4 +235,58 @@ fn two_engine_replicas_consuming_one_partition_reach_equal_hashes() {
         direct.apply(cmd, &mut events);
     }
     assert_eq!(a, direct.state_hash());
+}
+
+#[test]
+fn replicas_publish_hashes_and_verify_finds_the_one_that_diverged() {
+    let broker = Tansu::start();
+    let commands_topic = topic_config(&broker, "verify.commands");
+    let hashes_topic = topic_config(&broker, "verify.hashes");
+    create_topic(&commands_topic, 1, 1, TIMEOUT).unwrap();
+    create_topic(&hashes_topic, 1, 1, TIMEOUT).unwrap();
+    let flow = FlowConfig {
+        seed: 5,
+        book_depth: 100,
+        accounts: 20,
+        ..FlowConfig::default()
+    };
+    let mut generator = FlowGenerator::new(flow);
+    let mut commands = generator.setup();
+    commands.extend(generator.generate(2_000));
+    append_acked(&KafkaAppender::new(&commands_topic).unwrap(), &commands);
+
+    // Each site consumes the partition and publishes its hash every 500 records; metal
+    // drops one command (a bug we want caught).
+    let mut sink = KafkaHashSink::new(&hashes_topic).unwrap();
+    for (site, skip) in [("cloud-a", None), ("cloud-b", None), ("metal", Some(1_700))] {
+        let cadence = HashCadence::new(site, 0, 500);
+        let mut engine = Engine::new(flow.engine_config()).unwrap();
+        let mut events: Vec<Event> = Vec::new();
+        let mut reader = KafkaReader::new(&commands_topic, 0).unwrap();
+        for (offset, cmd) in read(&mut reader, commands.len()) {
+            if Some(offset) != skip {
+                engine.apply(&cmd, &mut events);
+            }
+            cadence
+                .maybe_publish(offset + 1, &engine, &mut sink)
+                .unwrap();
+        }
+    }
+    sink.flush(TIMEOUT).unwrap();
+
+    let reports = read_kafka(&hashes_topic, TIMEOUT).unwrap();
+    let positions = commands.len() as u64 / 500;
+    assert_eq!(reports.len() as u64, 3 * positions);
+    let verdict = compare(&reports);
+    assert_eq!(verdict.sites, ["cloud-a", "cloud-b", "metal"]);
+    assert_eq!(verdict.compared as u64, positions);
+    let diverged: Vec<u64> = verdict.divergences.iter().map(|d| d.position).collect();
+    assert_eq!(
+        diverged,
+        (4..=positions).map(|n| n * 500).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        verdict.divergences[0].hashes["cloud-a"],
+        verdict.divergences[0].hashes["cloud-b"]
+    );
 }
