@@ -362,6 +362,11 @@ impl Journal {
         JournalReader::new(self.shared.clone(), self.first, from)
     }
 
+    /// Queues a command, waiting while the queue is full (see [`Appender::append`]).
+    pub fn append(&self, command: Command) -> Result<(), JournalError> {
+        self.appender().append(command)
+    }
+
     /// Writes and syncs everything queued before this call, stops the writer, and returns
     /// the final durable position.
     pub fn close(mut self) -> u64 {
@@ -630,5 +635,43 @@ impl JournalReader {
         self.path = path;
         self.offset = 0;
         Ok(())
+    }
+}
+
+impl crate::CommandLog for Journal {
+    type Reader = JournalReader;
+
+    fn append(&self, command: &Command) -> Result<(), crate::LogError> {
+        Ok(Journal::append(self, *command)?)
+    }
+
+    fn reader(&self, from: u64) -> Result<JournalReader, crate::LogError> {
+        Ok(Journal::reader(self, from)?)
+    }
+
+    fn durable_position(&self) -> Result<u64, crate::LogError> {
+        Ok(Journal::durable_position(self))
+    }
+}
+
+impl crate::LogReader for JournalReader {
+    fn position(&self) -> u64 {
+        self.next
+    }
+
+    fn poll(
+        &mut self,
+        max: usize,
+        wait: Duration,
+        each: &mut dyn FnMut(u64, Command),
+    ) -> Result<usize, crate::LogError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let count = JournalReader::poll(self, max, &mut *each)?;
+            if count > 0 || Instant::now() >= deadline {
+                return Ok(count);
+            }
+            std::thread::sleep(Duration::from_micros(50).min(wait));
+        }
     }
 }

@@ -405,3 +405,78 @@ pub fn create_topic(
     }
     Ok(())
 }
+
+/// A shard's log in Kafka: the producer and the settings to read it.
+pub struct KafkaLog {
+    config: KafkaConfig,
+    appender: KafkaAppender,
+}
+
+impl KafkaLog {
+    /// Connects to `config`'s partition, refusing an unsafe topic unless allowed (see
+    /// [`check_topic`]).
+    pub fn open(
+        config: KafkaConfig,
+        timeout: Duration,
+    ) -> Result<(KafkaLog, TopicSafety), KafkaLogError> {
+        let safety = check_topic(&config, timeout)?;
+        let appender = KafkaAppender::new(&config)?;
+        Ok((KafkaLog { config, appender }, safety))
+    }
+
+    pub fn appender(&self) -> &KafkaAppender {
+        &self.appender
+    }
+}
+
+impl crate::CommandLog for KafkaLog {
+    type Reader = KafkaReader;
+
+    fn append(&self, command: &Command) -> Result<(), crate::LogError> {
+        Ok(self.appender.append(command)?)
+    }
+
+    fn reader(&self, from: u64) -> Result<KafkaReader, crate::LogError> {
+        Ok(KafkaReader::new(&self.config, from)?)
+    }
+
+    /// The partition's high watermark: records below it are committed.
+    fn durable_position(&self) -> Result<u64, crate::LogError> {
+        let consumer: BaseConsumer = self.config.client().create().map_err(KafkaLogError::from)?;
+        let (_, high) = consumer
+            .fetch_watermarks(
+                &self.config.topic,
+                self.config.partition,
+                Duration::from_secs(10),
+            )
+            .map_err(KafkaLogError::from)?;
+        Ok(high.max(0) as u64)
+    }
+}
+
+impl crate::LogReader for KafkaReader {
+    fn position(&self) -> u64 {
+        self.next
+    }
+
+    fn poll(
+        &mut self,
+        max: usize,
+        wait: Duration,
+        each: &mut dyn FnMut(u64, Command),
+    ) -> Result<usize, crate::LogError> {
+        let mut count = 0;
+        let mut wait = wait;
+        while count < max {
+            match KafkaReader::poll(self, wait)? {
+                Some((offset, command)) => {
+                    each(offset, command);
+                    count += 1;
+                    wait = Duration::ZERO;
+                }
+                None => break,
+            }
+        }
+        Ok(count)
+    }
+}

@@ -18,3 +18,46 @@ pub mod kafka;
 pub mod record;
 pub mod recovery;
 pub mod snapshots;
+
+use std::time::Duration;
+
+use engine::Command;
+
+/// Any failure of a log backend.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    #[error(transparent)]
+    Kafka(#[from] kafka::KafkaLogError),
+}
+
+/// A shard's log, whichever backend holds it: the file journal or a Kafka partition.
+pub trait CommandLog {
+    type Reader: LogReader;
+
+    /// Queues `command` for the log (the sequencer side). It is acknowledged when a reader
+    /// reads it back, never before.
+    fn append(&self, command: &Command) -> Result<(), LogError>;
+
+    /// Reads committed records in order from position `from`.
+    fn reader(&self, from: u64) -> Result<Self::Reader, LogError>;
+
+    /// The durable (committed) end: every position below it can be read.
+    fn durable_position(&self) -> Result<u64, LogError>;
+}
+
+/// Reads a log's committed records in order.
+pub trait LogReader {
+    /// The position of the next record.
+    fn position(&self) -> u64;
+
+    /// Hands up to `max` records to `each` (position, command), waiting up to `wait` for the
+    /// first; returns how many.
+    fn poll(
+        &mut self,
+        max: usize,
+        wait: Duration,
+        each: &mut dyn FnMut(u64, Command),
+    ) -> Result<usize, LogError>;
+}

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use engine::{Engine, EngineConfig, Event};
 
-use crate::journal::{Journal, JournalError};
 use crate::snapshots::{Skipped, SnapshotStore, SnapshotStoreError};
+use crate::{CommandLog, LogError, LogReader};
 
 /// Why recovery failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
     #[error(transparent)]
-    Journal(#[from] JournalError),
+    Log(#[from] LogError),
     #[error(transparent)]
     Snapshots(#[from] SnapshotStoreError),
     #[error("invalid engine configuration: {0}")]
@@ -56,15 +56,15 @@ fn same_capacities(a: &EngineConfig, b: &EngineConfig) -> bool {
 }
 
 /// Restores the newest usable snapshot (or a fresh engine with `config`) and applies every
-/// durable journal record after it.
-pub fn recover(
-    journal: &Journal,
+/// durable record of `log` after it, whichever backend holds the log.
+pub fn recover<L: CommandLog>(
+    log: &L,
     snapshots: &SnapshotStore,
     config: EngineConfig,
 ) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
     let outcome = snapshots.load_latest()?;
-    let end = journal.durable_position();
+    let end = log.durable_position()?;
     let (mut engine, position, snapshot) = match outcome.loaded {
         Some(loaded) => {
             if loaded.position > end {
@@ -84,17 +84,15 @@ pub fn recover(
         }
         None => (Engine::new(config)?, 0, None),
     };
-    let mut reader = journal.reader(position)?;
+    let mut reader = log.reader(position)?;
     let mut events: Vec<Event> = Vec::with_capacity(1024);
     let mut replayed = 0;
-    loop {
-        let applied = reader.poll(4096, |_, command| {
+    // Up to the durable end as it was when recovery began; a live node reads on from there.
+    while reader.position() < end {
+        let applied = reader.poll(4096, Duration::from_secs(1), &mut |_, command| {
             events.clear();
             engine.apply(&command, &mut events);
         })?;
-        if applied == 0 {
-            break;
-        }
         replayed += applied as u64;
     }
     Ok(Recovered {

@@ -11,8 +11,11 @@ use engine::{AccountId, Command, CommandKind, Engine, Event, MassCancel};
 use loadgen::{FlowConfig, FlowGenerator};
 use replicator::divergence::{compare, read_kafka, HashCadence, KafkaHashSink};
 use replicator::kafka::{
-    check_topic, create_topic, KafkaAppender, KafkaConfig, KafkaLogError, KafkaReader,
+    check_topic, create_topic, KafkaAppender, KafkaConfig, KafkaLog, KafkaLogError, KafkaReader,
 };
+use replicator::recovery::recover;
+use replicator::snapshots::SnapshotStore;
+use replicator::CommandLog;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -289,4 +292,48 @@ fn replicas_publish_hashes_and_verify_finds_the_one_that_diverged() {
         verdict.divergences[0].hashes["cloud-a"],
         verdict.divergences[0].hashes["cloud-b"]
     );
+}
+
+#[test]
+fn recovery_from_a_snapshot_plus_the_partition_equals_a_full_replay() {
+    let broker = Tansu::start();
+    let config = topic_config(&broker, "recover.commands");
+    create_topic(&config, 1, 1, TIMEOUT).unwrap();
+    let (log, safety) = KafkaLog::open(config.clone(), TIMEOUT).unwrap();
+    assert!(
+        !safety.problems.is_empty(),
+        "tansu reports no durability settings"
+    );
+    let flow = FlowConfig {
+        seed: 9,
+        book_depth: 100,
+        accounts: 20,
+        ..FlowConfig::default()
+    };
+    let mut generator = FlowGenerator::new(flow);
+    let mut commands = generator.setup();
+    commands.extend(generator.generate(2_000));
+    for cmd in &commands {
+        CommandLog::append(&log, cmd).unwrap();
+    }
+    log.appender().flush(TIMEOUT).unwrap();
+    assert_eq!(log.durable_position().unwrap(), commands.len() as u64);
+
+    // A snapshot taken at position 1,234 by a replica that read the partition.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path(), 2).unwrap();
+    let mut engine = Engine::new(flow.engine_config()).unwrap();
+    let mut events: Vec<Event> = Vec::new();
+    for cmd in &commands[..1_234] {
+        engine.apply(cmd, &mut events);
+    }
+    store.save(1_234, &engine).unwrap();
+
+    let recovered = recover(&log, &store, flow.engine_config()).unwrap();
+    assert_eq!(recovered.snapshot, Some(1_234));
+    assert_eq!(recovered.replayed, commands.len() as u64 - 1_234);
+    for cmd in &commands[1_234..] {
+        engine.apply(cmd, &mut events);
+    }
+    assert_eq!(recovered.engine.state_hash(), engine.state_hash());
 }
