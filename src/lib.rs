@@ -5,6 +5,8 @@
 //! - [`journal_bench`]: `exchange journal-bench`, the journal's benchmark and crash-test writer.
 //! - [`kafka_bench`]: `exchange kafka-bench`, the Kafka log's produce → consume round trip.
 
+#![forbid(unsafe_code)]
+
 pub mod contract;
 pub mod journal_bench;
 pub mod kafka_bench;

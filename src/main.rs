@@ -1,5 +1,7 @@
 //! `exchange`: the command-line entry point.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
