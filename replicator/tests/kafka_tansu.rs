@@ -105,6 +105,20 @@ fn command(n: u64) -> Command {
     )
 }
 
+/// A small exchange-core-like flow (setup included) and its configuration.
+fn flow(seed: u64, count: usize) -> (FlowConfig, Vec<Command>) {
+    let flow = FlowConfig {
+        seed,
+        book_depth: 100,
+        accounts: 20,
+        ..FlowConfig::default()
+    };
+    let mut generator = FlowGenerator::new(flow);
+    let mut commands = generator.setup();
+    commands.extend(generator.generate(count));
+    (flow, commands)
+}
+
 /// Appends `commands` and waits until every one is acknowledged.
 fn append_acked(appender: &KafkaAppender, commands: &[Command]) {
     let before = appender
@@ -209,15 +223,7 @@ fn two_engine_replicas_consuming_one_partition_reach_equal_hashes() {
     let broker = Tansu::start();
     let config = topic_config(&broker, "replicas.commands");
     create_topic(&config, 1, 1, TIMEOUT).unwrap();
-    let flow = FlowConfig {
-        seed: 11,
-        book_depth: 100,
-        accounts: 20,
-        ..FlowConfig::default()
-    };
-    let mut generator = FlowGenerator::new(flow);
-    let mut commands = generator.setup();
-    commands.extend(generator.generate(3_000));
+    let (flow, commands) = flow(11, 3_000);
     append_acked(&KafkaAppender::new(&config).unwrap(), &commands);
 
     let replica = |site: &str| {
@@ -247,15 +253,7 @@ fn replicas_publish_hashes_and_verify_finds_the_one_that_diverged() {
     let hashes_topic = topic_config(&broker, "verify.hashes");
     create_topic(&commands_topic, 1, 1, TIMEOUT).unwrap();
     create_topic(&hashes_topic, 1, 1, TIMEOUT).unwrap();
-    let flow = FlowConfig {
-        seed: 5,
-        book_depth: 100,
-        accounts: 20,
-        ..FlowConfig::default()
-    };
-    let mut generator = FlowGenerator::new(flow);
-    let mut commands = generator.setup();
-    commands.extend(generator.generate(2_000));
+    let (flow, commands) = flow(5, 2_000);
     append_acked(&KafkaAppender::new(&commands_topic).unwrap(), &commands);
 
     // Each site consumes the partition and publishes its hash every 500 records; metal
@@ -304,15 +302,7 @@ fn recovery_from_a_snapshot_plus_the_partition_equals_a_full_replay() {
         !safety.problems.is_empty(),
         "tansu reports no durability settings"
     );
-    let flow = FlowConfig {
-        seed: 9,
-        book_depth: 100,
-        accounts: 20,
-        ..FlowConfig::default()
-    };
-    let mut generator = FlowGenerator::new(flow);
-    let mut commands = generator.setup();
-    commands.extend(generator.generate(2_000));
+    let (flow, commands) = flow(9, 2_000);
     for cmd in &commands {
         CommandLog::append(&log, cmd).unwrap();
     }
