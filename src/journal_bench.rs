@@ -29,7 +29,7 @@ pub fn command_at(position: u64) -> Command {
             account: AccountId(position % 1000),
             order_id: OrderId::new(&format!("bench-{position}")).expect("a valid id"),
             symbol: Symbol::new("BTC-USD").expect("a valid symbol"),
-            side: if position % 2 == 0 {
+            side: if position.is_multiple_of(2) {
                 Side::Buy
             } else {
                 Side::Sell

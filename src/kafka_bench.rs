@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
-use replicator::kafka::{create_topic, KafkaAppender, KafkaConfig, KafkaLogError, KafkaReader};
+use replicator::kafka::{create_topic, KafkaConfig, KafkaLog, KafkaLogError, KafkaReader};
+use replicator::CommandLog;
 
 use crate::journal_bench::command_at;
 
@@ -25,10 +26,18 @@ pub struct KafkaBenchReport {
 /// needed) and reads them back.
 pub fn run(config: &KafkaConfig, rate: u64, seconds: f64) -> Result<KafkaBenchReport> {
     create_topic(config, 1, 1, Duration::from_secs(10)).context("cannot create the topic")?;
-    let appender = KafkaAppender::new(config)?;
+    let log = KafkaLog::open(
+        KafkaConfig {
+            allow_unsafe_topic: true,
+            ..config.clone()
+        },
+        Duration::from_secs(10),
+    )?
+    .0;
+    let appender = log.appender();
     // Start reading at the end: other runs may have left records in the topic.
     // Warm up: one round trip, so connections and the first fetch are not in the figures.
-    let warm = end_offset(config)?;
+    let warm = log.durable_position()?;
     let mut reader = KafkaReader::new(config, warm)?;
     appender.append(&command_at(warm))?;
     appender.flush(Duration::from_secs(30))?;
@@ -60,7 +69,8 @@ pub fn run(config: &KafkaConfig, rate: u64, seconds: f64) -> Result<KafkaBenchRe
     });
 
     let mut produced = 0;
-    while produced < total {
+    let mut failure = None;
+    while produced < total && failure.is_none() {
         let intended = started + interval * produced as u32;
         let now = Instant::now();
         if intended > now + Duration::from_micros(200) {
@@ -69,10 +79,14 @@ pub fn run(config: &KafkaConfig, rate: u64, seconds: f64) -> Result<KafkaBenchRe
         while Instant::now() < intended {
             std::hint::spin_loop();
         }
-        appender.append(&command_at(start + produced))?;
-        produced += 1;
+        match appender.append(&command_at(start + produced)) {
+            Ok(()) => produced += 1,
+            Err(err) => failure = Some(err),
+        }
     }
-    appender.flush(Duration::from_secs(30))?;
+    if failure.is_none() {
+        appender.flush(Duration::from_secs(30))?;
+    }
     // Give the reader a bounded time to catch up, then stop it.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !reading.is_finished() && Instant::now() < deadline {
@@ -80,6 +94,9 @@ pub fn run(config: &KafkaConfig, rate: u64, seconds: f64) -> Result<KafkaBenchRe
     }
     done.store(true, Ordering::Relaxed);
     let (consumed, latency_us) = reading.join().expect("reader thread")?;
+    if let Some(err) = failure {
+        return Err(err).context("producing failed");
+    }
     if consumed < produced {
         bail!("read back {consumed} of {produced} commands within 30 s");
     }
@@ -89,16 +106,4 @@ pub fn run(config: &KafkaConfig, rate: u64, seconds: f64) -> Result<KafkaBenchRe
         seconds: started.elapsed().as_secs_f64(),
         latency_us,
     })
-}
-
-/// The partition's end offset (the next offset to be written).
-fn end_offset(config: &KafkaConfig) -> Result<u64> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &config.bootstrap_servers)
-        .set("log_level", "3")
-        .create()?;
-    let (_, high) =
-        consumer.fetch_watermarks(&config.topic, config.partition, Duration::from_secs(10))?;
-    Ok(high.max(0) as u64)
 }

@@ -42,7 +42,7 @@ enum Cmd {
     /// log position.
     Verify {
         /// Hash-report files (JSON lines), e.g. one per site of an embedded deployment.
-        #[arg(long, num_args = 1.., required_unless_present = "kafka")]
+        #[arg(long, num_args = 1.., required_unless_present = "kafka", conflicts_with = "kafka")]
         hashes: Vec<PathBuf>,
         /// Read the reports from this Kafka cluster's hashes topic instead.
         #[arg(long, value_name = "BOOTSTRAP_SERVERS", requires = "topic")]
@@ -61,7 +61,7 @@ enum Cmd {
         /// Commands per second.
         #[arg(long, default_value_t = 10_000)]
         rate: u64,
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
         seconds: f64,
     },
     /// Append to a file journal as fast as one appender can; report appends/s and commit
@@ -74,7 +74,7 @@ enum Cmd {
         #[arg(long)]
         count: Option<u64>,
         /// Stop after this many seconds.
-        #[arg(long)]
+        #[arg(long, value_parser = positive_seconds)]
         seconds: Option<f64>,
         /// fsync after every batch (`batch`) or at most every N milliseconds (a number).
         #[arg(long, default_value = "batch", value_parser = parse_fsync)]
@@ -90,6 +90,15 @@ enum Cmd {
         #[arg(long)]
         print_acks: bool,
     },
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => Ok(seconds),
+        _ => Err(format!(
+            "expected a positive number of seconds, got {text:?}"
+        )),
+    }
 }
 
 fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {

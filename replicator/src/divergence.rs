@@ -83,7 +83,7 @@ impl HashCadence {
         engine: &Engine,
         sink: &mut dyn HashSink,
     ) -> Result<bool, DivergenceError> {
-        if position == 0 || position % self.every != 0 {
+        if position == 0 || !position.is_multiple_of(self.every) {
             return Ok(false);
         }
         sink.publish(&HashReport {
@@ -161,11 +161,10 @@ pub struct KafkaHashSink {
 impl KafkaHashSink {
     /// `config.topic` is the hashes topic.
     pub fn new(config: &KafkaConfig) -> Result<KafkaHashSink, DivergenceError> {
-        let producer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &config.bootstrap_servers)
+        let producer = config
+            .client()
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("log_level", "3")
             .create()
             .map_err(KafkaLogError::from)?;
         Ok(KafkaHashSink {
@@ -200,11 +199,10 @@ pub fn read_kafka(
     config: &KafkaConfig,
     timeout: Duration,
 ) -> Result<Vec<HashReport>, DivergenceError> {
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &config.bootstrap_servers)
+    let consumer: BaseConsumer = config
+        .client()
         .set("group.id", "exchange-verify")
         .set("enable.auto.commit", "false")
-        .set("log_level", "3")
         .create()
         .map_err(KafkaLogError::from)?;
     let (low, high) = consumer

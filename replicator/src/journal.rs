@@ -8,13 +8,20 @@
 //!   (and so acknowledged) only once it is on disk.
 //! - An fsync failure is fatal: the writer stops and every later append fails. It never
 //!   retries (after a failed fsync the kernel may have dropped the dirty pages).
-//! - Recovery ([`Journal::open`]) checks every record of the last segment (the only one a crash
-//!   can tear: each earlier one was fsynced before the next began), so opening costs one segment,
-//!   not the whole journal. A bad record that a later record proves had been made durable (its
-//!   `synced_through` is past it) is corruption: opening fails with the place and reason. A bad
-//!   record with nothing durable after it is a torn tail, from a crash mid-write: the segment is
-//!   cut there and nothing after it is replayed. (Damage to the very last durable batch looks
-//!   exactly like a torn tail and is cut the same way; no log format can tell them apart.)
+//! - Recovery ([`Journal::open`]) takes the directory's lock (one writer at a time), checks
+//!   every record of the last segment (the only one a crash can tear: each earlier one was
+//!   fsynced before the next began), so opening costs one segment, not the whole journal, and
+//!   fsyncs what it keeps before anyone reads it (a killed writer's unsynced tail may survive in
+//!   the page cache, and must not be acknowledged until it is on disk).
+//!   - A record whose checksum holds but whose position or payload is wrong cannot come from a
+//!     torn write: corruption (or a newer format), refused.
+//!   - A record cut short or failing its checksum is refused if a later record or sync mark
+//!     proves it had been durable (its `synced_through` is past it), else it is a torn tail from
+//!     a crash mid-write: the segment is cut there and nothing after it is replayed.
+//!   - The writer leaves a sync mark when it closes and when it syncs on going idle, so after a
+//!     clean stop every record is witnessed. What stays unwitnessed after a crash is what came
+//!     since the last witness: under per-batch fsync the last batch, under interval fsync the
+//!     batches since the last idle sync. Damage there is cut like a torn tail.
 //! - Readers check every record's checksum and position too, so damage anywhere in a sealed
 //!   segment, or a missing segment, is refused with the place and reason when it is read.
 
@@ -96,6 +103,8 @@ pub enum JournalError {
     Failed,
     #[error("the journal is closed")]
     Closed,
+    #[error("journal {0} is open in another process (or another Journal in this one)")]
+    Locked(PathBuf),
     #[error("the journal's queue is full")]
     Full,
 }
@@ -152,35 +161,51 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
 }
 
 /// Checks the last segment from its start. Returns the position after its last good record
-/// and the byte length of its good part; on a bad record, decides between a torn tail (cut it)
-/// and corruption.
+/// and the byte length of its good part. A record whose checksum holds but whose position or
+/// payload is wrong cannot come from a torn write: that is corruption (or a newer format), and
+/// is refused. A record cut short or failing its checksum is a torn tail, cut here, unless a
+/// later record proves it had been durable.
 fn scan_segment(segment: &Segment, recovery: &mut Recovery) -> Result<(u64, u64), JournalError> {
     let bytes = fs::read(&segment.path).map_err(io_err(&segment.path))?;
     let mut offset = 0usize;
     let mut position = segment.first;
     while offset < bytes.len() {
-        let bad = match record::frame(&bytes[offset..]) {
-            Ok(frame) if frame.header.position != position => Invalid::Position {
-                expected: position,
-                found: frame.header.position,
-            },
-            Ok(frame) => match record::command(&frame) {
-                Ok(_) => {
-                    offset += frame.size();
-                    position += 1;
-                    continue;
-                }
-                Err(bad) => bad,
-            },
-            Err(bad) => bad,
-        };
         let corrupt = |reason: String| JournalError::Corrupt {
             segment: segment.path.clone(),
             offset: offset as u64,
             position,
             reason,
         };
-        // Was this record durable? Only if some later record says so.
+        let bad = match record::frame(&bytes[offset..]) {
+            Ok(frame) if frame.is_mark() => {
+                if frame.header.position != position {
+                    let bad = Invalid::Position {
+                        expected: position,
+                        found: frame.header.position,
+                    };
+                    return Err(corrupt(format!("sync mark: {bad}")));
+                }
+                offset += frame.size();
+                continue;
+            }
+            Ok(frame) if frame.header.position != position => {
+                let bad = Invalid::Position {
+                    expected: position,
+                    found: frame.header.position,
+                };
+                return Err(corrupt(bad.to_string()));
+            }
+            Ok(frame) => match record::command(&frame) {
+                Ok(_) => {
+                    offset += frame.size();
+                    position += 1;
+                    continue;
+                }
+                Err(bad) => return Err(corrupt(bad.to_string())),
+            },
+            Err(bad) => bad,
+        };
+        // Torn, or damaged after it was durable? Only a later record can say.
         if let Some(witness) = durable_witness(&bytes[offset + 1..], position) {
             return Err(corrupt(format!(
                 "{bad}, yet a later record (position {}) was written when the journal was \
@@ -201,14 +226,21 @@ fn scan_segment(segment: &Segment, recovery: &mut Recovery) -> Result<(u64, u64)
     Ok((position, offset as u64))
 }
 
-/// A valid record anywhere in `bytes` whose `synced_through` is past `position`:
-/// `(its position, its synced_through)`.
+/// A record in `bytes` (which follow a bad record at `position`) proving that the bad record had
+/// been durable: a complete frame that is a sync mark or decodes as a command, with a position
+/// the remaining bytes could hold, and a `synced_through` past `position` but not past itself.
+/// Returns `(its position, its synced_through)`.
 fn durable_witness(bytes: &[u8], position: u64) -> Option<(u64, u64)> {
+    let most_records = (bytes.len() / HEADER_LEN) as u64 + 1;
     (0..bytes.len().saturating_sub(HEADER_LEN - 1)).find_map(|at| {
-        record::frame(&bytes[at..])
-            .ok()
-            .filter(|f| f.header.position > position && f.header.synced_through > position)
-            .map(|f| (f.header.position, f.header.synced_through))
+        let frame = record::frame(&bytes[at..]).ok()?;
+        let h = frame.header;
+        let plausible = h.position > position
+            && h.position <= position + most_records
+            && h.synced_through > position
+            && h.synced_through <= h.position
+            && (frame.is_mark() || record::command(&frame).is_ok());
+        plausible.then_some((h.position, h.synced_through))
     })
 }
 
@@ -231,6 +263,8 @@ pub struct Journal {
     tx: Sender<Msg>,
     writer: Option<JoinHandle<()>>,
     first: u64,
+    /// Holds the directory's lock until the journal is dropped.
+    _lock: File,
 }
 
 /// Submits commands to the journal's writer. Cheap to clone; one per gateway session is fine.
@@ -282,7 +316,24 @@ impl Journal {
     /// Opens (creating if needed) the journal in `config.dir`, recovering it first.
     pub fn open(config: JournalConfig) -> Result<(Journal, Recovery), JournalError> {
         let dir = config.dir.clone();
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
+        // One writer per journal: a second one would interleave records at the same positions.
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        lock.try_lock().map_err(|err| match err {
+            fs::TryLockError::WouldBlock => JournalError::Locked(dir.clone()),
+            fs::TryLockError::Error(source) => io_err(&lock_path)(source),
+        })?;
         let mut segments = list_segments(&dir)?;
         let mut recovery = Recovery {
             segments: segments.len(),
@@ -307,6 +358,10 @@ impl Journal {
             .append(true)
             .open(&tail.path)
             .map_err(io_err(&tail.path))?;
+        // What a killed writer wrote but never synced may still be in the page cache, whole:
+        // make it durable before anyone can read it, or a power loss could take it back.
+        file.sync_all().map_err(io_err(&tail.path))?;
+        sync_dir(&dir)?;
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             durable: AtomicU64::new(end),
@@ -334,6 +389,7 @@ impl Journal {
                 tx,
                 writer: Some(writer),
                 first,
+                _lock: lock,
             },
             recovery,
         ))
@@ -405,6 +461,16 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
+        // A panic stops the writer as surely as an I/O error: appenders must learn of it.
+        struct FailOnPanic(Arc<Shared>);
+        impl Drop for FailOnPanic {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.failed.store(true, Ordering::Release);
+                }
+            }
+        }
+        let _guard = FailOnPanic(self.shared.clone());
         if let Err(err) = self.serve(&rx) {
             // Nothing after a failed write or fsync can be trusted: stop for good.
             eprintln!("journal writer stopped: {err}");
@@ -422,7 +488,9 @@ impl Writer {
                     match rx.recv_timeout(wait) {
                         Ok(msg) => Some(msg),
                         Err(RecvTimeoutError::Timeout) => {
+                            // Idle: sync, then witness it while nothing waits.
                             self.sync()?;
+                            self.mark()?;
                             continue;
                         }
                         Err(RecvTimeoutError::Disconnected) => None,
@@ -455,7 +523,7 @@ impl Writer {
                 self.sync()?;
             }
             if closing {
-                return Ok(());
+                return self.mark();
             }
         }
     }
@@ -501,6 +569,16 @@ impl Writer {
         self.path = path;
         self.segment_len = 0;
         Ok(())
+    }
+
+    /// Appends a sync mark for the durable position and makes it durable: a witness that every
+    /// record before it had been synced, so later damage to them is refused, not cut.
+    fn mark(&mut self) -> Result<(), JournalError> {
+        self.buf.clear();
+        record::encode_mark(&mut self.buf, self.written);
+        self.file.write_all(&self.buf).map_err(io_err(&self.path))?;
+        self.segment_len += self.buf.len() as u64;
+        self.file.sync_data().map_err(io_err(&self.path))
     }
 
     /// Makes everything written durable, then lets readers see it. Only what is in the file:
@@ -596,6 +674,24 @@ impl JournalReader {
             Err(err) => return Err(io_err(&self.path)(err)),
         }
         let header = record::Header::parse(self.buf[..HEADER_LEN].try_into().expect("header"));
+        if header.len == 0 {
+            // A sync mark: check it and read on.
+            let corrupt = |reason: String| JournalError::Corrupt {
+                segment: self.path.clone(),
+                offset: self.offset,
+                position: self.next,
+                reason,
+            };
+            let frame = record::frame(&self.buf).map_err(|bad| corrupt(bad.to_string()))?;
+            if frame.header.position != self.next {
+                return Err(corrupt(format!(
+                    "sync mark at position {}",
+                    frame.header.position
+                )));
+            }
+            self.offset += HEADER_LEN as u64;
+            return self.next_record();
+        }
         let len = (header.len as usize).min(record::PAYLOAD_MAX + 1);
         self.buf.resize(HEADER_LEN + len, 0);
         self.file

@@ -2,12 +2,15 @@
 //!
 //! Topic layout (documented in ARCHITECTURE.md): `<prefix>.commands` with one partition per
 //! shard; a record's value is `version u8 (1) | CRC-32 u32 LE | bincode Command`, and its
-//! offset is its log position. (Snapshots stay on each site's disk; state hashes for
-//! divergence checks are not built yet.)
+//! offset is its log position. Snapshots stay on each site's disk; state hashes go to
+//! `<prefix>.hashes` (see `divergence`).
 //!
 //! - [`KafkaAppender`]: an idempotent producer with `acks=all`, bounded in-flight requests and
 //!   a delivery timeout. A command is acknowledged to its client only when the engine reads it
-//!   back, i.e. once it is committed (replicated to the in-sync replicas).
+//!   back, i.e. once it is committed (replicated to the in-sync replicas). A failed delivery
+//!   report (a timeout) means "not known to be committed", not "not committed": the record may
+//!   still land and be executed, so a gateway must never turn a delivery failure into a reject.
+//!   It reports "unknown" and lets the client resend with the same client order id.
 //! - [`KafkaReader`]: a consumer assigned explicitly to the shard's partition (no group
 //!   rebalancing), positioned at an offset (from a snapshot), that refuses to skip: an offset
 //!   out of range is an error, and so is a record that fails its checksum.
@@ -42,7 +45,8 @@ pub struct KafkaConfig {
     pub topic: String,
     /// The shard's partition.
     pub partition: i32,
-    /// A produce not acknowledged by then fails (its client never hears of the order).
+    /// A produce not acknowledged by then is reported failed: its fate is unknown (it may
+    /// still be committed), never "rejected".
     pub delivery_timeout_ms: u32,
     /// Requests in flight per broker connection (at most 5 keeps idempotent ordering).
     pub max_in_flight: u32,
@@ -62,7 +66,8 @@ impl KafkaConfig {
         }
     }
 
-    fn client(&self) -> ClientConfig {
+    /// Client settings shared by every producer, consumer and admin client of this log.
+    pub(crate) fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
@@ -93,8 +98,6 @@ pub enum KafkaLogError {
 pub struct DeliveryCounts {
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
-    /// Offset of the last delivered record + 1.
-    pub acked_through: AtomicU64,
 }
 
 /// Producer context that records delivery reports.
@@ -107,11 +110,8 @@ impl ProducerContext for Deliveries {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(message) => {
+            Ok(_) => {
                 self.0.delivered.fetch_add(1, Ordering::Relaxed);
-                self.0
-                    .acked_through
-                    .fetch_max(message.offset() as u64 + 1, Ordering::Release);
             }
             Err(_) => {
                 self.0.failed.fetch_add(1, Ordering::Relaxed);
@@ -216,6 +216,10 @@ fn is_fatal(code: RDKafkaErrorCode) -> bool {
             | RDKafkaErrorCode::AutoOffsetReset
             | RDKafkaErrorCode::TopicAuthorizationFailed
             | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::SSL
             | RDKafkaErrorCode::Fatal
     )
 }
@@ -388,12 +392,15 @@ pub fn create_topic(
 ) -> Result<(), KafkaLogError> {
     let admin: AdminClient<DefaultClientContext> = config.client().create()?;
     let options = AdminOptions::new().operation_timeout(Some(timeout));
+    // Two in-sync replicas when there are three sites; a development topic with fewer replicas
+    // could not take an `acks=all` write otherwise.
+    let min_insync = replication.clamp(1, 2).to_string();
     let topic = NewTopic::new(
         &config.topic,
         partitions,
         TopicReplication::Fixed(replication),
     )
-    .set("min.insync.replicas", "2")
+    .set("min.insync.replicas", &min_insync)
     .set("unclean.leader.election.enable", "false");
     let results = block_on(admin.create_topics([&topic], &options))?;
     for result in results {

@@ -9,6 +9,10 @@
 //! position when the record was written: every record before it had been fsynced. Recovery uses
 //! it to tell a torn tail (never acknowledged, safe to cut) from a damaged record that had been
 //! acknowledged (refuse to start).
+//!
+//! A frame with an empty payload is a *sync mark*, not a command: it takes no position, and says
+//! "durable through `position`" (`synced_through == position`). The writer appends one, fsynced,
+//! when it closes and after an idle sync, so that every acknowledged record has a witness.
 
 use engine::Command;
 
@@ -63,6 +67,15 @@ pub fn encode(out: &mut Vec<u8>, position: u64, synced_through: u64, command: &C
     header[16..24].copy_from_slice(&synced_through.to_le_bytes());
 }
 
+/// Appends a sync mark: durable through `position`.
+pub fn encode_mark(out: &mut Vec<u8>, position: u64) {
+    let crc = checksum(0, position, position, &[]);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&position.to_le_bytes());
+    out.extend_from_slice(&position.to_le_bytes());
+}
+
 /// Why bytes are not a valid record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invalid {
@@ -107,6 +120,11 @@ impl Frame<'_> {
     /// Bytes this record takes.
     pub fn size(&self) -> usize {
         HEADER_LEN + self.payload.len()
+    }
+
+    /// Whether this is a sync mark rather than a command.
+    pub fn is_mark(&self) -> bool {
+        self.payload.is_empty()
     }
 }
 

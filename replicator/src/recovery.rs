@@ -20,6 +20,12 @@ pub enum RecoveryError {
     Snapshots(#[from] SnapshotStoreError),
     #[error("invalid engine configuration: {0}")]
     Config(#[from] engine::ConfigError),
+    #[error("recovery made no progress for {seconds} s at position {position} (log end {end})")]
+    Stalled {
+        position: u64,
+        end: u64,
+        seconds: u64,
+    },
     #[error(
         "snapshot at position {snapshot} is ahead of the journal, which ends at {journal}: \
          the journal lost acknowledged records, or the snapshot belongs to another log"
@@ -49,6 +55,9 @@ pub struct Recovered {
     pub replayed: u64,
     pub elapsed: Duration,
 }
+
+/// How long recovery waits for the log to deliver anything before giving up.
+const RECOVERY_STALL: Duration = Duration::from_secs(60);
 
 /// Same capacities, whatever the hash seed (which changes no behaviour).
 fn same_capacities(a: &EngineConfig, b: &EngineConfig) -> bool {
@@ -88,12 +97,22 @@ pub fn recover<L: CommandLog>(
     let mut events: Vec<Event> = Vec::with_capacity(1024);
     let mut replayed = 0;
     // Up to the durable end as it was when recovery began; a live node reads on from there.
+    let mut last_progress = Instant::now();
     while reader.position() < end {
         let applied = reader.poll(4096, Duration::from_secs(1), &mut |_, command| {
             events.clear();
             engine.apply(&command, &mut events);
         })?;
         replayed += applied as u64;
+        if applied > 0 {
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() >= RECOVERY_STALL {
+            return Err(RecoveryError::Stalled {
+                position: reader.position(),
+                end,
+                seconds: RECOVERY_STALL.as_secs(),
+            });
+        }
     }
     Ok(Recovered {
         engine,
@@ -147,7 +166,8 @@ impl Checkpointer {
         position: u64,
         engine: &Engine,
     ) -> Result<bool, SnapshotStoreError> {
-        let records_due = position - self.last_position >= self.policy.every_records;
+        let records_due =
+            position.saturating_sub(self.last_position) >= self.policy.every_records.max(1);
         let time_due = position > self.last_position
             && self.last_time.elapsed() >= Duration::from_secs(self.policy.every_seconds);
         if !(records_due || time_due) {

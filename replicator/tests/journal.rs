@@ -264,3 +264,111 @@ fn appends_after_close_fail_and_a_missing_position_is_an_error() {
         Err(JournalError::Missing(4, 0))
     ));
 }
+
+/// Appends raw bytes to the last segment, as a crash (or a disk) might have left them.
+fn append_raw(dir: &Path, bytes: &[u8]) {
+    let last = segments(dir).pop().unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(last)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+#[test]
+fn a_record_with_a_valid_checksum_but_a_wrong_position_is_refused_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    append_all(&journal, 0..10);
+    journal.close();
+    // A torn write cannot produce a valid checksum: this is corruption, or another log.
+    let mut alien = Vec::new();
+    replicator::record::encode(&mut alien, 77, 10, &command(77));
+    append_raw(dir.path(), &alien);
+    let err = Journal::open(config(dir.path())).err().expect("refused");
+    assert!(
+        err.to_string()
+            .contains("position 77 where 10 was expected"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_record_with_a_valid_checksum_that_is_not_a_command_is_refused_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    append_all(&journal, 0..10);
+    journal.close();
+    // What a newer binary's new kind of command looks like to this one.
+    let payload = [0xee_u8; 12];
+    let crc = replicator::record::checksum(12, 10, 10, &payload);
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&12u32.to_le_bytes());
+    frame.extend_from_slice(&crc.to_le_bytes());
+    frame.extend_from_slice(&10u64.to_le_bytes());
+    frame.extend_from_slice(&10u64.to_le_bytes());
+    frame.extend_from_slice(&payload);
+    append_raw(dir.path(), &frame);
+    let err = Journal::open(config(dir.path())).err().expect("refused");
+    assert!(
+        err.to_string().contains("payload is not a command"),
+        "{err}"
+    );
+}
+
+#[test]
+fn after_a_clean_close_damage_to_the_last_batch_is_refused_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let interval = JournalConfig {
+        fsync: FsyncPolicy::Interval { ms: 1000 },
+        ..config(dir.path())
+    };
+    let (journal, _) = Journal::open(interval.clone()).unwrap();
+    // One interval's worth of records, none witnessed by a later batch.
+    append_all(&journal, 0..500);
+    assert_eq!(journal.close(), 500);
+    let last = segments(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&last).unwrap();
+    bytes[POSITION_BYTE] ^= 0x01;
+    fs::write(&last, &bytes).unwrap();
+    // The sync mark written at close proves those records were durable.
+    let err = Journal::open(interval).err().expect("refused");
+    assert!(
+        err.to_string().contains("durable through position 500"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_journal_has_one_writer_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    assert!(matches!(
+        Journal::open(config(dir.path())),
+        Err(JournalError::Locked(_))
+    ));
+    journal.close();
+    let (journal, recovery) = Journal::open(config(dir.path())).unwrap();
+    assert_eq!(recovery.records, 0);
+    drop(journal);
+}
+
+#[test]
+fn sync_marks_are_invisible_to_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3u64 {
+        let (journal, recovery) = Journal::open(config(dir.path())).unwrap();
+        assert_eq!(recovery.records, round * 10);
+        append_all(&journal, round * 10..round * 10 + 10);
+        journal.close();
+    }
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    let records = read_all(&mut journal.reader(0).unwrap());
+    assert_eq!(records.len(), 30);
+    assert!(records
+        .iter()
+        .enumerate()
+        .all(|(n, r)| *r == (n as u64, command(n as u64))));
+    assert_eq!(read_all(&mut journal.reader(15).unwrap()).len(), 15);
+}

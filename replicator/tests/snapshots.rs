@@ -44,7 +44,11 @@ fn command(i: u64) -> Command {
             }),
         );
     }
-    let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
+    let side = if i.is_multiple_of(2) {
+        Side::Buy
+    } else {
+        Side::Sell
+    };
     // Prices 98.00 .. 102.00 in a pattern that keeps both sides populated and crosses often.
     let cents = 9_800 + (i * 37 % 401) as i64;
     Command::new(
