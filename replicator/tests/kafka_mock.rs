@@ -87,3 +87,33 @@ fn leader_moves_and_a_broker_goes_down_mid_stream_without_loss_or_reordering() {
         assert_eq!((*offset, *cmd), (n as u64, command(n as u64)));
     }
 }
+
+#[test]
+fn a_reader_positioned_past_the_log_refuses_to_jump() {
+    let cluster = MockCluster::new(3).unwrap();
+    cluster.create_topic(TOPIC, 1, 3).unwrap();
+    let config = KafkaConfig {
+        allow_unsafe_topic: true,
+        ..KafkaConfig::new(&cluster.bootstrap_servers(), TOPIC, 0)
+    };
+    let appender = KafkaAppender::new(&config).unwrap();
+    for n in 0..10 {
+        appender.append(&command(n)).unwrap();
+    }
+    appender.flush(TIMEOUT).unwrap();
+    // A snapshot claiming a position the log never reached: no silent skip to the end.
+    let mut reader = KafkaReader::new(&config, 1_000).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let err = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no error for an offset past the end"
+        );
+        match reader.poll(Duration::from_millis(100)) {
+            Ok(None) => continue,
+            Ok(Some(record)) => panic!("read {record:?} past the end"),
+            Err(err) => break err,
+        }
+    };
+    assert!(err.to_string().contains("offset"), "{err}");
+}
