@@ -1,4 +1,9 @@
-//! The trading gateway (FIX 4.4, binary order entry, market data over WebSocket). Not built
-//! yet: see issue 5 and ARCHITECTURE.md.
+//! The trading gateway: FIX 4.4 order entry, a binary protocol, market data over WebSocket.
+//!
+//! Built so far: [`binary`], the sans-IO codec of the binary order-entry protocol
+//! (`gateway/BINARY-PROTOCOL.md`). The sessions, the FIX acceptor and market data are issue 5's
+//! remaining work (see ARCHITECTURE.md).
 
 #![forbid(unsafe_code)]
+
+pub mod binary;

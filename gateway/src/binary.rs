@@ -1,0 +1,668 @@
+//! The binary order-entry codec, version 1 (`gateway/BINARY-PROTOCOL.md` is its
+//! specification). Sans-IO: [`check`] says whether a whole frame is buffered, the `decode_*`
+//! functions turn one frame into a message, the `encode_*` functions append one. Decoding never
+//! panics and never allocates; every malformed frame gets a [`DecodeError`] with the session
+//! reject code the gateway sends before it closes the connection.
+
+use engine::{AccountId, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
+
+/// The protocol version this codec speaks.
+pub const VERSION: u8 = 1;
+/// Bytes in a frame header.
+pub const HEADER_LEN: usize = 4;
+/// Largest frame, header included.
+pub const FRAME_MAX: usize = 512;
+
+/// What a receive buffer holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Not a whole frame yet: read more.
+    Incomplete,
+    /// A whole frame of this many bytes is at the start of the buffer.
+    Frame(usize),
+}
+
+/// Why bytes are not a valid frame or message. [`DecodeError::code`] is the session reject code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("frame length {0} is outside {HEADER_LEN}..={FRAME_MAX}")]
+    Length(usize),
+    #[error("protocol version {0} is not supported (this gateway speaks {VERSION})")]
+    Version(u8),
+    #[error("unknown message type 0x{0:02x}")]
+    UnknownType(u8),
+    #[error("message type 0x{kind:02x} has a {expected}-byte body, got {got}")]
+    BodyLength {
+        kind: u8,
+        expected: usize,
+        got: usize,
+    },
+    #[error("field {field} holds {value}, outside its encoding")]
+    Value { field: &'static str, value: u64 },
+    #[error("field {0} is not zero-padded printable ASCII")]
+    Text(&'static str),
+}
+
+impl DecodeError {
+    /// The session reject code (BINARY-PROTOCOL.md, "Session reject codes").
+    pub fn code(&self) -> u16 {
+        match self {
+            DecodeError::Length(_) => 1,
+            DecodeError::Version(_) => 2,
+            DecodeError::UnknownType(_) => 3,
+            DecodeError::BodyLength { .. } => 4,
+            DecodeError::Value { .. } => 5,
+            DecodeError::Text(_) => 6,
+        }
+    }
+}
+
+/// Whether `buf` starts with a whole frame. Errors only on a header no frame can have.
+pub fn check(buf: &[u8]) -> Result<Check, DecodeError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(Check::Incomplete);
+    }
+    let len = usize::from(u16::from_le_bytes([buf[0], buf[1]]));
+    if !(HEADER_LEN..=FRAME_MAX).contains(&len) {
+        return Err(DecodeError::Length(len));
+    }
+    if buf[2] != VERSION {
+        return Err(DecodeError::Version(buf[2]));
+    }
+    Ok(if buf.len() >= len {
+        Check::Frame(len)
+    } else {
+        Check::Incomplete
+    })
+}
+
+/// A new order as a client sends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewOrderMsg {
+    pub cl_ord_id: OrderId,
+    pub symbol: Symbol,
+    pub side: Side,
+    pub ord_type: OrdType,
+    pub tif: Tif,
+    pub post_only: bool,
+    pub stp: Stp,
+    /// `None` for a market order (its price field is ignored).
+    pub price: Option<Price>,
+    pub qty: Qty,
+}
+
+/// Client → gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientMessage {
+    Logon {
+        token: [u8; 32],
+        heartbeat_secs: u16,
+        cancel_on_disconnect: bool,
+    },
+    Logout,
+    Heartbeat {
+        test_id: u64,
+    },
+    NewOrder(NewOrderMsg),
+    Cancel {
+        cl_ord_id: OrderId,
+        symbol: Symbol,
+    },
+    Replace {
+        cl_ord_id: OrderId,
+        symbol: Symbol,
+        price: Option<Price>,
+        qty: Option<Qty>,
+    },
+    /// `None`: every symbol.
+    MassCancel {
+        symbol: Option<Symbol>,
+    },
+    OrderStatus {
+        cl_ord_id: OrderId,
+        symbol: Symbol,
+    },
+}
+
+/// An execution report (FIX's ExecutionReport `8`, in fixed binary form).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecReport {
+    pub seq: u64,
+    pub ts: u64,
+    pub cl_ord_id: OrderId,
+    pub symbol: Symbol,
+    /// FIX ExecType as an ASCII byte (`b'0'` new, `b'4'` cancelled, `b'8'` rejected, ...).
+    pub exec_type: u8,
+    /// FIX OrdStatus as an ASCII byte.
+    pub ord_status: u8,
+    pub side: Side,
+    /// Reject or cancel reason code (BINARY-PROTOCOL.md).
+    pub reason: u8,
+    pub price: Price,
+    pub order_qty: Qty,
+    pub last_px: Price,
+    pub last_qty: Qty,
+    pub cum_qty: Qty,
+    pub leaves_qty: Qty,
+    pub avg_px: Price,
+}
+
+/// Which request a [`ServerMessage::CancelReject`] refuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelRequest {
+    Cancel,
+    Replace,
+}
+
+/// Gateway → client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerMessage {
+    LogonAck {
+        account: AccountId,
+        heartbeat_secs: u16,
+    },
+    Logout {
+        reason: u16,
+    },
+    Heartbeat {
+        test_id: u64,
+    },
+    SessionReject {
+        code: u16,
+        rejected_type: u8,
+    },
+    ExecutionReport(ExecReport),
+    CancelReject {
+        cl_ord_id: OrderId,
+        request: CancelRequest,
+        reason: u8,
+    },
+    MassCancelReport {
+        symbol: Option<Symbol>,
+        cancelled: u32,
+    },
+}
+
+/// Message types and their body lengths.
+mod kind {
+    pub const LOGON: (u8, usize) = (0x01, 36);
+    pub const LOGOUT: (u8, usize) = (0x02, 0);
+    pub const HEARTBEAT: (u8, usize) = (0x03, 8);
+    pub const NEW_ORDER: (u8, usize) = (0x10, 80);
+    pub const CANCEL: (u8, usize) = (0x11, 56);
+    pub const REPLACE: (u8, usize) = (0x12, 80);
+    pub const MASS_CANCEL: (u8, usize) = (0x13, 16);
+    pub const ORDER_STATUS: (u8, usize) = (0x14, 56);
+    pub const LOGON_ACK: (u8, usize) = (0x81, 16);
+    pub const SERVER_LOGOUT: (u8, usize) = (0x82, 8);
+    pub const SERVER_HEARTBEAT: (u8, usize) = (0x83, 8);
+    pub const SESSION_REJECT: (u8, usize) = (0x84, 8);
+    pub const EXEC_REPORT: (u8, usize) = (0x90, 136);
+    pub const CANCEL_REJECT: (u8, usize) = (0x91, 48);
+    pub const MASS_CANCEL_REPORT: (u8, usize) = (0x92, 24);
+}
+
+/// Reads fixed fields from a body whose length was checked.
+struct Reader<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn bytes<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.body[self.at..self.at + N]);
+        self.at += N;
+        out
+    }
+    fn u8(&mut self) -> u8 {
+        self.bytes::<1>()[0]
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.bytes())
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.bytes())
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.bytes())
+    }
+    fn i64(&mut self) -> i64 {
+        i64::from_le_bytes(self.bytes())
+    }
+    fn skip(&mut self, n: usize) {
+        self.at += n;
+    }
+    /// Zero-padded printable ASCII; `None` when all zero.
+    fn text<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Option<&'a str>, DecodeError> {
+        let raw = &self.body[self.at..self.at + N];
+        self.at += N;
+        let len = raw.iter().position(|b| *b == 0).unwrap_or(N);
+        if !raw[len..].iter().all(|b| *b == 0)
+            || !raw[..len].iter().all(|b| (0x21..=0x7e).contains(b))
+        {
+            return Err(DecodeError::Text(field));
+        }
+        if len == 0 {
+            return Ok(None);
+        }
+        std::str::from_utf8(&raw[..len])
+            .map(Some)
+            .map_err(|_| DecodeError::Text(field))
+    }
+    fn order_id(&mut self, field: &'static str) -> Result<OrderId, DecodeError> {
+        self.text::<40>(field)?
+            .and_then(|t| OrderId::new(t).ok())
+            .ok_or(DecodeError::Text(field))
+    }
+    fn symbol(&mut self, field: &'static str) -> Result<Option<Symbol>, DecodeError> {
+        self.text::<16>(field)?
+            .map(|t| Symbol::new(t).map_err(|_| DecodeError::Text(field)))
+            .transpose()
+    }
+    fn required_symbol(&mut self) -> Result<Symbol, DecodeError> {
+        self.symbol("symbol")?.ok_or(DecodeError::Text("symbol"))
+    }
+}
+
+fn bad(field: &'static str, value: impl Into<u64>) -> DecodeError {
+    DecodeError::Value {
+        field,
+        value: value.into(),
+    }
+}
+
+fn side(value: u8) -> Result<Side, DecodeError> {
+    match value {
+        1 => Ok(Side::Buy),
+        2 => Ok(Side::Sell),
+        other => Err(bad("side", other)),
+    }
+}
+
+fn side_code(side: Side) -> u8 {
+    match side {
+        Side::Buy => 1,
+        Side::Sell => 2,
+    }
+}
+
+/// The body of a frame already checked by [`check`], with its type, if its length is right.
+fn body(frame: &[u8], expected: (u8, usize)) -> Result<Reader<'_>, DecodeError> {
+    let got = frame.len() - HEADER_LEN;
+    if got != expected.1 {
+        return Err(DecodeError::BodyLength {
+            kind: expected.0,
+            expected: expected.1,
+            got,
+        });
+    }
+    Ok(Reader {
+        body: &frame[HEADER_LEN..],
+        at: 0,
+    })
+}
+
+/// Checks a frame's header as [`check`] does and returns its type.
+fn frame_type(frame: &[u8]) -> Result<u8, DecodeError> {
+    match check(frame)? {
+        Check::Frame(len) if len == frame.len() => Ok(frame[3]),
+        _ => Err(DecodeError::Length(frame.len())),
+    }
+}
+
+/// Decodes one whole client frame (as delimited by [`check`]).
+pub fn decode_client(frame: &[u8]) -> Result<ClientMessage, DecodeError> {
+    let ty = frame_type(frame)?;
+    Ok(match ty {
+        t if t == kind::LOGON.0 => {
+            let mut r = body(frame, kind::LOGON)?;
+            let token = r.bytes::<32>();
+            let heartbeat_secs = r.u16();
+            let flags = r.u8();
+            if flags > 1 {
+                return Err(bad("logon flags", flags));
+            }
+            ClientMessage::Logon {
+                token,
+                heartbeat_secs,
+                cancel_on_disconnect: flags == 1,
+            }
+        }
+        t if t == kind::LOGOUT.0 => {
+            body(frame, kind::LOGOUT)?;
+            ClientMessage::Logout
+        }
+        t if t == kind::HEARTBEAT.0 => ClientMessage::Heartbeat {
+            test_id: body(frame, kind::HEARTBEAT)?.u64(),
+        },
+        t if t == kind::NEW_ORDER.0 => {
+            let mut r = body(frame, kind::NEW_ORDER)?;
+            let cl_ord_id = r.order_id("cl_ord_id")?;
+            let symbol = r.required_symbol()?;
+            let side = side(r.u8())?;
+            let ord_type = match r.u8() {
+                1 => OrdType::Limit,
+                2 => OrdType::Market,
+                other => return Err(bad("ord_type", other)),
+            };
+            let tif = match r.u8() {
+                1 => Tif::Gtc,
+                2 => Tif::Ioc,
+                3 => Tif::Fok,
+                other => return Err(bad("tif", other)),
+            };
+            let flags = r.u8();
+            if flags > 1 {
+                return Err(bad("order flags", flags));
+            }
+            let stp = match r.u8() {
+                0 => Stp::None,
+                1 => Stp::CancelTaker,
+                2 => Stp::CancelMaker,
+                3 => Stp::CancelBoth,
+                other => return Err(bad("stp", other)),
+            };
+            r.skip(3);
+            let price = Price(r.i64());
+            let qty = Qty(r.i64());
+            ClientMessage::NewOrder(NewOrderMsg {
+                cl_ord_id,
+                symbol,
+                side,
+                ord_type,
+                tif,
+                post_only: flags == 1,
+                stp,
+                price: (ord_type == OrdType::Limit).then_some(price),
+                qty,
+            })
+        }
+        t if t == kind::CANCEL.0 || t == kind::ORDER_STATUS.0 => {
+            let spec = if t == kind::CANCEL.0 {
+                kind::CANCEL
+            } else {
+                kind::ORDER_STATUS
+            };
+            let mut r = body(frame, spec)?;
+            let cl_ord_id = r.order_id("cl_ord_id")?;
+            let symbol = r.required_symbol()?;
+            if t == kind::CANCEL.0 {
+                ClientMessage::Cancel { cl_ord_id, symbol }
+            } else {
+                ClientMessage::OrderStatus { cl_ord_id, symbol }
+            }
+        }
+        t if t == kind::REPLACE.0 => {
+            let mut r = body(frame, kind::REPLACE)?;
+            let cl_ord_id = r.order_id("cl_ord_id")?;
+            let symbol = r.required_symbol()?;
+            let has = r.u8();
+            if has > 3 {
+                return Err(bad("replace has", has));
+            }
+            r.skip(7);
+            let price = Price(r.i64());
+            let qty = Qty(r.i64());
+            ClientMessage::Replace {
+                cl_ord_id,
+                symbol,
+                price: (has & 1 != 0).then_some(price),
+                qty: (has & 2 != 0).then_some(qty),
+            }
+        }
+        t if t == kind::MASS_CANCEL.0 => ClientMessage::MassCancel {
+            symbol: body(frame, kind::MASS_CANCEL)?.symbol("symbol")?,
+        },
+        other => return Err(DecodeError::UnknownType(other)),
+    })
+}
+
+/// Appends fields to a frame being built.
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+}
+
+impl<'a> Writer<'a> {
+    fn begin(out: &'a mut Vec<u8>, kind: (u8, usize)) -> Writer<'a> {
+        let start = out.len();
+        let len = (HEADER_LEN + kind.1) as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.push(VERSION);
+        out.push(kind.0);
+        Writer { out, start }
+    }
+    fn put(&mut self, bytes: &[u8]) -> &mut Self {
+        self.out.extend_from_slice(bytes);
+        self
+    }
+    fn zeros(&mut self, n: usize) -> &mut Self {
+        self.out.extend(std::iter::repeat_n(0, n));
+        self
+    }
+    fn text<const N: usize>(&mut self, text: &str) -> &mut Self {
+        let mut field = [0u8; N];
+        field[..text.len()].copy_from_slice(text.as_bytes());
+        self.put(&field)
+    }
+    fn end(&mut self, kind: (u8, usize)) {
+        debug_assert_eq!(self.out.len() - self.start, HEADER_LEN + kind.1);
+    }
+}
+
+/// Appends one client frame to `out`.
+pub fn encode_client(message: &ClientMessage, out: &mut Vec<u8>) {
+    match message {
+        ClientMessage::Logon {
+            token,
+            heartbeat_secs,
+            cancel_on_disconnect,
+        } => Writer::begin(out, kind::LOGON)
+            .put(token)
+            .put(&heartbeat_secs.to_le_bytes())
+            .put(&[u8::from(*cancel_on_disconnect), 0])
+            .end(kind::LOGON),
+        ClientMessage::Logout => Writer::begin(out, kind::LOGOUT).end(kind::LOGOUT),
+        ClientMessage::Heartbeat { test_id } => Writer::begin(out, kind::HEARTBEAT)
+            .put(&test_id.to_le_bytes())
+            .end(kind::HEARTBEAT),
+        ClientMessage::NewOrder(o) => Writer::begin(out, kind::NEW_ORDER)
+            .text::<40>(o.cl_ord_id.as_str())
+            .text::<16>(o.symbol.as_str())
+            .put(&[
+                side_code(o.side),
+                match o.ord_type {
+                    OrdType::Limit => 1,
+                    OrdType::Market => 2,
+                },
+                match o.tif {
+                    Tif::Gtc => 1,
+                    Tif::Ioc => 2,
+                    Tif::Fok => 3,
+                },
+                u8::from(o.post_only),
+                match o.stp {
+                    Stp::None => 0,
+                    Stp::CancelTaker => 1,
+                    Stp::CancelMaker => 2,
+                    Stp::CancelBoth => 3,
+                },
+            ])
+            .zeros(3)
+            .put(&o.price.map_or(0, |p| p.0).to_le_bytes())
+            .put(&o.qty.0.to_le_bytes())
+            .end(kind::NEW_ORDER),
+        ClientMessage::Cancel { cl_ord_id, symbol } => Writer::begin(out, kind::CANCEL)
+            .text::<40>(cl_ord_id.as_str())
+            .text::<16>(symbol.as_str())
+            .end(kind::CANCEL),
+        ClientMessage::OrderStatus { cl_ord_id, symbol } => Writer::begin(out, kind::ORDER_STATUS)
+            .text::<40>(cl_ord_id.as_str())
+            .text::<16>(symbol.as_str())
+            .end(kind::ORDER_STATUS),
+        ClientMessage::Replace {
+            cl_ord_id,
+            symbol,
+            price,
+            qty,
+        } => Writer::begin(out, kind::REPLACE)
+            .text::<40>(cl_ord_id.as_str())
+            .text::<16>(symbol.as_str())
+            .put(&[u8::from(price.is_some()) | (u8::from(qty.is_some()) << 1)])
+            .zeros(7)
+            .put(&price.map_or(0, |p| p.0).to_le_bytes())
+            .put(&qty.map_or(0, |q| q.0).to_le_bytes())
+            .end(kind::REPLACE),
+        ClientMessage::MassCancel { symbol } => Writer::begin(out, kind::MASS_CANCEL)
+            .text::<16>(symbol.as_ref().map_or("", Symbol::as_str))
+            .end(kind::MASS_CANCEL),
+    }
+}
+
+/// Appends one gateway frame to `out`.
+pub fn encode_server(message: &ServerMessage, out: &mut Vec<u8>) {
+    match message {
+        ServerMessage::LogonAck {
+            account,
+            heartbeat_secs,
+        } => Writer::begin(out, kind::LOGON_ACK)
+            .put(&account.0.to_le_bytes())
+            .put(&heartbeat_secs.to_le_bytes())
+            .zeros(6)
+            .end(kind::LOGON_ACK),
+        ServerMessage::Logout { reason } => Writer::begin(out, kind::SERVER_LOGOUT)
+            .put(&reason.to_le_bytes())
+            .zeros(6)
+            .end(kind::SERVER_LOGOUT),
+        ServerMessage::Heartbeat { test_id } => Writer::begin(out, kind::SERVER_HEARTBEAT)
+            .put(&test_id.to_le_bytes())
+            .end(kind::SERVER_HEARTBEAT),
+        ServerMessage::SessionReject {
+            code,
+            rejected_type,
+        } => Writer::begin(out, kind::SESSION_REJECT)
+            .put(&code.to_le_bytes())
+            .put(&[*rejected_type])
+            .zeros(5)
+            .end(kind::SESSION_REJECT),
+        ServerMessage::ExecutionReport(r) => Writer::begin(out, kind::EXEC_REPORT)
+            .put(&r.seq.to_le_bytes())
+            .put(&r.ts.to_le_bytes())
+            .text::<40>(r.cl_ord_id.as_str())
+            .text::<16>(r.symbol.as_str())
+            .put(&[r.exec_type, r.ord_status, side_code(r.side), r.reason])
+            .zeros(4)
+            .put(&r.price.0.to_le_bytes())
+            .put(&r.order_qty.0.to_le_bytes())
+            .put(&r.last_px.0.to_le_bytes())
+            .put(&r.last_qty.0.to_le_bytes())
+            .put(&r.cum_qty.0.to_le_bytes())
+            .put(&r.leaves_qty.0.to_le_bytes())
+            .put(&r.avg_px.0.to_le_bytes())
+            .end(kind::EXEC_REPORT),
+        ServerMessage::CancelReject {
+            cl_ord_id,
+            request,
+            reason,
+        } => Writer::begin(out, kind::CANCEL_REJECT)
+            .text::<40>(cl_ord_id.as_str())
+            .put(&[
+                match request {
+                    CancelRequest::Cancel => 1,
+                    CancelRequest::Replace => 2,
+                },
+                *reason,
+            ])
+            .zeros(6)
+            .end(kind::CANCEL_REJECT),
+        ServerMessage::MassCancelReport { symbol, cancelled } => {
+            Writer::begin(out, kind::MASS_CANCEL_REPORT)
+                .text::<16>(symbol.as_ref().map_or("", Symbol::as_str))
+                .put(&cancelled.to_le_bytes())
+                .zeros(4)
+                .end(kind::MASS_CANCEL_REPORT)
+        }
+    }
+}
+
+/// Decodes one whole gateway frame (the client side of the protocol, and tests).
+pub fn decode_server(frame: &[u8]) -> Result<ServerMessage, DecodeError> {
+    let ty = frame_type(frame)?;
+    Ok(match ty {
+        t if t == kind::LOGON_ACK.0 => {
+            let mut r = body(frame, kind::LOGON_ACK)?;
+            ServerMessage::LogonAck {
+                account: AccountId(r.u64()),
+                heartbeat_secs: r.u16(),
+            }
+        }
+        t if t == kind::SERVER_LOGOUT.0 => ServerMessage::Logout {
+            reason: body(frame, kind::SERVER_LOGOUT)?.u16(),
+        },
+        t if t == kind::SERVER_HEARTBEAT.0 => ServerMessage::Heartbeat {
+            test_id: body(frame, kind::SERVER_HEARTBEAT)?.u64(),
+        },
+        t if t == kind::SESSION_REJECT.0 => {
+            let mut r = body(frame, kind::SESSION_REJECT)?;
+            ServerMessage::SessionReject {
+                code: r.u16(),
+                rejected_type: r.u8(),
+            }
+        }
+        t if t == kind::EXEC_REPORT.0 => {
+            let mut r = body(frame, kind::EXEC_REPORT)?;
+            let seq = r.u64();
+            let ts = r.u64();
+            let cl_ord_id = r.order_id("cl_ord_id")?;
+            let symbol = r.required_symbol()?;
+            let exec_type = r.u8();
+            let ord_status = r.u8();
+            let side = side(r.u8())?;
+            let reason = r.u8();
+            r.skip(4);
+            ServerMessage::ExecutionReport(ExecReport {
+                seq,
+                ts,
+                cl_ord_id,
+                symbol,
+                exec_type,
+                ord_status,
+                side,
+                reason,
+                price: Price(r.i64()),
+                order_qty: Qty(r.i64()),
+                last_px: Price(r.i64()),
+                last_qty: Qty(r.i64()),
+                cum_qty: Qty(r.i64()),
+                leaves_qty: Qty(r.i64()),
+                avg_px: Price(r.i64()),
+            })
+        }
+        t if t == kind::CANCEL_REJECT.0 => {
+            let mut r = body(frame, kind::CANCEL_REJECT)?;
+            let cl_ord_id = r.order_id("cl_ord_id")?;
+            let request = match r.u8() {
+                1 => CancelRequest::Cancel,
+                2 => CancelRequest::Replace,
+                other => return Err(bad("request", other)),
+            };
+            ServerMessage::CancelReject {
+                cl_ord_id,
+                request,
+                reason: r.u8(),
+            }
+        }
+        t if t == kind::MASS_CANCEL_REPORT.0 => {
+            let mut r = body(frame, kind::MASS_CANCEL_REPORT)?;
+            ServerMessage::MassCancelReport {
+                symbol: r.symbol("symbol")?,
+                cancelled: r.u32(),
+            }
+        }
+        other => return Err(DecodeError::UnknownType(other)),
+    })
+}

@@ -1,0 +1,288 @@
+//! The binary codec: every message round-trips, frames are found in any chunking, arbitrary
+//! bytes never panic, and each kind of malformed frame gets its session reject code.
+
+use engine::{AccountId, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
+use gateway::binary::{
+    check, decode_client, decode_server, encode_client, encode_server, CancelRequest, Check,
+    ClientMessage, DecodeError, ExecReport, NewOrderMsg, ServerMessage, FRAME_MAX,
+};
+use proptest::prelude::*;
+
+fn order_id() -> impl Strategy<Value = OrderId> {
+    "[!-~]{1,40}".prop_map(|s| OrderId::new(&s).unwrap())
+}
+
+fn symbol() -> impl Strategy<Value = Symbol> {
+    "[A-Z0-9-]{1,16}".prop_map(|s| Symbol::new(&s).unwrap())
+}
+
+fn side() -> impl Strategy<Value = Side> {
+    prop_oneof![Just(Side::Buy), Just(Side::Sell)]
+}
+
+fn client_message() -> impl Strategy<Value = ClientMessage> {
+    let new_order = (
+        order_id(),
+        symbol(),
+        side(),
+        any::<bool>(),
+        prop_oneof![Just(Tif::Gtc), Just(Tif::Ioc), Just(Tif::Fok)],
+        any::<bool>(),
+        prop_oneof![
+            Just(Stp::None),
+            Just(Stp::CancelTaker),
+            Just(Stp::CancelMaker),
+            Just(Stp::CancelBoth)
+        ],
+        any::<i64>(),
+        any::<i64>(),
+    )
+        .prop_map(
+            |(cl_ord_id, symbol, side, market, tif, post_only, stp, price, qty)| {
+                ClientMessage::NewOrder(NewOrderMsg {
+                    cl_ord_id,
+                    symbol,
+                    side,
+                    ord_type: if market {
+                        OrdType::Market
+                    } else {
+                        OrdType::Limit
+                    },
+                    tif,
+                    post_only,
+                    stp,
+                    price: (!market).then_some(Price(price)),
+                    qty: Qty(qty),
+                })
+            },
+        );
+    prop_oneof![
+        (any::<[u8; 32]>(), any::<u16>(), any::<bool>()).prop_map(|(token, heartbeat_secs, c)| {
+            ClientMessage::Logon {
+                token,
+                heartbeat_secs,
+                cancel_on_disconnect: c,
+            }
+        }),
+        Just(ClientMessage::Logout),
+        any::<u64>().prop_map(|test_id| ClientMessage::Heartbeat { test_id }),
+        new_order,
+        (order_id(), symbol())
+            .prop_map(|(cl_ord_id, symbol)| ClientMessage::Cancel { cl_ord_id, symbol }),
+        (
+            order_id(),
+            symbol(),
+            proptest::option::of(any::<i64>()),
+            proptest::option::of(any::<i64>())
+        )
+            .prop_map(|(cl_ord_id, symbol, price, qty)| ClientMessage::Replace {
+                cl_ord_id,
+                symbol,
+                price: price.map(Price),
+                qty: qty.map(Qty),
+            }),
+        proptest::option::of(symbol()).prop_map(|symbol| ClientMessage::MassCancel { symbol }),
+        (order_id(), symbol())
+            .prop_map(|(cl_ord_id, symbol)| ClientMessage::OrderStatus { cl_ord_id, symbol }),
+    ]
+}
+
+fn server_message() -> impl Strategy<Value = ServerMessage> {
+    let report = (
+        (any::<u64>(), any::<u64>(), order_id(), symbol()),
+        (any::<u8>(), any::<u8>(), side(), any::<u8>()),
+        proptest::array::uniform7(any::<i64>()),
+    )
+        .prop_map(
+            |((seq, ts, cl_ord_id, symbol), (exec_type, ord_status, side, reason), n)| {
+                ServerMessage::ExecutionReport(ExecReport {
+                    seq,
+                    ts,
+                    cl_ord_id,
+                    symbol,
+                    exec_type,
+                    ord_status,
+                    side,
+                    reason,
+                    price: Price(n[0]),
+                    order_qty: Qty(n[1]),
+                    last_px: Price(n[2]),
+                    last_qty: Qty(n[3]),
+                    cum_qty: Qty(n[4]),
+                    leaves_qty: Qty(n[5]),
+                    avg_px: Price(n[6]),
+                })
+            },
+        );
+    prop_oneof![
+        (any::<u64>(), any::<u16>()).prop_map(|(a, h)| ServerMessage::LogonAck {
+            account: AccountId(a),
+            heartbeat_secs: h
+        }),
+        any::<u16>().prop_map(|reason| ServerMessage::Logout { reason }),
+        any::<u64>().prop_map(|test_id| ServerMessage::Heartbeat { test_id }),
+        (any::<u16>(), any::<u8>()).prop_map(|(code, rejected_type)| {
+            ServerMessage::SessionReject {
+                code,
+                rejected_type,
+            }
+        }),
+        report,
+        (order_id(), any::<bool>(), any::<u8>()).prop_map(|(cl_ord_id, replace, reason)| {
+            ServerMessage::CancelReject {
+                cl_ord_id,
+                request: if replace {
+                    CancelRequest::Replace
+                } else {
+                    CancelRequest::Cancel
+                },
+                reason,
+            }
+        }),
+        (proptest::option::of(symbol()), any::<u32>())
+            .prop_map(|(symbol, cancelled)| ServerMessage::MassCancelReport { symbol, cancelled }),
+    ]
+}
+
+/// Splits a byte stream into frames, feeding it in chunks of `chunk` bytes.
+fn frames_in_chunks(stream: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+    let mut buffer = Vec::new();
+    let mut frames = Vec::new();
+    for piece in stream.chunks(chunk.max(1)) {
+        buffer.extend_from_slice(piece);
+        while let Check::Frame(len) = check(&buffer).unwrap() {
+            frames.push(buffer.drain(..len).collect());
+        }
+    }
+    assert!(buffer.is_empty(), "bytes left over");
+    frames
+}
+
+proptest! {
+    #[test]
+    fn client_messages_round_trip_in_any_chunking(
+        messages in proptest::collection::vec(client_message(), 1..20),
+        chunk in 1usize..200,
+    ) {
+        let mut stream = Vec::new();
+        for m in &messages {
+            encode_client(m, &mut stream);
+        }
+        let frames = frames_in_chunks(&stream, chunk);
+        let decoded: Vec<ClientMessage> =
+            frames.iter().map(|f| decode_client(f).unwrap()).collect();
+        prop_assert_eq!(decoded, messages);
+    }
+
+    #[test]
+    fn server_messages_round_trip(messages in proptest::collection::vec(server_message(), 1..20)) {
+        let mut stream = Vec::new();
+        for m in &messages {
+            encode_server(m, &mut stream);
+        }
+        let decoded: Vec<ServerMessage> = frames_in_chunks(&stream, 7)
+            .iter()
+            .map(|f| decode_server(f).unwrap())
+            .collect();
+        prop_assert_eq!(decoded, messages);
+    }
+
+    /// Arbitrary bytes: `check` and both decoders answer, never panic.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = check(&bytes);
+        let _ = decode_client(&bytes);
+        let _ = decode_server(&bytes);
+    }
+
+    /// A valid frame with one byte changed decodes or is refused, never panics, and a refusal
+    /// carries a code from the spec.
+    #[test]
+    fn damaged_frames_are_refused_with_a_code(
+        message in client_message(),
+        at in any::<proptest::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        let mut frame = Vec::new();
+        encode_client(&message, &mut frame);
+        let at = at.index(frame.len());
+        frame[at] = byte;
+        if let Err(err) = decode_client(&frame) {
+            prop_assert!((1..=6).contains(&err.code()));
+        }
+    }
+}
+
+fn new_order_frame() -> Vec<u8> {
+    let mut frame = Vec::new();
+    encode_client(
+        &ClientMessage::NewOrder(NewOrderMsg {
+            cl_ord_id: OrderId::new("o-1").unwrap(),
+            symbol: Symbol::new("BTC-USD").unwrap(),
+            side: Side::Buy,
+            ord_type: OrdType::Limit,
+            tif: Tif::Gtc,
+            post_only: false,
+            stp: Stp::CancelTaker,
+            price: Some(Price(100)),
+            qty: Qty(1),
+        }),
+        &mut frame,
+    );
+    frame
+}
+
+#[test]
+fn each_kind_of_malformed_frame_gets_its_code() {
+    let good = new_order_frame();
+    assert_eq!(good.len(), 84);
+    assert!(decode_client(&good).is_ok());
+    let with = |at: usize, byte: u8| {
+        let mut f = good.clone();
+        f[at] = byte;
+        f
+    };
+    let cases: [(Vec<u8>, u16); 7] = [
+        (vec![2, 0, 1, 0x10], 1),                      // length below the header
+        ([&[0xff, 0x0f][..], &good[2..]].concat(), 1), // length above FRAME_MAX
+        (with(2, 9), 2),                               // version
+        (with(3, 0x7f), 3),                            // unknown type
+        (with(4 + 56, 3), 5),                          // side 3
+        (with(4 + 59, 2), 5),                          // undefined flag bit
+        (with(4 + 2, 0x80), 6),                        // non-ASCII in the order id
+    ];
+    for (frame, code) in cases {
+        let err = check(&frame)
+            .err()
+            .or_else(|| decode_client(&frame).err())
+            .unwrap_or_else(|| panic!("accepted {frame:?}"));
+        assert_eq!(err.code(), code, "{err}");
+    }
+    // A known type with the wrong body length.
+    let mut short = Vec::new();
+    encode_client(&ClientMessage::Logout, &mut short);
+    short[3] = 0x10;
+    assert!(matches!(
+        decode_client(&short),
+        Err(DecodeError::BodyLength {
+            kind: 0x10,
+            expected: 80,
+            got: 0
+        })
+    ));
+    // Text must be zero-padded: a byte after the padding is refused.
+    let padded_then_text = with(4 + 39, b'x');
+    assert_eq!(decode_client(&padded_then_text).unwrap_err().code(), 6);
+    assert!(FRAME_MAX >= 4 + 136);
+}
+
+#[test]
+fn a_market_orders_price_field_is_ignored() {
+    let mut frame = new_order_frame();
+    frame[4 + 57] = 2; // market
+    frame[4 + 58] = 2; // IOC
+    let ClientMessage::NewOrder(order) = decode_client(&frame).unwrap() else {
+        panic!("not a new order")
+    };
+    assert_eq!((order.ord_type, order.price), (OrdType::Market, None));
+}
