@@ -676,18 +676,11 @@ impl JournalReader {
         let header = record::Header::parse(self.buf[..HEADER_LEN].try_into().expect("header"));
         if header.len == 0 {
             // A sync mark: check it and read on.
-            let corrupt = |reason: String| JournalError::Corrupt {
-                segment: self.path.clone(),
-                offset: self.offset,
-                position: self.next,
-                reason,
-            };
-            let frame = record::frame(&self.buf).map_err(|bad| corrupt(bad.to_string()))?;
+            let frame = record::frame(&self.buf).map_err(|bad| self.corrupt(bad.to_string()))?;
             if frame.header.position != self.next {
-                return Err(corrupt(format!(
-                    "sync mark at position {}",
-                    frame.header.position
-                )));
+                return Err(
+                    self.corrupt(format!("sync mark at position {}", frame.header.position))
+                );
             }
             self.offset += HEADER_LEN as u64;
             return self.next_record();
@@ -697,25 +690,29 @@ impl JournalReader {
         self.file
             .read_exact(&mut self.buf[HEADER_LEN..])
             .map_err(io_err(&self.path))?;
-        let corrupt = |reason: String| JournalError::Corrupt {
-            segment: self.path.clone(),
-            offset: self.offset,
-            position: self.next,
-            reason,
-        };
-        let frame = record::frame(&self.buf).map_err(|bad| corrupt(bad.to_string()))?;
+        let frame = record::frame(&self.buf).map_err(|bad| self.corrupt(bad.to_string()))?;
         if frame.header.position != self.next {
             let bad = Invalid::Position {
                 expected: self.next,
                 found: frame.header.position,
             };
-            return Err(corrupt(bad.to_string()));
+            return Err(self.corrupt(bad.to_string()));
         }
-        let command = record::command(&frame).map_err(|bad| corrupt(bad.to_string()))?;
+        let command = record::command(&frame).map_err(|bad| self.corrupt(bad.to_string()))?;
         let size = frame.size() as u64;
         self.next += 1;
         self.offset += size;
         Ok(Some((header.position, command)))
+    }
+
+    /// Corruption at the record this reader is at.
+    fn corrupt(&self, reason: String) -> JournalError {
+        JournalError::Corrupt {
+            segment: self.path.clone(),
+            offset: self.offset,
+            position: self.next,
+            reason,
+        }
     }
 
     fn open_next_segment(&mut self) -> Result<(), JournalError> {

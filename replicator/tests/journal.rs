@@ -115,12 +115,7 @@ fn a_torn_tail_is_cut_and_nothing_after_it_is_replayed() {
     // A crash mid-write: the start of a record, then nothing.
     let mut torn = Vec::new();
     replicator::record::encode(&mut torn, 100, 100, &command(100));
-    OpenOptions::new()
-        .append(true)
-        .open(&last)
-        .unwrap()
-        .write_all(&torn[..torn.len() / 2])
-        .unwrap();
+    append_raw(dir.path(), &torn[..torn.len() / 2]);
 
     let (journal, recovery) = Journal::open(config(dir.path())).unwrap();
     assert_eq!(recovery.records, 100);
@@ -139,19 +134,13 @@ fn unsynced_records_after_a_torn_one_are_cut_too() {
     let (journal, _) = Journal::open(config(dir.path())).unwrap();
     append_all(&journal, 0..10);
     assert_eq!(journal.close(), 10);
-    let last = segments(dir.path()).pop().unwrap();
     // Records 10 and 11 written in one batch (durable through 10), the first damaged: the
     // page cache wrote them out of order before the crash. Neither was acknowledged.
     let mut batch = Vec::new();
     replicator::record::encode(&mut batch, 10, 10, &command(10));
     replicator::record::encode(&mut batch, 11, 10, &command(11));
     batch[POSITION_BYTE] ^= 0xff;
-    OpenOptions::new()
-        .append(true)
-        .open(&last)
-        .unwrap()
-        .write_all(&batch)
-        .unwrap();
+    append_raw(dir.path(), &batch);
     let (journal, recovery) = Journal::open(config(dir.path())).unwrap();
     assert_eq!(recovery.records, 10);
     assert_eq!(recovery.truncated_bytes, batch.len() as u64);
