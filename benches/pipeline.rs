@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 use engine::ring::{ring, Pop};
-use engine::runner::{Runner, RunnerConfig, WaitStrategy};
+use engine::runner::{Emitted, Runner, RunnerConfig, WaitStrategy};
 use engine::{Engine, Event};
 use hdrhistogram::Histogram;
 use loadgen::{FlowConfig, FlowGenerator};
@@ -226,7 +226,7 @@ fn runner(config: &FlowConfig, commands: &[engine::Command]) -> (f64, engine::St
         core: None,
     };
     let (mut tx, mut rx, runner) =
-        Runner::spawn::<4096, 8192>(engine, runner_config).expect("spawn the matcher");
+        Runner::spawn::<4096, 8192>(engine, runner_config, 0, ()).expect("spawn the matcher");
     let start = Instant::now();
     let mut events = 0u64;
     let mut next = commands.iter();
@@ -244,16 +244,17 @@ fn runner(config: &FlowConfig, commands: &[engine::Command]) -> (f64, engine::St
             }
         }
         tx.publish();
-        events += rx.pop_batch(usize::MAX, |event| {
-            black_box(event);
-        }) as u64;
+        rx.pop_batch(usize::MAX, |item| {
+            events += u64::from(matches!(item, Emitted::Event(_)));
+            black_box(item);
+        });
     }
     drop(tx);
     loop {
-        let taken = rx.pop_batch(usize::MAX, |event| {
-            black_box(event);
+        let taken = rx.pop_batch(usize::MAX, |item| {
+            events += u64::from(matches!(item, Emitted::Event(_)));
+            black_box(item);
         });
-        events += taken as u64;
         if taken == 0 && rx.empty_or_closed() == Pop::Closed {
             break;
         }

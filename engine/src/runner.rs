@@ -1,7 +1,11 @@
 //! The engine runner: input ring → matcher thread → output ring.
 //!
 //! One thread owns the [`Engine`]. It takes commands from the input ring in batches, applies
-//! each, and stages the events into the output ring, publishing once per batch. When the output
+//! each, and stages its events into the output ring followed by an [`Emitted::Applied`] marker
+//! (the command's log position and the command itself, so a consumer knows where each
+//! command's events end), publishing once per batch. After each batch it calls the observer
+//! with the engine and the next log position: that is where a node takes snapshots and state
+//! hashes, between commands, without stopping the pipeline for longer than the copy. When the output
 //! ring is full the matcher publishes what it has and waits for room (backpressure: nothing is
 //! dropped). When the input ring is closed, the matcher applies every command still in it,
 //! publishes the last events, closes the output ring and hands the engine back.
@@ -125,7 +129,7 @@ pub struct RunnerStats {
     pub batches: u64,
     /// Times the matcher found the output ring full and waited.
     pub output_full_waits: u64,
-    /// Events that could not be delivered because the event consumer was dropped.
+    /// Events and markers that could not be delivered because the output consumer was dropped.
     pub events_abandoned: u64,
     /// Whether the requested core pinning took effect.
     pub pinned: bool,
@@ -137,18 +141,29 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// Starts a matcher thread owning `engine`. Returns the command producer (close or drop it
-    /// to stop the runner once it has applied everything), the event consumer, and the runner.
+    /// Starts a matcher thread owning `engine`, whose first command is at log position
+    /// `first_position`. Returns the command producer (close or drop it to stop the runner once
+    /// it has applied everything), the output consumer, and the runner.
     #[allow(clippy::type_complexity)]
     pub fn spawn<const IN: usize, const OUT: usize>(
         engine: Engine,
         config: RunnerConfig,
-    ) -> io::Result<(Producer<Command, IN>, Consumer<Event, OUT>, Runner)> {
+        first_position: u64,
+        observer: impl Observer,
+    ) -> io::Result<(Producer<Command, IN>, Consumer<Emitted, OUT>, Runner)> {
         let (commands_tx, commands_rx) = ring::<Command, IN>();
-        let (events_tx, events_rx) = ring::<Event, OUT>();
+        let (events_tx, events_rx) = ring::<Emitted, OUT>();
         let thread = std::thread::Builder::new()
             .name("matcher".into())
-            .spawn(move || run(engine, config, commands_rx, events_tx))?;
+            .spawn(move || {
+                run(
+                    engine,
+                    config,
+                    (first_position, observer),
+                    commands_rx,
+                    events_tx,
+                )
+            })?;
         Ok((commands_tx, events_rx, Runner { thread }))
     }
 
@@ -159,9 +174,30 @@ impl Runner {
     }
 }
 
+/// What the matcher puts in the output ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emitted {
+    /// One event, in engine order.
+    Event(Event),
+    /// The command at `position` is fully applied: every event it caused came before this.
+    Applied { position: u64, command: Command },
+}
+
+/// Called by the matcher thread after each batch with the engine and the log position of the
+/// next command. It runs on the matcher thread, so it must be quick (snapshot encoding and
+/// hashing are; writing files is not: hand the bytes to another thread).
+pub trait Observer: Send + 'static {
+    fn after_batch(&mut self, engine: &Engine, next_position: u64);
+}
+
+/// No observer.
+impl Observer for () {
+    fn after_batch(&mut self, _engine: &Engine, _next_position: u64) {}
+}
+
 /// Stages events into the output ring, waiting for room when it is full.
 struct RingSink<'a, const OUT: usize> {
-    out: &'a mut Producer<Event, OUT>,
+    out: &'a mut Producer<Emitted, OUT>,
     waiter: Waiter,
     stats: &'a mut RunnerStats,
 }
@@ -170,7 +206,14 @@ impl<const OUT: usize> EventSink for RingSink<'_, OUT> {
     #[inline]
     fn push(&mut self, event: Event) {
         self.stats.events += 1;
-        let mut event = event;
+        self.emit(Emitted::Event(event));
+    }
+}
+
+impl<const OUT: usize> RingSink<'_, OUT> {
+    #[inline]
+    fn emit(&mut self, item: Emitted) {
+        let mut event = item;
         loop {
             match self.out.stage(event) {
                 Ok(()) => {
@@ -201,8 +244,9 @@ fn pin(core: Option<usize>) -> bool {
 fn run<const IN: usize, const OUT: usize>(
     mut engine: Engine,
     config: RunnerConfig,
+    (mut position, mut observer): (u64, impl Observer),
     mut commands: Consumer<Command, IN>,
-    mut events: Producer<Event, OUT>,
+    mut events: Producer<Emitted, OUT>,
 ) -> (Engine, RunnerStats) {
     let mut stats = RunnerStats {
         pinned: pin(config.core),
@@ -216,9 +260,14 @@ fn run<const IN: usize, const OUT: usize>(
             waiter: Waiter::new(config.wait),
             stats: &mut stats,
         };
-        let taken = commands.pop_batch(batch_max, |cmd| engine.apply(&cmd, &mut sink));
+        let taken = commands.pop_batch(batch_max, |command| {
+            engine.apply(&command, &mut sink);
+            sink.emit(Emitted::Applied { position, command });
+            position += 1;
+        });
         if taken > 0 {
             events.publish();
+            observer.after_batch(&engine, position);
             stats.commands += taken as u64;
             stats.batches += 1;
             idle.reset();
@@ -298,7 +347,7 @@ mod tests {
                 core: None,
             };
             let engine = Engine::new(EngineConfig::default()).unwrap();
-            let (mut tx, mut rx, runner) = Runner::spawn::<64, 32>(engine, config).unwrap();
+            let (mut tx, mut rx, runner) = Runner::spawn::<64, 32>(engine, config, 10, ()).unwrap();
             let feed = stream.clone();
             let feeder = std::thread::spawn(move || {
                 let mut waiter = Waiter::new(wait);
@@ -312,11 +361,18 @@ mod tests {
                 }
             });
             let mut got = Vec::with_capacity(expected.len());
+            let mut next_position = 10;
             let mut waiter = Waiter::new(wait);
             loop {
                 match rx.pop() {
-                    Pop::Item(event) => {
+                    Pop::Item(Emitted::Event(event)) => {
                         got.push(event);
+                        waiter.reset();
+                    }
+                    Pop::Item(Emitted::Applied { position, command }) => {
+                        assert_eq!(position, next_position);
+                        assert_eq!(command, stream[(position - 10) as usize]);
+                        next_position += 1;
                         waiter.reset();
                     }
                     Pop::Empty => waiter.wait(),
@@ -326,6 +382,7 @@ mod tests {
             feeder.join().unwrap();
             let (engine, stats) = runner.join().unwrap();
             assert_eq!(got, expected, "{wait:?}");
+            assert_eq!(next_position, 10 + stream.len() as u64);
             assert_eq!(engine.state_hash(), bare.state_hash());
             assert_eq!(stats.commands, stream.len() as u64);
             assert_eq!(stats.events, expected.len() as u64);
@@ -340,7 +397,7 @@ mod tests {
     fn a_runner_whose_event_reader_left_still_stops_cleanly() {
         let engine = Engine::new(EngineConfig::default()).unwrap();
         let (mut tx, rx, runner) =
-            Runner::spawn::<1024, 2>(engine, RunnerConfig::default()).unwrap();
+            Runner::spawn::<1024, 2>(engine, RunnerConfig::default(), 0, ()).unwrap();
         drop(rx);
         for cmd in commands(100) {
             tx.try_push(cmd).unwrap();

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use engine::ring::Pop;
-use engine::runner::{Runner, RunnerConfig, WaitStrategy, Waiter};
+use engine::runner::{Emitted, Runner, RunnerConfig, WaitStrategy, Waiter};
 use engine::{
     AccountId, AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, Engine, EngineConfig,
     Event, EventKind, MassCancel, NewOrder, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif,
@@ -219,7 +219,8 @@ fn runner_path_allocates_nothing() {
         wait,
         core: None,
     };
-    let (mut tx, mut rx, runner) = Runner::spawn::<1024, 4096>(engine, runner_config).unwrap();
+    let (mut tx, mut rx, runner) =
+        Runner::spawn::<1024, 4096>(engine, runner_config, 0, ()).unwrap();
     let fed = Arc::new(AtomicU64::new(0));
     let fed_by_feeder = fed.clone();
     let feeder = std::thread::spawn(move || {
@@ -245,7 +246,8 @@ fn runner_path_allocates_nothing() {
             COUNTING.store(counting, Ordering::SeqCst);
         }
         match rx.pop() {
-            Pop::Item(_) => {
+            Pop::Item(Emitted::Applied { .. }) => waiter.reset(),
+            Pop::Item(Emitted::Event(_)) => {
                 events += 1;
                 counted_events += u64::from(counting);
                 waiter.reset();

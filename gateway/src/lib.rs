@@ -1,11 +1,15 @@
 //! The trading gateway: FIX 4.4 order entry, a binary protocol, market data over WebSocket.
 //!
-//! Built so far: [`binary`], the sans-IO codec of the binary order-entry protocol
-//! (`gateway/BINARY-PROTOCOL.md`), and [`reports`], which turns engine events into the
-//! execution reports every protocol sends. The sessions, the FIX acceptor (see
-//! `gateway/FIX-EVALUATION.md`) and market data are issue 5's remaining work.
+//! - [`hub`]: what a site's sessions share: the way into the log, and the pump that turns the
+//!   matcher's output into reports routed to sessions and into market data.
+//! - [`binary`]: the sans-IO codec of the binary order-entry protocol
+//!   (`gateway/BINARY-PROTOCOL.md`).
+//! - [`reports`]: engine events → execution reports, for every protocol.
+//! - [`market_data`]: L2 books rebuilt from events, with sequence numbers and snapshots.
 
 #![forbid(unsafe_code)]
 
 pub mod binary;
+pub mod hub;
+pub mod market_data;
 pub mod reports;

@@ -24,6 +24,8 @@ pub enum ExecType {
     Canceled,
     Replaced,
     Rejected,
+    /// The answer to a status request, or to a resent order whose id was already used.
+    OrderStatus,
 }
 
 impl ExecType {
@@ -35,6 +37,7 @@ impl ExecType {
             ExecType::Canceled => b'4',
             ExecType::Replaced => b'5',
             ExecType::Rejected => b'8',
+            ExecType::OrderStatus => b'I',
         }
     }
 }
@@ -164,6 +167,40 @@ impl OrderTracker {
     /// The open quantity of a followed order (what an OrderStatusRequest answers from).
     pub fn open_qty(&self, account: AccountId, cl_ord_id: &OrderId) -> Option<Qty> {
         self.live.get(&(account, *cl_ord_id)).map(|s| Qty(s.leaves))
+    }
+
+    /// Starts following a resting order of a recovered engine, and returns its report. The
+    /// engine keeps only the open quantity, so the order's earlier fills are not known: its
+    /// report starts from `order_qty = leaves`, `cum_qty = 0`.
+    pub fn seed(&mut self, seq: u64, symbol: Symbol, order: &engine::RestingOrder) -> Report {
+        let state = OrderState {
+            symbol,
+            side: order.side,
+            price: Some(order.price),
+            order_qty: order.qty.0,
+            cum: 0,
+            leaves: order.qty.0,
+            notional: 0,
+        };
+        self.live.insert((order.account, order.order_id), state);
+        Report {
+            seq,
+            ts: 0,
+            account: order.account,
+            cl_ord_id: order.order_id,
+            symbol,
+            side: order.side,
+            exec_type: ExecType::OrderStatus,
+            ord_status: OrdStatus::New,
+            price: Some(order.price),
+            order_qty: order.qty,
+            last_px: Price(0),
+            last_qty: Qty(0),
+            cum_qty: Qty(0),
+            leaves_qty: order.qty,
+            avg_px: Price(0),
+            why: None,
+        }
     }
 
     /// Reports what `event` did, appending to `out`.

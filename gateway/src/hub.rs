@@ -1,0 +1,511 @@
+//! The hub: what every protocol's sessions share at one site.
+//!
+//! - **Into the log**: a session turns a client request into a [`Command`] whose account is the
+//!   session's (never a client field), and [`Hub::submit`]s it to the [`Sequencer`] (the
+//!   journal, or the shard's Kafka partition). Nothing is acknowledged here.
+//! - **Out of the engine**: the pump thread ([`Hub::spawn_pump`]) drains the matcher's output
+//!   ring. Everything it reads was applied from the committed log, so a report sent from here
+//!   is an acknowledgement a member can rely on. It turns events into execution reports
+//!   ([`OrderTracker`]), routes them to the sessions of the order's account, remembers each
+//!   order's last state (status requests, resent orders) and feeds market data.
+//!
+//! A session whose outbound queue is full is disconnected (it reconnects and asks for status);
+//! a report is never dropped silently.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use engine::ring::{Consumer, Pop};
+use engine::runner::{Emitted, WaitStrategy, Waiter};
+use engine::{
+    AccountId, Command, CommandKind, EventKind, NewOrder, OrdType, OrderId, Qty, RejectReason,
+    Symbol,
+};
+use tokio::sync::mpsc;
+
+use crate::market_data::MarketData;
+use crate::reports::{ExecType, OrdStatus, OrderTracker, Output, Report, Why};
+
+/// Where commands go: the shard's log.
+pub trait Sequencer: Send + Sync + 'static {
+    /// Queues `command` for the log. `Ok` is not an acknowledgement: the order is acknowledged
+    /// when the engine applies it from the committed log. With Kafka, an `Ok` whose delivery
+    /// later fails is *unknown*: the client resends with the same id and the engine dedups.
+    fn submit(&self, command: Command) -> Result<(), SubmitError>;
+}
+
+/// Why a command was not queued. Both are answered with a reject naming them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The log's queue is full: back-pressure, try again.
+    #[error("busy: the log is not keeping up")]
+    Busy,
+    /// The log cannot take commands (stopped, failed, or the brokers are unreachable).
+    #[error("unavailable: the log cannot take orders")]
+    Unavailable,
+}
+
+/// One member's credentials and account.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// FIX Username (553) and the name in logs.
+    pub name: String,
+    /// The secret: FIX Password (554), or the binary Logon's token (at most 32 bytes).
+    pub token: String,
+    pub account: u64,
+}
+
+/// The members allowed to log on.
+#[derive(Clone, Debug, Default)]
+pub struct Members {
+    by_token: HashMap<String, Member>,
+}
+
+/// Why a member table is refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MembersError {
+    #[error("member {0:?}: the token must be 8 to 32 printable ASCII characters")]
+    BadToken(String),
+    #[error("member {0:?}: a token or account is used twice")]
+    Duplicate(String),
+}
+
+impl Members {
+    /// Checks the table: tokens are 8..=32 printable ASCII (they fit the binary Logon), and no
+    /// token or account appears twice.
+    pub fn new(members: Vec<Member>) -> Result<Members, MembersError> {
+        let mut by_token = HashMap::new();
+        let mut accounts = std::collections::HashSet::new();
+        for member in members {
+            let token = &member.token;
+            if !(8..=32).contains(&token.len())
+                || !token.bytes().all(|b| (0x21..=0x7e).contains(&b))
+            {
+                return Err(MembersError::BadToken(member.name));
+            }
+            if by_token.contains_key(token) || !accounts.insert(member.account) {
+                return Err(MembersError::Duplicate(member.name));
+            }
+            by_token.insert(token.clone(), member);
+        }
+        Ok(Members { by_token })
+    }
+
+    /// The member holding `token` (the binary Logon).
+    pub fn by_token(&self, token: &str) -> Option<&Member> {
+        self.by_token.get(token)
+    }
+
+    /// The member with this name and token (the FIX Logon).
+    pub fn login(&self, name: &str, token: &str) -> Option<&Member> {
+        self.by_token(token).filter(|m| m.name == name)
+    }
+}
+
+/// What the hub sends a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToSession {
+    /// An execution report for one of the account's orders (also `ExecType::OrderStatus` for a
+    /// resent order whose id was already used: its current state).
+    Report(Report),
+    /// A refused cancel or replace.
+    CancelReject(crate::reports::CancelReject),
+    /// A mass cancel was applied: how many orders it cancelled.
+    MassCancelDone {
+        symbol: Option<Symbol>,
+        cancelled: u32,
+    },
+    /// The session fell too far behind its reports and must reconnect.
+    SlowConsumer,
+}
+
+/// Outbound reports a session may have queued before it is disconnected as too slow.
+pub const SESSION_QUEUE: usize = 65_536;
+
+/// A session's registration with the hub; detaches when dropped.
+pub struct Attachment {
+    hub: Arc<Hub>,
+    id: u64,
+    account: AccountId,
+    /// The session's reports, in log order.
+    pub rx: mpsc::Receiver<ToSession>,
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        let mut routes = self.hub.routes();
+        if let Some(list) = routes.get_mut(&self.account) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                routes.remove(&self.account);
+            }
+        }
+    }
+}
+
+/// Counters the node exposes as metrics.
+#[derive(Debug, Default)]
+pub struct HubCounters {
+    pub submitted: AtomicU64,
+    pub submit_busy: AtomicU64,
+    pub submit_unavailable: AtomicU64,
+    pub events: AtomicU64,
+    pub applied: AtomicU64,
+    /// The log position of the next command the engine will apply.
+    pub next_position: AtomicU64,
+    pub reports: AtomicU64,
+    pub slow_consumers: AtomicU64,
+}
+
+type Route = (u64, mpsc::Sender<ToSession>);
+
+/// Shared by every session of a site.
+pub struct Hub {
+    sequencer: Arc<dyn Sequencer>,
+    members: Members,
+    routes: Mutex<HashMap<AccountId, Vec<Route>>>,
+    orders: Mutex<OrderBookkeeping>,
+    market_data: MarketData,
+    next_session: AtomicU64,
+    counters: HubCounters,
+}
+
+/// Each order's last state, kept after the order is done for `finished_max` more orders (the
+/// same window as the engine's remembered ids), and the requests in flight.
+struct OrderBookkeeping {
+    last: HashMap<(AccountId, OrderId), Report>,
+    finished: VecDeque<(AccountId, OrderId)>,
+    finished_max: usize,
+    /// New orders submitted here and not yet applied: what a reject report says they were.
+    in_flight: HashMap<(AccountId, OrderId), NewOrder>,
+}
+
+/// In-flight new orders remembered for their reject reports; beyond this, a reject report
+/// carries no side or price.
+const IN_FLIGHT_MAX: usize = 1 << 20;
+
+impl Hub {
+    /// A hub over `sequencer`, for `members`, remembering `finished_max` done orders.
+    pub fn new(sequencer: Arc<dyn Sequencer>, members: Members, finished_max: usize) -> Arc<Hub> {
+        Arc::new(Hub {
+            sequencer,
+            members,
+            routes: Mutex::new(HashMap::new()),
+            orders: Mutex::new(OrderBookkeeping {
+                last: HashMap::new(),
+                finished: VecDeque::new(),
+                finished_max,
+                in_flight: HashMap::new(),
+            }),
+            market_data: MarketData::new(),
+            next_session: AtomicU64::new(1),
+            counters: HubCounters::default(),
+        })
+    }
+
+    pub fn members(&self) -> &Members {
+        &self.members
+    }
+
+    pub fn market_data(&self) -> &MarketData {
+        &self.market_data
+    }
+
+    pub fn counters(&self) -> &HubCounters {
+        &self.counters
+    }
+
+    fn routes(&self) -> MutexGuard<'_, HashMap<AccountId, Vec<Route>>> {
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn orders(&self) -> MutexGuard<'_, OrderBookkeeping> {
+        self.orders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a session of `account` for its reports.
+    pub fn attach(self: &Arc<Hub>, account: AccountId) -> Attachment {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        self.routes().entry(account).or_default().push((id, tx));
+        Attachment {
+            hub: self.clone(),
+            id,
+            account,
+            rx,
+        }
+    }
+
+    /// Stamps `kind` with the gateway's clock and queues it for the log.
+    pub fn submit(&self, kind: CommandKind) -> Result<(), SubmitError> {
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        if let CommandKind::New(new) = kind {
+            let mut orders = self.orders();
+            if orders.in_flight.len() < IN_FLIGHT_MAX {
+                orders.in_flight.insert((new.account, new.order_id), new);
+            }
+        }
+        let result = self.sequencer.submit(Command::new(ts, kind));
+        let counter = match result {
+            Ok(()) => &self.counters.submitted,
+            Err(SubmitError::Busy) => &self.counters.submit_busy,
+            Err(SubmitError::Unavailable) => &self.counters.submit_unavailable,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let (Err(_), CommandKind::New(new)) = (result, kind) {
+            self.orders().in_flight.remove(&(new.account, new.order_id));
+        }
+        result
+    }
+
+    /// The last known state of the account's order `cl_ord_id`: live, or done within the
+    /// remembered window.
+    pub fn order_state(&self, account: AccountId, cl_ord_id: &OrderId) -> Option<Report> {
+        self.orders().last.get(&(account, *cl_ord_id)).copied()
+    }
+
+    /// Starts the thread that drains the matcher's output ring into the sessions and market
+    /// data, starting from `engine` (recovered, its next command at `next_position`) before
+    /// the matcher takes it. The thread stops when the ring is closed (the matcher stopped).
+    pub fn spawn_pump<const N: usize>(
+        self: &Arc<Hub>,
+        engine: &engine::Engine,
+        next_position: u64,
+        mut output: Consumer<Emitted, N>,
+        wait: WaitStrategy,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let hub = self.clone();
+        let mut pump = Pump::new();
+        {
+            let mut orders = self.orders();
+            let seq = engine.stats().next_event_seq;
+            for info in engine.symbols() {
+                for side in [engine::Side::Buy, engine::Side::Sell] {
+                    for order in engine.resting(info.id, side) {
+                        let report = pump.tracker.seed(seq, info.name, &order);
+                        orders.last.insert((order.account, order.order_id), report);
+                    }
+                }
+            }
+        }
+        self.market_data.seed(engine, next_position);
+        self.counters
+            .next_position
+            .store(next_position, Ordering::Relaxed);
+        std::thread::Builder::new()
+            .name("hub-pump".into())
+            .spawn(move || {
+                let mut waiter = Waiter::new(wait);
+                loop {
+                    let taken = output.pop_batch(4096, |item| pump.take(item));
+                    if taken > 0 {
+                        pump.flush(&hub);
+                        waiter.reset();
+                        continue;
+                    }
+                    match output.empty_or_closed() {
+                        Pop::Closed => break,
+                        Pop::Empty | Pop::Item(_) => waiter.wait(),
+                    }
+                }
+                pump.flush(&hub);
+            })
+    }
+}
+
+/// A park-based wait for the pump: it is not latency-critical enough to spin a core.
+pub const PUMP_WAIT: WaitStrategy = WaitStrategy::Park {
+    spins: 200,
+    yields: 20,
+    park_us: 50,
+};
+
+/// The pump's state: events of the batch being routed.
+struct Pump {
+    tracker: OrderTracker,
+    batch: Vec<Emitted>,
+    outputs: Vec<Output>,
+    /// Orders the current command cancelled with reason `mass` (for its MassCancelDone).
+    mass_cancelled: u32,
+    sends: Vec<(AccountId, ToSession)>,
+}
+
+impl Pump {
+    fn new() -> Pump {
+        Pump {
+            tracker: OrderTracker::new(),
+            batch: Vec::with_capacity(4096),
+            outputs: Vec::new(),
+            mass_cancelled: 0,
+            sends: Vec::new(),
+        }
+    }
+
+    fn take(&mut self, item: Emitted) {
+        self.batch.push(item);
+    }
+
+    /// Routes the batch: order bookkeeping under one lock, market data under its lock, then
+    /// the sends.
+    fn flush(&mut self, hub: &Hub) {
+        if self.batch.is_empty() {
+            return;
+        }
+        {
+            let mut orders = hub.orders();
+            for item in &self.batch {
+                match *item {
+                    Emitted::Event(event) => {
+                        hub.counters.events.fetch_add(1, Ordering::Relaxed);
+                        if let EventKind::Cancelled {
+                            reason: engine::CancelReason::Mass,
+                            ..
+                        } = event.kind
+                        {
+                            self.mass_cancelled += 1;
+                        }
+                        self.outputs.clear();
+                        self.tracker.on_event(&event, &mut self.outputs);
+                        for output in &self.outputs {
+                            route(&mut orders, output, &mut self.sends);
+                        }
+                    }
+                    Emitted::Applied { position, command } => {
+                        hub.counters.applied.fetch_add(1, Ordering::Relaxed);
+                        hub.counters
+                            .next_position
+                            .store(position + 1, Ordering::Relaxed);
+                        if let CommandKind::MassCancel(mass) = command.kind {
+                            self.sends.push((
+                                mass.account,
+                                ToSession::MassCancelDone {
+                                    symbol: mass.symbol,
+                                    cancelled: self.mass_cancelled,
+                                },
+                            ));
+                        }
+                        self.mass_cancelled = 0;
+                    }
+                }
+            }
+        }
+        hub.market_data.apply(&self.batch);
+        self.batch.clear();
+        if self.sends.is_empty() {
+            return;
+        }
+        let mut routes = hub.routes();
+        for (account, message) in self.sends.drain(..) {
+            let Some(list) = routes.get_mut(&account) else {
+                continue;
+            };
+            hub.counters.reports.fetch_add(1, Ordering::Relaxed);
+            list.retain(|(_, tx)| match tx.try_send(message) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // Not silently dropped: the session learns it and reconnects for status.
+                    hub.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                    let _ = tx.try_send(ToSession::SlowConsumer);
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+        }
+        routes.retain(|_, list| !list.is_empty());
+    }
+}
+
+/// Records one tracker output as its order's last state and queues it for the account.
+fn route(orders: &mut OrderBookkeeping, output: &Output, sends: &mut Vec<(AccountId, ToSession)>) {
+    let report = match *output {
+        Output::CancelReject(reject) => {
+            sends.push((reject.account, ToSession::CancelReject(reject)));
+            return;
+        }
+        Output::Report(report) => report,
+    };
+    let key = (report.account, report.cl_ord_id);
+    if report.why == Some(Why::Rejected(RejectReason::DuplicateOrderId)) {
+        // A resent order: answer with the original's state, never a second order.
+        let message = match orders.last.get(&key) {
+            Some(original) => ToSession::Report(Report {
+                exec_type: ExecType::OrderStatus,
+                seq: report.seq,
+                ts: report.ts,
+                last_px: engine::Price(0),
+                last_qty: Qty(0),
+                ..*original
+            }),
+            None => ToSession::Report(report),
+        };
+        sends.push((report.account, message));
+        return;
+    }
+    let mut report = report;
+    match report.exec_type {
+        ExecType::New => {
+            orders.in_flight.remove(&key);
+        }
+        ExecType::Rejected => {
+            if let Some(new) = orders.in_flight.remove(&key) {
+                report.side = new.side;
+                report.price = match new.ord_type {
+                    OrdType::Limit => new.price,
+                    OrdType::Market => None,
+                };
+                report.order_qty = new.qty;
+            }
+        }
+        _ => {}
+    }
+    let done = is_done(report.ord_status);
+    orders.last.insert(key, report);
+    if done {
+        orders.finished.push_back(key);
+        while orders.finished.len() > orders.finished_max {
+            let Some(old) = orders.finished.pop_front() else {
+                break;
+            };
+            // Only forget it if it is still done (a rejected id may have been reused).
+            if orders.last.get(&old).is_some_and(|r| is_done(r.ord_status)) {
+                orders.last.remove(&old);
+            }
+        }
+    }
+    sends.push((report.account, ToSession::Report(report)));
+}
+
+fn is_done(status: OrdStatus) -> bool {
+    matches!(
+        status,
+        OrdStatus::Filled | OrdStatus::Canceled | OrdStatus::Rejected
+    )
+}
+
+/// A request a session refused before the log, as it appears in reports.
+pub fn gateway_reject(account: AccountId, new: &NewOrder, reason: RejectReason) -> Report {
+    Report {
+        seq: 0,
+        ts: 0,
+        account,
+        cl_ord_id: new.order_id,
+        symbol: new.symbol,
+        side: new.side,
+        exec_type: ExecType::Rejected,
+        ord_status: OrdStatus::Rejected,
+        price: new.price,
+        order_qty: new.qty,
+        last_px: engine::Price(0),
+        last_qty: Qty(0),
+        cum_qty: Qty(0),
+        leaves_qty: Qty(0),
+        avg_px: engine::Price(0),
+        why: Some(Why::Rejected(reason)),
+    }
+}
