@@ -11,6 +11,7 @@ pub mod contract;
 pub mod journal_bench;
 pub mod kafka_bench;
 pub mod replay;
+pub mod site;
 
 use std::path::Path;
 

@@ -183,16 +183,18 @@ pub enum Emitted {
     Applied { position: u64, command: Command },
 }
 
-/// Called by the matcher thread after each batch with the engine and the log position of the
-/// next command. It runs on the matcher thread, so it must be quick (snapshot encoding and
-/// hashing are; writing files is not: hand the bytes to another thread).
+/// Called by the matcher thread after each command with the engine and the log position of
+/// the next command. It runs on the matcher thread, so it must be quick in the common case (a
+/// comparison); when it does work (encoding a snapshot, hashing the state), it hands the
+/// result to another thread rather than writing files.
 pub trait Observer: Send + 'static {
-    fn after_batch(&mut self, engine: &Engine, next_position: u64);
+    fn after_command(&mut self, engine: &Engine, next_position: u64);
 }
 
 /// No observer.
 impl Observer for () {
-    fn after_batch(&mut self, _engine: &Engine, _next_position: u64) {}
+    #[inline]
+    fn after_command(&mut self, _engine: &Engine, _next_position: u64) {}
 }
 
 /// Stages events into the output ring, waiting for room when it is full.
@@ -264,10 +266,10 @@ fn run<const IN: usize, const OUT: usize>(
             engine.apply(&command, &mut sink);
             sink.emit(Emitted::Applied { position, command });
             position += 1;
+            observer.after_command(&engine, position);
         });
         if taken > 0 {
             events.publish();
-            observer.after_batch(&engine, position);
             stats.commands += taken as u64;
             stats.batches += 1;
             idle.reset();

@@ -27,7 +27,7 @@ use engine::{
 use tokio::sync::mpsc;
 
 use crate::market_data::MarketData;
-use crate::reports::{ExecType, OrdStatus, OrderTracker, Output, Report, Why};
+use crate::reports::{ExecType, GatewayReason, OrdStatus, OrderTracker, Output, Report, Why};
 
 /// Where commands go: the shard's log.
 pub trait Sequencer: Send + Sync + 'static {
@@ -270,17 +270,9 @@ impl Hub {
         self.orders().last.get(&(account, *cl_ord_id)).copied()
     }
 
-    /// Starts the thread that drains the matcher's output ring into the sessions and market
-    /// data, starting from `engine` (recovered, its next command at `next_position`) before
-    /// the matcher takes it. The thread stops when the ring is closed (the matcher stopped).
-    pub fn spawn_pump<const N: usize>(
-        self: &Arc<Hub>,
-        engine: &engine::Engine,
-        next_position: u64,
-        mut output: Consumer<Emitted, N>,
-        wait: WaitStrategy,
-    ) -> std::io::Result<JoinHandle<()>> {
-        let hub = self.clone();
+    /// Prepares the pump from `engine`, recovered with its next command at `next_position`,
+    /// before the matcher takes it: the orders resting in it are followed from here on.
+    pub fn seed(&self, engine: &engine::Engine, next_position: u64) -> Pump {
         let mut pump = Pump::new();
         {
             let mut orders = self.orders();
@@ -298,6 +290,19 @@ impl Hub {
         self.counters
             .next_position
             .store(next_position, Ordering::Relaxed);
+        pump
+    }
+
+    /// Starts the thread that drains the matcher's output ring into the sessions and market
+    /// data, with `pump` from [`Hub::seed`]. It stops when the ring is closed (the matcher
+    /// stopped).
+    pub fn spawn_pump<const N: usize>(
+        self: &Arc<Hub>,
+        mut pump: Pump,
+        mut output: Consumer<Emitted, N>,
+        wait: WaitStrategy,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let hub = self.clone();
         std::thread::Builder::new()
             .name("hub-pump".into())
             .spawn(move || {
@@ -326,8 +331,8 @@ pub const PUMP_WAIT: WaitStrategy = WaitStrategy::Park {
     park_us: 50,
 };
 
-/// The pump's state: events of the batch being routed.
-struct Pump {
+/// The pump's state: what it follows, and the batch being routed.
+pub struct Pump {
     tracker: OrderTracker,
     batch: Vec<Emitted>,
     outputs: Vec<Output>,
@@ -488,8 +493,8 @@ fn is_done(status: OrdStatus) -> bool {
     )
 }
 
-/// A request a session refused before the log, as it appears in reports.
-pub fn gateway_reject(account: AccountId, new: &NewOrder, reason: RejectReason) -> Report {
+/// A new order a session refused before the log, as it appears in reports.
+pub fn gateway_reject(account: AccountId, new: &NewOrder, reason: GatewayReason) -> Report {
     Report {
         seq: 0,
         ts: 0,
@@ -506,6 +511,6 @@ pub fn gateway_reject(account: AccountId, new: &NewOrder, reason: RejectReason) 
         cum_qty: Qty(0),
         leaves_qty: Qty(0),
         avg_px: engine::Price(0),
-        why: Some(Why::Rejected(reason)),
+        why: Some(Why::Gateway(reason)),
     }
 }

@@ -4,12 +4,16 @@
 //!   matcher's output into reports routed to sessions and into market data.
 //! - [`binary`]: the sans-IO codec of the binary order-entry protocol
 //!   (`gateway/BINARY-PROTOCOL.md`).
+//! - [`binary_client`]: a client of it (load generator, drills, tests).
+//! - [`binary_server`]: the binary protocol's TCP server (sessions, limits).
 //! - [`reports`]: engine events → execution reports, for every protocol.
 //! - [`market_data`]: L2 books rebuilt from events, with sequence numbers and snapshots.
 
 #![forbid(unsafe_code)]
 
 pub mod binary;
+pub mod binary_client;
+pub mod binary_server;
 pub mod hub;
 pub mod market_data;
 pub mod reports;

@@ -85,34 +85,50 @@ pub struct BookSnapshot {
     pub asks: Vec<Level>,
 }
 
+/// A level's total as it is shown: saturated at the largest `Qty`, like [`engine::Engine::depth`]
+/// (a total beyond 64 bits is possible only in absurd books, but must not overflow).
+fn shown(total: i128) -> Qty {
+    Qty(i64::try_from(total).unwrap_or(i64::MAX))
+}
+
+/// Levels' totals are kept in 128 bits: the sum of many 64-bit quantities.
 #[derive(Default)]
 struct SymbolBook {
     seq: u64,
-    bids: BTreeMap<Price, i64>,
-    asks: BTreeMap<Price, i64>,
+    bids: BTreeMap<Price, i128>,
+    asks: BTreeMap<Price, i128>,
 }
 
 impl SymbolBook {
-    fn side(&mut self, side: Side) -> &mut BTreeMap<Price, i64> {
+    fn side(&mut self, side: Side) -> &mut BTreeMap<Price, i128> {
         match side {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         }
     }
 
+    /// The total shown at `price` (0: no level).
+    fn shown(&self, side: Side, price: Price) -> Qty {
+        let levels = match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        };
+        shown(levels.get(&price).copied().unwrap_or(0))
+    }
+
     fn add(&mut self, side: Side, price: Price, qty: i64) {
         let levels = self.side(side);
         let total = levels.entry(price).or_insert(0);
-        *total += qty;
+        *total += i128::from(qty);
         if *total <= 0 {
             levels.remove(&price);
         }
     }
 
     fn levels(&self, side: Side, depth: usize) -> Vec<Level> {
-        let level = |(price, qty): (&Price, &i64)| Level {
+        let level = |(price, total): (&Price, &i128)| Level {
             price: *price,
-            qty: Qty(*qty),
+            qty: shown(*total),
         };
         match side {
             Side::Buy => self.bids.iter().rev().take(depth).map(level).collect(),
@@ -139,8 +155,9 @@ pub struct BookMirror {
     orders: HashMap<(AccountId, OrderId), Live>,
     /// Orders entering (or re-entering after an amend) in the current command.
     entering: Vec<(AccountId, OrderId)>,
-    /// Levels the current command changed.
-    touched: Vec<(Symbol, Side, Price)>,
+    /// Levels the current command changed, with the total each showed before its first
+    /// change.
+    touched: Vec<(Symbol, Side, Price, Qty)>,
     /// The log position of the next command.
     position: u64,
     /// The current command (an `add_symbol`) was refused.
@@ -289,11 +306,16 @@ impl BookMirror {
     /// Takes `qty` of a resting order off its level.
     fn unrest(&mut self, live: &Live, qty: i64) {
         if let (true, Some(price)) = (live.resting, live.price) {
-            if let Some(book) = self.books.get_mut(&live.symbol) {
-                book.add(live.side, price, -qty);
-            }
-            self.touched.push((live.symbol, live.side, price));
+            self.change_level(live.symbol, live.side, price, -qty);
         }
+    }
+
+    /// Adds `qty` (negative: removes) to a level, remembering what it showed before.
+    fn change_level(&mut self, symbol: Symbol, side: Side, price: Price, qty: i64) {
+        let book = self.books.entry(symbol).or_default();
+        self.touched
+            .push((symbol, side, price, book.shown(side, price)));
+        book.add(side, price, qty);
     }
 
     fn end_command(&mut self, position: u64, out: &mut Vec<MdMessage>) {
@@ -305,10 +327,7 @@ impl BookMirror {
                 Some(price) if !live.resting && live.leaves > 0 => {
                     live.resting = true;
                     let live = *live;
-                    if let Some(book) = self.books.get_mut(&live.symbol) {
-                        book.add(live.side, price, live.leaves);
-                    }
-                    self.touched.push((live.symbol, live.side, price));
+                    self.change_level(live.symbol, live.side, price, live.leaves);
                 }
                 Some(_) => {}
                 // A market order never rests; its events always finish it.
@@ -320,11 +339,13 @@ impl BookMirror {
         if self.touched.is_empty() {
             return;
         }
+        // By symbol, bids then asks, by price; a stable sort keeps each level's first entry
+        // (what it showed before the command) first, and dedup keeps that one.
         let mut touched = std::mem::take(&mut self.touched);
-        touched.sort_unstable_by(|a, b| {
+        touched.sort_by(|a, b| {
             (a.0.as_str(), a.1 == Side::Sell, a.2).cmp(&(b.0.as_str(), b.1 == Side::Sell, b.2))
         });
-        touched.dedup();
+        touched.dedup_by(|later, first| (later.0, later.1, later.2) == (first.0, first.1, first.2));
         let mut at = 0;
         while at < touched.len() {
             let symbol = touched[at].0;
@@ -333,16 +354,24 @@ impl BookMirror {
                 .position(|t| t.0 != symbol)
                 .map_or(touched.len(), |n| at + n);
             let book = self.books.entry(symbol).or_default();
-            book.seq += 1;
             let (mut bids, mut asks) = (Vec::new(), Vec::new());
-            for &(_, side, price) in &touched[at..end] {
-                let qty = Qty(*book.side(side).get(&price).unwrap_or(&0));
+            for &(_, side, price, before) in &touched[at..end] {
+                let qty = book.shown(side, price);
+                if qty == before {
+                    // Changed and changed back (or beyond what a total shows): not an update.
+                    continue;
+                }
                 match side {
                     Side::Buy => bids.push(Level { price, qty }),
                     Side::Sell => asks.push(Level { price, qty }),
                 }
             }
+            at = end;
+            if bids.is_empty() && asks.is_empty() {
+                continue;
+            }
             bids.reverse();
+            book.seq += 1;
             out.push(MdMessage::Book {
                 symbol,
                 seq: book.seq,
@@ -350,7 +379,6 @@ impl BookMirror {
                 bids,
                 asks,
             });
-            at = end;
         }
         touched.clear();
         self.touched = touched;

@@ -65,11 +65,43 @@ impl OrdStatus {
     }
 }
 
-/// Why: the engine's reject or cancel reason.
+/// Why: the engine's reject or cancel reason, or the gateway's reason for refusing a request
+/// before the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Why {
     Rejected(RejectReason),
     Cancelled(CancelReason),
+    Gateway(GatewayReason),
+}
+
+/// Why a gateway refused a request without sending it to the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayReason {
+    /// The log's queue is full (back-pressure): try again.
+    Busy,
+    /// The log cannot take orders now.
+    Unavailable,
+    /// The session sent more messages per second than its limit.
+    Throttled,
+}
+
+impl GatewayReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayReason::Busy => "busy",
+            GatewayReason::Unavailable => "unavailable",
+            GatewayReason::Throttled => "throttled",
+        }
+    }
+}
+
+impl From<crate::hub::SubmitError> for GatewayReason {
+    fn from(err: crate::hub::SubmitError) -> GatewayReason {
+        match err {
+            crate::hub::SubmitError::Busy => GatewayReason::Busy,
+            crate::hub::SubmitError::Unavailable => GatewayReason::Unavailable,
+        }
+    }
 }
 
 /// One execution report.

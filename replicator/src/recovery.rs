@@ -159,6 +159,21 @@ impl Checkpointer {
         }
     }
 
+    /// Whether a snapshot at `position` is due.
+    pub fn due(&self, position: u64) -> bool {
+        let records_due =
+            position.saturating_sub(self.last_position) >= self.policy.every_records.max(1);
+        let time_due = position > self.last_position
+            && self.last_time.elapsed() >= Duration::from_secs(self.policy.every_seconds);
+        records_due || time_due
+    }
+
+    /// Records that a snapshot at `position` was taken (or handed to a writer).
+    pub fn taken(&mut self, position: u64) {
+        self.last_position = position;
+        self.last_time = Instant::now();
+    }
+
     /// Saves a snapshot of `engine` at `position` if one is due; returns whether it did.
     pub fn maybe_save(
         &mut self,
@@ -166,16 +181,11 @@ impl Checkpointer {
         position: u64,
         engine: &Engine,
     ) -> Result<bool, SnapshotStoreError> {
-        let records_due =
-            position.saturating_sub(self.last_position) >= self.policy.every_records.max(1);
-        let time_due = position > self.last_position
-            && self.last_time.elapsed() >= Duration::from_secs(self.policy.every_seconds);
-        if !(records_due || time_due) {
+        if !self.due(position) {
             return Ok(false);
         }
         snapshots.save(position, engine)?;
-        self.last_position = position;
-        self.last_time = Instant::now();
+        self.taken(position);
         Ok(true)
     }
 }

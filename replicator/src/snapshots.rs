@@ -207,11 +207,16 @@ impl SnapshotStore {
     ///
     /// A [`SnapshotStoreError::Prune`] error means the snapshot itself was saved.
     pub fn save(&self, position: u64, engine: &Engine) -> Result<PathBuf, SnapshotStoreError> {
+        self.save_encoded(position, &encode(position, engine))
+    }
+
+    /// Saves a snapshot already encoded with [`encode`] at `position` (a node encodes on the
+    /// matcher thread, between commands, and writes here on another thread), as [`Self::save`].
+    pub fn save_encoded(&self, position: u64, bytes: &[u8]) -> Result<PathBuf, SnapshotStoreError> {
         let _serial = self.exclusive();
         let path = self.path_for(position);
         let partial = self.dir.join(partial_name(position));
-        let bytes = encode(position, engine);
-        write_synced(&partial, &bytes).map_err(|source| SnapshotStoreError::Write {
+        write_synced(&partial, bytes).map_err(|source| SnapshotStoreError::Write {
             path: partial.clone(),
             source,
         })?;

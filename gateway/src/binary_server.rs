@@ -1,0 +1,595 @@
+//! The binary order-entry server: `gateway/BINARY-PROTOCOL.md` over TCP.
+//!
+//! One tokio task per connection. The first frame must be a Logon whose token names a member;
+//! the session's account is that member's, and every command it sends carries it. Requests are
+//! checked, turned into commands and submitted to the log; reports come back from the hub in
+//! log order. Refusals are always answered: a request the gateway cannot take gets a reject
+//! report naming the reason (busy, unavailable, throttled), a frame that cannot be decoded gets
+//! a SessionReject and the connection is closed (a binary stream cannot be resynchronised).
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine::{
+    AccountId, AmendOrder, CancelOrder, CommandKind, MassCancel, NewOrder, OrderId, Price, Qty,
+    Side, Symbol,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::binary::{
+    self, CancelRequest, Check, ClientMessage, DecodeError, ExecReport, ServerMessage,
+};
+use crate::hub::{gateway_reject, Hub, ToSession};
+use crate::reports::{ExecType, GatewayReason, OrdStatus, Report, Why};
+
+/// Limits and timings of the binary server.
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BinaryConfig {
+    /// Connections served at once; one more is told so (Logout 11) and closed.
+    pub max_connections: usize,
+    /// Messages per second a session may send (a token bucket with one second of burst);
+    /// beyond it, requests are rejected with reason `throttled`.
+    pub max_msg_per_sec: u32,
+    /// Seconds a new connection has to log on.
+    pub logon_timeout_secs: u64,
+}
+
+impl Default for BinaryConfig {
+    fn default() -> Self {
+        BinaryConfig {
+            max_connections: 1024,
+            max_msg_per_sec: 50_000,
+            logon_timeout_secs: 5,
+        }
+    }
+}
+
+/// Logout reasons beyond the decode error codes (1-6), as in BINARY-PROTOCOL.md.
+pub mod logout {
+    pub const REQUESTED: u16 = 0;
+    pub const BAD_CREDENTIALS: u16 = 10;
+    pub const TOO_MANY_CONNECTIONS: u16 = 11;
+    pub const NOT_LOGGED_ON: u16 = 12;
+    pub const SLOW_CONSUMER: u16 = 13;
+    pub const HEARTBEAT_TIMEOUT: u16 = 14;
+    pub const SHUTTING_DOWN: u16 = 15;
+}
+
+/// Session reject codes beyond the decode error codes, for which the session stays up.
+pub mod reject {
+    /// A second Logon on a logged-on session.
+    pub const ALREADY_LOGGED_ON: u16 = 7;
+    /// A message over the session's rate limit that has no reject report of its own.
+    pub const THROTTLED: u16 = 8;
+}
+
+/// Serves binary sessions on `listener` until `shutdown` turns true; sessions then log out
+/// with reason 15.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    config: BinaryConfig,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let mut stop = shutdown.clone();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // A connection that failed while being accepted (reset, out of descriptors
+                // for a moment) is that connection's problem, not the server's.
+                Err(_) => continue,
+            },
+            _ = stop.wait_for(|stop| *stop) => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let hub = hub.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let _ = Session::run(stream, hub, config, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tokio::spawn(async move {
+                    let (_, mut write) = stream.into_split();
+                    let _ = send_now(
+                        &mut write,
+                        &ServerMessage::Logout {
+                            reason: logout::TOO_MANY_CONNECTIONS,
+                        },
+                    )
+                    .await;
+                });
+            }
+        }
+    }
+}
+
+async fn send_now(write: &mut OwnedWriteHalf, message: &ServerMessage) -> io::Result<()> {
+    let mut out = Vec::with_capacity(binary::FRAME_MAX);
+    binary::encode_server(message, &mut out);
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+/// A token bucket: `rate` per second, one second of burst.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Bucket {
+        Bucket {
+            rate: f64::from(rate.max(1)),
+            tokens: f64::from(rate.max(1)),
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// How a session ended.
+enum End {
+    /// Send this Logout reason, then close.
+    Logout(u16),
+    /// Send a SessionReject for a frame that cannot be decoded, then close.
+    Undecodable(DecodeError, u8),
+    /// The peer went away.
+    Gone,
+}
+
+struct Session {
+    hub: Arc<Hub>,
+    account: AccountId,
+    out: Vec<u8>,
+    bucket: Bucket,
+}
+
+impl Session {
+    async fn run(
+        stream: TcpStream,
+        hub: Arc<Hub>,
+        config: BinaryConfig,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> io::Result<()> {
+        let (mut read, mut write) = stream.into_split();
+        let mut buf = Vec::with_capacity(64 * 1024);
+
+        // Logon first.
+        let logon = tokio::time::timeout(
+            Duration::from_secs(config.logon_timeout_secs),
+            read_frame(&mut read, &mut buf),
+        )
+        .await;
+        let (token, heartbeat_secs, cancel_on_disconnect) = match logon {
+            Ok(Ok(Some(Ok(ClientMessage::Logon {
+                token,
+                heartbeat_secs,
+                cancel_on_disconnect,
+            })))) => (token, heartbeat_secs, cancel_on_disconnect),
+            Ok(Ok(Some(Err((err, kind))))) => {
+                return finish(&mut write, End::Undecodable(err, kind)).await
+            }
+            Ok(Ok(Some(Ok(_)))) | Err(_) => {
+                return finish(&mut write, End::Logout(logout::NOT_LOGGED_ON)).await
+            }
+            Ok(Ok(None)) | Ok(Err(_)) => return Ok(()),
+        };
+        let token_len = token.iter().position(|&b| b == 0).unwrap_or(token.len());
+        let member = std::str::from_utf8(&token[..token_len])
+            .ok()
+            .and_then(|token| hub.members().by_token(token));
+        let Some(member) = member else {
+            return finish(&mut write, End::Logout(logout::BAD_CREDENTIALS)).await;
+        };
+        let account = AccountId(member.account);
+        let mut attachment = hub.attach(account);
+        let heartbeat_secs = heartbeat_secs.clamp(1, 60);
+        let mut session = Session {
+            hub: hub.clone(),
+            account,
+            out: Vec::with_capacity(64 * 1024),
+            bucket: Bucket::new(config.max_msg_per_sec),
+        };
+        session.push(&ServerMessage::LogonAck {
+            account,
+            heartbeat_secs,
+        });
+        write.write_all(&session.out).await?;
+        session.out.clear();
+
+        let heartbeat = Duration::from_secs(u64::from(heartbeat_secs));
+        let mut ticker = tokio::time::interval(heartbeat);
+        ticker.tick().await;
+        let mut heard = Instant::now();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let end = loop {
+            tokio::select! {
+                n = read.read(&mut chunk) => {
+                    let n = match n {
+                        Ok(0) | Err(_) => break End::Gone,
+                        Ok(n) => n,
+                    };
+                    heard = Instant::now();
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = session.take_frames(&mut buf) {
+                        break end;
+                    }
+                }
+                message = attachment.rx.recv() => {
+                    let Some(message) = message else { break End::Logout(logout::SHUTTING_DOWN) };
+                    if let Some(end) = session.report(message) {
+                        break end;
+                    }
+                    // Batch whatever else is already queued into the same write.
+                    let mut ended = None;
+                    while let Ok(message) = attachment.rx.try_recv() {
+                        ended = session.report(message);
+                        if ended.is_some() {
+                            break;
+                        }
+                    }
+                    if let Some(end) = ended {
+                        break end;
+                    }
+                }
+                _ = ticker.tick() => {
+                    if heard.elapsed() > heartbeat * 3 {
+                        break End::Logout(logout::HEARTBEAT_TIMEOUT);
+                    }
+                    session.push(&ServerMessage::Heartbeat { test_id: 0 });
+                }
+                _ = shutdown.wait_for(|stop| *stop) => break End::Logout(logout::SHUTTING_DOWN),
+            }
+            if !session.out.is_empty() {
+                if write.write_all(&session.out).await.is_err() {
+                    break End::Gone;
+                }
+                session.out.clear();
+            }
+        };
+        drop(attachment);
+        if cancel_on_disconnect {
+            // Opted in: the account's orders do not outlive its session. If the log cannot
+            // take it now, there is nobody left to tell; the counters record it.
+            let _ = hub.submit(CommandKind::MassCancel(MassCancel {
+                account,
+                symbol: None,
+            }));
+        }
+        if !session.out.is_empty() {
+            let _ = write.write_all(&session.out).await;
+        }
+        finish(&mut write, end).await
+    }
+
+    fn push(&mut self, message: &ServerMessage) {
+        binary::encode_server(message, &mut self.out);
+    }
+
+    /// Handles every whole frame in `buf`; returns how the session ends, if it does.
+    fn take_frames(&mut self, buf: &mut Vec<u8>) -> Option<End> {
+        let mut at = 0;
+        let end = loop {
+            match binary::check(&buf[at..]) {
+                Ok(Check::Incomplete) => break None,
+                Err(err) => {
+                    break Some(End::Undecodable(err, buf.get(at + 3).copied().unwrap_or(0)))
+                }
+                Ok(Check::Frame(len)) => {
+                    let frame = &buf[at..at + len];
+                    at += len;
+                    match binary::decode_client(frame) {
+                        Ok(message) => {
+                            if let Some(end) = self.request(message) {
+                                break Some(end);
+                            }
+                        }
+                        Err(err) => break Some(End::Undecodable(err, frame[3])),
+                    }
+                }
+            }
+        };
+        buf.drain(..at);
+        end
+    }
+
+    /// Handles one decoded request.
+    fn request(&mut self, message: ClientMessage) -> Option<End> {
+        let account = self.account;
+        if matches!(message, ClientMessage::Logout) {
+            return Some(End::Logout(logout::REQUESTED));
+        }
+        if matches!(message, ClientMessage::Heartbeat { .. }) {
+            return None;
+        }
+        let throttled = !self.bucket.take();
+        match message {
+            ClientMessage::Logout | ClientMessage::Heartbeat { .. } => {}
+            ClientMessage::Logon { .. } => self.push(&ServerMessage::SessionReject {
+                code: reject::ALREADY_LOGGED_ON,
+                rejected_type: 0x01,
+            }),
+            ClientMessage::NewOrder(order) => {
+                let new = NewOrder {
+                    account,
+                    order_id: order.cl_ord_id,
+                    symbol: order.symbol,
+                    side: order.side,
+                    ord_type: order.ord_type,
+                    price: order.price,
+                    qty: order.qty,
+                    tif: order.tif,
+                    post_only: order.post_only,
+                    stp: order.stp,
+                };
+                let refused = if throttled {
+                    Some(GatewayReason::Throttled)
+                } else {
+                    self.hub
+                        .submit(CommandKind::New(new))
+                        .err()
+                        .map(GatewayReason::from)
+                };
+                if let Some(reason) = refused {
+                    let report = gateway_reject(account, &new, reason);
+                    self.push(&ServerMessage::ExecutionReport(exec_report(&report)));
+                }
+            }
+            ClientMessage::Cancel { cl_ord_id, symbol } => {
+                let kind = CommandKind::Cancel(CancelOrder {
+                    account,
+                    symbol,
+                    order_id: cl_ord_id,
+                });
+                self.submit_or_refuse(kind, cl_ord_id, CancelRequest::Cancel, throttled);
+            }
+            ClientMessage::Replace {
+                cl_ord_id,
+                symbol,
+                price,
+                qty,
+            } => {
+                let kind = CommandKind::Amend(AmendOrder {
+                    account,
+                    symbol,
+                    order_id: cl_ord_id,
+                    price,
+                    qty,
+                });
+                self.submit_or_refuse(kind, cl_ord_id, CancelRequest::Replace, throttled);
+            }
+            ClientMessage::MassCancel { symbol } => {
+                let refused = if throttled {
+                    Some(reject::THROTTLED)
+                } else {
+                    self.hub
+                        .submit(CommandKind::MassCancel(MassCancel { account, symbol }))
+                        .err()
+                        .map(|err| u16::from(gateway_code(GatewayReason::from(err))))
+                };
+                if let Some(code) = refused {
+                    self.push(&ServerMessage::SessionReject {
+                        code,
+                        rejected_type: 0x13,
+                    });
+                }
+            }
+            ClientMessage::OrderStatus { cl_ord_id, symbol } => {
+                if throttled {
+                    self.push(&ServerMessage::SessionReject {
+                        code: reject::THROTTLED,
+                        rejected_type: 0x14,
+                    });
+                    return None;
+                }
+                let report = match self.hub.order_state(account, &cl_ord_id) {
+                    Some(report) if report.symbol == symbol => Report {
+                        exec_type: ExecType::OrderStatus,
+                        last_px: Price(0),
+                        last_qty: Qty(0),
+                        ..report
+                    },
+                    _ => unknown_order(account, cl_ord_id, symbol),
+                };
+                self.push(&ServerMessage::ExecutionReport(exec_report(&report)));
+            }
+        }
+        None
+    }
+
+    fn submit_or_refuse(
+        &mut self,
+        kind: CommandKind,
+        cl_ord_id: OrderId,
+        request: CancelRequest,
+        throttled: bool,
+    ) {
+        let refused = if throttled {
+            Some(GatewayReason::Throttled)
+        } else {
+            self.hub.submit(kind).err().map(GatewayReason::from)
+        };
+        if let Some(reason) = refused {
+            self.push(&ServerMessage::CancelReject {
+                cl_ord_id,
+                request,
+                reason: gateway_code(reason),
+            });
+        }
+    }
+
+    /// Queues one message from the hub; returns how the session ends, if it does.
+    fn report(&mut self, message: ToSession) -> Option<End> {
+        let message = match message {
+            ToSession::Report(report) => ServerMessage::ExecutionReport(exec_report(&report)),
+            ToSession::CancelReject(reject) => ServerMessage::CancelReject {
+                cl_ord_id: reject.cl_ord_id,
+                request: match reject.request {
+                    engine::Request::Amend => CancelRequest::Replace,
+                    engine::Request::New | engine::Request::Cancel => CancelRequest::Cancel,
+                },
+                reason: reject_code(reject.reason),
+            },
+            ToSession::MassCancelDone { symbol, cancelled } => {
+                ServerMessage::MassCancelReport { symbol, cancelled }
+            }
+            ToSession::SlowConsumer => return Some(End::Logout(logout::SLOW_CONSUMER)),
+        };
+        self.push(&message);
+        None
+    }
+}
+
+/// Reads until one whole frame is buffered and decodes it; `None` when the peer closed.
+async fn read_frame(
+    read: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<Result<ClientMessage, (DecodeError, u8)>>> {
+    let mut chunk = [0u8; 1024];
+    loop {
+        match binary::check(buf) {
+            Err(err) => return Ok(Some(Err((err, buf.get(3).copied().unwrap_or(0))))),
+            Ok(Check::Frame(len)) => {
+                let decoded = binary::decode_client(&buf[..len]).map_err(|err| (err, buf[3]));
+                buf.drain(..len);
+                return Ok(Some(decoded));
+            }
+            Ok(Check::Incomplete) => {
+                let n = read.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+}
+
+async fn finish(write: &mut OwnedWriteHalf, end: End) -> io::Result<()> {
+    let message = match end {
+        End::Gone => return Ok(()),
+        End::Logout(reason) => ServerMessage::Logout { reason },
+        End::Undecodable(err, kind) => {
+            let mut out = Vec::new();
+            binary::encode_server(
+                &ServerMessage::SessionReject {
+                    code: err.code(),
+                    rejected_type: kind,
+                },
+                &mut out,
+            );
+            write.write_all(&out).await?;
+            ServerMessage::Logout { reason: err.code() }
+        }
+    };
+    send_now(write, &message).await
+}
+
+/// The answer to a status request for an order the gateway does not know.
+fn unknown_order(account: AccountId, cl_ord_id: OrderId, symbol: Symbol) -> Report {
+    Report {
+        seq: 0,
+        ts: 0,
+        account,
+        cl_ord_id,
+        symbol,
+        side: Side::Buy,
+        exec_type: ExecType::OrderStatus,
+        ord_status: OrdStatus::Rejected,
+        price: None,
+        order_qty: Qty(0),
+        last_px: Price(0),
+        last_qty: Qty(0),
+        cum_qty: Qty(0),
+        leaves_qty: Qty(0),
+        avg_px: Price(0),
+        why: Some(Why::Rejected(engine::RejectReason::UnknownOrder)),
+    }
+}
+
+/// A report in the binary layout.
+pub fn exec_report(report: &Report) -> ExecReport {
+    ExecReport {
+        seq: report.seq,
+        ts: report.ts,
+        cl_ord_id: report.cl_ord_id,
+        symbol: report.symbol,
+        exec_type: report.exec_type.fix(),
+        ord_status: report.ord_status.fix(),
+        side: report.side,
+        reason: match report.why {
+            None => 0,
+            Some(Why::Rejected(reason)) => reject_code(reason),
+            Some(Why::Cancelled(reason)) => cancel_code(reason),
+            Some(Why::Gateway(reason)) => gateway_code(reason),
+        },
+        price: report.price.unwrap_or(Price(0)),
+        order_qty: report.order_qty,
+        last_px: report.last_px,
+        last_qty: report.last_qty,
+        cum_qty: report.cum_qty,
+        leaves_qty: report.leaves_qty,
+        avg_px: report.avg_px,
+    }
+}
+
+/// BINARY-PROTOCOL.md's reason codes.
+pub fn reject_code(reason: engine::RejectReason) -> u8 {
+    use engine::RejectReason as R;
+    match reason {
+        R::UnknownSymbol => 1,
+        R::DuplicateOrderId => 2,
+        R::InvalidQty => 3,
+        R::InvalidPrice => 4,
+        R::InvalidTif => 5,
+        R::PostOnly => 6,
+        R::UnknownOrder => 7,
+        R::Capacity => 8,
+        R::DuplicateSymbol => 9,
+        R::InvalidTick => 10,
+        R::InvalidLot => 11,
+    }
+}
+
+fn cancel_code(reason: engine::CancelReason) -> u8 {
+    use engine::CancelReason as C;
+    match reason {
+        C::User => 20,
+        C::Mass => 21,
+        C::Ioc => 22,
+        C::Fok => 23,
+        C::Stp => 24,
+    }
+}
+
+fn gateway_code(reason: GatewayReason) -> u8 {
+    match reason {
+        GatewayReason::Busy => 30,
+        GatewayReason::Unavailable => 31,
+        GatewayReason::Throttled => 32,
+    }
+}

@@ -1,0 +1,341 @@
+//! One site's running exchange: log → matcher → hub, and the gateway servers on top.
+//!
+//! ```text
+//!   sessions ──submit──▶ log (journal writer thread / Kafka producer)
+//!                          │ committed records, in order
+//!                     feeder thread ──ring──▶ matcher thread (Engine) ──ring──▶ hub pump
+//!                                                 │ snapshot bytes, hashes        │ reports, market data
+//!                                             writer thread                      sessions
+//! ```
+//!
+//! [`Site::start`] recovers (newest snapshot + replay), lists the configured symbols through
+//! the log (a duplicate listing is refused harmlessly by the engine), then serves.
+//! [`Site::shutdown`] stops the servers (sessions log out), lets the matcher apply everything
+//! already committed, closes the log and writes a final snapshot, so nothing acknowledged is
+//! lost and the next start replays nothing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use engine::runner::{Observer, Runner, RunnerConfig};
+use engine::{AddSymbol, Command, CommandKind, Engine, EngineConfig, Price, Qty, Symbol};
+use gateway::binary_server::{self, BinaryConfig};
+use gateway::hub::{Hub, Member, Members, Sequencer, SubmitError, PUMP_WAIT};
+use replicator::divergence::{FileHashSink, HashCadence, HashSink};
+use replicator::journal::{Appender, FsyncPolicy, Journal, JournalConfig, JournalError};
+use replicator::recovery::{recover, Checkpointer, SnapshotPolicy};
+use replicator::snapshots::{self, SnapshotStore};
+use replicator::LogReader;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Command ring from the feeder to the matcher.
+const COMMAND_RING: usize = 1 << 14;
+/// Output ring from the matcher to the hub pump.
+const OUTPUT_RING: usize = 1 << 16;
+
+/// A symbol the site lists at start.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymbolSpec {
+    pub symbol: String,
+    pub tick: String,
+    pub lot: String,
+}
+
+/// Everything a site needs.
+#[derive(Clone, Debug)]
+pub struct SiteConfig {
+    /// The site's name (in hash reports and logs).
+    pub name: String,
+    /// Holds `journal/`, `snapshots/` and `hashes.jsonl`.
+    pub data_dir: PathBuf,
+    pub engine: EngineConfig,
+    pub runner: RunnerConfig,
+    pub fsync: FsyncPolicy,
+    pub snapshots: SnapshotPolicy,
+    /// Snapshots kept on disk.
+    pub snapshots_keep: usize,
+    /// State hashes are written every this many records (0: never).
+    pub hash_every: u64,
+    pub members: Vec<Member>,
+    pub symbols: Vec<SymbolSpec>,
+    pub binary_listen: SocketAddr,
+    pub binary: BinaryConfig,
+}
+
+/// The journal as the gateway's way into the log.
+struct JournalSequencer(Appender);
+
+impl Sequencer for JournalSequencer {
+    fn submit(&self, command: Command) -> Result<(), SubmitError> {
+        self.0.try_append(command).map_err(|err| match err {
+            JournalError::Full => SubmitError::Busy,
+            _ => SubmitError::Unavailable,
+        })
+    }
+}
+
+/// What the matcher hands the writer thread.
+enum Persist {
+    Snapshot(u64, Vec<u8>),
+    Hash(u64, String),
+}
+
+/// Takes snapshots and hashes between commands, at log positions every site agrees on.
+struct SiteObserver {
+    checkpointer: Checkpointer,
+    hashes: Option<HashCadence>,
+    tx: crossbeam_channel::Sender<Persist>,
+}
+
+impl Observer for SiteObserver {
+    fn after_command(&mut self, engine: &Engine, next_position: u64) {
+        if self.checkpointer.due(next_position) {
+            // A writer still busy with the previous snapshot is not waited for: the next
+            // command tries again.
+            let bytes = snapshots::encode(next_position, engine);
+            if self
+                .tx
+                .try_send(Persist::Snapshot(next_position, bytes))
+                .is_ok()
+            {
+                self.checkpointer.taken(next_position);
+            }
+        }
+        if let Some(cadence) = &self.hashes {
+            let mut sink = ChannelSink(&self.tx);
+            let _ = cadence.maybe_publish(next_position, engine, &mut sink);
+        }
+    }
+}
+
+struct ChannelSink<'a>(&'a crossbeam_channel::Sender<Persist>);
+
+impl HashSink for ChannelSink<'_> {
+    fn publish(
+        &mut self,
+        report: &replicator::divergence::HashReport,
+    ) -> Result<(), replicator::divergence::DivergenceError> {
+        // Hash reports are small and rare; waiting for room keeps every one of them.
+        let _ = self
+            .0
+            .send(Persist::Hash(report.position, report.hash.clone()));
+        Ok(())
+    }
+}
+
+/// A running site.
+pub struct Site {
+    hub: Arc<Hub>,
+    binary_addr: SocketAddr,
+    stop_servers: watch::Sender<bool>,
+    stop_feeder: Arc<AtomicBool>,
+    runtime: tokio::runtime::Runtime,
+    journal: Journal,
+    feeder: JoinHandle<anyhow::Result<()>>,
+    runner: Runner,
+    pump: JoinHandle<()>,
+    writer: JoinHandle<anyhow::Result<()>>,
+    store: Arc<SnapshotStore>,
+    /// Where recovery started and how much it replayed.
+    pub recovered: Recovery,
+}
+
+/// What recovery did at start.
+#[derive(Clone, Copy, Debug)]
+pub struct Recovery {
+    pub snapshot: Option<u64>,
+    pub replayed: u64,
+    pub position: u64,
+}
+
+impl Site {
+    /// Recovers and starts serving.
+    pub fn start(config: SiteConfig) -> anyhow::Result<Site> {
+        let members = Members::new(config.members.clone()).context("members")?;
+        let symbols = config
+            .symbols
+            .iter()
+            .map(|spec| {
+                let symbol = Symbol::new(&spec.symbol)
+                    .map_err(|e| anyhow!("symbol {:?}: {e}", spec.symbol))?;
+                let tick = Price::parse(&spec.tick)
+                    .map_err(|e| anyhow!("symbol {}: tick {:?} {e}", spec.symbol, spec.tick))?;
+                let lot = Qty::parse(&spec.lot)
+                    .map_err(|e| anyhow!("symbol {}: lot {:?} {e}", spec.symbol, spec.lot))?;
+                Ok(AddSymbol { symbol, tick, lot })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+        let journal_config = JournalConfig {
+            fsync: config.fsync,
+            ..JournalConfig::new(config.data_dir.join("journal"))
+        };
+        let (journal, _) = Journal::open(journal_config).context("opening the journal")?;
+        let store = Arc::new(
+            SnapshotStore::open(&config.data_dir.join("snapshots"), config.snapshots_keep)
+                .context("opening the snapshot store")?,
+        );
+        let recovered = recover(&journal, &store, config.engine).context("recovery")?;
+        let recovery = Recovery {
+            snapshot: recovered.snapshot,
+            replayed: recovered.replayed,
+            position: recovered.position,
+        };
+        let engine = recovered.engine;
+        let position = recovered.position;
+
+        let hub = Hub::new(
+            Arc::new(JournalSequencer(journal.appender())),
+            members,
+            config.engine.retired_ids_max as usize,
+        );
+        let pump_state = hub.seed(&engine, position);
+        let missing: Vec<AddSymbol> = symbols
+            .into_iter()
+            .filter(|add| engine.symbol_id(&add.symbol).is_none())
+            .collect();
+
+        let (persist_tx, persist_rx) = crossbeam_channel::bounded(1);
+        let observer = SiteObserver {
+            checkpointer: Checkpointer::new(config.snapshots, position),
+            hashes: (config.hash_every > 0)
+                .then(|| HashCadence::new(&config.name, 0, config.hash_every)),
+            tx: persist_tx,
+        };
+        let hashes_path = config.data_dir.join("hashes.jsonl");
+        let writer_store = store.clone();
+        let site = config.name.clone();
+        let writer = std::thread::Builder::new().name("persist".into()).spawn(
+            move || -> anyhow::Result<()> {
+                let mut hashes = FileHashSink::open(&hashes_path)?;
+                for item in persist_rx {
+                    match item {
+                        Persist::Snapshot(position, bytes) => {
+                            writer_store.save_encoded(position, &bytes)?;
+                        }
+                        Persist::Hash(position, hash) => {
+                            hashes.publish(&replicator::divergence::HashReport {
+                                site: site.clone(),
+                                shard: 0,
+                                position,
+                                hash,
+                            })?;
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )?;
+
+        let (mut commands, output, runner) =
+            Runner::spawn::<COMMAND_RING, OUTPUT_RING>(engine, config.runner, position, observer)?;
+        let pump = hub.spawn_pump(pump_state, output, PUMP_WAIT)?;
+
+        let stop_feeder = Arc::new(AtomicBool::new(false));
+        let mut reader = journal.reader(position)?;
+        let feeder_stop = stop_feeder.clone();
+        let feeder = std::thread::Builder::new().name("feeder".into()).spawn(
+            move || -> anyhow::Result<()> {
+                let mut waiter = engine::runner::Waiter::new(PUMP_WAIT);
+                loop {
+                    // Stop only once everything durable has been fed.
+                    let stopping = feeder_stop.load(Ordering::Acquire);
+                    let fed = LogReader::poll(
+                        &mut reader,
+                        1024,
+                        Duration::from_millis(2),
+                        &mut |_, command| {
+                            let mut command = command;
+                            while let Err(back) = commands.try_push(command) {
+                                command = back;
+                                waiter.wait();
+                            }
+                            waiter.reset();
+                        },
+                    )?;
+                    if stopping && fed == 0 {
+                        return Ok(());
+                    }
+                }
+            },
+        )?;
+
+        for add in missing {
+            hub.submit(CommandKind::AddSymbol(add))
+                .map_err(|e| anyhow!("listing {}: {e}", add.symbol))?;
+        }
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("gateway")
+            .build()?;
+        let (stop_servers, stop_rx) = watch::channel(false);
+        let listener = runtime
+            .block_on(TcpListener::bind(config.binary_listen))
+            .with_context(|| format!("binding {}", config.binary_listen))?;
+        let binary_addr = listener.local_addr()?;
+        runtime.spawn(binary_server::serve(
+            listener,
+            hub.clone(),
+            config.binary,
+            stop_rx,
+        ));
+
+        Ok(Site {
+            hub,
+            binary_addr,
+            stop_servers,
+            stop_feeder,
+            runtime,
+            journal,
+            feeder,
+            runner,
+            pump,
+            writer,
+            store,
+            recovered: recovery,
+        })
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Where the binary order-entry server listens.
+    pub fn binary_addr(&self) -> SocketAddr {
+        self.binary_addr
+    }
+
+    /// Stops cleanly: sessions log out, everything committed is applied and reported, the
+    /// journal is closed and a final snapshot taken. Returns the final log position.
+    pub fn shutdown(self) -> anyhow::Result<u64> {
+        let _ = self.stop_servers.send(true);
+        // Sessions get a moment to send their Logout.
+        self.runtime.shutdown_timeout(Duration::from_secs(2));
+        let end = self.journal.close();
+        self.stop_feeder.store(true, Ordering::Release);
+        self.feeder
+            .join()
+            .map_err(|_| anyhow!("the feeder thread panicked"))??;
+        let (engine, _) = self
+            .runner
+            .join()
+            .map_err(|_| anyhow!("the matcher thread panicked"))?;
+        self.pump
+            .join()
+            .map_err(|_| anyhow!("the hub pump panicked"))?;
+        self.writer
+            .join()
+            .map_err(|_| anyhow!("the persist thread panicked"))??;
+        self.store.save(end, &engine).context("final snapshot")?;
+        Ok(end)
+    }
+}

@@ -1,0 +1,454 @@
+//! End to end over real sockets: binary sessions → gateway → embedded journal → engine →
+//! reports, on a [`Site`] as the node runs it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use engine::runner::RunnerConfig;
+use engine::{AccountId, EngineConfig, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
+use exchange::site::{Site, SiteConfig, SymbolSpec};
+use gateway::binary::{ClientMessage, ExecReport, NewOrderMsg, ServerMessage};
+use gateway::binary_client::BinaryClient;
+use gateway::binary_server::{logout, BinaryConfig};
+use gateway::hub::Member;
+use replicator::journal::FsyncPolicy;
+use replicator::recovery::SnapshotPolicy;
+
+const ALICE: &str = "alice-token-0001";
+const BOB: &str = "bob-token-000002";
+
+fn config(dir: &Path, binary: BinaryConfig) -> SiteConfig {
+    SiteConfig {
+        name: "test".into(),
+        data_dir: dir.to_path_buf(),
+        engine: EngineConfig {
+            orders_max: 1 << 12,
+            retired_ids_max: 1 << 12,
+            levels_max: 1 << 10,
+            levels_per_side_max: 1 << 9,
+            ..EngineConfig::default()
+        },
+        runner: RunnerConfig::default(),
+        fsync: FsyncPolicy::PerBatch,
+        snapshots: SnapshotPolicy::default(),
+        snapshots_keep: 2,
+        hash_every: 0,
+        members: vec![
+            Member {
+                name: "alice".into(),
+                token: ALICE.into(),
+                account: 1,
+            },
+            Member {
+                name: "bob".into(),
+                token: BOB.into(),
+                account: 2,
+            },
+        ],
+        symbols: vec![SymbolSpec {
+            symbol: "BTC-USD".into(),
+            tick: "0.5".into(),
+            lot: "1".into(),
+        }],
+        binary_listen: "127.0.0.1:0".parse().unwrap(),
+        binary,
+    }
+}
+
+fn btc() -> Symbol {
+    Symbol::new("BTC-USD").unwrap()
+}
+
+fn id(text: &str) -> OrderId {
+    OrderId::new(text).unwrap()
+}
+
+fn px(text: &str) -> Price {
+    Price::parse(text).unwrap()
+}
+
+fn qty(text: &str) -> Qty {
+    Qty::parse(text).unwrap()
+}
+
+fn limit(cl_ord_id: &str, side: Side, price: &str, quantity: &str) -> ClientMessage {
+    ClientMessage::NewOrder(NewOrderMsg {
+        cl_ord_id: id(cl_ord_id),
+        symbol: btc(),
+        side,
+        ord_type: OrdType::Limit,
+        tif: Tif::Gtc,
+        post_only: false,
+        stp: Stp::CancelTaker,
+        price: Some(px(price)),
+        qty: qty(quantity),
+    })
+}
+
+/// The next message, failing the test after 10 s.
+async fn next(client: &mut BinaryClient) -> ServerMessage {
+    tokio::time::timeout(Duration::from_secs(10), client.recv())
+        .await
+        .expect("a message within 10 s")
+        .expect("read")
+        .expect("the connection is open")
+}
+
+async fn report(client: &mut BinaryClient) -> ExecReport {
+    match next(client).await {
+        ServerMessage::ExecutionReport(report) => report,
+        other => panic!("expected an execution report, got {other:?}"),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn an_order_lifecycle_with_two_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site::start(config(dir.path(), BinaryConfig::default())).unwrap();
+    let addr = site.binary_addr();
+    runtime().block_on(async {
+        let (mut alice, account) = BinaryClient::logon(addr, ALICE, false).await.unwrap();
+        assert_eq!(account, AccountId(1));
+        let (mut bob, account) = BinaryClient::logon(addr, BOB, false).await.unwrap();
+        assert_eq!(account, AccountId(2));
+
+        alice
+            .send(&limit("a-1", Side::Buy, "100", "10"))
+            .await
+            .unwrap();
+        let new = report(&mut alice).await;
+        assert_eq!((new.exec_type, new.ord_status), (b'0', b'0'));
+        assert_eq!((new.cl_ord_id, new.leaves_qty), (id("a-1"), qty("10")));
+
+        // Bob sells 4 into it: both sides hear of the fill.
+        bob.send(&limit("b-1", Side::Sell, "99.5", "4"))
+            .await
+            .unwrap();
+        let bob_new = report(&mut bob).await;
+        assert_eq!(bob_new.exec_type, b'0');
+        let bob_fill = report(&mut bob).await;
+        assert_eq!((bob_fill.exec_type, bob_fill.ord_status), (b'F', b'2'));
+        assert_eq!((bob_fill.last_px, bob_fill.last_qty), (px("100"), qty("4")));
+        let alice_fill = report(&mut alice).await;
+        assert_eq!((alice_fill.exec_type, alice_fill.ord_status), (b'F', b'1'));
+        assert_eq!(
+            (alice_fill.cum_qty, alice_fill.leaves_qty, alice_fill.avg_px),
+            (qty("4"), qty("6"), px("100"))
+        );
+
+        // Replace: the open quantity down to 5 (keeps its place).
+        alice
+            .send(&ClientMessage::Replace {
+                cl_ord_id: id("a-1"),
+                symbol: btc(),
+                price: None,
+                qty: Some(qty("5")),
+            })
+            .await
+            .unwrap();
+        let replaced = report(&mut alice).await;
+        assert_eq!((replaced.exec_type, replaced.ord_status), (b'5', b'1'));
+        assert_eq!(
+            (replaced.order_qty, replaced.cum_qty, replaced.leaves_qty),
+            (qty("9"), qty("4"), qty("5"))
+        );
+
+        // Bob cannot touch Alice's order, even knowing its id: his account is his session's.
+        bob.send(&ClientMessage::Cancel {
+            cl_ord_id: id("a-1"),
+            symbol: btc(),
+        })
+        .await
+        .unwrap();
+        match next(&mut bob).await {
+            ServerMessage::CancelReject {
+                cl_ord_id, reason, ..
+            } => {
+                assert_eq!((cl_ord_id, reason), (id("a-1"), 7), "unknown_order");
+            }
+            other => panic!("expected a cancel reject, got {other:?}"),
+        }
+
+        // Status, then cancel, then status again.
+        alice
+            .send(&ClientMessage::OrderStatus {
+                cl_ord_id: id("a-1"),
+                symbol: btc(),
+            })
+            .await
+            .unwrap();
+        let status = report(&mut alice).await;
+        assert_eq!((status.exec_type, status.ord_status), (b'I', b'1'));
+        assert_eq!(status.leaves_qty, qty("5"));
+        alice
+            .send(&ClientMessage::Cancel {
+                cl_ord_id: id("a-1"),
+                symbol: btc(),
+            })
+            .await
+            .unwrap();
+        let cancelled = report(&mut alice).await;
+        assert_eq!((cancelled.exec_type, cancelled.ord_status), (b'4', b'4'));
+        assert_eq!(
+            (cancelled.cum_qty, cancelled.leaves_qty),
+            (qty("4"), qty("0"))
+        );
+        assert_eq!(cancelled.reason, 20, "user");
+
+        // Mass cancel: two resting orders, one report for each, then the summary.
+        for n in ["a-2", "a-3"] {
+            alice.send(&limit(n, Side::Sell, "200", "1")).await.unwrap();
+            assert_eq!(report(&mut alice).await.exec_type, b'0');
+        }
+        alice
+            .send(&ClientMessage::MassCancel { symbol: None })
+            .await
+            .unwrap();
+        for n in ["a-2", "a-3"] {
+            let r = report(&mut alice).await;
+            assert_eq!((r.cl_ord_id, r.exec_type, r.reason), (id(n), b'4', 21));
+        }
+        match next(&mut alice).await {
+            ServerMessage::MassCancelReport { symbol, cancelled } => {
+                assert_eq!((symbol, cancelled), (None, 2));
+            }
+            other => panic!("expected a mass cancel report, got {other:?}"),
+        }
+        // A mass cancel with nothing to cancel is still answered.
+        alice
+            .send(&ClientMessage::MassCancel {
+                symbol: Some(btc()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut alice).await,
+            ServerMessage::MassCancelReport {
+                symbol: Some(btc()),
+                cancelled: 0
+            }
+        );
+
+        // An engine reject names its reason, with the order's own side, price and quantity.
+        alice
+            .send(&limit("a-4", Side::Sell, "100.25", "1"))
+            .await
+            .unwrap();
+        let rejected = report(&mut alice).await;
+        assert_eq!(
+            (rejected.exec_type, rejected.reason),
+            (b'8', 4),
+            "invalid_price"
+        );
+        assert_eq!((rejected.side, rejected.price), (Side::Sell, px("100.25")));
+
+        alice.send(&ClientMessage::Logout).await.unwrap();
+        assert_eq!(
+            next(&mut alice).await,
+            ServerMessage::Logout {
+                reason: logout::REQUESTED
+            }
+        );
+    });
+    site.shutdown().unwrap();
+}
+
+#[test]
+fn a_resent_order_returns_the_original_state_and_never_a_second_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site::start(config(dir.path(), BinaryConfig::default())).unwrap();
+    let addr = site.binary_addr();
+    runtime().block_on(async {
+        let (mut alice, _) = BinaryClient::logon(addr, ALICE, false).await.unwrap();
+        alice
+            .send(&limit("r-1", Side::Buy, "100", "3"))
+            .await
+            .unwrap();
+        assert_eq!(report(&mut alice).await.exec_type, b'0');
+        // A client that lost its connection resends the same order, at a different price even.
+        let (mut again, _) = BinaryClient::logon(addr, ALICE, false).await.unwrap();
+        again
+            .send(&limit("r-1", Side::Buy, "101", "3"))
+            .await
+            .unwrap();
+        let state = report(&mut again).await;
+        assert_eq!((state.exec_type, state.ord_status), (b'I', b'0'));
+        assert_eq!((state.price, state.leaves_qty), (px("100"), qty("3")));
+        // Only one order rests.
+        let book = site.hub().market_data().snapshot(&btc(), 10).unwrap();
+        assert_eq!(book.bids.len(), 1);
+        assert_eq!(
+            (book.bids[0].price, book.bids[0].qty),
+            (px("100"), qty("3"))
+        );
+    });
+    site.shutdown().unwrap();
+}
+
+#[test]
+fn bad_input_is_answered_and_never_crashes_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site::start(config(dir.path(), BinaryConfig::default())).unwrap();
+    let addr = site.binary_addr();
+    runtime().block_on(async {
+        // Unknown token.
+        let refused = BinaryClient::logon(addr, "not-a-member-tok", false).await;
+        let err = refused.err().expect("refused");
+        assert!(err.to_string().contains("reason: 10"), "{err}");
+
+        // An order before logging on.
+        let mut early = BinaryClient::connect(addr).await.unwrap();
+        early.send(&limit("x", Side::Buy, "1", "1")).await.unwrap();
+        assert_eq!(
+            next(&mut early).await,
+            ServerMessage::Logout {
+                reason: logout::NOT_LOGGED_ON
+            }
+        );
+
+        // An undecodable frame: a SessionReject naming it, then the connection closes.
+        let (mut alice, _) = BinaryClient::logon(addr, ALICE, false).await.unwrap();
+        let mut frame = Vec::new();
+        gateway::binary::encode_client(&limit("y", Side::Buy, "1", "1"), &mut frame);
+        frame[4 + 56] = 9; // side 9
+        alice.writer.send_raw(&frame).await.unwrap();
+        assert_eq!(
+            next(&mut alice).await,
+            ServerMessage::SessionReject {
+                code: 5,
+                rejected_type: 0x10
+            }
+        );
+        assert_eq!(next(&mut alice).await, ServerMessage::Logout { reason: 5 });
+        assert!(alice.recv().await.unwrap().is_none());
+
+        // A length no frame can have.
+        let (mut alice, _) = BinaryClient::logon(addr, ALICE, false).await.unwrap();
+        alice.writer.send_raw(&[0xff, 0xff, 1, 0x10]).await.unwrap();
+        assert_eq!(
+            next(&mut alice).await,
+            ServerMessage::SessionReject {
+                code: 1,
+                rejected_type: 0x10
+            }
+        );
+
+        // The gateway still serves.
+        let (mut bob, _) = BinaryClient::logon(addr, BOB, false).await.unwrap();
+        bob.send(&limit("b-9", Side::Buy, "1", "1")).await.unwrap();
+        assert_eq!(report(&mut bob).await.exec_type, b'0');
+    });
+    site.shutdown().unwrap();
+}
+
+#[test]
+fn limits_are_enforced_with_a_reject_never_a_silent_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = BinaryConfig {
+        max_connections: 1,
+        max_msg_per_sec: 5,
+        logon_timeout_secs: 5,
+    };
+    let site = Site::start(config(dir.path(), limits)).unwrap();
+    let addr = site.binary_addr();
+    runtime().block_on(async {
+        let (mut alice, _) = BinaryClient::logon(addr, ALICE, false).await.unwrap();
+        // One connection at a time.
+        let mut second = BinaryClient::connect(addr).await.unwrap();
+        assert_eq!(
+            next(&mut second).await,
+            ServerMessage::Logout {
+                reason: logout::TOO_MANY_CONNECTIONS
+            }
+        );
+        // Twenty orders in one burst at 5 per second: every one is answered, the excess
+        // with reason 32 (throttled).
+        for n in 0..20 {
+            alice
+                .writer
+                .queue(&limit(&format!("t-{n}"), Side::Buy, "1", "1"));
+        }
+        alice.writer.flush().await.unwrap();
+        let (mut accepted, mut throttled) = (0, 0);
+        for _ in 0..20 {
+            let r = report(&mut alice).await;
+            match (r.exec_type, r.reason) {
+                (b'0', 0) => accepted += 1,
+                (b'8', 32) => throttled += 1,
+                other => panic!("unexpected report {other:?}"),
+            }
+        }
+        assert_eq!(accepted + throttled, 20);
+        assert!((5..=6).contains(&accepted), "accepted {accepted}");
+    });
+    site.shutdown().unwrap();
+}
+
+#[test]
+fn cancel_on_disconnect_cancels_the_accounts_orders_and_a_restart_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site::start(config(dir.path(), BinaryConfig::default())).unwrap();
+    let addr = site.binary_addr();
+    runtime().block_on(async {
+        let (mut alice, _) = BinaryClient::logon(addr, ALICE, true).await.unwrap();
+        alice
+            .send(&limit("c-1", Side::Buy, "100", "2"))
+            .await
+            .unwrap();
+        assert_eq!(report(&mut alice).await.exec_type, b'0');
+        let (mut bob, _) = BinaryClient::logon(addr, BOB, false).await.unwrap();
+        bob.send(&limit("k-1", Side::Sell, "105", "7"))
+            .await
+            .unwrap();
+        assert_eq!(report(&mut bob).await.exec_type, b'0');
+        drop(alice);
+        // Alice's order goes; Bob's (no cancel-on-disconnect) stays.
+        let mut book = site.hub().market_data().snapshot(&btc(), 10).unwrap();
+        for _ in 0..500 {
+            if book.bids.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            book = site.hub().market_data().snapshot(&btc(), 10).unwrap();
+        }
+        assert!(book.bids.is_empty(), "{book:?}");
+        assert_eq!(book.asks.len(), 1);
+        let status = site.hub().order_state(AccountId(1), &id("c-1")).unwrap();
+        assert_eq!(
+            status.why,
+            Some(gateway::reports::Why::Cancelled(engine::CancelReason::Mass))
+        );
+    });
+    let end = site.shutdown().unwrap();
+
+    // Restart: the final snapshot holds everything; Bob's order is still there.
+    let site = Site::start(config(dir.path(), BinaryConfig::default())).unwrap();
+    assert_eq!(site.recovered.snapshot, Some(end));
+    assert_eq!(site.recovered.replayed, 0);
+    let addr = site.binary_addr();
+    runtime().block_on(async {
+        let (mut bob, _) = BinaryClient::logon(addr, BOB, false).await.unwrap();
+        bob.send(&ClientMessage::OrderStatus {
+            cl_ord_id: id("k-1"),
+            symbol: btc(),
+        })
+        .await
+        .unwrap();
+        let status = report(&mut bob).await;
+        assert_eq!((status.exec_type, status.ord_status), (b'I', b'0'));
+        assert_eq!((status.price, status.leaves_qty), (px("105"), qty("7")));
+        let book = site.hub().market_data().snapshot(&btc(), 10).unwrap();
+        assert_eq!(
+            (book.asks[0].price, book.asks[0].qty),
+            (px("105"), qty("7"))
+        );
+    });
+    site.shutdown().unwrap();
+}
