@@ -10,6 +10,7 @@
 pub mod contract;
 pub mod journal_bench;
 pub mod kafka_bench;
+pub mod node;
 pub mod replay;
 pub mod site;
 

@@ -23,6 +23,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run one site: gateway + engine + log, from a TOML file (see config/node.toml).
+    Node {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Overrides the file's site name.
+        #[arg(long)]
+        site: Option<String>,
+        /// Overrides the file's data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Overrides the binary order-entry listen address.
+        #[arg(long, value_name = "ADDR")]
+        binary: Option<std::net::SocketAddr>,
+        /// Overrides the HTTP (health, metrics, market data) listen address.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// Overrides the FIX 4.4 listen address.
+        #[arg(long, value_name = "ADDR")]
+        fix: Option<std::net::SocketAddr>,
+    },
     /// Apply a command file (JSON lines) to a fresh engine; write its events and final book.
     Replay {
         /// Commands, one JSON object a line (shared/replay-contract.md).
@@ -113,6 +133,24 @@ fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Cmd::Node {
+            config,
+            site,
+            data_dir,
+            binary,
+            http,
+            fix,
+        } => {
+            let mut node = exchange::node::NodeConfig::load(&config)?;
+            node.apply(exchange::node::Overrides {
+                site,
+                data_dir,
+                binary_listen: binary,
+                http_listen: http,
+                fix_listen: fix,
+            });
+            exchange::node::run(&node)
+        }
         Cmd::Replay {
             input,
             events_out,

@@ -25,7 +25,11 @@ use anyhow::{anyhow, Context};
 use engine::runner::{Observer, Runner, RunnerConfig};
 use engine::{AddSymbol, Command, CommandKind, Engine, EngineConfig, Price, Qty, Symbol};
 use gateway::binary_server::{self, BinaryConfig};
-use gateway::hub::{Hub, Member, Members, Sequencer, SubmitError, PUMP_WAIT};
+use gateway::fix::{FixConfig, FixGateway};
+use gateway::hub::{
+    Hub, LatencyHistogram, Member, Members, Sequencer, SubmitError, PUMP_WAIT, REJECT_REASONS,
+};
+use gateway::md_server::{MdConfig, MdServer};
 use replicator::divergence::{FileHashSink, HashCadence, HashSink};
 use replicator::journal::{Appender, FsyncPolicy, Journal, JournalConfig, JournalError};
 use replicator::recovery::{recover, Checkpointer, SnapshotPolicy};
@@ -67,6 +71,12 @@ pub struct SiteConfig {
     pub symbols: Vec<SymbolSpec>,
     pub binary_listen: SocketAddr,
     pub binary: BinaryConfig,
+    /// Health, metrics and market data over HTTP (and WebSocket), if set.
+    pub http_listen: Option<SocketAddr>,
+    pub market_data: MdConfig,
+    /// FIX 4.4 order entry, if set. Its `store_dir`, when relative, is under `data_dir`.
+    pub fix_listen: Option<SocketAddr>,
+    pub fix: FixConfig,
 }
 
 /// The journal as the gateway's way into the log.
@@ -79,6 +89,172 @@ impl Sequencer for JournalSequencer {
             _ => SubmitError::Unavailable,
         })
     }
+}
+
+/// What the site exposes besides the hub's counters (gauges read by `/metrics`).
+pub struct SiteMetrics {
+    site: String,
+    commands_ring: engine::ring::RingDepth,
+    output_ring: engine::ring::RingDepth,
+    /// From the gateway's stamp to the feeder reading the command back from the committed
+    /// log: the log's commit latency as sessions see it.
+    pub sequenced_latency: LatencyHistogram,
+    journal: Appender,
+}
+
+impl SiteMetrics {
+    /// The Prometheus text exposition of the site's metrics.
+    pub fn render(&self, hub: &Hub) -> String {
+        use std::fmt::Write;
+        let c = hub.counters();
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let site = &self.site;
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP exchange_{name} {help}");
+            let _ = writeln!(out, "# TYPE exchange_{name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "exchange_{name}{{site=\"{site}\"{labels}}} {value}");
+            }
+        };
+        metric(
+            "commands_submitted_total",
+            "counter",
+            "Commands sessions queued for the log, by outcome.",
+            &[
+                (",outcome=\"queued\"".into(), load(&c.submitted)),
+                (",outcome=\"busy\"".into(), load(&c.submit_busy)),
+                (
+                    ",outcome=\"unavailable\"".into(),
+                    load(&c.submit_unavailable),
+                ),
+            ],
+        );
+        metric(
+            "commands_applied_total",
+            "counter",
+            "Commands the engine applied from the log.",
+            &[(String::new(), load(&c.applied))],
+        );
+        metric(
+            "events_total",
+            "counter",
+            "Engine events.",
+            &[(String::new(), load(&c.events))],
+        );
+        let rejects: Vec<(String, u64)> = REJECT_REASONS
+            .iter()
+            .zip(&c.rejects)
+            .map(|(reason, n)| (format!(",reason=\"{}\"", reason.as_str()), load(n)))
+            .collect();
+        metric(
+            "rejects_total",
+            "counter",
+            "Engine rejects by reason.",
+            &rejects,
+        );
+        metric(
+            "reports_total",
+            "counter",
+            "Reports routed to sessions.",
+            &[(String::new(), load(&c.reports))],
+        );
+        metric(
+            "slow_consumers_total",
+            "counter",
+            "Sessions disconnected because their report queue was full.",
+            &[(String::new(), load(&c.slow_consumers))],
+        );
+        metric(
+            "ring_depth",
+            "gauge",
+            "Items waiting in the matcher's rings.",
+            &[
+                (",ring=\"commands\"".into(), self.commands_ring.get() as u64),
+                (",ring=\"output\"".into(), self.output_ring.get() as u64),
+            ],
+        );
+        let applied = load(&c.next_position);
+        let durable = self.journal.durable_position();
+        metric(
+            "log_position",
+            "gauge",
+            "The log's durable end, and the next position the engine applies.",
+            &[
+                (",of=\"durable\"".into(), durable),
+                (",of=\"applied\"".into(), applied),
+            ],
+        );
+        metric(
+            "consumer_lag",
+            "gauge",
+            "Durable records the engine has not applied yet.",
+            &[(String::new(), durable.saturating_sub(applied))],
+        );
+        for (stage, histogram, help) in [
+            (
+                "sequenced",
+                &self.sequenced_latency,
+                "From the gateway's stamp to the command read back from the committed log.",
+            ),
+            (
+                "applied",
+                &c.applied_latency,
+                "From the gateway's stamp to the command applied by the engine.",
+            ),
+        ] {
+            let name = format!("stage_latency_{stage}_microseconds");
+            let _ = writeln!(out, "# HELP exchange_{name} {help}");
+            let _ = writeln!(out, "# TYPE exchange_{name} histogram");
+            let (buckets, sum, count) = histogram.read();
+            for (bound, n) in buckets {
+                let le = bound.map_or("+Inf".to_string(), |b| b.to_string());
+                let _ = writeln!(
+                    out,
+                    "exchange_{name}_bucket{{site=\"{site}\",le=\"{le}\"}} {n}"
+                );
+            }
+            let _ = writeln!(out, "exchange_{name}_sum{{site=\"{site}\"}} {sum}");
+            let _ = writeln!(out, "exchange_{name}_count{{site=\"{site}\"}} {count}");
+        }
+        out
+    }
+}
+
+/// `/health` and `/metrics`.
+fn http_router(hub: Arc<Hub>, metrics: Arc<SiteMetrics>, journal: Appender) -> axum::Router {
+    use axum::http::{header, StatusCode};
+    use axum::routing::get;
+    let health_hub = hub.clone();
+    let health_metrics = metrics.clone();
+    axum::Router::new()
+        .route(
+            "/health",
+            get(move || {
+                let hub = health_hub.clone();
+                let metrics = health_metrics.clone();
+                let journal = journal.clone();
+                async move {
+                    let applied = hub.counters().next_position.load(Ordering::Relaxed);
+                    let durable = journal.durable_position();
+                    let failed = journal.failed();
+                    let body = serde_json::json!({
+                        "status": if failed { "failed" } else { "ok" },
+                        "site": metrics.site,
+                        "log": { "durable": durable, "applied": applied, "lag": durable.saturating_sub(applied) },
+                    });
+                    let code = if failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+                    (code, axum::Json(body))
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.render(&hub);
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+            }),
+        )
 }
 
 /// What the matcher hands the writer thread.
@@ -134,6 +310,8 @@ impl HashSink for ChannelSink<'_> {
 pub struct Site {
     hub: Arc<Hub>,
     binary_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    fix_addr: Option<SocketAddr>,
     stop_servers: watch::Sender<bool>,
     stop_feeder: Arc<AtomicBool>,
     runtime: tokio::runtime::Runtime,
@@ -143,6 +321,7 @@ pub struct Site {
     pump: JoinHandle<()>,
     writer: JoinHandle<anyhow::Result<()>>,
     store: Arc<SnapshotStore>,
+    metrics: Arc<SiteMetrics>,
     /// Where recovery started and how much it replayed.
     pub recovered: Recovery,
 }
@@ -236,6 +415,14 @@ impl Site {
 
         let (mut commands, output, runner) =
             Runner::spawn::<COMMAND_RING, OUTPUT_RING>(engine, config.runner, position, observer)?;
+        let metrics = Arc::new(SiteMetrics {
+            site: config.name.clone(),
+            commands_ring: commands.depth(),
+            output_ring: output.depth(),
+            sequenced_latency: LatencyHistogram::default(),
+            journal: journal.appender(),
+        });
+        let feeder_metrics = metrics.clone();
         let pump = hub.spawn_pump(pump_state, output, PUMP_WAIT)?;
 
         let stop_feeder = Arc::new(AtomicBool::new(false));
@@ -252,6 +439,7 @@ impl Site {
                         1024,
                         Duration::from_millis(2),
                         &mut |_, command| {
+                            feeder_metrics.sequenced_latency.record_since(command.ts.0);
                             let mut command = command;
                             while let Err(back) = commands.try_push(command) {
                                 command = back;
@@ -286,12 +474,56 @@ impl Site {
             listener,
             hub.clone(),
             config.binary,
-            stop_rx,
+            stop_rx.clone(),
         ));
+        let fix_addr = match config.fix_listen {
+            Some(addr) => {
+                let listener = runtime
+                    .block_on(TcpListener::bind(addr))
+                    .with_context(|| format!("binding {addr}"))?;
+                let bound = listener.local_addr()?;
+                let mut fix = config.fix.clone();
+                if fix.store_dir.is_relative() {
+                    fix.store_dir = config.data_dir.join(&fix.store_dir);
+                }
+                let gateway = runtime
+                    .block_on(async { FixGateway::new(hub.clone(), fix) })
+                    .context("the FIX gateway")?;
+                let stop = stop_rx.clone();
+                runtime.spawn(async move { gateway.serve(listener, stop).await });
+                Some(bound)
+            }
+            None => None,
+        };
+        let http_addr = match config.http_listen {
+            Some(addr) => {
+                let listener = runtime
+                    .block_on(TcpListener::bind(addr))
+                    .with_context(|| format!("binding {addr}"))?;
+                let bound = listener.local_addr()?;
+                let md = MdServer::new(hub.clone(), config.market_data);
+                let app = http_router(hub.clone(), metrics.clone(), journal.appender())
+                    .merge(md.router());
+                let mut stop = stop_rx;
+                runtime.spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|stop| *stop).await;
+                            // WebSockets are closed with 1001 (going away).
+                            md.shutdown();
+                        })
+                        .await;
+                });
+                Some(bound)
+            }
+            None => None,
+        };
 
         Ok(Site {
             hub,
             binary_addr,
+            http_addr,
+            fix_addr,
             stop_servers,
             stop_feeder,
             runtime,
@@ -301,12 +533,28 @@ impl Site {
             pump,
             writer,
             store,
+            metrics,
             recovered: recovery,
         })
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// The Prometheus text exposition of the site's metrics.
+    pub fn metrics(&self) -> String {
+        self.metrics.render(&self.hub)
+    }
+
+    /// Where the HTTP server (health, metrics, market data) listens, if it does.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Where the FIX acceptor listens, if it does.
+    pub fn fix_addr(&self) -> Option<SocketAddr> {
+        self.fix_addr
     }
 
     /// Where the binary order-entry server listens.

@@ -52,6 +52,10 @@ fn config(dir: &Path, binary: BinaryConfig) -> SiteConfig {
         }],
         binary_listen: "127.0.0.1:0".parse().unwrap(),
         binary,
+        http_listen: Some("127.0.0.1:0".parse().unwrap()),
+        market_data: Default::default(),
+        fix_listen: None,
+        fix: Default::default(),
     }
 }
 

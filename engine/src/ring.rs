@@ -56,6 +56,37 @@ impl<T, const N: usize> Shared<T, N> {
     };
 }
 
+/// Reads how many published items a ring holds, from any thread (a metrics gauge).
+#[derive(Clone)]
+pub struct RingDepth {
+    shared: Arc<dyn Occupancy + Send + Sync>,
+    capacity: usize,
+}
+
+trait Occupancy {
+    fn occupancy(&self) -> usize;
+}
+
+impl<T, const N: usize> Occupancy for Shared<T, N> {
+    fn occupancy(&self) -> usize {
+        // Two relaxed loads: a momentary, approximate figure, which is all a gauge needs.
+        let tail = self.tail.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Relaxed);
+        tail.saturating_sub(head)
+    }
+}
+
+impl RingDepth {
+    /// Published items not yet read (approximate while both ends run).
+    pub fn get(&self) -> usize {
+        self.shared.occupancy()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
 /// The writing end.
 pub struct Producer<T: Copy + Send, const N: usize> {
     shared: Arc<Shared<T, N>>,
@@ -148,6 +179,17 @@ impl<T: Copy + Send, const N: usize> Producer<T, N> {
         Ok(())
     }
 
+    /// A gauge of the ring's occupancy.
+    pub fn depth(&self) -> RingDepth
+    where
+        T: 'static,
+    {
+        RingDepth {
+            shared: self.shared.clone(),
+            capacity: N,
+        }
+    }
+
     /// Items staged but not yet published.
     pub fn staged(&self) -> usize {
         self.tail - self.shared.tail.load(Ordering::Relaxed)
@@ -173,6 +215,17 @@ impl<T: Copy + Send, const N: usize> Drop for Producer<T, N> {
 impl<T: Copy + Send, const N: usize> Consumer<T, N> {
     /// Slots in the ring.
     pub const CAPACITY: usize = N;
+
+    /// A gauge of the ring's occupancy.
+    pub fn depth(&self) -> RingDepth
+    where
+        T: 'static,
+    {
+        RingDepth {
+            shared: self.shared.clone(),
+            capacity: N,
+        }
+    }
 
     /// Published items not yet read, refreshing the producer's tail when fewer than `wanted`
     /// are known.

@@ -104,6 +104,12 @@ impl Members {
     pub fn login(&self, name: &str, token: &str) -> Option<&Member> {
         self.by_token(token).filter(|m| m.name == name)
     }
+
+    /// Whether a member has this name (a FIX session is admitted only for a member's
+    /// SenderCompID, before its credentials are checked).
+    pub fn has_name(&self, name: &str) -> bool {
+        self.by_token.values().any(|m| m.name == name)
+    }
 }
 
 /// What the hub sends a session.
@@ -147,9 +153,90 @@ impl Drop for Attachment {
     }
 }
 
+/// A latency histogram with fixed buckets that any thread can record into (Prometheus
+/// exposition: cumulative buckets, sum and count).
+#[derive(Debug)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+/// Bucket upper bounds, microseconds (the last bucket is +Inf).
+pub const LATENCY_BOUNDS_US: [u64; 16] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+    500_000, 1_000_000,
+];
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LatencyHistogram {
+    pub fn record_us(&self, us: u64) {
+        let at = LATENCY_BOUNDS_US.partition_point(|&bound| bound < us);
+        self.buckets[at].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the time from `ts` (nanoseconds since the Unix epoch, a command's gateway
+    /// stamp) to now.
+    pub fn record_since(&self, ts: u64) {
+        self.record_us(now_ns().saturating_sub(ts) / 1_000);
+    }
+
+    /// Cumulative counts per bound (the last is +Inf), the sum in µs, and the count.
+    pub fn read(&self) -> (Vec<(Option<u64>, u64)>, u64, u64) {
+        let mut total = 0;
+        let mut out = Vec::with_capacity(self.buckets.len());
+        for (at, bucket) in self.buckets.iter().enumerate() {
+            total += bucket.load(Ordering::Relaxed);
+            out.push((LATENCY_BOUNDS_US.get(at).copied(), total));
+        }
+        (
+            out,
+            self.sum_us.load(Ordering::Relaxed),
+            self.count.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Wall-clock nanoseconds since the Unix epoch (the gateway's stamp on commands).
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Every engine reject reason, in the order of [`HubCounters::rejects`].
+pub const REJECT_REASONS: [RejectReason; 11] = [
+    RejectReason::UnknownSymbol,
+    RejectReason::DuplicateOrderId,
+    RejectReason::InvalidQty,
+    RejectReason::InvalidPrice,
+    RejectReason::InvalidTif,
+    RejectReason::PostOnly,
+    RejectReason::UnknownOrder,
+    RejectReason::DuplicateSymbol,
+    RejectReason::InvalidTick,
+    RejectReason::InvalidLot,
+    RejectReason::Capacity,
+];
+
 /// Counters the node exposes as metrics.
 #[derive(Debug, Default)]
 pub struct HubCounters {
+    /// Engine rejects, by reason ([`REJECT_REASONS`] order).
+    pub rejects: [AtomicU64; REJECT_REASONS.len()],
+    /// From the gateway's stamp to the pump seeing the command applied.
+    pub applied_latency: LatencyHistogram,
     pub submitted: AtomicU64,
     pub submit_busy: AtomicU64,
     pub submit_unavailable: AtomicU64,
@@ -242,9 +329,7 @@ impl Hub {
 
     /// Stamps `kind` with the gateway's clock and queues it for the log.
     pub fn submit(&self, kind: CommandKind) -> Result<(), SubmitError> {
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let ts = now_ns();
         if let CommandKind::New(new) = kind {
             let mut orders = self.orders();
             if orders.in_flight.len() < IN_FLIGHT_MAX {
@@ -368,6 +453,13 @@ impl Pump {
                 match *item {
                     Emitted::Event(event) => {
                         hub.counters.events.fetch_add(1, Ordering::Relaxed);
+                        if let EventKind::Rejected { reason, .. }
+                        | EventKind::SymbolRejected { reason, .. } = event.kind
+                        {
+                            if let Some(at) = REJECT_REASONS.iter().position(|r| *r == reason) {
+                                hub.counters.rejects[at].fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                         if let EventKind::Cancelled {
                             reason: engine::CancelReason::Mass,
                             ..
@@ -383,6 +475,7 @@ impl Pump {
                     }
                     Emitted::Applied { position, command } => {
                         hub.counters.applied.fetch_add(1, Ordering::Relaxed);
+                        hub.counters.applied_latency.record_since(command.ts.0);
                         hub.counters
                             .next_position
                             .store(position + 1, Ordering::Relaxed);

@@ -319,7 +319,9 @@ impl BookMirror {
     }
 
     fn end_command(&mut self, position: u64, out: &mut Vec<MdMessage>) {
-        for key in std::mem::take(&mut self.entering) {
+        // Taken and given back, so its capacity is reused.
+        let mut entering = std::mem::take(&mut self.entering);
+        for key in entering.drain(..) {
             let Some(live) = self.orders.get_mut(&key) else {
                 continue;
             };
@@ -336,6 +338,7 @@ impl BookMirror {
                 }
             }
         }
+        self.entering = entering;
         if self.touched.is_empty() {
             return;
         }
@@ -384,7 +387,12 @@ impl BookMirror {
         self.touched = touched;
     }
 
-    /// The best `depth` levels of each side of `symbol`, if it ever had an order.
+    /// Orders the mirror follows: as many as the engine has live, between commands.
+    pub fn live_orders(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// The best `depth` levels of each side of `symbol`, if it is listed.
     pub fn snapshot(&self, symbol: &Symbol, depth: usize) -> Option<BookSnapshot> {
         let book = self.books.get(symbol)?;
         Some(BookSnapshot {
@@ -442,7 +450,7 @@ impl MarketData {
         }
     }
 
-    /// A snapshot of `symbol` (`None` if it never had an order) and a feed subscription whose
+    /// A snapshot of `symbol` (`None` if it is not listed) and a feed subscription whose
     /// first book message for it is `seq + 1`.
     pub fn subscribe(
         &self,

@@ -310,6 +310,11 @@ impl Appender {
     pub fn durable_position(&self) -> u64 {
         self.shared.durable.load(Ordering::Acquire)
     }
+
+    /// Whether the writer failed (the journal takes nothing more).
+    pub fn failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
+    }
 }
 
 impl Journal {

@@ -1,0 +1,247 @@
+//! `exchange node`: one site's process, configured by a TOML file plus flags.
+//!
+//! The file (see `config/node.toml`) names the site, its data directory, the log, the
+//! listen addresses, the engine's capacities, the snapshot policy, the members and the
+//! symbols. The node recovers, serves, and on SIGTERM or Ctrl-C shuts down cleanly: sessions
+//! log out, everything committed is applied and reported, the journal is closed and a final
+//! snapshot written.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use engine::runner::RunnerConfig;
+use engine::EngineConfig;
+use gateway::binary_server::BinaryConfig;
+use gateway::fix::FixConfig;
+use gateway::hub::Member;
+use gateway::md_server::MdConfig;
+use replicator::journal::FsyncPolicy;
+use replicator::recovery::SnapshotPolicy;
+use serde::Deserialize;
+
+use crate::site::{SiteConfig, SymbolSpec};
+
+/// The node's configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The site's name: `cloud-a`, `cloud-b`, `metal`...
+    pub site: String,
+    /// Where the journal, snapshots and hash reports live (relative to the config file).
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub log: LogSection,
+    pub listen: ListenSection,
+    /// The engine's capacities. `hash_seed` must be a per-deployment secret (it keys the
+    /// engine's hash tables against crafted order ids); the node refuses the default of 0.
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub runner: RunnerConfig,
+    #[serde(default)]
+    pub snapshots: SnapshotSection,
+    /// State hashes every this many records, for `exchange verify` (0: none).
+    #[serde(default = "default_hash_every")]
+    pub hash_every: u64,
+    #[serde(default)]
+    pub binary: BinaryConfig,
+    #[serde(default)]
+    pub market_data: MdConfig,
+    /// FIX settings (`store_dir` relative to `data_dir`); served when `listen.fix` is set.
+    #[serde(default)]
+    pub fix: FixConfig,
+    pub members: Vec<Member>,
+    pub symbols: Vec<SymbolSpec>,
+}
+
+fn default_hash_every() -> u64 {
+    100_000
+}
+
+/// The log backend.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `journal` (the embedded file journal). Kafka is configured per shard in a three-site
+    /// deployment (ARCHITECTURE.md).
+    pub kind: String,
+    /// `"batch"` (fsync every group commit) or a number of milliseconds between fsyncs.
+    pub fsync: toml::Value,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            kind: "journal".into(),
+            fsync: toml::Value::String("batch".into()),
+        }
+    }
+}
+
+/// Listen addresses.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    pub binary: SocketAddr,
+    /// Health, Prometheus metrics and market data (HTTP and WebSocket).
+    pub http: Option<SocketAddr>,
+    /// FIX 4.4 order entry.
+    pub fix: Option<SocketAddr>,
+}
+
+/// Snapshots: how often and how many to keep.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotSection {
+    pub every_records: u64,
+    pub every_seconds: u64,
+    pub keep: usize,
+}
+
+impl Default for SnapshotSection {
+    fn default() -> Self {
+        let policy = SnapshotPolicy::default();
+        SnapshotSection {
+            every_records: policy.every_records,
+            every_seconds: policy.every_seconds,
+            keep: 3,
+        }
+    }
+}
+
+/// Flags that override the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub site: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub binary_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub fix_listen: Option<SocketAddr>,
+}
+
+impl NodeConfig {
+    /// Reads `path`; a relative `data_dir` is taken relative to the file's directory.
+    pub fn load(path: &Path) -> anyhow::Result<NodeConfig> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut config: NodeConfig =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if config.data_dir.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            config.data_dir = base.join(&config.data_dir);
+        }
+        Ok(config)
+    }
+
+    pub fn apply(&mut self, overrides: Overrides) {
+        if let Some(site) = overrides.site {
+            self.site = site;
+        }
+        if let Some(dir) = overrides.data_dir {
+            self.data_dir = dir;
+        }
+        if let Some(addr) = overrides.binary_listen {
+            self.listen.binary = addr;
+        }
+        if let Some(addr) = overrides.http_listen {
+            self.listen.http = Some(addr);
+        }
+        if let Some(addr) = overrides.fix_listen {
+            self.listen.fix = Some(addr);
+        }
+    }
+
+    /// The site this configuration describes, checked.
+    pub fn site_config(&self) -> anyhow::Result<SiteConfig> {
+        if self.log.kind != "journal" {
+            bail!(
+                "log.kind {:?}: this node runs the embedded journal (\"journal\")",
+                self.log.kind
+            );
+        }
+        if self.engine.hash_seed == 0 {
+            bail!(
+                "engine.hash_seed is 0: set a secret random 64-bit value per deployment \
+                 (for example `od -An -N8 -tu8 /dev/urandom`)"
+            );
+        }
+        let fsync = match &self.log.fsync {
+            toml::Value::String(s) if s == "batch" => FsyncPolicy::PerBatch,
+            toml::Value::Integer(ms) if (1..=60_000).contains(ms) => {
+                FsyncPolicy::Interval { ms: *ms as u32 }
+            }
+            other => {
+                bail!("log.fsync {other}: \"batch\" or a number of milliseconds from 1 to 60000")
+            }
+        };
+        Ok(SiteConfig {
+            name: self.site.clone(),
+            data_dir: self.data_dir.clone(),
+            engine: self.engine,
+            runner: self.runner,
+            fsync,
+            snapshots: SnapshotPolicy {
+                every_records: self.snapshots.every_records,
+                every_seconds: self.snapshots.every_seconds,
+            },
+            snapshots_keep: self.snapshots.keep.max(1),
+            hash_every: self.hash_every,
+            members: self.members.clone(),
+            symbols: self.symbols.clone(),
+            binary_listen: self.listen.binary,
+            http_listen: self.listen.http,
+            binary: self.binary,
+            market_data: self.market_data,
+            fix_listen: self.listen.fix,
+            fix: self.fix.clone(),
+        })
+    }
+}
+
+/// Runs the node until SIGTERM or Ctrl-C, then shuts it down cleanly.
+pub fn run(config: &NodeConfig) -> anyhow::Result<()> {
+    let site_config = config.site_config()?;
+    let site = crate::site::Site::start(site_config)?;
+    let recovered = site.recovered;
+    eprintln!(
+        "node {}: recovered at log position {} (snapshot {:?}, {} records replayed)",
+        config.site, recovered.position, recovered.snapshot, recovered.replayed
+    );
+    eprintln!(
+        "node {}: binary order entry on {}",
+        config.site,
+        site.binary_addr()
+    );
+    if let Some(addr) = site.http_addr() {
+        eprintln!(
+            "node {}: http on {addr} (/health, /metrics, /v1/book/SYMBOL, /ws)",
+            config.site
+        );
+    }
+    if let Some(addr) = site.fix_addr() {
+        eprintln!("node {}: FIX 4.4 on {addr}", config.site);
+    }
+    wait_for_termination()?;
+    eprintln!("node {}: stopping", config.site);
+    let end = site.shutdown()?;
+    eprintln!(
+        "node {}: stopped cleanly at log position {end}",
+        config.site
+    );
+    Ok(())
+}
+
+/// Blocks until SIGTERM or SIGINT.
+fn wait_for_termination() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,517 @@
+//! The FIX acceptor's session rules and limits, driven by a raw FIX client over real sockets
+//! (every byte under the test's control): credentials, HeartBtInt and CompID checks, the
+//! throttle, the connection cap, the message-size cap, TestRequest, ResendRequest answered by
+//! a gap fill, garbage bytes, cancel-on-disconnect on a dropped connection, and requests the
+//! log refuses (answered with rejects, never dropped). Also measures the D → 8 round trip.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use engine::runner::RunnerConfig;
+use engine::{AccountId, Command, EngineConfig, OrderId};
+use exchange::site::{Site, SiteConfig, SymbolSpec};
+use gateway::binary_server::BinaryConfig;
+use gateway::fix::mapping::utc_timestamp;
+use gateway::fix::{FixConfig, FixGateway};
+use gateway::hub::{Hub, Member, Members, Sequencer, SubmitError};
+use gateway::reports::OrdStatus;
+use replicator::journal::FsyncPolicy;
+use replicator::recovery::SnapshotPolicy;
+
+const VENUE: &str = "EXCHANGE";
+const ALICE: (&str, &str) = ("alice", "alice-token-0001");
+const BOB: (&str, &str) = ("bob", "bob-token-000002");
+
+fn members() -> Vec<Member> {
+    [(ALICE, 1), (BOB, 2)]
+        .into_iter()
+        .map(|((name, token), account)| Member {
+            name: name.into(),
+            token: token.into(),
+            account,
+        })
+        .collect()
+}
+
+fn site(dir: &Path) -> Site {
+    Site::start(SiteConfig {
+        name: "fix-session".into(),
+        data_dir: dir.to_path_buf(),
+        engine: EngineConfig {
+            orders_max: 1 << 12,
+            retired_ids_max: 1 << 12,
+            levels_max: 1 << 10,
+            levels_per_side_max: 1 << 9,
+            ..EngineConfig::default()
+        },
+        runner: RunnerConfig::default(),
+        fsync: FsyncPolicy::PerBatch,
+        snapshots: SnapshotPolicy::default(),
+        snapshots_keep: 2,
+        hash_every: 0,
+        members: members(),
+        symbols: vec![SymbolSpec {
+            symbol: "BTC-USD".into(),
+            tick: "0.5".into(),
+            lot: "1".into(),
+        }],
+        binary_listen: "127.0.0.1:0".parse().unwrap(),
+        binary: BinaryConfig::default(),
+        http_listen: None,
+        market_data: Default::default(),
+        fix_listen: None,
+        fix: Default::default(),
+    })
+    .unwrap()
+}
+
+/// A FIX gateway on its own runtime, stopped when dropped.
+struct Gateway {
+    _runtime: tokio::runtime::Runtime,
+    stop: tokio::sync::watch::Sender<bool>,
+    fix: Arc<FixGateway>,
+    port: u16,
+}
+
+impl Gateway {
+    fn start(hub: Arc<Hub>, dir: &Path, tune: impl FnOnce(&mut FixConfig)) -> Gateway {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut config = FixConfig {
+            sender_comp_id: VENUE.into(),
+            store_dir: dir.join("fix-sessions"),
+            ..FixConfig::default()
+        };
+        tune(&mut config);
+        let fix = Arc::new(FixGateway::new(hub, config).unwrap());
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let serving = fix.clone();
+        runtime.spawn(async move { serving.serve(listener, stop_rx).await });
+        Gateway {
+            _runtime: runtime,
+            stop,
+            fix,
+            port,
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn now() -> String {
+    let ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    utc_timestamp(ns)
+}
+
+#[derive(Debug)]
+struct Msg(Vec<(u32, String)>);
+
+impl Msg {
+    fn get(&self, tag: u32) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(t, _)| *t == tag)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn msg_type(&self) -> &str {
+        self.get(35).unwrap_or("")
+    }
+
+    fn check(&self, want: &[(u32, &str)]) {
+        for (tag, value) in want {
+            assert_eq!(self.get(*tag), Some(*value), "tag {tag} in {self:?}");
+        }
+    }
+}
+
+/// A FIX initiator written out by hand.
+struct Client {
+    stream: TcpStream,
+    member: String,
+    seq: u64,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn connect(port: u16, member: &str) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Client {
+            stream,
+            member: member.into(),
+            seq: 1,
+            buf: Vec::new(),
+        }
+    }
+
+    fn frame(&mut self, msg_type: &str, fields: &[(u32, &str)]) -> Vec<u8> {
+        let mut body = format!(
+            "35={msg_type}\x0149={}\x0156={VENUE}\x0134={}\x0152={}\x01",
+            self.member,
+            self.seq,
+            now()
+        );
+        self.seq += 1;
+        for (tag, value) in fields {
+            body.push_str(&format!("{tag}={value}\x01"));
+        }
+        let mut out = format!("8=FIX.4.4\x019={}\x01{body}", body.len()).into_bytes();
+        let sum: u32 = out.iter().map(|b| u32::from(*b)).sum();
+        out.extend_from_slice(format!("10={:03}\x01", sum % 256).as_bytes());
+        out
+    }
+
+    fn send(&mut self, msg_type: &str, fields: &[(u32, &str)]) {
+        let frame = self.frame(msg_type, fields);
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    fn logon(port: u16, (member, token): (&str, &str), extra: &[(u32, &str)]) -> Client {
+        let mut client = Client::connect(port, member);
+        let mut fields = vec![(98, "0"), (108, "30"), (553, member), (554, token)];
+        fields.extend_from_slice(extra);
+        client.send("A", &fields);
+        let ack = client.recv().expect("a Logon ack");
+        assert_eq!(ack.msg_type(), "A", "{ack:?}");
+        client
+    }
+
+    /// The next message, or `None` when the connection closed.
+    fn recv(&mut self) -> Option<Msg> {
+        loop {
+            if let Some(msg) = self.take() {
+                return Some(msg);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(err) => panic!("read: {err}"),
+            }
+        }
+    }
+
+    /// The next message other than a Heartbeat.
+    fn next(&mut self) -> Msg {
+        loop {
+            let msg = self.recv().expect("the connection is open");
+            if msg.msg_type() != "0" {
+                return msg;
+            }
+        }
+    }
+
+    fn take(&mut self) -> Option<Msg> {
+        let text = std::str::from_utf8(&self.buf).ok()?;
+        let start = text.find("9=")? + 2;
+        let len_end = start + text[start..].find('\x01')?;
+        let len: usize = text[start..len_end].parse().ok()?;
+        let end = len_end + 1 + len + 7;
+        if self.buf.len() < end {
+            return None;
+        }
+        let frame: Vec<u8> = self.buf.drain(..end).collect();
+        let fields = String::from_utf8(frame)
+            .unwrap()
+            .split('\x01')
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                let (tag, value) = f.split_once('=').unwrap();
+                (tag.parse().unwrap(), value.to_string())
+            })
+            .collect();
+        Some(Msg(fields))
+    }
+
+    fn closed(&mut self) -> bool {
+        self.recv().is_none()
+    }
+}
+
+fn order(id: &str, side: &str, qty: &str, price: &str) -> Vec<(u32, String)> {
+    [
+        (11, id),
+        (55, "BTC-USD"),
+        (54, side),
+        (38, qty),
+        (40, "2"),
+        (44, price),
+    ]
+    .into_iter()
+    .map(|(t, v)| (t, v.to_string()))
+    .collect()
+}
+
+fn send_order(client: &mut Client, id: &str, side: &str, qty: &str, price: &str) {
+    let fields = order(id, side, qty, price);
+    let fields: Vec<(u32, &str)> = fields.iter().map(|(t, v)| (*t, v.as_str())).collect();
+    client.send("D", &fields);
+}
+
+#[test]
+fn logons_are_checked_and_refused_without_a_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = site(dir.path());
+    let gateway = Gateway::start(site.hub().clone(), dir.path(), |_| {});
+    let attempts: [(&str, &[(u32, &str)]); 6] = [
+        // Wrong password.
+        (
+            "alice",
+            &[
+                (98, "0"),
+                (108, "30"),
+                (553, "alice"),
+                (554, "wrong-token-01"),
+            ],
+        ),
+        // Bob's credentials on alice's CompID.
+        (
+            "alice",
+            &[(98, "0"), (108, "30"), (553, BOB.0), (554, BOB.1)],
+        ),
+        // No credentials.
+        ("alice", &[(98, "0"), (108, "30")]),
+        // HeartBtInt 0 (no heartbeats) and above the limit.
+        (
+            "alice",
+            &[(98, "0"), (108, "0"), (553, ALICE.0), (554, ALICE.1)],
+        ),
+        (
+            "alice",
+            &[(98, "0"), (108, "121"), (553, ALICE.0), (554, ALICE.1)],
+        ),
+        // Not a member.
+        (
+            "mallory",
+            &[(98, "0"), (108, "30"), (553, "mallory"), (554, "x")],
+        ),
+    ];
+    for (comp_id, fields) in attempts {
+        let mut client = Client::connect(gateway.port, comp_id);
+        client.send("A", fields);
+        assert!(client.closed(), "{comp_id} {fields:?} must be refused");
+    }
+    // A bad CancelOnDisconnect value is refused too; a good Logon works after all that.
+    let mut client = Client::connect(gateway.port, ALICE.0);
+    client.send(
+        "A",
+        &[
+            (98, "0"),
+            (108, "30"),
+            (553, ALICE.0),
+            (554, ALICE.1),
+            (8013, "maybe"),
+        ],
+    );
+    assert!(client.closed());
+    let mut alice = Client::logon(gateway.port, ALICE, &[]);
+    // TestRequest → Heartbeat with its id.
+    alice.send("1", &[(112, "ping-1")]);
+    alice.recv().unwrap().check(&[(35, "0"), (112, "ping-1")]);
+    let counters = gateway.fix.counters();
+    assert_eq!(counters.logons_refused.load(Ordering::Relaxed), 6);
+    assert_eq!(counters.handshakes_failed.load(Ordering::Relaxed), 7);
+    assert_eq!(counters.logons.load(Ordering::Relaxed), 1);
+    drop(gateway);
+    site.shutdown().unwrap();
+}
+
+#[test]
+fn session_layer_resend_garbage_and_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = site(dir.path());
+    let gateway = Gateway::start(site.hub().clone(), dir.path(), |_| {});
+    let mut alice = Client::logon(gateway.port, ALICE, &[]);
+    send_order(&mut alice, "r1", "1", "1", "10");
+    alice.next().check(&[(35, "8"), (150, "0"), (11, "r1")]);
+    alice.send("H", &[(11, "r1"), (55, "BTC-USD"), (54, "1")]);
+    alice.next().check(&[(35, "8"), (150, "I")]);
+
+    // Everything the acceptor sent is gap-filled, never replayed (its Logon ack was 1).
+    alice.send("2", &[(7, "1"), (16, "0")]);
+    let fill = alice.next();
+    fill.check(&[(35, "4"), (123, "Y"), (34, "1"), (43, "Y")]);
+    let new_seq: u64 = fill.get(36).unwrap().parse().unwrap();
+    assert!(new_seq >= 4, "{fill:?}");
+
+    // Garbage between messages is skipped; the session goes on.
+    alice
+        .stream
+        .write_all(b"garbage\x01more=junk\x018=FIX.4.4\x019=5\x0135=D\x0110=000\x01")
+        .unwrap();
+    alice.send("H", &[(11, "r1"), (55, "BTC-USD"), (54, "1")]);
+    let status = alice.next();
+    status.check(&[(35, "8"), (150, "I"), (11, "r1")]);
+
+    // An application message above the size limit ends the session with a Logout.
+    let big = "x".repeat(5000);
+    alice.send("H", &[(11, "r1"), (55, "BTC-USD"), (54, "1"), (58, &big)]);
+    let logout = alice.recv();
+    if let Some(logout) = &logout {
+        assert_eq!(logout.msg_type(), "5", "{logout:?}");
+    }
+    assert!(alice.closed());
+    drop(gateway);
+    site.shutdown().unwrap();
+}
+
+#[test]
+fn the_throttle_and_the_connection_cap_answer_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = site(dir.path());
+    let gateway = Gateway::start(site.hub().clone(), dir.path(), |config| {
+        config.max_msg_per_sec = 5;
+        config.max_connections = 2;
+    });
+    let mut alice = Client::logon(gateway.port, ALICE, &[]);
+    for _ in 0..20 {
+        alice.send("H", &[(11, "x1"), (55, "BTC-USD"), (54, "1")]);
+    }
+    let (mut answered, mut throttled) = (0, 0);
+    for _ in 0..20 {
+        let msg = alice.next();
+        match msg.msg_type() {
+            "8" => answered += 1,
+            "j" => {
+                msg.check(&[(372, "H"), (379, "x1"), (380, "0")]);
+                assert!(msg.get(58).unwrap().starts_with("throttled"));
+                throttled += 1;
+            }
+            other => panic!("unexpected {other}: {msg:?}"),
+        }
+    }
+    assert_eq!(answered + throttled, 20);
+    // The burst (5) and whatever the bucket refilled while they were handled.
+    assert!(answered >= 5 && throttled > 0, "{answered} answered");
+
+    // Two connections are open (alice, and bob's); a third is closed at once.
+    let _bob = Client::logon(gateway.port, BOB, &[]);
+    let mut third = Client::connect(gateway.port, "carol");
+    assert!(third.closed());
+    drop(gateway);
+    site.shutdown().unwrap();
+}
+
+#[test]
+fn a_dropped_connection_cancels_the_orders_of_a_member_who_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = site(dir.path());
+    let hub = site.hub().clone();
+    let gateway = Gateway::start(hub.clone(), dir.path(), |_| {});
+    let mut bob = Client::logon(gateway.port, BOB, &[(8013, "Y")]);
+    let mut alice = Client::logon(gateway.port, ALICE, &[]);
+    send_order(&mut bob, "b1", "1", "1", "10");
+    bob.next().check(&[(150, "0"), (11, "b1")]);
+    send_order(&mut alice, "a1", "1", "1", "10");
+    alice.next().check(&[(150, "0"), (11, "a1")]);
+    // No Logout: the socket just goes away.
+    drop(bob);
+    drop(alice);
+    let until = Instant::now() + Duration::from_secs(10);
+    let state = |account, id| hub.order_state(AccountId(account), &OrderId::new(id).unwrap());
+    while state(2, "b1").unwrap().ord_status != OrdStatus::Canceled {
+        assert!(Instant::now() < until, "bob's order was not cancelled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Alice did not ask: hers rests.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(state(1, "a1").unwrap().ord_status, OrdStatus::New);
+    drop(gateway);
+    site.shutdown().unwrap();
+}
+
+/// A log that refuses everything.
+struct Refusing(SubmitError);
+
+impl Sequencer for Refusing {
+    fn submit(&self, _command: Command) -> Result<(), SubmitError> {
+        Err(self.0)
+    }
+}
+
+#[test]
+fn requests_the_log_refuses_are_rejected_never_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    for (error, text) in [
+        (SubmitError::Busy, "busy"),
+        (SubmitError::Unavailable, "unavailable"),
+    ] {
+        let hub = Hub::new(
+            Arc::new(Refusing(error)),
+            Members::new(members()).unwrap(),
+            16,
+        );
+        // A fresh session store: the client starts at MsgSeqNum 1.
+        let gateway = Gateway::start(hub, &dir.path().join(text), |_| {});
+        let mut alice = Client::logon(gateway.port, ALICE, &[]);
+        send_order(&mut alice, "o1", "1", "1", "10");
+        alice
+            .next()
+            .check(&[(35, "8"), (150, "8"), (39, "8"), (11, "o1"), (58, text)]);
+        alice.send("F", &[(11, "c1"), (41, "o1"), (55, "BTC-USD"), (54, "1")]);
+        alice.next().check(&[
+            (35, "9"),
+            (11, "c1"),
+            (41, "o1"),
+            (434, "1"),
+            (102, "2"),
+            (58, text),
+        ]);
+        alice.send("q", &[(11, "m1"), (530, "7")]);
+        alice
+            .next()
+            .check(&[(35, "r"), (11, "m1"), (531, "0"), (58, text)]);
+        alice.send("5", &[]);
+        alice.next().check(&[(35, "5")]);
+    }
+}
+
+#[test]
+fn round_trip_new_order_to_execution_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = site(dir.path());
+    let gateway = Gateway::start(site.hub().clone(), dir.path(), |_| {});
+    let mut alice = Client::logon(gateway.port, ALICE, &[]);
+    let mut micros = Vec::new();
+    for i in 0..500 {
+        let id = format!("rt{i}");
+        let start = Instant::now();
+        send_order(&mut alice, &id, "1", "1", "10");
+        alice.next().check(&[(150, "0"), (11, &id)]);
+        micros.push(start.elapsed().as_micros() as u64);
+    }
+    micros.sort_unstable();
+    let at = |q: f64| micros[((micros.len() as f64 * q) as usize).min(micros.len() - 1)];
+    eprintln!(
+        "FIX D -> 8 round trip over loopback (journal fsync per batch, session store fsync per \
+         write): p50 {} us, p99 {} us, max {} us",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    drop(gateway);
+    site.shutdown().unwrap();
+}
