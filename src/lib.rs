@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod contract;
+pub mod demo;
 pub mod journal_bench;
 pub mod kafka_bench;
 pub mod node;

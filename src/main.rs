@@ -23,6 +23,54 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Start a site on the embedded journal in a temporary directory, run the load generator
+    /// against it at a few rates (about 30 s), print the results and stop.
+    Demo {
+        /// Where results.json and report.html go.
+        #[arg(long, value_name = "DIR", default_value = "target/demo")]
+        out: PathBuf,
+        /// Requests per second, each rate in turn.
+        #[arg(long, value_delimiter = ',', default_value = "10000,50000,100000")]
+        rates: Vec<f64>,
+        /// Measured seconds per rate (after a 2 s warm-up).
+        #[arg(long, default_value_t = 8.0)]
+        seconds: f64,
+        /// Binary sessions (one member each).
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+    },
+    /// Open-loop load over the binary protocol against running gateways.
+    Loadgen {
+        /// Binary order-entry gateways (comma-separated); sessions are spread over them.
+        #[arg(long, value_delimiter = ',', required = true)]
+        target: Vec<std::net::SocketAddr>,
+        /// Members as TOKEN:ACCOUNT (comma-separated); session k logs on as member k mod n.
+        #[arg(long, value_delimiter = ',', required = true)]
+        member: Vec<String>,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Requests per second, each rate in turn.
+        #[arg(long, value_delimiter = ',', default_value = "10000")]
+        rates: Vec<f64>,
+        /// Sweep START,STEP,MAX instead: stop at the first rate whose p99 exceeds --p99-bound-us.
+        #[arg(long, value_delimiter = ',')]
+        sweep: Option<Vec<f64>>,
+        #[arg(long, default_value_t = 1000.0)]
+        p99_bound_us: f64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// The flow's seed, symbols and book depth.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 10)]
+        symbols: u32,
+        #[arg(long, default_value_t = 1000)]
+        book_depth: usize,
+        #[arg(long, value_name = "DIR", default_value = "target/loadgen")]
+        out: PathBuf,
+    },
     /// Run one site: gateway + engine + log, from a TOML file (see config/node.toml).
     Node {
         #[arg(long, value_name = "FILE")]
@@ -133,6 +181,88 @@ fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Cmd::Demo {
+            out,
+            rates,
+            seconds,
+            connections,
+        } => {
+            exchange::demo::demo(&exchange::demo::DemoOptions {
+                out,
+                rates,
+                seconds,
+                warmup: 2.0,
+                connections,
+            })?;
+            Ok(())
+        }
+        Cmd::Loadgen {
+            target,
+            member,
+            connections,
+            rates,
+            sweep,
+            p99_bound_us,
+            seconds,
+            warmup,
+            seed,
+            symbols,
+            book_depth,
+            out,
+        } => {
+            let members = member
+                .iter()
+                .map(|m| {
+                    let (token, account) = m
+                        .rsplit_once(':')
+                        .ok_or_else(|| anyhow::anyhow!("--member {m:?}: expected TOKEN:ACCOUNT"))?;
+                    Ok((
+                        token.to_string(),
+                        account
+                            .parse::<u64>()
+                            .map_err(|e| anyhow::anyhow!("--member {m:?}: account: {e}"))?,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let load = loadgen::LoadConfig {
+                connections,
+                duration: std::time::Duration::from_secs_f64(seconds),
+                warmup: std::time::Duration::from_secs_f64(warmup),
+                flow: loadgen::FlowConfig {
+                    seed,
+                    symbols,
+                    book_depth,
+                    ..loadgen::FlowConfig::default()
+                },
+                ..loadgen::LoadConfig::new(target, members)
+            };
+            let runs = match sweep.as_deref() {
+                None => exchange::demo::run_rates(&load, &rates)?,
+                Some(&[start, step, max]) => {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    let result = runtime.block_on(loadgen::sweep(
+                        &load,
+                        &loadgen::rate_steps(start, step, max),
+                        p99_bound_us,
+                        Some(indicatif::ProgressBar::new(0)),
+                    ))?;
+                    match result.max_rate {
+                        Some(rate) => println!(
+                            "highest rate whose p99 held under {p99_bound_us} µs: {rate:.0}/s"
+                        ),
+                        None => println!("no rate held p99 under {p99_bound_us} µs"),
+                    }
+                    if let Some(why) = &result.stopped {
+                        println!("stopped: {why}");
+                    }
+                    result.runs
+                }
+                Some(_) => anyhow::bail!("--sweep takes START,STEP,MAX"),
+            };
+            exchange::demo::write_results(&out, &runs)
+        }
         Cmd::Node {
             config,
             site,

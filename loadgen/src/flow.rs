@@ -124,6 +124,53 @@ impl Default for FlowConfig {
 }
 
 impl FlowConfig {
+    /// The name of the flow's symbol number `index`: `S0000`, `S0001`, ...
+    pub fn symbol_name(index: u32) -> String {
+        format!("S{index:04}")
+    }
+
+    /// The symbols this flow trades, as (name, tick, lot): what a site must list for it. The
+    /// setup's `add_symbol` commands cannot be sent through a gateway, so a site serving this
+    /// flow is configured with these instead.
+    pub fn symbol_specs(&self) -> Vec<(String, Price, Qty)> {
+        (0..self.symbols)
+            .map(|i| (FlowConfig::symbol_name(i), self.tick, self.lot))
+            .collect()
+    }
+
+    /// Whether [`FlowGenerator::new`] accepts this configuration; the error names the first
+    /// problem.
+    pub fn validate(&self) -> Result<(), String> {
+        let checks = [
+            (
+                self.symbols > 0 && self.symbols <= 10_000,
+                "1..=10000 symbols",
+            ),
+            (self.accounts > 0, "at least one account"),
+            (
+                self.mix.total() == 1_000_000,
+                "the mix adds up to 1,000,000",
+            ),
+            (
+                self.cross_ppm <= 1_000_000,
+                "cross_ppm is at most 1,000,000",
+            ),
+            (self.tick.0 > 0 && self.lot.0 > 0, "positive tick and lot"),
+            (
+                self.price_range > 0 && self.max_move > 0 && self.max_qty > 0,
+                "positive price range, move and quantity",
+            ),
+            (
+                self.start_price > 2 * self.price_range,
+                "the start price leaves room below the book",
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, problem)) => Err((*problem).to_string()),
+            None => Ok(()),
+        }
+    }
+
     /// Engine capacities under which this flow is never rejected for capacity. The generator
     /// runs its own engine with them; an engine replaying the flow should use them too.
     pub fn engine_config(&self) -> EngineConfig {
@@ -353,32 +400,9 @@ impl FlowGenerator {
     /// When `config` is unusable: no symbols or accounts, a mix that does not add up to
     /// 1,000,000, a non-positive tick, lot, start price, price range or move, or `max_qty` 0.
     pub fn new(config: FlowConfig) -> FlowGenerator {
-        assert!(
-            config.symbols > 0 && config.symbols <= 10_000,
-            "1..=10000 symbols"
-        );
-        assert!(config.accounts > 0, "at least one account");
-        assert_eq!(
-            config.mix.total(),
-            1_000_000,
-            "the mix adds up to 1,000,000"
-        );
-        assert!(
-            config.cross_ppm <= 1_000_000,
-            "cross_ppm is at most 1,000,000"
-        );
-        assert!(
-            config.tick.0 > 0 && config.lot.0 > 0,
-            "positive tick and lot"
-        );
-        assert!(
-            config.price_range > 0 && config.max_move > 0 && config.max_qty > 0,
-            "positive price range, move and quantity"
-        );
-        assert!(
-            config.start_price > 2 * config.price_range,
-            "the start price leaves room below the book"
-        );
+        if let Err(problem) = config.validate() {
+            panic!("unusable flow configuration: {problem}");
+        }
         let engine =
             Engine::new(config.engine_config()).expect("FlowConfig::engine_config is valid");
         FlowGenerator {
@@ -445,7 +469,7 @@ impl FlowGenerator {
         }
         self.setup_started = true;
         for i in 0..self.config.symbols {
-            let name = Symbol::new(&format!("S{i:04}")).expect("short ASCII name");
+            let name = Symbol::new(&FlowConfig::symbol_name(i)).expect("short ASCII name");
             let cmd = self.command(CommandKind::AddSymbol(AddSymbol {
                 symbol: name,
                 tick: self.config.tick,
