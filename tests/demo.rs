@@ -7,7 +7,16 @@ use std::process::Command;
 fn the_demo_runs_load_against_a_site_and_writes_its_results() {
     let out = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_exchange"))
-        .args(["demo", "--rates", "1000,2000", "--seconds", "1", "--connections", "2", "--out"])
+        .args([
+            "demo",
+            "--rates",
+            "1000,2000",
+            "--seconds",
+            "1",
+            "--connections",
+            "2",
+            "--out",
+        ])
         .arg(out.path())
         .output()
         .unwrap();

@@ -29,7 +29,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -250,6 +250,18 @@ struct Shared {
     /// Records on disk and synced: positions below it can be read.
     durable: AtomicU64,
     failed: AtomicBool,
+    /// Readers waiting for `durable` to move sleep on this; the writer wakes them.
+    moved: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Shared {
+    /// Wakes readers waiting for new durable records.
+    fn wake_readers(&self) {
+        // Taken so that a reader between its check and its wait cannot miss the wake-up.
+        let _guard = self.moved.lock().unwrap_or_else(|e| e.into_inner());
+        self.wake.notify_all();
+    }
 }
 
 enum Msg {
@@ -371,6 +383,8 @@ impl Journal {
             dir: dir.clone(),
             durable: AtomicU64::new(end),
             failed: AtomicBool::new(false),
+            moved: Mutex::new(()),
+            wake: Condvar::new(),
         });
         let (tx, rx) = crossbeam_channel::bounded(config.queue_max.max(1));
         let writer = Writer {
@@ -592,6 +606,7 @@ impl Writer {
         self.file.sync_data().map_err(io_err(&self.path))?;
         self.unsynced_since = None;
         self.shared.durable.store(self.written, Ordering::Release);
+        self.shared.wake_readers();
         Ok(())
     }
 }
@@ -766,10 +781,18 @@ impl crate::LogReader for JournalReader {
         let deadline = Instant::now() + wait;
         loop {
             let count = JournalReader::poll(self, max, &mut *each)?;
-            if count > 0 || Instant::now() >= deadline {
+            let now = Instant::now();
+            if count > 0 || now >= deadline {
                 return Ok(count);
             }
-            std::thread::sleep(Duration::from_micros(50).min(wait));
+            // Sleep until the writer makes more records durable (it wakes us), or the deadline.
+            let guard = self.shared.moved.lock().unwrap_or_else(|e| e.into_inner());
+            if self.shared.durable.load(Ordering::Acquire) > self.next
+                || self.shared.failed.load(Ordering::Acquire)
+            {
+                continue;
+            }
+            let _ = self.shared.wake.wait_timeout(guard, deadline - now);
         }
     }
 }
