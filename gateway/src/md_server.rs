@@ -298,18 +298,132 @@ struct Request {
     id: Option<u64>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Channel {
+/// A WebSocket channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
     Book,
     Trades,
 }
 
 impl Channel {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Channel::Book => "book",
             Channel::Trades => "trades",
         }
+    }
+}
+
+/// A client request, checked: what [`parse_request`] makes of a WebSocket text message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MdRequest {
+    Ping {
+        id: Option<u64>,
+    },
+    Subscribe {
+        channel: Channel,
+        symbol: Symbol,
+        /// Within `1..=max_depth` (the default depth when the request names none).
+        depth: usize,
+        id: Option<u64>,
+    },
+    Unsubscribe {
+        channel: Channel,
+        symbol: Symbol,
+        id: Option<u64>,
+    },
+    /// A book's resync.
+    Resync {
+        symbol: Symbol,
+        id: Option<u64>,
+    },
+}
+
+impl MdRequest {
+    /// The request's `id`, echoed in the answer.
+    pub fn id(&self) -> Option<u64> {
+        match *self {
+            MdRequest::Ping { id }
+            | MdRequest::Subscribe { id, .. }
+            | MdRequest::Unsubscribe { id, .. }
+            | MdRequest::Resync { id, .. } => id,
+        }
+    }
+}
+
+/// A request refused before it reaches the connection's state: the `error` message's text,
+/// and the request's `id` when it could be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadRequest {
+    pub message: String,
+    pub id: Option<u64>,
+}
+
+/// Parses and checks one WebSocket text message (sans-IO; what depends on the connection's
+/// subscriptions is checked when the request is handled).
+pub fn parse_request(body: &str, config: &MdConfig) -> Result<MdRequest, BadRequest> {
+    let request: Request = serde_json::from_str(body).map_err(|err| BadRequest {
+        message: format!("bad request: {err}"),
+        id: None,
+    })?;
+    let id = request.id;
+    check_request(request, config).map_err(|message| BadRequest { message, id })
+}
+
+fn check_request(request: Request, config: &MdConfig) -> Result<MdRequest, String> {
+    let id = request.id;
+    let channel = match request.channel.as_deref() {
+        None => None,
+        Some("book") => Some(Channel::Book),
+        Some("trades") => Some(Channel::Trades),
+        Some(other) => return Err(format!("unknown channel {other:?}: book or trades")),
+    };
+    let symbol = match request.symbol.as_deref() {
+        None => None,
+        Some(text) => Some(parse_symbol(text)?),
+    };
+    let op = request.op.as_str();
+    if request.depth.is_some() && !(op == "subscribe" && channel == Some(Channel::Book)) {
+        return Err("depth applies to a book subscription only".into());
+    }
+    match op {
+        "ping" => {
+            if channel.is_some() || symbol.is_some() {
+                return Err("ping takes no channel or symbol".into());
+            }
+            Ok(MdRequest::Ping { id })
+        }
+        "subscribe" => {
+            let (channel, symbol) = channel_and_symbol(channel, symbol)?;
+            let depth = match request.depth {
+                None => config.default_depth(),
+                Some(depth) => check_depth(depth, config)?,
+            };
+            Ok(MdRequest::Subscribe {
+                channel,
+                symbol,
+                depth,
+                id,
+            })
+        }
+        "unsubscribe" => {
+            let (channel, symbol) = channel_and_symbol(channel, symbol)?;
+            Ok(MdRequest::Unsubscribe {
+                channel,
+                symbol,
+                id,
+            })
+        }
+        "resync" => {
+            if channel.is_some_and(|c| c != Channel::Book) {
+                return Err("resync applies to the book channel".into());
+            }
+            let symbol = symbol.ok_or("resync needs a symbol")?;
+            Ok(MdRequest::Resync { symbol, id })
+        }
+        other => Err(format!(
+            "unknown op {other:?}: subscribe, unsubscribe, resync or ping"
+        )),
     }
 }
 
@@ -802,50 +916,33 @@ impl Connection {
     }
 
     fn request(&mut self, body: &str) {
-        let request: Request = match serde_json::from_str(body) {
+        let request = match parse_request(body, self.config()) {
             Ok(request) => request,
-            Err(err) => return self.error(&format!("bad request: {err}"), None),
+            Err(bad) => return self.error(&bad.message, bad.id),
         };
-        let id = request.id;
+        let id = request.id();
         if let Err(message) = self.handle(request) {
             self.error(&message, id);
         }
     }
 
-    fn handle(&mut self, request: Request) -> Result<(), String> {
-        let id = request.id;
-        let channel = match request.channel.as_deref() {
-            None => None,
-            Some("book") => Some(Channel::Book),
-            Some("trades") => Some(Channel::Trades),
-            Some(other) => return Err(format!("unknown channel {other:?}: book or trades")),
-        };
-        let symbol = match request.symbol.as_deref() {
-            None => None,
-            Some(text) => Some(parse_symbol(text)?),
-        };
-        let op = request.op.as_str();
-        if request.depth.is_some() && !(op == "subscribe" && channel == Some(Channel::Book)) {
-            return Err("depth applies to a book subscription only".into());
-        }
-        match op {
-            "ping" => {
-                if channel.is_some() || symbol.is_some() {
-                    return Err("ping takes no channel or symbol".into());
-                }
+    fn handle(&mut self, request: MdRequest) -> Result<(), String> {
+        match request {
+            MdRequest::Ping { id } => {
                 self.pending.push(text(&Out::Pong { id }));
                 Ok(())
             }
-            "subscribe" => {
-                let (channel, symbol) = channel_and_symbol(channel, symbol)?;
-                let depth = match request.depth {
-                    None => self.config().default_depth(),
-                    Some(depth) => check_depth(depth, self.config())?,
-                };
-                self.subscribe(channel, symbol, depth, id)
-            }
-            "unsubscribe" => {
-                let (channel, symbol) = channel_and_symbol(channel, symbol)?;
+            MdRequest::Subscribe {
+                channel,
+                symbol,
+                depth,
+                id,
+            } => self.subscribe(channel, symbol, depth, id),
+            MdRequest::Unsubscribe {
+                channel,
+                symbol,
+                id,
+            } => {
                 let removed = match channel {
                     Channel::Book => self.books.remove(&symbol).is_some(),
                     Channel::Trades => self.trades.remove(&symbol),
@@ -867,20 +964,13 @@ impl Connection {
                 }));
                 Ok(())
             }
-            "resync" => {
-                if channel.is_some_and(|c| c != Channel::Book) {
-                    return Err("resync applies to the book channel".into());
-                }
-                let symbol = symbol.ok_or("resync needs a symbol")?;
+            MdRequest::Resync { symbol, id } => {
                 if !self.books.contains_key(&symbol) {
                     return Err(format!("not subscribed to book {}", symbol.as_str()));
                 }
                 self.resync(symbol, id);
                 Ok(())
             }
-            other => Err(format!(
-                "unknown op {other:?}: subscribe, unsubscribe, resync or ping"
-            )),
         }
     }
 

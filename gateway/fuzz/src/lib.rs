@@ -1,0 +1,51 @@
+//! What the fuzz targets share: the binary protocol's canonical frames.
+
+use gateway::binary::HEADER_LEN;
+
+/// `frame` (one whole frame that decoded) with the bytes its decoder reads nothing from set to
+/// zero: what encoding the decoded message must give back, byte for byte. Those bytes are the
+/// reserved ones and the fields a message ignores (a market order's price, a replace's price or
+/// quantity without its `has` bit), at these body offsets (BINARY-PROTOCOL.md).
+pub fn canonical(frame: &[u8]) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    let kind = out[3];
+    let body = &mut out[HEADER_LEN..];
+    let ord_type = body.get(57).copied();
+    let has = body.get(56).copied().unwrap_or(0);
+    let mut zero = |range: std::ops::Range<usize>| {
+        if let Some(bytes) = body.get_mut(range) {
+            bytes.fill(0);
+        }
+    };
+    match kind {
+        // Logon: 35 reserved.
+        0x01 => zero(35..36),
+        // NewOrder: 61 reserved x3; 64 price, ignored for a market order (ord_type 2).
+        0x10 => {
+            zero(61..64);
+            if ord_type == Some(2) {
+                zero(64..72);
+            }
+        }
+        // Replace: 57 reserved x7; 64 price without bit 0 of `has`; 72 qty without bit 1.
+        0x12 => {
+            zero(57..64);
+            if has & 1 == 0 {
+                zero(64..72);
+            }
+            if has & 2 == 0 {
+                zero(72..80);
+            }
+        }
+        // LogonAck: 10 reserved x6. Logout: 2 x6. SessionReject: 3 x5.
+        0x81 => zero(10..16),
+        0x82 => zero(2..8),
+        0x84 => zero(3..8),
+        // ExecutionReport: 76 reserved x4. CancelReject: 42 x6. MassCancelReport: 20 x4.
+        0x90 => zero(76..80),
+        0x91 => zero(42..48),
+        0x92 => zero(20..24),
+        _ => {}
+    }
+    out
+}
