@@ -245,3 +245,33 @@ fn wait_for_termination() -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped example configuration stays valid.
+    #[test]
+    fn the_example_config_loads_and_checks() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/node.toml");
+        let config = NodeConfig::load(&path).unwrap();
+        let site = config.site_config().unwrap();
+        assert_eq!(site.name, "cloud-a");
+        assert_eq!(site.members.len(), 2);
+        assert_eq!(site.symbols.len(), 2);
+        assert!(site.fix_listen.is_some() && site.http_listen.is_some());
+        assert!(matches!(
+            site.runner.wait,
+            engine::runner::WaitStrategy::Park { park_us: 20, .. }
+        ));
+    }
+
+    #[test]
+    fn a_bad_fsync_setting_is_named() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/node.toml");
+        let mut config = NodeConfig::load(&path).unwrap();
+        config.log.fsync = toml::Value::String("sometimes".into());
+        let err = config.site_config().unwrap_err().to_string();
+        assert!(err.contains("log.fsync"), "{err}");
+    }
+}
