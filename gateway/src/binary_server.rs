@@ -25,6 +25,7 @@ use crate::binary::{
 };
 use crate::hub::{gateway_reject, Hub, ToSession};
 use crate::reports::{ExecType, GatewayReason, OrdStatus, Report, Why};
+use crate::throttle::Bucket;
 
 /// Limits and timings of the binary server.
 #[derive(Clone, Copy, Debug, serde::Deserialize)]
@@ -119,36 +120,6 @@ async fn send_now(write: &mut OwnedWriteHalf, message: &ServerMessage) -> io::Re
     binary::encode_server(message, &mut out);
     write.write_all(&out).await?;
     write.shutdown().await
-}
-
-/// A token bucket: `rate` per second, one second of burst.
-struct Bucket {
-    rate: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn new(rate: u32) -> Bucket {
-        Bucket {
-            rate: f64::from(rate.max(1)),
-            tokens: f64::from(rate.max(1)),
-            at: Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// How a session ended.
@@ -407,12 +378,7 @@ impl Session {
                     return None;
                 }
                 let report = match self.hub.order_state(account, &cl_ord_id) {
-                    Some(report) if report.symbol == symbol => Report {
-                        exec_type: ExecType::OrderStatus,
-                        last_px: Price(0),
-                        last_qty: Qty(0),
-                        ..report
-                    },
+                    Some(report) if report.symbol == symbol => report.status(),
                     _ => unknown_order(account, cl_ord_id, symbol),
                 };
                 self.push(&ServerMessage::ExecutionReport(exec_report(&report)));

@@ -533,12 +533,9 @@ fn route(orders: &mut OrderBookkeeping, output: &Output, sends: &mut Vec<(Accoun
         // A resent order: answer with the original's state, never a second order.
         let message = match orders.last.get(&key) {
             Some(original) => ToSession::Report(Report {
-                exec_type: ExecType::OrderStatus,
                 seq: report.seq,
                 ts: report.ts,
-                last_px: engine::Price(0),
-                last_qty: Qty(0),
-                ..*original
+                ..original.status()
             }),
             None => ToSession::Report(report),
         };

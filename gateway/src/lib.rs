@@ -21,3 +21,4 @@ pub mod hub;
 pub mod market_data;
 pub mod md_server;
 pub mod reports;
+mod throttle;

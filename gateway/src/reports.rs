@@ -130,6 +130,18 @@ pub struct Report {
     pub why: Option<Why>,
 }
 
+impl Report {
+    /// This order state as the answer to a status request (ExecType I): no fill of its own.
+    pub fn status(&self) -> Report {
+        Report {
+            exec_type: ExecType::OrderStatus,
+            last_px: Price(0),
+            last_qty: Qty(0),
+            ..*self
+        }
+    }
+}
+
 /// A refused cancel or amend (FIX OrderCancelReject).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CancelReject {

@@ -431,13 +431,7 @@ pub fn execution_report(report: &Report, request: Option<&OrderId>) -> OutboundM
 /// ExecutionReport (8) with ExecType I answering an OrderStatusRequest: `state` is the order's
 /// last known state.
 pub fn order_status(state: &Report) -> OutboundMessage {
-    let status = Report {
-        exec_type: ExecType::OrderStatus,
-        last_px: Price(0),
-        last_qty: Qty(0),
-        ..*state
-    };
-    report_body(&status, None, "0")
+    report_body(&state.status(), None, "0")
 }
 
 fn report_body(report: &Report, request: Option<&OrderId>, exec_id: &str) -> OutboundMessage {

@@ -28,6 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::throttle::Bucket;
+
 use async_trait::async_trait;
 use engine::{
     AccountId, AmendOrder, CancelReason, CommandKind, MassCancel, OrderId, RejectReason, Request,
@@ -176,38 +178,6 @@ const CANCEL_ON_DISCONNECT_RETRY: Duration = Duration::from_secs(5);
 const STORE_OPEN_TRIES: u32 = 50;
 /// How long `serve` waits for sessions to log out after the shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// A token bucket: `rate` per second, one second of burst. The inbound limit is the gateway's
-/// own: ironfix's `with_throttle` paces *outbound* messages (and drops a refused plain `send`
-/// with a warning), which is not what a member's request rate needs.
-struct Bucket {
-    rate: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn new(rate: u32) -> Bucket {
-        Bucket {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
-            at: Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// The ClOrdIDs of a session's cancel, replace and mass cancel requests in flight, so their
 /// answers echo them (11) while naming the order by its original ClOrdID (41). Answers come
