@@ -1,6 +1,49 @@
-//! What the fuzz targets share: the binary protocol's canonical frames.
+//! What the fuzz targets share: the binary protocol's receive loop and canonical frames.
 
-use gateway::binary::HEADER_LEN;
+use std::fmt::Debug;
+
+use gateway::binary::{self, Check, DecodeError, FRAME_MAX, HEADER_LEN};
+
+/// Takes `data` as a receive buffer, frame by frame as a session does (`check`, then `decode`,
+/// stopping at the first error). Never panics; every decoded message re-encodes to its
+/// [`canonical`] frame and decodes back to itself.
+pub fn frames_round_trip<M: PartialEq + Debug>(
+    data: &[u8],
+    decode: fn(&[u8]) -> Result<M, DecodeError>,
+    encode: fn(&M, &mut Vec<u8>),
+) {
+    let mut at = 0;
+    let mut out = Vec::new();
+    loop {
+        let len = match binary::check(&data[at..]) {
+            Ok(Check::Incomplete) => break,
+            Err(err) => {
+                assert!((1..=6).contains(&err.code()), "{err:?}");
+                break;
+            }
+            Ok(Check::Frame(len)) => len,
+        };
+        assert!((HEADER_LEN..=FRAME_MAX).contains(&len) && at + len <= data.len());
+        let frame = &data[at..at + len];
+        at += len;
+        let message = match decode(frame) {
+            Ok(message) => message,
+            Err(err) => {
+                assert!((1..=6).contains(&err.code()), "{err:?}");
+                let _ = err.to_string();
+                break;
+            }
+        };
+        out.clear();
+        encode(&message, &mut out);
+        assert_eq!(
+            out,
+            canonical(frame),
+            "{message:?} re-encodes to another frame"
+        );
+        assert_eq!(decode(&out), Ok(message));
+    }
+}
 
 /// `frame` (one whole frame that decoded) with the bytes its decoder reads nothing from set to
 /// zero: what encoding the decoded message must give back, byte for byte. Those bytes are the
