@@ -30,7 +30,7 @@ use gateway::hub::{
     Hub, LatencyHistogram, Member, Members, Sequencer, SubmitError, PUMP_WAIT, REJECT_REASONS,
 };
 use gateway::md_server::{MdConfig, MdServer};
-use replicator::divergence::{FileHashSink, HashCadence, HashSink};
+use replicator::divergence::{FileHashSink, HashCadence, HashReport, HashSink};
 use replicator::journal::{Appender, FsyncPolicy, Journal, JournalConfig, JournalError};
 use replicator::recovery::{recover, Checkpointer, SnapshotPolicy};
 use replicator::snapshots::{self, SnapshotStore};
@@ -222,7 +222,7 @@ impl SiteMetrics {
 }
 
 /// `/health` and `/metrics`.
-fn http_router(hub: Arc<Hub>, metrics: Arc<SiteMetrics>, journal: Appender) -> axum::Router {
+fn http_router(hub: Arc<Hub>, metrics: Arc<SiteMetrics>) -> axum::Router {
     use axum::http::{header, StatusCode};
     use axum::routing::get;
     let health_hub = hub.clone();
@@ -233,11 +233,10 @@ fn http_router(hub: Arc<Hub>, metrics: Arc<SiteMetrics>, journal: Appender) -> a
             get(move || {
                 let hub = health_hub.clone();
                 let metrics = health_metrics.clone();
-                let journal = journal.clone();
                 async move {
                     let applied = hub.counters().next_position.load(Ordering::Relaxed);
-                    let durable = journal.durable_position();
-                    let failed = journal.failed();
+                    let durable = metrics.journal.durable_position();
+                    let failed = metrics.journal.failed();
                     let body = serde_json::json!({
                         "status": if failed { "failed" } else { "ok" },
                         "site": metrics.site,
@@ -260,7 +259,7 @@ fn http_router(hub: Arc<Hub>, metrics: Arc<SiteMetrics>, journal: Appender) -> a
 /// What the matcher hands the writer thread.
 enum Persist {
     Snapshot(u64, Vec<u8>),
-    Hash(u64, String),
+    Hash(HashReport),
 }
 
 /// Takes snapshots and hashes between commands, at log positions every site agrees on.
@@ -296,12 +295,10 @@ struct ChannelSink<'a>(&'a crossbeam_channel::Sender<Persist>);
 impl HashSink for ChannelSink<'_> {
     fn publish(
         &mut self,
-        report: &replicator::divergence::HashReport,
+        report: &HashReport,
     ) -> Result<(), replicator::divergence::DivergenceError> {
         // Hash reports are small and rare; waiting for room keeps every one of them.
-        let _ = self
-            .0
-            .send(Persist::Hash(report.position, report.hash.clone()));
+        let _ = self.0.send(Persist::Hash(report.clone()));
         Ok(())
     }
 }
@@ -390,7 +387,6 @@ impl Site {
         };
         let hashes_path = config.data_dir.join("hashes.jsonl");
         let writer_store = store.clone();
-        let site = config.name.clone();
         let writer = std::thread::Builder::new().name("persist".into()).spawn(
             move || -> anyhow::Result<()> {
                 let mut hashes = FileHashSink::open(&hashes_path)?;
@@ -399,14 +395,7 @@ impl Site {
                         Persist::Snapshot(position, bytes) => {
                             writer_store.save_encoded(position, &bytes)?;
                         }
-                        Persist::Hash(position, hash) => {
-                            hashes.publish(&replicator::divergence::HashReport {
-                                site: site.clone(),
-                                shard: 0,
-                                position,
-                                hash,
-                            })?;
-                        }
+                        Persist::Hash(report) => hashes.publish(&report)?,
                     }
                 }
                 Ok(())
@@ -502,8 +491,7 @@ impl Site {
                     .with_context(|| format!("binding {addr}"))?;
                 let bound = listener.local_addr()?;
                 let md = MdServer::new(hub.clone(), config.market_data);
-                let app = http_router(hub.clone(), metrics.clone(), journal.appender())
-                    .merge(md.router());
+                let app = http_router(hub.clone(), metrics.clone()).merge(md.router());
                 let mut stop = stop_rx;
                 runtime.spawn(async move {
                     let _ = axum::serve(listener, app)

@@ -60,10 +60,7 @@ impl<T, const N: usize> Shared<T, N> {
 /// built under loom, whose `Arc` cannot hold a trait object (and no model needs a gauge).
 #[cfg(not(loom))]
 #[derive(Clone)]
-pub struct RingDepth {
-    shared: Arc<dyn Occupancy + Send + Sync>,
-    capacity: usize,
-}
+pub struct RingDepth(Arc<dyn Occupancy + Send + Sync>);
 
 #[cfg(not(loom))]
 trait Occupancy {
@@ -84,11 +81,7 @@ impl<T, const N: usize> Occupancy for Shared<T, N> {
 impl RingDepth {
     /// Published items not yet read (approximate while both ends run).
     pub fn get(&self) -> usize {
-        self.shared.occupancy()
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity
+        self.0.occupancy()
     }
 }
 
@@ -190,10 +183,7 @@ impl<T: Copy + Send, const N: usize> Producer<T, N> {
     where
         T: 'static,
     {
-        RingDepth {
-            shared: self.shared.clone(),
-            capacity: N,
-        }
+        RingDepth(self.shared.clone())
     }
 
     /// Items staged but not yet published.
@@ -228,10 +218,7 @@ impl<T: Copy + Send, const N: usize> Consumer<T, N> {
     where
         T: 'static,
     {
-        RingDepth {
-            shared: self.shared.clone(),
-            capacity: N,
-        }
+        RingDepth(self.shared.clone())
     }
 
     /// Published items not yet read, refreshing the producer's tail when fewer than `wanted`
