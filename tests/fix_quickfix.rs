@@ -9,24 +9,21 @@
 //! store, and they log on again: the sequence numbers resume, and bob's resting order was
 //! cancelled when he disconnected.
 
+mod common;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::runner::RunnerConfig;
-use engine::EngineConfig;
-use exchange::site::{Site, SiteConfig, SymbolSpec};
-use gateway::binary_server::BinaryConfig;
+use exchange::site::{Site, SiteConfig};
 use gateway::fix::{FixConfig, FixGateway};
 use gateway::hub::{Hub, Member};
 use quickfix::{
     send_to_target, ApplicationCallback, ConnectionHandler, FieldMap, FileMessageStoreFactory,
     FixSocketServerKind, Initiator, LogCallback, LogFactory, Message, SessionId, SessionSettings,
 };
-use replicator::journal::FsyncPolicy;
-use replicator::recovery::SnapshotPolicy;
 
 const VENUE: &str = "EXCHANGE";
 const ALICE: &str = "alice";
@@ -41,22 +38,10 @@ fn token(member: &str) -> &'static str {
 }
 
 fn site_config(dir: &Path) -> SiteConfig {
-    SiteConfig {
-        name: "fix-test".into(),
-        data_dir: dir.to_path_buf(),
-        engine: EngineConfig {
-            orders_max: 1 << 12,
-            retired_ids_max: 1 << 12,
-            levels_max: 1 << 10,
-            levels_per_side_max: 1 << 9,
-            ..EngineConfig::default()
-        },
-        runner: RunnerConfig::default(),
-        fsync: FsyncPolicy::PerBatch,
-        snapshots: SnapshotPolicy::default(),
-        snapshots_keep: 2,
-        hash_every: 0,
-        members: [(ALICE, 1), (BOB, 2)]
+    common::small_site(
+        "fix-test",
+        dir,
+        [(ALICE, 1), (BOB, 2)]
             .into_iter()
             .map(|(name, account)| Member {
                 name: name.into(),
@@ -64,18 +49,7 @@ fn site_config(dir: &Path) -> SiteConfig {
                 account,
             })
             .collect(),
-        symbols: vec![SymbolSpec {
-            symbol: "BTC-USD".into(),
-            tick: "0.5".into(),
-            lot: "1".into(),
-        }],
-        binary_listen: "127.0.0.1:0".parse().unwrap(),
-        binary: BinaryConfig::default(),
-        http_listen: None,
-        market_data: Default::default(),
-        fix_listen: None,
-        fix: Default::default(),
-    }
+    )
 }
 
 /// A FIX gateway serving `hub` on its own runtime until dropped.

@@ -4,6 +4,8 @@
 //! a gap fill, garbage bytes, cancel-on-disconnect on a dropped connection, and requests the
 //! log refuses (answered with rejects, never dropped). Also measures the D → 8 round trip.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -11,16 +13,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use engine::runner::RunnerConfig;
-use engine::{AccountId, Command, EngineConfig, OrderId};
-use exchange::site::{Site, SiteConfig, SymbolSpec};
-use gateway::binary_server::BinaryConfig;
+use engine::{AccountId, Command, OrderId};
+use exchange::site::Site;
 use gateway::fix::mapping::utc_timestamp;
 use gateway::fix::{FixConfig, FixGateway};
 use gateway::hub::{Hub, Member, Members, Sequencer, SubmitError};
 use gateway::reports::OrdStatus;
-use replicator::journal::FsyncPolicy;
-use replicator::recovery::SnapshotPolicy;
 
 const VENUE: &str = "EXCHANGE";
 const ALICE: (&str, &str) = ("alice", "alice-token-0001");
@@ -38,35 +36,7 @@ fn members() -> Vec<Member> {
 }
 
 fn site(dir: &Path) -> Site {
-    Site::start(SiteConfig {
-        name: "fix-session".into(),
-        data_dir: dir.to_path_buf(),
-        engine: EngineConfig {
-            orders_max: 1 << 12,
-            retired_ids_max: 1 << 12,
-            levels_max: 1 << 10,
-            levels_per_side_max: 1 << 9,
-            ..EngineConfig::default()
-        },
-        runner: RunnerConfig::default(),
-        fsync: FsyncPolicy::PerBatch,
-        snapshots: SnapshotPolicy::default(),
-        snapshots_keep: 2,
-        hash_every: 0,
-        members: members(),
-        symbols: vec![SymbolSpec {
-            symbol: "BTC-USD".into(),
-            tick: "0.5".into(),
-            lot: "1".into(),
-        }],
-        binary_listen: "127.0.0.1:0".parse().unwrap(),
-        binary: BinaryConfig::default(),
-        http_listen: None,
-        market_data: Default::default(),
-        fix_listen: None,
-        fix: Default::default(),
-    })
-    .unwrap()
+    Site::start(common::small_site("fix-session", dir, members())).unwrap()
 }
 
 /// A FIX gateway on its own runtime, stopped when dropped.

@@ -1,61 +1,41 @@
 //! End to end over real sockets: binary sessions → gateway → embedded journal → engine →
 //! reports, on a [`Site`] as the node runs it.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
-use engine::runner::RunnerConfig;
-use engine::{AccountId, EngineConfig, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
-use exchange::site::{Site, SiteConfig, SymbolSpec};
+use engine::{AccountId, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
+use exchange::site::{Site, SiteConfig};
 use gateway::binary::{ClientMessage, ExecReport, NewOrderMsg, ServerMessage};
 use gateway::binary_client::BinaryClient;
 use gateway::binary_server::{logout, BinaryConfig};
 use gateway::hub::Member;
-use replicator::journal::FsyncPolicy;
-use replicator::recovery::SnapshotPolicy;
 
 const ALICE: &str = "alice-token-0001";
 const BOB: &str = "bob-token-000002";
 
 fn config(dir: &Path, binary: BinaryConfig) -> SiteConfig {
     SiteConfig {
-        name: "test".into(),
-        data_dir: dir.to_path_buf(),
-        engine: EngineConfig {
-            orders_max: 1 << 12,
-            retired_ids_max: 1 << 12,
-            levels_max: 1 << 10,
-            levels_per_side_max: 1 << 9,
-            ..EngineConfig::default()
-        },
-        runner: RunnerConfig::default(),
-        fsync: FsyncPolicy::PerBatch,
-        snapshots: SnapshotPolicy::default(),
-        snapshots_keep: 2,
-        hash_every: 0,
-        members: vec![
-            Member {
-                name: "alice".into(),
-                token: ALICE.into(),
-                account: 1,
-            },
-            Member {
-                name: "bob".into(),
-                token: BOB.into(),
-                account: 2,
-            },
-        ],
-        symbols: vec![SymbolSpec {
-            symbol: "BTC-USD".into(),
-            tick: "0.5".into(),
-            lot: "1".into(),
-        }],
-        binary_listen: "127.0.0.1:0".parse().unwrap(),
         binary,
         http_listen: Some("127.0.0.1:0".parse().unwrap()),
-        market_data: Default::default(),
-        fix_listen: None,
-        fix: Default::default(),
+        ..common::small_site(
+            "test",
+            dir,
+            vec![
+                Member {
+                    name: "alice".into(),
+                    token: ALICE.into(),
+                    account: 1,
+                },
+                Member {
+                    name: "bob".into(),
+                    token: BOB.into(),
+                    account: 2,
+                },
+            ],
+        )
     }
 }
 
