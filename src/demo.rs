@@ -17,7 +17,7 @@ use loadgen::{FlowConfig, LoadConfig, RunResult};
 use replicator::journal::FsyncPolicy;
 use replicator::recovery::SnapshotPolicy;
 
-use crate::site::{Site, SiteConfig, SymbolSpec};
+use crate::site::{LogBackend, Site, SiteConfig, SymbolSpec};
 
 /// `n` members as (token, account), accounts 1..=n.
 pub fn members(n: usize) -> Vec<(String, u64)> {
@@ -57,7 +57,7 @@ pub fn site_config(
             wait,
             ..RunnerConfig::default()
         },
-        fsync,
+        log: LogBackend::Journal { fsync },
         snapshots: SnapshotPolicy::default(),
         snapshots_keep: 2,
         hash_every: 0,

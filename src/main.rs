@@ -39,6 +39,43 @@ enum Cmd {
         #[arg(long, default_value_t = 8)]
         connections: usize,
     },
+    /// The failover drill: three sites (`exchange node` processes on one Kafka log), load
+    /// through all of them, random whole-site kills and restarts, then an audit: no
+    /// acknowledged order lost, no duplicate, every site on the log's state hash. Exits
+    /// non-zero when the audit fails.
+    Drill {
+        /// Seconds of load.
+        #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
+        duration: f64,
+        /// Whole-site kills (SIGKILL), one site down at a time, at random moments.
+        #[arg(long, default_value_t = 3)]
+        kills: usize,
+        /// New orders per second over all clients.
+        #[arg(long, default_value_t = 300)]
+        rate: u32,
+        #[arg(long, default_value_t = 2)]
+        clients_per_site: usize,
+        /// A killed site stays down between these many seconds (MIN,MAX).
+        #[arg(long, value_delimiter = ',', default_value = "2,6")]
+        down_secs: Vec<f64>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The report as JSON.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Where the local sites keep their files (a temporary directory otherwise).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// A running Kafka cluster for the local sites instead of a local tansu broker.
+        #[arg(long, value_name = "BOOTSTRAP_SERVERS")]
+        kafka: Option<String>,
+        /// The drill topic's replication factor on --kafka.
+        #[arg(long, default_value_t = 3)]
+        replication: i32,
+        /// Drill a running deployment instead (see config/drill-deployment.toml).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["kafka", "dir"])]
+        deployment: Option<PathBuf>,
+    },
     /// Open-loop load over the binary protocol against running gateways.
     Loadgen {
         /// Binary order-entry gateways (comma-separated); sessions are spread over them.
@@ -194,6 +231,47 @@ fn run(cli: Cli) -> Result<()> {
                 warmup: 2.0,
                 connections,
             })?;
+            Ok(())
+        }
+        Cmd::Drill {
+            duration,
+            kills,
+            rate,
+            clients_per_site,
+            down_secs,
+            seed,
+            report,
+            dir,
+            kafka,
+            replication,
+            deployment,
+        } => {
+            let &[down_min, down_max] = down_secs.as_slice() else {
+                anyhow::bail!("--down-secs takes MIN,MAX");
+            };
+            let args = exchange::drill::DrillArgs {
+                duration: std::time::Duration::from_secs_f64(duration),
+                kills,
+                rate,
+                clients_per_site,
+                down_min: std::time::Duration::try_from_secs_f64(down_min)?,
+                down_max: std::time::Duration::try_from_secs_f64(down_max)?,
+                seed,
+                dir,
+                kafka,
+                replication,
+                deployment,
+                exe: std::env::current_exe()?,
+            };
+            let result = exchange::drill::drill(&args)?;
+            print!("{}", result.summary());
+            if let Some(path) = report {
+                std::fs::write(&path, serde_json::to_string_pretty(&result)?)?;
+                println!("report: {}", path.display());
+            }
+            if !result.passed() {
+                anyhow::bail!("the drill failed: {}", result.problems.join("; "));
+            }
             Ok(())
         }
         Cmd::Loadgen {

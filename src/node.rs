@@ -17,10 +17,11 @@ use gateway::fix::FixConfig;
 use gateway::hub::Member;
 use gateway::md_server::MdConfig;
 use replicator::journal::FsyncPolicy;
+use replicator::kafka::KafkaConfig;
 use replicator::recovery::SnapshotPolicy;
 use serde::Deserialize;
 
-use crate::site::{SiteConfig, SymbolSpec};
+use crate::site::{LogBackend, SiteConfig, SymbolSpec};
 
 /// The node's configuration file.
 #[derive(Clone, Debug, Deserialize)]
@@ -58,22 +59,83 @@ fn default_hash_every() -> u64 {
     100_000
 }
 
-/// The log backend.
+/// The log backend: `kind = "journal"` (the embedded file journal, the default) or
+/// `kind = "kafka"` (a partition every site of a three-site deployment reads).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
-    /// `journal` (the embedded file journal). Kafka is configured per shard in a three-site
-    /// deployment (ARCHITECTURE.md).
     pub kind: String,
-    /// `"batch"` (fsync every group commit) or a number of milliseconds between fsyncs.
+    /// Journal: `"batch"` (fsync every group commit) or a number of milliseconds between
+    /// fsyncs.
+    #[serde(default = "default_fsync")]
     pub fsync: toml::Value,
+    /// Kafka: `host:port,...` of the cluster's brokers (at least one per site).
+    pub bootstrap_servers: Option<String>,
+    /// Kafka: the commands topic (`<prefix>.commands`).
+    pub topic: Option<String>,
+    /// Kafka: the shard's partition.
+    #[serde(default)]
+    pub partition: i32,
+    /// Kafka: a produce not acknowledged by then has an unknown fate (the client resends).
+    #[serde(default = "default_delivery_timeout_ms")]
+    pub delivery_timeout_ms: u32,
+    /// Kafka, development only: trade on a topic without replication factor 3,
+    /// `min.insync.replicas` 2 and unclean leader election off (a single tansu broker).
+    #[serde(default)]
+    pub allow_unsafe_topic: bool,
+}
+
+fn default_fsync() -> toml::Value {
+    toml::Value::String("batch".into())
+}
+
+fn default_delivery_timeout_ms() -> u32 {
+    30_000
 }
 
 impl Default for LogSection {
     fn default() -> Self {
         LogSection {
             kind: "journal".into(),
-            fsync: toml::Value::String("batch".into()),
+            fsync: default_fsync(),
+            bootstrap_servers: None,
+            topic: None,
+            partition: 0,
+            delivery_timeout_ms: default_delivery_timeout_ms(),
+            allow_unsafe_topic: false,
+        }
+    }
+}
+
+impl LogSection {
+    fn backend(&self) -> anyhow::Result<LogBackend> {
+        match self.kind.as_str() {
+            "journal" => {
+                let fsync = match &self.fsync {
+                    toml::Value::String(s) if s == "batch" => FsyncPolicy::PerBatch,
+                    toml::Value::Integer(ms) if (1..=60_000).contains(ms) => {
+                        FsyncPolicy::Interval { ms: *ms as u32 }
+                    }
+                    other => bail!(
+                        "log.fsync {other}: \"batch\" or a number of milliseconds from 1 to 60000"
+                    ),
+                };
+                Ok(LogBackend::Journal { fsync })
+            }
+            "kafka" => {
+                let (Some(servers), Some(topic)) = (&self.bootstrap_servers, &self.topic) else {
+                    bail!("log.kind \"kafka\" needs log.bootstrap_servers and log.topic");
+                };
+                if self.partition < 0 {
+                    bail!("log.partition {}: a partition number", self.partition);
+                }
+                Ok(LogBackend::Kafka(KafkaConfig {
+                    delivery_timeout_ms: self.delivery_timeout_ms,
+                    allow_unsafe_topic: self.allow_unsafe_topic,
+                    ..KafkaConfig::new(servers, topic, self.partition)
+                }))
+            }
+            other => bail!("log.kind {other:?}: \"journal\" or \"kafka\""),
         }
     }
 }
@@ -153,33 +215,19 @@ impl NodeConfig {
 
     /// The site this configuration describes, checked.
     pub fn site_config(&self) -> anyhow::Result<SiteConfig> {
-        if self.log.kind != "journal" {
-            bail!(
-                "log.kind {:?}: this node runs the embedded journal (\"journal\")",
-                self.log.kind
-            );
-        }
         if self.engine.hash_seed == 0 {
             bail!(
                 "engine.hash_seed is 0: set a secret random 64-bit value per deployment \
                  (for example `od -An -N8 -tu8 /dev/urandom`)"
             );
         }
-        let fsync = match &self.log.fsync {
-            toml::Value::String(s) if s == "batch" => FsyncPolicy::PerBatch,
-            toml::Value::Integer(ms) if (1..=60_000).contains(ms) => {
-                FsyncPolicy::Interval { ms: *ms as u32 }
-            }
-            other => {
-                bail!("log.fsync {other}: \"batch\" or a number of milliseconds from 1 to 60000")
-            }
-        };
+        let log = self.log.backend()?;
         Ok(SiteConfig {
             name: self.site.clone(),
             data_dir: self.data_dir.clone(),
             engine: self.engine,
             runner: self.runner,
-            fsync,
+            log,
             snapshots: SnapshotPolicy {
                 every_records: self.snapshots.every_records,
                 every_seconds: self.snapshots.every_seconds,

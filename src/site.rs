@@ -1,7 +1,7 @@
 //! One site's running exchange: log → matcher → hub, and the gateway servers on top.
 //!
 //! ```text
-//!   sessions ──submit──▶ log (journal writer thread / Kafka producer)
+//!   sessions ──submit──▶ log (journal writer thread, or Kafka producer → partition)
 //!                          │ committed records, in order
 //!                     feeder thread ──ring──▶ matcher thread (Engine) ──ring──▶ hub pump
 //!                                                 │ snapshot bytes, hashes        │ reports, market data
@@ -13,10 +13,14 @@
 //! [`Site::shutdown`] stops the servers (sessions log out), lets the matcher apply everything
 //! already committed, closes the log and writes a final snapshot, so nothing acknowledged is
 //! lost and the next start replays nothing.
+//!
+//! The log is the embedded journal or a Kafka partition ([`LogBackend`]); everything after the
+//! feeder is the same. On Kafka every site reads the same partition, so every site's engine
+//! applies the same commands at the same positions, whichever site's gateway took them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,9 +36,10 @@ use gateway::hub::{
 use gateway::md_server::{MdConfig, MdServer};
 use replicator::divergence::{FileHashSink, HashCadence, HashReport, HashSink};
 use replicator::journal::{Appender, FsyncPolicy, Journal, JournalConfig, JournalError};
+use replicator::kafka::{KafkaConfig, KafkaLog, KafkaLogError, Watermarks};
 use replicator::recovery::{recover, Checkpointer, SnapshotPolicy};
 use replicator::snapshots::{self, SnapshotStore};
-use replicator::LogReader;
+use replicator::{CommandLog, LogReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -42,6 +47,24 @@ use tokio::sync::watch;
 const COMMAND_RING: usize = 1 << 14;
 /// Output ring from the matcher to the hub pump.
 const OUTPUT_RING: usize = 1 << 16;
+/// How often a Kafka partition's committed end is read (lag, reachability).
+const WATERMARK_EVERY: Duration = Duration::from_millis(250);
+/// A Kafka log whose partition leader has not answered for this long is unreachable: new
+/// requests are refused as "unavailable" instead of piling up in the producer's queue.
+const KAFKA_UNREACHABLE_AFTER: Duration = Duration::from_secs(2);
+/// At shutdown, how long the feeder waits for the log's committed end it was asked to reach.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Hash reports kept in memory for `GET /v1/hashes`.
+const RECENT_HASHES: usize = 256;
+
+/// Where the site's log lives.
+#[derive(Clone, Debug)]
+pub enum LogBackend {
+    /// The embedded file journal in `data_dir/journal`.
+    Journal { fsync: FsyncPolicy },
+    /// A partition of a Kafka topic that every site reads (three-site deployments).
+    Kafka(KafkaConfig),
+}
 
 /// A symbol the site lists at start.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -61,7 +84,7 @@ pub struct SiteConfig {
     pub data_dir: PathBuf,
     pub engine: EngineConfig,
     pub runner: RunnerConfig,
-    pub fsync: FsyncPolicy,
+    pub log: LogBackend,
     pub snapshots: SnapshotPolicy,
     /// Snapshots kept on disk.
     pub snapshots_keep: usize,
@@ -79,15 +102,79 @@ pub struct SiteConfig {
     pub fix: FixConfig,
 }
 
-/// The journal as the gateway's way into the log.
-struct JournalSequencer(Appender);
+/// The site's log, opened; closed at shutdown.
+enum OpenLog {
+    Journal(Journal),
+    Kafka(Arc<KafkaLog>, Arc<Watermarks>),
+}
 
-impl Sequencer for JournalSequencer {
+impl OpenLog {
+    fn handle(&self) -> LogHandle {
+        match self {
+            OpenLog::Journal(journal) => LogHandle::Journal(journal.appender()),
+            OpenLog::Kafka(log, watermarks) => LogHandle::Kafka {
+                log: log.clone(),
+                watermarks: watermarks.clone(),
+            },
+        }
+    }
+}
+
+/// A handle on the site's log for the gateway (submit) and for health and metrics.
+#[derive(Clone)]
+enum LogHandle {
+    Journal(Appender),
+    Kafka {
+        log: Arc<KafkaLog>,
+        watermarks: Arc<Watermarks>,
+    },
+}
+
+impl LogHandle {
+    /// The log's committed end as last known.
+    fn durable(&self) -> u64 {
+        match self {
+            LogHandle::Journal(appender) => appender.durable_position(),
+            LogHandle::Kafka { watermarks, .. } => watermarks.high(),
+        }
+    }
+
+    /// Whether the log takes commands: the journal has not failed, the Kafka partition's
+    /// leader answers.
+    fn available(&self) -> bool {
+        match self {
+            LogHandle::Journal(appender) => !appender.failed(),
+            LogHandle::Kafka { watermarks, .. } => watermarks.reachable(KAFKA_UNREACHABLE_AFTER),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            LogHandle::Journal(_) => "journal",
+            LogHandle::Kafka { .. } => "kafka",
+        }
+    }
+}
+
+/// The log as the gateway's way in. A full queue is "busy"; a failed journal or an
+/// unreachable Kafka leader is "unavailable" (both answered at once, never held).
+impl Sequencer for LogHandle {
     fn submit(&self, command: Command) -> Result<(), SubmitError> {
-        self.0.try_append(command).map_err(|err| match err {
-            JournalError::Full => SubmitError::Busy,
-            _ => SubmitError::Unavailable,
-        })
+        match self {
+            LogHandle::Journal(appender) => appender.try_append(command).map_err(|err| match err {
+                JournalError::Full => SubmitError::Busy,
+                _ => SubmitError::Unavailable,
+            }),
+            LogHandle::Kafka { log, watermarks } => {
+                if !watermarks.reachable(KAFKA_UNREACHABLE_AFTER) {
+                    return Err(SubmitError::Unavailable);
+                }
+                log.appender().append(&command).map_err(|err| match err {
+                    KafkaLogError::Full => SubmitError::Busy,
+                    _ => SubmitError::Unavailable,
+                })
+            }
+        }
     }
 }
 
@@ -99,7 +186,7 @@ pub struct SiteMetrics {
     /// From the gateway's stamp to the feeder reading the command back from the committed
     /// log: the log's commit latency as sessions see it.
     pub sequenced_latency: LatencyHistogram,
-    journal: Appender,
+    log: LogHandle,
 }
 
 impl SiteMetrics {
@@ -175,7 +262,7 @@ impl SiteMetrics {
             ],
         );
         let applied = load(&c.next_position);
-        let durable = self.journal.durable_position();
+        let durable = self.log.durable();
         metric(
             "log_position",
             "gauge",
@@ -191,6 +278,28 @@ impl SiteMetrics {
             "Durable records the engine has not applied yet.",
             &[(String::new(), durable.saturating_sub(applied))],
         );
+        metric(
+            "log_available",
+            "gauge",
+            "1 when the log takes commands (journal not failed, Kafka leader reachable).",
+            &[(
+                format!(",log=\"{}\"", self.log.kind()),
+                u64::from(self.log.available()),
+            )],
+        );
+        if let LogHandle::Kafka { log, .. } = &self.log {
+            let counts = log.appender().counts();
+            metric(
+                "kafka_deliveries_total",
+                "counter",
+                "Produce outcomes: delivered (committed), or failed (fate unknown: the client \
+                 resends with the same client order id).",
+                &[
+                    (",outcome=\"delivered\"".into(), load(&counts.delivered)),
+                    (",outcome=\"failed\"".into(), load(&counts.failed)),
+                ],
+            );
+        }
         for (stage, histogram, help) in [
             (
                 "sequenced",
@@ -221,8 +330,11 @@ impl SiteMetrics {
     }
 }
 
-/// `/health` and `/metrics`.
-fn http_router(hub: Arc<Hub>, metrics: Arc<SiteMetrics>) -> axum::Router {
+/// The newest hash reports, for `GET /v1/hashes`.
+type RecentHashes = Arc<std::sync::Mutex<std::collections::VecDeque<HashReport>>>;
+
+/// `/health`, `/metrics` and `/v1/hashes`.
+fn http_router(hub: Arc<Hub>, metrics: Arc<SiteMetrics>, hashes: RecentHashes) -> axum::Router {
     use axum::http::{header, StatusCode};
     use axum::routing::get;
     let health_hub = hub.clone();
@@ -235,16 +347,35 @@ fn http_router(hub: Arc<Hub>, metrics: Arc<SiteMetrics>) -> axum::Router {
                 let metrics = health_metrics.clone();
                 async move {
                     let applied = hub.counters().next_position.load(Ordering::Relaxed);
-                    let durable = metrics.journal.durable_position();
-                    let failed = metrics.journal.failed();
+                    let durable = metrics.log.durable();
+                    let available = metrics.log.available();
                     let body = serde_json::json!({
-                        "status": if failed { "failed" } else { "ok" },
+                        "status": if available { "ok" } else { "unavailable" },
                         "site": metrics.site,
-                        "log": { "durable": durable, "applied": applied, "lag": durable.saturating_sub(applied) },
+                        "log": {
+                            "kind": metrics.log.kind(),
+                            "durable": durable,
+                            "applied": applied,
+                            "lag": durable.saturating_sub(applied),
+                        },
                     });
-                    let code = if failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+                    let code = if available {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
                     (code, axum::Json(body))
                 }
+            }),
+        )
+        .route(
+            "/v1/hashes",
+            get(move || {
+                let reports: Vec<HashReport> = hashes
+                    .lock()
+                    .map(|h| h.iter().cloned().collect())
+                    .unwrap_or_default();
+                async move { axum::Json(reports) }
             }),
         )
         .route(
@@ -310,9 +441,10 @@ pub struct Site {
     http_addr: Option<SocketAddr>,
     fix_addr: Option<SocketAddr>,
     stop_servers: watch::Sender<bool>,
-    stop_feeder: Arc<AtomicBool>,
+    /// The log position the feeder stops at (`u64::MAX` while running).
+    stop_feeder: Arc<AtomicU64>,
     runtime: tokio::runtime::Runtime,
-    journal: Journal,
+    log: OpenLog,
     feeder: JoinHandle<anyhow::Result<()>>,
     runner: Runner,
     pump: JoinHandle<()>,
@@ -349,16 +481,31 @@ impl Site {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
 
-        let journal_config = JournalConfig {
-            fsync: config.fsync,
-            ..JournalConfig::new(config.data_dir.join("journal"))
-        };
-        let (journal, _) = Journal::open(journal_config).context("opening the journal")?;
         let store = Arc::new(
             SnapshotStore::open(&config.data_dir.join("snapshots"), config.snapshots_keep)
                 .context("opening the snapshot store")?,
         );
-        let recovered = recover(&journal, &store, config.engine).context("recovery")?;
+        let (log, recovered, reader): (_, _, Box<dyn LogReader + Send>) = match &config.log {
+            LogBackend::Journal { fsync } => {
+                let journal_config = JournalConfig {
+                    fsync: *fsync,
+                    ..JournalConfig::new(config.data_dir.join("journal"))
+                };
+                let (journal, _) = Journal::open(journal_config).context("opening the journal")?;
+                let recovered = recover(&journal, &store, config.engine).context("recovery")?;
+                let reader = Box::new(journal.reader(recovered.position)?);
+                (OpenLog::Journal(journal), recovered, reader)
+            }
+            LogBackend::Kafka(kafka) => {
+                let (log, _) = KafkaLog::open(kafka.clone(), Duration::from_secs(10))
+                    .with_context(|| format!("opening Kafka topic {}", kafka.topic))?;
+                let watermarks = Watermarks::spawn(kafka, WATERMARK_EVERY)?;
+                let recovered = recover(&log, &store, config.engine).context("recovery")?;
+                let reader = Box::new(log.reader(recovered.position)?);
+                let log = OpenLog::Kafka(Arc::new(log), Arc::new(watermarks));
+                (log, recovered, reader)
+            }
+        };
         let recovery = Recovery {
             snapshot: recovered.snapshot,
             replayed: recovered.replayed,
@@ -368,7 +515,7 @@ impl Site {
         let position = recovered.position;
 
         let hub = Hub::new(
-            Arc::new(JournalSequencer(journal.appender())),
+            Arc::new(log.handle()),
             members,
             config.engine.retired_ids_max as usize,
         );
@@ -386,6 +533,8 @@ impl Site {
             tx: persist_tx,
         };
         let hashes_path = config.data_dir.join("hashes.jsonl");
+        let recent_hashes = RecentHashes::default();
+        let writer_hashes = recent_hashes.clone();
         let writer_store = store.clone();
         let writer = std::thread::Builder::new().name("persist".into()).spawn(
             move || -> anyhow::Result<()> {
@@ -395,7 +544,15 @@ impl Site {
                         Persist::Snapshot(position, bytes) => {
                             writer_store.save_encoded(position, &bytes)?;
                         }
-                        Persist::Hash(report) => hashes.publish(&report)?,
+                        Persist::Hash(report) => {
+                            hashes.publish(&report)?;
+                            if let Ok(mut recent) = writer_hashes.lock() {
+                                if recent.len() == RECENT_HASHES {
+                                    recent.pop_front();
+                                }
+                                recent.push_back(report);
+                            }
+                        }
                     }
                 }
                 Ok(())
@@ -409,36 +566,46 @@ impl Site {
             commands_ring: commands.depth(),
             output_ring: output.depth(),
             sequenced_latency: LatencyHistogram::default(),
-            journal: journal.appender(),
+            log: log.handle(),
         });
         let feeder_metrics = metrics.clone();
         let pump = hub.spawn_pump(pump_state, output, PUMP_WAIT)?;
 
-        let stop_feeder = Arc::new(AtomicBool::new(false));
-        let mut reader = journal.reader(position)?;
+        let stop_feeder = Arc::new(AtomicU64::new(u64::MAX));
+        let mut reader = reader;
         let feeder_stop = stop_feeder.clone();
         let feeder = std::thread::Builder::new().name("feeder".into()).spawn(
             move || -> anyhow::Result<()> {
                 let mut waiter = engine::runner::Waiter::new(PUMP_WAIT);
+                let mut idle_since: Option<std::time::Instant> = None;
                 loop {
-                    // Stop only once everything durable has been fed.
-                    let stopping = feeder_stop.load(Ordering::Acquire);
-                    let fed = LogReader::poll(
-                        &mut reader,
-                        1024,
-                        Duration::from_millis(2),
-                        &mut |_, command| {
-                            feeder_metrics.sequenced_latency.record_since(command.ts.0);
-                            let mut command = command;
-                            while let Err(back) = commands.try_push(command) {
-                                command = back;
-                                waiter.wait();
-                            }
-                            waiter.reset();
-                        },
-                    )?;
-                    if stopping && fed == 0 {
+                    // Stop only once everything committed before the stop was fed (or the log
+                    // stopped answering for the grace period: nothing more can be acknowledged).
+                    let stop_at = feeder_stop.load(Ordering::Acquire);
+                    if reader.position() >= stop_at {
                         return Ok(());
+                    }
+                    let fed = reader.poll(1024, Duration::from_millis(2), &mut |_, command| {
+                        feeder_metrics.sequenced_latency.record_since(command.ts.0);
+                        let mut command = command;
+                        while let Err(back) = commands.try_push(command) {
+                            command = back;
+                            waiter.wait();
+                        }
+                        waiter.reset();
+                    })?;
+                    if stop_at != u64::MAX && fed == 0 {
+                        let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() > STOP_GRACE {
+                            eprintln!(
+                                "site: the log did not deliver up to position {stop_at} within \
+                                 {STOP_GRACE:?}; stopping at {}",
+                                reader.position()
+                            );
+                            return Ok(());
+                        }
+                    } else {
+                        idle_since = None;
                     }
                 }
             },
@@ -491,7 +658,8 @@ impl Site {
                     .with_context(|| format!("binding {addr}"))?;
                 let bound = listener.local_addr()?;
                 let md = MdServer::new(hub.clone(), config.market_data);
-                let app = http_router(hub.clone(), metrics.clone()).merge(md.router());
+                let app =
+                    http_router(hub.clone(), metrics.clone(), recent_hashes).merge(md.router());
                 let mut stop = stop_rx;
                 runtime.spawn(async move {
                     let _ = axum::serve(listener, app)
@@ -515,7 +683,7 @@ impl Site {
             stop_servers,
             stop_feeder,
             runtime,
-            journal,
+            log,
             feeder,
             runner,
             pump,
@@ -551,13 +719,25 @@ impl Site {
     }
 
     /// Stops cleanly: sessions log out, everything committed is applied and reported, the
-    /// journal is closed and a final snapshot taken. Returns the final log position.
+    /// log is closed and a final snapshot taken. Returns the final log position.
+    ///
+    /// On Kafka, "everything committed" is the partition's end once this site's producer has
+    /// flushed; other sites may still be appending, and their commands are applied at the
+    /// next start.
     pub fn shutdown(self) -> anyhow::Result<u64> {
         let _ = self.stop_servers.send(true);
         // Sessions get a moment to send their Logout.
         self.runtime.shutdown_timeout(Duration::from_secs(2));
-        let end = self.journal.close();
-        self.stop_feeder.store(true, Ordering::Release);
+        let end = match self.log {
+            OpenLog::Journal(journal) => journal.close(),
+            OpenLog::Kafka(log, watermarks) => {
+                if let Err(err) = log.appender().flush(STOP_GRACE) {
+                    eprintln!("site: flushing the Kafka producer: {err}");
+                }
+                log.durable_position().unwrap_or_else(|_| watermarks.high())
+            }
+        };
+        self.stop_feeder.store(end, Ordering::Release);
         self.feeder
             .join()
             .map_err(|_| anyhow!("the feeder thread panicked"))??;
@@ -571,7 +751,10 @@ impl Site {
         self.writer
             .join()
             .map_err(|_| anyhow!("the persist thread panicked"))??;
-        self.store.save(end, &engine).context("final snapshot")?;
-        Ok(end)
+        let applied = self.hub.counters().next_position.load(Ordering::Acquire);
+        self.store
+            .save(applied, &engine)
+            .context("final snapshot")?;
+        Ok(applied)
     }
 }

@@ -115,6 +115,9 @@ impl ClientWriter {
 
 impl ClientReader {
     /// The next message, or `None` when the server closed the connection.
+    ///
+    /// Cancel-safe: a call dropped while waiting (a `select!` or a timeout) loses nothing;
+    /// bytes already read stay buffered for the next call.
     pub async fn recv(&mut self) -> io::Result<Option<ServerMessage>> {
         loop {
             match binary::check(&self.buf[self.at..]).map_err(invalid)? {
@@ -126,15 +129,43 @@ impl ClientReader {
                 Check::Incomplete => {
                     self.buf.drain(..self.at);
                     self.at = 0;
-                    let start = self.buf.len();
-                    self.buf.resize(start + 64 * 1024, 0);
-                    let n = self.read.read(&mut self.buf[start..]).await?;
-                    self.buf.truncate(start + n);
+                    self.buf.reserve(64 * 1024);
+                    // `read_buf` fills spare capacity and grows the length only by what it
+                    // read, in the poll that read it: nothing to undo if this is dropped.
+                    let n = self.read.read_buf(&mut self.buf).await?;
                     if n == 0 {
                         return Ok(None);
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A `recv` cancelled while half a frame has arrived loses nothing: the next `recv`
+    /// returns the whole frame (the failover client reads under timeouts).
+    #[tokio::test]
+    async fn a_cancelled_recv_keeps_the_bytes_it_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = BinaryClient::connect(addr).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let message = ServerMessage::Heartbeat { test_id: 42 };
+        let mut frame = Vec::new();
+        binary::encode_server(&message, &mut frame);
+        let (head, tail) = frame.split_at(5);
+
+        server.write_all(head).await.unwrap();
+        let cancelled =
+            tokio::time::timeout(std::time::Duration::from_millis(50), client.recv()).await;
+        assert!(cancelled.is_err(), "half a frame is not a message");
+        server.write_all(tail).await.unwrap();
+        let got = client.recv().await.unwrap();
+        assert_eq!(got, Some(message));
     }
 }

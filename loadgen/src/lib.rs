@@ -6,9 +6,16 @@
 //!   rate, latency from each request's intended send time ([`LoadConfig`], [`RunResult`]).
 //! - [`sweep()`]: one rate after another up to the first that misses its p99 bound.
 //! - [`table`], [`write_html`]: a text table and a self-contained HTML report of runs.
+//! - [`failover`]: a client that fails over between sites, reconciles and resends
+//!   unacknowledged orders with their client order ids.
+//! - [`drill`]: failover drills: load through every site while sites are killed and
+//!   restarted, then an audit against the log (lost acknowledged orders, duplicates,
+//!   convergence, RTO, catch-up).
 
 #![forbid(unsafe_code)]
 
+pub mod drill;
+pub mod failover;
 pub mod flow;
 mod html;
 mod plan;

@@ -14,13 +14,16 @@
 //! - [`KafkaReader`]: a consumer assigned explicitly to the shard's partition (no group
 //!   rebalancing), positioned at an offset (from a snapshot), that refuses to skip: an offset
 //!   out of range is an error, and so is a record that fails its checksum.
+//! - [`Watermarks`]: a background thread that reads the partition's high watermark (the
+//!   committed end) every interval, for consumer lag and for knowing the log is reachable.
 //! - [`check_topic`]: reads the topic's replication factor, `min.insync.replicas` and
 //!   `unclean.leader.election.enable`; a node refuses to trade on an unsafe topic unless started
 //!   with the explicit development flag.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use engine::Command;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
@@ -91,6 +94,8 @@ pub enum KafkaLogError {
     UnsafeTopic { topic: String, reasons: Vec<String> },
     #[error("topic {0} does not exist or has no partition {1}")]
     NoPartition(String, i32),
+    #[error("starting a thread: {0}")]
+    Thread(String),
 }
 
 /// Counts delivery outcomes.
@@ -485,5 +490,77 @@ impl crate::LogReader for KafkaReader {
             }
         }
         Ok(count)
+    }
+}
+
+/// The partition's committed end, read every interval by a background thread.
+///
+/// librdkafka caches the high watermark of a partition a consumer fetches, but rdkafka's safe
+/// API does not expose that cache, so this asks the partition leader (a `ListOffsets`
+/// request) instead. It is off every hot path: the sequencer reads two atomics.
+pub struct Watermarks {
+    shared: Arc<WatermarkState>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct WatermarkState {
+    high: AtomicU64,
+    /// Milliseconds from `started` to the last successful read; `u64::MAX` before the first.
+    last_ok_ms: AtomicU64,
+    started: Instant,
+    stop: AtomicBool,
+}
+
+impl Watermarks {
+    /// Starts reading `config`'s partition every `every`.
+    pub fn spawn(config: &KafkaConfig, every: Duration) -> Result<Watermarks, KafkaLogError> {
+        let consumer: BaseConsumer = config.client().create()?;
+        let shared = Arc::new(WatermarkState {
+            high: AtomicU64::new(0),
+            last_ok_ms: AtomicU64::new(u64::MAX),
+            started: Instant::now(),
+            stop: AtomicBool::new(false),
+        });
+        let state = shared.clone();
+        let (topic, partition) = (config.topic.clone(), config.partition);
+        let thread = std::thread::Builder::new()
+            .name("watermarks".into())
+            .spawn(move || {
+                while !state.stop.load(Ordering::Acquire) {
+                    let asked = Instant::now();
+                    if let Ok((_, high)) = consumer.fetch_watermarks(&topic, partition, every) {
+                        state.high.fetch_max(high.max(0) as u64, Ordering::Relaxed);
+                        let ms = state.started.elapsed().as_millis() as u64;
+                        state.last_ok_ms.store(ms, Ordering::Release);
+                    }
+                    std::thread::sleep(every.saturating_sub(asked.elapsed()));
+                }
+            })
+            .map_err(|err| KafkaLogError::Thread(err.to_string()))?;
+        Ok(Watermarks {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The highest committed end read so far.
+    pub fn high(&self) -> u64 {
+        self.shared.high.load(Ordering::Relaxed)
+    }
+
+    /// Whether the partition's leader answered within the last `within`.
+    pub fn reachable(&self, within: Duration) -> bool {
+        let last = self.shared.last_ok_ms.load(Ordering::Acquire);
+        last != u64::MAX
+            && self.shared.started.elapsed().as_millis() as u64 <= last + within.as_millis() as u64
+    }
+}
+
+impl Drop for Watermarks {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

@@ -1,10 +1,8 @@
-//! The Kafka log against a real Kafka-protocol broker: tansu 0.6.0 (installed by `.ci/setup`),
-//! started by each test on its own loopback port with SQLite storage in a temporary directory.
+//! The Kafka log against a real Kafka-protocol broker: tansu 0.6.0 (installed by `scripts/setup`),
+//! started by each test (`replicator::tansu`) on its own loopback port with SQLite storage in a
+//! temporary directory.
 //! A missing `tansu` binary fails these tests; it never skips them.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use engine::{AccountId, Command, CommandKind, Engine, Event, MassCancel};
@@ -15,79 +13,40 @@ use replicator::kafka::{
 };
 use replicator::recovery::recover;
 use replicator::snapshots::SnapshotStore;
+use replicator::tansu::Tansu;
 use replicator::CommandLog;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A tansu broker on a free loopback port, its data in a temporary directory.
-struct Tansu {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
+/// A broker in its own temporary directory (removed after the broker stops).
+struct Broker {
+    tansu: Tansu,
+    _dir: tempfile::TempDir,
 }
 
-impl Tansu {
-    fn start() -> Tansu {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut tansu = Tansu {
-            child: None,
-            port,
-            dir: tempfile::tempdir().expect("a temporary directory"),
-        };
-        tansu.spawn();
-        tansu
-    }
-
-    fn spawn(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Process::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu 0.6.0 must be installed (run .ci/setup); these tests need a broker");
-        self.child = Some(child);
-        let deadline = Instant::now() + TIMEOUT;
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn data_dir(&self) -> &Path {
-        self.dir.path()
+impl Broker {
+    fn start() -> Broker {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let tansu = Tansu::start(dir.path())
+            .expect("tansu 0.6.0 must be installed (run scripts/setup); these tests need a broker");
+        Broker { tansu, _dir: dir }
     }
 }
 
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        self.stop();
+impl std::ops::Deref for Broker {
+    type Target = Tansu;
+    fn deref(&self) -> &Tansu {
+        &self.tansu
     }
 }
 
-fn topic_config(broker: &Tansu, topic: &str) -> KafkaConfig {
+impl std::ops::DerefMut for Broker {
+    fn deref_mut(&mut self) -> &mut Tansu {
+        &mut self.tansu
+    }
+}
+
+fn topic_config(broker: &Broker, topic: &str) -> KafkaConfig {
     KafkaConfig {
         // tansu reports neither replication nor topic configs: a development topic.
         allow_unsafe_topic: true,
@@ -152,7 +111,7 @@ fn read(reader: &mut KafkaReader, count: usize) -> Vec<(u64, Command)> {
 
 #[test]
 fn appended_commands_are_consumed_in_order_from_any_offset() {
-    let broker = Tansu::start();
+    let broker = Broker::start();
     let config = topic_config(&broker, "shard.commands");
     create_topic(&config, 1, 1, TIMEOUT).unwrap();
     let appender = KafkaAppender::new(&config).unwrap();
@@ -172,7 +131,7 @@ fn appended_commands_are_consumed_in_order_from_any_offset() {
 
 #[test]
 fn the_durability_check_refuses_a_topic_that_reports_nothing() {
-    let broker = Tansu::start();
+    let broker = Broker::start();
     let config = KafkaConfig {
         allow_unsafe_topic: false,
         ..topic_config(&broker, "unsafe.commands")
@@ -199,7 +158,7 @@ fn the_durability_check_refuses_a_topic_that_reports_nothing() {
 
 #[test]
 fn nothing_acknowledged_is_lost_across_a_broker_restart() {
-    let mut broker = Tansu::start();
+    let mut broker = Broker::start();
     let config = topic_config(&broker, "restart.commands");
     create_topic(&config, 1, 1, TIMEOUT).unwrap();
     let first: Vec<Command> = (0..300).map(command).collect();
@@ -207,7 +166,7 @@ fn nothing_acknowledged_is_lost_across_a_broker_restart() {
 
     broker.stop();
     assert!(broker.data_dir().join("tansu.db").exists());
-    broker.spawn();
+    broker.resume().expect("tansu restarts");
 
     let second: Vec<Command> = (300..400).map(command).collect();
     append_acked(&KafkaAppender::new(&config).unwrap(), &second);
@@ -220,7 +179,7 @@ fn nothing_acknowledged_is_lost_across_a_broker_restart() {
 
 #[test]
 fn two_engine_replicas_consuming_one_partition_reach_equal_hashes() {
-    let broker = Tansu::start();
+    let broker = Broker::start();
     let config = topic_config(&broker, "replicas.commands");
     create_topic(&config, 1, 1, TIMEOUT).unwrap();
     let (flow, commands) = flow(11, 3_000);
@@ -248,7 +207,7 @@ fn two_engine_replicas_consuming_one_partition_reach_equal_hashes() {
 
 #[test]
 fn replicas_publish_hashes_and_verify_finds_the_one_that_diverged() {
-    let broker = Tansu::start();
+    let broker = Broker::start();
     let commands_topic = topic_config(&broker, "verify.commands");
     let hashes_topic = topic_config(&broker, "verify.hashes");
     create_topic(&commands_topic, 1, 1, TIMEOUT).unwrap();
@@ -294,7 +253,7 @@ fn replicas_publish_hashes_and_verify_finds_the_one_that_diverged() {
 
 #[test]
 fn recovery_from_a_snapshot_plus_the_partition_equals_a_full_replay() {
-    let broker = Tansu::start();
+    let broker = Broker::start();
     let config = topic_config(&broker, "recover.commands");
     create_topic(&config, 1, 1, TIMEOUT).unwrap();
     let (log, safety) = KafkaLog::open(config.clone(), TIMEOUT).unwrap();

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use engine::runner::RunnerConfig;
 use engine::EngineConfig;
-use exchange::site::{SiteConfig, SymbolSpec};
+use exchange::site::{LogBackend, SiteConfig, SymbolSpec};
 use gateway::binary_server::BinaryConfig;
 use gateway::hub::Member;
 use replicator::journal::FsyncPolicy;
@@ -25,7 +25,9 @@ pub fn small_site(name: &str, dir: &Path, members: Vec<Member>) -> SiteConfig {
             ..EngineConfig::default()
         },
         runner: RunnerConfig::default(),
-        fsync: FsyncPolicy::PerBatch,
+        log: LogBackend::Journal {
+            fsync: FsyncPolicy::PerBatch,
+        },
         snapshots: SnapshotPolicy::default(),
         snapshots_keep: 2,
         hash_every: 0,

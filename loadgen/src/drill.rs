@@ -1,0 +1,817 @@
+//! Failover drills: load through every site while whole sites are killed and restarted, then
+//! an audit of what the members were told against the log and every site's state.
+//!
+//! ```text
+//!  clients (FailoverClient, spread over the sites) ── orders at a fixed rate ──▶ gateways
+//!  control thread: kill a random site (SIGKILL) ─ wait ─ start it ─ wait for catch-up
+//!  end: drain the acknowledgements; bring the log to a hash boundary; audit
+//! ```
+//!
+//! The audit reads the shard's whole log from Kafka and replays it through an engine with the
+//! sites' configuration:
+//! - `lost_acked`: orders a member was told were accepted that the log's event history does
+//!   not accept;
+//! - `duplicates`: client order ids the history accepts more than once;
+//! - `sites_converged`: every site reported a state hash at the final position, the same as
+//!   the replay's (so every site holds exactly the replay's state, in which every
+//!   acknowledged order is resting or retired), and no site ever reported a hash that differs
+//!   from the replay's at the same position.
+//!
+//! Sites are driven through [`SiteControl`]: processes this program started, or a real
+//! deployment's kill and start commands.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use engine::{
+    AccountId, Engine, EngineConfig, Event, EventKind, OrdType, OrderId, Price, Qty, Side, Stp,
+    Symbol, Tif,
+};
+use gateway::binary::{ClientMessage, NewOrderMsg};
+use hdrhistogram::Histogram;
+use replicator::divergence::HashReport;
+use replicator::kafka::{KafkaConfig, KafkaReader};
+use serde::Serialize;
+
+use crate::failover::{Ack, FailoverClient, FailoverConfig, Outcome};
+use crate::flow::SplitMix64;
+
+/// How long `/health` and `/v1/hashes` may take to answer.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
+/// A restarted site that has not caught up by then counts as not caught up.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+/// Mass cancels a client sends every this many orders, so the books stay small.
+const MASS_CANCEL_EVERY: u64 = 500;
+
+/// A site the drill can kill and start.
+pub trait SiteControl: Send {
+    fn name(&self) -> &str;
+    /// The binary order-entry gateway.
+    fn binary(&self) -> SocketAddr;
+    /// Health and hashes (`/health`, `/v1/hashes`).
+    fn http(&self) -> SocketAddr;
+    /// Takes the whole site down at once (SIGKILL of its node: no clean shutdown).
+    fn kill(&mut self) -> Result<()>;
+    /// Starts it again: it recovers from its snapshot and the log.
+    fn start(&mut self) -> Result<()>;
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct DrillConfig {
+    pub duration: Duration,
+    pub kills: usize,
+    /// New orders per second over all clients.
+    pub rate: u32,
+    pub clients_per_site: usize,
+    /// A killed site stays down a random time in this range.
+    pub down_min: Duration,
+    pub down_max: Duration,
+    pub seed: u64,
+    /// Members as (token, account); client `k` logs on as member `k`.
+    pub members: Vec<(String, u64)>,
+    pub symbol: Symbol,
+    pub tick: Price,
+    pub lot: Qty,
+    /// The shard's log, read for the audit.
+    pub kafka: KafkaConfig,
+    /// The sites' engine configuration (the hash seed makes the state hash).
+    pub engine: EngineConfig,
+    /// The sites' `hash_every`.
+    pub hash_every: u64,
+    /// How long the clients may take to get their last acknowledgements.
+    pub drain_timeout: Duration,
+}
+
+impl DrillConfig {
+    fn check(&self, sites: usize) -> Result<()> {
+        if sites == 0 {
+            bail!("a drill needs sites");
+        }
+        let clients = sites * self.clients_per_site;
+        if clients == 0 || self.members.len() < clients {
+            bail!(
+                "{clients} clients need as many members ({} given)",
+                self.members.len()
+            );
+        }
+        if self.rate == 0 || self.hash_every == 0 {
+            bail!("rate and hash_every must be positive");
+        }
+        if self.down_min > self.down_max {
+            bail!("down_min is above down_max");
+        }
+        Ok(())
+    }
+}
+
+/// One kill and what followed.
+#[derive(Clone, Debug, Serialize)]
+pub struct KillRecord {
+    pub site: String,
+    /// From the start of the load.
+    pub killed_at_ms: u64,
+    pub restarted_at_ms: Option<u64>,
+    /// Clients that were on the site and failed over.
+    pub clients_failed_over: usize,
+    /// From the kill to the first acknowledgement of a failed-over client at another site
+    /// (the slowest client's).
+    pub rto_ms: Option<u64>,
+    /// From the restart to the site having applied the whole log as it stood at the restart.
+    pub catch_up_ms: Option<u64>,
+}
+
+/// A site's state hash at the audit position.
+#[derive(Clone, Debug, Serialize)]
+pub struct SiteHash {
+    pub site: String,
+    pub position: u64,
+    pub hash: Option<String>,
+    pub matches_log: bool,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+/// What the drill found.
+#[derive(Clone, Debug, Serialize)]
+pub struct DrillReport {
+    pub sites: Vec<String>,
+    pub duration_s: f64,
+    pub rate_target: u32,
+    pub orders: u64,
+    pub acked_orders: u64,
+    pub accepted: u64,
+    pub rejected_by_engine: u64,
+    /// Orders never acknowledged (each client's last, unanswered by the end).
+    pub unacknowledged: u64,
+    pub lost_acked: u64,
+    pub lost_examples: Vec<String>,
+    pub duplicates: u64,
+    pub sites_converged: bool,
+    pub audit_position: u64,
+    pub hashes: Vec<SiteHash>,
+    /// Hash reports (any position) that differ from the log's replay.
+    pub hash_mismatches: Vec<String>,
+    pub kills: usize,
+    pub kill_log: Vec<KillRecord>,
+    pub rto_ms_max: Option<u64>,
+    pub catch_up_ms_max: Option<u64>,
+    pub failovers: usize,
+    /// Unacknowledged orders at failovers: known at the new site, and resent.
+    pub reconciled_known: usize,
+    pub resent: usize,
+    /// Gateway refusals (busy, unavailable, throttled), sent again later.
+    pub refused: u64,
+    /// Order → acknowledgement, from the first send (across failovers).
+    pub ack_latency_us: Percentiles,
+    /// Why the drill failed; empty when it passed.
+    pub problems: Vec<String>,
+}
+
+impl DrillReport {
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// A readable summary.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+        let _ = writeln!(
+            out,
+            "drill over {} ({:.0} s at {}/s): {} orders, {} acknowledged ({} accepted, {} \
+             rejected by the engine), {} unacknowledged",
+            self.sites.join(", "),
+            self.duration_s,
+            self.rate_target,
+            self.orders,
+            self.acked_orders,
+            self.accepted,
+            self.rejected_by_engine,
+            self.unacknowledged
+        );
+        let _ = writeln!(
+            out,
+            "kills {}  failovers {}  (orders known at the new site {}, resent {})  rto max {}  \
+             catch-up max {}",
+            self.kills,
+            self.failovers,
+            self.reconciled_known,
+            self.resent,
+            ms(self.rto_ms_max),
+            ms(self.catch_up_ms_max)
+        );
+        for kill in &self.kill_log {
+            let _ = writeln!(
+                out,
+                "  {:>8} killed at {:>6} ms, restarted at {:>6}, {} clients failed over, rto {}, \
+                 catch-up {}",
+                kill.site,
+                kill.killed_at_ms,
+                kill.restarted_at_ms
+                    .map_or("-".to_string(), |t| format!("{t} ms")),
+                kill.clients_failed_over,
+                ms(kill.rto_ms),
+                ms(kill.catch_up_ms)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "ack latency p50 {} us  p99 {} us  p99.9 {} us  max {} us",
+            self.ack_latency_us.p50,
+            self.ack_latency_us.p99,
+            self.ack_latency_us.p999,
+            self.ack_latency_us.max
+        );
+        let _ = writeln!(
+            out,
+            "lost_acked {}  duplicates {}  sites_converged {} (position {})",
+            self.lost_acked, self.duplicates, self.sites_converged, self.audit_position
+        );
+        for hash in &self.hashes {
+            let _ = writeln!(
+                out,
+                "  {:>8} {} {}",
+                hash.site,
+                hash.hash.as_deref().unwrap_or("(no report)"),
+                if hash.matches_log { "= log" } else { "DIFFERS" }
+            );
+        }
+        if self.passed() {
+            let _ = writeln!(out, "PASSED");
+        } else {
+            for problem in &self.problems {
+                let _ = writeln!(out, "FAILED: {problem}");
+            }
+        }
+        out
+    }
+}
+
+/// What a client task hands back.
+struct ClientResult {
+    orders: u64,
+    acks: Vec<Ack>,
+    unacknowledged: usize,
+    failovers: Vec<crate::failover::Failover>,
+    /// The first acknowledgement after each failover (same order as `failovers`).
+    first_ack_after: Vec<Option<Instant>>,
+    refused: u64,
+    account: AccountId,
+}
+
+/// Runs the drill on `sites` (all up) and audits. Errors only when the drill could not run;
+/// a failed audit is in the report.
+pub fn run_drill<S: SiteControl>(config: &DrillConfig, sites: &mut [S]) -> Result<DrillReport> {
+    config.check(sites.len())?;
+    let names: Vec<String> = sites.iter().map(|s| s.name().to_string()).collect();
+    let gateways: Vec<SocketAddr> = sites.iter().map(|s| s.binary()).collect();
+    let https: Vec<SocketAddr> = sites.iter().map(|s| s.http()).collect();
+    for (name, http) in names.iter().zip(&https) {
+        wait_healthy(*http, Duration::from_secs(60)).with_context(|| format!("site {name}"))?;
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let load_end = started + config.duration;
+    let clients = sites.len() * config.clients_per_site;
+    let per_client = f64::from(config.rate) / clients as f64;
+    let tasks: Vec<_> = (0..clients)
+        .map(|k| {
+            let (token, _) = config.members[k].clone();
+            let failover = FailoverConfig::new(gateways.clone(), &token);
+            let config = config.clone();
+            let first = k % gateways.len();
+            runtime.spawn(async move {
+                client_task(k, first, failover, config, per_client, load_end).await
+            })
+        })
+        .collect();
+
+    // The control thread: kills and restarts, one site down at a time.
+    let mut kills = Vec::new();
+    let plan = kill_plan(config, sites.len());
+    for (at, site, down) in plan {
+        sleep_until(started + at);
+        let killed = Instant::now();
+        sites[site]
+            .kill()
+            .with_context(|| format!("killing {}", names[site]))?;
+        let mut record = KillRecord {
+            site: names[site].clone(),
+            killed_at_ms: ms_between(started, killed),
+            restarted_at_ms: None,
+            clients_failed_over: 0,
+            rto_ms: None,
+            catch_up_ms: None,
+        };
+        sleep_until(killed + down);
+        let target = log_end(&https, site);
+        let restarted = Instant::now();
+        sites[site]
+            .start()
+            .with_context(|| format!("starting {}", names[site]))?;
+        record.restarted_at_ms = Some(ms_between(started, restarted));
+        record.catch_up_ms = wait_caught_up(https[site], target, CATCH_UP_TIMEOUT)
+            .map(|caught_up| ms_between(restarted, caught_up));
+        kills.push((site, record, killed));
+    }
+
+    let results: Vec<ClientResult> = runtime.block_on(async {
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(
+                task.await
+                    .map_err(|e| anyhow!("a client task failed: {e}"))??,
+            );
+        }
+        Ok::<_, anyhow::Error>(results)
+    })?;
+    let load_seconds = started.elapsed().as_secs_f64();
+
+    // Bring every site to the same hash boundary, then audit.
+    let position = runtime.block_on(align_to_boundary(config, &gateways, &https))?;
+    drop(runtime);
+    audit(
+        config,
+        &names,
+        &https,
+        position,
+        kills,
+        results,
+        load_seconds,
+    )
+}
+
+/// Kill times (from the start), sites and down times: one kill per equal slot of the middle
+/// of the run, the site down for a random time that ends within its slot.
+fn kill_plan(config: &DrillConfig, sites: usize) -> Vec<(Duration, usize, Duration)> {
+    let mut rng = SplitMix64(config.seed ^ 0x6b69_6c6c);
+    let window_start = config.duration / 10;
+    let window = config.duration.saturating_sub(window_start * 3);
+    let kills = config.kills as u32;
+    if kills == 0 {
+        return Vec::new();
+    }
+    let slot = window / kills;
+    (0..kills)
+        .map(|k| {
+            let slot_start = window_start + slot * k;
+            let at = slot_start + slot.mul_f64(rng.below(250) as f64 / 1000.0);
+            let span = config.down_max.saturating_sub(config.down_min);
+            let down = (config.down_min + span.mul_f64(rng.below(1000) as f64 / 1000.0))
+                .min(slot.mul_f64(0.5));
+            (at, rng.below(sites as u64) as usize, down)
+        })
+        .collect()
+}
+
+async fn client_task(
+    k: usize,
+    first_site: usize,
+    failover: FailoverConfig,
+    config: DrillConfig,
+    rate: f64,
+    load_end: Instant,
+) -> Result<ClientResult> {
+    let mut client = FailoverClient::connect(failover, first_site)
+        .await
+        .with_context(|| format!("client {k}: logon"))?;
+    let mut rng = SplitMix64(config.seed.wrapping_add(k as u64 * 0x9e37_79b9));
+    let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let mut next_send = Instant::now();
+    let mut orders = 0u64;
+    let mut acks = Vec::new();
+    let mut first_ack_after: Vec<Option<Instant>> = Vec::new();
+    let mut record = |client: &FailoverClient, new: Vec<Ack>, acks: &mut Vec<Ack>| {
+        while first_ack_after.len() < client.failovers().len() {
+            first_ack_after.push(None);
+        }
+        if let (Some(last), Some(ack)) = (first_ack_after.last_mut(), new.first()) {
+            if last.is_none() {
+                *last = Some(ack.at);
+            }
+        }
+        acks.extend(new);
+    };
+    while Instant::now() < load_end {
+        let new = client.pump(next_send).await;
+        record(&client, new, &mut acks);
+        if Instant::now() < next_send {
+            continue;
+        }
+        next_send += interval;
+        orders += 1;
+        let id = OrderId::new(&format!("d{k}-{orders}"))
+            .map_err(|e| anyhow!("client order id: {e:?}"))?;
+        client.submit(order(&config, &mut rng, id)).await?;
+        if orders.is_multiple_of(MASS_CANCEL_EVERY) {
+            client
+                .send(&ClientMessage::MassCancel {
+                    symbol: Some(config.symbol),
+                })
+                .await;
+        }
+    }
+    let new = client.drain(config.drain_timeout).await;
+    record(&client, new, &mut acks);
+    Ok(ClientResult {
+        orders,
+        acks,
+        unacknowledged: client.unacknowledged(),
+        failovers: client.failovers().to_vec(),
+        first_ack_after,
+        refused: client.counts().refused,
+        account: client.account(),
+    })
+}
+
+/// A limit order near 100 ticks: half GTC resting within 5 ticks of the middle, half IOC
+/// crossing up to 3 ticks, so the books trade and stay shallow.
+fn order(config: &DrillConfig, rng: &mut SplitMix64, cl_ord_id: OrderId) -> NewOrderMsg {
+    let side = if rng.coin() { Side::Buy } else { Side::Sell };
+    let ioc = rng.coin();
+    let offset = if ioc {
+        -(rng.below(4) as i64)
+    } else {
+        1 + rng.below(5) as i64
+    };
+    let ticks = match side {
+        Side::Buy => 100 - offset,
+        Side::Sell => 100 + offset,
+    };
+    NewOrderMsg {
+        cl_ord_id,
+        symbol: config.symbol,
+        side,
+        ord_type: OrdType::Limit,
+        tif: if ioc { Tif::Ioc } else { Tif::Gtc },
+        post_only: false,
+        stp: Stp::CancelTaker,
+        price: Some(Price(config.tick.0 * ticks)),
+        qty: Qty(config.lot.0 * (1 + rng.below(5) as i64)),
+    }
+}
+
+fn ms_between(from: Instant, to: Instant) -> u64 {
+    to.saturating_duration_since(from).as_millis() as u64
+}
+
+fn sleep_until(at: Instant) {
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+}
+
+/// A site's `/health` log section: (applied, durable), if it answers.
+fn health(http: SocketAddr) -> Option<(u64, u64)> {
+    let agent = http_agent();
+    let mut response = agent.get(&format!("http://{http}/health")).call().ok()?;
+    let body: serde_json::Value = response.body_mut().read_json().ok()?;
+    let log = body.get("log")?;
+    Some((log.get("applied")?.as_u64()?, log.get("durable")?.as_u64()?))
+}
+
+fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(HTTP_TIMEOUT))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn wait_healthy(http: SocketAddr, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while health(http).is_none() {
+        if Instant::now() > deadline {
+            bail!("no answer on http://{http}/health within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// The log's committed end as the sites other than `down` see it.
+fn log_end(https: &[SocketAddr], down: usize) -> u64 {
+    https
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != down)
+        .filter_map(|(_, http)| health(*http).map(|(_, durable)| durable))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Waits until the site has applied up to `target`; when it did, if it did in time.
+fn wait_caught_up(http: SocketAddr, target: u64, timeout: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if health(http).is_some_and(|(applied, _)| applied >= target) {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Waits until every site has applied the same, settled log end; then, if that is not a
+/// multiple of `hash_every`, fills the log up to the next one with mass cancels (no-ops once
+/// the drill's orders are cancelled) so every site reports its state hash there. Returns that
+/// position.
+async fn align_to_boundary(
+    config: &DrillConfig,
+    gateways: &[SocketAddr],
+    https: &[SocketAddr],
+) -> Result<u64> {
+    let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+    let (token, _) = &config.members[0];
+    let mut client = FailoverClient::connect(FailoverConfig::new(gateways.to_vec(), token), 0)
+        .await
+        .context("the audit client's logon")?;
+    loop {
+        let settled = settled_position(https, deadline).await?;
+        let missing = (config.hash_every - settled % config.hash_every) % config.hash_every;
+        if missing == 0 {
+            return Ok(settled);
+        }
+        for _ in 0..missing {
+            client
+                .send(&ClientMessage::MassCancel { symbol: None })
+                .await;
+        }
+        let _ = client
+            .pump(Instant::now() + Duration::from_millis(200))
+            .await;
+        if Instant::now() > deadline {
+            bail!("the sites did not settle on a hash boundary in {CATCH_UP_TIMEOUT:?}");
+        }
+    }
+}
+
+/// Waits until every site reports the same applied position, equal to the log's end, twice
+/// in a row 300 ms apart.
+async fn settled_position(https: &[SocketAddr], deadline: Instant) -> Result<u64> {
+    let mut last = None;
+    loop {
+        let https = https.to_vec();
+        let seen = tokio::task::spawn_blocking(move || {
+            https.iter().map(|h| health(*h)).collect::<Vec<_>>()
+        })
+        .await?;
+        let positions: Option<Vec<(u64, u64)>> = seen.into_iter().collect();
+        if let Some(positions) = positions {
+            let (applied, durable) = positions[0];
+            if positions.iter().all(|p| *p == (applied, durable)) && applied == durable {
+                if last == Some(applied) {
+                    return Ok(applied);
+                }
+                last = Some(applied);
+            } else {
+                last = None;
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the sites did not settle on one log position");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn site_hashes(http: SocketAddr) -> Vec<HashReport> {
+    let agent = http_agent();
+    agent
+        .get(&format!("http://{http}/v1/hashes"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_json().ok())
+        .unwrap_or_default()
+}
+
+/// What the log's replay says.
+struct History {
+    /// Accepted events per (account, client order id).
+    accepted: HashMap<(AccountId, OrderId), u32>,
+    /// The replay's state hash at each position a site reported.
+    hashes: BTreeMap<u64, String>,
+}
+
+/// Replays the log from its start up to `end`, hashing the state at `positions`.
+fn replay(config: &DrillConfig, end: u64, positions: &[u64]) -> Result<History> {
+    let mut engine =
+        Engine::new(config.engine).map_err(|e| anyhow!("the sites' engine config: {e:?}"))?;
+    let mut reader = KafkaReader::new(&config.kafka, 0)?;
+    let mut events: Vec<Event> = Vec::with_capacity(64);
+    let mut history = History {
+        accepted: HashMap::new(),
+        hashes: BTreeMap::new(),
+    };
+    let mut wanted = positions.iter().copied().peekable();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while reader.position() < end {
+        if Instant::now() > deadline {
+            bail!("reading the log stalled at {}", reader.position());
+        }
+        let Some((_, command)) = reader.poll(Duration::from_millis(200))? else {
+            continue;
+        };
+        events.clear();
+        engine.apply(&command, &mut events);
+        for event in &events {
+            if let EventKind::Accepted {
+                account, order_id, ..
+            } = event.kind
+            {
+                *history.accepted.entry((account, order_id)).or_default() += 1;
+            }
+        }
+        let next = reader.position();
+        while wanted.peek().is_some_and(|p| *p < next) {
+            wanted.next();
+        }
+        if wanted.peek() == Some(&next) {
+            history.hashes.insert(next, engine.state_hash().to_string());
+        }
+    }
+    Ok(history)
+}
+
+fn audit(
+    config: &DrillConfig,
+    names: &[String],
+    https: &[SocketAddr],
+    position: u64,
+    kills: Vec<(usize, KillRecord, Instant)>,
+    results: Vec<ClientResult>,
+    load_seconds: f64,
+) -> Result<DrillReport> {
+    let reports: Vec<Vec<HashReport>> = https.iter().map(|h| site_hashes(*h)).collect();
+    let mut positions: Vec<u64> = reports.iter().flatten().map(|r| r.position).collect();
+    positions.push(position);
+    positions.sort_unstable();
+    positions.dedup();
+    let history = replay(config, position, &positions)?;
+
+    let mut problems = Vec::new();
+    let mut hash_mismatches = Vec::new();
+    for report in reports.iter().flatten() {
+        if let Some(expected) = history.hashes.get(&report.position) {
+            if *expected != report.hash {
+                hash_mismatches.push(format!(
+                    "{} at {}: {} (log: {expected})",
+                    report.site, report.position, report.hash
+                ));
+            }
+        }
+    }
+    let final_hash = history.hashes.get(&position).cloned();
+    let hashes: Vec<SiteHash> = names
+        .iter()
+        .zip(&reports)
+        .map(|(name, reports)| {
+            let hash = reports
+                .iter()
+                .find(|r| r.position == position)
+                .map(|r| r.hash.clone());
+            SiteHash {
+                site: name.clone(),
+                position,
+                matches_log: hash.is_some() && hash == final_hash,
+                hash,
+            }
+        })
+        .collect();
+    let sites_converged = hash_mismatches.is_empty() && hashes.iter().all(|h| h.matches_log);
+
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let (mut acked, mut accepted, mut rejected, mut lost, mut orders, mut unacked, mut refused) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut lost_examples = Vec::new();
+    for result in &results {
+        orders += result.orders;
+        unacked += result.unacknowledged as u64;
+        refused += result.refused;
+        for ack in &result.acks {
+            acked += 1;
+            let _ = latency.record(ack.at.duration_since(ack.sent).as_micros().max(1) as u64);
+            match ack.outcome {
+                Outcome::Accepted => {
+                    accepted += 1;
+                    if !history
+                        .accepted
+                        .contains_key(&(result.account, ack.cl_ord_id))
+                    {
+                        lost += 1;
+                        if lost_examples.len() < 10 {
+                            lost_examples.push(format!(
+                                "account {} order {}",
+                                result.account.0,
+                                ack.cl_ord_id.as_str()
+                            ));
+                        }
+                    }
+                }
+                Outcome::Rejected(_) => rejected += 1,
+            }
+        }
+    }
+    let duplicates = history.accepted.values().filter(|n| **n > 1).count() as u64;
+
+    // RTO per kill: for each client that failed over from the killed site after the kill, from
+    // the kill to its first acknowledgement at the new site; the slowest client's.
+    let mut kill_log = Vec::new();
+    for (site, mut record, killed) in kills {
+        let window_end = killed + Duration::from_secs(30);
+        let mut worst: Option<u64> = None;
+        let mut count = 0;
+        for result in &results {
+            for (failover, first_ack) in result.failovers.iter().zip(&result.first_ack_after) {
+                if failover.from == site && failover.detected >= killed {
+                    if failover.detected > window_end {
+                        continue;
+                    }
+                    count += 1;
+                    if let Some(at) = first_ack {
+                        let rto = ms_between(killed, *at);
+                        worst = Some(worst.map_or(rto, |w: u64| w.max(rto)));
+                    }
+                }
+            }
+        }
+        record.clients_failed_over = count;
+        record.rto_ms = worst;
+        kill_log.push(record);
+    }
+    let failovers: usize = results.iter().map(|r| r.failovers.len()).sum();
+    let reconciled_known = results
+        .iter()
+        .flat_map(|r| &r.failovers)
+        .map(|f| f.known)
+        .sum();
+    let resent = results
+        .iter()
+        .flat_map(|r| &r.failovers)
+        .map(|f| f.resent)
+        .sum();
+
+    if lost > 0 {
+        problems.push(format!(
+            "{lost} acknowledged orders are not in the log's history"
+        ));
+    }
+    if duplicates > 0 {
+        problems.push(format!("{duplicates} client order ids were accepted twice"));
+    }
+    if !sites_converged {
+        problems.push("the sites did not converge on the log's state".into());
+    }
+    if acked == 0 {
+        problems.push("no order was acknowledged".into());
+    }
+    if kill_log.iter().any(|k| k.catch_up_ms.is_none()) {
+        problems.push("a restarted site did not catch up".into());
+    }
+    let pct = |q: f64| latency.value_at_quantile(q);
+    Ok(DrillReport {
+        sites: names.to_vec(),
+        duration_s: load_seconds,
+        rate_target: config.rate,
+        orders,
+        acked_orders: acked,
+        accepted,
+        rejected_by_engine: rejected,
+        unacknowledged: unacked,
+        lost_acked: lost,
+        lost_examples,
+        duplicates,
+        sites_converged,
+        audit_position: position,
+        hashes,
+        hash_mismatches,
+        kills: kill_log.len(),
+        rto_ms_max: kill_log.iter().filter_map(|k| k.rto_ms).max(),
+        catch_up_ms_max: kill_log.iter().filter_map(|k| k.catch_up_ms).max(),
+        kill_log,
+        failovers,
+        reconciled_known,
+        resent,
+        refused,
+        ack_latency_us: Percentiles {
+            p50: pct(0.5),
+            p99: pct(0.99),
+            p999: pct(0.999),
+            max: latency.max(),
+        },
+        problems,
+    })
+}

@@ -1,0 +1,465 @@
+//! A binary order-entry client that survives its site going dark.
+//!
+//! [`FailoverClient`] knows every site's gateway. It stays logged on at one; when that site
+//! stops answering (the connection closes, or an order goes unanswered for
+//! [`FailoverConfig::ack_timeout`]), it logs on at the next site that answers, reconciles and
+//! resends:
+//!
+//! 1. every order sent but not yet acknowledged is asked for by an `OrderStatus` request: an
+//!    order the new site knows (it reached the log before the old site died) is acknowledged
+//!    from its state;
+//! 2. every order the new site does not know is resent with the **same client order id**. If
+//!    it did reach the log after all (the status was asked before the new site applied it),
+//!    the engine refuses the second copy as a duplicate and the gateway answers with the
+//!    original's state: a client order id is never executed twice.
+//!
+//! An order is acknowledged only by a report the engine caused (new, fill, engine reject, or
+//! state). A gateway refusal (busy, unavailable, throttled) means the order never reached the
+//! log: it stays unacknowledged and is sent again after [`FailoverConfig::retry_after`].
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use engine::{AccountId, OrderId};
+use gateway::binary::{ClientMessage, ExecReport, NewOrderMsg, ServerMessage};
+use gateway::binary_client::BinaryClient;
+
+/// Binary reason codes (BINARY-PROTOCOL.md) the client acts on.
+mod code {
+    pub const DUPLICATE_ORDER_ID: u8 = 2;
+    pub const UNKNOWN_ORDER: u8 = 7;
+    pub const BUSY: u8 = 30;
+    pub const UNAVAILABLE: u8 = 31;
+    pub const THROTTLED: u8 = 32;
+}
+
+/// ExecType of a status answer.
+const EXEC_STATUS: u8 = b'I';
+/// ExecType of a reject.
+const EXEC_REJECTED: u8 = b'8';
+/// The NewOrder message type (a SessionReject names the type it refuses).
+const NEW_ORDER_TYPE: u8 = 0x10;
+/// A session silent this long sends a heartbeat (the server's interval is 30 s).
+const IDLE_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Where the sites are and how patient to be.
+#[derive(Clone, Debug)]
+pub struct FailoverConfig {
+    /// Every site's binary gateway; the client starts at the first and moves round the list.
+    pub sites: Vec<SocketAddr>,
+    /// The member's logon token (the same member is known at every site).
+    pub token: String,
+    /// An order unanswered this long means the site stopped answering.
+    pub ack_timeout: Duration,
+    /// How long one logon attempt may take.
+    pub connect_timeout: Duration,
+    /// How long to wait before resending an order a gateway refused (busy, unavailable,
+    /// throttled), and before trying the sites again when none answered.
+    pub retry_after: Duration,
+}
+
+impl FailoverConfig {
+    pub fn new(sites: Vec<SocketAddr>, token: &str) -> FailoverConfig {
+        FailoverConfig {
+            sites,
+            token: token.into(),
+            ack_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(1),
+            retry_after: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The engine's decision on an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// In the log and accepted by the engine (its report, or its state after a failover).
+    Accepted,
+    /// In the log and refused by the engine, with the binary reason code.
+    Rejected(u8),
+}
+
+/// An acknowledged order.
+#[derive(Clone, Copy, Debug)]
+pub struct Ack {
+    pub cl_ord_id: OrderId,
+    pub outcome: Outcome,
+    /// The site (index into [`FailoverConfig::sites`]) that acknowledged it.
+    pub site: usize,
+    /// When the order was first sent, and when it was acknowledged.
+    pub sent: Instant,
+    pub at: Instant,
+}
+
+/// One move from a site that stopped answering to another.
+#[derive(Clone, Copy, Debug)]
+pub struct Failover {
+    pub from: usize,
+    pub to: usize,
+    /// When the client noticed, and when it was logged on at `to`.
+    pub detected: Instant,
+    pub logged_on: Instant,
+    /// Unacknowledged orders then: those the new site knew, and those resent.
+    pub known: usize,
+    pub resent: usize,
+}
+
+/// An order sent and not yet acknowledged.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    order: NewOrderMsg,
+    first_sent: Instant,
+    /// When it was last sent; `None` while it waits to be sent (again).
+    sent: Option<Instant>,
+    /// Not before this (after a gateway refusal).
+    not_before: Instant,
+}
+
+/// Counts of what the client met.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClientCounts {
+    pub sent: u64,
+    /// Orders a gateway refused without logging them (busy, unavailable, throttled).
+    pub refused: u64,
+    pub duplicates_answered: u64,
+    pub fills: u64,
+}
+
+/// A member's session that fails over between sites.
+pub struct FailoverClient {
+    config: FailoverConfig,
+    site: usize,
+    conn: Option<BinaryClient>,
+    account: AccountId,
+    pending: BTreeMap<OrderId, Pending>,
+    failovers: Vec<Failover>,
+    counts: ClientCounts,
+    last_sent: Instant,
+    /// Since when the client has had no site (the first detection of the current outage).
+    down_since: Option<Instant>,
+}
+
+impl FailoverClient {
+    /// Logs on at the first site that answers, starting with `first`.
+    pub async fn connect(config: FailoverConfig, first: usize) -> io::Result<FailoverClient> {
+        if config.sites.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no sites"));
+        }
+        let mut client = FailoverClient {
+            site: first % config.sites.len(),
+            config,
+            conn: None,
+            account: AccountId(0),
+            pending: BTreeMap::new(),
+            failovers: Vec::new(),
+            counts: ClientCounts::default(),
+            last_sent: Instant::now(),
+            down_since: None,
+        };
+        let deadline = Instant::now() + client.config.connect_timeout * 10;
+        while !client.try_logon(client.site).await {
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "no site accepted the logon",
+                ));
+            }
+            client.site = (client.site + 1) % client.config.sites.len();
+            tokio::time::sleep(client.config.retry_after).await;
+        }
+        Ok(client)
+    }
+
+    /// The member's account (from the logon).
+    pub fn account(&self) -> AccountId {
+        self.account
+    }
+
+    /// The site the client is logged on at (or last was).
+    pub fn site(&self) -> usize {
+        self.site
+    }
+
+    /// Orders sent and not yet acknowledged.
+    pub fn unacknowledged(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn failovers(&self) -> &[Failover] {
+        &self.failovers
+    }
+
+    pub fn counts(&self) -> ClientCounts {
+        self.counts
+    }
+
+    /// Sends a new order; it is followed until acknowledged, across failovers. An id already
+    /// waiting for its acknowledgement is refused.
+    pub async fn submit(&mut self, order: NewOrderMsg) -> io::Result<()> {
+        if self.pending.contains_key(&order.cl_ord_id) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "that client order id is waiting for its acknowledgement",
+            ));
+        }
+        let now = Instant::now();
+        self.pending.insert(
+            order.cl_ord_id,
+            Pending {
+                order,
+                first_sent: now,
+                sent: None,
+                not_before: now,
+            },
+        );
+        self.send_due().await;
+        Ok(())
+    }
+
+    /// Reads answers until `until`, failing over when the site stops answering; returns the
+    /// acknowledgements.
+    pub async fn pump(&mut self, until: Instant) -> Vec<Ack> {
+        let mut acks = Vec::new();
+        loop {
+            if (self.conn.is_none() || self.overdue()) && !self.fail_over(&mut acks, until).await {
+                return acks;
+            }
+            self.send_due().await;
+            let now = Instant::now();
+            if now >= until {
+                return acks;
+            }
+            if now.duration_since(self.last_sent) > IDLE_HEARTBEAT {
+                self.send(&ClientMessage::Heartbeat { test_id: 0 }).await;
+            }
+            // Wake for the caller's deadline, or to resend or check for overdue orders.
+            let wake = until.min(now + self.config.retry_after);
+            let Some(conn) = self.conn.as_mut() else {
+                continue;
+            };
+            match tokio::time::timeout_at(wake.into(), conn.recv()).await {
+                Err(_) => {}
+                Ok(Ok(Some(message))) => self.on_message(message, &mut acks),
+                Ok(Ok(None)) | Ok(Err(_)) => self.conn = None,
+            }
+        }
+    }
+
+    /// Waits until every order is acknowledged or `timeout` passes; returns the
+    /// acknowledgements.
+    pub async fn drain(&mut self, timeout: Duration) -> Vec<Ack> {
+        let deadline = Instant::now() + timeout;
+        let mut acks = Vec::new();
+        while !self.pending.is_empty() && Instant::now() < deadline {
+            let until = (Instant::now() + Duration::from_millis(50)).min(deadline);
+            acks.extend(self.pump(until).await);
+        }
+        acks
+    }
+
+    /// Sends a request that needs no acknowledgement tracking (mass cancel, heartbeat) on the
+    /// current site; false if it could not be sent.
+    pub async fn send(&mut self, message: &ClientMessage) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let sent = conn.send(message).await.is_ok();
+        if sent {
+            self.last_sent = Instant::now();
+        } else {
+            self.conn = None;
+        }
+        sent
+    }
+
+    fn overdue(&self) -> bool {
+        let now = Instant::now();
+        self.pending.values().any(|p| {
+            p.sent
+                .is_some_and(|sent| now.duration_since(sent) > self.config.ack_timeout)
+        })
+    }
+
+    /// Sends every order waiting to be sent whose time has come.
+    async fn send_due(&mut self) {
+        if self.conn.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let due: Vec<OrderId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.sent.is_none() && p.not_before <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let order = self.pending[&id].order;
+            if !self.send(&ClientMessage::NewOrder(order)).await {
+                return;
+            }
+            self.counts.sent += 1;
+            if let Some(p) = self.pending.get_mut(&id) {
+                p.sent = Some(now);
+            }
+        }
+    }
+
+    fn on_message(&mut self, message: ServerMessage, acks: &mut Vec<Ack>) {
+        match message {
+            ServerMessage::ExecutionReport(report) => self.on_report(&report, acks),
+            ServerMessage::Logout { .. } => self.conn = None,
+            ServerMessage::SessionReject {
+                rejected_type: NEW_ORDER_TYPE,
+                ..
+            } => {
+                // A new order refused by the session (throttled): nothing tells which, so
+                // every order in flight is sent again later (a copy that did get in is
+                // answered as a duplicate with its state).
+                self.requeue_in_flight();
+            }
+            _ => {}
+        }
+    }
+
+    fn on_report(&mut self, report: &ExecReport, acks: &mut Vec<Ack>) {
+        let id = report.cl_ord_id;
+        let Some(pending) = self.pending.get(&id).copied() else {
+            if report.last_qty.0 > 0 {
+                self.counts.fills += 1;
+            }
+            return;
+        };
+        let outcome = match (report.exec_type, report.reason) {
+            (EXEC_REJECTED, code::BUSY | code::UNAVAILABLE | code::THROTTLED) => {
+                self.counts.refused += 1;
+                self.requeue(id);
+                return;
+            }
+            (_, code::UNKNOWN_ORDER) if report.exec_type == EXEC_STATUS => {
+                // A status answer: this site has not seen it; send it (again).
+                if let Some(p) = self.pending.get_mut(&id) {
+                    p.sent = None;
+                }
+                return;
+            }
+            (EXEC_REJECTED, code::DUPLICATE_ORDER_ID) => {
+                // Already in the log (the gateway had no state to answer with).
+                self.counts.duplicates_answered += 1;
+                Outcome::Accepted
+            }
+            (EXEC_STATUS, _) if report.ord_status == b'8' => Outcome::Rejected(report.reason),
+            (EXEC_REJECTED, reason) => Outcome::Rejected(reason),
+            _ => Outcome::Accepted,
+        };
+        self.pending.remove(&id);
+        acks.push(Ack {
+            cl_ord_id: id,
+            outcome,
+            site: self.site,
+            sent: pending.first_sent,
+            at: Instant::now(),
+        });
+    }
+
+    fn requeue(&mut self, id: OrderId) {
+        let later = Instant::now() + self.config.retry_after;
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.sent = None;
+            p.not_before = later;
+        }
+    }
+
+    fn requeue_in_flight(&mut self) {
+        let ids: Vec<OrderId> = self.pending.keys().copied().collect();
+        for id in ids {
+            self.requeue(id);
+        }
+    }
+
+    async fn try_logon(&mut self, site: usize) -> bool {
+        let addr = self.config.sites[site];
+        let logon = BinaryClient::logon(addr, &self.config.token, false);
+        match tokio::time::timeout(self.config.connect_timeout, logon).await {
+            Ok(Ok((conn, account))) => {
+                self.conn = Some(conn);
+                self.account = account;
+                self.site = site;
+                self.last_sent = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Logs on at the next site that answers, then reconciles: asks for every unacknowledged
+    /// order's state and marks the unknown ones for resending. Tries the sites round the list
+    /// at least once, and on until `until`; false if none took the logon.
+    async fn fail_over(&mut self, acks: &mut Vec<Ack>, until: Instant) -> bool {
+        let from = self.site;
+        let detected = *self.down_since.get_or_insert_with(Instant::now);
+        self.conn = None;
+        let sites = self.config.sites.len();
+        let mut next = (from + 1) % sites;
+        loop {
+            if self.try_logon(next).await {
+                break;
+            }
+            next = (next + 1) % sites;
+            if next == (from + 1) % sites {
+                if Instant::now() >= until {
+                    return false;
+                }
+                tokio::time::sleep(self.config.retry_after).await;
+            }
+        }
+        self.down_since = None;
+        let logged_on = Instant::now();
+        let unacknowledged: Vec<NewOrderMsg> = self.pending.values().map(|p| p.order).collect();
+        for order in &unacknowledged {
+            let status = ClientMessage::OrderStatus {
+                cl_ord_id: order.cl_ord_id,
+                symbol: order.symbol,
+            };
+            if !self.send(&status).await {
+                break;
+            }
+        }
+        // Every pending order waits for its status answer, not for a resend, until answered.
+        let asked = Instant::now();
+        for p in self.pending.values_mut() {
+            p.sent = Some(asked);
+        }
+        let before = acks.len();
+        let deadline = asked + self.config.ack_timeout;
+        let mut answered = 0;
+        while answered < unacknowledged.len() && self.conn.is_some() {
+            let Some(conn) = self.conn.as_mut() else {
+                break;
+            };
+            match tokio::time::timeout_at(deadline.into(), conn.recv()).await {
+                Ok(Ok(Some(ServerMessage::ExecutionReport(report))))
+                    if report.exec_type == EXEC_STATUS =>
+                {
+                    answered += 1;
+                    self.on_report(&report, acks);
+                }
+                Ok(Ok(Some(message))) => self.on_message(message, acks),
+                Ok(Ok(None)) | Ok(Err(_)) => self.conn = None,
+                Err(_) => break,
+            }
+        }
+        let known = acks.len() - before;
+        let resent = self.pending.values().filter(|p| p.sent.is_none()).count();
+        self.failovers.push(Failover {
+            from,
+            to: self.site,
+            detected,
+            logged_on,
+            known,
+            resent,
+        });
+        true
+    }
+}

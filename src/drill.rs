@@ -1,0 +1,454 @@
+//! `exchange drill`: the failover drill on three local sites, or on a real deployment.
+//!
+//! Locally it starts a Kafka-protocol broker (tansu, or `--kafka` for a running cluster),
+//! creates the shard's topic, writes a node configuration per site (`cloud-a`, `cloud-b`,
+//! `metal`) and runs each site as its own `exchange node` process, so a kill is a real
+//! SIGKILL of a whole site. The drill itself (load, kills, audit) is `loadgen::drill`.
+//!
+//! With `--deployment FILE` it drives an existing deployment instead: the file names each
+//! site's gateway and HTTP addresses and the shell commands that kill and start it (see
+//! `config/drill-deployment.toml`).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use engine::{EngineConfig, Price, Qty, Symbol};
+use loadgen::drill::{run_drill, DrillConfig, DrillReport, SiteControl};
+use replicator::kafka::{create_topic, KafkaConfig};
+use replicator::tansu::Tansu;
+use serde::Deserialize;
+
+/// The three sites of a local drill.
+pub const SITES: [&str; 3] = ["cloud-a", "cloud-b", "metal"];
+/// How long a node may take to answer on HTTP after it was started.
+const NODE_START: Duration = Duration::from_secs(60);
+/// How long a node may take to stop after SIGTERM before it is killed.
+const NODE_STOP: Duration = Duration::from_secs(20);
+
+/// What `exchange drill` was asked for.
+#[derive(Clone, Debug)]
+pub struct DrillArgs {
+    pub duration: Duration,
+    pub kills: usize,
+    pub rate: u32,
+    pub clients_per_site: usize,
+    pub down_min: Duration,
+    pub down_max: Duration,
+    pub seed: u64,
+    /// Where the local sites, the broker and the node logs live (a temporary directory if
+    /// not given).
+    pub dir: Option<PathBuf>,
+    /// A running Kafka cluster for the local sites instead of a tansu broker.
+    pub kafka: Option<String>,
+    /// The topic's replication factor on `--kafka` (tansu: 1).
+    pub replication: i32,
+    /// An existing deployment to drill instead of local sites.
+    pub deployment: Option<PathBuf>,
+    /// The `exchange` binary the local sites run.
+    pub exe: PathBuf,
+}
+
+/// Runs the drill; the report says whether it passed.
+pub fn drill(args: &DrillArgs) -> Result<DrillReport> {
+    match &args.deployment {
+        Some(path) => drill_deployment(args, path),
+        None => drill_local(args),
+    }
+}
+
+/// A site this process runs as an `exchange node` child.
+struct LocalSite {
+    name: String,
+    exe: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    binary: SocketAddr,
+    http: SocketAddr,
+    child: Option<Child>,
+}
+
+impl LocalSite {
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let child = Command::new(&self.exe)
+            .arg("node")
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("starting {}", self.exe.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + NODE_START;
+        while std::net::TcpStream::connect(self.http).is_err() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "site {} exited at start ({status}); see {}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("site {} did not listen within {NODE_START:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL if it does not stop in time.
+    fn terminate(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + NODE_STOP;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!(
+                        "site {} stopped with {status}; see {}",
+                        self.name,
+                        self.log.display()
+                    );
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("site {} did not stop within {NODE_STOP:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl SiteControl for LocalSite {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn binary(&self) -> SocketAddr {
+        self.binary
+    }
+    fn http(&self) -> SocketAddr {
+        self.http
+    }
+    fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+    fn start(&mut self) -> Result<()> {
+        self.spawn()
+    }
+}
+
+impl Drop for LocalSite {
+    fn drop(&mut self) {
+        let _ = SiteControl::kill(self);
+    }
+}
+
+fn free_port() -> Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// The drill's members: one per client.
+fn members(count: usize) -> Vec<(String, String, u64)> {
+    (0..count)
+        .map(|k| {
+            (
+                format!("drill-{k}"),
+                format!("drill-token-{k:06}"),
+                1000 + k as u64,
+            )
+        })
+        .collect()
+}
+
+/// The engine every site and the audit use: room for every order of a 10-minute drill, and
+/// every client order id remembered for deduplication.
+fn drill_engine(seed: u64) -> EngineConfig {
+    EngineConfig {
+        orders_max: 1 << 18,
+        retired_ids_max: 1 << 21,
+        hash_seed: seed | 1,
+        ..EngineConfig::default()
+    }
+}
+
+/// A node configuration for one local site.
+fn node_toml(
+    name: &str,
+    kafka: &KafkaConfig,
+    engine: &EngineConfig,
+    binary: SocketAddr,
+    http: SocketAddr,
+    members: &[(String, String, u64)],
+    hash_every: u64,
+) -> Result<String> {
+    let mut doc = toml::Table::new();
+    doc.insert("site".into(), name.into());
+    doc.insert("data_dir".into(), "data".into());
+    doc.insert("hash_every".into(), (hash_every as i64).into());
+    let mut log = toml::Table::new();
+    log.insert("kind".into(), "kafka".into());
+    log.insert(
+        "bootstrap_servers".into(),
+        kafka.bootstrap_servers.clone().into(),
+    );
+    log.insert("topic".into(), kafka.topic.clone().into());
+    log.insert("partition".into(), i64::from(kafka.partition).into());
+    log.insert("allow_unsafe_topic".into(), kafka.allow_unsafe_topic.into());
+    doc.insert("log".into(), log.into());
+    let mut listen = toml::Table::new();
+    listen.insert("binary".into(), binary.to_string().into());
+    listen.insert("http".into(), http.to_string().into());
+    doc.insert("listen".into(), listen.into());
+    doc.insert("engine".into(), toml::Value::try_from(engine)?);
+    let mut snapshots = toml::Table::new();
+    snapshots.insert("every_records".into(), 20_000.into());
+    snapshots.insert("every_seconds".into(), 10.into());
+    snapshots.insert("keep".into(), 2.into());
+    doc.insert("snapshots".into(), snapshots.into());
+    let members: Vec<toml::Value> = members
+        .iter()
+        .map(|(name, token, account)| {
+            let mut m = toml::Table::new();
+            m.insert("name".into(), name.clone().into());
+            m.insert("token".into(), token.clone().into());
+            m.insert("account".into(), (*account as i64).into());
+            m.into()
+        })
+        .collect();
+    doc.insert("members".into(), members.into());
+    let mut symbol = toml::Table::new();
+    symbol.insert("symbol".into(), "BTC-USD".into());
+    symbol.insert("tick".into(), "0.5".into());
+    symbol.insert("lot".into(), "1".into());
+    doc.insert("symbols".into(), vec![toml::Value::from(symbol)].into());
+    Ok(toml::to_string(&doc)?)
+}
+
+fn drill_config(
+    args: &DrillArgs,
+    kafka: KafkaConfig,
+    engine: EngineConfig,
+    members: Vec<(String, u64)>,
+    hash_every: u64,
+    (symbol, tick, lot): (Symbol, Price, Qty),
+) -> DrillConfig {
+    DrillConfig {
+        duration: args.duration,
+        kills: args.kills,
+        rate: args.rate,
+        clients_per_site: args.clients_per_site,
+        down_min: args.down_min,
+        down_max: args.down_max,
+        seed: args.seed,
+        members,
+        symbol,
+        tick,
+        lot,
+        kafka,
+        engine,
+        hash_every,
+        drain_timeout: Duration::from_secs(30),
+    }
+}
+
+fn btc() -> Result<(Symbol, Price, Qty)> {
+    Ok((
+        Symbol::new("BTC-USD").map_err(|e| anyhow!("{e:?}"))?,
+        Price::parse("0.5").map_err(|e| anyhow!("{e:?}"))?,
+        Qty::parse("1").map_err(|e| anyhow!("{e:?}"))?,
+    ))
+}
+
+fn drill_local(args: &DrillArgs) -> Result<DrillReport> {
+    let temp = tempfile::tempdir()?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let (_broker, bootstrap, replication) = match &args.kafka {
+        Some(bootstrap) => (None, bootstrap.clone(), args.replication),
+        None => {
+            let broker = Tansu::start(&dir.join("kafka"))?;
+            let bootstrap = broker.bootstrap();
+            (Some(broker), bootstrap, 1)
+        }
+    };
+    let topic = format!("drill-{}-{}.commands", args.seed, std::process::id());
+    let kafka = KafkaConfig {
+        // A single development broker cannot have three replicas.
+        allow_unsafe_topic: replication < 3,
+        ..KafkaConfig::new(&bootstrap, &topic, 0)
+    };
+    create_topic(&kafka, 1, replication, Duration::from_secs(20))
+        .with_context(|| format!("creating topic {topic} on {bootstrap}"))?;
+
+    let engine = drill_engine(args.seed);
+    let clients = SITES.len() * args.clients_per_site;
+    let members = members(clients.max(1));
+    let hash_every = 1000;
+    let mut sites = Vec::new();
+    for name in SITES {
+        let site_dir = dir.join(name);
+        std::fs::create_dir_all(&site_dir)?;
+        let (binary, http) = (free_port()?, free_port()?);
+        let config = site_dir.join("node.toml");
+        let text = node_toml(name, &kafka, &engine, binary, http, &members, hash_every)?;
+        std::fs::write(&config, text)?;
+        sites.push(LocalSite {
+            name: name.into(),
+            exe: args.exe.clone(),
+            config,
+            log: site_dir.join("node.log"),
+            binary,
+            http,
+            child: None,
+        });
+    }
+    for site in &mut sites {
+        site.spawn()?;
+    }
+    eprintln!(
+        "drill: sites {} on Kafka {bootstrap} (topic {topic}), files in {}",
+        SITES.join(", "),
+        dir.display()
+    );
+    let config = drill_config(
+        args,
+        kafka,
+        engine,
+        members.iter().map(|(_, t, a)| (t.clone(), *a)).collect(),
+        hash_every,
+        btc()?,
+    );
+    let report = run_drill(&config, &mut sites)?;
+    // Clean stops: each node applies what is committed and writes its final snapshot.
+    let mut stop_errors = Vec::new();
+    for site in &mut sites {
+        if let Err(err) = site.terminate() {
+            stop_errors.push(err.to_string());
+        }
+    }
+    if !stop_errors.is_empty() {
+        bail!("stopping the sites: {}", stop_errors.join("; "));
+    }
+    if args.dir.is_none() && !report.passed() {
+        // Keep the evidence of a failed drill.
+        let kept = temp.keep();
+        eprintln!("drill: failed; node logs kept in {}", kept.display());
+    }
+    Ok(report)
+}
+
+/// A site of an existing deployment, killed and started by shell commands.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployedSite {
+    name: String,
+    binary: SocketAddr,
+    http: SocketAddr,
+    /// Takes the whole site down at once (for example `ssh metal sudo systemctl kill -s
+    /// KILL exchange-node`).
+    kill: String,
+    /// Starts it again.
+    start: String,
+}
+
+impl SiteControl for DeployedSite {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn binary(&self) -> SocketAddr {
+        self.binary
+    }
+    fn http(&self) -> SocketAddr {
+        self.http
+    }
+    fn kill(&mut self) -> Result<()> {
+        shell(&self.kill)
+    }
+    fn start(&mut self) -> Result<()> {
+        shell(&self.start)
+    }
+}
+
+fn shell(command: &str) -> Result<()> {
+    let status = Command::new("sh").args(["-c", command]).status()?;
+    if !status.success() {
+        bail!("`{command}` exited with {status}");
+    }
+    Ok(())
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployedMember {
+    token: String,
+    account: u64,
+}
+
+/// `--deployment FILE`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Deployment {
+    /// The shard's log, read for the audit.
+    log: KafkaConfig,
+    /// The nodes' engine section (the same hash seed: it is part of the state hash).
+    engine: EngineConfig,
+    /// The nodes' `hash_every`.
+    hash_every: u64,
+    symbol: String,
+    tick: String,
+    lot: String,
+    sites: Vec<DeployedSite>,
+    /// One per client (sites × clients per site).
+    members: Vec<DeployedMember>,
+}
+
+fn drill_deployment(args: &DrillArgs, path: &Path) -> Result<DrillReport> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let deployment: Deployment =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let symbol = (
+        Symbol::new(&deployment.symbol).map_err(|e| anyhow!("symbol: {e:?}"))?,
+        Price::parse(&deployment.tick).map_err(|e| anyhow!("tick: {e:?}"))?,
+        Qty::parse(&deployment.lot).map_err(|e| anyhow!("lot: {e:?}"))?,
+    );
+    let config = drill_config(
+        args,
+        deployment.log,
+        deployment.engine,
+        deployment
+            .members
+            .iter()
+            .map(|m| (m.token.clone(), m.account))
+            .collect(),
+        deployment.hash_every,
+        symbol,
+    );
+    let mut sites = deployment.sites;
+    run_drill(&config, &mut sites)
+}
