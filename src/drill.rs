@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use engine::{EngineConfig, Price, Qty, Symbol};
 use loadgen::drill::{run_drill, DrillConfig, DrillReport, SiteControl};
-use replicator::kafka::{create_topic, KafkaConfig};
+use replicator::kafka::{check_topic, create_topic, KafkaConfig, KafkaLogError};
 use replicator::tansu::Tansu;
 use serde::Deserialize;
 
@@ -45,6 +45,11 @@ pub struct DrillArgs {
     pub kafka: Option<String>,
     /// The topic's replication factor on `--kafka` (tansu: 1).
     pub replication: i32,
+    /// The commands topic (created if missing); `drill-SEED-PID.commands` if not given.
+    pub topic: Option<String>,
+    /// Trade on a topic that fails the durability check (a single broker, or a test cluster
+    /// that does not report its settings).
+    pub allow_unsafe_topic: bool,
     /// An existing deployment to drill instead of local sites.
     pub deployment: Option<PathBuf>,
     /// The `exchange` binary the local sites run.
@@ -287,7 +292,17 @@ fn drill_local(args: &DrillArgs) -> Result<DrillReport> {
         .dir
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
-    std::fs::create_dir_all(&dir)?;
+    let result = drill_local_in(args, &dir);
+    if args.dir.is_none() && !result.as_ref().is_ok_and(DrillReport::passed) {
+        // Keep the evidence of a failed drill: node logs, configurations, data.
+        let kept = temp.keep();
+        eprintln!("drill: failed; its files are kept in {}", kept.display());
+    }
+    result
+}
+
+fn drill_local_in(args: &DrillArgs, dir: &Path) -> Result<DrillReport> {
+    std::fs::create_dir_all(dir)?;
     let (_broker, bootstrap, replication) = match &args.kafka {
         Some(bootstrap) => (None, bootstrap.clone(), args.replication),
         None => {
@@ -296,14 +311,20 @@ fn drill_local(args: &DrillArgs) -> Result<DrillReport> {
             (Some(broker), bootstrap, 1)
         }
     };
-    let topic = format!("drill-{}-{}.commands", args.seed, std::process::id());
+    let topic = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| format!("drill-{}-{}.commands", args.seed, std::process::id()));
     let kafka = KafkaConfig {
         // A single development broker cannot have three replicas.
-        allow_unsafe_topic: replication < 3,
+        allow_unsafe_topic: args.allow_unsafe_topic || replication < 3,
         ..KafkaConfig::new(&bootstrap, &topic, 0)
     };
-    create_topic(&kafka, 1, replication, Duration::from_secs(20))
-        .with_context(|| format!("creating topic {topic} on {bootstrap}"))?;
+    // An existing topic (created by the operators, or by a test's cluster) is used as it is.
+    if let Err(KafkaLogError::NoPartition(..)) = check_topic(&kafka, Duration::from_secs(10)) {
+        create_topic(&kafka, 1, replication, Duration::from_secs(20))
+            .with_context(|| format!("creating topic {topic} on {bootstrap}"))?;
+    }
 
     let engine = drill_engine(args.seed);
     let clients = SITES.len() * args.clients_per_site;
@@ -353,11 +374,6 @@ fn drill_local(args: &DrillArgs) -> Result<DrillReport> {
     }
     if !stop_errors.is_empty() {
         bail!("stopping the sites: {}", stop_errors.join("; "));
-    }
-    if args.dir.is_none() && !report.passed() {
-        // Keep the evidence of a failed drill.
-        let kept = temp.keep();
-        eprintln!("drill: failed; node logs kept in {}", kept.display());
     }
     Ok(report)
 }

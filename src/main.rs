@@ -72,8 +72,15 @@ enum Cmd {
         /// The drill topic's replication factor on --kafka.
         #[arg(long, default_value_t = 3)]
         replication: i32,
+        /// The commands topic (created if missing; default drill-SEED-PID.commands).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Trade on a topic that fails the durability check (replication 3,
+        /// min.insync.replicas 2, unclean election off): development clusters only.
+        #[arg(long)]
+        allow_unsafe_topic: bool,
         /// Drill a running deployment instead (see config/drill-deployment.toml).
-        #[arg(long, value_name = "FILE", conflicts_with_all = ["kafka", "dir"])]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["kafka", "dir", "topic"])]
         deployment: Option<PathBuf>,
     },
     /// Open-loop load over the binary protocol against running gateways.
@@ -244,6 +251,8 @@ fn run(cli: Cli) -> Result<()> {
             dir,
             kafka,
             replication,
+            topic,
+            allow_unsafe_topic,
             deployment,
         } => {
             let &[down_min, down_max] = down_secs.as_slice() else {
@@ -260,6 +269,8 @@ fn run(cli: Cli) -> Result<()> {
                 dir,
                 kafka,
                 replication,
+                topic,
+                allow_unsafe_topic,
                 deployment,
                 exe: std::env::current_exe()?,
             };

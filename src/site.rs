@@ -499,7 +499,8 @@ impl Site {
             LogBackend::Kafka(kafka) => {
                 let (log, _) = KafkaLog::open(kafka.clone(), Duration::from_secs(10))
                     .with_context(|| format!("opening Kafka topic {}", kafka.topic))?;
-                let watermarks = Watermarks::spawn(kafka, WATERMARK_EVERY)?;
+                let watermarks =
+                    Watermarks::spawn(kafka, Duration::from_secs(10), WATERMARK_EVERY)?;
                 let recovered = recover(&log, &store, config.engine).context("recovery")?;
                 let reader = Box::new(log.reader(recovered.position)?);
                 let log = OpenLog::Kafka(Arc::new(log), Arc::new(watermarks));

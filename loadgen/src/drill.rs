@@ -397,12 +397,18 @@ async fn client_task(
     let mut acks = Vec::new();
     let mut first_ack_after: Vec<Option<Instant>> = Vec::new();
     let mut record = |client: &FailoverClient, new: Vec<Ack>, acks: &mut Vec<Ack>| {
-        while first_ack_after.len() < client.failovers().len() {
+        let failovers = client.failovers();
+        while first_ack_after.len() < failovers.len() {
             first_ack_after.push(None);
         }
-        if let (Some(last), Some(ack)) = (first_ack_after.last_mut(), new.first()) {
-            if last.is_none() {
-                *last = Some(ack.at);
+        if let (Some(first), Some(failover)) = (first_ack_after.last_mut(), failovers.last()) {
+            if first.is_none() {
+                // The first acknowledgement from the new site (a pump call can also return
+                // acknowledgements the old site sent before it died).
+                *first = new
+                    .iter()
+                    .find(|ack| ack.site == failover.to && ack.at >= failover.logged_on)
+                    .map(|ack| ack.at);
             }
         }
         acks.extend(new);

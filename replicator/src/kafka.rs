@@ -512,12 +512,18 @@ struct WatermarkState {
 }
 
 impl Watermarks {
-    /// Starts reading `config`'s partition every `every`.
-    pub fn spawn(config: &KafkaConfig, every: Duration) -> Result<Watermarks, KafkaLogError> {
+    /// Reads `config`'s partition once (waiting up to `first` for its leader), then every
+    /// `every` in the background.
+    pub fn spawn(
+        config: &KafkaConfig,
+        first: Duration,
+        every: Duration,
+    ) -> Result<Watermarks, KafkaLogError> {
         let consumer: BaseConsumer = config.client().create()?;
+        let (_, high) = consumer.fetch_watermarks(&config.topic, config.partition, first)?;
         let shared = Arc::new(WatermarkState {
-            high: AtomicU64::new(0),
-            last_ok_ms: AtomicU64::new(u64::MAX),
+            high: AtomicU64::new(high.max(0) as u64),
+            last_ok_ms: AtomicU64::new(0),
             started: Instant::now(),
             stop: AtomicBool::new(false),
         });

@@ -1,0 +1,179 @@
+//! Failover drills, run as `exchange drill` processes: three sites, each an `exchange node`
+//! process on one Kafka log, under load from failover clients.
+//!
+//! - whole sites SIGKILLed and restarted (tansu as the Kafka cluster);
+//! - the whole Kafka cluster stopped for 10 s under load (tansu killed and restarted): new
+//!   orders are refused as "unavailable" meanwhile, and trading resumes by itself;
+//! - Kafka's own failover, which tansu cannot show: librdkafka's mock cluster in this process
+//!   (three brokers racked as the sites, the partition replicated three ways), whose
+//!   partition leader moves to another site's broker and whose first leader's broker goes
+//!   down, mid-drill.
+//!
+//! Each drill ends with its audit: no acknowledged order lost, no client order id executed
+//! twice, every site (the restarted ones too) on the log's state hash. The drills run one at
+//! a time: each starts three nodes on a 2-core machine.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+use replicator::tansu::Tansu;
+use serde_json::Value;
+
+/// One drill at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn drill(args: &[&str], report: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_exchange"))
+        .arg("drill")
+        .args(args)
+        .arg("--report")
+        .arg(report)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("exchange drill starts")
+}
+
+/// Waits for the drill and returns its report, failing with its output if it failed.
+fn finish(child: Child, report: &Path) -> Value {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("the drill runs");
+    let stdout = String::from_utf8_lossy(&stdout);
+    let stderr = String::from_utf8_lossy(&stderr);
+    println!("{stdout}");
+    assert!(status.success(), "the drill failed:\n{stdout}\n{stderr}");
+    let text = std::fs::read_to_string(report).expect("the drill wrote its report");
+    serde_json::from_str(&text).expect("the report is JSON")
+}
+
+/// The must-be-zero figures and convergence.
+fn assert_sound(report: &Value) {
+    assert_eq!(report["lost_acked"], 0, "{report:#}");
+    assert_eq!(report["duplicates"], 0, "{report:#}");
+    assert_eq!(report["sites_converged"], true, "{report:#}");
+    assert_eq!(report["unacknowledged"], 0, "{report:#}");
+    let hashes = report["hashes"].as_array().unwrap();
+    assert_eq!(hashes.len(), 3);
+    assert!(
+        hashes.iter().all(|h| h["matches_log"] == true),
+        "{report:#}"
+    );
+    assert!(
+        report["acked_orders"].as_u64().unwrap() > 1000,
+        "{report:#}"
+    );
+    assert_eq!(report["acked_orders"], report["orders"], "{report:#}");
+}
+
+#[test]
+fn a_short_drill_with_two_site_kills_passes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let child = drill(
+        &[
+            "--duration",
+            "20",
+            "--kills",
+            "2",
+            "--rate",
+            "150",
+            "--down-secs",
+            "2,3",
+        ],
+        &report,
+    );
+    let report = finish(child, &report);
+    assert_sound(&report);
+    assert_eq!(report["kills"], 2);
+    for kill in report["kill_log"].as_array().unwrap() {
+        // Two clients were on the killed site; each failed over and was acknowledged again.
+        assert!(kill["clients_failed_over"].as_u64().unwrap() >= 1, "{kill}");
+        assert!(kill["rto_ms"].as_u64().is_some(), "{kill}");
+        assert!(kill["catch_up_ms"].as_u64().is_some(), "{kill}");
+    }
+    assert!(report["rto_ms_max"].as_u64().is_some());
+}
+
+#[test]
+fn a_whole_kafka_outage_is_refused_clearly_and_trading_resumes_by_itself() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Tansu::start(&dir.path().join("kafka")).expect("tansu 0.6.0 (scripts/setup)");
+    let report = dir.path().join("report.json");
+    let child = drill(
+        &[
+            "--kafka",
+            &broker.bootstrap(),
+            "--replication",
+            "1",
+            "--duration",
+            "30",
+            "--kills",
+            "0",
+            "--rate",
+            "150",
+        ],
+        &report,
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(10));
+    broker.resume().expect("tansu restarts on its data");
+    let report = finish(child, &report);
+    assert_sound(&report);
+    // While the log was down, the gateways answered new orders with "unavailable" (the
+    // clients sent them again later) instead of holding them.
+    assert!(report["refused"].as_u64().unwrap() > 0, "{report:#}");
+}
+
+#[test]
+fn kafka_leader_moves_and_a_broker_goes_down_mid_drill() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const TOPIC: &str = "drill-mock.commands";
+    let cluster = MockCluster::new(3).unwrap();
+    for (broker, rack) in [(1, "cloud-a"), (2, "cloud-b"), (3, "metal")] {
+        cluster.broker_rack(broker, rack).unwrap();
+    }
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, 1, 3).unwrap();
+    cluster.partition_leader(TOPIC, 0, Some(1)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let child = drill(
+        &[
+            "--kafka",
+            &bootstrap,
+            "--topic",
+            TOPIC,
+            // The mock cluster does not report topic settings to the durability check.
+            "--allow-unsafe-topic",
+            "--duration",
+            "24",
+            "--kills",
+            "1",
+            "--rate",
+            "150",
+        ],
+        &report,
+    );
+    let started = Instant::now();
+    let at = |secs| std::thread::sleep(Duration::from_secs(secs).saturating_sub(started.elapsed()));
+    // cloud-a's broker loses the leadership to cloud-b's...
+    at(8);
+    cluster.partition_leader(TOPIC, 0, Some(2)).unwrap();
+    // ...then goes dark altogether, and comes back.
+    at(13);
+    cluster.broker_down(1).unwrap();
+    at(19);
+    cluster.broker_up(1).unwrap();
+    let report = finish(child, &report);
+    assert_sound(&report);
+    assert_eq!(report["kills"], 1);
+}
