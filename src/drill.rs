@@ -468,3 +468,44 @@ fn drill_deployment(args: &DrillArgs, path: &Path) -> Result<DrillReport> {
     let mut sites = deployment.sites;
     run_drill(&config, &mut sites)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped deployment example parses, and names three sites with enough members for
+    /// the default two clients per site.
+    #[test]
+    fn the_example_deployment_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/drill-deployment.toml");
+        let deployment: Deployment = toml::from_str(&std::fs::read_to_string(path).unwrap())
+            .expect("config/drill-deployment.toml is a valid deployment");
+        assert_eq!(deployment.sites.len(), 3);
+        assert_eq!(deployment.members.len(), 6);
+        assert_ne!(deployment.engine.hash_seed, 0);
+    }
+
+    /// The node configuration the local drill writes is one `exchange node` accepts, on Kafka.
+    #[test]
+    fn the_local_node_config_is_a_valid_node_config() {
+        let kafka = KafkaConfig {
+            allow_unsafe_topic: true,
+            ..KafkaConfig::new("127.0.0.1:9092", "drill.commands", 0)
+        };
+        let text = node_toml(
+            "metal",
+            &kafka,
+            &drill_engine(7),
+            "127.0.0.1:7001".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+            &members(2),
+            1000,
+        )
+        .unwrap();
+        let config: crate::node::NodeConfig = toml::from_str(&text).unwrap();
+        let site = config.site_config().unwrap();
+        assert_eq!(site.name, "metal");
+        assert!(matches!(site.log, crate::site::LogBackend::Kafka(ref k) if *k == kafka));
+        assert_eq!(site.members.len(), 2);
+    }
+}

@@ -314,6 +314,32 @@ mod tests {
         ));
     }
 
+    /// The three-site example runs on Kafka with the durability check on.
+    #[test]
+    fn the_kafka_example_config_loads_and_checks() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/node-kafka.toml");
+        let site = NodeConfig::load(&path).unwrap().site_config().unwrap();
+        match site.log {
+            LogBackend::Kafka(kafka) => {
+                assert_eq!(kafka.topic, "exchange.commands");
+                assert!(!kafka.allow_unsafe_topic);
+            }
+            other => panic!("expected Kafka, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_kafka_log_without_brokers_is_named() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/node-kafka.toml");
+        let mut config = NodeConfig::load(&path).unwrap();
+        config.log.bootstrap_servers = None;
+        let err = config.site_config().unwrap_err().to_string();
+        assert!(err.contains("log.bootstrap_servers"), "{err}");
+        config.log.kind = "zookeeper".into();
+        let err = config.site_config().unwrap_err().to_string();
+        assert!(err.contains("log.kind"), "{err}");
+    }
+
     #[test]
     fn a_bad_fsync_setting_is_named() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/node.toml");

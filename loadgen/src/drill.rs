@@ -652,6 +652,16 @@ fn replay(config: &DrillConfig, end: u64, positions: &[u64]) -> Result<History> 
     Ok(history)
 }
 
+/// An order acknowledged as accepted that the log's history never accepted.
+fn is_lost(history: &History, account: AccountId, ack: &Ack) -> bool {
+    ack.outcome == Outcome::Accepted && !history.accepted.contains_key(&(account, ack.cl_ord_id))
+}
+
+/// Client order ids the history accepted more than once.
+fn duplicates(history: &History) -> u64 {
+    history.accepted.values().filter(|n| **n > 1).count() as u64
+}
+
 fn audit(
     config: &DrillConfig,
     names: &[String],
@@ -713,10 +723,7 @@ fn audit(
             match ack.outcome {
                 Outcome::Accepted => {
                     accepted += 1;
-                    if !history
-                        .accepted
-                        .contains_key(&(result.account, ack.cl_ord_id))
-                    {
+                    if is_lost(&history, result.account, ack) {
                         lost += 1;
                         if lost_examples.len() < 10 {
                             lost_examples.push(format!(
@@ -731,7 +738,7 @@ fn audit(
             }
         }
     }
-    let duplicates = history.accepted.values().filter(|n| **n > 1).count() as u64;
+    let duplicates = duplicates(&history);
 
     // RTO per kill: for each client that failed over from the killed site after the kill, from
     // the kill to its first acknowledgement at the new site; the slowest client's.
@@ -820,4 +827,99 @@ fn audit(
         },
         problems,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(text: &str) -> OrderId {
+        OrderId::new(text).unwrap()
+    }
+
+    fn ack(text: &str, outcome: Outcome) -> Ack {
+        let now = Instant::now();
+        Ack {
+            cl_ord_id: id(text),
+            outcome,
+            site: 0,
+            sent: now,
+            at: now,
+        }
+    }
+
+    /// The audit's judgement itself: an acknowledged order missing from the history is lost
+    /// (a rejected one is not), and an id accepted twice is a duplicate.
+    #[test]
+    fn the_audit_finds_lost_and_duplicate_orders() {
+        let account = AccountId(7);
+        let mut history = History {
+            accepted: HashMap::new(),
+            hashes: BTreeMap::new(),
+        };
+        history.accepted.insert((account, id("in-log")), 1);
+        assert!(!is_lost(
+            &history,
+            account,
+            &ack("in-log", Outcome::Accepted)
+        ));
+        assert!(is_lost(
+            &history,
+            account,
+            &ack("missing", Outcome::Accepted)
+        ));
+        assert!(!is_lost(
+            &history,
+            account,
+            &ack("missing", Outcome::Rejected(6))
+        ));
+        // The same id under another account is another order.
+        assert!(is_lost(
+            &history,
+            AccountId(8),
+            &ack("in-log", Outcome::Accepted)
+        ));
+        assert_eq!(duplicates(&history), 0);
+        history.accepted.insert((account, id("twice")), 2);
+        assert_eq!(duplicates(&history), 1);
+    }
+
+    /// Kills fall inside the run's middle, one per slot, in order, each down for less than
+    /// half its slot (so one site is down at a time).
+    #[test]
+    fn the_kill_plan_spreads_kills_over_the_run() {
+        let config = DrillConfig {
+            duration: Duration::from_secs(600),
+            kills: 24,
+            rate: 100,
+            clients_per_site: 1,
+            down_min: Duration::from_secs(3),
+            down_max: Duration::from_secs(8),
+            seed: 7,
+            members: Vec::new(),
+            symbol: Symbol::new("BTC-USD").unwrap(),
+            tick: Price(1),
+            lot: Qty(1),
+            kafka: KafkaConfig::new("127.0.0.1:9092", "t", 0),
+            engine: EngineConfig::default(),
+            hash_every: 1000,
+            drain_timeout: Duration::from_secs(1),
+        };
+        let plan = kill_plan(&config, 3);
+        assert_eq!(plan.len(), 24);
+        let slot = Duration::from_secs(600 - 180) / 24;
+        for (k, (at, site, down)) in plan.iter().enumerate() {
+            assert!(*site < 3);
+            assert!(
+                *down >= Duration::from_secs(3) && *down <= slot / 2,
+                "{down:?}"
+            );
+            let slot_start = Duration::from_secs(60) + slot * k as u32;
+            assert!(
+                *at >= slot_start && *at + *down < slot_start + slot,
+                "kill {k}"
+            );
+        }
+        assert_eq!(plan, kill_plan(&config, 3), "the plan follows the seed");
+    }
 }
