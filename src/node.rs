@@ -269,7 +269,9 @@ pub fn run(config: &NodeConfig) -> anyhow::Result<()> {
     if let Some(addr) = site.fix_addr() {
         eprintln!("node {}: FIX 4.4 on {addr}", config.site);
     }
-    wait_for_termination()?;
+    if let Some(failure) = wait_for_termination(&site)? {
+        bail!("node {}: {failure}", config.site);
+    }
     eprintln!("node {}: stopping", config.site);
     let end = site.shutdown()?;
     eprintln!(
@@ -279,18 +281,26 @@ pub fn run(config: &NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Blocks until SIGTERM or SIGINT.
-fn wait_for_termination() -> anyhow::Result<()> {
+/// Blocks until SIGTERM or SIGINT (`None`), or until the site fails (why).
+fn wait_for_termination(site: &crate::site::Site) -> anyhow::Result<Option<String>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let failed = async {
+            loop {
+                if let Some(failure) = site.failure() {
+                    return failure;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        };
         tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => Ok(None),
+            _ = tokio::signal::ctrl_c() => Ok(None),
+            failure = failed => Ok(Some(failure)),
         }
-        Ok(())
     })
 }
 

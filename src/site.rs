@@ -51,7 +51,7 @@ const OUTPUT_RING: usize = 1 << 16;
 const WATERMARK_EVERY: Duration = Duration::from_millis(250);
 /// A Kafka log whose partition leader has not answered for this long is unreachable: new
 /// requests are refused as "unavailable" instead of piling up in the producer's queue.
-const KAFKA_UNREACHABLE_AFTER: Duration = Duration::from_secs(2);
+const KAFKA_UNREACHABLE_AFTER: Duration = Duration::from_secs(4);
 /// At shutdown, how long the feeder waits for the log's committed end it was asked to reach.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Hash reports kept in memory for `GET /v1/hashes`.
@@ -156,9 +156,27 @@ impl LogHandle {
     }
 }
 
-/// The log as the gateway's way in. A full queue is "busy"; a failed journal or an
-/// unreachable Kafka leader is "unavailable" (both answered at once, never held).
-impl Sequencer for LogHandle {
+/// Why the feeder stopped reading the log, once it did (the site then takes no orders).
+type ReadFailure = Arc<std::sync::OnceLock<String>>;
+
+/// The gateway's way into the log. A full queue is "busy"; a failed journal, an unreachable
+/// Kafka leader or a log this site can no longer read is "unavailable" (answered at once,
+/// never held).
+struct SiteSequencer {
+    log: LogHandle,
+    read_failure: ReadFailure,
+}
+
+impl Sequencer for SiteSequencer {
+    fn submit(&self, command: Command) -> Result<(), SubmitError> {
+        if self.read_failure.get().is_some() {
+            return Err(SubmitError::Unavailable);
+        }
+        self.log.submit(command)
+    }
+}
+
+impl LogHandle {
     fn submit(&self, command: Command) -> Result<(), SubmitError> {
         match self {
             LogHandle::Journal(appender) => appender.try_append(command).map_err(|err| match err {
@@ -187,6 +205,7 @@ pub struct SiteMetrics {
     /// log: the log's commit latency as sessions see it.
     pub sequenced_latency: LatencyHistogram,
     log: LogHandle,
+    read_failure: ReadFailure,
 }
 
 impl SiteMetrics {
@@ -348,9 +367,11 @@ fn http_router(hub: Arc<Hub>, metrics: Arc<SiteMetrics>, hashes: RecentHashes) -
                 async move {
                     let applied = hub.counters().next_position.load(Ordering::Relaxed);
                     let durable = metrics.log.durable();
-                    let available = metrics.log.available();
+                    let failure = metrics.read_failure.get().cloned();
+                    let available = metrics.log.available() && failure.is_none();
                     let body = serde_json::json!({
-                        "status": if available { "ok" } else { "unavailable" },
+                        "status": if failure.is_some() { "failed" } else if available { "ok" } else { "unavailable" },
+                        "error": failure,
                         "site": metrics.site,
                         "log": {
                             "kind": metrics.log.kind(),
@@ -515,8 +536,12 @@ impl Site {
         let engine = recovered.engine;
         let position = recovered.position;
 
+        let read_failure = ReadFailure::default();
         let hub = Hub::new(
-            Arc::new(log.handle()),
+            Arc::new(SiteSequencer {
+                log: log.handle(),
+                read_failure: read_failure.clone(),
+            }),
             members,
             config.engine.retired_ids_max as usize,
         );
@@ -568,6 +593,7 @@ impl Site {
             output_ring: output.depth(),
             sequenced_latency: LatencyHistogram::default(),
             log: log.handle(),
+            read_failure: read_failure.clone(),
         });
         let feeder_metrics = metrics.clone();
         let pump = hub.spawn_pump(pump_state, output, PUMP_WAIT)?;
@@ -586,7 +612,7 @@ impl Site {
                     if reader.position() >= stop_at {
                         return Ok(());
                     }
-                    let fed = reader.poll(1024, Duration::from_millis(2), &mut |_, command| {
+                    let polled = reader.poll(1024, Duration::from_millis(2), &mut |_, command| {
                         feeder_metrics.sequenced_latency.record_since(command.ts.0);
                         let mut command = command;
                         while let Err(back) = commands.try_push(command) {
@@ -594,7 +620,19 @@ impl Site {
                             waiter.wait();
                         }
                         waiter.reset();
-                    })?;
+                    });
+                    let fed = match polled {
+                        Ok(fed) => fed,
+                        Err(err) => {
+                            // The site can no longer follow the log: it refuses orders and
+                            // says so on /health; the node exits so its supervisor restarts
+                            // it into recovery.
+                            let why = format!("reading the log at {}: {err}", reader.position());
+                            eprintln!("site: {why}");
+                            let _ = feeder_metrics.read_failure.set(why);
+                            return Err(err.into());
+                        }
+                    };
                     if stop_at != u64::MAX && fed == 0 {
                         let since = *idle_since.get_or_insert_with(std::time::Instant::now);
                         if since.elapsed() > STOP_GRACE {
@@ -697,6 +735,12 @@ impl Site {
 
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// Why the site stopped following its log, if it did: it then refuses every order, and
+    /// `exchange node` exits non-zero so that it is restarted into recovery.
+    pub fn failure(&self) -> Option<String> {
+        self.metrics.read_failure.get().cloned()
     }
 
     /// The Prometheus text exposition of the site's metrics.

@@ -171,6 +171,9 @@ pub struct DrillReport {
     pub resent: usize,
     /// Gateway refusals (busy, unavailable, throttled), sent again later.
     pub refused: u64,
+    pub refused_by_reason: BTreeMap<String, u64>,
+    /// Clients' moves back to their first site once it was up again.
+    pub returns_home: u64,
     /// Order → acknowledgement, from the first send (across failovers).
     pub ack_latency_us: Percentiles,
     /// Why the drill failed; empty when it passed.
@@ -210,6 +213,11 @@ impl DrillReport {
             self.resent,
             ms(self.rto_ms_max),
             ms(self.catch_up_ms_max)
+        );
+        let _ = writeln!(
+            out,
+            "gateway refusals {} {:?}  returns to the first site {}",
+            self.refused, self.refused_by_reason, self.returns_home
         );
         for kill in &self.kill_log {
             let _ = writeln!(
@@ -266,7 +274,7 @@ struct ClientResult {
     failovers: Vec<crate::failover::Failover>,
     /// The first acknowledgement after each failover (same order as `failovers`).
     first_ack_after: Vec<Option<Instant>>,
-    refused: u64,
+    counts: crate::failover::ClientCounts,
     account: AccountId,
 }
 
@@ -440,7 +448,7 @@ async fn client_task(
         unacknowledged: client.unacknowledged(),
         failovers: client.failovers().to_vec(),
         first_ack_after,
-        refused: client.counts().refused,
+        counts: client.counts(),
         account: client.account(),
     })
 }
@@ -575,6 +583,7 @@ async fn settled_position(https: &[SocketAddr], deadline: Instant) -> Result<u64
             https.iter().map(|h| health(*h)).collect::<Vec<_>>()
         })
         .await?;
+        let described = format!("{seen:?}");
         let positions: Option<Vec<(u64, u64)>> = seen.into_iter().collect();
         if let Some(positions) = positions {
             let (applied, durable) = positions[0];
@@ -588,7 +597,10 @@ async fn settled_position(https: &[SocketAddr], deadline: Instant) -> Result<u64
             }
         }
         if Instant::now() > deadline {
-            bail!("the sites did not settle on one log position");
+            bail!(
+                "the sites did not settle on one log position: (applied, durable) per site \
+                 {described} (see each site's /health)"
+            );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -713,10 +725,21 @@ fn audit(
     let (mut acked, mut accepted, mut rejected, mut lost, mut orders, mut unacked, mut refused) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let mut lost_examples = Vec::new();
+    let mut refused_by_reason = BTreeMap::new();
+    let mut returns_home = 0;
     for result in &results {
         orders += result.orders;
         unacked += result.unacknowledged as u64;
-        refused += result.refused;
+        let c = &result.counts;
+        refused += c.refused_busy + c.refused_unavailable + c.refused_throttled;
+        for (reason, n) in [
+            ("busy", c.refused_busy),
+            ("unavailable", c.refused_unavailable),
+            ("throttled", c.refused_throttled),
+        ] {
+            *refused_by_reason.entry(reason.to_string()).or_default() += n;
+        }
+        returns_home += c.returns_home;
         for ack in &result.acks {
             acked += 1;
             let _ = latency.record(ack.at.duration_since(ack.sent).as_micros().max(1) as u64);
@@ -819,6 +842,8 @@ fn audit(
         reconciled_known,
         resent,
         refused,
+        refused_by_reason,
+        returns_home,
         ack_latency_us: Percentiles {
             p50: pct(0.5),
             p99: pct(0.99),

@@ -55,9 +55,16 @@ pub struct FailoverConfig {
     pub ack_timeout: Duration,
     /// How long one logon attempt may take.
     pub connect_timeout: Duration,
-    /// How long to wait before resending an order a gateway refused (busy, unavailable,
-    /// throttled), and before trying the sites again when none answered.
+    /// How long to wait before trying the sites again when none answered, and the first
+    /// pause after a gateway refusal (busy, unavailable, throttled). Refusals in a row double
+    /// the pause, up to [`FailoverConfig::backoff_max`]; an acknowledgement resets it.
     pub retry_after: Duration,
+    pub backoff_max: Duration,
+    /// After a failover, how often to try the first site again; the client moves back once
+    /// that site has taken logons for [`FailoverConfig::home_settle`] (it has restarted and
+    /// caught up meanwhile). `None`: stay where it is.
+    pub home_every: Option<Duration>,
+    pub home_settle: Duration,
 }
 
 impl FailoverConfig {
@@ -68,6 +75,9 @@ impl FailoverConfig {
             ack_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(1),
             retry_after: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(2),
+            home_every: Some(Duration::from_secs(3)),
+            home_settle: Duration::from_secs(6),
         }
     }
 }
@@ -121,8 +131,12 @@ struct Pending {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ClientCounts {
     pub sent: u64,
-    /// Orders a gateway refused without logging them (busy, unavailable, throttled).
-    pub refused: u64,
+    /// Orders a gateway refused without logging them, by reason.
+    pub refused_busy: u64,
+    pub refused_unavailable: u64,
+    pub refused_throttled: u64,
+    /// Moves back to the first site after a failover.
+    pub returns_home: u64,
     pub duplicates_answered: u64,
     pub fills: u64,
 }
@@ -139,6 +153,13 @@ pub struct FailoverClient {
     last_sent: Instant,
     /// Since when the client has had no site (the first detection of the current outage).
     down_since: Option<Instant>,
+    /// The site the client started at, and since when it has taken a probe logon.
+    home: usize,
+    home_up_since: Option<Instant>,
+    next_home_probe: Instant,
+    /// No new sends before this (after gateway refusals), and the current pause.
+    hold_until: Instant,
+    backoff: Duration,
 }
 
 impl FailoverClient {
@@ -147,8 +168,9 @@ impl FailoverClient {
         if config.sites.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no sites"));
         }
+        let home = first % config.sites.len();
         let mut client = FailoverClient {
-            site: first % config.sites.len(),
+            site: home,
             config,
             conn: None,
             account: AccountId(0),
@@ -157,6 +179,11 @@ impl FailoverClient {
             counts: ClientCounts::default(),
             last_sent: Instant::now(),
             down_since: None,
+            home,
+            home_up_since: None,
+            next_home_probe: Instant::now(),
+            hold_until: Instant::now(),
+            backoff: Duration::ZERO,
         };
         let deadline = Instant::now() + client.config.connect_timeout * 10;
         while !client.try_logon(client.site).await {
@@ -226,6 +253,7 @@ impl FailoverClient {
             if (self.conn.is_none() || self.overdue()) && !self.fail_over(&mut acks, until).await {
                 return acks;
             }
+            self.maybe_return_home(&mut acks).await;
             self.send_due().await;
             let now = Instant::now();
             if now >= until {
@@ -284,10 +312,10 @@ impl FailoverClient {
 
     /// Sends every order waiting to be sent whose time has come.
     async fn send_due(&mut self) {
-        if self.conn.is_none() {
+        let now = Instant::now();
+        if self.conn.is_none() || now < self.hold_until {
             return;
         }
-        let now = Instant::now();
         let due: Vec<OrderId> = self
             .pending
             .iter()
@@ -332,9 +360,14 @@ impl FailoverClient {
             return;
         };
         let outcome = match (report.exec_type, report.reason) {
-            (EXEC_REJECTED, code::BUSY | code::UNAVAILABLE | code::THROTTLED) => {
-                self.counts.refused += 1;
+            (EXEC_REJECTED, reason @ (code::BUSY | code::UNAVAILABLE | code::THROTTLED)) => {
+                match reason {
+                    code::BUSY => self.counts.refused_busy += 1,
+                    code::UNAVAILABLE => self.counts.refused_unavailable += 1,
+                    _ => self.counts.refused_throttled += 1,
+                }
                 self.requeue(id);
+                self.back_off();
                 return;
             }
             (_, code::UNKNOWN_ORDER) if report.exec_type == EXEC_STATUS => {
@@ -354,6 +387,7 @@ impl FailoverClient {
             _ => Outcome::Accepted,
         };
         self.pending.remove(&id);
+        self.backoff = Duration::ZERO;
         acks.push(Ack {
             cl_ord_id: id,
             outcome,
@@ -369,6 +403,45 @@ impl FailoverClient {
             p.sent = None;
             p.not_before = later;
         }
+    }
+
+    /// A refusal: hold every send for the current pause, doubled each refusal in a row.
+    fn back_off(&mut self) {
+        self.backoff = (self.backoff * 2)
+            .max(self.config.retry_after)
+            .min(self.config.backoff_max);
+        self.hold_until = self.hold_until.max(Instant::now() + self.backoff);
+    }
+
+    /// Away from the first site: probes it now and then, and moves back (reconciling like a
+    /// failover) once it has taken logons for `home_settle`.
+    async fn maybe_return_home(&mut self, acks: &mut Vec<Ack>) {
+        let Some(every) = self.config.home_every else {
+            return;
+        };
+        let now = Instant::now();
+        if self.site == self.home || self.conn.is_none() || now < self.next_home_probe {
+            return;
+        }
+        self.next_home_probe = now + every;
+        let addr = self.config.sites[self.home];
+        let probe = BinaryClient::logon(addr, &self.config.token, false);
+        let Ok(Ok((conn, account))) =
+            tokio::time::timeout(self.config.connect_timeout, probe).await
+        else {
+            self.home_up_since = None;
+            return;
+        };
+        let up_since = *self.home_up_since.get_or_insert(now);
+        if now.duration_since(up_since) < self.config.home_settle {
+            return;
+        }
+        self.conn = Some(conn);
+        self.account = account;
+        self.site = self.home;
+        self.home_up_since = None;
+        self.counts.returns_home += 1;
+        self.reconcile(acks).await;
     }
 
     fn requeue_in_flight(&mut self) {
@@ -416,6 +489,22 @@ impl FailoverClient {
         }
         self.down_since = None;
         let logged_on = Instant::now();
+        let (known, resent) = self.reconcile(acks).await;
+        self.failovers.push(Failover {
+            from,
+            to: self.site,
+            detected,
+            logged_on,
+            known,
+            resent,
+        });
+        true
+    }
+
+    /// Just logged on at a site: asks for every unacknowledged order's state, acknowledges
+    /// the known ones and marks the others for resending. Returns (known, to resend).
+    async fn reconcile(&mut self, acks: &mut Vec<Ack>) -> (usize, usize) {
+        self.last_sent = Instant::now();
         let unacknowledged: Vec<NewOrderMsg> = self.pending.values().map(|p| p.order).collect();
         for order in &unacknowledged {
             let status = ClientMessage::OrderStatus {
@@ -452,14 +541,6 @@ impl FailoverClient {
         }
         let known = acks.len() - before;
         let resent = self.pending.values().filter(|p| p.sent.is_none()).count();
-        self.failovers.push(Failover {
-            from,
-            to: self.site,
-            detected,
-            logged_on,
-            known,
-            resent,
-        });
-        true
+        (known, resent)
     }
 }

@@ -534,7 +534,10 @@ impl Watermarks {
             .spawn(move || {
                 while !state.stop.load(Ordering::Acquire) {
                     let asked = Instant::now();
-                    if let Ok((_, high)) = consumer.fetch_watermarks(&topic, partition, every) {
+                    // A loaded broker may answer slowly: wait longer than the interval, so
+                    // slowness is not taken for an outage.
+                    let patience = first.min(every * 8);
+                    if let Ok((_, high)) = consumer.fetch_watermarks(&topic, partition, patience) {
                         state.high.fetch_max(high.max(0) as u64, Ordering::Relaxed);
                         let ms = state.started.elapsed().as_millis() as u64;
                         state.last_ok_ms.store(ms, Ordering::Release);
