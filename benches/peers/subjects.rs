@@ -14,7 +14,9 @@ use crate::workload::Workload;
 
 /// An engine in the state after a workload's setup, ready to apply its stream.
 pub trait Subject {
-    /// Applies command `at` of the stream.
+    /// Applies command `at` of the stream. Each implementation is `#[inline(never)]`: one call
+    /// per command for every engine alike, and a symbol callgrind can collect by
+    /// (`scripts/profile --peers`).
     fn apply(&mut self, at: usize);
     /// Trades made so far and their quantity in lots.
     fn trades(&self) -> (u64, u64);
@@ -78,7 +80,7 @@ impl<'a> Ours<'a> {
 }
 
 impl Subject for Ours<'_> {
-    #[inline]
+    #[inline(never)]
     fn apply(&mut self, at: usize) {
         self.sink.clear();
         self.engine.apply(&self.stream[at], &mut self.sink);
@@ -206,7 +208,7 @@ impl<'a> Lobster<'a> {
 }
 
 impl Subject for Lobster<'_> {
-    #[inline]
+    #[inline(never)]
     fn apply(&mut self, at: usize) {
         self.exec(self.stream[at]);
     }
@@ -323,7 +325,7 @@ fn user(account: u64) -> Hash32 {
 }
 
 impl Subject for OrderbookRs<'_> {
-    #[inline]
+    #[inline(never)]
     fn apply(&mut self, at: usize) {
         self.exec(self.stream[at]);
     }

@@ -632,10 +632,18 @@ impl Engine {
     fn level_room(&self, book: u32, side: Side, price: Ticks) -> bool {
         let refs = &self.books[book as usize].sides[side_index(side)];
         let free = self.free_level != NIL || self.levels.len() < self.config.levels_max as usize;
-        if free && refs.len() < self.config.levels_per_side_max as usize {
-            return true;
-        }
-        find_level(refs, side_key(side, price)).is_ok()
+        (free && refs.len() < self.config.levels_per_side_max as usize)
+            || self.level_exists(book, side, price)
+    }
+
+    /// Whether the level at `price` exists (the slow half of [`Engine::level_room`]).
+    #[inline(never)]
+    fn level_exists(&self, book: u32, side: Side, price: Ticks) -> bool {
+        find_level(
+            &self.books[book as usize].sides[side_index(side)],
+            side_key(side, price),
+        )
+        .is_ok()
     }
 
     // ----- commands --------------------------------------------------------------------------
@@ -856,15 +864,19 @@ impl Engine {
             return reject(out, RejectReason::Capacity);
         }
         // Loses its place: leaves the book and re-enters as if new.
-        self.unrest(rec);
         let prio = self.take_prio();
-        let o = &mut self.orders[rec as usize];
-        o.price = price;
-        o.leaves = leaves;
-        o.prio = prio;
         out.push(amended);
-        let end = self.match_incoming(rec, Some(price), out);
-        self.settle(rec, end, None, out);
+        if self.crosses_book(order.symbol, order.side, Some(price)) {
+            self.unrest(rec);
+            let o = &mut self.orders[rec as usize];
+            o.price = price;
+            o.leaves = leaves;
+            o.prio = prio;
+            let end = self.match_crossing(rec, Some(price), out);
+            self.settle(rec, end, None, out);
+        } else {
+            self.requeue(rec, price, leaves, prio);
+        }
     }
 
     fn mass_cancel<S: EventSink>(&mut self, mass: &MassCancel, out: &mut Emit<S>) {
@@ -1153,10 +1165,45 @@ impl Engine {
     pub(crate) fn rest(&mut self, rec: u32) {
         let order = self.orders[rec as usize];
         assert!(order.live && order.level == NIL && order.leaves.0 > 0);
+        self.join_level(rec, &order);
+    }
+
+    /// Takes resting order `rec` off its level (dropping the level when empty). It stays live
+    /// (and in its account's list).
+    fn unrest(&mut self, rec: u32) {
+        let order = self.orders[rec as usize];
+        assert!(order.live && order.level != NIL);
+        self.leave_level(&order);
+        let o = &mut self.orders[rec as usize];
+        o.level = NIL;
+        o.prev = NIL;
+        o.next = NIL;
+    }
+
+    /// Moves resting order `rec` to the back of the level at `price` on its side, with open
+    /// quantity `leaves` and time priority `prio`: [`Engine::unrest`] then [`Engine::rest`] in
+    /// one pass, for a move that trades with nothing.
+    fn requeue(&mut self, rec: u32, price: Ticks, leaves: Lots, prio: u64) {
+        let mut order = self.orders[rec as usize];
+        assert!(order.live && order.level != NIL && leaves.0 > 0);
+        self.leave_level(&order);
+        order.price = price;
+        order.leaves = leaves;
+        order.prio = prio;
+        let o = &mut self.orders[rec as usize];
+        o.price = price;
+        o.leaves = leaves;
+        o.prio = prio;
+        self.join_level(rec, &order);
+    }
+
+    /// Links order `rec` (whose record is `order`, not on a level) at the back of the level at
+    /// its price, making the level when there is none, and sets its level links.
+    #[inline(always)]
+    fn join_level(&mut self, rec: u32, order: &OrderRec) {
         let key = side_key(order.side, order.price);
         let refs = &self.books[order.symbol as usize].sides[side_index(order.side)];
-        let found = find_level(refs, key);
-        let level = match found {
+        let level = match find_level(refs, key) {
             Ok(at) => refs[at].level,
             Err(at) => {
                 let level = self.alloc_level(order.price);
@@ -1182,11 +1229,10 @@ impl Engine {
         o.next = NIL;
     }
 
-    /// Takes resting order `rec` off its level (dropping the level when empty). It stays live
-    /// (and in its account's list).
-    fn unrest(&mut self, rec: u32) {
-        let order = self.orders[rec as usize];
-        assert!(order.live && order.level != NIL);
+    /// Unlinks a resting order (whose record is `order`) from its level, dropping the level when
+    /// it empties. The record's own level links are left for the caller.
+    #[inline(always)]
+    fn leave_level(&mut self, order: &OrderRec) {
         let level = order.level;
         if order.prev == NIL {
             self.levels[level as usize].head = order.next;
@@ -1207,15 +1253,11 @@ impl Engine {
                 refs.pop();
             } else {
                 let at = find_level(refs, side_key(order.side, order.price))
-                    .expect("a non-empty level is on its side");
+                    .expect("an empty level is still on its side");
                 refs.remove(at);
             }
             self.free_level(level);
         }
-        let o = &mut self.orders[rec as usize];
-        o.level = NIL;
-        o.prev = NIL;
-        o.next = NIL;
     }
 
     fn alloc_level(&mut self, price: Ticks) -> u32 {
