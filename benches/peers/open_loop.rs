@@ -27,7 +27,41 @@ const RATES: [u64; 7] = [
     100_000_000,
 ];
 
+/// How often the machine takes the CPU away from a spinning thread: over one second of reading
+/// the clock in a loop, the gaps between consecutive reads longer than 1 µs and 10 µs, and the
+/// share of the second they add up to. Every open-loop latency carries these stalls.
+fn stalls() -> (u64, u64, f64) {
+    let window = Duration::from_secs(1);
+    let (mut over_1us, mut over_10us, mut stalled) = (0, 0, Duration::ZERO);
+    let start = Instant::now();
+    let mut last = start;
+    while last - start < window {
+        let now = Instant::now();
+        let gap = now - last;
+        if gap > Duration::from_micros(1) {
+            over_1us += 1;
+            stalled += gap;
+        }
+        if gap > Duration::from_micros(10) {
+            over_10us += 1;
+        }
+        last = now;
+    }
+    (
+        over_1us,
+        over_10us,
+        stalled.as_secs_f64() / (last - start).as_secs_f64(),
+    )
+}
+
 pub fn sweep(workload: &Workload) {
+    let (over_1us, over_10us, share) = stalls();
+    println!(
+        "Machine noise: in 1 s of spinning, this thread was stopped {over_1us} times for over \
+         1 µs, {over_10us} of them for over 10 µs ({:.2}% of the time in all).",
+        share * 100.0
+    );
+    println!();
     let (warm_up, scheduled) = workload.stream.split_at(workload.stream.len() / 2);
     let mut engine = Engine::new(workload.engine_config).expect("the workload's config");
     let mut sink: Vec<Event> = Vec::with_capacity(1 << 12);

@@ -144,10 +144,13 @@ pub(crate) fn find_level(refs: &[LevelRef], key: i64) -> Result<usize, usize> {
     let above_worst = usize::try_from(key.abs_diff(worst.key)).unwrap_or(usize::MAX);
     let end = above_worst.min(last) + 1;
     let scanned = (floor + SCAN).min(end);
-    for at in floor..scanned {
-        if refs[at].key >= key {
-            return if refs[at].key == key { Ok(at) } else { Err(at) };
+    let mut at = floor;
+    while at < scanned {
+        let found = refs[at].key;
+        if found >= key {
+            return if found == key { Ok(at) } else { Err(at) };
         }
+        at += 1;
     }
     match refs[scanned..end].binary_search_by_key(&key, |r| r.key) {
         Ok(at) => Ok(scanned + at),
