@@ -163,13 +163,16 @@ fn main() {
         if !selected(name) && !wanted_open_loop {
             continue;
         }
-        let workload = make(name, commands);
+        let workload = generate(name, commands);
         if selected(name) {
             run(&workload, rounds, &mut rows);
         }
         if wanted_open_loop {
             open_loop_stream = Some(workload);
         }
+    }
+    if rows.is_empty() && open_loop_stream.is_none() {
+        eprintln!("PEERS_ONLY={only:?} names no workload (nor open_loop): {WORKLOADS:?}");
     }
     if !rows.is_empty() {
         print_table(&rows);
@@ -189,12 +192,12 @@ const WORKLOADS: [&str; 5] = [
     "sweep_heavy/1_symbol",
 ];
 
-fn make(name: &str, commands: usize) -> Workload {
+fn generate(name: &str, commands: usize) -> Workload {
     match name {
         "exchange_core/1_symbol" => workload::exchange_core(1, 1000, commands),
         "exchange_core/100_symbols" => workload::exchange_core(100, 1000, commands),
-        // 100 resting orders each: a million in all, like the other two's scale per symbol
-        // would be ten million.
+        // 100 resting orders each, a million in all: 1,000 each would be ten million orders
+        // to set up four times per engine.
         "exchange_core/10000_symbols" => workload::exchange_core(10_000, 100, commands),
         "cancel_heavy/1_symbol" => workload::cancel_heavy(commands),
         "sweep_heavy/1_symbol" => workload::sweep_heavy(commands),
