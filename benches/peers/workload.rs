@@ -88,8 +88,9 @@ const SWEEP_LEVELS: (u64, u64) = (5, 20);
 
 /// Market orders that walk many levels. The book (one symbol, 200 resting orders over about
 /// 100 ticks a side) is refilled with passive GTC orders near the mid while it holds fewer
-/// than 200 orders; once full, a market order on a random side takes the best 5–20 levels of
-/// the other side whole (their total quantity), and the refilling starts again.
+/// than 200 orders; once full, a market order takes the best 5–20 levels of one side whole
+/// (their total quantity; never the last level), on the side that moves the price back
+/// towards where it started, and the refilling starts again.
 pub fn sweep_heavy(commands: usize) -> Workload {
     let started = Instant::now();
     let config = base_flow(1, SWEEP_DEPTH);
@@ -113,11 +114,24 @@ pub fn sweep_heavy(commands: usize) -> Workload {
             .flat_map(|side| engine.depth(symbol.id, side))
             .map(|level| level.orders)
             .sum();
-        let side = rng.side();
-        let order = if resting as usize >= SWEEP_DEPTH {
-            let levels = SWEEP_LEVELS.0 + rng.below(SWEEP_LEVELS.1 - SWEEP_LEVELS.0 + 1);
+        let (bid, ask) = best(&engine, symbol.id, tick, config.start_price);
+        // A sweep pushes the price back towards where it started (a buy takes asks and lifts
+        // it), so the stream stays around one price instead of wandering off; it leaves at
+        // least one level, so there is always a book to refill around.
+        let sweep_side = if bid + ask < 2 * config.start_price {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let levels = (SWEEP_LEVELS.0 + rng.below(SWEEP_LEVELS.1 - SWEEP_LEVELS.0 + 1)).min(
+            engine
+                .depth(symbol.id, sweep_side.opposite())
+                .count()
+                .saturating_sub(1) as u64,
+        );
+        let order = if resting as usize >= SWEEP_DEPTH && levels > 0 {
             let qty: i64 = engine
-                .depth(symbol.id, side.opposite())
+                .depth(symbol.id, sweep_side.opposite())
                 .take(levels as usize)
                 .map(|level| level.qty.0)
                 .sum();
@@ -126,10 +140,10 @@ pub fn sweep_heavy(commands: usize) -> Workload {
                 price: None,
                 qty: Qty(qty),
                 tif: Tif::Ioc,
-                ..passive(&mut rng, &config, num, side, 0)
+                ..passive(&mut rng, &config, num, sweep_side, 0)
             }
         } else {
-            let (bid, ask) = best(&engine, symbol.id, tick, config.start_price);
+            let side = rng.side();
             let offset = rng
                 .below(config.price_range as u64)
                 .min(rng.below(config.price_range as u64)) as i64;
