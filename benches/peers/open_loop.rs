@@ -83,6 +83,7 @@ pub fn sweep(workload: &Workload) {
     println!("|---|---|---|---|---|---|---|");
     for rate in RATES {
         let mut engine = Engine::restore(&start_state).expect("own snapshot restores");
+        engine.commit_memory();
         let mut latency_ns = histogram();
         let interval_ps = 1_000_000_000_000 / rate;
         // A little ahead, so the first command is not due before the loop starts.
