@@ -132,9 +132,11 @@ fn bench_variant(c: &mut Criterion, name: &str, config: FlowConfig) {
     group.finish();
 }
 
-/// A fresh engine at the stream's start.
+/// A fresh engine at the stream's start, its memory mapped as a node's is at start-up.
 fn restore(prepared: &Prepared) -> Engine {
-    Engine::restore(&prepared.snapshot).expect("own snapshot restores")
+    let mut engine = Engine::restore(&prepared.snapshot).expect("own snapshot restores");
+    engine.commit_memory();
+    engine
 }
 
 fn exchange_core_mix(c: &mut Criterion) {

@@ -533,7 +533,9 @@ impl Site {
             replayed: recovered.replayed,
             position: recovered.position,
         };
-        let engine = recovered.engine;
+        let mut engine = recovered.engine;
+        // Every reserved page mapped now, so no command takes a page fault later.
+        engine.commit_memory();
         let position = recovered.position;
 
         let read_failure = ReadFailure::default();

@@ -4,9 +4,11 @@
 //! accounts, symbols) linked by `u32` record numbers:
 //! - a price level holds a FIFO of its resting orders (intrusive doubly linked list);
 //! - each book side is a vector of `(key, level)` sorted so the best price is last, reserved to
-//!   `levels_per_side_max` when the symbol is added: best price in O(1), a new level by binary
-//!   search and a short shift near the top of the book;
-//! - each account holds its live orders in time-priority order (for mass cancel);
+//!   `levels_per_side_max` at construction: best price in O(1), a level found by a search
+//!   bounded by its key's distance from the best and worst keys (`find_level`), a new level
+//!   made by a short shift near the top of the book;
+//! - each account holds its live orders in acceptance order (for mass cancel, which sorts them
+//!   by time priority); a move does not relink it, so it touches only the price levels;
 //! - a finished order frees its record at once (recycled most-recently-freed first, so live
 //!   orders stay few and hot) and leaves its client order id in `RetiredIds`, a ring that
 //!   remembers the last `retired_ids_max` ids for duplicate detection;
@@ -14,7 +16,7 @@
 //!   and amend) or to a retired slot (large and cold: only a new order's duplicate check and
 //!   retirement touch it), and symbol names and account ids to their records.
 //!
-//! Nothing here allocates after construction except `add_symbol` reserving a book's sides.
+//! Nothing here allocates after construction (`add_symbol` takes sides reserved then).
 
 use crate::command::{
     AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, MassCancel, NewOrder,
@@ -47,7 +49,7 @@ pub(crate) struct OrderRec {
     /// Neighbours in the level FIFO; `next` also links the free records.
     pub(crate) prev: u32,
     pub(crate) next: u32,
-    /// Neighbours in the account's list of live orders.
+    /// Neighbours in the account's list of live orders (acceptance order).
     pub(crate) acct_prev: u32,
     pub(crate) acct_next: u32,
     pub(crate) account_rec: u32,
@@ -82,6 +84,7 @@ pub(crate) struct Book {
     pub(crate) name: Symbol,
     pub(crate) tick: Price,
     pub(crate) lot: Qty,
+    units: Units,
     /// Index by `side_index`: bids, then asks.
     pub(crate) sides: [Vec<LevelRef>; 2],
 }
@@ -111,22 +114,49 @@ pub(crate) fn side_key(side: Side, price: Ticks) -> i64 {
 }
 
 /// Where the level with `key` is on a side (`Ok`), or where it would go (`Err`), as
-/// `binary_search` answers. Most orders join, move within or leave the top few levels, so
-/// those are scanned first from the best end.
+/// `binary_search` answers.
+///
+/// Keys are distinct integers in ascending order, so the level `d` places below the best has a
+/// key at most `best - d`, and the level `d` places above the worst a key at least `worst + d`:
+/// the level with `key` lies between indexes `len - 1 - (best - key)` and `key - worst`. In a
+/// book with a level at most ticks near the top (the usual shape) that range is a few levels
+/// wide and its first index is the answer; a short scan, then a binary search of what is left
+/// of the range, covers books with gaps.
 #[inline]
 pub(crate) fn find_level(refs: &[LevelRef], key: i64) -> Result<usize, usize> {
-    const TOP: usize = 8;
-    let floor = refs.len().saturating_sub(TOP);
-    for at in (floor..refs.len()).rev() {
-        if refs[at].key <= key {
-            return if refs[at].key == key {
-                Ok(at)
-            } else {
-                Err(at + 1)
-            };
-        }
+    const SCAN: usize = 4;
+    let (Some(worst), Some(best)) = (refs.first(), refs.last()) else {
+        return Err(0);
+    };
+    let last = refs.len() - 1;
+    if key >= best.key {
+        return if key == best.key {
+            Ok(last)
+        } else {
+            Err(last + 1)
+        };
     }
-    refs[..floor].binary_search_by_key(&key, |r| r.key)
+    if key <= worst.key {
+        return if key == worst.key { Ok(0) } else { Err(0) };
+    }
+    // Every index below `floor` holds a smaller key, every index above `ceil` a larger one.
+    let below_best = usize::try_from(best.key.abs_diff(key)).unwrap_or(usize::MAX);
+    let floor = last.saturating_sub(below_best);
+    let above_worst = usize::try_from(key.abs_diff(worst.key)).unwrap_or(usize::MAX);
+    let end = above_worst.min(last) + 1;
+    let scanned = (floor + SCAN).min(end);
+    let mut at = floor;
+    while at < scanned {
+        let found = refs[at].key;
+        if found >= key {
+            return if found == key { Ok(at) } else { Err(at) };
+        }
+        at += 1;
+    }
+    match refs[scanned..end].binary_search_by_key(&key, |r| r.key) {
+        Ok(at) => Ok(scanned + at),
+        Err(at) => Err(scanned + at),
+    }
 }
 
 /// Whether an order on `side` with `limit` (`None`: market) trades with a resting `price`.
@@ -136,6 +166,16 @@ fn crosses(side: Side, limit: Option<Ticks>, price: Ticks) -> bool {
         (Some(limit), Side::Buy) => price <= limit,
         (Some(limit), Side::Sell) => price >= limit,
     }
+}
+
+/// Writes `filler` over the spare capacity of `items`, then takes it off again: `items` is as it
+/// was, and the pages behind its capacity are mapped. Allocates nothing.
+pub(crate) fn commit_capacity<T: Copy>(items: &mut Vec<T>, filler: T) {
+    let len = items.len();
+    let capacity = items.capacity();
+    items.resize(capacity, filler);
+    items.truncate(len);
+    assert_eq!(items.capacity(), capacity);
 }
 
 /// An empty vector with room for `count` items, or an error if the allocator refuses.
@@ -157,19 +197,33 @@ pub(crate) fn reserve<T>(count: u32) -> Result<Vec<T>, ConfigError> {
 pub(crate) struct Units {
     tick: i64,
     lot: i64,
+    per_tick: ExactDivisor,
+    per_lot: ExactDivisor,
 }
 
 impl Units {
+    /// The units of a symbol with a positive `tick` and `lot`.
+    fn new(tick: Price, lot: Qty) -> Units {
+        Units {
+            tick: tick.0,
+            lot: lot.0,
+            per_tick: ExactDivisor::new(tick.0),
+            per_lot: ExactDivisor::new(lot.0),
+        }
+    }
+
     /// `price` in whole ticks, if it is a positive multiple of the tick.
     #[inline]
     fn ticks(self, price: Price) -> Option<Ticks> {
-        (price.0 > 0 && price.0 % self.tick == 0).then(|| Ticks(price.0 / self.tick))
+        self.per_tick
+            .quotient(price.0)
+            .map(|ticks| Ticks(ticks as i64))
     }
 
     /// `qty` in whole lots, if it is a positive multiple of the lot.
     #[inline]
     fn lots(self, qty: Qty) -> Option<Lots> {
-        (qty.0 > 0 && qty.0 % self.lot == 0).then(|| Lots((qty.0 / self.lot) as u64))
+        self.per_lot.quotient(qty.0).map(Lots)
     }
 
     #[inline]
@@ -188,13 +242,55 @@ impl Units {
     }
 }
 
+/// Exact division by a positive divisor `d = 2^shift · odd` without a divide instruction (a
+/// 64-bit `idiv` costs tens of cycles, and every order and amend converts a price): `n` is a
+/// multiple of `d` exactly when its low `shift` bits are zero and `(n >> shift) · odd⁻¹ mod 2^64`
+/// is at most `(2^64 - 1) / odd`, and that product is then the quotient (Granlund and
+/// Montgomery, "Division by invariant integers using multiplication", section 9).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ExactDivisor {
+    shift: u32,
+    /// The inverse of `odd` modulo 2^64.
+    inverse: u64,
+    /// `u64::MAX / odd`: the largest quotient of an exact division.
+    quotient_max: u64,
+}
+
+impl ExactDivisor {
+    pub(crate) fn new(divisor: i64) -> ExactDivisor {
+        assert!(divisor > 0, "a positive divisor");
+        let divisor = divisor as u64;
+        let shift = divisor.trailing_zeros();
+        let odd = divisor >> shift;
+        // Newton's iteration doubles the correct low bits: 3 (any odd number is its own
+        // inverse modulo 8), 6, 12, 24, 48, 96.
+        let mut inverse = odd;
+        for _ in 0..5 {
+            inverse = inverse.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inverse)));
+        }
+        assert_eq!(odd.wrapping_mul(inverse), 1);
+        ExactDivisor {
+            shift,
+            inverse,
+            quotient_max: u64::MAX / odd,
+        }
+    }
+
+    /// `n / divisor` when `n` is a positive multiple of the divisor.
+    #[inline]
+    pub(crate) fn quotient(self, n: i64) -> Option<u64> {
+        if n <= 0 || n.trailing_zeros() < self.shift {
+            return None;
+        }
+        let quotient = ((n as u64) >> self.shift).wrapping_mul(self.inverse);
+        (quotient <= self.quotient_max).then_some(quotient)
+    }
+}
+
 impl Book {
     #[inline]
     pub(crate) fn units(&self) -> Units {
-        Units {
-            tick: self.tick.0,
-            lot: self.lot.0,
-        }
+        self.units
     }
 }
 
@@ -247,6 +343,8 @@ pub struct Engine {
     pub(crate) levels: Vec<Level>,
     /// Book sides reserved for the symbols not listed yet.
     spare_sides: Vec<[Vec<LevelRef>; 2]>,
+    /// The orders a mass cancel is about to cancel (room for every live order).
+    mass_scratch: Vec<u32>,
     pub(crate) free_level: u32,
     pub(crate) levels_used: u32,
 }
@@ -332,6 +430,7 @@ impl Engine {
             live_orders: 0,
             levels,
             spare_sides,
+            mass_scratch: reserve(config.orders_max)?,
             free_level: NIL,
             levels_used: 0,
         })
@@ -340,6 +439,67 @@ impl Engine {
     /// The capacities this engine was built with.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Maps every page of the memory reserved at construction now. `new` and `restore` only
+    /// reserve it, and the kernel maps a page on its first write, a fault of microseconds;
+    /// without this call those faults land on commands (each new order id remembered, each
+    /// record or level first used) until every page has been written once. A node calls it
+    /// once at start-up; it changes no state and allocates nothing. It costs the time to write
+    /// the configured capacities (hundreds of megabytes for the defaults).
+    pub fn commit_memory(&mut self) {
+        // Written where nothing reads it: the spare capacity is taken off again at once.
+        let id = OrderId::new("-").expect("a one-character id");
+        let filler = OrderRec {
+            account: AccountId(0),
+            order_id: id,
+            price: Ticks(0),
+            leaves: Lots(0),
+            prio: 0,
+            hash: 0,
+            level: NIL,
+            prev: NIL,
+            next: NIL,
+            acct_prev: NIL,
+            acct_next: NIL,
+            account_rec: NIL,
+            symbol: NIL,
+            side: Side::Buy,
+            stp: Stp::None,
+            post_only: false,
+            live: false,
+        };
+        commit_capacity(&mut self.orders, filler);
+        let level = Level {
+            price: Ticks(0),
+            total: 0,
+            count: 0,
+            head: NIL,
+            tail: NIL,
+        };
+        commit_capacity(&mut self.levels, level);
+        let account = AccountRec {
+            id: AccountId(0),
+            head: NIL,
+            tail: NIL,
+            live: 0,
+        };
+        commit_capacity(&mut self.accounts, account);
+        commit_capacity(&mut self.mass_scratch, NIL);
+        let level_ref = LevelRef { key: 0, level: NIL };
+        let sides = self.books.iter_mut().map(|book| &mut book.sides);
+        for side in sides.chain(&mut self.spare_sides).flatten() {
+            commit_capacity(side, level_ref);
+        }
+        self.retired.commit_memory(id);
+        for index in [
+            &mut self.order_index,
+            &mut self.retired_index,
+            &mut self.book_index,
+            &mut self.account_index,
+        ] {
+            index.commit_memory();
+        }
     }
 
     /// Applies one command, writing what happened to `sink`.
@@ -460,12 +620,19 @@ impl Engine {
         hash_words(self.config.hash_seed, &[account.0])
     }
 
+    /// The hash of (`account`, `order_id`). Ids are stored zero-padded to 40 bytes; most are
+    /// short (a counter with a prefix), and for an id of at most 8 bytes the four padding words
+    /// are left out, halving the multiplies on every order lookup. Still a function of the key.
     pub(crate) fn order_hash(&self, account: AccountId, order_id: &OrderId) -> u32 {
         let w = order_id.words();
-        hash_words(
-            self.config.hash_seed,
-            &[account.0, w[0], w[1], w[2], w[3], w[4]],
-        )
+        if w[1] | w[2] | w[3] | w[4] == 0 {
+            hash_words(self.config.hash_seed, &[account.0, w[0]])
+        } else {
+            hash_words(
+                self.config.hash_seed,
+                &[account.0, w[0], w[1], w[2], w[3], w[4]],
+            )
+        }
     }
 
     pub(crate) fn find_book(&self, name: &Symbol) -> Option<u32> {
@@ -481,6 +648,7 @@ impl Engine {
     }
 
     /// The live record of (`account`, `order_id`), whose hash is `hash`.
+    #[inline]
     fn find_live(&self, hash: u32, account: AccountId, order_id: &OrderId) -> Option<u32> {
         self.order_index.find(hash, |rec| {
             let order = &self.orders[rec as usize];
@@ -517,19 +685,23 @@ impl Engine {
     }
 
     /// The live record of (`account`, `order_id`).
+    #[inline]
     pub(crate) fn find_order(&self, account: AccountId, order_id: &OrderId) -> Option<u32> {
         self.find_live(self.order_hash(account, order_id), account, order_id)
     }
 
-    /// The resting order (`account`, `order_id`) in book `symbol`, if there is one.
+    /// The resting order (`account`, `order_id`) in book `symbol`, if there is one. The order's
+    /// own book is compared by name, which answers as looking the symbol up would (names are
+    /// unique; an unknown one matches no book) without hashing it.
+    #[inline]
     fn find_resting(&self, account: AccountId, symbol: &Symbol, order_id: &OrderId) -> Option<u32> {
-        let book = self.find_book(symbol)?;
         let rec = self.find_order(account, order_id)?;
         let order = &self.orders[rec as usize];
-        (order.level != NIL && order.symbol == book).then_some(rec)
+        (order.level != NIL && self.books[order.symbol as usize].name == *symbol).then_some(rec)
     }
 
     /// Whether the best opposite price trades with an order on `side` at `limit`.
+    #[inline]
     fn crosses_book(&self, book: u32, side: Side, limit: Option<Ticks>) -> bool {
         let opposite = &self.books[book as usize].sides[side_index(side.opposite())];
         opposite
@@ -538,13 +710,22 @@ impl Engine {
     }
 
     /// Whether an order could rest at `price` without exceeding a level capacity.
+    #[inline]
     fn level_room(&self, book: u32, side: Side, price: Ticks) -> bool {
         let refs = &self.books[book as usize].sides[side_index(side)];
         let free = self.free_level != NIL || self.levels.len() < self.config.levels_max as usize;
-        if free && refs.len() < self.config.levels_per_side_max as usize {
-            return true;
-        }
-        find_level(refs, side_key(side, price)).is_ok()
+        (free && refs.len() < self.config.levels_per_side_max as usize)
+            || self.level_exists(book, side, price)
+    }
+
+    /// Whether the level at `price` exists (the slow half of [`Engine::level_room`]).
+    #[inline(never)]
+    fn level_exists(&self, book: u32, side: Side, price: Ticks) -> bool {
+        find_level(
+            &self.books[book as usize].sides[side_index(side)],
+            side_key(side, price),
+        )
+        .is_ok()
     }
 
     // ----- commands --------------------------------------------------------------------------
@@ -582,6 +763,7 @@ impl Engine {
             name,
             tick,
             lot,
+            units: Units::new(tick, lot),
             sides,
         });
         self.book_index.insert(self.symbol_hash(&name), id);
@@ -764,15 +946,19 @@ impl Engine {
             return reject(out, RejectReason::Capacity);
         }
         // Loses its place: leaves the book and re-enters as if new.
-        self.unrest(rec);
         let prio = self.take_prio();
-        let o = &mut self.orders[rec as usize];
-        o.price = price;
-        o.leaves = leaves;
-        o.prio = prio;
         out.push(amended);
-        let end = self.match_incoming(rec, Some(price), out);
-        self.settle(rec, end, None, out);
+        if self.crosses_book(order.symbol, order.side, Some(price)) {
+            self.unrest(rec);
+            let o = &mut self.orders[rec as usize];
+            o.price = price;
+            o.leaves = leaves;
+            o.prio = prio;
+            let end = self.match_crossing(rec, Some(price), out);
+            self.settle(rec, end, None, out);
+        } else {
+            self.requeue(rec, price, leaves, prio);
+        }
     }
 
     fn mass_cancel<S: EventSink>(&mut self, mass: &MassCancel, out: &mut Emit<S>) {
@@ -786,21 +972,46 @@ impl Engine {
                 None => return,
             },
         };
+        // The account's list is in acceptance order (a move does not relink it); cancels go
+        // out in time priority.
+        let mut doomed = std::mem::take(&mut self.mass_scratch);
         let mut rec = self.accounts[account as usize].head;
         while rec != NIL {
             let order = &self.orders[rec as usize];
-            let next = order.acct_next;
             if only.is_none_or(|book| book == order.symbol) {
-                self.cancel_order(rec, CancelReason::Mass, out);
+                doomed.push(rec);
             }
-            rec = next;
+            rec = order.acct_next;
         }
+        doomed.sort_unstable_by_key(|&rec| self.orders[rec as usize].prio);
+        for &rec in &doomed {
+            self.cancel_order(rec, CancelReason::Mass, out);
+        }
+        doomed.clear();
+        self.mass_scratch = doomed;
     }
 
     // ----- matching --------------------------------------------------------------------------
 
     /// Matches live order `taker` against the opposite side while it crosses `limit`.
+    #[inline]
     fn match_incoming<S: EventSink>(
+        &mut self,
+        taker: u32,
+        limit: Option<Ticks>,
+        out: &mut Emit<S>,
+    ) -> MatchEnd {
+        // Most orders and moves do not cross: answer those before setting up the match.
+        let t = &self.orders[taker as usize];
+        if t.leaves.0 > 0 && !self.crosses_book(t.symbol, t.side, limit) {
+            return MatchEnd::Exhausted;
+        }
+        self.match_crossing(taker, limit, out)
+    }
+
+    /// [`Engine::match_incoming`] once something may trade.
+    #[inline(never)]
+    fn match_crossing<S: EventSink>(
         &mut self,
         taker: u32,
         limit: Option<Ticks>,
@@ -942,8 +1153,8 @@ impl Engine {
         rec
     }
 
-    /// Stores a new live `order` (not yet on the book) and indexes its id. The caller has
-    /// checked that `live_orders < orders_max`.
+    /// Stores a new live `order` (not yet on the book), indexes its id and appends it to its
+    /// account's list. The caller has checked that `live_orders < orders_max`.
     pub(crate) fn insert_live_order(&mut self, order: OrderRec) -> u32 {
         assert!(order.live && order.level == NIL);
         assert!(self.live_orders < self.config.orders_max);
@@ -958,6 +1169,20 @@ impl Engine {
         };
         self.order_index.insert(order.hash, rec);
         self.live_orders += 1;
+
+        let account = &mut self.accounts[order.account_rec as usize];
+        let acct_prev = account.tail;
+        account.tail = rec;
+        if acct_prev == NIL {
+            account.head = rec;
+        }
+        account.live += 1;
+        if acct_prev != NIL {
+            self.orders[acct_prev as usize].acct_next = rec;
+        }
+        let o = &mut self.orders[rec as usize];
+        o.acct_prev = acct_prev;
+        o.acct_next = NIL;
         rec
     }
 
@@ -978,14 +1203,30 @@ impl Engine {
         self.retire(rec);
     }
 
-    /// Live order `rec`, not on the book, is done: its id moves to the retired ring (forgetting
-    /// the oldest one there when full) and its record is freed.
+    /// Live order `rec`, not on the book, is done: it leaves its account's list, its id moves to
+    /// the retired ring (forgetting the oldest one there when full) and its record is freed.
     pub(crate) fn retire(&mut self, rec: u32) {
         let order = &mut self.orders[rec as usize];
         assert!(order.live && order.level == NIL);
         order.live = false;
         let (hash, account, order_id) = (order.hash, order.account, order.order_id);
+        let (account_rec, acct_prev, acct_next) =
+            (order.account_rec, order.acct_prev, order.acct_next);
         self.order_index.remove(hash, rec);
+
+        let a = &mut self.accounts[account_rec as usize];
+        a.live -= 1;
+        if acct_prev == NIL {
+            a.head = acct_next;
+        } else {
+            self.orders[acct_prev as usize].acct_next = acct_next;
+        }
+        if acct_next == NIL {
+            self.accounts[account_rec as usize].tail = acct_prev;
+        } else {
+            self.orders[acct_next as usize].acct_prev = acct_prev;
+        }
+
         if self.retired.capacity() > 0 {
             let (slot, forgotten) = self.retired.push(RetiredId {
                 account,
@@ -1002,14 +1243,49 @@ impl Engine {
         self.live_orders -= 1;
     }
 
-    /// Puts live order `rec` at the back of its price level and of its account's list.
+    /// Puts live order `rec` at the back of its price level.
     pub(crate) fn rest(&mut self, rec: u32) {
         let order = self.orders[rec as usize];
         assert!(order.live && order.level == NIL && order.leaves.0 > 0);
+        self.join_level(rec, &order);
+    }
+
+    /// Takes resting order `rec` off its level (dropping the level when empty). It stays live
+    /// (and in its account's list).
+    fn unrest(&mut self, rec: u32) {
+        let order = self.orders[rec as usize];
+        assert!(order.live && order.level != NIL);
+        self.leave_level(&order);
+        let o = &mut self.orders[rec as usize];
+        o.level = NIL;
+        o.prev = NIL;
+        o.next = NIL;
+    }
+
+    /// Moves resting order `rec` to the back of the level at `price` on its side, with open
+    /// quantity `leaves` and time priority `prio`: [`Engine::unrest`] then [`Engine::rest`] in
+    /// one pass, for a move that trades with nothing.
+    fn requeue(&mut self, rec: u32, price: Ticks, leaves: Lots, prio: u64) {
+        let mut order = self.orders[rec as usize];
+        assert!(order.live && order.level != NIL && leaves.0 > 0);
+        self.leave_level(&order);
+        order.price = price;
+        order.leaves = leaves;
+        order.prio = prio;
+        let o = &mut self.orders[rec as usize];
+        o.price = price;
+        o.leaves = leaves;
+        o.prio = prio;
+        self.join_level(rec, &order);
+    }
+
+    /// Links order `rec` (whose record is `order`, not on a level) at the back of the level at
+    /// its price, making the level when there is none, and sets its level links.
+    #[inline(always)]
+    fn join_level(&mut self, rec: u32, order: &OrderRec) {
         let key = side_key(order.side, order.price);
         let refs = &self.books[order.symbol as usize].sides[side_index(order.side)];
-        let found = find_level(refs, key);
-        let level = match found {
+        let level = match find_level(refs, key) {
             Ok(at) => refs[at].level,
             Err(at) => {
                 let level = self.alloc_level(order.price);
@@ -1029,31 +1305,16 @@ impl Engine {
         if prev != NIL {
             self.orders[prev as usize].next = rec;
         }
-
-        let account = &mut self.accounts[order.account_rec as usize];
-        let acct_prev = account.tail;
-        account.tail = rec;
-        if acct_prev == NIL {
-            account.head = rec;
-        }
-        account.live += 1;
-        if acct_prev != NIL {
-            self.orders[acct_prev as usize].acct_next = rec;
-        }
-
         let o = &mut self.orders[rec as usize];
         o.level = level;
         o.prev = prev;
         o.next = NIL;
-        o.acct_prev = acct_prev;
-        o.acct_next = NIL;
     }
 
-    /// Takes resting order `rec` off its level (dropping the level when empty) and out of its
-    /// account's list. It stays live.
-    fn unrest(&mut self, rec: u32) {
-        let order = self.orders[rec as usize];
-        assert!(order.live && order.level != NIL);
+    /// Unlinks a resting order (whose record is `order`) from its level, dropping the level when
+    /// it empties. The record's own level links are left for the caller.
+    #[inline(always)]
+    fn leave_level(&mut self, order: &OrderRec) {
         let level = order.level;
         if order.prev == NIL {
             self.levels[level as usize].head = order.next;
@@ -1074,31 +1335,11 @@ impl Engine {
                 refs.pop();
             } else {
                 let at = find_level(refs, side_key(order.side, order.price))
-                    .expect("a non-empty level is on its side");
+                    .expect("an empty level is still on its side");
                 refs.remove(at);
             }
             self.free_level(level);
         }
-
-        let account = &mut self.accounts[order.account_rec as usize];
-        account.live -= 1;
-        if order.acct_prev == NIL {
-            account.head = order.acct_next;
-        } else {
-            self.orders[order.acct_prev as usize].acct_next = order.acct_next;
-        }
-        if order.acct_next == NIL {
-            self.accounts[order.account_rec as usize].tail = order.acct_prev;
-        } else {
-            self.orders[order.acct_next as usize].acct_prev = order.acct_prev;
-        }
-
-        let o = &mut self.orders[rec as usize];
-        o.level = NIL;
-        o.prev = NIL;
-        o.next = NIL;
-        o.acct_prev = NIL;
-        o.acct_next = NIL;
     }
 
     fn alloc_level(&mut self, price: Ticks) -> u32 {
@@ -1137,15 +1378,125 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// The top-first search answers exactly as a binary search would.
+        /// The bounded search answers exactly as a binary search would, in dense books and in
+        /// books with gaps.
         #[test]
         fn find_level_agrees_with_binary_search(
-            keys in proptest::collection::btree_set(-50i64..50, 0..30),
+            keys in proptest::collection::btree_set(-50i64..50, 0..60),
             key in -60i64..60,
         ) {
             let refs: Vec<LevelRef> = keys.iter().map(|&key| LevelRef { key, level: 0 }).collect();
             prop_assert_eq!(find_level(&refs, key), refs.binary_search_by_key(&key, |r| r.key));
         }
+    }
+
+    proptest! {
+        /// Division by multiplication answers as `%` and `/` do, for any divisor, on
+        /// multiples and non-multiples alike.
+        #[test]
+        fn exact_division_agrees_with_the_divide_instruction(
+            divisor in prop_oneof![1i64..1000, 1i64..=i64::MAX, (0u32..63).prop_map(|k| 1i64 << k)],
+            factor in prop_oneof![-3i64..1000, any::<i64>()],
+            offset in prop_oneof![Just(0i64), -3i64..3, any::<i64>()],
+        ) {
+            let divider = ExactDivisor::new(divisor);
+            for n in [divisor.wrapping_mul(factor), divisor.wrapping_mul(factor).wrapping_add(offset), factor, offset] {
+                let expected = (n > 0 && n % divisor == 0).then(|| (n / divisor) as u64);
+                prop_assert_eq!(divider.quotient(n), expected, "{} / {}", n, divisor);
+            }
+        }
+    }
+
+    #[test]
+    fn order_hash_leaves_out_only_padding() {
+        let config = EngineConfig {
+            symbols_max: 1,
+            accounts_max: 4,
+            orders_max: 16,
+            retired_ids_max: 16,
+            levels_max: 16,
+            levels_per_side_max: 16,
+            ..EngineConfig::default()
+        };
+        let engine = Engine::new(config).unwrap();
+        let hash = |account, id| engine.order_hash(AccountId(account), &OrderId::new(id).unwrap());
+        let long = "0123456789012345678901234567890123456789";
+        for (a, b) in [
+            ((1, "o1"), (2, "o1")),
+            ((1, "o1"), (1, "o2")),
+            ((1, "abcdefgh"), (1, "abcdefgh1")),
+            ((1, long), (1, "0123456789012345678901234567890123456788")),
+            ((1, long), (2, long)),
+        ] {
+            assert_ne!(hash(a.0, a.1), hash(b.0, b.1), "{a:?} and {b:?}");
+        }
+        assert_eq!(hash(7, long), hash(7, long));
+    }
+
+    #[test]
+    fn committing_memory_changes_nothing() {
+        let config = EngineConfig {
+            symbols_max: 2,
+            accounts_max: 8,
+            orders_max: 64,
+            retired_ids_max: 64,
+            levels_max: 32,
+            levels_per_side_max: 16,
+            ..EngineConfig::default()
+        };
+        let symbol = Symbol::new("X").unwrap();
+        let order = |ts: u64, account: u64, id: &str, side, price: i64| {
+            Command::new(
+                ts,
+                CommandKind::New(NewOrder {
+                    account: AccountId(account),
+                    order_id: OrderId::new(id).unwrap(),
+                    symbol,
+                    side,
+                    ord_type: OrdType::Limit,
+                    price: Some(Price(price)),
+                    qty: Qty(2),
+                    tif: Tif::Gtc,
+                    post_only: false,
+                    stp: Stp::CancelTaker,
+                }),
+            )
+        };
+        let before = [
+            Command::new(
+                1,
+                CommandKind::AddSymbol(AddSymbol {
+                    symbol,
+                    tick: Price(1),
+                    lot: Qty(1),
+                }),
+            ),
+            order(2, 1, "a", Side::Buy, 10),
+            order(3, 2, "b", Side::Sell, 12),
+        ];
+        let after = [
+            order(4, 3, "c", Side::Sell, 10),
+            order(5, 1, "d", Side::Buy, 12),
+        ];
+        let run = |commit: bool| {
+            let mut engine = Engine::new(config).unwrap();
+            let mut events = Vec::with_capacity(64);
+            for cmd in &before {
+                engine.apply(cmd, &mut events);
+            }
+            let (hash, snapshot) = (engine.state_hash(), engine.snapshot());
+            if commit {
+                engine.commit_memory();
+            }
+            assert_eq!(engine.state_hash(), hash);
+            assert_eq!(engine.snapshot(), snapshot);
+            assert!(engine.orders.capacity() >= 64 && engine.orders.len() < 64);
+            for cmd in &after {
+                engine.apply(cmd, &mut events);
+            }
+            (events, engine.state_hash())
+        };
+        assert_eq!(run(true), run(false));
     }
 
     #[test]

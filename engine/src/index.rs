@@ -49,6 +49,14 @@ impl Index {
         self.len
     }
 
+    /// Writes every slot with its own value, so the table's pages (zeroed memory the kernel
+    /// maps on first write) are mapped now rather than by a later insert.
+    pub(crate) fn commit_memory(&mut self) {
+        for slot in &mut self.slots {
+            *slot = std::hint::black_box(*slot);
+        }
+    }
+
     fn home(&self, hash: u32) -> usize {
         hash as usize & self.mask
     }

@@ -109,17 +109,12 @@ impl Engine {
         ensure!(resting == self.live_orders, "live orders not all resting");
         let mut in_accounts = 0u32;
         for (a, account) in self.accounts.iter().enumerate() {
-            let (mut count, mut prev, mut last_prio) = (0u32, NIL, None);
+            let (mut count, mut prev) = (0u32, NIL);
             let mut rec = account.head;
             while rec != NIL {
                 let o = &self.orders[rec as usize];
                 ensure!(o.live && o.account_rec == a as u32, "account list member");
                 ensure!(o.acct_prev == prev, "account links broken");
-                ensure!(
-                    last_prio < Some(o.prio),
-                    "account list not in time priority"
-                );
-                last_prio = Some(o.prio);
                 count += 1;
                 prev = rec;
                 rec = o.acct_next;

@@ -5,7 +5,7 @@
 //! ring is only ever written in order.
 
 use crate::config::ConfigError;
-use crate::engine::reserve;
+use crate::engine::{commit_capacity, reserve};
 use crate::types::{AccountId, OrderId};
 
 /// One remembered id.
@@ -41,6 +41,16 @@ impl RetiredIds {
 
     pub(crate) fn capacity(&self) -> u32 {
         self.capacity
+    }
+
+    /// Maps the ring's memory now (see `Engine::commit_memory`).
+    pub(crate) fn commit_memory(&mut self, filler: OrderId) {
+        let filler = RetiredId {
+            account: AccountId(0),
+            order_id: filler,
+            hash: 0,
+        };
+        commit_capacity(&mut self.ids, filler);
     }
 
     pub(crate) fn get(&self, slot: u32) -> &RetiredId {

@@ -1,0 +1,68 @@
+//! The engine's hot path in isolation, for `valgrind --tool=callgrind` (`scripts/profile`).
+//!
+//! Generates the exchange-core-like mix (`loadgen::flow`, one symbol, 1,000 resting orders,
+//! 1,000 accounts, the same seed as `benches/engine.rs`), replays the setup into a fresh engine,
+//! then applies `COMMANDS` steady-state commands (default 200,000) inside [`apply_stream`].
+//! `scripts/profile` collects only inside that function, so callgrind's instruction count
+//! divided by the command count is the engine's instructions per command, generation excluded.
+//!
+//! `cargo run --release --example engine_profile -- [COMMANDS]` also runs it natively.
+
+use std::hint::black_box;
+
+use engine::{Command, Engine, Event};
+use loadgen::{FlowConfig, FlowGenerator};
+
+/// Applies `stream` to `engine`, one command at a time, into a reused sink: what a matcher
+/// thread does. Never inlined, so a profiler can collect exactly this.
+#[inline(never)]
+fn apply_stream(engine: &mut Engine, stream: &[Command], sink: &mut Vec<Event>) -> u64 {
+    let mut events = 0;
+    for cmd in stream {
+        sink.clear();
+        engine.apply(black_box(cmd), sink);
+        events += sink.len() as u64;
+    }
+    events
+}
+
+fn main() {
+    let commands = match std::env::args().nth(1) {
+        None => 200_000,
+        Some(arg) => match arg.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!("usage: engine_profile [COMMANDS (a positive count)]");
+                std::process::exit(2);
+            }
+        },
+    };
+    let config = FlowConfig {
+        seed: 0x00c0_ffee,
+        symbols: 1,
+        accounts: 1000,
+        book_depth: 1000,
+        ..FlowConfig::default()
+    };
+    let mut flow = FlowGenerator::new(config);
+    let setup = flow.setup();
+    let stream = flow.generate(commands);
+    let mut engine = Engine::new(config.engine_config()).expect("the flow's config is valid");
+    let mut sink = Vec::with_capacity(1 << 12);
+    apply_setup(&mut engine, &setup, &mut sink);
+    let events = apply_stream(&mut engine, &stream, &mut sink);
+    println!(
+        "commands {commands}; events {events}; {}; state hash {}",
+        flow.stats(),
+        engine.state_hash()
+    );
+}
+
+/// The setup phase, outside the collected function.
+#[inline(never)]
+fn apply_setup(engine: &mut Engine, setup: &[Command], sink: &mut Vec<Event>) {
+    for cmd in setup {
+        sink.clear();
+        engine.apply(cmd, sink);
+    }
+}
