@@ -17,7 +17,7 @@ use loadgen::{FlowConfig, LoadConfig, RunResult};
 use replicator::journal::FsyncPolicy;
 use replicator::recovery::SnapshotPolicy;
 
-use crate::site::{LogBackend, Site, SiteConfig, SymbolSpec};
+use crate::site::{LogBackend, ShardConfig, Site, SiteConfig, SymbolSpec};
 
 /// `n` members as (token, account), accounts 1..=n.
 pub fn members(n: usize) -> Vec<(String, u64)> {
@@ -57,7 +57,6 @@ pub fn site_config(
             wait,
             ..RunnerConfig::default()
         },
-        log: LogBackend::Journal { fsync },
         snapshots: SnapshotPolicy::default(),
         snapshots_keep: 2,
         hash_every: 0,
@@ -70,15 +69,17 @@ pub fn site_config(
             })
             .collect(),
         // The flow's add_symbol commands cannot go through a gateway: the site lists them.
-        symbols: flow
-            .symbol_specs()
-            .into_iter()
-            .map(|(symbol, tick, lot)| SymbolSpec {
-                symbol,
-                tick: tick.to_string(),
-                lot: lot.to_string(),
-            })
-            .collect(),
+        shards: vec![ShardConfig::only(
+            LogBackend::Journal { fsync },
+            flow.symbol_specs()
+                .into_iter()
+                .map(|(symbol, tick, lot)| SymbolSpec {
+                    symbol,
+                    tick: tick.to_string(),
+                    lot: lot.to_string(),
+                })
+                .collect(),
+        )],
         binary_listen: listen,
         binary: BinaryConfig::default(),
         http_listen: None,
@@ -128,7 +129,7 @@ pub fn demo(options: &DemoOptions) -> Result<Vec<RunResult>> {
         ..LoadConfig::new(vec![site.binary_addr()], members)
     };
     let result = run_rates(&load, &options.rates);
-    let end = site.shutdown()?;
+    let end = site.shutdown()?[0];
     let runs = result?;
     eprintln!("demo: the site stopped cleanly at log position {end}");
     write_results(&options.out, &runs)?;

@@ -505,7 +505,7 @@ mod tests {
         let config: crate::node::NodeConfig = toml::from_str(&text).unwrap();
         let site = config.site_config().unwrap();
         assert_eq!(site.name, "metal");
-        assert!(matches!(site.log, crate::site::LogBackend::Kafka(ref k) if *k == kafka));
+        assert!(matches!(site.shards[0].log, crate::site::LogBackend::Kafka(ref k) if *k == kafka));
         assert_eq!(site.members.len(), 2);
     }
 }

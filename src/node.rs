@@ -2,7 +2,8 @@
 //!
 //! The file (see `config/node.toml`) names the site, its data directory, the log, the
 //! listen addresses, the engine's capacities, the snapshot policy, the members and the
-//! symbols. The node recovers, serves, and on SIGTERM or Ctrl-C shuts down cleanly: sessions
+//! symbols: either one shard's `[[symbols]]`, or `[[shards]]`, each with its symbols (and on
+//! Kafka its partition), run as separate logs and engines behind one gateway. The node recovers, serves, and on SIGTERM or Ctrl-C shuts down cleanly: sessions
 //! log out, everything committed is applied and reported, the journal is closed and a final
 //! snapshot written.
 
@@ -21,7 +22,7 @@ use replicator::kafka::KafkaConfig;
 use replicator::recovery::SnapshotPolicy;
 use serde::Deserialize;
 
-use crate::site::{LogBackend, SiteConfig, SymbolSpec};
+use crate::site::{LogBackend, ShardConfig, SiteConfig, SymbolSpec};
 
 /// The node's configuration file.
 #[derive(Clone, Debug, Deserialize)]
@@ -52,6 +53,23 @@ pub struct NodeConfig {
     #[serde(default)]
     pub fix: FixConfig,
     pub members: Vec<Member>,
+    /// The symbols of a site of one shard (its journal and snapshots directly in `data_dir`).
+    #[serde(default)]
+    pub symbols: Vec<SymbolSpec>,
+    /// Or several shards, each its own log and engine (in `data_dir/shards/NAME`). Every site
+    /// of a deployment lists them in the same order: a shard's number is its place here.
+    #[serde(default)]
+    pub shards: Vec<ShardSection>,
+}
+
+/// One shard of a site of several.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardSection {
+    /// 1 to 32 of `A-Z a-z 0-9 - _`: in metrics, health and the shard's directory name.
+    pub name: String,
+    /// Kafka: the shard's partition of `log.topic` (required, one per shard).
+    pub partition: Option<i32>,
     pub symbols: Vec<SymbolSpec>,
 }
 
@@ -73,9 +91,9 @@ pub struct LogSection {
     pub bootstrap_servers: Option<String>,
     /// Kafka: the commands topic (`<prefix>.commands`).
     pub topic: Option<String>,
-    /// Kafka: the shard's partition.
-    #[serde(default)]
-    pub partition: i32,
+    /// Kafka, a site of one shard: its partition (default 0). With `[[shards]]`, each shard
+    /// names its own.
+    pub partition: Option<i32>,
     /// Kafka: a produce not acknowledged by then has an unknown fate (the client resends).
     #[serde(default = "default_delivery_timeout_ms")]
     pub delivery_timeout_ms: u32,
@@ -100,7 +118,7 @@ impl Default for LogSection {
             fsync: default_fsync(),
             bootstrap_servers: None,
             topic: None,
-            partition: 0,
+            partition: None,
             delivery_timeout_ms: default_delivery_timeout_ms(),
             allow_unsafe_topic: false,
         }
@@ -108,7 +126,8 @@ impl Default for LogSection {
 }
 
 impl LogSection {
-    fn backend(&self) -> anyhow::Result<LogBackend> {
+    /// The backend of a shard whose Kafka partition, if any, is `partition`.
+    fn backend(&self, partition: Option<i32>) -> anyhow::Result<LogBackend> {
         match self.kind.as_str() {
             "journal" => {
                 let fsync = match &self.fsync {
@@ -120,19 +139,22 @@ impl LogSection {
                         "log.fsync {other}: \"batch\" or a number of milliseconds from 1 to 60000"
                     ),
                 };
+                if partition.is_some() {
+                    bail!("a partition is set, but the log is the journal: partitions are Kafka's");
+                }
                 Ok(LogBackend::Journal { fsync })
             }
             "kafka" => {
                 let (Some(servers), Some(topic)) = (&self.bootstrap_servers, &self.topic) else {
                     bail!("log.kind \"kafka\" needs log.bootstrap_servers and log.topic");
                 };
-                if self.partition < 0 {
-                    bail!("log.partition {}: a partition number", self.partition);
-                }
+                let Some(partition) = partition.filter(|p| *p >= 0) else {
+                    bail!("partition {partition:?}: a partition number");
+                };
                 Ok(LogBackend::Kafka(KafkaConfig {
                     delivery_timeout_ms: self.delivery_timeout_ms,
                     allow_unsafe_topic: self.allow_unsafe_topic,
-                    ..KafkaConfig::new(servers, topic, self.partition)
+                    ..KafkaConfig::new(servers, topic, partition)
                 }))
             }
             other => bail!("log.kind {other:?}: \"journal\" or \"kafka\""),
@@ -221,13 +243,12 @@ impl NodeConfig {
                  (for example `od -An -N8 -tu8 /dev/urandom`)"
             );
         }
-        let log = self.log.backend()?;
         Ok(SiteConfig {
             name: self.site.clone(),
             data_dir: self.data_dir.clone(),
             engine: self.engine,
             runner: self.runner,
-            log,
+            shards: self.shards()?,
             snapshots: SnapshotPolicy {
                 every_records: self.snapshots.every_records,
                 every_seconds: self.snapshots.every_seconds,
@@ -235,7 +256,6 @@ impl NodeConfig {
             snapshots_keep: self.snapshots.keep.max(1),
             hash_every: self.hash_every,
             members: self.members.clone(),
-            symbols: self.symbols.clone(),
             binary_listen: self.listen.binary,
             http_listen: self.listen.http,
             binary: self.binary,
@@ -246,15 +266,70 @@ impl NodeConfig {
     }
 }
 
+impl NodeConfig {
+    /// The shards: `[[symbols]]` as the only one, or each of `[[shards]]` (the site checks
+    /// the symbols: none listed twice, none missing).
+    fn shards(&self) -> anyhow::Result<Vec<ShardConfig>> {
+        let kafka = self.log.kind == "kafka";
+        match (self.symbols.is_empty(), self.shards.is_empty()) {
+            (false, false) => bail!("list the symbols under [[symbols]] or [[shards]], not both"),
+            (true, true) => bail!("no symbols: list them under [[symbols]] or [[shards]]"),
+            (false, true) => {
+                let partition = self.log.partition.or(kafka.then_some(0));
+                let log = self.log.backend(partition)?;
+                Ok(vec![ShardConfig::only(log, self.symbols.clone())])
+            }
+            (true, false) => {
+                if self.log.partition.is_some() {
+                    bail!("log.partition is for a site of one shard: give each shard its own");
+                }
+                let mut partitions = std::collections::HashSet::new();
+                self.shards
+                    .iter()
+                    .map(|shard| {
+                        let name = &shard.name;
+                        let valid = (1..=32).contains(&name.len())
+                            && name
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                        if !valid {
+                            bail!("shard name {name:?}: 1 to 32 of A-Z a-z 0-9 - _");
+                        }
+                        if kafka && !shard.partition.is_some_and(|p| partitions.insert(p)) {
+                            bail!("shard {name}: each shard needs a partition of its own");
+                        }
+                        let log = self
+                            .log
+                            .backend(shard.partition)
+                            .with_context(|| format!("shard {name}"))?;
+                        Ok(ShardConfig {
+                            name: name.clone(),
+                            dir: Path::new("shards").join(name),
+                            log,
+                            symbols: shard.symbols.clone(),
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
 /// Runs the node until SIGTERM or Ctrl-C, then shuts it down cleanly.
 pub fn run(config: &NodeConfig) -> anyhow::Result<()> {
     let site_config = config.site_config()?;
+    let names: Vec<String> = site_config.shards.iter().map(|s| s.name.clone()).collect();
     let site = crate::site::Site::start(site_config)?;
-    let recovered = site.recovered;
-    eprintln!(
-        "node {}: recovered at log position {} (snapshot {:?}, {} records replayed)",
-        config.site, recovered.position, recovered.snapshot, recovered.replayed
-    );
+    for recovered in &site.recovered {
+        eprintln!(
+            "node {}: shard {} recovered at log position {} (snapshot {:?}, {} records replayed)",
+            config.site,
+            recovered.shard,
+            recovered.position,
+            recovered.snapshot,
+            recovered.replayed
+        );
+    }
     eprintln!(
         "node {}: binary order entry on {}",
         config.site,
@@ -273,11 +348,12 @@ pub fn run(config: &NodeConfig) -> anyhow::Result<()> {
         bail!("node {}: {failure}", config.site);
     }
     eprintln!("node {}: stopping", config.site);
-    let end = site.shutdown()?;
-    eprintln!(
-        "node {}: stopped cleanly at log position {end}",
-        config.site
-    );
+    for (name, end) in names.iter().zip(site.shutdown()?) {
+        eprintln!(
+            "node {}: shard {name} stopped cleanly at log position {end}",
+            config.site
+        );
+    }
     Ok(())
 }
 
@@ -316,7 +392,8 @@ mod tests {
         let site = config.site_config().unwrap();
         assert_eq!(site.name, "cloud-a");
         assert_eq!(site.members.len(), 2);
-        assert_eq!(site.symbols.len(), 2);
+        assert_eq!(site.shards.len(), 1);
+        assert_eq!(site.shards[0].symbols.len(), 2);
         assert!(site.fix_listen.is_some() && site.http_listen.is_some());
         assert!(matches!(
             site.runner.wait,
@@ -329,13 +406,55 @@ mod tests {
     fn the_kafka_example_config_loads_and_checks() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/node-kafka.toml");
         let site = NodeConfig::load(&path).unwrap().site_config().unwrap();
-        match site.log {
+        match &site.shards[0].log {
             LogBackend::Kafka(kafka) => {
                 assert_eq!(kafka.topic, "exchange.commands");
                 assert!(!kafka.allow_unsafe_topic);
             }
             other => panic!("expected Kafka, got {other:?}"),
         }
+    }
+
+    /// The two-shard example: each shard in its own directory, symbols routed to it.
+    #[test]
+    fn the_sharded_example_config_loads_and_checks() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/node-shards.toml");
+        let mut config = NodeConfig::load(&path).unwrap();
+        let site = config.site_config().unwrap();
+        let shards: Vec<(&str, &Path, usize)> = site
+            .shards
+            .iter()
+            .map(|s| (s.name.as_str(), s.dir.as_path(), s.symbols.len()))
+            .collect();
+        assert_eq!(
+            shards,
+            [
+                ("btc", Path::new("shards/btc"), 1),
+                ("alts", Path::new("shards/alts"), 2)
+            ]
+        );
+        // Kafka needs a partition per shard, each its own.
+        config.log.kind = "kafka".into();
+        config.log.bootstrap_servers = Some("127.0.0.1:9092".into());
+        config.log.topic = Some("exchange.commands".into());
+        let err = config.site_config().unwrap_err().to_string();
+        assert!(err.contains("a partition of its own"), "{err}");
+        config.shards[0].partition = Some(3);
+        config.shards[1].partition = Some(3);
+        let err = config.site_config().unwrap_err().to_string();
+        assert!(err.contains("shard alts"), "{err}");
+        config.shards[1].partition = Some(4);
+        let site = config.site_config().unwrap();
+        assert!(matches!(&site.shards[1].log, LogBackend::Kafka(k) if k.partition == 4));
+        // Names become directories: no path tricks.
+        config.shards[0].name = "../x".into();
+        let err = config.site_config().unwrap_err().to_string();
+        assert!(err.contains("shard name"), "{err}");
+        // Not both layouts at once.
+        config.shards[0].name = "btc".into();
+        config.symbols = config.shards[0].symbols.clone();
+        let err = config.site_config().unwrap_err().to_string();
+        assert!(err.contains("not both"), "{err}");
     }
 
     #[test]

@@ -1,23 +1,30 @@
-//! One site's running exchange: log → matcher → hub, and the gateway servers on top.
+//! One site's running exchange: per shard log → matcher → hub, and the gateway servers on top.
 //!
 //! ```text
-//!   sessions ──submit──▶ log (journal writer thread, or Kafka producer → partition)
-//!                          │ committed records, in order
-//!                     feeder thread ──ring──▶ matcher thread (Engine) ──ring──▶ hub pump
-//!                                                 │ snapshot bytes, hashes        │ reports, market data
-//!                                             writer thread                      sessions
+//!   sessions ──submit──▶ Hub ──by symbol──▶ shard's log (journal writer thread, or Kafka producer → partition)
+//!                                             │ committed records, in order
+//!                                        feeder thread ──ring──▶ matcher thread (Engine) ──ring──▶ hub pump
+//!                                                                    │ snapshot bytes, hashes        │ reports, market data
+//!                                                                persist thread                     sessions
 //! ```
 //!
-//! [`Site::start`] recovers (newest snapshot + replay), lists the configured symbols through
-//! the log (a duplicate listing is refused harmlessly by the engine), then serves.
-//! [`Site::shutdown`] stops the servers (sessions log out), lets the matcher apply everything
-//! already committed, closes the log and writes a final snapshot, so nothing acknowledged is
-//! lost and the next start replays nothing.
+//! A site runs one or more shards ([`ShardConfig`]): each has its own log (a journal in its own
+//! directory, or its own Kafka partition), engine, matcher, feeder, pump and snapshots, and holds
+//! some of the symbols; the hub routes every request to its symbol's shard. Shards share the
+//! gateway's servers, the members, the persist thread and `hashes.jsonl` (reports carry the
+//! shard's number).
+//!
+//! [`Site::start`] recovers every shard (newest snapshot + replay), lists the configured symbols
+//! through their shard's log (a duplicate listing is refused harmlessly by the engine), then
+//! serves. [`Site::shutdown`] stops the servers (sessions log out), lets every matcher apply
+//! everything already committed, closes the logs and writes final snapshots, so nothing
+//! acknowledged is lost and the next start replays nothing.
 //!
 //! The log is the embedded journal or a Kafka partition ([`LogBackend`]); everything after the
-//! feeder is the same. On Kafka every site reads the same partition, so every site's engine
-//! applies the same commands at the same positions, whichever site's gateway took them.
+//! feeder is the same. On Kafka every site reads the same partitions, so every site's engines
+//! apply the same commands at the same positions, whichever site's gateway took them.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,13 +32,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use engine::runner::{Observer, Runner, RunnerConfig};
 use engine::{AddSymbol, Command, CommandKind, Engine, EngineConfig, Price, Qty, Symbol};
 use gateway::binary_server::{self, BinaryConfig};
 use gateway::fix::{FixConfig, FixGateway};
 use gateway::hub::{
     Hub, LatencyHistogram, Member, Members, Sequencer, SubmitError, PUMP_WAIT, REJECT_REASONS,
+    SHARDS_MAX,
 };
 use gateway::md_server::{MdConfig, MdServer};
 use replicator::divergence::{FileHashSink, HashCadence, HashReport, HashSink};
@@ -75,23 +83,49 @@ pub struct SymbolSpec {
     pub lot: String,
 }
 
+/// One shard: some of the site's symbols, with their own log and engine.
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    /// The shard's name, in metrics, health and logs.
+    pub name: String,
+    /// Holds the shard's `journal/` and `snapshots/`, relative to the site's `data_dir` (empty:
+    /// the `data_dir` itself, as a site of one shard keeps them).
+    pub dir: PathBuf,
+    pub log: LogBackend,
+    pub symbols: Vec<SymbolSpec>,
+}
+
+impl ShardConfig {
+    /// A site's only shard, named `0`, holding `symbols` in the site's `data_dir`.
+    pub fn only(log: LogBackend, symbols: Vec<SymbolSpec>) -> ShardConfig {
+        ShardConfig {
+            name: "0".into(),
+            dir: PathBuf::new(),
+            log,
+            symbols,
+        }
+    }
+}
+
 /// Everything a site needs.
 #[derive(Clone, Debug)]
 pub struct SiteConfig {
     /// The site's name (in hash reports and logs).
     pub name: String,
-    /// Holds `journal/`, `snapshots/` and `hashes.jsonl`.
+    /// Holds `hashes.jsonl`, the FIX session store, and the shards' directories.
     pub data_dir: PathBuf,
+    /// Every shard's engine capacities.
     pub engine: EngineConfig,
     pub runner: RunnerConfig,
-    pub log: LogBackend,
+    /// The shards, in an order every site of a deployment shares (a shard's number, in hash
+    /// reports, is its place here). At most [`gateway::hub::SHARDS_MAX`].
+    pub shards: Vec<ShardConfig>,
     pub snapshots: SnapshotPolicy,
-    /// Snapshots kept on disk.
+    /// Snapshots kept on disk, per shard.
     pub snapshots_keep: usize,
-    /// State hashes are written every this many records (0: never).
+    /// State hashes are written every this many records of a shard (0: never).
     pub hash_every: u64,
     pub members: Vec<Member>,
-    pub symbols: Vec<SymbolSpec>,
     pub binary_listen: SocketAddr,
     pub binary: BinaryConfig,
     /// Health, metrics and market data over HTTP (and WebSocket), if set.
@@ -100,6 +134,65 @@ pub struct SiteConfig {
     /// FIX 4.4 order entry, if set. Its `store_dir`, when relative, is under `data_dir`.
     pub fix_listen: Option<SocketAddr>,
     pub fix: FixConfig,
+}
+
+/// Each shard's symbols, and the shard of every symbol.
+type Listings = (Vec<Vec<AddSymbol>>, HashMap<Symbol, usize>);
+
+/// Labelled samples of one metric.
+type Samples = Vec<(String, u64)>;
+
+impl SiteConfig {
+    /// Each shard's symbols, parsed, and the shard of every symbol. Refuses no shard, too
+    /// many, a shard without symbols, two shards with one name or directory, and a symbol
+    /// listed twice.
+    fn listings(&self) -> anyhow::Result<Listings> {
+        if !(1..=SHARDS_MAX).contains(&self.shards.len()) {
+            bail!(
+                "a site runs 1 to {SHARDS_MAX} shards, not {}",
+                self.shards.len()
+            );
+        }
+        let mut shard_of = HashMap::new();
+        let mut listings = Vec::new();
+        for (at, shard) in self.shards.iter().enumerate() {
+            if let Some(other) = self.shards[..at]
+                .iter()
+                .find(|o| o.name == shard.name || o.dir == shard.dir)
+            {
+                bail!(
+                    "shards {:?} and {:?} have the same name or directory",
+                    other.name,
+                    shard.name
+                );
+            }
+            if shard.symbols.is_empty() {
+                bail!("shard {:?} lists no symbol", shard.name);
+            }
+            let mut adds = Vec::new();
+            for spec in &shard.symbols {
+                let add = spec.parse()?;
+                if shard_of.insert(add.symbol, at).is_some() {
+                    bail!("symbol {} is listed twice", spec.symbol);
+                }
+                adds.push(add);
+            }
+            listings.push(adds);
+        }
+        Ok((listings, shard_of))
+    }
+}
+
+impl SymbolSpec {
+    fn parse(&self) -> anyhow::Result<AddSymbol> {
+        let symbol =
+            Symbol::new(&self.symbol).map_err(|e| anyhow!("symbol {:?}: {e}", self.symbol))?;
+        let tick = Price::parse(&self.tick)
+            .map_err(|e| anyhow!("symbol {}: tick {:?} {e}", self.symbol, self.tick))?;
+        let lot = Qty::parse(&self.lot)
+            .map_err(|e| anyhow!("symbol {}: lot {:?} {e}", self.symbol, self.lot))?;
+        Ok(AddSymbol { symbol, tick, lot })
+    }
 }
 
 /// The site's log, opened; closed at shutdown.
@@ -196,25 +289,56 @@ impl LogHandle {
     }
 }
 
-/// What the site exposes besides the hub's counters (gauges read by `/metrics`).
-pub struct SiteMetrics {
-    site: String,
+/// One shard's gauges and log, read by `/metrics` and `/health`.
+struct ShardMetrics {
+    name: String,
     commands_ring: engine::ring::RingDepth,
     output_ring: engine::ring::RingDepth,
     /// From the gateway's stamp to the feeder reading the command back from the committed
     /// log: the log's commit latency as sessions see it.
-    pub sequenced_latency: LatencyHistogram,
+    sequenced_latency: LatencyHistogram,
     log: LogHandle,
     read_failure: ReadFailure,
 }
 
+impl ShardMetrics {
+    /// `(durable end, next position applied)` of the shard's log.
+    fn positions(&self, hub: &Hub, shard: usize) -> (u64, u64) {
+        (self.log.durable(), hub.next_position(shard))
+    }
+}
+
+/// What the site exposes besides the hub's counters (gauges read by `/metrics`).
+pub struct SiteMetrics {
+    site: String,
+    shards: Vec<Arc<ShardMetrics>>,
+}
+
 impl SiteMetrics {
-    /// The Prometheus text exposition of the site's metrics.
+    /// Why a shard stopped following its log, if one did.
+    fn failure(&self) -> Option<String> {
+        self.shards.iter().find_map(|shard| {
+            let why = shard.read_failure.get()?;
+            Some(format!("shard {}: {why}", shard.name))
+        })
+    }
+
+    /// The Prometheus text exposition of the site's metrics. Per-shard series carry a
+    /// `shard` label.
     pub fn render(&self, hub: &Hub) -> String {
         use std::fmt::Write;
         let c = hub.counters();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let site = &self.site;
+        let per_shard = |each: &dyn Fn(usize, &ShardMetrics) -> Samples| {
+            let mut samples = Vec::new();
+            for (at, shard) in self.shards.iter().enumerate() {
+                for (labels, value) in each(at, shard) {
+                    samples.push((format!(",shard=\"{}\"{labels}", shard.name), value));
+                }
+            }
+            samples
+        };
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
             let _ = writeln!(out, "# HELP exchange_{name} {help}");
@@ -239,7 +363,7 @@ impl SiteMetrics {
         metric(
             "commands_applied_total",
             "counter",
-            "Commands the engine applied from the log.",
+            "Commands the engines applied from the logs.",
             &[(String::new(), load(&c.applied))],
         );
         metric(
@@ -274,78 +398,157 @@ impl SiteMetrics {
         metric(
             "ring_depth",
             "gauge",
-            "Items waiting in the matcher's rings.",
-            &[
-                (",ring=\"commands\"".into(), self.commands_ring.get() as u64),
-                (",ring=\"output\"".into(), self.output_ring.get() as u64),
-            ],
+            "Items waiting in a shard's matcher rings.",
+            &per_shard(&|_, shard| {
+                vec![
+                    (
+                        ",ring=\"commands\"".into(),
+                        shard.commands_ring.get() as u64,
+                    ),
+                    (",ring=\"output\"".into(), shard.output_ring.get() as u64),
+                ]
+            }),
         );
-        let applied = load(&c.next_position);
-        let durable = self.log.durable();
         metric(
             "log_position",
             "gauge",
-            "The log's durable end, and the next position the engine applies.",
-            &[
-                (",of=\"durable\"".into(), durable),
-                (",of=\"applied\"".into(), applied),
-            ],
+            "A shard log's durable end, and the next position its engine applies.",
+            &per_shard(&|at, shard| {
+                let (durable, applied) = shard.positions(hub, at);
+                vec![
+                    (",of=\"durable\"".into(), durable),
+                    (",of=\"applied\"".into(), applied),
+                ]
+            }),
         );
         metric(
             "consumer_lag",
             "gauge",
-            "Durable records the engine has not applied yet.",
-            &[(String::new(), durable.saturating_sub(applied))],
+            "Durable records of a shard's log its engine has not applied yet.",
+            &per_shard(&|at, shard| {
+                let (durable, applied) = shard.positions(hub, at);
+                vec![(String::new(), durable.saturating_sub(applied))]
+            }),
         );
         metric(
             "log_available",
             "gauge",
-            "1 when the log takes commands (journal not failed, Kafka leader reachable).",
-            &[(
-                format!(",log=\"{}\"", self.log.kind()),
-                u64::from(self.log.available()),
-            )],
+            "1 when a shard's log takes commands (journal not failed, Kafka leader reachable).",
+            &per_shard(&|_, shard| {
+                vec![(
+                    format!(",log=\"{}\"", shard.log.kind()),
+                    u64::from(shard.log.available()),
+                )]
+            }),
         );
-        if let LogHandle::Kafka { log, .. } = &self.log {
-            let counts = log.appender().counts();
+        if self.shards.iter().any(|shard| shard.log.kind() == "kafka") {
             metric(
                 "kafka_deliveries_total",
                 "counter",
                 "Produce outcomes: delivered (committed), or failed (fate unknown: the client \
                  resends with the same client order id).",
-                &[
-                    (",outcome=\"delivered\"".into(), load(&counts.delivered)),
-                    (",outcome=\"failed\"".into(), load(&counts.failed)),
-                ],
+                &per_shard(&|_, shard| match &shard.log {
+                    LogHandle::Kafka { log, .. } => {
+                        let counts = log.appender().counts();
+                        vec![
+                            (",outcome=\"delivered\"".into(), load(&counts.delivered)),
+                            (",outcome=\"failed\"".into(), load(&counts.failed)),
+                        ]
+                    }
+                    LogHandle::Journal(_) => Vec::new(),
+                }),
             );
         }
-        for (stage, histogram, help) in [
-            (
-                "sequenced",
-                &self.sequenced_latency,
-                "From the gateway's stamp to the command read back from the committed log.",
-            ),
-            (
-                "applied",
-                &c.applied_latency,
-                "From the gateway's stamp to the command applied by the engine.",
-            ),
-        ] {
-            let name = format!("stage_latency_{stage}_microseconds");
+        let mut histogram = |name: &str, help: &str, series: &[(String, &LatencyHistogram)]| {
+            let name = format!("stage_latency_{name}_microseconds");
             let _ = writeln!(out, "# HELP exchange_{name} {help}");
             let _ = writeln!(out, "# TYPE exchange_{name} histogram");
-            let (buckets, sum, count) = histogram.read();
-            for (bound, n) in buckets {
-                let le = bound.map_or("+Inf".to_string(), |b| b.to_string());
+            for (labels, histogram) in series {
+                let (buckets, sum, count) = histogram.read();
+                for (bound, n) in buckets {
+                    let le = bound.map_or("+Inf".to_string(), |b| b.to_string());
+                    let _ = writeln!(
+                        out,
+                        "exchange_{name}_bucket{{site=\"{site}\"{labels},le=\"{le}\"}} {n}"
+                    );
+                }
+                let _ = writeln!(out, "exchange_{name}_sum{{site=\"{site}\"{labels}}} {sum}");
                 let _ = writeln!(
                     out,
-                    "exchange_{name}_bucket{{site=\"{site}\",le=\"{le}\"}} {n}"
+                    "exchange_{name}_count{{site=\"{site}\"{labels}}} {count}"
                 );
             }
-            let _ = writeln!(out, "exchange_{name}_sum{{site=\"{site}\"}} {sum}");
-            let _ = writeln!(out, "exchange_{name}_count{{site=\"{site}\"}} {count}");
-        }
+        };
+        let sequenced: Vec<(String, &LatencyHistogram)> = self
+            .shards
+            .iter()
+            .map(|shard| {
+                (
+                    format!(",shard=\"{}\"", shard.name),
+                    &shard.sequenced_latency,
+                )
+            })
+            .collect();
+        histogram(
+            "sequenced",
+            "From the gateway's stamp to the command read back from its shard's committed log.",
+            &sequenced,
+        );
+        histogram(
+            "applied",
+            "From the gateway's stamp to the command applied by its shard's engine.",
+            &[(String::new(), &c.applied_latency)],
+        );
         out
+    }
+
+    /// The body and status of `GET /health`: `failed` when a shard can no longer read its
+    /// log, `unavailable` when a shard's log takes no commands, else `ok`; each shard's log
+    /// positions, and under `log` their sums.
+    fn health(&self, hub: &Hub) -> (bool, serde_json::Value) {
+        let failure = self.failure();
+        let mut available = failure.is_none();
+        let (mut durable_sum, mut applied_sum) = (0, 0);
+        let shards: Vec<serde_json::Value> = self
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(at, shard)| {
+                let (durable, applied) = shard.positions(hub, at);
+                durable_sum += durable;
+                applied_sum += applied;
+                let up = shard.log.available() && shard.read_failure.get().is_none();
+                available &= up;
+                serde_json::json!({
+                    "name": shard.name,
+                    "available": up,
+                    "log": {
+                        "kind": shard.log.kind(),
+                        "durable": durable,
+                        "applied": applied,
+                        "lag": durable.saturating_sub(applied),
+                    },
+                })
+            })
+            .collect();
+        let status = match (&failure, available) {
+            (Some(_), _) => "failed",
+            (None, true) => "ok",
+            (None, false) => "unavailable",
+        };
+        let body = serde_json::json!({
+            "status": status,
+            "error": failure,
+            "site": self.site,
+            "log": {
+                "kind": self.shards[0].log.kind(),
+                "durable": durable_sum,
+                "applied": applied_sum,
+                "lag": durable_sum.saturating_sub(applied_sum),
+            },
+            "shards": shards,
+        });
+        (available, body)
     }
 }
 
@@ -362,31 +565,13 @@ fn http_router(hub: Arc<Hub>, metrics: Arc<SiteMetrics>, hashes: RecentHashes) -
         .route(
             "/health",
             get(move || {
-                let hub = health_hub.clone();
-                let metrics = health_metrics.clone();
-                async move {
-                    let applied = hub.counters().next_position.load(Ordering::Relaxed);
-                    let durable = metrics.log.durable();
-                    let failure = metrics.read_failure.get().cloned();
-                    let available = metrics.log.available() && failure.is_none();
-                    let body = serde_json::json!({
-                        "status": if failure.is_some() { "failed" } else if available { "ok" } else { "unavailable" },
-                        "error": failure,
-                        "site": metrics.site,
-                        "log": {
-                            "kind": metrics.log.kind(),
-                            "durable": durable,
-                            "applied": applied,
-                            "lag": durable.saturating_sub(applied),
-                        },
-                    });
-                    let code = if available {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    };
-                    (code, axum::Json(body))
-                }
+                let (available, body) = health_metrics.health(&health_hub);
+                let code = if available {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                async move { (code, axum::Json(body)) }
             }),
         )
         .route(
@@ -408,14 +593,17 @@ fn http_router(hub: Arc<Hub>, metrics: Arc<SiteMetrics>, hashes: RecentHashes) -
         )
 }
 
-/// What the matcher hands the writer thread.
+/// What the matchers hand the persist thread.
 enum Persist {
-    Snapshot(u64, Vec<u8>),
+    /// Shard, position, snapshot bytes.
+    Snapshot(usize, u64, Vec<u8>),
     Hash(HashReport),
 }
 
-/// Takes snapshots and hashes between commands, at log positions every site agrees on.
+/// Takes a shard's snapshots and hashes between commands, at log positions every site agrees
+/// on.
 struct SiteObserver {
+    shard: usize,
     checkpointer: Checkpointer,
     hashes: Option<HashCadence>,
     tx: crossbeam_channel::Sender<Persist>,
@@ -429,7 +617,7 @@ impl Observer for SiteObserver {
             let bytes = snapshots::encode(next_position, engine);
             if self
                 .tx
-                .try_send(Persist::Snapshot(next_position, bytes))
+                .try_send(Persist::Snapshot(self.shard, next_position, bytes))
                 .is_ok()
             {
                 self.checkpointer.taken(next_position);
@@ -462,115 +650,186 @@ pub struct Site {
     http_addr: Option<SocketAddr>,
     fix_addr: Option<SocketAddr>,
     stop_servers: watch::Sender<bool>,
+    runtime: tokio::runtime::Runtime,
+    shards: Vec<RunningShard>,
+    writer: JoinHandle<anyhow::Result<()>>,
+    metrics: Arc<SiteMetrics>,
+    /// Per shard, in configuration order: where recovery started and how much it replayed.
+    pub recovered: Vec<Recovery>,
+}
+
+/// A shard's threads and log while the site runs.
+struct RunningShard {
+    log: OpenLog,
     /// The log position the feeder stops at (`u64::MAX` while running).
     stop_feeder: Arc<AtomicU64>,
-    runtime: tokio::runtime::Runtime,
-    log: OpenLog,
     feeder: JoinHandle<anyhow::Result<()>>,
     runner: Runner,
     pump: JoinHandle<()>,
-    writer: JoinHandle<anyhow::Result<()>>,
     store: Arc<SnapshotStore>,
-    metrics: Arc<SiteMetrics>,
-    /// Where recovery started and how much it replayed.
-    pub recovered: Recovery,
 }
 
-/// What recovery did at start.
-#[derive(Clone, Copy, Debug)]
+/// What recovery did at start, for one shard.
+#[derive(Clone, Debug)]
 pub struct Recovery {
+    pub shard: String,
     pub snapshot: Option<u64>,
     pub replayed: u64,
     pub position: u64,
 }
 
-impl Site {
-    /// Recovers and starts serving.
-    pub fn start(config: SiteConfig) -> anyhow::Result<Site> {
-        let members = Members::new(config.members.clone()).context("members")?;
-        let symbols = config
-            .symbols
-            .iter()
-            .map(|spec| {
-                let symbol = Symbol::new(&spec.symbol)
-                    .map_err(|e| anyhow!("symbol {:?}: {e}", spec.symbol))?;
-                let tick = Price::parse(&spec.tick)
-                    .map_err(|e| anyhow!("symbol {}: tick {:?} {e}", spec.symbol, spec.tick))?;
-                let lot = Qty::parse(&spec.lot)
-                    .map_err(|e| anyhow!("symbol {}: lot {:?} {e}", spec.symbol, spec.lot))?;
-                Ok(AddSymbol { symbol, tick, lot })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+/// A shard with its log open and its engine recovered, not yet running.
+struct OpenedShard {
+    log: OpenLog,
+    reader: Box<dyn LogReader + Send>,
+    engine: Engine,
+    store: Arc<SnapshotStore>,
+    recovery: Recovery,
+    read_failure: ReadFailure,
+}
 
-        let store = Arc::new(
-            SnapshotStore::open(&config.data_dir.join("snapshots"), config.snapshots_keep)
-                .context("opening the snapshot store")?,
-        );
-        let (log, recovered, reader): (_, _, Box<dyn LogReader + Send>) = match &config.log {
-            LogBackend::Journal { fsync } => {
-                let journal_config = JournalConfig {
-                    fsync: *fsync,
-                    ..JournalConfig::new(config.data_dir.join("journal"))
-                };
-                let (journal, _) = Journal::open(journal_config).context("opening the journal")?;
-                let recovered = recover(&journal, &store, config.engine).context("recovery")?;
-                let reader = Box::new(journal.reader(recovered.position)?);
-                (OpenLog::Journal(journal), recovered, reader)
-            }
-            LogBackend::Kafka(kafka) => {
-                let (log, _) = KafkaLog::open(kafka.clone(), Duration::from_secs(10))
-                    .with_context(|| format!("opening Kafka topic {}", kafka.topic))?;
-                let watermarks =
-                    Watermarks::spawn(kafka, Duration::from_secs(10), WATERMARK_EVERY)?;
-                let recovered = recover(&log, &store, config.engine).context("recovery")?;
-                let reader = Box::new(log.reader(recovered.position)?);
-                let log = OpenLog::Kafka(Arc::new(log), Arc::new(watermarks));
-                (log, recovered, reader)
-            }
-        };
-        let recovery = Recovery {
+/// Opens `shard`'s snapshot store and log, and recovers its engine.
+fn open_shard(site: &SiteConfig, shard: &ShardConfig) -> anyhow::Result<OpenedShard> {
+    let dir = site.data_dir.join(&shard.dir);
+    let store = Arc::new(
+        SnapshotStore::open(&dir.join("snapshots"), site.snapshots_keep)
+            .context("opening the snapshot store")?,
+    );
+    let (log, recovered, reader): (_, _, Box<dyn LogReader + Send>) = match &shard.log {
+        LogBackend::Journal { fsync } => {
+            let journal_config = JournalConfig {
+                fsync: *fsync,
+                ..JournalConfig::new(dir.join("journal"))
+            };
+            let (journal, _) = Journal::open(journal_config).context("opening the journal")?;
+            let recovered = recover(&journal, &store, site.engine).context("recovery")?;
+            let reader = Box::new(journal.reader(recovered.position)?);
+            (OpenLog::Journal(journal), recovered, reader)
+        }
+        LogBackend::Kafka(kafka) => {
+            let (log, _) = KafkaLog::open(kafka.clone(), Duration::from_secs(10))
+                .with_context(|| format!("opening Kafka topic {}", kafka.topic))?;
+            let watermarks = Watermarks::spawn(kafka, Duration::from_secs(10), WATERMARK_EVERY)?;
+            let recovered = recover(&log, &store, site.engine).context("recovery")?;
+            let reader = Box::new(log.reader(recovered.position)?);
+            let log = OpenLog::Kafka(Arc::new(log), Arc::new(watermarks));
+            (log, recovered, reader)
+        }
+    };
+    let mut engine = recovered.engine;
+    // Every reserved page mapped now, so no command takes a page fault later.
+    engine.commit_memory();
+    Ok(OpenedShard {
+        log,
+        reader,
+        engine,
+        store,
+        recovery: Recovery {
+            shard: shard.name.clone(),
             snapshot: recovered.snapshot,
             replayed: recovered.replayed,
             position: recovered.position,
-        };
-        let mut engine = recovered.engine;
-        // Every reserved page mapped now, so no command takes a page fault later.
-        engine.commit_memory();
-        let position = recovered.position;
+        },
+        read_failure: ReadFailure::default(),
+    })
+}
 
-        let read_failure = ReadFailure::default();
-        let hub = Hub::new(
-            Arc::new(SiteSequencer {
-                log: log.handle(),
-                read_failure: read_failure.clone(),
-            }),
+/// Feeds the committed log to the matcher until it reaches the position `stop` is set to (or
+/// the log stops delivering for [`STOP_GRACE`] after that). A log it can no longer read is a
+/// failure the site reports and stops taking orders on.
+fn feed<const N: usize>(
+    mut reader: Box<dyn LogReader + Send>,
+    mut commands: engine::ring::Producer<Command, N>,
+    metrics: &ShardMetrics,
+    stop: &AtomicU64,
+) -> anyhow::Result<()> {
+    let mut waiter = engine::runner::Waiter::new(PUMP_WAIT);
+    let mut idle_since: Option<std::time::Instant> = None;
+    loop {
+        // Stop only once everything committed before the stop was fed (or the log stopped
+        // answering for the grace period: nothing more can be acknowledged).
+        let stop_at = stop.load(Ordering::Acquire);
+        if reader.position() >= stop_at {
+            return Ok(());
+        }
+        let polled = reader.poll(1024, Duration::from_millis(2), &mut |_, command| {
+            metrics.sequenced_latency.record_since(command.ts.0);
+            let mut command = command;
+            while let Err(back) = commands.try_push(command) {
+                command = back;
+                waiter.wait();
+            }
+            waiter.reset();
+        });
+        let fed = match polled {
+            Ok(fed) => fed,
+            Err(err) => {
+                // The site can no longer follow the log: it refuses the shard's orders and says
+                // so on /health; the node exits so its supervisor restarts it into recovery.
+                let why = format!("reading the log at {}: {err}", reader.position());
+                eprintln!("site: shard {}: {why}", metrics.name);
+                let _ = metrics.read_failure.set(why);
+                return Err(err.into());
+            }
+        };
+        if stop_at != u64::MAX && fed == 0 {
+            let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > STOP_GRACE {
+                eprintln!(
+                    "site: shard {}: the log did not deliver up to position {stop_at} within \
+                     {STOP_GRACE:?}; stopping at {}",
+                    metrics.name,
+                    reader.position()
+                );
+                return Ok(());
+            }
+        } else {
+            idle_since = None;
+        }
+    }
+}
+
+impl Site {
+    /// Recovers every shard and starts serving.
+    pub fn start(config: SiteConfig) -> anyhow::Result<Site> {
+        let members = Members::new(config.members.clone()).context("members")?;
+        let (listings, shard_of) = config.listings()?;
+        let opened = config
+            .shards
+            .iter()
+            .map(|shard| {
+                open_shard(&config, shard).with_context(|| format!("shard {}", shard.name))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let sequencers = opened
+            .iter()
+            .map(|shard| -> Arc<dyn Sequencer> {
+                Arc::new(SiteSequencer {
+                    log: shard.log.handle(),
+                    read_failure: shard.read_failure.clone(),
+                })
+            })
+            .collect();
+        let hub = Hub::sharded(
+            sequencers,
+            shard_of,
             members,
             config.engine.retired_ids_max as usize,
         );
-        let pump_state = hub.seed(&engine, position);
-        let missing: Vec<AddSymbol> = symbols
-            .into_iter()
-            .filter(|add| engine.symbol_id(&add.symbol).is_none())
-            .collect();
 
-        let (persist_tx, persist_rx) = crossbeam_channel::bounded(1);
-        let observer = SiteObserver {
-            checkpointer: Checkpointer::new(config.snapshots, position),
-            hashes: (config.hash_every > 0)
-                .then(|| HashCadence::new(&config.name, 0, config.hash_every)),
-            tx: persist_tx,
-        };
+        let (persist_tx, persist_rx) = crossbeam_channel::bounded(opened.len());
         let hashes_path = config.data_dir.join("hashes.jsonl");
         let recent_hashes = RecentHashes::default();
         let writer_hashes = recent_hashes.clone();
-        let writer_store = store.clone();
+        let writer_stores: Vec<Arc<SnapshotStore>> =
+            opened.iter().map(|shard| shard.store.clone()).collect();
         let writer = std::thread::Builder::new().name("persist".into()).spawn(
             move || -> anyhow::Result<()> {
                 let mut hashes = FileHashSink::open(&hashes_path)?;
                 for item in persist_rx {
                     match item {
-                        Persist::Snapshot(position, bytes) => {
-                            writer_store.save_encoded(position, &bytes)?;
+                        Persist::Snapshot(shard, position, bytes) => {
+                            writer_stores[shard].save_encoded(position, &bytes)?;
                         }
                         Persist::Hash(report) => {
                             hashes.publish(&report)?;
@@ -587,70 +846,64 @@ impl Site {
             },
         )?;
 
-        let (mut commands, output, runner) =
-            Runner::spawn::<COMMAND_RING, OUTPUT_RING>(engine, config.runner, position, observer)?;
+        let mut shards = Vec::new();
+        let mut shard_metrics = Vec::new();
+        let mut recovered = Vec::new();
+        let mut missing = Vec::new();
+        for (at, (shard, adds)) in opened.into_iter().zip(listings).enumerate() {
+            let name = &config.shards[at].name;
+            let position = shard.recovery.position;
+            let pump_state = hub.seed(at, &shard.engine, position);
+            missing.extend(
+                adds.into_iter()
+                    .filter(|add| shard.engine.symbol_id(&add.symbol).is_none()),
+            );
+            let observer = SiteObserver {
+                shard: at,
+                checkpointer: Checkpointer::new(config.snapshots, position),
+                hashes: (config.hash_every > 0)
+                    .then(|| HashCadence::new(&config.name, at as u32, config.hash_every)),
+                tx: persist_tx.clone(),
+            };
+            let (commands, output, runner) = Runner::spawn::<COMMAND_RING, OUTPUT_RING>(
+                shard.engine,
+                config.runner,
+                position,
+                observer,
+            )?;
+            let metrics = Arc::new(ShardMetrics {
+                name: name.clone(),
+                commands_ring: commands.depth(),
+                output_ring: output.depth(),
+                sequenced_latency: LatencyHistogram::default(),
+                log: shard.log.handle(),
+                read_failure: shard.read_failure,
+            });
+            let pump = hub.spawn_pump(pump_state, output, PUMP_WAIT)?;
+            let stop_feeder = Arc::new(AtomicU64::new(u64::MAX));
+            let feeder = {
+                let (metrics, stop) = (metrics.clone(), stop_feeder.clone());
+                let reader = shard.reader;
+                std::thread::Builder::new()
+                    .name(format!("feeder-{name}"))
+                    .spawn(move || feed(reader, commands, &metrics, &stop))?
+            };
+            shard_metrics.push(metrics);
+            recovered.push(shard.recovery);
+            shards.push(RunningShard {
+                log: shard.log,
+                stop_feeder,
+                feeder,
+                runner,
+                pump,
+                store: shard.store,
+            });
+        }
+        drop(persist_tx);
         let metrics = Arc::new(SiteMetrics {
             site: config.name.clone(),
-            commands_ring: commands.depth(),
-            output_ring: output.depth(),
-            sequenced_latency: LatencyHistogram::default(),
-            log: log.handle(),
-            read_failure: read_failure.clone(),
+            shards: shard_metrics,
         });
-        let feeder_metrics = metrics.clone();
-        let pump = hub.spawn_pump(pump_state, output, PUMP_WAIT)?;
-
-        let stop_feeder = Arc::new(AtomicU64::new(u64::MAX));
-        let mut reader = reader;
-        let feeder_stop = stop_feeder.clone();
-        let feeder = std::thread::Builder::new().name("feeder".into()).spawn(
-            move || -> anyhow::Result<()> {
-                let mut waiter = engine::runner::Waiter::new(PUMP_WAIT);
-                let mut idle_since: Option<std::time::Instant> = None;
-                loop {
-                    // Stop only once everything committed before the stop was fed (or the log
-                    // stopped answering for the grace period: nothing more can be acknowledged).
-                    let stop_at = feeder_stop.load(Ordering::Acquire);
-                    if reader.position() >= stop_at {
-                        return Ok(());
-                    }
-                    let polled = reader.poll(1024, Duration::from_millis(2), &mut |_, command| {
-                        feeder_metrics.sequenced_latency.record_since(command.ts.0);
-                        let mut command = command;
-                        while let Err(back) = commands.try_push(command) {
-                            command = back;
-                            waiter.wait();
-                        }
-                        waiter.reset();
-                    });
-                    let fed = match polled {
-                        Ok(fed) => fed,
-                        Err(err) => {
-                            // The site can no longer follow the log: it refuses orders and
-                            // says so on /health; the node exits so its supervisor restarts
-                            // it into recovery.
-                            let why = format!("reading the log at {}: {err}", reader.position());
-                            eprintln!("site: {why}");
-                            let _ = feeder_metrics.read_failure.set(why);
-                            return Err(err.into());
-                        }
-                    };
-                    if stop_at != u64::MAX && fed == 0 {
-                        let since = *idle_since.get_or_insert_with(std::time::Instant::now);
-                        if since.elapsed() > STOP_GRACE {
-                            eprintln!(
-                                "site: the log did not deliver up to position {stop_at} within \
-                                 {STOP_GRACE:?}; stopping at {}",
-                                reader.position()
-                            );
-                            return Ok(());
-                        }
-                    } else {
-                        idle_since = None;
-                    }
-                }
-            },
-        )?;
 
         for add in missing {
             hub.submit(CommandKind::AddSymbol(add))
@@ -722,16 +975,11 @@ impl Site {
             http_addr,
             fix_addr,
             stop_servers,
-            stop_feeder,
             runtime,
-            log,
-            feeder,
-            runner,
-            pump,
+            shards,
             writer,
-            store,
             metrics,
-            recovered: recovery,
+            recovered,
         })
     }
 
@@ -742,7 +990,7 @@ impl Site {
     /// Why the site stopped following its log, if it did: it then refuses every order, and
     /// `exchange node` exits non-zero so that it is restarted into recovery.
     pub fn failure(&self) -> Option<String> {
-        self.metrics.read_failure.get().cloned()
+        self.metrics.failure()
     }
 
     /// The Prometheus text exposition of the site's metrics.
@@ -766,42 +1014,51 @@ impl Site {
     }
 
     /// Stops cleanly: sessions log out, everything committed is applied and reported, the
-    /// log is closed and a final snapshot taken. Returns the final log position.
+    /// logs are closed and final snapshots taken. Returns each shard's final log position.
     ///
     /// On Kafka, "everything committed" is the partition's end once this site's producer has
     /// flushed; other sites may still be appending, and their commands are applied at the
     /// next start.
-    pub fn shutdown(self) -> anyhow::Result<u64> {
+    pub fn shutdown(self) -> anyhow::Result<Vec<u64>> {
         let _ = self.stop_servers.send(true);
         // Sessions get a moment to send their Logout.
         self.runtime.shutdown_timeout(Duration::from_secs(2));
-        let end = match self.log {
-            OpenLog::Journal(journal) => journal.close(),
-            OpenLog::Kafka(log, watermarks) => {
-                if let Err(err) = log.appender().flush(STOP_GRACE) {
-                    eprintln!("site: flushing the Kafka producer: {err}");
+        // Every log closed first, so every feeder knows where to stop.
+        let mut stopping = Vec::new();
+        for shard in self.shards {
+            let end = match shard.log {
+                OpenLog::Journal(journal) => journal.close(),
+                OpenLog::Kafka(log, watermarks) => {
+                    if let Err(err) = log.appender().flush(STOP_GRACE) {
+                        eprintln!("site: flushing the Kafka producer: {err}");
+                    }
+                    log.durable_position().unwrap_or_else(|_| watermarks.high())
                 }
-                log.durable_position().unwrap_or_else(|_| watermarks.high())
-            }
-        };
-        self.stop_feeder.store(end, Ordering::Release);
-        self.feeder
-            .join()
-            .map_err(|_| anyhow!("the feeder thread panicked"))??;
-        let (engine, _) = self
-            .runner
-            .join()
-            .map_err(|_| anyhow!("the matcher thread panicked"))?;
-        self.pump
-            .join()
-            .map_err(|_| anyhow!("the hub pump panicked"))?;
+            };
+            shard.stop_feeder.store(end, Ordering::Release);
+            stopping.push((shard.feeder, shard.runner, shard.pump, shard.store));
+        }
+        let mut engines = Vec::new();
+        for (feeder, runner, pump, store) in stopping {
+            feeder
+                .join()
+                .map_err(|_| anyhow!("a feeder thread panicked"))??;
+            let (engine, _) = runner
+                .join()
+                .map_err(|_| anyhow!("a matcher thread panicked"))?;
+            pump.join().map_err(|_| anyhow!("a hub pump panicked"))?;
+            engines.push((engine, store));
+        }
+        // The matchers' observers are gone: the persist thread has seen its last item.
         self.writer
             .join()
             .map_err(|_| anyhow!("the persist thread panicked"))??;
-        let applied = self.hub.counters().next_position.load(Ordering::Acquire);
-        self.store
-            .save(applied, &engine)
-            .context("final snapshot")?;
-        Ok(applied)
+        let mut ends = Vec::new();
+        for (at, (engine, store)) in engines.into_iter().enumerate() {
+            let applied = self.hub.next_position(at);
+            store.save(applied, &engine).context("final snapshot")?;
+            ends.push(applied);
+        }
+        Ok(ends)
     }
 }

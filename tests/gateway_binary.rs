@@ -410,12 +410,12 @@ fn cancel_on_disconnect_cancels_the_accounts_orders_and_a_restart_keeps_the_rest
             Some(gateway::reports::Why::Cancelled(engine::CancelReason::Mass))
         );
     });
-    let end = site.shutdown().unwrap();
+    let end = site.shutdown().unwrap()[0];
 
     // Restart: the final snapshot holds everything; Bob's order is still there.
     let site = Site::start(config(dir.path(), BinaryConfig::default())).unwrap();
-    assert_eq!(site.recovered.snapshot, Some(end));
-    assert_eq!(site.recovered.replayed, 0);
+    assert_eq!(site.recovered[0].snapshot, Some(end));
+    assert_eq!(site.recovered[0].replayed, 0);
     let addr = site.binary_addr();
     runtime().block_on(async {
         let (mut bob, _) = BinaryClient::logon(addr, BOB, false).await.unwrap();

@@ -161,9 +161,10 @@ fn a_node_serves_from_its_config_reports_health_and_metrics_and_stops_cleanly_on
         // The symbol listing and ten orders.
         "exchange_commands_submitted_total{site=\"cloud-a\",outcome=\"queued\"} 11",
         "exchange_rejects_total{site=\"cloud-a\",reason=\"capacity\"} 0",
-        "exchange_ring_depth{site=\"cloud-a\",ring=\"output\"}",
-        "exchange_consumer_lag{site=\"cloud-a\"}",
-        "exchange_stage_latency_applied_microseconds_count{site=\"cloud-a\"}",
+        "exchange_ring_depth{site=\"cloud-a\",shard=\"0\",ring=\"output\"}",
+        "exchange_consumer_lag{site=\"cloud-a\",shard=\"0\"}",
+        "exchange_stage_latency_applied_microseconds_count{site=\"cloud-a\"} 11",
+        "exchange_stage_latency_sequenced_microseconds_count{site=\"cloud-a\",shard=\"0\"} 11",
     ] {
         assert!(
             metrics.contains(expected),
@@ -190,7 +191,7 @@ fn a_node_serves_from_its_config_reports_health_and_metrics_and_stops_cleanly_on
         .unwrap();
     assert!(status.success(), "{stderr}");
     assert!(
-        stderr.contains("stopped cleanly at log position 11"),
+        stderr.contains("shard 0 stopped cleanly at log position 11"),
         "{stderr}"
     );
 

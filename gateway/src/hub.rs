@@ -1,11 +1,19 @@
 //! The hub: what every protocol's sessions share at one site.
 //!
 //! - **Into the log**: a session turns a client request into a [`Command`] whose account is the
-//!   session's (never a client field), and [`Hub::submit`]s it to the [`Sequencer`] (the
-//!   journal, or the shard's Kafka partition). Nothing is acknowledged here.
-//! - **Out of the engine**: the pump thread ([`Hub::spawn_pump`]) drains the matcher's output
-//!   ring. Everything it reads was applied from the committed log, so a report sent from here
-//!   is an acknowledgement a member can rely on. It turns events into execution reports
+//!   session's (never a client field), and [`Hub::submit`]s it to the [`Sequencer`] of the
+//!   symbol's shard (its journal, or its Kafka partition). Nothing is acknowledged here.
+//! - **Shards.** A site may run several shards, each its own log and engine, each holding some
+//!   of the symbols ([`Hub::sharded`]). A request goes to its symbol's shard (a symbol no shard
+//!   lists goes to shard 0, whose engine rejects it as `unknown_symbol`). A mass cancel of every
+//!   symbol goes to every shard, and the session hears one answer with the orders of all of them
+//!   added up. A client order id the hub knows on one shard (live, or done within the
+//!   remembered window, or in flight) is not entered on another: the request is answered like a
+//!   resent order, with the original's state. Within a shard the engine itself refuses reused
+//!   ids, in log order.
+//! - **Out of the engine**: one pump thread per shard ([`Hub::spawn_pump`]) drains its matcher's
+//!   output ring. Everything it reads was applied from the committed log, so a report sent from
+//!   here is an acknowledgement a member can rely on. It turns events into execution reports
 //!   ([`OrderTracker`]), routes them to the sessions of the order's account, remembers each
 //!   order's last state (status requests, resent orders) and feeds market data.
 //!
@@ -21,8 +29,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use engine::ring::{Consumer, Pop};
 use engine::runner::{Emitted, WaitStrategy, Waiter};
 use engine::{
-    AccountId, Command, CommandKind, EventKind, NewOrder, OrdType, OrderId, Qty, RejectReason,
-    Symbol,
+    AccountId, Command, CommandKind, EventKind, MassCancel, NewOrder, OrdType, OrderId, Qty,
+    RejectReason, Symbol,
 };
 use tokio::sync::mpsc;
 
@@ -242,8 +250,6 @@ pub struct HubCounters {
     pub submit_unavailable: AtomicU64,
     pub events: AtomicU64,
     pub applied: AtomicU64,
-    /// The log position of the next command the engine will apply.
-    pub next_position: AtomicU64,
     pub reports: AtomicU64,
     pub slow_consumers: AtomicU64,
 }
@@ -252,7 +258,12 @@ type Route = (u64, mpsc::Sender<ToSession>);
 
 /// Shared by every session of a site.
 pub struct Hub {
-    sequencer: Arc<dyn Sequencer>,
+    /// Each shard's way into its log, by shard number.
+    shards: Vec<Arc<dyn Sequencer>>,
+    /// The shard of each configured symbol.
+    shard_of: HashMap<Symbol, usize>,
+    /// Per shard, the log position of the next command its engine will apply.
+    positions: Vec<AtomicU64>,
     members: Members,
     routes: Mutex<HashMap<AccountId, Vec<Route>>>,
     orders: Mutex<OrderBookkeeping>,
@@ -269,17 +280,57 @@ struct OrderBookkeeping {
     finished_max: usize,
     /// New orders submitted here and not yet applied: what a reject report says they were.
     in_flight: HashMap<(AccountId, OrderId), NewOrder>,
+    /// Mass cancels of every symbol submitted here to several shards, oldest first, until
+    /// every shard has applied its part.
+    mass_pending: VecDeque<PendingMass>,
+    next_mass: u64,
 }
+
+/// A mass cancel of every symbol, sent to several shards, waiting for their answers.
+struct PendingMass {
+    id: u64,
+    account: AccountId,
+    /// Bit `s` is set while shard `s` has not applied its part.
+    waiting: u64,
+    cancelled: u32,
+}
+
+/// Most shards a hub routes to (a mass cancel's shards are a 64-bit mask).
+pub const SHARDS_MAX: usize = 64;
 
 /// In-flight new orders remembered for their reject reports; beyond this, a reject report
 /// carries no side or price.
 const IN_FLIGHT_MAX: usize = 1 << 20;
 
 impl Hub {
-    /// A hub over `sequencer`, for `members`, remembering `finished_max` done orders.
+    /// A hub over one shard's `sequencer`, for `members`, remembering `finished_max` done
+    /// orders.
     pub fn new(sequencer: Arc<dyn Sequencer>, members: Members, finished_max: usize) -> Arc<Hub> {
+        Hub::sharded(vec![sequencer], HashMap::new(), members, finished_max)
+    }
+
+    /// A hub over several shards: `shards[s]` is shard `s`'s sequencer and `shard_of` names
+    /// each symbol's shard.
+    ///
+    /// # Panics
+    /// With no shard, more than [`SHARDS_MAX`], or a symbol mapped to a shard that is not
+    /// there: the site checks its configuration first.
+    pub fn sharded(
+        shards: Vec<Arc<dyn Sequencer>>,
+        shard_of: HashMap<Symbol, usize>,
+        members: Members,
+        finished_max: usize,
+    ) -> Arc<Hub> {
+        assert!((1..=SHARDS_MAX).contains(&shards.len()), "1 to 64 shards");
+        assert!(
+            shard_of.values().all(|&s| s < shards.len()),
+            "a symbol's shard"
+        );
         Arc::new(Hub {
-            sequencer,
+            positions: shards.iter().map(|_| AtomicU64::new(0)).collect(),
+            market_data: MarketData::new(shards.len()),
+            shards,
+            shard_of,
             members,
             routes: Mutex::new(HashMap::new()),
             orders: Mutex::new(OrderBookkeeping {
@@ -287,11 +338,28 @@ impl Hub {
                 finished: VecDeque::new(),
                 finished_max,
                 in_flight: HashMap::new(),
+                mass_pending: VecDeque::new(),
+                next_mass: 0,
             }),
-            market_data: MarketData::new(),
             next_session: AtomicU64::new(1),
             counters: HubCounters::default(),
         })
+    }
+
+    /// How many shards the hub routes to.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard that holds `symbol` (shard 0 for a symbol no shard lists: its engine rejects
+    /// it).
+    pub fn shard_of(&self, symbol: &Symbol) -> usize {
+        self.shard_of.get(symbol).copied().unwrap_or(0)
+    }
+
+    /// The log position of the next command shard `shard`'s engine will apply.
+    pub fn next_position(&self, shard: usize) -> u64 {
+        self.positions[shard].load(Ordering::Relaxed)
     }
 
     pub fn members(&self) -> &Members {
@@ -327,24 +395,116 @@ impl Hub {
         }
     }
 
-    /// Stamps `kind` with the gateway's clock and queues it for the log.
+    /// Stamps `kind` with the gateway's clock and queues it for its shard's log.
     pub fn submit(&self, kind: CommandKind) -> Result<(), SubmitError> {
         let ts = now_ns();
+        let shard = match kind {
+            CommandKind::New(new) => self.shard_of(&new.symbol),
+            CommandKind::Cancel(cancel) => self.shard_of(&cancel.symbol),
+            CommandKind::Amend(amend) => self.shard_of(&amend.symbol),
+            CommandKind::AddSymbol(add) => self.shard_of(&add.symbol),
+            CommandKind::MassCancel(mass) => match mass.symbol {
+                Some(symbol) => self.shard_of(&symbol),
+                None if self.shards.len() > 1 => return self.mass_cancel_everywhere(ts, mass),
+                None => 0,
+            },
+        };
         if let CommandKind::New(new) = kind {
             let mut orders = self.orders();
+            if self.shards.len() > 1 {
+                if let Some(known) = self.known_elsewhere(&orders, &new, shard) {
+                    drop(orders);
+                    // Never a second order under one id: answered like a resent order.
+                    if let Some(original) = known {
+                        deliver(&mut self.routes(), &self.counters, new.account, original);
+                    }
+                    return Ok(());
+                }
+            }
             if orders.in_flight.len() < IN_FLIGHT_MAX {
                 orders.in_flight.insert((new.account, new.order_id), new);
             }
         }
-        let result = self.sequencer.submit(Command::new(ts, kind));
+        let result = self.submit_to(shard, Command::new(ts, kind));
+        if let (Err(_), CommandKind::New(new)) = (result, kind) {
+            self.orders().in_flight.remove(&(new.account, new.order_id));
+        }
+        result
+    }
+
+    fn submit_to(&self, shard: usize, command: Command) -> Result<(), SubmitError> {
+        let result = self.shards[shard].submit(command);
         let counter = match result {
             Ok(()) => &self.counters.submitted,
             Err(SubmitError::Busy) => &self.counters.submit_busy,
             Err(SubmitError::Unavailable) => &self.counters.submit_unavailable,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if let (Err(_), CommandKind::New(new)) = (result, kind) {
-            self.orders().in_flight.remove(&(new.account, new.order_id));
+        result
+    }
+
+    /// Whether `new`'s client order id is in use on a shard other than `shard`:
+    /// `Some(Some(state))` with the original's state to answer, `Some(None)` when the original
+    /// is still in flight (its own report answers).
+    fn known_elsewhere(
+        &self,
+        orders: &OrderBookkeeping,
+        new: &NewOrder,
+        shard: usize,
+    ) -> Option<Option<ToSession>> {
+        let key = (new.account, new.order_id);
+        if let Some(original) = orders.in_flight.get(&key) {
+            return (self.shard_of(&original.symbol) != shard).then_some(None);
+        }
+        let original = orders.last.get(&key)?;
+        (self.shard_of(&original.symbol) != shard)
+            .then(|| Some(ToSession::Report(original.status())))
+    }
+
+    /// A mass cancel of every symbol: one command to each shard, answered once all of them
+    /// applied theirs (see [`Pump::flush`]). A shard that refuses it is reported as the error;
+    /// what the others cancel is still answered.
+    fn mass_cancel_everywhere(&self, ts: u64, mass: MassCancel) -> Result<(), SubmitError> {
+        let all = u64::MAX >> (64 - self.shards.len());
+        let id = {
+            let mut orders = self.orders();
+            orders.next_mass += 1;
+            let id = orders.next_mass;
+            orders.mass_pending.push_back(PendingMass {
+                id,
+                account: mass.account,
+                waiting: all,
+                cancelled: 0,
+            });
+            id
+        };
+        let command = Command::new(ts, CommandKind::MassCancel(mass));
+        let mut result = Ok(());
+        let mut accepted = false;
+        for shard in 0..self.shards.len() {
+            let Err(err) = self.submit_to(shard, command) else {
+                accepted = true;
+                continue;
+            };
+            result = Err(err);
+            let mut orders = self.orders();
+            let Some(at) = orders.mass_pending.iter().position(|p| p.id == id) else {
+                continue;
+            };
+            orders.mass_pending[at].waiting &= !(1 << shard);
+            // Only once every later shard was tried can nothing be waiting; then the shards
+            // that took it have all answered (or none took it, and the error is the answer).
+            if orders.mass_pending[at].waiting == 0 {
+                let done = orders.mass_pending.remove(at).expect("found");
+                drop(orders);
+                if accepted {
+                    let message = ToSession::MassCancelDone {
+                        symbol: None,
+                        cancelled: done.cancelled,
+                    };
+                    deliver(&mut self.routes(), &self.counters, mass.account, message);
+                }
+            }
         }
         result
     }
@@ -355,10 +515,11 @@ impl Hub {
         self.orders().last.get(&(account, *cl_ord_id)).copied()
     }
 
-    /// Prepares the pump from `engine`, recovered with its next command at `next_position`,
-    /// before the matcher takes it: the orders resting in it are followed from here on.
-    pub fn seed(&self, engine: &engine::Engine, next_position: u64) -> Pump {
-        let mut pump = Pump::new();
+    /// Prepares shard `shard`'s pump from its `engine`, recovered with its next command at
+    /// `next_position`, before the matcher takes it: the orders resting in it are followed
+    /// from here on.
+    pub fn seed(&self, shard: usize, engine: &engine::Engine, next_position: u64) -> Pump {
+        let mut pump = Pump::new(shard);
         {
             let mut orders = self.orders();
             let seq = engine.stats().next_event_seq;
@@ -371,10 +532,8 @@ impl Hub {
                 }
             }
         }
-        self.market_data.seed(engine, next_position);
-        self.counters
-            .next_position
-            .store(next_position, Ordering::Relaxed);
+        self.market_data.seed(shard, engine, next_position);
+        self.positions[shard].store(next_position, Ordering::Relaxed);
         pump
     }
 
@@ -389,7 +548,7 @@ impl Hub {
     ) -> std::io::Result<JoinHandle<()>> {
         let hub = self.clone();
         std::thread::Builder::new()
-            .name("hub-pump".into())
+            .name(format!("hub-pump-{}", pump.shard))
             .spawn(move || {
                 let mut waiter = Waiter::new(wait);
                 loop {
@@ -418,6 +577,7 @@ pub const PUMP_WAIT: WaitStrategy = WaitStrategy::Park {
 
 /// The pump's state: what it follows, and the batch being routed.
 pub struct Pump {
+    shard: usize,
     tracker: OrderTracker,
     batch: Vec<Emitted>,
     outputs: Vec<Output>,
@@ -427,8 +587,9 @@ pub struct Pump {
 }
 
 impl Pump {
-    fn new() -> Pump {
+    fn new(shard: usize) -> Pump {
         Pump {
+            shard,
             tracker: OrderTracker::new(),
             batch: Vec::with_capacity(4096),
             outputs: Vec::new(),
@@ -476,46 +637,89 @@ impl Pump {
                     Emitted::Applied { position, command } => {
                         hub.counters.applied.fetch_add(1, Ordering::Relaxed);
                         hub.counters.applied_latency.record_since(command.ts.0);
-                        hub.counters
-                            .next_position
-                            .store(position + 1, Ordering::Relaxed);
+                        hub.positions[self.shard].store(position + 1, Ordering::Relaxed);
+                        let cancelled = std::mem::take(&mut self.mass_cancelled);
                         if let CommandKind::MassCancel(mass) = command.kind {
-                            self.sends.push((
-                                mass.account,
-                                ToSession::MassCancelDone {
-                                    symbol: mass.symbol,
-                                    cancelled: self.mass_cancelled,
-                                },
-                            ));
+                            if let Some(done) = mass_done(&mut orders, self.shard, mass, cancelled)
+                            {
+                                self.sends.push((mass.account, done));
+                            }
                         }
-                        self.mass_cancelled = 0;
                     }
                 }
             }
         }
-        hub.market_data.apply(&self.batch);
+        hub.market_data.apply(self.shard, &self.batch);
         self.batch.clear();
         if self.sends.is_empty() {
             return;
         }
         let mut routes = hub.routes();
         for (account, message) in self.sends.drain(..) {
-            let Some(list) = routes.get_mut(&account) else {
-                continue;
-            };
-            hub.counters.reports.fetch_add(1, Ordering::Relaxed);
-            list.retain(|(_, tx)| match tx.try_send(message) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    // Not silently dropped: the session learns it and reconnects for status.
-                    hub.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                    let _ = tx.try_send(ToSession::SlowConsumer);
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
+            deliver(&mut routes, &hub.counters, account, message);
         }
-        routes.retain(|_, list| !list.is_empty());
+    }
+}
+
+/// The answer to a mass cancel that shard `shard` applied, having cancelled `cancelled` of
+/// the account's orders: at once for one symbol (or a hub of one shard), or, for every symbol
+/// across shards, once the last shard answers the oldest such request of the account sent from
+/// here. One sent from another site (on a shared log) is answered shard by shard.
+fn mass_done(
+    orders: &mut OrderBookkeeping,
+    shard: usize,
+    mass: MassCancel,
+    cancelled: u32,
+) -> Option<ToSession> {
+    let answer = |cancelled| ToSession::MassCancelDone {
+        symbol: mass.symbol,
+        cancelled,
+    };
+    let bit = 1 << shard;
+    let Some(at) = (mass.symbol.is_none())
+        .then(|| {
+            orders
+                .mass_pending
+                .iter()
+                .position(|p| p.account == mass.account && p.waiting & bit != 0)
+        })
+        .flatten()
+    else {
+        return Some(answer(cancelled));
+    };
+    let pending = &mut orders.mass_pending[at];
+    pending.waiting &= !bit;
+    pending.cancelled = pending.cancelled.saturating_add(cancelled);
+    if pending.waiting != 0 {
+        return None;
+    }
+    let done = orders.mass_pending.remove(at).expect("found");
+    Some(answer(done.cancelled))
+}
+
+/// Sends `message` to every session of `account`. A session whose queue is full is told it is
+/// too slow and detached (it reconnects and asks for status): never a silent drop.
+fn deliver(
+    routes: &mut HashMap<AccountId, Vec<Route>>,
+    counters: &HubCounters,
+    account: AccountId,
+    message: ToSession,
+) {
+    let Some(list) = routes.get_mut(&account) else {
+        return;
+    };
+    counters.reports.fetch_add(1, Ordering::Relaxed);
+    list.retain(|(_, tx)| match tx.try_send(message) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.try_send(ToSession::SlowConsumer);
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    });
+    if list.is_empty() {
+        routes.remove(&account);
     }
 }
 

@@ -408,41 +408,54 @@ impl BookMirror {
 /// Messages a subscriber may fall behind by before it is told to resync.
 pub const FEED_BUFFER: usize = 16_384;
 
-/// The site's market data: the mirror and its feed.
+/// The site's market data: one mirror per shard (each follows its own matcher, at its own
+/// log positions) and one feed for all of them. A symbol's messages all come from its shard's
+/// pump, published under its mirror's lock, so a subscriber sees them in order after its
+/// snapshot.
 pub struct MarketData {
-    state: Mutex<BookMirror>,
+    mirrors: Vec<Mutex<BookMirror>>,
     feed: broadcast::Sender<Arc<MdMessage>>,
 }
 
-impl Default for MarketData {
-    fn default() -> Self {
-        MarketData::new()
-    }
-}
-
 impl MarketData {
-    pub fn new() -> MarketData {
+    /// Market data for a site of `shards` shards.
+    pub fn new(shards: usize) -> MarketData {
         MarketData {
-            state: Mutex::new(BookMirror::default()),
+            mirrors: (0..shards).map(|_| Mutex::default()).collect(),
             feed: broadcast::channel(FEED_BUFFER).0,
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, BookMirror> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn mirror(&self, shard: usize) -> MutexGuard<'_, BookMirror> {
+        self.mirrors[shard]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts from a recovered engine (see [`BookMirror::seed`]).
-    pub fn seed(&self, engine: &engine::Engine, next_position: u64) {
-        self.state().seed(engine, next_position);
+    /// The mirror of the shard that lists `symbol`, locked, with its snapshot.
+    fn find(
+        &self,
+        symbol: &Symbol,
+        depth: usize,
+    ) -> Option<(MutexGuard<'_, BookMirror>, BookSnapshot)> {
+        (0..self.mirrors.len()).find_map(|shard| {
+            let mirror = self.mirror(shard);
+            let snapshot = mirror.snapshot(symbol, depth)?;
+            Some((mirror, snapshot))
+        })
     }
 
-    /// Follows a batch of the matcher's output and publishes what it completes.
-    pub fn apply(&self, batch: &[Emitted]) {
+    /// Starts shard `shard`'s mirror from its recovered engine (see [`BookMirror::seed`]).
+    pub fn seed(&self, shard: usize, engine: &engine::Engine, next_position: u64) {
+        self.mirror(shard).seed(engine, next_position);
+    }
+
+    /// Follows a batch of shard `shard`'s matcher output and publishes what it completes.
+    pub fn apply(&self, shard: usize, batch: &[Emitted]) {
         let mut out = Vec::new();
-        let mut state = self.state();
+        let mut mirror = self.mirror(shard);
         for item in batch {
-            state.apply(item, &mut out);
+            mirror.apply(item, &mut out);
         }
         for message in out {
             // No subscribers is not an error.
@@ -457,12 +470,15 @@ impl MarketData {
         symbol: &Symbol,
         depth: usize,
     ) -> (Option<BookSnapshot>, broadcast::Receiver<Arc<MdMessage>>) {
-        let state = self.state();
-        (state.snapshot(symbol, depth), self.feed.subscribe())
+        match self.find(symbol, depth) {
+            // Subscribed under the mirror's lock: no message of the symbol between the two.
+            Some((_mirror, snapshot)) => (Some(snapshot), self.feed.subscribe()),
+            None => (None, self.feed.subscribe()),
+        }
     }
 
     /// A snapshot of `symbol` alone (the HTTP endpoint, or a resync).
     pub fn snapshot(&self, symbol: &Symbol, depth: usize) -> Option<BookSnapshot> {
-        self.state().snapshot(symbol, depth)
+        self.find(symbol, depth).map(|(_, snapshot)| snapshot)
     }
 }

@@ -71,7 +71,7 @@ impl Exchange {
             ..EngineConfig::default()
         };
         let engine = Engine::new(engine_config).expect("valid config");
-        let pump = hub.seed(&engine, 0);
+        let pump = hub.seed(0, &engine, 0);
         let runner = RunnerConfig {
             wait: WAIT,
             ..RunnerConfig::default()

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use engine::runner::RunnerConfig;
 use engine::EngineConfig;
-use exchange::site::{LogBackend, SiteConfig, SymbolSpec};
+use exchange::site::{LogBackend, ShardConfig, SiteConfig, SymbolSpec};
 use gateway::binary_server::BinaryConfig;
 use gateway::hub::Member;
 use replicator::journal::FsyncPolicy;
@@ -25,18 +25,20 @@ pub fn small_site(name: &str, dir: &Path, members: Vec<Member>) -> SiteConfig {
             ..EngineConfig::default()
         },
         runner: RunnerConfig::default(),
-        log: LogBackend::Journal {
-            fsync: FsyncPolicy::PerBatch,
-        },
         snapshots: SnapshotPolicy::default(),
         snapshots_keep: 2,
         hash_every: 0,
         members,
-        symbols: vec![SymbolSpec {
-            symbol: "BTC-USD".into(),
-            tick: "0.5".into(),
-            lot: "1".into(),
-        }],
+        shards: vec![ShardConfig::only(
+            LogBackend::Journal {
+                fsync: FsyncPolicy::PerBatch,
+            },
+            vec![SymbolSpec {
+                symbol: "BTC-USD".into(),
+                tick: "0.5".into(),
+                lot: "1".into(),
+            }],
+        )],
         binary_listen: "127.0.0.1:0".parse().unwrap(),
         binary: BinaryConfig::default(),
         http_listen: None,
