@@ -1,14 +1,18 @@
 //! End to end over real sockets: binary sessions → gateway → embedded journal → engine →
 //! reports, on a [`Site`] as the node runs it.
 
+#[path = "common/binary.rs"]
+mod binary;
 mod common;
+
+use binary::{next, report, runtime};
 
 use std::path::Path;
 use std::time::Duration;
 
 use engine::{AccountId, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
 use exchange::site::{Site, SiteConfig};
-use gateway::binary::{ClientMessage, ExecReport, NewOrderMsg, ServerMessage};
+use gateway::binary::{ClientMessage, NewOrderMsg, ServerMessage};
 use gateway::binary_client::BinaryClient;
 use gateway::binary_server::{logout, BinaryConfig};
 use gateway::hub::Member;
@@ -67,29 +71,6 @@ fn limit(cl_ord_id: &str, side: Side, price: &str, quantity: &str) -> ClientMess
         price: Some(px(price)),
         qty: qty(quantity),
     })
-}
-
-/// The next message, failing the test after 10 s.
-async fn next(client: &mut BinaryClient) -> ServerMessage {
-    tokio::time::timeout(Duration::from_secs(10), client.recv())
-        .await
-        .expect("a message within 10 s")
-        .expect("read")
-        .expect("the connection is open")
-}
-
-async fn report(client: &mut BinaryClient) -> ExecReport {
-    match next(client).await {
-        ServerMessage::ExecutionReport(report) => report,
-        other => panic!("expected an execution report, got {other:?}"),
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

@@ -2,14 +2,17 @@
 //! journal and engine, one answer to a mass cancel of every symbol, one client order id never
 //! used twice across shards, and each shard recovered on restart.
 
+#[path = "common/binary.rs"]
+mod binary;
 mod common;
 
+use binary::{next, report, runtime};
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use engine::{OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
 use exchange::site::{LogBackend, ShardConfig, Site, SiteConfig, SymbolSpec};
-use gateway::binary::{ClientMessage, ExecReport, NewOrderMsg, ServerMessage};
+use gateway::binary::{ClientMessage, NewOrderMsg, ServerMessage};
 use gateway::binary_client::BinaryClient;
 use gateway::hub::Member;
 use replicator::journal::FsyncPolicy;
@@ -58,28 +61,6 @@ fn limit(cl_ord_id: &str, symbol: &str, price: &str) -> ClientMessage {
         price: Some(Price::parse(price).unwrap()),
         qty: Qty::parse("2").unwrap(),
     })
-}
-
-async fn next(client: &mut BinaryClient) -> ServerMessage {
-    tokio::time::timeout(Duration::from_secs(10), client.recv())
-        .await
-        .expect("a message within 10 s")
-        .expect("read")
-        .expect("the connection is open")
-}
-
-async fn report(client: &mut BinaryClient) -> ExecReport {
-    match next(client).await {
-        ServerMessage::ExecutionReport(report) => report,
-        other => panic!("expected an execution report, got {other:?}"),
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Records in a shard's journal directory (its segments are not empty).
