@@ -22,8 +22,8 @@ use crossbeam_queue::ArrayQueue;
 use engine::ring::{ring, Pop};
 use engine::runner::{Emitted, Runner, RunnerConfig, WaitStrategy};
 use engine::{Engine, Event};
+use flow::{FlowConfig, FlowGenerator};
 use hdrhistogram::Histogram;
-use loadgen::{FlowConfig, FlowGenerator};
 
 const PING_PONGS: usize = 200_000;
 const ITEMS: u64 = 20_000_000;

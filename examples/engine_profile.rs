@@ -1,6 +1,6 @@
 //! The engine's hot path in isolation, for `valgrind --tool=callgrind` (`scripts/profile`).
 //!
-//! Generates the exchange-core-like mix (`loadgen::flow`, one symbol, 1,000 resting orders,
+//! Generates the exchange-core-like mix (`flow`, one symbol, 1,000 resting orders,
 //! 1,000 accounts, the same seed as `benches/engine.rs`), replays the setup into a fresh engine,
 //! then applies `COMMANDS` steady-state commands (default 200,000) inside [`apply_stream`].
 //! `scripts/profile` collects only inside that function, so callgrind's instruction count
@@ -11,7 +11,7 @@
 use std::hint::black_box;
 
 use engine::{Command, Engine, Event};
-use loadgen::{FlowConfig, FlowGenerator};
+use flow::{FlowConfig, FlowGenerator};
 
 /// Applies `stream` to `engine`, one command at a time, into a reused sink: what a matcher
 /// thread does. Never inlined, so a profiler can collect exactly this.

@@ -23,8 +23,9 @@ use clap::Parser;
 use engine::runner::{RunnerConfig, WaitStrategy};
 use exchange::demo::{members, site_config};
 use exchange::site::Site;
+use flow::FlowConfig;
 use indicatif::ProgressBar;
-use loadgen::{FlowConfig, LoadConfig};
+use loadgen::LoadConfig;
 use replicator::journal::FsyncPolicy;
 
 #[derive(Parser)]

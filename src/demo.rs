@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use engine::runner::{RunnerConfig, WaitStrategy};
+use flow::FlowConfig;
 use gateway::binary_server::BinaryConfig;
 use gateway::hub::Member;
 use indicatif::ProgressBar;
-use loadgen::{FlowConfig, LoadConfig, RunResult};
+use loadgen::{LoadConfig, RunResult};
 use replicator::journal::FsyncPolicy;
 use replicator::recovery::SnapshotPolicy;
 

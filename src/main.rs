@@ -317,11 +317,11 @@ fn run(cli: Cli) -> Result<()> {
                 connections,
                 duration: std::time::Duration::from_secs_f64(seconds),
                 warmup: std::time::Duration::from_secs_f64(warmup),
-                flow: loadgen::FlowConfig {
+                flow: flow::FlowConfig {
                     seed,
                     symbols,
                     book_depth,
-                    ..loadgen::FlowConfig::default()
+                    ..flow::FlowConfig::default()
                 },
                 ..loadgen::LoadConfig::new(target, members)
             };

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use exchange::demo::{site_config, MATCHER_WAIT};
 use exchange::site::Site;
-use loadgen::{FlowConfig, LoadConfig};
+use flow::FlowConfig;
+use loadgen::LoadConfig;
 use replicator::journal::FsyncPolicy;
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use engine::{Engine, EngineConfig, Event};
-use loadgen::{FlowConfig, FlowGenerator};
+use flow::{FlowConfig, FlowGenerator};
 use replicator::divergence::{FileHashSink, HashCadence};
 
 /// Applies `commands` as `site` would, publishing a hash every 500 records to `path`;

@@ -6,7 +6,7 @@ use engine::{
     AccountId, Command, CommandKind, Engine, EngineConfig, Event, NewOrder, OrdType, OrderId,
     Price, Qty, Side, Stp, SymbolId, Tif,
 };
-use loadgen::{FlowConfig, FlowGenerator, FlowStats, Mix};
+use flow::{FlowConfig, FlowGenerator, FlowStats, Mix};
 
 /// A named stream: setup commands (listing the symbols and filling the books), then the
 /// steady-state commands that are measured.
@@ -31,7 +31,7 @@ fn base_flow(symbols: u32, book_depth: usize) -> FlowConfig {
     }
 }
 
-/// A `loadgen::flow` stream of `commands` steady-state commands.
+/// A `flow` stream of `commands` steady-state commands.
 pub fn flow(name: &str, config: FlowConfig, commands: usize) -> Workload {
     let started = Instant::now();
     let mut generator = FlowGenerator::new(config);
@@ -219,7 +219,7 @@ fn passive(
     }
 }
 
-/// SplitMix64, as `loadgen::flow` uses.
+/// SplitMix64, as `flow` uses.
 struct SplitMix64(u64);
 
 impl SplitMix64 {

@@ -17,8 +17,8 @@ use engine::{
     Event, EventKind, MassCancel, NewOrder, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif,
     FIXED_ONE,
 };
+use flow::{FlowConfig, FlowGenerator, Mix};
 use gateway::market_data::{BookMirror, BookSnapshot, Level, MdMessage};
-use loadgen::{FlowConfig, FlowGenerator, Mix};
 use proptest::prelude::*;
 
 // ----- the client side ------------------------------------------------------------------------
@@ -255,7 +255,7 @@ fn oid(id: &str) -> OrderId {
     OrderId::new(id).expect("valid order id")
 }
 
-// ----- the loadgen flow ------------------------------------------------------------------------
+// ----- the seeded flow -------------------------------------------------------------------------
 
 fn flow(seed: u64, symbols: u32, cross_ppm: u32, n: usize) -> (EngineConfig, Vec<Command>) {
     let config = FlowConfig {
@@ -285,7 +285,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
-    fn the_mirror_follows_the_loadgen_flow(
+    fn the_mirror_follows_the_seeded_flow(
         seed in any::<u64>(),
         symbols in 1u32..=3,
         cross_ppm in 0u32..=400_000,

@@ -8,8 +8,8 @@ use engine::{
     EngineConfig, Event, NewOrder, OrdType, OrderId, Price, Qty, RejectReason, Request, Side, Stp,
     Symbol, Tif, FIXED_ONE,
 };
+use flow::{FlowConfig, FlowGenerator};
 use gateway::reports::{ExecType, OrdStatus, OrderTracker, Output, Report, Why};
-use loadgen::{FlowConfig, FlowGenerator};
 
 fn sym() -> Symbol {
     Symbol::new("BTC-USD").unwrap()

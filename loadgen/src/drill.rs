@@ -36,7 +36,7 @@ use replicator::kafka::{KafkaConfig, KafkaReader};
 use serde::Serialize;
 
 use crate::failover::{Ack, FailoverClient, FailoverConfig, Outcome};
-use crate::flow::SplitMix64;
+use flow::SplitMix64;
 
 /// How long `/health` and `/v1/hashes` may take to answer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(2);

@@ -1,7 +1,6 @@
 //! Seeded order flows, the open-loop load generator and failover drills.
 //!
-//! - [`flow`]: a deterministic, exchange-core-like order flow ([`FlowGenerator`]) that yields
-//!   valid [`engine::Command`]s, with statistics of what it generated ([`FlowStats`]).
+//! The flows it sends are the `flow` crate's ([`flow::FlowGenerator`]).
 //! - [`run()`]: the open-loop load generator: the flow over many binary sessions at a fixed
 //!   rate, latency from each request's intended send time ([`LoadConfig`], [`RunResult`]).
 //! - [`sweep()`]: one rate after another up to the first that misses its p99 bound.
@@ -16,14 +15,12 @@
 
 pub mod drill;
 pub mod failover;
-pub mod flow;
 mod html;
 mod plan;
 mod result;
 mod run;
 mod sweep;
 
-pub use flow::{FlowConfig, FlowGenerator, FlowStats, Mix};
 pub use html::{html, write_html};
 pub use plan::RequestKind;
 pub use result::{table, Errors, Latency, RunResult, Throughput};

@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use engine::{CommandKind, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
 use gateway::binary::{ClientMessage, NewOrderMsg};
 
-use crate::flow::{FlowConfig, FlowGenerator, FlowStats};
+use flow::{FlowConfig, FlowGenerator, FlowStats};
 
 /// The request types a run sends, each with its own latency histogram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

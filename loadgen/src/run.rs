@@ -40,9 +40,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
 
-use crate::flow::FlowConfig;
 use crate::plan::{Ids, Plan, Planned, RequestKind, Sessions, ALL_SYMBOLS, SETUP};
 use crate::result::{reject_name, Errors, Latency, RunResult, Throughput};
+use flow::FlowConfig;
 
 /// Width of a throughput bucket.
 const BUCKET: Duration = Duration::from_millis(100);

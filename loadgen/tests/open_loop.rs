@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use engine::{AccountId, Price, Qty, Side, Symbol};
+use flow::FlowConfig;
 use gateway::binary::{self, Check, ClientMessage, ExecReport, ServerMessage};
-use loadgen::{FlowConfig, LoadConfig, RunResult};
+use loadgen::{LoadConfig, RunResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

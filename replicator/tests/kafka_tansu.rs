@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use engine::{AccountId, Command, CommandKind, Engine, Event, MassCancel};
-use loadgen::{FlowConfig, FlowGenerator};
+use flow::{FlowConfig, FlowGenerator};
 use replicator::divergence::{compare, read_kafka, HashCadence, KafkaHashSink};
 use replicator::kafka::{
     check_topic, create_topic, KafkaAppender, KafkaConfig, KafkaLog, KafkaLogError, KafkaReader,

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use engine::{Command, Engine, EngineConfig, Event, StateHash};
-use loadgen::{FlowConfig, FlowGenerator};
+use flow::{FlowConfig, FlowGenerator};
 use replicator::journal::{Journal, JournalConfig};
 use replicator::recovery::{recover, Checkpointer, RecoveryError, SnapshotPolicy};
 use replicator::snapshots::SnapshotStore;

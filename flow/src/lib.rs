@@ -29,6 +29,8 @@
 //! cancel to GTC (e.g. 9.8% GTC and 5.2% cancel). [`FlowStats`] counts what was actually
 //! generated.
 
+#![forbid(unsafe_code)]
+
 use std::collections::VecDeque;
 use std::fmt;
 
@@ -299,10 +301,10 @@ impl fmt::Display for FlowStats {
 
 /// SplitMix64: tiny, fast, good enough for load, and the same everywhere.
 #[derive(Clone, Debug)]
-pub(crate) struct SplitMix64(pub(crate) u64);
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -311,11 +313,11 @@ impl SplitMix64 {
     }
 
     /// Uniform in `0..n` (`n > 0`), by multiply-shift.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
-    pub(crate) fn coin(&mut self) -> bool {
+    pub fn coin(&mut self) -> bool {
         self.next_u64() >> 63 == 1
     }
 
