@@ -22,10 +22,10 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use engine::runner::{RunnerConfig, WaitStrategy};
 use exchange::demo::{members, site_config};
-use exchange::site::Site;
 use flow::FlowConfig;
 use indicatif::ProgressBar;
 use loadgen::LoadConfig;
+use node::Node;
 use replicator::journal::FsyncPolicy;
 
 #[derive(Parser)]
@@ -80,7 +80,7 @@ fn flow(args: &Args) -> FlowConfig {
     }
 }
 
-fn start_site(args: &Args, dir: &Path, listen: SocketAddr) -> Result<Site> {
+fn start_site(args: &Args, dir: &Path, listen: SocketAddr) -> Result<Node> {
     let wait = match args.matcher_park_us {
         None => RunnerConfig::default().wait,
         Some(park_us) => WaitStrategy::Park {
@@ -101,7 +101,7 @@ fn start_site(args: &Args, dir: &Path, listen: SocketAddr) -> Result<Site> {
         wait,
         fsync,
     );
-    Site::start(config)
+    Node::start(config)
 }
 
 fn main() -> Result<()> {

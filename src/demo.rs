@@ -9,16 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use engine::runner::{RunnerConfig, WaitStrategy};
+use engine::runner::WaitStrategy;
 use flow::FlowConfig;
-use gateway::binary_server::BinaryConfig;
 use gateway::hub::Member;
 use indicatif::ProgressBar;
 use loadgen::{LoadConfig, RunResult};
+use node::{Node, NodeConfig, SymbolSpec};
 use replicator::journal::FsyncPolicy;
-use replicator::recovery::SnapshotPolicy;
-
-use crate::site::{LogBackend, ShardConfig, Site, SiteConfig, SymbolSpec};
+use replicator::log::LogConfig;
 
 /// `n` members as (token, account), accounts 1..=n.
 pub fn members(n: usize) -> Vec<(String, u64)> {
@@ -45,49 +43,35 @@ pub fn site_config(
     flow: &FlowConfig,
     wait: WaitStrategy,
     fsync: FsyncPolicy,
-) -> SiteConfig {
-    SiteConfig {
-        name: "bench".into(),
-        data_dir: dir.to_path_buf(),
-        engine: FlowConfig {
-            accounts: members.len() as u32,
-            ..*flow
-        }
-        .engine_config(),
-        runner: RunnerConfig {
-            wait,
-            ..RunnerConfig::default()
-        },
-        snapshots: SnapshotPolicy::default(),
-        snapshots_keep: 2,
-        hash_every: 0,
-        members: members
-            .iter()
-            .map(|(token, account)| Member {
-                name: format!("member-{account}"),
-                token: token.clone(),
-                account: *account,
-            })
-            .collect(),
-        // The flow's add_symbol commands cannot go through a gateway: the site lists them.
-        shards: vec![ShardConfig::only(
-            LogBackend::Journal { fsync },
-            flow.symbol_specs()
-                .into_iter()
-                .map(|(symbol, tick, lot)| SymbolSpec {
-                    symbol,
-                    tick: tick.to_string(),
-                    lot: lot.to_string(),
-                })
-                .collect(),
-        )],
-        binary_listen: listen,
-        binary: BinaryConfig::default(),
-        http_listen: None,
-        market_data: Default::default(),
-        fix_listen: None,
-        fix: Default::default(),
+) -> NodeConfig {
+    let members = members
+        .iter()
+        .map(|(token, account)| Member {
+            name: format!("member-{account}"),
+            token: token.clone(),
+            account: *account,
+        })
+        .collect();
+    let mut config = NodeConfig::for_tests("bench", dir, members);
+    config.engine = FlowConfig {
+        accounts: config.members.len() as u32,
+        ..*flow
     }
+    .engine_config();
+    config.runner.wait = wait;
+    config.log = LogConfig::Journal { fsync };
+    config.listen.binary = listen;
+    // The flow's add_symbol commands cannot go through a gateway: the site lists them.
+    config.symbols = flow
+        .symbol_specs()
+        .into_iter()
+        .map(|(symbol, tick, lot)| SymbolSpec {
+            symbol,
+            tick: tick.to_string(),
+            lot: lot.to_string(),
+        })
+        .collect();
+    config
 }
 
 /// What `exchange demo` runs.
@@ -121,7 +105,7 @@ pub fn demo(options: &DemoOptions) -> Result<Vec<RunResult>> {
         "demo: a site on the embedded journal (fsync per batch) in {}",
         data.path().display()
     );
-    let site = Site::start(config)?;
+    let site = Node::start(config)?;
     let load = LoadConfig {
         connections: options.connections,
         duration: Duration::from_secs_f64(options.seconds),

@@ -502,10 +502,10 @@ mod tests {
             1000,
         )
         .unwrap();
-        let config: crate::node::NodeConfig = toml::from_str(&text).unwrap();
-        let site = config.site_config().unwrap();
-        assert_eq!(site.name, "metal");
-        assert!(matches!(site.shards[0].log, crate::site::LogBackend::Kafka(ref k) if *k == kafka));
-        assert_eq!(site.members.len(), 2);
+        let config: node::NodeConfig = toml::from_str(&text).unwrap();
+        let plan = config.plan().unwrap();
+        assert_eq!(config.site, "metal");
+        assert_eq!(plan.shards[0].log.kafka(), Some(kafka));
+        assert_eq!(config.members.len(), 2);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`contract`]: the replay contract's JSON (commands in; events and book out).
 //! - [`replay`]: `exchange replay`.
-//! - [`site`]: one site's running exchange (log → matcher → hub → gateways); [`node`]: `exchange node`.
+//! - [`node_cmd`]: `exchange node` (the site itself is the `node` crate).
 //! - [`demo`]: `exchange demo`; [`drill`]: `exchange drill`, the failover drill on three sites.
 //! - [`journal_bench`]: `exchange journal-bench`, the journal's benchmark and crash-test writer.
 //! - [`kafka_bench`]: `exchange kafka-bench`, the Kafka log's produce → consume round trip.
@@ -14,9 +14,8 @@ pub mod demo;
 pub mod drill;
 pub mod journal_bench;
 pub mod kafka_bench;
-pub mod node;
+pub mod node_cmd;
 pub mod replay;
-pub mod site;
 
 use std::path::Path;
 

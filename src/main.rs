@@ -360,15 +360,15 @@ fn run(cli: Cli) -> Result<()> {
             http,
             fix,
         } => {
-            let mut node = exchange::node::NodeConfig::load(&config)?;
-            node.apply(exchange::node::Overrides {
+            let mut node = node::NodeConfig::load(&config)?;
+            node.apply(node::Overrides {
                 site,
                 data_dir,
                 binary_listen: binary,
                 http_listen: http,
                 fix_listen: fix,
             });
-            exchange::node::run(&node)
+            exchange::node_cmd::run(&node)
         }
         Cmd::Replay {
             input,

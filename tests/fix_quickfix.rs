@@ -1,5 +1,5 @@
 //! The FIX 4.4 acceptor against a real QuickFIX C++ initiator (the `quickfix` crate) over real
-//! sockets, on a [`Site`] (journal → engine → hub): a member's whole order lifecycle, checked
+//! sockets, on a [`Node`] (journal → engine → hub): a member's whole order lifecycle, checked
 //! on the wire. QuickFIX validates every message the acceptor sends against the FIX 4.4 data
 //! dictionary (`tests/fixtures/fix/FIX44.xml`); a message it refuses fails the test.
 //!
@@ -9,17 +9,15 @@
 //! store, and they log on again: the sequence numbers resume, and bob's resting order was
 //! cancelled when he disconnected.
 
-mod common;
-
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use exchange::site::{Site, SiteConfig};
 use gateway::fix::{FixConfig, FixGateway};
 use gateway::hub::{Hub, Member};
+use node::{Node, NodeConfig};
 use quickfix::{
     send_to_target, ApplicationCallback, ConnectionHandler, FieldMap, FileMessageStoreFactory,
     FixSocketServerKind, Initiator, LogCallback, LogFactory, Message, SessionId, SessionSettings,
@@ -37,8 +35,8 @@ fn token(member: &str) -> &'static str {
     }
 }
 
-fn site_config(dir: &Path) -> SiteConfig {
-    common::small_site(
+fn site_config(dir: &Path) -> NodeConfig {
+    NodeConfig::for_tests(
         "fix-test",
         dir,
         [(ALICE, 1), (BOB, 2)]
@@ -635,7 +633,7 @@ fn lifecycle(w: &mut Wires) {
 #[test]
 fn quickfix_initiator_full_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
-    let site = Site::start(site_config(&dir.path().join("site"))).unwrap();
+    let site = Node::start(site_config(&dir.path().join("site"))).unwrap();
     let store_dir = dir.path().join("fix-sessions");
 
     let gateway = Gateway::start(site.hub().clone(), &store_dir);

@@ -4,8 +4,6 @@
 //! a gap fill, garbage bytes, cancel-on-disconnect on a dropped connection, and requests the
 //! log refuses (answered with rejects, never dropped). Also measures the D → 8 round trip.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -14,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engine::{AccountId, Command, OrderId};
-use exchange::site::Site;
 use gateway::fix::mapping::utc_timestamp;
 use gateway::fix::{FixConfig, FixGateway};
 use gateway::hub::{Hub, Member, Members, Sequencer, SubmitError};
 use gateway::reports::OrdStatus;
+use node::{Node, NodeConfig};
 
 const VENUE: &str = "EXCHANGE";
 const ALICE: (&str, &str) = ("alice", "alice-token-0001");
@@ -35,8 +33,8 @@ fn members() -> Vec<Member> {
         .collect()
 }
 
-fn site(dir: &Path) -> Site {
-    Site::start(common::small_site("fix-session", dir, members())).unwrap()
+fn site(dir: &Path) -> Node {
+    Node::start(NodeConfig::for_tests("fix-session", dir, members())).unwrap()
 }
 
 /// A FIX gateway on its own runtime, stopped when dropped.

@@ -1,9 +1,8 @@
 //! End to end over real sockets: binary sessions → gateway → embedded journal → engine →
-//! reports, on a [`Site`] as the node runs it.
+//! reports, on a [`Node`] as the node runs it.
 
 #[path = "common/binary.rs"]
 mod binary;
-mod common;
 
 use binary::{next, report, runtime};
 
@@ -11,20 +10,19 @@ use std::path::Path;
 use std::time::Duration;
 
 use engine::{AccountId, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
-use exchange::site::{Site, SiteConfig};
 use gateway::binary::{ClientMessage, NewOrderMsg, ServerMessage};
 use gateway::binary_client::BinaryClient;
 use gateway::binary_server::{logout, BinaryConfig};
 use gateway::hub::Member;
+use node::{Node, NodeConfig};
 
 const ALICE: &str = "alice-token-0001";
 const BOB: &str = "bob-token-000002";
 
-fn config(dir: &Path, binary: BinaryConfig) -> SiteConfig {
-    SiteConfig {
+fn config(dir: &Path, binary: BinaryConfig) -> NodeConfig {
+    let mut config = NodeConfig {
         binary,
-        http_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..common::small_site(
+        ..NodeConfig::for_tests(
             "test",
             dir,
             vec![
@@ -40,7 +38,9 @@ fn config(dir: &Path, binary: BinaryConfig) -> SiteConfig {
                 },
             ],
         )
-    }
+    };
+    config.listen.http = Some("127.0.0.1:0".parse().unwrap());
+    config
 }
 
 fn btc() -> Symbol {
@@ -76,7 +76,7 @@ fn limit(cl_ord_id: &str, side: Side, price: &str, quantity: &str) -> ClientMess
 #[test]
 fn an_order_lifecycle_with_two_members() {
     let dir = tempfile::tempdir().unwrap();
-    let site = Site::start(config(dir.path(), BinaryConfig::default())).unwrap();
+    let site = Node::start(config(dir.path(), BinaryConfig::default())).unwrap();
     let addr = site.binary_addr();
     runtime().block_on(async {
         let (mut alice, account) = BinaryClient::logon(addr, ALICE, false).await.unwrap();
@@ -228,7 +228,7 @@ fn an_order_lifecycle_with_two_members() {
 #[test]
 fn a_resent_order_returns_the_original_state_and_never_a_second_order() {
     let dir = tempfile::tempdir().unwrap();
-    let site = Site::start(config(dir.path(), BinaryConfig::default())).unwrap();
+    let site = Node::start(config(dir.path(), BinaryConfig::default())).unwrap();
     let addr = site.binary_addr();
     runtime().block_on(async {
         let (mut alice, _) = BinaryClient::logon(addr, ALICE, false).await.unwrap();
@@ -260,7 +260,7 @@ fn a_resent_order_returns_the_original_state_and_never_a_second_order() {
 #[test]
 fn bad_input_is_answered_and_never_crashes_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let site = Site::start(config(dir.path(), BinaryConfig::default())).unwrap();
+    let site = Node::start(config(dir.path(), BinaryConfig::default())).unwrap();
     let addr = site.binary_addr();
     runtime().block_on(async {
         // Unknown token.
@@ -321,7 +321,7 @@ fn limits_are_enforced_with_a_reject_never_a_silent_drop() {
         max_msg_per_sec: 5,
         logon_timeout_secs: 5,
     };
-    let site = Site::start(config(dir.path(), limits)).unwrap();
+    let site = Node::start(config(dir.path(), limits)).unwrap();
     let addr = site.binary_addr();
     runtime().block_on(async {
         let (mut alice, _) = BinaryClient::logon(addr, ALICE, false).await.unwrap();
@@ -359,7 +359,7 @@ fn limits_are_enforced_with_a_reject_never_a_silent_drop() {
 #[test]
 fn cancel_on_disconnect_cancels_the_accounts_orders_and_a_restart_keeps_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let site = Site::start(config(dir.path(), BinaryConfig::default())).unwrap();
+    let site = Node::start(config(dir.path(), BinaryConfig::default())).unwrap();
     let addr = site.binary_addr();
     runtime().block_on(async {
         let (mut alice, _) = BinaryClient::logon(addr, ALICE, true).await.unwrap();
@@ -394,7 +394,7 @@ fn cancel_on_disconnect_cancels_the_accounts_orders_and_a_restart_keeps_the_rest
     let end = site.shutdown().unwrap()[0];
 
     // Restart: the final snapshot holds everything; Bob's order is still there.
-    let site = Site::start(config(dir.path(), BinaryConfig::default())).unwrap();
+    let site = Node::start(config(dir.path(), BinaryConfig::default())).unwrap();
     assert_eq!(site.recovered[0].snapshot, Some(end));
     assert_eq!(site.recovered[0].replayed, 0);
     let addr = site.binary_addr();

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use exchange::demo::{site_config, MATCHER_WAIT};
-use exchange::site::Site;
 use flow::FlowConfig;
 use loadgen::LoadConfig;
+use node::Node;
 use replicator::journal::FsyncPolicy;
 
 #[test]
@@ -28,7 +28,7 @@ fn two_seconds_at_two_thousand_requests_per_second_on_four_sessions() {
         MATCHER_WAIT,
         FsyncPolicy::PerBatch,
     );
-    let site = Site::start(config).unwrap();
+    let site = Node::start(config).unwrap();
     let config = LoadConfig {
         connections: 4,
         rate: 2_000.0,

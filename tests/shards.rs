@@ -4,28 +4,23 @@
 
 #[path = "common/binary.rs"]
 mod binary;
-mod common;
 
 use binary::{next, report, runtime};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use engine::{OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
-use exchange::site::{LogBackend, ShardConfig, Site, SiteConfig, SymbolSpec};
 use gateway::binary::{ClientMessage, NewOrderMsg, ServerMessage};
 use gateway::binary_client::BinaryClient;
 use gateway::hub::Member;
-use replicator::journal::FsyncPolicy;
+use node::{Node, NodeConfig, ShardSection, SymbolSpec};
 
 const ALICE: &str = "alice-token-0001";
 
-fn shard(name: &str, symbol: &str) -> ShardConfig {
-    ShardConfig {
+fn shard(name: &str, symbol: &str) -> ShardSection {
+    ShardSection {
         name: name.into(),
-        dir: PathBuf::from("shards").join(name),
-        log: LogBackend::Journal {
-            fsync: FsyncPolicy::PerBatch,
-        },
+        partition: None,
         symbols: vec![SymbolSpec {
             symbol: symbol.into(),
             tick: "0.5".into(),
@@ -34,10 +29,11 @@ fn shard(name: &str, symbol: &str) -> ShardConfig {
     }
 }
 
-fn config(dir: &Path) -> SiteConfig {
-    SiteConfig {
+fn config(dir: &Path) -> NodeConfig {
+    NodeConfig {
+        symbols: Vec::new(),
         shards: vec![shard("btc", "BTC-USD"), shard("eth", "ETH-USD")],
-        ..common::small_site(
+        ..NodeConfig::for_tests(
             "test",
             dir,
             vec![Member {
@@ -74,7 +70,7 @@ fn journal_bytes(dir: &Path, shard: &str) -> u64 {
 #[test]
 fn two_shards_route_by_symbol_answer_one_mass_cancel_and_recover_each() {
     let dir = tempfile::tempdir().unwrap();
-    let site = Site::start(config(dir.path())).unwrap();
+    let site = Node::start(config(dir.path())).unwrap();
     let addr = site.binary_addr();
     // Two fresh logs, each recovered (from nothing) on its own.
     assert_eq!(
@@ -173,7 +169,7 @@ fn two_shards_route_by_symbol_answer_one_mass_cancel_and_recover_each() {
     // never reached a log.
     assert_eq!(ends, [6, 5]);
 
-    let site = Site::start(config(dir.path())).unwrap();
+    let site = Node::start(config(dir.path())).unwrap();
     let positions: Vec<u64> = site.recovered.iter().map(|r| r.position).collect();
     assert_eq!(positions, ends, "each shard recovered where it stopped");
     let addr = site.binary_addr();
@@ -199,14 +195,21 @@ fn a_site_refuses_shards_that_overlap() {
     let dir = tempfile::tempdir().unwrap();
     let mut twice = config(dir.path());
     twice.shards[1].symbols[0].symbol = "BTC-USD".into();
-    let err = Site::start(twice).err().expect("refused").to_string();
+    let err = Node::start(twice).err().expect("refused").to_string();
     assert!(err.contains("BTC-USD is listed twice"), "{err}");
+    // A shard's directory is its name: one name twice is one directory twice.
     let mut same_dir = config(dir.path());
-    same_dir.shards[1].dir = same_dir.shards[0].dir.clone();
-    let err = Site::start(same_dir).err().expect("refused").to_string();
-    assert!(err.contains("same name or directory"), "{err}");
+    same_dir.shards[1].name = same_dir.shards[0].name.clone();
+    let err = Node::start(same_dir).err().expect("refused").to_string();
+    assert!(err.contains("the same name"), "{err}");
     let mut none = config(dir.path());
     none.shards.clear();
-    let err = Site::start(none).err().expect("refused").to_string();
+    let err = Node::start(none).err().expect("refused").to_string();
+    assert!(err.contains("no symbols"), "{err}");
+    let mut too_many = config(dir.path());
+    too_many.shards = (0..65)
+        .map(|n| shard(&format!("s{n}"), &format!("SYM-{n}")))
+        .collect();
+    let err = Node::start(too_many).err().expect("refused").to_string();
     assert!(err.contains("1 to 64 shards"), "{err}");
 }

@@ -3,6 +3,8 @@
 //! - [`journal`]: the embedded log, an append-only file journal with group commit and crash
 //!   recovery (the default when no Kafka is configured).
 //! - [`kafka`]: the Kafka log: producer, partition reader, topic durability check.
+//! - [`log`]: a shard's log behind one handle ([`log::Log`], [`log::LogHandle`]), whichever
+//!   backend holds it; the one place that knows which.
 //! - [`record`]: the journal's record framing (length, CRC, position, durable mark).
 //! - [`snapshots`]: engine snapshots on disk, each tied to a log position.
 //! - [`recovery`]: newest valid snapshot + replay of the log after it.
@@ -16,6 +18,7 @@
 pub mod divergence;
 pub mod journal;
 pub mod kafka;
+pub mod log;
 pub mod record;
 pub mod recovery;
 pub mod snapshots;

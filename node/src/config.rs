@@ -1,0 +1,504 @@
+//! A node's configuration: the TOML file (`config/node.toml`), flags over it, and the checked
+//! plan of shards the node runs.
+//!
+//! One type, [`NodeConfig`], is what a file holds, what tests and the demo build in code, and
+//! what [`crate::Node::start`] takes. [`NodeConfig::plan`] checks it and says which shard holds
+//! which symbols, in which directory, on which log.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use engine::runner::RunnerConfig;
+use engine::{AddSymbol, EngineConfig, Price, Qty, Symbol};
+use gateway::binary_server::BinaryConfig;
+use gateway::fix::FixConfig;
+use gateway::hub::{Member, SHARDS_MAX};
+use gateway::md_server::MdConfig;
+use replicator::log::LogConfig;
+use replicator::recovery::SnapshotPolicy;
+use serde::Deserialize;
+
+/// A node: one site's process.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The site's name: `cloud-a`, `cloud-b`, `metal`... (in hash reports, metrics, logs).
+    pub site: String,
+    /// Holds `hashes.jsonl`, the FIX session store and the shards' journals and snapshots
+    /// (relative to the config file when loaded from one).
+    pub data_dir: PathBuf,
+    /// Every shard's log: the embedded journal (the default) or Kafka.
+    #[serde(default)]
+    pub log: LogConfig,
+    pub listen: ListenSection,
+    /// Every shard's engine capacities. `hash_seed` must be a per-deployment secret (it keys
+    /// the engine's hash tables against crafted order ids); the node refuses 0.
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub runner: RunnerConfig,
+    #[serde(default)]
+    pub snapshots: SnapshotSection,
+    /// State hashes every this many records of a shard, for `exchange verify` (0: none).
+    #[serde(default = "default_hash_every")]
+    pub hash_every: u64,
+    #[serde(default)]
+    pub binary: BinaryConfig,
+    #[serde(default)]
+    pub market_data: MdConfig,
+    /// FIX settings (`store_dir` relative to `data_dir`); served when `listen.fix` is set.
+    #[serde(default)]
+    pub fix: FixConfig,
+    pub members: Vec<Member>,
+    /// The symbols of a site of one shard (its journal and snapshots directly in `data_dir`).
+    #[serde(default)]
+    pub symbols: Vec<SymbolSpec>,
+    /// Or several shards, each its own log and engine (in `data_dir/shards/NAME`). Every site
+    /// of a deployment lists them in the same order: a shard's number is its place here.
+    #[serde(default)]
+    pub shards: Vec<ShardSection>,
+}
+
+/// One shard of a site of several.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardSection {
+    /// 1 to 32 of `A-Z a-z 0-9 - _`: in metrics, health and the shard's directory name.
+    pub name: String,
+    /// Kafka: the shard's partition of `log.topic` (required, one per shard).
+    pub partition: Option<i32>,
+    pub symbols: Vec<SymbolSpec>,
+}
+
+/// A symbol the site lists at start.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymbolSpec {
+    pub symbol: String,
+    pub tick: String,
+    pub lot: String,
+}
+
+/// Listen addresses.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    pub binary: SocketAddr,
+    /// Health, Prometheus metrics and market data (HTTP and WebSocket).
+    pub http: Option<SocketAddr>,
+    /// FIX 4.4 order entry.
+    pub fix: Option<SocketAddr>,
+}
+
+/// Snapshots: how often, and how many to keep per shard.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotSection {
+    pub every_records: u64,
+    pub every_seconds: u64,
+    pub keep: usize,
+}
+
+impl Default for SnapshotSection {
+    fn default() -> Self {
+        let policy = SnapshotPolicy::default();
+        SnapshotSection {
+            every_records: policy.every_records,
+            every_seconds: policy.every_seconds,
+            keep: 3,
+        }
+    }
+}
+
+impl SnapshotSection {
+    pub fn policy(&self) -> SnapshotPolicy {
+        SnapshotPolicy {
+            every_records: self.every_records,
+            every_seconds: self.every_seconds,
+        }
+    }
+}
+
+fn default_hash_every() -> u64 {
+    100_000
+}
+
+/// Flags that override the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub site: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub binary_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub fix_listen: Option<SocketAddr>,
+}
+
+/// One shard as the node runs it: checked, its symbols parsed.
+#[derive(Clone, Debug)]
+pub struct ShardPlan {
+    /// In metrics, health and logs.
+    pub name: String,
+    /// Holds the shard's `journal/` and `snapshots/`, relative to `data_dir` (empty: the
+    /// `data_dir` itself, as a site of one shard keeps them).
+    pub dir: PathBuf,
+    /// The shard's log (on Kafka, with its partition).
+    pub log: LogConfig,
+    pub symbols: Vec<AddSymbol>,
+}
+
+/// The shards, in configuration order, and the shard of every symbol.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub shards: Vec<ShardPlan>,
+    pub shard_of: HashMap<Symbol, usize>,
+}
+
+impl NodeConfig {
+    /// Reads `path`; a relative `data_dir` is taken relative to the file's directory.
+    pub fn load(path: &Path) -> anyhow::Result<NodeConfig> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut config: NodeConfig =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if config.data_dir.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            config.data_dir = base.join(&config.data_dir);
+        }
+        Ok(config)
+    }
+
+    /// A small site for tests: named `site`, in `dir`, for `members`; small engine
+    /// capacities and one symbol, BTC-USD (tick 0.5, lot 1), on the journal with fsync per
+    /// batch; the binary server on a free loopback port; no HTTP or FIX listener, snapshots
+    /// at the defaults (2 kept) and no hash reports.
+    pub fn for_tests(site: &str, dir: &Path, members: Vec<Member>) -> NodeConfig {
+        NodeConfig {
+            site: site.into(),
+            data_dir: dir.to_path_buf(),
+            log: LogConfig::default(),
+            listen: ListenSection {
+                binary: SocketAddr::from(([127, 0, 0, 1], 0)),
+                http: None,
+                fix: None,
+            },
+            engine: EngineConfig {
+                orders_max: 1 << 12,
+                retired_ids_max: 1 << 12,
+                levels_max: 1 << 10,
+                levels_per_side_max: 1 << 9,
+                ..EngineConfig::default()
+            },
+            runner: RunnerConfig::default(),
+            snapshots: SnapshotSection {
+                keep: 2,
+                ..SnapshotSection::default()
+            },
+            hash_every: 0,
+            binary: BinaryConfig::default(),
+            market_data: MdConfig::default(),
+            fix: FixConfig::default(),
+            members,
+            symbols: vec![SymbolSpec {
+                symbol: "BTC-USD".into(),
+                tick: "0.5".into(),
+                lot: "1".into(),
+            }],
+            shards: Vec::new(),
+        }
+    }
+
+    /// Applies the flags given on the command line.
+    pub fn apply(&mut self, overrides: Overrides) {
+        if let Some(site) = overrides.site {
+            self.site = site;
+        }
+        if let Some(dir) = overrides.data_dir {
+            self.data_dir = dir;
+        }
+        if let Some(addr) = overrides.binary_listen {
+            self.listen.binary = addr;
+        }
+        if let Some(addr) = overrides.http_listen {
+            self.listen.http = Some(addr);
+        }
+        if let Some(addr) = overrides.fix_listen {
+            self.listen.fix = Some(addr);
+        }
+    }
+
+    /// The shards the node runs, checked: the secret hash seed is set; one layout (the
+    /// `[[symbols]]` of one shard, or `[[shards]]`); 1 to [`SHARDS_MAX`] shards with valid,
+    /// distinct names, each with symbols; no symbol twice; on Kafka a partition per shard.
+    pub fn plan(&self) -> anyhow::Result<Plan> {
+        if self.engine.hash_seed == 0 {
+            bail!(
+                "engine.hash_seed is 0: set a secret random 64-bit value per deployment \
+                 (for example `od -An -N8 -tu8 /dev/urandom`)"
+            );
+        }
+        let sections = self.shard_sections()?;
+        if !(1..=SHARDS_MAX).contains(&sections.len()) {
+            bail!(
+                "a site runs 1 to {SHARDS_MAX} shards, not {}",
+                sections.len()
+            );
+        }
+        let mut shard_of = HashMap::new();
+        let mut shards: Vec<ShardPlan> = Vec::new();
+        for (at, (section, log)) in sections.into_iter().enumerate() {
+            let plan = self.shard_plan(section, log)?;
+            if let Some(other) = shards.iter().find(|o| o.name == plan.name) {
+                bail!(
+                    "shards {:?} and {:?} have the same name",
+                    other.name,
+                    plan.name
+                );
+            }
+            for add in &plan.symbols {
+                if shard_of.insert(add.symbol, at).is_some() {
+                    bail!("symbol {} is listed twice", add.symbol);
+                }
+            }
+            shards.push(plan);
+        }
+        Ok(Plan { shards, shard_of })
+    }
+
+    /// Each shard's section and log: `[[symbols]]` as the only one (named `0`), or each of
+    /// `[[shards]]`.
+    fn shard_sections(&self) -> anyhow::Result<Vec<(ShardSection, LogConfig)>> {
+        let kafka = self.log.kind() == "kafka";
+        match (self.symbols.is_empty(), self.shards.is_empty()) {
+            (false, false) => bail!("list the symbols under [[symbols]] or [[shards]], not both"),
+            (true, true) => bail!("no symbols: list them under [[symbols]] or [[shards]]"),
+            (false, true) => {
+                let only = ShardSection {
+                    name: "0".into(),
+                    partition: self.log.partition(),
+                    symbols: self.symbols.clone(),
+                };
+                let log = self.log.with_partition(only.partition.unwrap_or(0));
+                Ok(vec![(only, log)])
+            }
+            (true, false) => {
+                if self.log.partition().is_some() {
+                    bail!("log.partition is for a site of one shard: give each shard its own");
+                }
+                let mut partitions = HashSet::new();
+                let mut sections = Vec::new();
+                for shard in &self.shards {
+                    let log = match (kafka, shard.partition) {
+                        (false, None) => self.log.clone(),
+                        (false, Some(_)) => bail!(
+                            "shard {}: a partition is set, but the log is the journal: \
+                             partitions are Kafka's",
+                            shard.name
+                        ),
+                        (true, Some(p)) if p >= 0 && partitions.insert(p) => {
+                            self.log.with_partition(p)
+                        }
+                        (true, _) => {
+                            bail!(
+                                "shard {}: each shard needs a partition of its own",
+                                shard.name
+                            )
+                        }
+                    };
+                    sections.push((shard.clone(), log));
+                }
+                Ok(sections)
+            }
+        }
+    }
+
+    /// One shard, checked: its name (a directory under `shards/` when there are several),
+    /// its symbols parsed.
+    fn shard_plan(&self, section: ShardSection, log: LogConfig) -> anyhow::Result<ShardPlan> {
+        let name = section.name;
+        let only = self.shards.is_empty();
+        let valid = (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            bail!("shard name {name:?}: 1 to 32 of A-Z a-z 0-9 - _");
+        }
+        if section.symbols.is_empty() {
+            bail!("shard {name:?} lists no symbol");
+        }
+        let symbols = section
+            .symbols
+            .iter()
+            .map(SymbolSpec::parse)
+            .collect::<anyhow::Result<_>>()?;
+        let dir = if only {
+            PathBuf::new()
+        } else {
+            Path::new("shards").join(&name)
+        };
+        Ok(ShardPlan {
+            name,
+            dir,
+            log,
+            symbols,
+        })
+    }
+}
+
+impl SymbolSpec {
+    fn parse(&self) -> anyhow::Result<AddSymbol> {
+        let symbol =
+            Symbol::new(&self.symbol).map_err(|e| anyhow!("symbol {:?}: {e}", self.symbol))?;
+        let tick = Price::parse(&self.tick)
+            .map_err(|e| anyhow!("symbol {}: tick {:?} {e}", self.symbol, self.tick))?;
+        let lot = Qty::parse(&self.lot)
+            .map_err(|e| anyhow!("symbol {}: lot {:?} {e}", self.symbol, self.lot))?;
+        Ok(AddSymbol { symbol, tick, lot })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(name: &str) -> NodeConfig {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../config")
+            .join(name);
+        NodeConfig::load(&path).unwrap()
+    }
+
+    /// The shipped example configuration stays valid.
+    #[test]
+    fn the_example_config_loads_and_checks() {
+        let config = example("node.toml");
+        let plan = config.plan().unwrap();
+        assert_eq!(config.site, "cloud-a");
+        assert_eq!(config.members.len(), 2);
+        assert_eq!(plan.shards.len(), 1);
+        assert_eq!(plan.shards[0].symbols.len(), 2);
+        assert!(config.listen.fix.is_some() && config.listen.http.is_some());
+        assert!(matches!(
+            config.runner.wait,
+            engine::runner::WaitStrategy::Park { park_us: 20, .. }
+        ));
+    }
+
+    /// The three-site example runs on Kafka with the durability check on.
+    #[test]
+    fn the_kafka_example_config_loads_and_checks() {
+        let plan = example("node-kafka.toml").plan().unwrap();
+        let kafka = plan.shards[0].log.kafka().expect("a Kafka log");
+        assert_eq!(kafka.topic, "exchange.commands");
+        assert_eq!(kafka.partition, 0);
+        assert!(!kafka.allow_unsafe_topic);
+    }
+
+    /// The two-shard example: each shard in its own directory, symbols routed to it.
+    #[test]
+    fn the_sharded_example_config_loads_and_checks() {
+        let mut config = example("node-shards.toml");
+        let plan = config.plan().unwrap();
+        let shards: Vec<(&str, &Path, usize)> = plan
+            .shards
+            .iter()
+            .map(|s| (s.name.as_str(), s.dir.as_path(), s.symbols.len()))
+            .collect();
+        assert_eq!(
+            shards,
+            [
+                ("btc", Path::new("shards/btc"), 1),
+                ("alts", Path::new("shards/alts"), 2)
+            ]
+        );
+        // Kafka needs a partition per shard, each its own.
+        config.log = LogConfig::Kafka {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic: "exchange.commands".into(),
+            partition: None,
+            delivery_timeout_ms: 30_000,
+            allow_unsafe_topic: false,
+        };
+        let err = config.plan().unwrap_err().to_string();
+        assert!(err.contains("a partition of its own"), "{err}");
+        config.shards[0].partition = Some(3);
+        config.shards[1].partition = Some(3);
+        let err = config.plan().unwrap_err().to_string();
+        assert!(err.contains("shard alts"), "{err}");
+        config.shards[1].partition = Some(4);
+        let plan = config.plan().unwrap();
+        assert_eq!(plan.shards[1].log.kafka().unwrap().partition, 4);
+        // Names become directories: no path tricks.
+        config.shards[0].name = "../x".into();
+        let err = config.plan().unwrap_err().to_string();
+        assert!(err.contains("shard name"), "{err}");
+        // Not both layouts at once.
+        config.shards[0].name = "btc".into();
+        config.symbols = config.shards[0].symbols.clone();
+        let err = config.plan().unwrap_err().to_string();
+        assert!(err.contains("not both"), "{err}");
+    }
+
+    /// A journal has no partitions, and a site of several shards gives each its own.
+    #[test]
+    fn partitions_are_kafkas_and_per_shard() {
+        let mut config = example("node-shards.toml");
+        config.shards[0].partition = Some(1);
+        let err = config.plan().unwrap_err().to_string();
+        assert!(err.contains("partitions are Kafka's"), "{err}");
+        let mut config = example("node-kafka.toml");
+        config.shards = vec![ShardSection {
+            name: "btc".into(),
+            partition: Some(1),
+            symbols: std::mem::take(&mut config.symbols),
+        }];
+        config.log = config.log.with_partition(0);
+        let err = config.plan().unwrap_err().to_string();
+        assert!(
+            err.contains("log.partition is for a site of one shard"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_kafka_log_without_brokers_is_named() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/node-kafka.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let without: String = text
+            .lines()
+            .filter(|line| !line.starts_with("bootstrap_servers"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let err = toml::from_str::<NodeConfig>(&without)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bootstrap_servers"), "{err}");
+        let zookeeper = text.replace("kind = \"kafka\"", "kind = \"zookeeper\"");
+        let err = toml::from_str::<NodeConfig>(&zookeeper)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("zookeeper"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_fsync_setting_is_named() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/node.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.contains("fsync = \"batch\""), "the example sets fsync");
+        let bad = text.replace("fsync = \"batch\"", "fsync = \"sometimes\"");
+        let err = toml::from_str::<NodeConfig>(&bad).unwrap_err().to_string();
+        assert!(err.contains("fsync"), "{err}");
+    }
+
+    /// The secret seed is required; the tests' site is valid as it is.
+    #[test]
+    fn a_zero_hash_seed_is_refused() {
+        let dir = Path::new("/nonexistent");
+        let mut config = NodeConfig::for_tests("t", dir, Vec::new());
+        assert_eq!(config.plan().unwrap().shards[0].name, "0");
+        config.engine.hash_seed = 0;
+        let err = config.plan().unwrap_err().to_string();
+        assert!(err.contains("hash_seed"), "{err}");
+    }
+}

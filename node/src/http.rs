@@ -1,0 +1,100 @@
+//! The node's operations endpoints: `GET /health`, `GET /metrics` and `GET /v1/hashes`
+//! (market data's routes are merged beside them by the node).
+
+use std::sync::Arc;
+
+use axum::http::{header, StatusCode};
+use axum::routing::get;
+use gateway::hub::Hub;
+
+use crate::metrics::NodeMetrics;
+use crate::persist::RecentHashes;
+
+/// `/health`, `/metrics` and `/v1/hashes`.
+pub fn router(hub: Arc<Hub>, metrics: Arc<NodeMetrics>, hashes: RecentHashes) -> axum::Router {
+    let (health_hub, health_metrics) = (hub.clone(), metrics.clone());
+    axum::Router::new()
+        .route(
+            "/health",
+            get(move || {
+                let (available, body) = health(&health_metrics, &health_hub);
+                let code = if available {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                async move { (code, axum::Json(body)) }
+            }),
+        )
+        .route(
+            "/v1/hashes",
+            get(move || {
+                let reports = hashes.list();
+                async move { axum::Json(reports) }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.render(&hub);
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+            }),
+        )
+}
+
+/// Why a shard stopped following its log, if one did.
+pub fn failure(metrics: &NodeMetrics) -> Option<String> {
+    metrics.shards.iter().find_map(|shard| {
+        let why = shard.failure()?;
+        Some(format!("shard {}: {why}", shard.name))
+    })
+}
+
+/// The body and status of `GET /health`: `failed` when a shard can no longer read its log,
+/// `unavailable` when a shard's log takes no commands, else `ok`; each shard's log
+/// positions, and under `log` their sums.
+fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
+    let failure = failure(metrics);
+    let mut available = failure.is_none();
+    let (mut durable_sum, mut applied_sum) = (0, 0);
+    let shards: Vec<serde_json::Value> = metrics
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(at, shard)| {
+            let (durable, applied) = (shard.log.durable(), hub.next_position(at));
+            durable_sum += durable;
+            applied_sum += applied;
+            let up = shard.log.available() && shard.failure().is_none();
+            available &= up;
+            serde_json::json!({
+                "name": shard.name,
+                "available": up,
+                "log": {
+                    "kind": shard.log.kind(),
+                    "durable": durable,
+                    "applied": applied,
+                    "lag": durable.saturating_sub(applied),
+                },
+            })
+        })
+        .collect();
+    let status = match (&failure, available) {
+        (Some(_), _) => "failed",
+        (None, true) => "ok",
+        (None, false) => "unavailable",
+    };
+    let body = serde_json::json!({
+        "status": status,
+        "error": failure,
+        "site": metrics.site,
+        "log": {
+            "kind": metrics.shards[0].log.kind(),
+            "durable": durable_sum,
+            "applied": applied_sum,
+            "lag": durable_sum.saturating_sub(applied_sum),
+        },
+        "shards": shards,
+    });
+    (available, body)
+}

@@ -1,0 +1,308 @@
+//! One site's running exchange: every shard's pipeline, the gateway servers over them, and
+//! the operations endpoints.
+//!
+//! ```text
+//!   sessions ──submit──▶ Hub ──by symbol──▶ shard's log (journal writer thread, or Kafka producer → partition)
+//!                                             │ committed records, in order
+//!                                        feeder thread ──ring──▶ matcher thread (Engine) ──ring──▶ pump ──▶ Hub::apply
+//!                                                                    │ snapshot bytes, hashes               │ reports, market data
+//!                                                                persist thread                            sessions
+//! ```
+//!
+//! - [`config`]: [`NodeConfig`], the file and the checked plan of shards.
+//! - [`shard`]: one shard's pipeline, top to bottom (open, submit, feed, match, pump, stop).
+//! - [`persist`]: snapshots and state hashes, and the thread that writes them.
+//! - [`metrics`], [`http`]: `/metrics`, `/health`, `/v1/hashes`.
+//!
+//! [`Node::start`] recovers every shard (newest snapshot + replay), lists the configured
+//! symbols through their shard's log (a duplicate listing is refused harmlessly by the
+//! engine), then serves. [`Node::shutdown`] stops the servers (sessions log out), lets every
+//! matcher apply everything already committed, closes the logs and writes final snapshots,
+//! so nothing acknowledged is lost and the next start replays nothing.
+//!
+//! Shards share the gateway's servers, the members, the persist thread and `hashes.jsonl`
+//! (reports carry the shard's number). On Kafka every site reads the same partitions, so
+//! every site's engines apply the same commands at the same positions, whichever site's
+//! gateway took them.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod persist;
+pub mod shard;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use engine::CommandKind;
+use gateway::binary_server;
+use gateway::fix::FixGateway;
+use gateway::hub::{Hub, Members, Sequencer};
+use gateway::md_server::MdServer;
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+
+pub use config::{NodeConfig, Overrides, ShardSection, SymbolSpec};
+pub use shard::Recovery;
+
+use metrics::NodeMetrics;
+use persist::RecentHashes;
+use shard::{OpenedShard, RunningShard, ShardSequencer, ShardView};
+
+/// A running node.
+pub struct Node {
+    hub: Arc<Hub>,
+    addrs: Addrs,
+    stop_servers: watch::Sender<bool>,
+    runtime: Runtime,
+    shards: Vec<RunningShard>,
+    writer: JoinHandle<anyhow::Result<()>>,
+    metrics: Arc<NodeMetrics>,
+    /// Per shard, in configuration order: where recovery started and how much it replayed.
+    pub recovered: Vec<Recovery>,
+}
+
+/// Where the servers listen.
+struct Addrs {
+    binary: SocketAddr,
+    http: Option<SocketAddr>,
+    fix: Option<SocketAddr>,
+}
+
+impl Node {
+    /// Recovers every shard and starts serving.
+    pub fn start(config: NodeConfig) -> anyhow::Result<Node> {
+        let plan = config.plan()?;
+        let members = Members::new(config.members.clone()).context("members")?;
+        let opened = plan
+            .shards
+            .iter()
+            .map(|shard| {
+                shard::open(
+                    &config.data_dir,
+                    shard,
+                    config.engine,
+                    config.snapshots.keep,
+                )
+                .with_context(|| format!("shard {}", shard.name))
+            })
+            .collect::<anyhow::Result<Vec<OpenedShard>>>()?;
+        let views: Vec<Arc<ShardView>> = opened
+            .iter()
+            .zip(&plan.shards)
+            .map(|(shard, planned)| Arc::new(shard.view(&planned.name)))
+            .collect();
+        let sequencers = views
+            .iter()
+            .map(|view| -> Arc<dyn Sequencer> { Arc::new(ShardSequencer(view.clone())) })
+            .collect();
+        let finished_max = config.engine.retired_ids_max as usize;
+        let hub = Hub::sharded(sequencers, plan.shard_of, members, finished_max);
+        let missing: Vec<_> = (opened.iter().zip(&plan.shards))
+            .flat_map(|(shard, planned)| planned.symbols.iter().filter(|a| !shard.lists(&a.symbol)))
+            .copied()
+            .collect();
+        let recovered = opened.iter().map(|shard| shard.recovery.clone()).collect();
+        let hashes = RecentHashes::default();
+        let (shards, writer) = start_shards(opened, &views, &hub, &config, hashes.clone())?;
+        for add in missing {
+            hub.submit(CommandKind::AddSymbol(add))
+                .map_err(|e| anyhow!("listing {}: {e}", add.symbol))?;
+        }
+        let (runtime, stop_servers, stop_rx) = gateway_runtime()?;
+        let (addrs, metrics) = serve(&runtime, &config, &hub, views, hashes, stop_rx)?;
+        Ok(Node {
+            hub,
+            addrs,
+            stop_servers,
+            runtime,
+            shards,
+            writer,
+            metrics,
+            recovered,
+        })
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Why the node stopped following a shard's log, if it did: it then refuses that shard's
+    /// orders, and `exchange node` exits non-zero so that it is restarted into recovery.
+    pub fn failure(&self) -> Option<String> {
+        http::failure(&self.metrics)
+    }
+
+    /// The Prometheus text exposition of the node's metrics.
+    pub fn metrics(&self) -> String {
+        self.metrics.render(&self.hub)
+    }
+
+    /// Where the HTTP server (health, metrics, market data) listens, if it does.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.addrs.http
+    }
+
+    /// Where the FIX acceptor listens, if it does.
+    pub fn fix_addr(&self) -> Option<SocketAddr> {
+        self.addrs.fix
+    }
+
+    /// Where the binary order-entry server listens.
+    pub fn binary_addr(&self) -> SocketAddr {
+        self.addrs.binary
+    }
+
+    /// Stops cleanly: sessions log out, everything committed is applied and reported, the
+    /// logs are closed and final snapshots taken. Returns each shard's final log position.
+    ///
+    /// On Kafka, "everything committed" is the partition's end once this site's producer has
+    /// flushed; other sites may still be appending, and their commands are applied at the
+    /// next start.
+    pub fn shutdown(self) -> anyhow::Result<Vec<u64>> {
+        let _ = self.stop_servers.send(true);
+        // Sessions get a moment to send their Logout.
+        self.runtime.shutdown_timeout(Duration::from_secs(2));
+        // Every log closed first, so every feeder knows where to stop.
+        let stopping: Vec<_> = self.shards.into_iter().map(RunningShard::close).collect();
+        let engines = stopping
+            .into_iter()
+            .map(|shard| shard.join())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // The matchers' observers are gone: the persist thread has seen its last item.
+        self.writer
+            .join()
+            .map_err(|_| anyhow!("the persist thread panicked"))??;
+        let mut ends = Vec::new();
+        for (at, (engine, store)) in engines.into_iter().enumerate() {
+            let applied = self.hub.next_position(at);
+            store.save(applied, &engine).context("final snapshot")?;
+            ends.push(applied);
+        }
+        Ok(ends)
+    }
+}
+
+/// Starts every opened shard's threads, and the persist thread they hand snapshots and
+/// hashes to.
+fn start_shards(
+    opened: Vec<OpenedShard>,
+    views: &[Arc<ShardView>],
+    hub: &Arc<Hub>,
+    config: &NodeConfig,
+    hashes: RecentHashes,
+) -> anyhow::Result<(Vec<RunningShard>, JoinHandle<anyhow::Result<()>>)> {
+    let (persist_tx, persist_rx) = crossbeam_channel::bounded(opened.len());
+    let stores = opened.iter().map(OpenedShard::store).collect();
+    let hashes_path = config.data_dir.join("hashes.jsonl");
+    let writer = persist::spawn_writer(stores, &hashes_path, hashes, persist_rx)?;
+    let shards = opened
+        .into_iter()
+        .enumerate()
+        .map(|(at, shard)| shard::start(shard, at, &views[at], hub, config, persist_tx.clone()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((shards, writer))
+}
+
+/// The gateway's runtime and the signal that stops its servers.
+fn gateway_runtime() -> anyhow::Result<(Runtime, watch::Sender<bool>, watch::Receiver<bool>)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("gateway")
+        .build()?;
+    let (stop, stop_rx) = watch::channel(false);
+    Ok((runtime, stop, stop_rx))
+}
+
+/// Binds and starts the servers: binary order entry, and FIX and HTTP when configured.
+fn serve(
+    runtime: &Runtime,
+    config: &NodeConfig,
+    hub: &Arc<Hub>,
+    views: Vec<Arc<ShardView>>,
+    hashes: RecentHashes,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(Addrs, Arc<NodeMetrics>)> {
+    let bind = |addr: SocketAddr| {
+        runtime
+            .block_on(TcpListener::bind(addr))
+            .with_context(|| format!("binding {addr}"))
+    };
+    let listener = bind(config.listen.binary)?;
+    let binary = listener.local_addr()?;
+    runtime.spawn(binary_server::serve(
+        listener,
+        hub.clone(),
+        config.binary,
+        stop.clone(),
+    ));
+    let mut fix = None;
+    if let Some(addr) = config.listen.fix {
+        fix = Some((bind(addr)?, fix_gateway(runtime, config, hub)?));
+    }
+    let md = config
+        .listen
+        .http
+        .map(|addr| {
+            Ok::<_, anyhow::Error>((bind(addr)?, MdServer::new(hub.clone(), config.market_data)))
+        })
+        .transpose()?;
+    let metrics = Arc::new(NodeMetrics {
+        site: config.site.clone(),
+        shards: views,
+        md: md.as_ref().map(|(_, md)| md.clone()),
+        fix: fix.as_ref().map(|(_, gateway)| gateway.clone()),
+    });
+    let addrs = Addrs {
+        binary,
+        fix: fix.as_ref().map(|(l, _)| l.local_addr()).transpose()?,
+        http: md.as_ref().map(|(l, _)| l.local_addr()).transpose()?,
+    };
+    if let Some((listener, gateway)) = fix {
+        let stop = stop.clone();
+        runtime.spawn(async move { gateway.serve(listener, stop).await });
+    }
+    if let Some((listener, md)) = md {
+        let app = http::router(hub.clone(), metrics.clone(), hashes).merge(md.router());
+        runtime.spawn(serve_http(listener, app, md, stop));
+    }
+    Ok((addrs, metrics))
+}
+
+/// The FIX acceptor, its session store under `data_dir` when relative.
+fn fix_gateway(
+    runtime: &Runtime,
+    config: &NodeConfig,
+    hub: &Arc<Hub>,
+) -> anyhow::Result<Arc<FixGateway>> {
+    let mut fix = config.fix.clone();
+    if fix.store_dir.is_relative() {
+        fix.store_dir = config.data_dir.join(&fix.store_dir);
+    }
+    let gateway = runtime
+        .block_on(async { FixGateway::new(hub.clone(), fix) })
+        .context("the FIX gateway")?;
+    Ok(Arc::new(gateway))
+}
+
+/// Serves HTTP until `stop`; WebSockets are then closed with 1001 (going away).
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    md: MdServer,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+            md.shutdown();
+        })
+        .await;
+}

@@ -1,0 +1,320 @@
+//! One shard's whole pipeline, in the order a command goes through it (ARCHITECTURE.md, "The
+//! pipeline around the engine"):
+//!
+//! ```text
+//!  0. open:     snapshot store + log, recover (newest snapshot + replay), map the engine's memory
+//!  1. submit:   gateway ──ShardSequencer──▶ log            (refusals: busy, unavailable)
+//!  2. feed:     log reader ──ring──▶                        (feeder thread, committed records only)
+//!  3. match:    Runner: Engine::apply ──ring──▶             (matcher thread; Checkpoints after each)
+//!  4. pump:     Hub::apply ──▶ desk ──▶ reports, market data (pump thread)
+//!  5. stop:     close the log, feed to its end, drain, final snapshot
+//! ```
+//!
+//! A shard whose log can no longer be read refuses its orders from then on and says why
+//! ([`ShardView::failure`]); the node then exits so its supervisor restarts it into recovery.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use crossbeam_channel::Sender;
+use engine::ring::{Producer, RingDepth};
+use engine::runner::{Runner, RunnerConfig, Waiter};
+use engine::{Command, Engine, EngineConfig};
+use gateway::hub::{Hub, LatencyHistogram, Sequencer, SubmitError, PUMP_WAIT};
+use replicator::log::{Log, LogHandle, Refused};
+use replicator::recovery::recover;
+use replicator::snapshots::SnapshotStore;
+use replicator::{CommandLog, LogReader};
+
+use crate::config::{NodeConfig, ShardPlan};
+use crate::persist::{Checkpoints, Persist};
+
+/// Command ring from the feeder to the matcher.
+const COMMAND_RING: usize = 1 << 14;
+/// Output ring from the matcher to the pump.
+const OUTPUT_RING: usize = 1 << 16;
+/// At shutdown, how long the feeder waits for the log's end it was asked to reach, and how
+/// long a Kafka producer may take to flush.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// What recovery did at start, for one shard.
+#[derive(Clone, Debug)]
+pub struct Recovery {
+    pub shard: String,
+    pub snapshot: Option<u64>,
+    pub replayed: u64,
+    pub position: u64,
+}
+
+/// What the rest of the node reads of a running shard: its log, rings, latency and failure.
+pub struct ShardView {
+    pub name: String,
+    pub log: LogHandle,
+    /// The matcher's rings, once it runs.
+    pub rings: OnceLock<Rings>,
+    /// From the gateway's stamp to the feeder reading the command back from the committed
+    /// log: the log's commit latency as sessions see it.
+    pub sequenced_latency: LatencyHistogram,
+    read_failure: OnceLock<String>,
+}
+
+/// How full a shard's two rings are.
+pub struct Rings {
+    pub commands: RingDepth,
+    pub output: RingDepth,
+}
+
+impl ShardView {
+    /// Why the shard stopped following its log, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.read_failure.get().map(String::as_str)
+    }
+}
+
+// ----- 0. open -------------------------------------------------------------------------------
+
+/// A shard with its log open and its engine recovered, not yet running.
+pub struct OpenedShard {
+    log: Log,
+    engine: Engine,
+    store: Arc<SnapshotStore>,
+    pub recovery: Recovery,
+}
+
+/// Opens `shard`'s snapshot store and log under `data_dir`, and recovers its engine.
+pub fn open(
+    data_dir: &Path,
+    shard: &ShardPlan,
+    engine: EngineConfig,
+    keep: usize,
+) -> anyhow::Result<OpenedShard> {
+    let dir = data_dir.join(&shard.dir);
+    let store = Arc::new(
+        SnapshotStore::open(&dir.join("snapshots"), keep.max(1))
+            .context("opening the snapshot store")?,
+    );
+    let log =
+        Log::open(&shard.log, &dir).with_context(|| format!("opening the {}", shard.log.kind()))?;
+    let recovered = recover(&log, &store, engine).context("recovery")?;
+    let mut engine = recovered.engine;
+    // Every reserved page mapped now, so no command takes a page fault later.
+    engine.commit_memory();
+    Ok(OpenedShard {
+        log,
+        engine,
+        store,
+        recovery: Recovery {
+            shard: shard.name.clone(),
+            snapshot: recovered.snapshot,
+            replayed: recovered.replayed,
+            position: recovered.position,
+        },
+    })
+}
+
+impl OpenedShard {
+    /// Where the shard's snapshots go.
+    pub fn store(&self) -> Arc<SnapshotStore> {
+        self.store.clone()
+    }
+
+    /// Whether the recovered engine lists `symbol` already.
+    pub fn lists(&self, symbol: &engine::Symbol) -> bool {
+        self.engine.symbol_id(symbol).is_some()
+    }
+
+    /// The shard's view, before it runs: what the hub submits through and metrics read.
+    pub fn view(&self, name: &str) -> ShardView {
+        ShardView {
+            name: name.into(),
+            log: self.log.handle(),
+            rings: OnceLock::new(),
+            sequenced_latency: LatencyHistogram::default(),
+            read_failure: OnceLock::new(),
+        }
+    }
+}
+
+// ----- 1. submit -----------------------------------------------------------------------------
+
+/// The gateway's way into a shard's log. A full queue is "busy"; a failed journal, an
+/// unreachable Kafka leader or a log this site can no longer read is "unavailable" (answered
+/// at once, never held).
+pub struct ShardSequencer(pub Arc<ShardView>);
+
+impl Sequencer for ShardSequencer {
+    fn submit(&self, command: Command) -> Result<(), SubmitError> {
+        if self.0.failure().is_some() {
+            return Err(SubmitError::Unavailable);
+        }
+        self.0
+            .log
+            .try_append(&command)
+            .map_err(|refused| match refused {
+                Refused::Busy => SubmitError::Busy,
+                Refused::Unavailable => SubmitError::Unavailable,
+            })
+    }
+}
+
+// ----- 2.-4. run -----------------------------------------------------------------------------
+
+/// A shard's threads and log while the node runs.
+pub struct RunningShard {
+    log: Log,
+    /// The log position the feeder stops at (`u64::MAX` while running).
+    stop_feeder: Arc<AtomicU64>,
+    feeder: JoinHandle<anyhow::Result<()>>,
+    runner: Runner,
+    pump: JoinHandle<()>,
+    store: Arc<SnapshotStore>,
+}
+
+/// Starts shard number `at` of `hub`: the hub follows its recovered engine, the matcher takes
+/// it (with snapshots and hashes handed to `persist`), the pump routes what it applies, and
+/// the feeder feeds it the committed log. `view` must be the one the hub submits through.
+pub fn start(
+    opened: OpenedShard,
+    at: usize,
+    view: &Arc<ShardView>,
+    hub: &Arc<Hub>,
+    config: &NodeConfig,
+    persist: Sender<Persist>,
+) -> anyhow::Result<RunningShard> {
+    let OpenedShard {
+        log,
+        engine,
+        store,
+        recovery,
+    } = opened;
+    let position = recovery.position;
+    let pump_state = hub.seed(at, &engine, position);
+    let checkpoints = Checkpoints::new(
+        &config.site,
+        at,
+        position,
+        config.snapshots.policy(),
+        config.hash_every,
+        persist,
+    );
+    let runner: RunnerConfig = config.runner;
+    let (commands, output, runner) =
+        Runner::spawn::<COMMAND_RING, OUTPUT_RING>(engine, runner, position, checkpoints)?;
+    let _ = view.rings.set(Rings {
+        commands: commands.depth(),
+        output: output.depth(),
+    });
+    let pump = hub.spawn_pump(pump_state, output, PUMP_WAIT)?;
+    let reader = log.reader(position)?;
+    let stop_feeder = Arc::new(AtomicU64::new(u64::MAX));
+    let feeder = {
+        let (view, stop) = (view.clone(), stop_feeder.clone());
+        std::thread::Builder::new()
+            .name(format!("feeder-{}", view.name))
+            .spawn(move || feed(reader, commands, &view, &stop))?
+    };
+    Ok(RunningShard {
+        log,
+        stop_feeder,
+        feeder,
+        runner,
+        pump,
+        store,
+    })
+}
+
+/// Feeds the committed log to the matcher until it reaches the position `stop` is set to (or
+/// the log stops delivering for [`STOP_GRACE`] after that). A log it can no longer read is a
+/// failure the shard reports and stops taking orders on.
+fn feed<const N: usize>(
+    mut reader: Box<dyn LogReader + Send>,
+    mut commands: Producer<Command, N>,
+    view: &ShardView,
+    stop: &AtomicU64,
+) -> anyhow::Result<()> {
+    let mut waiter = Waiter::new(PUMP_WAIT);
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        // Stop only once everything committed before the stop was fed (or the log stopped
+        // answering for the grace period: nothing more can be acknowledged).
+        let stop_at = stop.load(Ordering::Acquire);
+        if reader.position() >= stop_at {
+            return Ok(());
+        }
+        let polled = reader.poll(1024, Duration::from_millis(2), &mut |_, command| {
+            view.sequenced_latency.record_since(command.ts.0);
+            let mut command = command;
+            while let Err(back) = commands.try_push(command) {
+                command = back;
+                waiter.wait();
+            }
+            waiter.reset();
+        });
+        let fed = polled.map_err(|err| {
+            // The site can no longer follow the log: it refuses the shard's orders and says so
+            // on /health; the node exits so its supervisor restarts it into recovery.
+            let why = format!("reading the log at {}: {err}", reader.position());
+            eprintln!("node: shard {}: {why}", view.name);
+            let _ = view.read_failure.set(why);
+            err
+        })?;
+        if stop_at == u64::MAX || fed > 0 {
+            idle_since = None;
+        } else if idle_since.get_or_insert_with(Instant::now).elapsed() > STOP_GRACE {
+            eprintln!(
+                "node: shard {}: the log did not deliver up to position {stop_at} within \
+                 {STOP_GRACE:?}; stopping at {}",
+                view.name,
+                reader.position()
+            );
+            return Ok(());
+        }
+    }
+}
+
+// ----- 5. stop -------------------------------------------------------------------------------
+
+/// A shard whose log is closed, draining.
+pub struct StoppingShard {
+    feeder: JoinHandle<anyhow::Result<()>>,
+    runner: Runner,
+    pump: JoinHandle<()>,
+    store: Arc<SnapshotStore>,
+}
+
+impl RunningShard {
+    /// Closes the log (the journal syncs what is queued; the Kafka producer flushes) and tells
+    /// the feeder to stop at its end: everything committed is still applied and reported.
+    pub fn close(self) -> StoppingShard {
+        let end = self.log.close(STOP_GRACE);
+        self.stop_feeder.store(end, Ordering::Release);
+        StoppingShard {
+            feeder: self.feeder,
+            runner: self.runner,
+            pump: self.pump,
+            store: self.store,
+        }
+    }
+}
+
+impl StoppingShard {
+    /// Waits for the feeder, matcher and pump to finish; returns the final engine and where
+    /// to save it.
+    pub fn join(self) -> anyhow::Result<(Engine, Arc<SnapshotStore>)> {
+        self.feeder
+            .join()
+            .map_err(|_| anyhow!("a feeder thread panicked"))??;
+        let (engine, _) = self
+            .runner
+            .join()
+            .map_err(|_| anyhow!("a matcher thread panicked"))?;
+        self.pump
+            .join()
+            .map_err(|_| anyhow!("a pump thread panicked"))?;
+        Ok((engine, self.store))
+    }
+}

@@ -1,0 +1,71 @@
+//! `exchange node`: one site's process, configured by a TOML file plus flags (see
+//! `config/node.toml` and [`node::NodeConfig`]). The node recovers, serves, and on SIGTERM or
+//! Ctrl-C shuts down cleanly: sessions log out, everything committed is applied and reported,
+//! the logs are closed and final snapshots written.
+
+use anyhow::bail;
+use node::{Node, NodeConfig};
+
+/// Runs the node until SIGTERM or Ctrl-C, then shuts it down cleanly.
+pub fn run(config: &NodeConfig) -> anyhow::Result<()> {
+    let site = Node::start(config.clone())?;
+    let names: Vec<String> = site.recovered.iter().map(|r| r.shard.clone()).collect();
+    for recovered in &site.recovered {
+        eprintln!(
+            "node {}: shard {} recovered at log position {} (snapshot {:?}, {} records replayed)",
+            config.site,
+            recovered.shard,
+            recovered.position,
+            recovered.snapshot,
+            recovered.replayed
+        );
+    }
+    eprintln!(
+        "node {}: binary order entry on {}",
+        config.site,
+        site.binary_addr()
+    );
+    if let Some(addr) = site.http_addr() {
+        eprintln!(
+            "node {}: http on {addr} (/health, /metrics, /v1/book/SYMBOL, /ws)",
+            config.site
+        );
+    }
+    if let Some(addr) = site.fix_addr() {
+        eprintln!("node {}: FIX 4.4 on {addr}", config.site);
+    }
+    if let Some(failure) = wait_for_termination(&site)? {
+        bail!("node {}: {failure}", config.site);
+    }
+    eprintln!("node {}: stopping", config.site);
+    for (name, end) in names.iter().zip(site.shutdown()?) {
+        eprintln!(
+            "node {}: shard {name} stopped cleanly at log position {end}",
+            config.site
+        );
+    }
+    Ok(())
+}
+
+/// Blocks until SIGTERM or SIGINT (`None`), or until the site fails (why).
+fn wait_for_termination(site: &Node) -> anyhow::Result<Option<String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let failed = async {
+            loop {
+                if let Some(failure) = site.failure() {
+                    return failure;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => Ok(None),
+            _ = tokio::signal::ctrl_c() => Ok(None),
+            failure = failed => Ok(Some(failure)),
+        }
+    })
+}
