@@ -6,6 +6,7 @@
 //! allocates after construction, and its lookups stay short at the fixed load factor of at most
 //! one half. It is never iterated, so its layout cannot leak into behaviour.
 
+use crate::alloc::reserve_exact;
 use crate::config::ConfigError;
 
 /// Slot value for "empty".
@@ -32,11 +33,7 @@ impl Index {
         let size = (capacity * 2).next_power_of_two().max(8);
         // Probe fallibly, then take zeroed memory, which the allocator maps lazily: an index
         // costs no time until it fills.
-        let mut probe: Vec<u64> = Vec::new();
-        probe
-            .try_reserve_exact(size)
-            .map_err(|_| ConfigError::OutOfMemory { bytes: size * 8 })?;
-        drop(probe);
+        drop(reserve_exact::<u64>(size)?);
         Ok(Index {
             slots: vec![EMPTY; size],
             mask: size - 1,

@@ -13,6 +13,7 @@
 // `unsafe` is allowed in exactly one module, `ring`, where each block says why it is sound.
 #![deny(unsafe_code)]
 
+mod alloc;
 mod command;
 mod config;
 mod engine;
@@ -26,6 +27,7 @@ mod snapshot;
 mod state_hash;
 mod sync;
 mod types;
+mod units;
 
 pub use command::{AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, MassCancel, NewOrder};
 pub use config::{ConfigError, EngineConfig, COUNT_MAX};

@@ -4,8 +4,8 @@
 //! order records so that those stay few and hot (recycled most-recently-freed first), while this
 //! ring is only ever written in order.
 
+use crate::alloc::{commit_capacity, reserve};
 use crate::config::ConfigError;
-use crate::engine::{commit_capacity, reserve};
 use crate::types::{AccountId, OrderId};
 
 /// One remembered id.
