@@ -3,7 +3,7 @@
 //! - [`contract`]: the replay contract's JSON (commands in; events and book out).
 //! - [`replay`]: `exchange replay`.
 //! - [`site`]: one site's running exchange (log → matcher → hub → gateways); [`node`]: `exchange node`.
-//! - [`demo`]: `exchange demo`; [`drill`]: `exchange drill`, the failover drill on three sites.
+//! - [`demo`]: `exchange demo`.
 //! - [`journal_bench`]: `exchange journal-bench`, the journal's benchmark and crash-test writer.
 //! - [`kafka_bench`]: `exchange kafka-bench`, the Kafka log's produce → consume round trip.
 
@@ -11,7 +11,6 @@
 
 pub mod contract;
 pub mod demo;
-pub mod drill;
 pub mod journal_bench;
 pub mod kafka_bench;
 pub mod node;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use drill::positive_seconds;
 use replicator::divergence;
 use replicator::journal::FsyncPolicy;
 
@@ -43,46 +44,7 @@ enum Cmd {
     /// through all of them, random whole-site kills and restarts, then an audit: no
     /// acknowledged order lost, no duplicate, every site on the log's state hash. Exits
     /// non-zero when the audit fails.
-    Drill {
-        /// Seconds of load.
-        #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
-        duration: f64,
-        /// Whole-site kills (SIGKILL), one site down at a time, at random moments.
-        #[arg(long, default_value_t = 3)]
-        kills: usize,
-        /// New orders per second over all clients.
-        #[arg(long, default_value_t = 300)]
-        rate: u32,
-        #[arg(long, default_value_t = 2)]
-        clients_per_site: usize,
-        /// A killed site stays down between these many seconds (MIN,MAX).
-        #[arg(long, value_delimiter = ',', default_value = "2,6")]
-        down_secs: Vec<f64>,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// The report as JSON.
-        #[arg(long, value_name = "FILE")]
-        report: Option<PathBuf>,
-        /// Where the local sites keep their files (a temporary directory otherwise).
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-        /// A running Kafka cluster for the local sites instead of a local tansu broker.
-        #[arg(long, value_name = "BOOTSTRAP_SERVERS")]
-        kafka: Option<String>,
-        /// The drill topic's replication factor on --kafka.
-        #[arg(long, default_value_t = 3)]
-        replication: i32,
-        /// The commands topic (created if missing; default drill-SEED-PID.commands).
-        #[arg(long)]
-        topic: Option<String>,
-        /// Trade on a topic that fails the durability check (replication 3,
-        /// min.insync.replicas 2, unclean election off): development clusters only.
-        #[arg(long)]
-        allow_unsafe_topic: bool,
-        /// Drill a running deployment instead (see config/drill-deployment.toml).
-        #[arg(long, value_name = "FILE", conflicts_with_all = ["kafka", "dir", "topic"])]
-        deployment: Option<PathBuf>,
-    },
+    Drill(drill::Args),
     /// Open-loop load over the binary protocol against running gateways.
     Loadgen {
         /// Binary order-entry gateways (comma-separated); sessions are spread over them.
@@ -204,15 +166,6 @@ enum Cmd {
     },
 }
 
-fn positive_seconds(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => Ok(seconds),
-        _ => Err(format!(
-            "expected a positive number of seconds, got {text:?}"
-        )),
-    }
-}
-
 fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
     match text {
         "batch" => Ok(FsyncPolicy::PerBatch),
@@ -240,44 +193,11 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             Ok(())
         }
-        Cmd::Drill {
-            duration,
-            kills,
-            rate,
-            clients_per_site,
-            down_secs,
-            seed,
-            report,
-            dir,
-            kafka,
-            replication,
-            topic,
-            allow_unsafe_topic,
-            deployment,
-        } => {
-            let &[down_min, down_max] = down_secs.as_slice() else {
-                anyhow::bail!("--down-secs takes MIN,MAX");
-            };
-            let args = exchange::drill::DrillArgs {
-                duration: std::time::Duration::from_secs_f64(duration),
-                kills,
-                rate,
-                clients_per_site,
-                down_min: std::time::Duration::try_from_secs_f64(down_min)?,
-                down_max: std::time::Duration::try_from_secs_f64(down_max)?,
-                seed,
-                dir,
-                kafka,
-                replication,
-                topic,
-                allow_unsafe_topic,
-                deployment,
-                exe: std::env::current_exe()?,
-            };
-            let result = exchange::drill::drill(&args)?;
+        Cmd::Drill(args) => {
+            let result = drill::drill(&args, &std::env::current_exe()?)?;
             print!("{}", result.summary());
-            if let Some(path) = report {
-                std::fs::write(&path, serde_json::to_string_pretty(&result)?)?;
+            if let Some(path) = &args.report {
+                std::fs::write(path, serde_json::to_string_pretty(&result)?)?;
                 println!("report: {}", path.display());
             }
             if !result.passed() {
