@@ -1,18 +1,16 @@
 //! The `exchange` command's library: the edges around the engine that the binary wires up.
 //!
+//! - [`cmd`]: the subcommands, each its arguments and its `run`.
 //! - [`contract`]: the replay contract's JSON (commands in; events and book out).
 //! - [`replay`]: `exchange replay`.
 //! - [`site`]: one site's running exchange (log → matcher → hub → gateways); [`node`]: `exchange node`.
 //! - [`demo`]: `exchange demo`.
-//! - [`journal_bench`]: `exchange journal-bench`, the journal's benchmark and crash-test writer.
-//! - [`kafka_bench`]: `exchange kafka-bench`, the Kafka log's produce → consume round trip.
 
 #![forbid(unsafe_code)]
 
+pub mod cmd;
 pub mod contract;
 pub mod demo;
-pub mod journal_bench;
-pub mod kafka_bench;
 pub mod node;
 pub mod replay;
 pub mod site;
