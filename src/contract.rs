@@ -85,6 +85,41 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
                 lot: qty("lot", &lot)?,
             }),
         ),
+        WireCommand::Cancel {
+            ts,
+            account,
+            symbol,
+            order_id,
+        } => (
+            ts,
+            CommandKind::Cancel(CancelOrder {
+                account: AccountId(account),
+                symbol,
+                order_id,
+            }),
+        ),
+        WireCommand::MassCancel {
+            ts,
+            account,
+            symbol,
+        } => (
+            ts,
+            CommandKind::MassCancel(MassCancel {
+                account: AccountId(account),
+                symbol,
+            }),
+        ),
+        order @ (WireCommand::New { .. } | WireCommand::Amend { .. }) => order_command(order)?,
+    };
+    Ok(Command {
+        ts: TimestampNs(ts),
+        kind,
+    })
+}
+
+/// A new order or an amend, whose prices and quantities are decimals to parse.
+fn order_command(wire: WireCommand) -> Result<(u64, CommandKind), String> {
+    Ok(match wire {
         WireCommand::New {
             ts,
             account,
@@ -112,19 +147,6 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
                 stp,
             }),
         ),
-        WireCommand::Cancel {
-            ts,
-            account,
-            symbol,
-            order_id,
-        } => (
-            ts,
-            CommandKind::Cancel(CancelOrder {
-                account: AccountId(account),
-                symbol,
-                order_id,
-            }),
-        ),
         WireCommand::Amend {
             ts,
             account,
@@ -145,21 +167,7 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
                 qty: new_qty.as_deref().map(|q| qty("qty", q)).transpose()?,
             }),
         ),
-        WireCommand::MassCancel {
-            ts,
-            account,
-            symbol,
-        } => (
-            ts,
-            CommandKind::MassCancel(MassCancel {
-                account: AccountId(account),
-                symbol,
-            }),
-        ),
-    };
-    Ok(Command {
-        ts: TimestampNs(ts),
-        kind,
+        _ => unreachable!("parse_command passes only new orders and amends"),
     })
 }
 
@@ -281,23 +289,6 @@ enum WireEvent<'a> {
 pub fn event_json(event: &Event, scales: &Scales) -> String {
     let (seq, ts) = (event.seq, event.ts.0);
     let wire = match &event.kind {
-        EventKind::Accepted {
-            account,
-            order_id,
-            symbol,
-            side,
-            price,
-            qty,
-        } => WireEvent::Accepted {
-            account: account.0,
-            order_id: order_id.as_str(),
-            symbol: symbol.as_str(),
-            side: *side,
-            price: price.map(|p| scales.price(symbol, p)),
-            qty: scales.qty(symbol, *qty),
-            seq,
-            ts,
-        },
         EventKind::Rejected {
             account,
             order_id,
@@ -345,6 +336,33 @@ pub fn event_json(event: &Event, scales: &Scales) -> String {
             seq,
             ts,
         },
+        order @ (EventKind::Accepted { .. }
+        | EventKind::Cancelled { .. }
+        | EventKind::Amended { .. }) => order_event(order, seq, ts, scales),
+    };
+    serde_json::to_string(&wire).expect("event lines always serialize")
+}
+
+/// An event about one order's life: accepted, cancelled or amended.
+fn order_event<'a>(kind: &'a EventKind, seq: u64, ts: u64, scales: &Scales) -> WireEvent<'a> {
+    match kind {
+        EventKind::Accepted {
+            account,
+            order_id,
+            symbol,
+            side,
+            price,
+            qty,
+        } => WireEvent::Accepted {
+            account: account.0,
+            order_id: order_id.as_str(),
+            symbol: symbol.as_str(),
+            side: *side,
+            price: price.map(|p| scales.price(symbol, p)),
+            qty: scales.qty(symbol, *qty),
+            seq,
+            ts,
+        },
         EventKind::Cancelled {
             account,
             order_id,
@@ -375,8 +393,8 @@ pub fn event_json(event: &Event, scales: &Scales) -> String {
             seq,
             ts,
         },
-    };
-    serde_json::to_string(&wire).expect("event lines always serialize")
+        _ => unreachable!("event_json passes only accepted, cancelled and amended events"),
+    }
 }
 
 #[derive(Serialize)]

@@ -1,20 +1,15 @@
 //! The `exchange` command's library: the edges around the engine that the binary wires up.
 //!
+//! - [`cmd`]: the subcommands, each its arguments and its `run`.
 //! - [`contract`]: the replay contract's JSON (commands in; events and book out).
 //! - [`replay`]: `exchange replay`.
-//! - [`node_cmd`]: `exchange node` (the site itself is the `node` crate).
-//! - [`demo`]: `exchange demo`; [`drill`]: `exchange drill`, the failover drill on three sites.
-//! - [`journal_bench`]: `exchange journal-bench`, the journal's benchmark and crash-test writer.
-//! - [`kafka_bench`]: `exchange kafka-bench`, the Kafka log's produce → consume round trip.
+//! - [`demo`]: `exchange demo` (and `exchange loadgen`'s site).
 
 #![forbid(unsafe_code)]
 
+pub mod cmd;
 pub mod contract;
 pub mod demo;
-pub mod drill;
-pub mod journal_bench;
-pub mod kafka_bench;
-pub mod node_cmd;
 pub mod replay;
 
 use std::path::Path;

@@ -18,8 +18,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use drill::tansu::Tansu;
 use rdkafka::mocking::MockCluster;
-use replicator::tansu::Tansu;
 use serde_json::Value;
 
 /// One drill at a time.

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use exchange::journal_bench::command_at;
+use exchange::cmd::journal_bench::command_at;
 use replicator::journal::{Journal, JournalConfig};
 
 /// Small segments, so that kills often land around a segment roll.

@@ -1,20 +1,13 @@
-//! Seeded order flows, the open-loop load generator and failover drills.
+//! The open-loop load generator: load only (failover drills are the `drill` crate's).
 //!
 //! The flows it sends are the `flow` crate's ([`flow::FlowGenerator`]).
 //! - [`run()`]: the open-loop load generator: the flow over many binary sessions at a fixed
 //!   rate, latency from each request's intended send time ([`LoadConfig`], [`RunResult`]).
 //! - [`sweep()`]: one rate after another up to the first that misses its p99 bound.
 //! - [`table`], [`write_html`]: a text table and a self-contained HTML report of runs.
-//! - [`failover`]: a client that fails over between sites, reconciles and resends
-//!   unacknowledged orders with their client order ids.
-//! - [`drill`]: failover drills: load through every site while sites are killed and
-//!   restarted, then an audit against the log (lost acknowledged orders, duplicates,
-//!   convergence, RTO, catch-up).
 
 #![forbid(unsafe_code)]
 
-pub mod drill;
-pub mod failover;
 mod html;
 mod plan;
 mod result;

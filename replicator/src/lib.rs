@@ -8,7 +8,6 @@
 //! - [`record`]: the journal's record framing (length, CRC, position, durable mark).
 //! - [`snapshots`]: engine snapshots on disk, each tied to a log position.
 //! - [`recovery`]: newest valid snapshot + replay of the log after it.
-//! - [`tansu`]: a local Kafka-protocol broker (tansu) for development, tests and drills.
 //!
 //! - [`divergence`]: state-hash reports every N records, and the comparison that finds sites
 //!   that disagree (`exchange verify`).
@@ -22,7 +21,6 @@ pub mod log;
 pub mod record;
 pub mod recovery;
 pub mod snapshots;
-pub mod tansu;
 
 use std::time::Duration;
 

@@ -3,11 +3,49 @@
 //! Ctrl-C shuts down cleanly: sessions log out, everything committed is applied and reported,
 //! the logs are closed and final snapshots written.
 
-use anyhow::bail;
-use node::{Node, NodeConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use node::{Node, NodeConfig, Overrides};
+
+/// `exchange node`'s arguments (its help text is the doc comments).
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Overrides the file's site name.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Overrides the file's data directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Overrides the binary order-entry listen address.
+    #[arg(long, value_name = "ADDR")]
+    pub binary: Option<SocketAddr>,
+    /// Overrides the HTTP (health, metrics, market data) listen address.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// Overrides the FIX 4.4 listen address.
+    #[arg(long, value_name = "ADDR")]
+    pub fix: Option<SocketAddr>,
+}
+
+/// Runs the site until SIGTERM or SIGINT.
+pub fn run(args: Args) -> Result<()> {
+    let mut node = NodeConfig::load(&args.config)?;
+    node.apply(Overrides {
+        site: args.site,
+        data_dir: args.data_dir,
+        binary_listen: args.binary,
+        http_listen: args.http,
+        fix_listen: args.fix,
+    });
+    serve(&node)
+}
 
 /// Runs the node until SIGTERM or Ctrl-C, then shuts it down cleanly.
-pub fn run(config: &NodeConfig) -> anyhow::Result<()> {
+fn serve(config: &NodeConfig) -> anyhow::Result<()> {
     let site = Node::start(config.clone())?;
     let names: Vec<String> = site.recovered.iter().map(|r| r.shard.clone()).collect();
     for recovered in &site.recovered {

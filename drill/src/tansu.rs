@@ -4,7 +4,7 @@
 //!
 //! tansu does not replicate and reports one broker, so it stands in for the cluster as a
 //! whole: stopping it is a whole-Kafka outage. Leader moves and broker failures are exercised
-//! with librdkafka's mock cluster instead (`tests/kafka_mock.rs`).
+//! with librdkafka's mock cluster instead (`replicator/tests/kafka_mock.rs`).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -19,23 +19,38 @@
 //!
 //! Sites are driven through [`SiteControl`]: processes this program started, or a real
 //! deployment's kill and start commands.
+//!
+//! - [`run_drill()`]: the drill and its audit on sites that are up ([`DrillConfig`],
+//!   [`DrillReport`]).
+//! - [`failover`]: a client that fails over between sites, reconciles and resends
+//!   unacknowledged orders with their client order ids.
+//! - [`sites`]: `exchange drill` ([`Args`], [`drill()`]): three local `exchange node`
+//!   processes on one Kafka log, or a running deployment.
+//! - [`tansu`]: a local Kafka-protocol broker (tansu) for development, tests and drills.
 
-use std::collections::{BTreeMap, HashMap};
+#![forbid(unsafe_code)]
+
+mod audit;
+pub mod failover;
+pub mod sites;
+pub mod tansu;
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use engine::{
-    AccountId, Engine, EngineConfig, Event, EventKind, OrdType, OrderId, Price, Qty, Side, Stp,
-    Symbol, Tif,
-};
+use engine::{AccountId, EngineConfig, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
 use gateway::binary::{ClientMessage, NewOrderMsg};
-use hdrhistogram::Histogram;
 use replicator::divergence::HashReport;
-use replicator::kafka::{KafkaConfig, KafkaReader};
+use replicator::kafka::KafkaConfig;
 use serde::Serialize;
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
 
-use crate::failover::{Ack, FailoverClient, FailoverConfig, Outcome};
+use crate::failover::{Ack, FailoverClient, FailoverConfig};
+pub use crate::sites::{drill, positive_seconds, Args};
 use flow::SplitMix64;
 
 /// How long `/health` and `/v1/hashes` may take to answer.
@@ -187,9 +202,15 @@ impl DrillReport {
 
     /// A readable summary.
     pub fn summary(&self) -> String {
-        use std::fmt::Write;
         let mut out = String::new();
-        let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+        self.write_load(&mut out);
+        self.write_kills(&mut out);
+        self.write_audit(&mut out);
+        out
+    }
+
+    /// What was sent and acknowledged.
+    fn write_load(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "drill over {} ({:.0} s at {}/s): {} orders, {} acknowledged ({} accepted, {} \
@@ -203,6 +224,11 @@ impl DrillReport {
             self.rejected_by_engine,
             self.unacknowledged
         );
+    }
+
+    /// The kills, failovers and refusals, one line per kill.
+    fn write_kills(&self, out: &mut String) {
+        let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
         let _ = writeln!(
             out,
             "kills {}  failovers {}  (orders known at the new site {}, resent {})  rto max {}  \
@@ -233,6 +259,10 @@ impl DrillReport {
                 ms(kill.catch_up_ms)
             );
         }
+    }
+
+    /// The latency, the audit's figures, each site's hash and the verdict.
+    fn write_audit(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "ack latency p50 {} us  p99 {} us  p99.9 {} us  max {} us",
@@ -262,7 +292,6 @@ impl DrillReport {
                 let _ = writeln!(out, "FAILED: {problem}");
             }
         }
-        out
     }
 }
 
@@ -294,22 +323,66 @@ pub fn run_drill<S: SiteControl>(config: &DrillConfig, sites: &mut [S]) -> Resul
         .enable_all()
         .build()?;
     let started = Instant::now();
-    let load_end = started + config.duration;
-    let clients = sites.len() * config.clients_per_site;
+    let tasks = spawn_clients(&runtime, config, &gateways, started + config.duration);
+    let kills = kill_and_restart(config, sites, &names, &https, started)?;
+    let results: Vec<ClientResult> = runtime.block_on(async {
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(
+                task.await
+                    .map_err(|e| anyhow!("a client task failed: {e}"))??,
+            );
+        }
+        Ok::<_, anyhow::Error>(results)
+    })?;
+    let load_seconds = started.elapsed().as_secs_f64();
+
+    // Bring every site to the same hash boundary, then audit.
+    let position = runtime.block_on(align_to_boundary(config, &gateways, &https))?;
+    drop(runtime);
+    audit::audit(
+        config,
+        &names,
+        &https,
+        position,
+        kills,
+        results,
+        load_seconds,
+    )
+}
+
+/// Starts one client task per member in use, spread over the sites, each sending its share
+/// of the rate until `load_end`.
+fn spawn_clients(
+    runtime: &Runtime,
+    config: &DrillConfig,
+    gateways: &[SocketAddr],
+    load_end: Instant,
+) -> Vec<JoinHandle<Result<ClientResult>>> {
+    let clients = gateways.len() * config.clients_per_site;
     let per_client = f64::from(config.rate) / clients as f64;
-    let tasks: Vec<_> = (0..clients)
+    (0..clients)
         .map(|k| {
             let (token, _) = config.members[k].clone();
-            let failover = FailoverConfig::new(gateways.clone(), &token);
+            let failover = FailoverConfig::new(gateways.to_vec(), &token);
             let config = config.clone();
             let first = k % gateways.len();
             runtime.spawn(async move {
                 client_task(k, first, failover, config, per_client, load_end).await
             })
         })
-        .collect();
+        .collect()
+}
 
-    // The control thread: kills and restarts, one site down at a time.
+/// The control thread: kills and restarts, one site down at a time, as the kill plan says.
+/// Returns each kill's record (RTO still to fill in), its site and when it happened.
+fn kill_and_restart<S: SiteControl>(
+    config: &DrillConfig,
+    sites: &mut [S],
+    names: &[String],
+    https: &[SocketAddr],
+    started: Instant,
+) -> Result<Vec<(usize, KillRecord, Instant)>> {
     let mut kills = Vec::new();
     let plan = kill_plan(config, sites.len());
     for (at, site, down) in plan {
@@ -327,7 +400,7 @@ pub fn run_drill<S: SiteControl>(config: &DrillConfig, sites: &mut [S]) -> Resul
             catch_up_ms: None,
         };
         sleep_until(killed + down);
-        let target = log_end(&https, site);
+        let target = log_end(https, site);
         let restarted = Instant::now();
         sites[site]
             .start()
@@ -337,31 +410,7 @@ pub fn run_drill<S: SiteControl>(config: &DrillConfig, sites: &mut [S]) -> Resul
             .map(|caught_up| ms_between(restarted, caught_up));
         kills.push((site, record, killed));
     }
-
-    let results: Vec<ClientResult> = runtime.block_on(async {
-        let mut results = Vec::new();
-        for task in tasks {
-            results.push(
-                task.await
-                    .map_err(|e| anyhow!("a client task failed: {e}"))??,
-            );
-        }
-        Ok::<_, anyhow::Error>(results)
-    })?;
-    let load_seconds = started.elapsed().as_secs_f64();
-
-    // Bring every site to the same hash boundary, then audit.
-    let position = runtime.block_on(align_to_boundary(config, &gateways, &https))?;
-    drop(runtime);
-    audit(
-        config,
-        &names,
-        &https,
-        position,
-        kills,
-        results,
-        load_seconds,
-    )
+    Ok(kills)
 }
 
 /// Kill times (from the start), sites and down times: one kill per equal slot of the middle
@@ -606,6 +655,7 @@ async fn settled_position(https: &[SocketAddr], deadline: Instant) -> Result<u64
     }
 }
 
+/// Every state hash a site reports (`/v1/hashes`); none if it does not answer.
 fn site_hashes(http: SocketAddr) -> Vec<HashReport> {
     let agent = http_agent();
     agent
@@ -616,298 +666,9 @@ fn site_hashes(http: SocketAddr) -> Vec<HashReport> {
         .unwrap_or_default()
 }
 
-/// What the log's replay says.
-struct History {
-    /// Accepted events per (account, client order id).
-    accepted: HashMap<(AccountId, OrderId), u32>,
-    /// The replay's state hash at each position a site reported.
-    hashes: BTreeMap<u64, String>,
-}
-
-/// Replays the log from its start up to `end`, hashing the state at `positions`.
-fn replay(config: &DrillConfig, end: u64, positions: &[u64]) -> Result<History> {
-    let mut engine =
-        Engine::new(config.engine).map_err(|e| anyhow!("the sites' engine config: {e:?}"))?;
-    let mut reader = KafkaReader::new(&config.kafka, 0)?;
-    let mut events: Vec<Event> = Vec::with_capacity(64);
-    let mut history = History {
-        accepted: HashMap::new(),
-        hashes: BTreeMap::new(),
-    };
-    let mut wanted = positions.iter().copied().peekable();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while reader.position() < end {
-        if Instant::now() > deadline {
-            bail!("reading the log stalled at {}", reader.position());
-        }
-        let Some((_, command)) = reader.poll(Duration::from_millis(200))? else {
-            continue;
-        };
-        events.clear();
-        engine.apply(&command, &mut events);
-        for event in &events {
-            if let EventKind::Accepted {
-                account, order_id, ..
-            } = event.kind
-            {
-                *history.accepted.entry((account, order_id)).or_default() += 1;
-            }
-        }
-        let next = reader.position();
-        while wanted.peek().is_some_and(|p| *p < next) {
-            wanted.next();
-        }
-        if wanted.peek() == Some(&next) {
-            history.hashes.insert(next, engine.state_hash().to_string());
-        }
-    }
-    Ok(history)
-}
-
-/// An order acknowledged as accepted that the log's history never accepted.
-fn is_lost(history: &History, account: AccountId, ack: &Ack) -> bool {
-    ack.outcome == Outcome::Accepted && !history.accepted.contains_key(&(account, ack.cl_ord_id))
-}
-
-/// Client order ids the history accepted more than once.
-fn duplicates(history: &History) -> u64 {
-    history.accepted.values().filter(|n| **n > 1).count() as u64
-}
-
-fn audit(
-    config: &DrillConfig,
-    names: &[String],
-    https: &[SocketAddr],
-    position: u64,
-    kills: Vec<(usize, KillRecord, Instant)>,
-    results: Vec<ClientResult>,
-    load_seconds: f64,
-) -> Result<DrillReport> {
-    let reports: Vec<Vec<HashReport>> = https.iter().map(|h| site_hashes(*h)).collect();
-    let mut positions: Vec<u64> = reports.iter().flatten().map(|r| r.position).collect();
-    positions.push(position);
-    positions.sort_unstable();
-    positions.dedup();
-    let history = replay(config, position, &positions)?;
-
-    let mut problems = Vec::new();
-    let mut hash_mismatches = Vec::new();
-    for report in reports.iter().flatten() {
-        if let Some(expected) = history.hashes.get(&report.position) {
-            if *expected != report.hash {
-                hash_mismatches.push(format!(
-                    "{} at {}: {} (log: {expected})",
-                    report.site, report.position, report.hash
-                ));
-            }
-        }
-    }
-    let final_hash = history.hashes.get(&position).cloned();
-    let hashes: Vec<SiteHash> = names
-        .iter()
-        .zip(&reports)
-        .map(|(name, reports)| {
-            let hash = reports
-                .iter()
-                .find(|r| r.position == position)
-                .map(|r| r.hash.clone());
-            SiteHash {
-                site: name.clone(),
-                position,
-                matches_log: hash.is_some() && hash == final_hash,
-                hash,
-            }
-        })
-        .collect();
-    let sites_converged = hash_mismatches.is_empty() && hashes.iter().all(|h| h.matches_log);
-
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let (mut acked, mut accepted, mut rejected, mut lost, mut orders, mut unacked, mut refused) =
-        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut lost_examples = Vec::new();
-    let mut refused_by_reason = BTreeMap::new();
-    let mut returns_home = 0;
-    for result in &results {
-        orders += result.orders;
-        unacked += result.unacknowledged as u64;
-        let c = &result.counts;
-        refused += c.refused_busy + c.refused_unavailable + c.refused_throttled;
-        for (reason, n) in [
-            ("busy", c.refused_busy),
-            ("unavailable", c.refused_unavailable),
-            ("throttled", c.refused_throttled),
-        ] {
-            *refused_by_reason.entry(reason.to_string()).or_default() += n;
-        }
-        returns_home += c.returns_home;
-        for ack in &result.acks {
-            acked += 1;
-            let _ = latency.record(ack.at.duration_since(ack.sent).as_micros().max(1) as u64);
-            match ack.outcome {
-                Outcome::Accepted => {
-                    accepted += 1;
-                    if is_lost(&history, result.account, ack) {
-                        lost += 1;
-                        if lost_examples.len() < 10 {
-                            lost_examples.push(format!(
-                                "account {} order {}",
-                                result.account.0,
-                                ack.cl_ord_id.as_str()
-                            ));
-                        }
-                    }
-                }
-                Outcome::Rejected(_) => rejected += 1,
-            }
-        }
-    }
-    let duplicates = duplicates(&history);
-
-    // RTO per kill: for each client that failed over from the killed site after the kill, from
-    // the kill to its first acknowledgement at the new site; the slowest client's.
-    let mut kill_log = Vec::new();
-    for (site, mut record, killed) in kills {
-        let window_end = killed + Duration::from_secs(30);
-        let mut worst: Option<u64> = None;
-        let mut count = 0;
-        for result in &results {
-            for (failover, first_ack) in result.failovers.iter().zip(&result.first_ack_after) {
-                if failover.from == site && failover.detected >= killed {
-                    if failover.detected > window_end {
-                        continue;
-                    }
-                    count += 1;
-                    if let Some(at) = first_ack {
-                        let rto = ms_between(killed, *at);
-                        worst = Some(worst.map_or(rto, |w: u64| w.max(rto)));
-                    }
-                }
-            }
-        }
-        record.clients_failed_over = count;
-        record.rto_ms = worst;
-        kill_log.push(record);
-    }
-    let failovers: usize = results.iter().map(|r| r.failovers.len()).sum();
-    let reconciled_known = results
-        .iter()
-        .flat_map(|r| &r.failovers)
-        .map(|f| f.known)
-        .sum();
-    let resent = results
-        .iter()
-        .flat_map(|r| &r.failovers)
-        .map(|f| f.resent)
-        .sum();
-
-    if lost > 0 {
-        problems.push(format!(
-            "{lost} acknowledged orders are not in the log's history"
-        ));
-    }
-    if duplicates > 0 {
-        problems.push(format!("{duplicates} client order ids were accepted twice"));
-    }
-    if !sites_converged {
-        problems.push("the sites did not converge on the log's state".into());
-    }
-    if acked == 0 {
-        problems.push("no order was acknowledged".into());
-    }
-    if kill_log.iter().any(|k| k.catch_up_ms.is_none()) {
-        problems.push("a restarted site did not catch up".into());
-    }
-    let pct = |q: f64| latency.value_at_quantile(q);
-    Ok(DrillReport {
-        sites: names.to_vec(),
-        duration_s: load_seconds,
-        rate_target: config.rate,
-        orders,
-        acked_orders: acked,
-        accepted,
-        rejected_by_engine: rejected,
-        unacknowledged: unacked,
-        lost_acked: lost,
-        lost_examples,
-        duplicates,
-        sites_converged,
-        audit_position: position,
-        hashes,
-        hash_mismatches,
-        kills: kill_log.len(),
-        rto_ms_max: kill_log.iter().filter_map(|k| k.rto_ms).max(),
-        catch_up_ms_max: kill_log.iter().filter_map(|k| k.catch_up_ms).max(),
-        kill_log,
-        failovers,
-        reconciled_known,
-        resent,
-        refused,
-        refused_by_reason,
-        returns_home,
-        ack_latency_us: Percentiles {
-            p50: pct(0.5),
-            p99: pct(0.99),
-            p999: pct(0.999),
-            max: latency.max(),
-        },
-        problems,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(text: &str) -> OrderId {
-        OrderId::new(text).unwrap()
-    }
-
-    fn ack(text: &str, outcome: Outcome) -> Ack {
-        let now = Instant::now();
-        Ack {
-            cl_ord_id: id(text),
-            outcome,
-            site: 0,
-            sent: now,
-            at: now,
-        }
-    }
-
-    /// The audit's judgement itself: an acknowledged order missing from the history is lost
-    /// (a rejected one is not), and an id accepted twice is a duplicate.
-    #[test]
-    fn the_audit_finds_lost_and_duplicate_orders() {
-        let account = AccountId(7);
-        let mut history = History {
-            accepted: HashMap::new(),
-            hashes: BTreeMap::new(),
-        };
-        history.accepted.insert((account, id("in-log")), 1);
-        assert!(!is_lost(
-            &history,
-            account,
-            &ack("in-log", Outcome::Accepted)
-        ));
-        assert!(is_lost(
-            &history,
-            account,
-            &ack("missing", Outcome::Accepted)
-        ));
-        assert!(!is_lost(
-            &history,
-            account,
-            &ack("missing", Outcome::Rejected(6))
-        ));
-        // The same id under another account is another order.
-        assert!(is_lost(
-            &history,
-            AccountId(8),
-            &ack("in-log", Outcome::Accepted)
-        ));
-        assert_eq!(duplicates(&history), 0);
-        history.accepted.insert((account, id("twice")), 2);
-        assert_eq!(duplicates(&history), 1);
-    }
 
     /// Kills fall inside the run's middle, one per slot, in order, each down for less than
     /// half its slot (so one site is down at a time).

@@ -3,7 +3,7 @@
 //! Locally it starts a Kafka-protocol broker (tansu, or `--kafka` for a running cluster),
 //! creates the shard's topic, writes a node configuration per site (`cloud-a`, `cloud-b`,
 //! `metal`) and runs each site as its own `exchange node` process, so a kill is a real
-//! SIGKILL of a whole site. The drill itself (load, kills, audit) is `loadgen::drill`.
+//! SIGKILL of a whole site. The drill itself (load, kills, audit) is [`run_drill`].
 //!
 //! With `--deployment FILE` it drives an existing deployment instead: the file names each
 //! site's gateway and HTTP addresses and the shell commands that kill and start it (see
@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use engine::{EngineConfig, Price, Qty, Symbol};
-use loadgen::drill::{run_drill, DrillConfig, DrillReport, SiteControl};
 use replicator::kafka::{check_topic, create_topic, KafkaConfig, KafkaLogError};
-use replicator::tansu::Tansu;
 use serde::Deserialize;
+
+use crate::tansu::Tansu;
+use crate::{run_drill, DrillConfig, DrillReport, SiteControl};
 
 /// The three sites of a local drill.
 pub const SITES: [&str; 3] = ["cloud-a", "cloud-b", "metal"];
@@ -28,39 +29,81 @@ const NODE_START: Duration = Duration::from_secs(60);
 /// How long a node may take to stop after SIGTERM before it is killed.
 const NODE_STOP: Duration = Duration::from_secs(20);
 
-/// What `exchange drill` was asked for.
-#[derive(Clone, Debug)]
-pub struct DrillArgs {
-    pub duration: Duration,
+/// `exchange drill`'s arguments (its help text is the doc comments).
+#[derive(Clone, Debug, clap::Args)]
+pub struct Args {
+    /// Seconds of load.
+    #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
+    pub duration: f64,
+    /// Whole-site kills (SIGKILL), one site down at a time, at random moments.
+    #[arg(long, default_value_t = 3)]
     pub kills: usize,
+    /// New orders per second over all clients.
+    #[arg(long, default_value_t = 300)]
     pub rate: u32,
+    #[arg(long, default_value_t = 2)]
     pub clients_per_site: usize,
-    pub down_min: Duration,
-    pub down_max: Duration,
+    /// A killed site stays down between these many seconds (MIN,MAX).
+    #[arg(long, value_delimiter = ',', default_value = "2,6")]
+    pub down_secs: Vec<f64>,
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Where the local sites, the broker and the node logs live (a temporary directory if
-    /// not given).
+    /// The report as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Where the local sites keep their files (a temporary directory otherwise).
+    #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// A running Kafka cluster for the local sites instead of a tansu broker.
+    /// A running Kafka cluster for the local sites instead of a local tansu broker.
+    #[arg(long, value_name = "BOOTSTRAP_SERVERS")]
     pub kafka: Option<String>,
-    /// The topic's replication factor on `--kafka` (tansu: 1).
+    /// The drill topic's replication factor on --kafka.
+    #[arg(long, default_value_t = 3)]
     pub replication: i32,
-    /// The commands topic (created if missing); `drill-SEED-PID.commands` if not given.
+    /// The commands topic (created if missing; default drill-SEED-PID.commands).
+    #[arg(long)]
     pub topic: Option<String>,
-    /// Trade on a topic that fails the durability check (a single broker, or a test cluster
-    /// that does not report its settings).
+    /// Trade on a topic that fails the durability check (replication 3,
+    /// min.insync.replicas 2, unclean election off): development clusters only.
+    #[arg(long)]
     pub allow_unsafe_topic: bool,
-    /// An existing deployment to drill instead of local sites.
+    /// Drill a running deployment instead (see config/drill-deployment.toml).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kafka", "dir", "topic"])]
     pub deployment: Option<PathBuf>,
-    /// The `exchange` binary the local sites run.
-    pub exe: PathBuf,
 }
 
-/// Runs the drill; the report says whether it passed.
-pub fn drill(args: &DrillArgs) -> Result<DrillReport> {
+impl Args {
+    /// `--down-secs` as (MIN, MAX).
+    fn down(&self) -> Result<(Duration, Duration)> {
+        let &[down_min, down_max] = self.down_secs.as_slice() else {
+            bail!("--down-secs takes MIN,MAX");
+        };
+        Ok((
+            Duration::try_from_secs_f64(down_min)?,
+            Duration::try_from_secs_f64(down_max)?,
+        ))
+    }
+}
+
+/// A number of seconds on the command line: positive and finite (the `exchange` command's
+/// other durations take it too).
+pub fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => Ok(seconds),
+        _ => Err(format!(
+            "expected a positive number of seconds, got {text:?}"
+        )),
+    }
+}
+
+/// Runs the drill `args` asks for, the local sites running `exe` (the `exchange` binary);
+/// the report says whether it passed.
+pub fn drill(args: &Args, exe: &Path) -> Result<DrillReport> {
+    // Checked before anything starts.
+    let down = args.down()?;
     match &args.deployment {
-        Some(path) => drill_deployment(args, path),
-        None => drill_local(args),
+        Some(path) => drill_deployment(args, down, path),
+        None => drill_local(args, down, exe),
     }
 }
 
@@ -174,8 +217,8 @@ fn free_port() -> Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-/// The drill's members: one per client.
-fn members(count: usize) -> Vec<(String, String, u64)> {
+/// The drill's members as (name, token, account): one per client.
+pub fn members(count: usize) -> Vec<(String, String, u64)> {
     (0..count)
         .map(|k| {
             (
@@ -189,7 +232,7 @@ fn members(count: usize) -> Vec<(String, String, u64)> {
 
 /// The engine every site and the audit use: room for every order of a 10-minute drill, and
 /// every client order id remembered for deduplication.
-fn drill_engine(seed: u64) -> EngineConfig {
+pub fn drill_engine(seed: u64) -> EngineConfig {
     EngineConfig {
         orders_max: 1 << 18,
         retired_ids_max: 1 << 21,
@@ -198,8 +241,8 @@ fn drill_engine(seed: u64) -> EngineConfig {
     }
 }
 
-/// A node configuration for one local site.
-fn node_toml(
+/// A node configuration (TOML) for one local site, on the Kafka log `kafka`.
+pub fn node_toml(
     name: &str,
     kafka: &KafkaConfig,
     engine: &EngineConfig,
@@ -251,8 +294,11 @@ fn node_toml(
     Ok(toml::to_string(&doc)?)
 }
 
+/// The one place a [`DrillConfig`] is made: from the arguments (`down` is
+/// [`Args::down`]'s) and the shard the sites run.
 fn drill_config(
-    args: &DrillArgs,
+    args: &Args,
+    down: (Duration, Duration),
     kafka: KafkaConfig,
     engine: EngineConfig,
     members: Vec<(String, u64)>,
@@ -260,12 +306,12 @@ fn drill_config(
     (symbol, tick, lot): (Symbol, Price, Qty),
 ) -> DrillConfig {
     DrillConfig {
-        duration: args.duration,
+        duration: Duration::from_secs_f64(args.duration),
         kills: args.kills,
         rate: args.rate,
         clients_per_site: args.clients_per_site,
-        down_min: args.down_min,
-        down_max: args.down_max,
+        down_min: down.0,
+        down_max: down.1,
         seed: args.seed,
         members,
         symbol,
@@ -286,13 +332,13 @@ fn btc() -> Result<(Symbol, Price, Qty)> {
     ))
 }
 
-fn drill_local(args: &DrillArgs) -> Result<DrillReport> {
+fn drill_local(args: &Args, down: (Duration, Duration), exe: &Path) -> Result<DrillReport> {
     let temp = tempfile::tempdir()?;
     let dir = args
         .dir
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
-    let result = drill_local_in(args, &dir);
+    let result = drill_local_in(args, down, exe, &dir);
     if args.dir.is_none() && !result.as_ref().is_ok_and(DrillReport::passed) {
         // Keep the evidence of a failed drill: node logs, configurations, data.
         let kept = temp.keep();
@@ -301,9 +347,73 @@ fn drill_local(args: &DrillArgs) -> Result<DrillReport> {
     result
 }
 
-fn drill_local_in(args: &DrillArgs, dir: &Path) -> Result<DrillReport> {
+fn drill_local_in(
+    args: &Args,
+    down: (Duration, Duration),
+    exe: &Path,
+    dir: &Path,
+) -> Result<DrillReport> {
     std::fs::create_dir_all(dir)?;
-    let (_broker, bootstrap, replication) = match &args.kafka {
+    let (_broker, kafka) = local_log(args, dir)?;
+    let engine = drill_engine(args.seed);
+    let clients = SITES.len() * args.clients_per_site;
+    let members = members(clients.max(1));
+    let hash_every = 1000;
+    let mut sites = Vec::new();
+    for name in SITES {
+        let site_dir = dir.join(name);
+        std::fs::create_dir_all(&site_dir)?;
+        let (binary, http) = (free_port()?, free_port()?);
+        let config = site_dir.join("node.toml");
+        let text = node_toml(name, &kafka, &engine, binary, http, &members, hash_every)?;
+        std::fs::write(&config, text)?;
+        sites.push(LocalSite {
+            name: name.into(),
+            exe: exe.to_path_buf(),
+            config,
+            log: site_dir.join("node.log"),
+            binary,
+            http,
+            child: None,
+        });
+    }
+    for site in &mut sites {
+        site.spawn()?;
+    }
+    eprintln!(
+        "drill: sites {} on Kafka {} (topic {}), files in {}",
+        SITES.join(", "),
+        kafka.bootstrap_servers,
+        kafka.topic,
+        dir.display()
+    );
+    let config = drill_config(
+        args,
+        down,
+        kafka,
+        engine,
+        members.iter().map(|(_, t, a)| (t.clone(), *a)).collect(),
+        hash_every,
+        btc()?,
+    );
+    let report = run_drill(&config, &mut sites)?;
+    // Clean stops: each node applies what is committed and writes its final snapshot.
+    let mut stop_errors = Vec::new();
+    for site in &mut sites {
+        if let Err(err) = site.terminate() {
+            stop_errors.push(err.to_string());
+        }
+    }
+    if !stop_errors.is_empty() {
+        bail!("stopping the sites: {}", stop_errors.join("; "));
+    }
+    Ok(report)
+}
+
+/// The local sites' log: a tansu broker in `dir` (or `--kafka`), and the commands topic on
+/// it, created if missing. The broker, if any, stops when dropped.
+fn local_log(args: &Args, dir: &Path) -> Result<(Option<Tansu>, KafkaConfig)> {
+    let (broker, bootstrap, replication) = match &args.kafka {
         Some(bootstrap) => (None, bootstrap.clone(), args.replication),
         None => {
             let broker = Tansu::start(&dir.join("kafka"))?;
@@ -325,57 +435,7 @@ fn drill_local_in(args: &DrillArgs, dir: &Path) -> Result<DrillReport> {
         create_topic(&kafka, 1, replication, Duration::from_secs(20))
             .with_context(|| format!("creating topic {topic} on {bootstrap}"))?;
     }
-
-    let engine = drill_engine(args.seed);
-    let clients = SITES.len() * args.clients_per_site;
-    let members = members(clients.max(1));
-    let hash_every = 1000;
-    let mut sites = Vec::new();
-    for name in SITES {
-        let site_dir = dir.join(name);
-        std::fs::create_dir_all(&site_dir)?;
-        let (binary, http) = (free_port()?, free_port()?);
-        let config = site_dir.join("node.toml");
-        let text = node_toml(name, &kafka, &engine, binary, http, &members, hash_every)?;
-        std::fs::write(&config, text)?;
-        sites.push(LocalSite {
-            name: name.into(),
-            exe: args.exe.clone(),
-            config,
-            log: site_dir.join("node.log"),
-            binary,
-            http,
-            child: None,
-        });
-    }
-    for site in &mut sites {
-        site.spawn()?;
-    }
-    eprintln!(
-        "drill: sites {} on Kafka {bootstrap} (topic {topic}), files in {}",
-        SITES.join(", "),
-        dir.display()
-    );
-    let config = drill_config(
-        args,
-        kafka,
-        engine,
-        members.iter().map(|(_, t, a)| (t.clone(), *a)).collect(),
-        hash_every,
-        btc()?,
-    );
-    let report = run_drill(&config, &mut sites)?;
-    // Clean stops: each node applies what is committed and writes its final snapshot.
-    let mut stop_errors = Vec::new();
-    for site in &mut sites {
-        if let Err(err) = site.terminate() {
-            stop_errors.push(err.to_string());
-        }
-    }
-    if !stop_errors.is_empty() {
-        bail!("stopping the sites: {}", stop_errors.join("; "));
-    }
-    Ok(report)
+    Ok((broker, kafka))
 }
 
 /// A site of an existing deployment, killed and started by shell commands.
@@ -443,7 +503,7 @@ struct Deployment {
     members: Vec<DeployedMember>,
 }
 
-fn drill_deployment(args: &DrillArgs, path: &Path) -> Result<DrillReport> {
+fn drill_deployment(args: &Args, down: (Duration, Duration), path: &Path) -> Result<DrillReport> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let deployment: Deployment =
@@ -455,6 +515,7 @@ fn drill_deployment(args: &DrillArgs, path: &Path) -> Result<DrillReport> {
     );
     let config = drill_config(
         args,
+        down,
         deployment.log,
         deployment.engine,
         deployment
@@ -477,35 +538,11 @@ mod tests {
     /// the default two clients per site.
     #[test]
     fn the_example_deployment_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/drill-deployment.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/drill-deployment.toml");
         let deployment: Deployment = toml::from_str(&std::fs::read_to_string(path).unwrap())
             .expect("config/drill-deployment.toml is a valid deployment");
         assert_eq!(deployment.sites.len(), 3);
         assert_eq!(deployment.members.len(), 6);
         assert_ne!(deployment.engine.hash_seed, 0);
-    }
-
-    /// The node configuration the local drill writes is one `exchange node` accepts, on Kafka.
-    #[test]
-    fn the_local_node_config_is_a_valid_node_config() {
-        let kafka = KafkaConfig {
-            allow_unsafe_topic: true,
-            ..KafkaConfig::new("127.0.0.1:9092", "drill.commands", 0)
-        };
-        let text = node_toml(
-            "metal",
-            &kafka,
-            &drill_engine(7),
-            "127.0.0.1:7001".parse().unwrap(),
-            "127.0.0.1:8080".parse().unwrap(),
-            &members(2),
-            1000,
-        )
-        .unwrap();
-        let config: node::NodeConfig = toml::from_str(&text).unwrap();
-        let plan = config.plan().unwrap();
-        assert_eq!(config.site, "metal");
-        assert_eq!(plan.shards[0].log.kafka(), Some(kafka));
-        assert_eq!(config.members.len(), 2);
     }
 }

@@ -1,10 +1,11 @@
 //! The Kafka log against a real Kafka-protocol broker: tansu 0.6.0 (installed by `scripts/setup`),
-//! started by each test (`replicator::tansu`) on its own loopback port with SQLite storage in a
+//! started by each test (`drill::tansu`) on its own loopback port with SQLite storage in a
 //! temporary directory.
 //! A missing `tansu` binary fails these tests; it never skips them.
 
 use std::time::{Duration, Instant};
 
+use drill::tansu::Tansu;
 use engine::{AccountId, Command, CommandKind, Engine, Event, MassCancel};
 use flow::{FlowConfig, FlowGenerator};
 use replicator::divergence::{compare, read_kafka, HashCadence, KafkaHashSink};
@@ -13,7 +14,6 @@ use replicator::kafka::{
 };
 use replicator::recovery::recover;
 use replicator::snapshots::SnapshotStore;
-use replicator::tansu::Tansu;
 use replicator::CommandLog;
 
 const TIMEOUT: Duration = Duration::from_secs(20);

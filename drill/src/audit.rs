@@ -1,0 +1,379 @@
+//! The drill's audit: the shard's whole log, read from Kafka and replayed through an engine
+//! with the sites' configuration, against what the members were told and the state hashes
+//! every site reported.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use engine::{AccountId, Engine, Event, EventKind, OrderId};
+use hdrhistogram::Histogram;
+use replicator::divergence::HashReport;
+use replicator::kafka::KafkaReader;
+
+use crate::failover::{Ack, Outcome};
+use crate::{
+    ms_between, site_hashes, ClientResult, DrillConfig, DrillReport, KillRecord, Percentiles,
+    SiteHash,
+};
+
+/// What the log's replay says.
+struct History {
+    /// Accepted events per (account, client order id).
+    accepted: HashMap<(AccountId, OrderId), u32>,
+    /// The replay's state hash at each position a site reported.
+    hashes: BTreeMap<u64, String>,
+}
+
+/// Replays the log from its start up to `end`, hashing the state at `positions`.
+fn replay(config: &DrillConfig, end: u64, positions: &[u64]) -> Result<History> {
+    let mut engine =
+        Engine::new(config.engine).map_err(|e| anyhow!("the sites' engine config: {e:?}"))?;
+    let mut reader = KafkaReader::new(&config.kafka, 0)?;
+    let mut events: Vec<Event> = Vec::with_capacity(64);
+    let mut history = History {
+        accepted: HashMap::new(),
+        hashes: BTreeMap::new(),
+    };
+    let mut wanted = positions.iter().copied().peekable();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while reader.position() < end {
+        if Instant::now() > deadline {
+            bail!("reading the log stalled at {}", reader.position());
+        }
+        let Some((_, command)) = reader.poll(Duration::from_millis(200))? else {
+            continue;
+        };
+        events.clear();
+        engine.apply(&command, &mut events);
+        for event in &events {
+            if let EventKind::Accepted {
+                account, order_id, ..
+            } = event.kind
+            {
+                *history.accepted.entry((account, order_id)).or_default() += 1;
+            }
+        }
+        let next = reader.position();
+        while wanted.peek().is_some_and(|p| *p < next) {
+            wanted.next();
+        }
+        if wanted.peek() == Some(&next) {
+            history.hashes.insert(next, engine.state_hash().to_string());
+        }
+    }
+    Ok(history)
+}
+
+/// An order acknowledged as accepted that the log's history never accepted.
+fn is_lost(history: &History, account: AccountId, ack: &Ack) -> bool {
+    ack.outcome == Outcome::Accepted && !history.accepted.contains_key(&(account, ack.cl_ord_id))
+}
+
+/// Client order ids the history accepted more than once.
+fn duplicates(history: &History) -> u64 {
+    history.accepted.values().filter(|n| **n > 1).count() as u64
+}
+
+/// Audits a finished drill whose sites all applied the log up to `position`, a hash boundary:
+/// the replay against every acknowledgement and every site's hashes.
+pub(crate) fn audit(
+    config: &DrillConfig,
+    names: &[String],
+    https: &[SocketAddr],
+    position: u64,
+    kills: Vec<(usize, KillRecord, Instant)>,
+    results: Vec<ClientResult>,
+    load_seconds: f64,
+) -> Result<DrillReport> {
+    let reports: Vec<Vec<HashReport>> = https.iter().map(|h| site_hashes(*h)).collect();
+    let mut positions: Vec<u64> = reports.iter().flatten().map(|r| r.position).collect();
+    positions.push(position);
+    positions.sort_unstable();
+    positions.dedup();
+    let history = replay(config, position, &positions)?;
+
+    let (hashes, hash_mismatches) = convergence(names, &reports, &history, position);
+    let sites_converged = hash_mismatches.is_empty() && hashes.iter().all(|h| h.matches_log);
+    let tally = Tally::of(&results, &history)?;
+    let duplicates = duplicates(&history);
+    let kill_log = kill_log(kills, &results);
+    let problems = problems(&tally, duplicates, sites_converged, &kill_log);
+    let latency = &tally.latency;
+    let pct = |q: f64| latency.value_at_quantile(q);
+    Ok(DrillReport {
+        sites: names.to_vec(),
+        duration_s: load_seconds,
+        rate_target: config.rate,
+        orders: tally.orders,
+        acked_orders: tally.acked,
+        accepted: tally.accepted,
+        rejected_by_engine: tally.rejected,
+        unacknowledged: tally.unacked,
+        lost_acked: tally.lost,
+        lost_examples: tally.lost_examples,
+        duplicates,
+        sites_converged,
+        audit_position: position,
+        hashes,
+        hash_mismatches,
+        kills: kill_log.len(),
+        rto_ms_max: kill_log.iter().filter_map(|k| k.rto_ms).max(),
+        catch_up_ms_max: kill_log.iter().filter_map(|k| k.catch_up_ms).max(),
+        kill_log,
+        failovers: tally.failovers,
+        reconciled_known: tally.reconciled_known,
+        resent: tally.resent,
+        refused: tally.refused,
+        refused_by_reason: tally.refused_by_reason,
+        returns_home: tally.returns_home,
+        ack_latency_us: Percentiles {
+            p50: pct(0.5),
+            p99: pct(0.99),
+            p999: pct(0.999),
+            max: latency.max(),
+        },
+        problems,
+    })
+}
+
+/// Every site's hash at `position` against the replay's, and every reported hash (any
+/// position) that differs from the replay's.
+fn convergence(
+    names: &[String],
+    reports: &[Vec<HashReport>],
+    history: &History,
+    position: u64,
+) -> (Vec<SiteHash>, Vec<String>) {
+    let mut hash_mismatches = Vec::new();
+    for report in reports.iter().flatten() {
+        if let Some(expected) = history.hashes.get(&report.position) {
+            if *expected != report.hash {
+                hash_mismatches.push(format!(
+                    "{} at {}: {} (log: {expected})",
+                    report.site, report.position, report.hash
+                ));
+            }
+        }
+    }
+    let final_hash = history.hashes.get(&position).cloned();
+    let hashes = names
+        .iter()
+        .zip(reports)
+        .map(|(name, reports)| {
+            let hash = reports
+                .iter()
+                .find(|r| r.position == position)
+                .map(|r| r.hash.clone());
+            SiteHash {
+                site: name.clone(),
+                position,
+                matches_log: hash.is_some() && hash == final_hash,
+                hash,
+            }
+        })
+        .collect();
+    (hashes, hash_mismatches)
+}
+
+/// What the clients sent and were told, summed over all of them.
+struct Tally {
+    orders: u64,
+    acked: u64,
+    accepted: u64,
+    rejected: u64,
+    lost: u64,
+    lost_examples: Vec<String>,
+    unacked: u64,
+    refused: u64,
+    refused_by_reason: BTreeMap<String, u64>,
+    returns_home: u64,
+    failovers: usize,
+    reconciled_known: usize,
+    resent: usize,
+    /// Order → acknowledgement, microseconds.
+    latency: Histogram<u64>,
+}
+
+impl Tally {
+    fn of(results: &[ClientResult], history: &History) -> Result<Tally> {
+        let mut tally = Tally {
+            orders: 0,
+            acked: 0,
+            accepted: 0,
+            rejected: 0,
+            lost: 0,
+            lost_examples: Vec::new(),
+            unacked: 0,
+            refused: 0,
+            refused_by_reason: BTreeMap::new(),
+            returns_home: 0,
+            failovers: 0,
+            reconciled_known: 0,
+            resent: 0,
+            latency: Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?,
+        };
+        for result in results {
+            tally.orders += result.orders;
+            tally.unacked += result.unacknowledged as u64;
+            let c = &result.counts;
+            tally.refused += c.refused_busy + c.refused_unavailable + c.refused_throttled;
+            for (reason, n) in [
+                ("busy", c.refused_busy),
+                ("unavailable", c.refused_unavailable),
+                ("throttled", c.refused_throttled),
+            ] {
+                *tally
+                    .refused_by_reason
+                    .entry(reason.to_string())
+                    .or_default() += n;
+            }
+            tally.returns_home += c.returns_home;
+            for ack in &result.acks {
+                tally.ack(history, result.account, ack);
+            }
+            tally.failovers += result.failovers.len();
+            tally.reconciled_known += result.failovers.iter().map(|f| f.known).sum::<usize>();
+            tally.resent += result.failovers.iter().map(|f| f.resent).sum::<usize>();
+        }
+        Ok(tally)
+    }
+
+    fn ack(&mut self, history: &History, account: AccountId, ack: &Ack) {
+        self.acked += 1;
+        let _ = self
+            .latency
+            .record(ack.at.duration_since(ack.sent).as_micros().max(1) as u64);
+        match ack.outcome {
+            Outcome::Accepted => {
+                self.accepted += 1;
+                if is_lost(history, account, ack) {
+                    self.lost += 1;
+                    if self.lost_examples.len() < 10 {
+                        self.lost_examples.push(format!(
+                            "account {} order {}",
+                            account.0,
+                            ack.cl_ord_id.as_str()
+                        ));
+                    }
+                }
+            }
+            Outcome::Rejected(_) => self.rejected += 1,
+        }
+    }
+}
+
+/// RTO per kill: for each client that failed over from the killed site after the kill, from
+/// the kill to its first acknowledgement at the new site; the slowest client's.
+fn kill_log(kills: Vec<(usize, KillRecord, Instant)>, results: &[ClientResult]) -> Vec<KillRecord> {
+    let mut kill_log = Vec::new();
+    for (site, mut record, killed) in kills {
+        let window_end = killed + Duration::from_secs(30);
+        let mut worst: Option<u64> = None;
+        let mut count = 0;
+        for result in results {
+            for (failover, first_ack) in result.failovers.iter().zip(&result.first_ack_after) {
+                if failover.from == site && failover.detected >= killed {
+                    if failover.detected > window_end {
+                        continue;
+                    }
+                    count += 1;
+                    if let Some(at) = first_ack {
+                        let rto = ms_between(killed, *at);
+                        worst = Some(worst.map_or(rto, |w: u64| w.max(rto)));
+                    }
+                }
+            }
+        }
+        record.clients_failed_over = count;
+        record.rto_ms = worst;
+        kill_log.push(record);
+    }
+    kill_log
+}
+
+/// Why the drill failed; empty when it passed.
+fn problems(
+    tally: &Tally,
+    duplicates: u64,
+    sites_converged: bool,
+    kill_log: &[KillRecord],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if tally.lost > 0 {
+        problems.push(format!(
+            "{} acknowledged orders are not in the log's history",
+            tally.lost
+        ));
+    }
+    if duplicates > 0 {
+        problems.push(format!("{duplicates} client order ids were accepted twice"));
+    }
+    if !sites_converged {
+        problems.push("the sites did not converge on the log's state".into());
+    }
+    if tally.acked == 0 {
+        problems.push("no order was acknowledged".into());
+    }
+    if kill_log.iter().any(|k| k.catch_up_ms.is_none()) {
+        problems.push("a restarted site did not catch up".into());
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(text: &str) -> OrderId {
+        OrderId::new(text).unwrap()
+    }
+
+    fn ack(text: &str, outcome: Outcome) -> Ack {
+        let now = Instant::now();
+        Ack {
+            cl_ord_id: id(text),
+            outcome,
+            site: 0,
+            sent: now,
+            at: now,
+        }
+    }
+
+    /// The audit's judgement itself: an acknowledged order missing from the history is lost
+    /// (a rejected one is not), and an id accepted twice is a duplicate.
+    #[test]
+    fn the_audit_finds_lost_and_duplicate_orders() {
+        let account = AccountId(7);
+        let mut history = History {
+            accepted: HashMap::new(),
+            hashes: BTreeMap::new(),
+        };
+        history.accepted.insert((account, id("in-log")), 1);
+        assert!(!is_lost(
+            &history,
+            account,
+            &ack("in-log", Outcome::Accepted)
+        ));
+        assert!(is_lost(
+            &history,
+            account,
+            &ack("missing", Outcome::Accepted)
+        ));
+        assert!(!is_lost(
+            &history,
+            account,
+            &ack("missing", Outcome::Rejected(6))
+        ));
+        // The same id under another account is another order.
+        assert!(is_lost(
+            &history,
+            AccountId(8),
+            &ack("in-log", Outcome::Accepted)
+        ));
+        assert_eq!(duplicates(&history), 0);
+        history.accepted.insert((account, id("twice")), 2);
+        assert_eq!(duplicates(&history), 1);
+    }
+}
