@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use engine::runner::{RunnerConfig, WaitStrategy};
 use flow::FlowConfig;
 use gateway::binary_server::BinaryConfig;
-use gateway::hub::Member;
+use gateway::Member;
 use indicatif::ProgressBar;
 use loadgen::{LoadConfig, RunResult};
 use replicator::journal::FsyncPolicy;

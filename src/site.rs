@@ -33,15 +33,16 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use engine::runner::{Observer, Runner, RunnerConfig};
+use engine::ring::Pop;
+use engine::runner::{Observer, Runner, RunnerConfig, Waiter};
 use engine::{AddSymbol, Command, CommandKind, Engine, EngineConfig, Price, Qty, Symbol};
 use gateway::binary_server::{self, BinaryConfig};
 use gateway::fix::{FixConfig, FixGateway};
-use gateway::hub::{
-    Hub, LatencyHistogram, Member, Members, Sequencer, SubmitError, PUMP_WAIT, REJECT_REASONS,
-    SHARDS_MAX,
+use gateway::hub::SHARDS_MAX;
+use gateway::{
+    Hub, LatencyHistogram, MdConfig, MdServer, Member, Members, Sequencer, SubmitError, PUMP_WAIT,
+    REJECT_REASONS,
 };
-use gateway::md_server::{MdConfig, MdServer};
 use replicator::divergence::{FileHashSink, HashCadence, HashReport, HashSink};
 use replicator::journal::{Appender, FsyncPolicy, Journal, JournalConfig, JournalError};
 use replicator::kafka::{KafkaConfig, KafkaLog, KafkaLogError, Watermarks};
@@ -853,7 +854,7 @@ impl Site {
         for (at, (shard, adds)) in opened.into_iter().zip(listings).enumerate() {
             let name = &config.shards[at].name;
             let position = shard.recovery.position;
-            let pump_state = hub.seed(at, &shard.engine, position);
+            hub.seed(at, &shard.engine, position);
             missing.extend(
                 adds.into_iter()
                     .filter(|add| shard.engine.symbol_id(&add.symbol).is_none()),
@@ -879,7 +880,27 @@ impl Site {
                 log: shard.log.handle(),
                 read_failure: shard.read_failure,
             });
-            let pump = hub.spawn_pump(pump_state, output, PUMP_WAIT)?;
+            let pump = {
+                let (hub, mut output) = (hub.clone(), output);
+                std::thread::Builder::new()
+                    .name(format!("hub-pump-{at}"))
+                    .spawn(move || {
+                        let mut waiter = Waiter::new(PUMP_WAIT);
+                        let mut batch = Vec::with_capacity(4096);
+                        loop {
+                            if output.pop_batch(4096, |item| batch.push(item)) > 0 {
+                                hub.apply(at, &batch);
+                                batch.clear();
+                                waiter.reset();
+                                continue;
+                            }
+                            match output.empty_or_closed() {
+                                Pop::Closed => break,
+                                Pop::Empty | Pop::Item(_) => waiter.wait(),
+                            }
+                        }
+                    })?
+            };
             let stop_feeder = Arc::new(AtomicU64::new(u64::MAX));
             let feeder = {
                 let (metrics, stop) = (metrics.clone(), stop_feeder.clone());

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use exchange::site::{Site, SiteConfig};
 use gateway::fix::{FixConfig, FixGateway};
-use gateway::hub::{Hub, Member};
+use gateway::{Hub, Member};
 use quickfix::{
     send_to_target, ApplicationCallback, ConnectionHandler, FieldMap, FileMessageStoreFactory,
     FixSocketServerKind, Initiator, LogCallback, LogFactory, Message, SessionId, SessionSettings,

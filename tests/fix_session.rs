@@ -17,8 +17,7 @@ use engine::{AccountId, Command, OrderId};
 use exchange::site::Site;
 use gateway::fix::mapping::utc_timestamp;
 use gateway::fix::{FixConfig, FixGateway};
-use gateway::hub::{Hub, Member, Members, Sequencer, SubmitError};
-use gateway::reports::OrdStatus;
+use gateway::{Hub, Member, Members, OrdStatus, Sequencer, SubmitError};
 
 const VENUE: &str = "EXCHANGE";
 const ALICE: (&str, &str) = ("alice", "alice-token-0001");

@@ -14,7 +14,7 @@ use engine::{OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
 use exchange::site::{LogBackend, ShardConfig, Site, SiteConfig, SymbolSpec};
 use gateway::binary::{ClientMessage, NewOrderMsg, ServerMessage};
 use gateway::binary_client::BinaryClient;
-use gateway::hub::Member;
+use gateway::Member;
 use replicator::journal::FsyncPolicy;
 
 const ALICE: &str = "alice-token-0001";

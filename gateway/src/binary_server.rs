@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::{
-    AccountId, AmendOrder, CancelOrder, CommandKind, MassCancel, NewOrder, OrderId, Price, Qty,
-    Side, Symbol,
+    AccountId, AmendOrder, CancelOrder, CommandKind, MassCancel, NewOrder, OrderId, Price, Side,
+    Symbol,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -23,8 +23,8 @@ use tokio::sync::{watch, Semaphore};
 use crate::binary::{
     self, CancelRequest, Check, ClientMessage, DecodeError, ExecReport, ServerMessage,
 };
-use crate::hub::{gateway_reject, Hub, ToSession};
-use crate::reports::{ExecType, GatewayReason, OrdStatus, Report, Why};
+use crate::desk::{gateway_reject, ExecType, GatewayReason, OrdStatus, Reason, Report, ToSession};
+use crate::hub::Hub;
 use crate::throttle::Bucket;
 
 /// Limits and timings of the binary server.
@@ -478,22 +478,15 @@ async fn finish(write: &mut OwnedWriteHalf, end: End) -> io::Result<()> {
 /// The answer to a status request for an order the gateway does not know.
 fn unknown_order(account: AccountId, cl_ord_id: OrderId, symbol: Symbol) -> Report {
     Report {
-        seq: 0,
-        ts: 0,
-        account,
-        cl_ord_id,
-        symbol,
-        side: Side::Buy,
-        exec_type: ExecType::OrderStatus,
-        ord_status: OrdStatus::Rejected,
-        price: None,
-        order_qty: Qty(0),
-        last_px: Price(0),
-        last_qty: Qty(0),
-        cum_qty: Qty(0),
-        leaves_qty: Qty(0),
-        avg_px: Price(0),
-        why: Some(Why::Rejected(engine::RejectReason::UnknownOrder)),
+        why: Some(Reason::Rejected(engine::RejectReason::UnknownOrder)),
+        ..Report::blank(
+            account,
+            cl_ord_id,
+            symbol,
+            Side::Buy,
+            ExecType::OrderStatus,
+            OrdStatus::Rejected,
+        )
     }
 }
 
@@ -509,9 +502,9 @@ pub fn exec_report(report: &Report) -> ExecReport {
         side: report.side,
         reason: match report.why {
             None => 0,
-            Some(Why::Rejected(reason)) => reject_code(reason),
-            Some(Why::Cancelled(reason)) => cancel_code(reason),
-            Some(Why::Gateway(reason)) => gateway_code(reason),
+            Some(Reason::Rejected(reason)) => reject_code(reason),
+            Some(Reason::Cancelled(reason)) => cancel_code(reason),
+            Some(Reason::Gateway(reason)) => gateway_code(reason),
         },
         price: report.price.unwrap_or(Price(0)),
         order_qty: report.order_qty,

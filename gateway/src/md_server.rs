@@ -1,6 +1,6 @@
 //! Market data over HTTP and WebSocket (`gateway/MARKET-DATA.md`).
 //!
-//! - `GET /v1/book/{symbol}?depth=N`: a JSON [`BookSnapshot`] of the hub's L2 mirror.
+//! - `GET /v1/book/{symbol}?depth=N`: a JSON [`BookSnapshot`] of the desk's L2 books.
 //! - `GET /ws`: a WebSocket of JSON text frames. A client subscribes to a symbol's `book`
 //!   (a snapshot, then incremental updates numbered `seq`, contiguous per symbol) or its
 //!   `trades`. Each connection is one tokio task over one receiver of the hub's broadcast feed.
@@ -40,8 +40,8 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, Instant};
 
+use crate::desk::{BookSnapshot, Level, MdMessage};
 use crate::hub::Hub;
-use crate::market_data::{BookSnapshot, Level, MdMessage};
 
 /// Limits and timings of the market data server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -275,7 +275,7 @@ async fn book(
         }
         Err(rejection) => return http_error(StatusCode::BAD_REQUEST, &rejection.body_text()),
     };
-    match shared.hub.market_data().snapshot(&symbol, depth) {
+    match shared.hub.snapshot(&symbol, depth) {
         Some(snapshot) => Json(snapshot).into_response(),
         None => http_error(
             StatusCode::NOT_FOUND,
@@ -991,15 +991,15 @@ impl Connection {
                 self.config().max_subscriptions
             ));
         }
-        let market_data = self.shared.hub.market_data();
+        let hub = &self.shared.hub;
         let levels = match channel {
             Channel::Book => BookSub::snapshot_depth(depth),
             Channel::Trades => 0,
         };
         let snapshot = match &self.feed {
-            Some(_) => market_data.snapshot(&symbol, levels),
+            Some(_) => hub.snapshot(&symbol, levels),
             None => {
-                let (snapshot, feed) = market_data.subscribe(&symbol, levels);
+                let (snapshot, feed) = hub.subscribe(&symbol, levels);
                 if snapshot.is_some() {
                     self.feed = Some(feed);
                 }
@@ -1031,9 +1031,9 @@ impl Connection {
         let Some(depth) = self.books.get(&symbol).map(|b| b.depth) else {
             return;
         };
-        // A listed symbol never leaves the mirror.
+        // A listed symbol never leaves the books.
         let levels = BookSub::snapshot_depth(depth);
-        let Some(snapshot) = self.shared.hub.market_data().snapshot(&symbol, levels) else {
+        let Some(snapshot) = self.shared.hub.snapshot(&symbol, levels) else {
             return;
         };
         self.shared.counters.resyncs.fetch_add(1, Ordering::Relaxed);

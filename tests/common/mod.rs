@@ -6,7 +6,7 @@ use engine::runner::RunnerConfig;
 use engine::EngineConfig;
 use exchange::site::{LogBackend, ShardConfig, SiteConfig, SymbolSpec};
 use gateway::binary_server::BinaryConfig;
-use gateway::hub::Member;
+use gateway::Member;
 use replicator::journal::FsyncPolicy;
 use replicator::recovery::SnapshotPolicy;
 
