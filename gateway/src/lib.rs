@@ -8,7 +8,7 @@
 //!   (`gateway/BINARY-PROTOCOL.md`); [`binary_client`]: a client of it (load generator, drills,
 //!   tests); [`binary_server`]: its TCP server (sessions, limits).
 //! - [`fix`]: the FIX 4.4 acceptor (`gateway/FIX.md`).
-//! - [`md_server`]: market data over HTTP and WebSocket (`gateway/MARKET-DATA.md`).
+//! - [`md`]: market data over HTTP and WebSocket (`gateway/MARKET-DATA.md`).
 //! - [`members`]: who may log on; [`metrics`]: the counters the node exposes.
 
 #![forbid(unsafe_code)]
@@ -19,7 +19,7 @@ pub mod binary_server;
 pub mod desk;
 pub mod fix;
 pub mod hub;
-pub mod md_server;
+pub mod md;
 pub mod members;
 pub mod metrics;
 mod throttle;
@@ -31,6 +31,6 @@ pub use desk::{
 };
 pub use fix::{FixConfig, FixGateway};
 pub use hub::{Hub, Sequencer, PUMP_WAIT};
-pub use md_server::{MdConfig, MdServer};
+pub use md::{MdConfig, MdServer};
 pub use members::{Member, Members, MembersError};
 pub use metrics::{HubCounters, LatencyHistogram, REJECT_REASONS};

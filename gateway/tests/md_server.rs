@@ -13,7 +13,7 @@ use engine::{
     OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif,
 };
 use futures_util::{SinkExt, StreamExt};
-use gateway::md_server::{self, close_code, MdConfig};
+use gateway::md::{self, close_code, MdConfig};
 use gateway::{Hub, Members, Sequencer, SubmitError, PUMP_WAIT};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -113,7 +113,7 @@ impl Exchange {
             .expect("bind");
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(md_server::serve(listener, hub.clone(), config, async {
+        let server = tokio::spawn(md::serve(listener, hub.clone(), config, async {
             let _ = stopped.await;
         }));
         let mut exchange = Exchange {
