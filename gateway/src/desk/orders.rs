@@ -270,66 +270,10 @@ impl OrderTable {
         command: &mut InCommand,
         out: &mut Effects<'_>,
     ) {
-        let (seq, ts) = (event.seq, event.ts.0);
+        let at = (event.seq, event.ts.0);
         match event.kind {
-            EventKind::Accepted {
-                account,
-                order_id,
-                symbol,
-                side,
-                price,
-                qty,
-            } => {
-                let key = (account, order_id);
-                let entry = OrderEntry {
-                    shard,
-                    symbol,
-                    side,
-                    price,
-                    order_qty: qty.0,
-                    cum: 0,
-                    leaves: qty.0,
-                    notional: 0,
-                    stage: Stage::Entering,
-                    last_seq: seq,
-                    last_ts: ts,
-                    reason: None,
-                };
-                self.insert(key, entry);
-                command.entering.push(key);
-                let report = entry.report(&key, ExecType::New);
-                out.sends.push((account, ToSession::Report(report)));
-            }
-            EventKind::Rejected {
-                account,
-                order_id,
-                request: Request::New,
-                reason,
-                ..
-            } => {
-                if let Some(message) = self.resent(account, order_id, seq, ts, reason) {
-                    out.sends.push((account, message));
-                } else {
-                    command.rejected = Some((seq, ts, reason));
-                }
-            }
-            EventKind::Rejected {
-                account,
-                order_id,
-                symbol,
-                request,
-                reason,
-            } => {
-                let reject = CancelReject {
-                    seq,
-                    account,
-                    cl_ord_id: order_id,
-                    symbol,
-                    request,
-                    reason,
-                };
-                out.sends.push((account, ToSession::CancelReject(reject)));
-            }
+            EventKind::Accepted { .. } => self.accepted(shard, event, command, out),
+            EventKind::Rejected { .. } => self.engine_rejected(event, command, out),
             EventKind::SymbolRejected { .. } => {}
             EventKind::Trade {
                 price,
@@ -342,31 +286,109 @@ impl OrderTable {
                 taker_leaves,
                 ..
             } => {
-                for (key, leaves) in [
-                    ((maker_account, maker_order_id), maker_leaves),
-                    ((taker_account, taker_order_id), taker_leaves),
-                ] {
-                    self.fill(key, (seq, ts), price, qty, leaves, out);
-                }
+                self.fill(
+                    (maker_account, maker_order_id),
+                    at,
+                    price,
+                    qty,
+                    maker_leaves,
+                    out,
+                );
+                self.fill(
+                    (taker_account, taker_order_id),
+                    at,
+                    price,
+                    qty,
+                    taker_leaves,
+                    out,
+                );
             }
             EventKind::Cancelled {
                 account,
                 order_id,
                 reason,
                 ..
-            } => self.cancelled(
-                (account, order_id),
-                (seq, ts),
-                Reason::Cancelled(reason),
-                out,
-            ),
+            } => self.cancelled((account, order_id), at, Reason::Cancelled(reason), out),
             EventKind::Amended {
                 account,
                 order_id,
                 price,
                 qty,
                 ..
-            } => self.amended((account, order_id), (seq, ts), price, qty, command, out),
+            } => self.amended((account, order_id), at, price, qty, command, out),
+        }
+    }
+
+    /// A new order was accepted in the current command: it is live, and rests if it is still open when
+    /// the command ends.
+    fn accepted(
+        &mut self,
+        shard: usize,
+        event: &Event,
+        command: &mut InCommand,
+        out: &mut Effects<'_>,
+    ) {
+        let EventKind::Accepted {
+            account,
+            order_id,
+            symbol,
+            side,
+            price,
+            qty,
+        } = event.kind
+        else {
+            return;
+        };
+        let key = (account, order_id);
+        let entry = OrderEntry {
+            shard,
+            symbol,
+            side,
+            price,
+            order_qty: qty.0,
+            cum: 0,
+            leaves: qty.0,
+            notional: 0,
+            stage: Stage::Entering,
+            last_seq: event.seq,
+            last_ts: event.ts.0,
+            reason: None,
+        };
+        self.insert(key, entry);
+        command.entering.push(key);
+        let report = entry.report(&key, ExecType::New);
+        out.sends.push((account, ToSession::Report(report)));
+    }
+
+    /// The engine refused a request: a cancel or amend is answered at once; a new order is
+    /// answered with its original's state if its id was already used, else at the end of the
+    /// command, from the command.
+    fn engine_rejected(&self, event: &Event, command: &mut InCommand, out: &mut Effects<'_>) {
+        let EventKind::Rejected {
+            account,
+            order_id,
+            symbol,
+            request,
+            reason,
+        } = event.kind
+        else {
+            return;
+        };
+        let (seq, ts) = (event.seq, event.ts.0);
+        if request != Request::New {
+            let reject = CancelReject {
+                seq,
+                account,
+                cl_ord_id: order_id,
+                symbol,
+                request,
+                reason,
+            };
+            out.sends.push((account, ToSession::CancelReject(reject)));
+        } else if let Some(message) = self.resent(account, order_id, seq, ts, reason) {
+            out.sends.push((account, message));
+        } else {
+            command.rejected = Some((seq, ts, reason));
         }
     }
 
