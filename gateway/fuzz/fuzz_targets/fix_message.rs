@@ -16,7 +16,7 @@
 use bytes::BytesMut;
 use engine::{AccountId, Qty, RejectReason, Request};
 use gateway::fix::mapping::{self, business_reject, session_reject, Inbound};
-use gateway::reports::{ExecType, GatewayReason, OrdStatus, Report, Why};
+use gateway::{ExecType, GatewayReason, OrdStatus, Reason, Report};
 use ironfix_core::error::DecodeError;
 use ironfix_core::message::RawMessage;
 use ironfix_tagvalue::{Decoder as FixDecoder, FieldIndex};
@@ -132,7 +132,7 @@ fn application(raw: &RawMessage<'_>) {
                 ACCOUNT,
                 Request::Cancel,
                 None,
-                Why::Gateway(GatewayReason::Unavailable),
+                Reason::Gateway(GatewayReason::Unavailable),
             );
         }
         Inbound::Replace {
@@ -169,7 +169,7 @@ fn application(raw: &RawMessage<'_>) {
                 ACCOUNT,
                 Request::Amend,
                 Some(&state),
-                Why::Rejected(RejectReason::UnknownOrder),
+                Reason::Rejected(RejectReason::UnknownOrder),
             );
         }
         Inbound::MassCancel { request, symbol } => {

@@ -55,14 +55,6 @@ impl OrdStatus {
             OrdStatus::Rejected => b'8',
         }
     }
-
-    /// Whether an order in this state is over (it never trades again).
-    pub fn is_done(self) -> bool {
-        matches!(
-            self,
-            OrdStatus::Filled | OrdStatus::Canceled | OrdStatus::Rejected
-        )
-    }
 }
 
 /// The engine's reject or cancel reason, or the gateway's reason for refusing a request
