@@ -121,7 +121,7 @@ fn application(raw: &RawMessage<'_>) {
     match inbound {
         Inbound::New(new) => {
             assert_eq!(new.account, ACCOUNT);
-            let report = gateway::hub::gateway_reject(ACCOUNT, &new, GatewayReason::Busy);
+            let report = gateway::desk::gateway_reject(ACCOUNT, &new, GatewayReason::Busy);
             let _ = mapping::execution_report(&report, None);
         }
         Inbound::Cancel { request, cancel } => {
