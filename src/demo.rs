@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use engine::runner::WaitStrategy;
 use flow::FlowConfig;
-use gateway::hub::Member;
+use gateway::Member;
 use indicatif::ProgressBar;
 use loadgen::{LoadConfig, RunResult};
 use node::{Node, NodeConfig, SymbolSpec};

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway::fix::{FixConfig, FixGateway};
-use gateway::hub::{Hub, Member};
+use gateway::{Hub, Member};
 use node::{Node, NodeConfig};
 use quickfix::{
     send_to_target, ApplicationCallback, ConnectionHandler, FieldMap, FileMessageStoreFactory,

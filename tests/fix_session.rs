@@ -14,8 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use engine::{AccountId, Command, OrderId};
 use gateway::fix::mapping::utc_timestamp;
 use gateway::fix::{FixConfig, FixGateway};
-use gateway::hub::{Hub, Member, Members, Sequencer, SubmitError};
-use gateway::reports::OrdStatus;
+use gateway::{Hub, Member, Members, OrdStatus, Sequencer, SubmitError};
 use node::{Node, NodeConfig};
 
 const VENUE: &str = "EXCHANGE";

@@ -13,7 +13,7 @@ use engine::{AccountId, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
 use gateway::binary::{ClientMessage, NewOrderMsg, ServerMessage};
 use gateway::binary_client::BinaryClient;
 use gateway::binary_server::{logout, BinaryConfig};
-use gateway::hub::Member;
+use gateway::Member;
 use node::{Node, NodeConfig};
 
 const ALICE: &str = "alice-token-0001";
@@ -247,7 +247,7 @@ fn a_resent_order_returns_the_original_state_and_never_a_second_order() {
         assert_eq!((state.exec_type, state.ord_status), (b'I', b'0'));
         assert_eq!((state.price, state.leaves_qty), (px("100"), qty("3")));
         // Only one order rests.
-        let book = site.hub().market_data().snapshot(&btc(), 10).unwrap();
+        let book = site.hub().snapshot(&btc(), 10).unwrap();
         assert_eq!(book.bids.len(), 1);
         assert_eq!(
             (book.bids[0].price, book.bids[0].qty),
@@ -375,20 +375,20 @@ fn cancel_on_disconnect_cancels_the_accounts_orders_and_a_restart_keeps_the_rest
         assert_eq!(report(&mut bob).await.exec_type, b'0');
         drop(alice);
         // Alice's order goes; Bob's (no cancel-on-disconnect) stays.
-        let mut book = site.hub().market_data().snapshot(&btc(), 10).unwrap();
+        let mut book = site.hub().snapshot(&btc(), 10).unwrap();
         for _ in 0..500 {
             if book.bids.is_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
-            book = site.hub().market_data().snapshot(&btc(), 10).unwrap();
+            book = site.hub().snapshot(&btc(), 10).unwrap();
         }
         assert!(book.bids.is_empty(), "{book:?}");
         assert_eq!(book.asks.len(), 1);
         let status = site.hub().order_state(AccountId(1), &id("c-1")).unwrap();
         assert_eq!(
             status.why,
-            Some(gateway::reports::Why::Cancelled(engine::CancelReason::Mass))
+            Some(gateway::Reason::Cancelled(engine::CancelReason::Mass))
         );
     });
     let end = site.shutdown().unwrap()[0];
@@ -409,7 +409,7 @@ fn cancel_on_disconnect_cancels_the_accounts_orders_and_a_restart_keeps_the_rest
         let status = report(&mut bob).await;
         assert_eq!((status.exec_type, status.ord_status), (b'I', b'0'));
         assert_eq!((status.price, status.leaves_qty), (px("105"), qty("7")));
-        let book = site.hub().market_data().snapshot(&btc(), 10).unwrap();
+        let book = site.hub().snapshot(&btc(), 10).unwrap();
         assert_eq!(
             (book.asks[0].price, book.asks[0].qty),
             (px("105"), qty("7"))

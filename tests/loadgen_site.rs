@@ -73,7 +73,6 @@ fn two_seconds_at_two_thousand_requests_per_second_on_four_sessions() {
     let hub = site.hub().clone();
     for (symbol, _, _) in flow.symbol_specs() {
         let book = hub
-            .market_data()
             .snapshot(&engine::Symbol::new(&symbol).unwrap(), 10)
             .unwrap();
         assert!(book.bids.is_empty() && book.asks.is_empty(), "{book:?}");

@@ -12,7 +12,7 @@ use std::path::Path;
 use engine::{OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
 use gateway::binary::{ClientMessage, NewOrderMsg, ServerMessage};
 use gateway::binary_client::BinaryClient;
-use gateway::hub::Member;
+use gateway::Member;
 use node::{Node, NodeConfig, ShardSection, SymbolSpec};
 
 const ALICE: &str = "alice-token-0001";

@@ -13,6 +13,61 @@ pub const HEADER_LEN: usize = 4;
 /// Largest frame, header included.
 pub const FRAME_MAX: usize = 512;
 
+/// ExecutionReport and CancelReject `reason` codes: the engine's reject or cancel reason, or
+/// the gateway's for a request it did not send to the log (30-31 are also the SessionReject
+/// codes of a MassCancel the log refused).
+pub mod reason {
+    pub const NONE: u8 = 0;
+    pub const UNKNOWN_SYMBOL: u8 = 1;
+    pub const DUPLICATE_ORDER_ID: u8 = 2;
+    pub const INVALID_QTY: u8 = 3;
+    pub const INVALID_PRICE: u8 = 4;
+    pub const INVALID_TIF: u8 = 5;
+    pub const POST_ONLY: u8 = 6;
+    pub const UNKNOWN_ORDER: u8 = 7;
+    pub const CAPACITY: u8 = 8;
+    pub const DUPLICATE_SYMBOL: u8 = 9;
+    pub const INVALID_TICK: u8 = 10;
+    pub const INVALID_LOT: u8 = 11;
+    /// Cancelled at the member's request.
+    pub const USER: u8 = 20;
+    /// Cancelled by a mass cancel.
+    pub const MASS: u8 = 21;
+    /// The unfilled rest of an IOC order.
+    pub const IOC: u8 = 22;
+    /// A FOK order that could not fill completely.
+    pub const FOK: u8 = 23;
+    /// Self-trade prevention.
+    pub const STP: u8 = 24;
+    /// The log's queue is full: retry.
+    pub const BUSY: u8 = 30;
+    /// The log cannot take orders.
+    pub const UNAVAILABLE: u8 = 31;
+    /// Over the session's message rate.
+    pub const THROTTLED: u8 = 32;
+}
+
+/// ExecutionReport `exec_type`: FIX's letters as ASCII bytes.
+pub mod exec_type {
+    pub const NEW: u8 = b'0';
+    pub const CANCELED: u8 = b'4';
+    pub const REPLACED: u8 = b'5';
+    pub const REJECTED: u8 = b'8';
+    /// A fill.
+    pub const TRADE: u8 = b'F';
+    /// An order's state: the answer to OrderStatus, or to a resent NewOrder.
+    pub const ORDER_STATUS: u8 = b'I';
+}
+
+/// ExecutionReport `ord_status`: FIX's letters as ASCII bytes.
+pub mod ord_status {
+    pub const NEW: u8 = b'0';
+    pub const PARTIALLY_FILLED: u8 = b'1';
+    pub const FILLED: u8 = b'2';
+    pub const CANCELED: u8 = b'4';
+    pub const REJECTED: u8 = b'8';
+}
+
 /// What a receive buffer holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {

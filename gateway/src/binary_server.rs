@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::{
-    AccountId, AmendOrder, CancelOrder, CommandKind, MassCancel, NewOrder, OrderId, Price, Qty,
-    Side, Symbol,
+    AccountId, AmendOrder, CancelOrder, CommandKind, MassCancel, NewOrder, OrderId, Price, Side,
+    Symbol,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -21,10 +21,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::binary::{
-    self, CancelRequest, Check, ClientMessage, DecodeError, ExecReport, ServerMessage,
+    self, exec_type, ord_status, reason, CancelRequest, Check, ClientMessage, DecodeError,
+    ExecReport, ServerMessage,
 };
-use crate::hub::{gateway_reject, Hub, ToSession};
-use crate::reports::{ExecType, GatewayReason, OrdStatus, Report, Why};
+use crate::desk::{gateway_reject, ExecType, GatewayReason, OrdStatus, Reason, Report, ToSession};
+use crate::hub::Hub;
 use crate::throttle::Bucket;
 
 /// Limits and timings of the binary server.
@@ -478,22 +479,15 @@ async fn finish(write: &mut OwnedWriteHalf, end: End) -> io::Result<()> {
 /// The answer to a status request for an order the gateway does not know.
 fn unknown_order(account: AccountId, cl_ord_id: OrderId, symbol: Symbol) -> Report {
     Report {
-        seq: 0,
-        ts: 0,
-        account,
-        cl_ord_id,
-        symbol,
-        side: Side::Buy,
-        exec_type: ExecType::OrderStatus,
-        ord_status: OrdStatus::Rejected,
-        price: None,
-        order_qty: Qty(0),
-        last_px: Price(0),
-        last_qty: Qty(0),
-        cum_qty: Qty(0),
-        leaves_qty: Qty(0),
-        avg_px: Price(0),
-        why: Some(Why::Rejected(engine::RejectReason::UnknownOrder)),
+        why: Some(Reason::Rejected(engine::RejectReason::UnknownOrder)),
+        ..Report::blank(
+            account,
+            cl_ord_id,
+            symbol,
+            Side::Buy,
+            ExecType::OrderStatus,
+            OrdStatus::Rejected,
+        )
     }
 }
 
@@ -504,14 +498,14 @@ pub fn exec_report(report: &Report) -> ExecReport {
         ts: report.ts,
         cl_ord_id: report.cl_ord_id,
         symbol: report.symbol,
-        exec_type: report.exec_type.fix(),
-        ord_status: report.ord_status.fix(),
+        exec_type: exec_type_code(report.exec_type),
+        ord_status: ord_status_code(report.ord_status),
         side: report.side,
         reason: match report.why {
-            None => 0,
-            Some(Why::Rejected(reason)) => reject_code(reason),
-            Some(Why::Cancelled(reason)) => cancel_code(reason),
-            Some(Why::Gateway(reason)) => gateway_code(reason),
+            None => reason::NONE,
+            Some(Reason::Rejected(reason)) => reject_code(reason),
+            Some(Reason::Cancelled(reason)) => cancel_code(reason),
+            Some(Reason::Gateway(reason)) => gateway_code(reason),
         },
         price: report.price.unwrap_or(Price(0)),
         order_qty: report.order_qty,
@@ -523,39 +517,60 @@ pub fn exec_report(report: &Report) -> ExecReport {
     }
 }
 
-/// BINARY-PROTOCOL.md's reason codes.
-pub fn reject_code(reason: engine::RejectReason) -> u8 {
+/// BINARY-PROTOCOL.md's reason code of an engine reject.
+pub fn reject_code(why: engine::RejectReason) -> u8 {
     use engine::RejectReason as R;
-    match reason {
-        R::UnknownSymbol => 1,
-        R::DuplicateOrderId => 2,
-        R::InvalidQty => 3,
-        R::InvalidPrice => 4,
-        R::InvalidTif => 5,
-        R::PostOnly => 6,
-        R::UnknownOrder => 7,
-        R::Capacity => 8,
-        R::DuplicateSymbol => 9,
-        R::InvalidTick => 10,
-        R::InvalidLot => 11,
+    match why {
+        R::UnknownSymbol => reason::UNKNOWN_SYMBOL,
+        R::DuplicateOrderId => reason::DUPLICATE_ORDER_ID,
+        R::InvalidQty => reason::INVALID_QTY,
+        R::InvalidPrice => reason::INVALID_PRICE,
+        R::InvalidTif => reason::INVALID_TIF,
+        R::PostOnly => reason::POST_ONLY,
+        R::UnknownOrder => reason::UNKNOWN_ORDER,
+        R::Capacity => reason::CAPACITY,
+        R::DuplicateSymbol => reason::DUPLICATE_SYMBOL,
+        R::InvalidTick => reason::INVALID_TICK,
+        R::InvalidLot => reason::INVALID_LOT,
     }
 }
 
-fn cancel_code(reason: engine::CancelReason) -> u8 {
+fn cancel_code(why: engine::CancelReason) -> u8 {
     use engine::CancelReason as C;
-    match reason {
-        C::User => 20,
-        C::Mass => 21,
-        C::Ioc => 22,
-        C::Fok => 23,
-        C::Stp => 24,
+    match why {
+        C::User => reason::USER,
+        C::Mass => reason::MASS,
+        C::Ioc => reason::IOC,
+        C::Fok => reason::FOK,
+        C::Stp => reason::STP,
     }
 }
 
-fn gateway_code(reason: GatewayReason) -> u8 {
-    match reason {
-        GatewayReason::Busy => 30,
-        GatewayReason::Unavailable => 31,
-        GatewayReason::Throttled => 32,
+fn gateway_code(why: GatewayReason) -> u8 {
+    match why {
+        GatewayReason::Busy => reason::BUSY,
+        GatewayReason::Unavailable => reason::UNAVAILABLE,
+        GatewayReason::Throttled => reason::THROTTLED,
+    }
+}
+
+fn exec_type_code(kind: ExecType) -> u8 {
+    match kind {
+        ExecType::New => exec_type::NEW,
+        ExecType::Trade => exec_type::TRADE,
+        ExecType::Canceled => exec_type::CANCELED,
+        ExecType::Replaced => exec_type::REPLACED,
+        ExecType::Rejected => exec_type::REJECTED,
+        ExecType::OrderStatus => exec_type::ORDER_STATUS,
+    }
+}
+
+fn ord_status_code(status: OrdStatus) -> u8 {
+    match status {
+        OrdStatus::New => ord_status::NEW,
+        OrdStatus::PartiallyFilled => ord_status::PARTIALLY_FILLED,
+        OrdStatus::Filled => ord_status::FILLED,
+        OrdStatus::Canceled => ord_status::CANCELED,
+        OrdStatus::Rejected => ord_status::REJECTED,
     }
 }

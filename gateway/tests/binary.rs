@@ -1,10 +1,12 @@
 //! The binary codec: every message round-trips, frames are found in any chunking, arbitrary
-//! bytes never panic, and each kind of malformed frame gets its session reject code.
+//! bytes never panic, each kind of malformed frame gets its session reject code, and the named
+//! wire codes are the documented ones.
 
 use engine::{AccountId, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
 use gateway::binary::{
-    check, decode_client, decode_server, encode_client, encode_server, CancelRequest, Check,
-    ClientMessage, DecodeError, ExecReport, NewOrderMsg, ServerMessage,
+    check, decode_client, decode_server, encode_client, encode_server, exec_type, ord_status,
+    reason, CancelRequest, Check, ClientMessage, DecodeError, ExecReport, NewOrderMsg,
+    ServerMessage,
 };
 use proptest::prelude::*;
 
@@ -284,4 +286,73 @@ fn a_market_orders_price_field_is_ignored() {
         panic!("not a new order")
     };
     assert_eq!((order.ord_type, order.price), (OrdType::Market, None));
+}
+
+/// Every named wire code is the one `gateway/BINARY-PROTOCOL.md` documents.
+#[test]
+fn the_named_codes_are_the_documented_ones() {
+    let doc = include_str!("../BINARY-PROTOCOL.md")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let from = doc
+        .find("`exec_type` and `ord_status` use")
+        .expect("the codes' paragraph");
+    let to = doc[from..].find("## Sessions").expect("its end") + from;
+    let codes = &doc[from..to];
+    let reasons = [
+        (reason::NONE, "none"),
+        (reason::UNKNOWN_SYMBOL, "unknown_symbol"),
+        (reason::DUPLICATE_ORDER_ID, "duplicate_order_id"),
+        (reason::INVALID_QTY, "invalid_qty"),
+        (reason::INVALID_PRICE, "invalid_price"),
+        (reason::INVALID_TIF, "invalid_tif"),
+        (reason::POST_ONLY, "post_only"),
+        (reason::UNKNOWN_ORDER, "unknown_order"),
+        (reason::CAPACITY, "capacity"),
+        (reason::DUPLICATE_SYMBOL, "duplicate_symbol"),
+        (reason::INVALID_TICK, "invalid_tick"),
+        (reason::INVALID_LOT, "invalid_lot"),
+        (reason::USER, "user"),
+        (reason::MASS, "mass"),
+        (reason::IOC, "ioc"),
+        (reason::FOK, "fok"),
+        (reason::STP, "stp"),
+        (reason::BUSY, "busy"),
+        (reason::UNAVAILABLE, "unavailable"),
+        (reason::THROTTLED, "throttled"),
+    ];
+    for (code, name) in reasons {
+        let documented = [", ", ": "].iter().any(|before| {
+            codes.contains(&format!("{before}{code} {name},"))
+                || codes.contains(&format!("{before}{code} {name};"))
+                || codes.contains(&format!("{before}{code} {name} ("))
+        });
+        assert!(documented, "reason {code} {name} in {codes}");
+    }
+    let letters = [
+        (exec_type::NEW, "new"),
+        (exec_type::CANCELED, "cancelled"),
+        (exec_type::REPLACED, "replaced"),
+        (exec_type::REJECTED, "rejected"),
+        (exec_type::TRADE, "is a fill"),
+        (exec_type::ORDER_STATUS, "an order status"),
+        (ord_status::NEW, "new"),
+        (ord_status::PARTIALLY_FILLED, "partially filled"),
+        (ord_status::FILLED, "filled"),
+        (ord_status::CANCELED, "cancelled"),
+        (ord_status::REJECTED, "rejected"),
+    ];
+    for (code, name) in letters {
+        let text = format!("`{}` {name}", char::from(code));
+        assert!(codes.contains(&text), "{text} in {codes}");
+    }
+    // An OrderStatus for an unknown order.
+    let unknown = format!(
+        "`exec_type` `{}`, `ord_status` `{}`, reason {}",
+        char::from(exec_type::ORDER_STATUS),
+        char::from(ord_status::REJECTED),
+        reason::UNKNOWN_ORDER
+    );
+    assert!(codes.contains(&unknown), "{unknown}");
 }

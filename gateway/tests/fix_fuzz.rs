@@ -5,7 +5,7 @@
 
 use engine::{AccountId, OrderId, Price, Qty, Symbol};
 use gateway::fix::mapping::{self, Inbound};
-use gateway::reports::{ExecType, OrdStatus, Report, Why};
+use gateway::{ExecType, OrdStatus, Reason, Report};
 use ironfix_tagvalue::Decoder;
 use proptest::prelude::*;
 
@@ -88,7 +88,7 @@ fn map(bytes: &[u8]) -> Option<Result<Inbound, mapping::Malformed>> {
             cum_qty: Qty(0),
             leaves_qty: new.qty,
             avg_px: Price(0),
-            why: Some(Why::Rejected(engine::RejectReason::InvalidQty)),
+            why: Some(Reason::Rejected(engine::RejectReason::InvalidQty)),
         };
         let _ = mapping::execution_report(&report, None);
         let _ = mapping::order_status(&report);

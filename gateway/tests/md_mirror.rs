@@ -1,11 +1,13 @@
-//! The L2 mirror ([`BookMirror`]) against the engine: random command streams (the loadgen
+//! The desk's L2 books ([`Desk`]) against the engine: random command streams (the loadgen
 //! flow, and hand-made streams with amends that keep or lose their place, crossing amends,
 //! IOC/FOK/market orders, post-only, every STP mode, mass cancels and `add_symbol` duplicates)
-//! go through an [`Engine`]; every event and the end-of-command marker go into a mirror. After
+//! go through an [`Engine`]; every event and the end-of-command marker go into a desk (one
+//! item per batch, so commands span batches; a seeded desk takes a command per batch). After
 //! every command, a client book built from the snapshot and the book updates so far, and the
-//! mirror's own snapshot, both equal [`Engine::depth`] on every symbol and side; each symbol's
-//! updates are numbered contiguously; trades are the engine's trades. A mirror seeded from the
-//! engine mid-stream keeps up just the same.
+//! desk's own snapshot, both equal [`Engine::depth`] on every symbol and side; the desk follows
+//! as many orders as the engine has live; each symbol's updates are numbered contiguously;
+//! trades are the engine's trades. A desk seeded from the engine mid-stream keeps up just the
+//! same.
 //!
 //! `PROPTEST_CASES` raises the case count (e.g. `PROPTEST_CASES=2000`).
 
@@ -18,7 +20,7 @@ use engine::{
     FIXED_ONE,
 };
 use flow::{FlowConfig, FlowGenerator, Mix};
-use gateway::market_data::{BookMirror, BookSnapshot, Level, MdMessage};
+use gateway::{BookSnapshot, Desk, Level, MdMessage, Outbox};
 use proptest::prelude::*;
 
 // ----- the client side ------------------------------------------------------------------------
@@ -65,16 +67,59 @@ impl ClientBook {
     }
 }
 
-/// A mirror fed like the hub feeds it, the client books its messages build, and the checks.
+/// A one-shard desk fed like the hub feeds it: the matcher's output in batches.
+struct Fed {
+    desk: Desk,
+    outbox: Outbox,
+    /// Each item its own batch (a command spans batches), or one batch per command.
+    per_item: bool,
+}
+
+impl Fed {
+    fn new(per_item: bool) -> Fed {
+        Fed {
+            desk: Desk::new(1, 1 << 16),
+            outbox: Outbox::default(),
+            per_item,
+        }
+    }
+
+    /// Feeds one applied command, appending the market data it published to `out`.
+    fn apply(
+        &mut self,
+        position: u64,
+        command: Command,
+        events: &[Event],
+        out: &mut Vec<MdMessage>,
+    ) {
+        let mut batch: Vec<Emitted> = events.iter().map(|e| Emitted::Event(*e)).collect();
+        batch.push(Emitted::Applied { position, command });
+        let size = if self.per_item { 1 } else { batch.len() };
+        for part in batch.chunks(size) {
+            self.desk.apply(0, part, &mut self.outbox);
+            out.append(&mut self.outbox.market_data);
+        }
+    }
+
+    fn live_orders(&self) -> usize {
+        self.desk.live_orders()
+    }
+
+    fn snapshot(&self, symbol: &Symbol, depth: usize) -> Option<BookSnapshot> {
+        self.desk.snapshot(symbol, depth)
+    }
+}
+
+/// A desk fed like the hub feeds it, the client books its messages build, and the checks.
 struct Follower {
-    mirror: BookMirror,
+    mirror: Fed,
     clients: HashMap<Symbol, ClientBook>,
 }
 
 impl Follower {
     fn new() -> Follower {
         Follower {
-            mirror: BookMirror::default(),
+            mirror: Fed::new(true),
             clients: HashMap::new(),
         }
     }
@@ -82,8 +127,8 @@ impl Follower {
     /// A follower starting from `engine` (its next command at `position`), with clients that
     /// took a snapshot of every symbol.
     fn seeded(engine: &Engine, position: u64) -> Follower {
-        let mut mirror = BookMirror::default();
-        mirror.seed(engine, position);
+        let mut mirror = Fed::new(false);
+        mirror.desk.seed(0, engine, position);
         let mut clients = HashMap::new();
         for info in engine.symbols() {
             let snapshot = mirror
@@ -98,11 +143,7 @@ impl Follower {
     /// Feeds one applied command and checks everything against `engine`.
     fn follow(&mut self, engine: &Engine, position: u64, command: Command, events: &[Event]) {
         let mut out = Vec::new();
-        for event in events {
-            self.mirror.apply(&Emitted::Event(*event), &mut out);
-        }
-        self.mirror
-            .apply(&Emitted::Applied { position, command }, &mut out);
+        self.mirror.apply(position, command, events, &mut out);
 
         let trades: Vec<MdMessage> = events
             .iter()
@@ -648,22 +689,13 @@ fn a_level_beyond_64_bits_saturates_like_the_engine() {
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(config).expect("valid config");
-    let mut mirror = BookMirror::default();
+    let mut mirror = Fed::new(true);
     let mut events = Vec::new();
     let mut out = Vec::new();
     for (position, command) in commands.iter().enumerate() {
         events.clear();
         engine.apply(command, &mut events);
-        for event in &events {
-            mirror.apply(&Emitted::Event(*event), &mut out);
-        }
-        mirror.apply(
-            &Emitted::Applied {
-                position: position as u64,
-                command: *command,
-            },
-            &mut out,
-        );
+        mirror.apply(position as u64, *command, &events, &mut out);
         let id = engine.symbol_id(&sym("S0")).expect("listed");
         let depth: Vec<(Price, Qty)> = engine
             .depth(id, Side::Buy)
@@ -719,21 +751,12 @@ fn a_crossing_order_shows_only_the_end_of_its_command() {
         new_order(2, "b", Side::Buy, 101, FIXED_ONE * 5, Tif::Gtc),
     ]);
     let mut engine = Engine::new(EngineConfig::default()).expect("valid config");
-    let mut mirror = BookMirror::default();
+    let mut mirror = Fed::new(true);
     let mut out = Vec::new();
     for (position, command) in commands.iter().enumerate() {
         let mut events = Vec::new();
         engine.apply(command, &mut events);
-        for event in &events {
-            mirror.apply(&Emitted::Event(*event), &mut out);
-        }
-        mirror.apply(
-            &Emitted::Applied {
-                position: position as u64,
-                command: *command,
-            },
-            &mut out,
-        );
+        mirror.apply(position as u64, *command, &events, &mut out);
     }
     let level = |price: i64, qty: i64| Level {
         price: Price(price * FIXED_ONE),

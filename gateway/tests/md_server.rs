@@ -6,14 +6,15 @@ use std::net::SocketAddr;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use engine::ring::Pop;
 use engine::runner::{Runner, RunnerConfig, WaitStrategy, Waiter};
 use engine::{
     AccountId, AddSymbol, CancelOrder, Command, CommandKind, Engine, EngineConfig, NewOrder,
     OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif,
 };
 use futures_util::{SinkExt, StreamExt};
-use gateway::hub::{Hub, Members, Sequencer, SubmitError, PUMP_WAIT};
-use gateway::md_server::{self, close_code, MdConfig};
+use gateway::md::{self, close_code, MdConfig};
+use gateway::{Hub, Members, Sequencer, SubmitError, PUMP_WAIT};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -71,15 +72,30 @@ impl Exchange {
             ..EngineConfig::default()
         };
         let engine = Engine::new(engine_config).expect("valid config");
-        let pump = hub.seed(0, &engine, 0);
+        hub.seed(0, &engine, 0);
         let runner = RunnerConfig {
             wait: WAIT,
             ..RunnerConfig::default()
         };
-        let (mut input, output, _runner) =
+        let (mut input, mut output, _runner) =
             Runner::spawn::<1024, 4096>(engine, runner, 0, ()).expect("matcher thread");
-        hub.spawn_pump(pump, output, PUMP_WAIT)
-            .expect("pump thread");
+        let pump_hub = hub.clone();
+        std::thread::spawn(move || {
+            let mut waiter = Waiter::new(PUMP_WAIT);
+            let mut batch = Vec::new();
+            loop {
+                if output.pop_batch(4096, |item| batch.push(item)) > 0 {
+                    pump_hub.apply(0, &batch);
+                    batch.clear();
+                    waiter.reset();
+                    continue;
+                }
+                match output.empty_or_closed() {
+                    Pop::Closed => break,
+                    Pop::Empty | Pop::Item(_) => waiter.wait(),
+                }
+            }
+        });
         std::thread::spawn(move || {
             let mut waiter = Waiter::new(WAIT);
             for command in rx {
@@ -97,7 +113,7 @@ impl Exchange {
             .expect("bind");
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(md_server::serve(listener, hub.clone(), config, async {
+        let server = tokio::spawn(md::serve(listener, hub.clone(), config, async {
             let _ = stopped.await;
         }));
         let mut exchange = Exchange {
@@ -871,7 +887,7 @@ async fn a_lagging_connection_is_resynced_never_skipped() {
 
     // Far more updates than the feed buffer holds, while the client reads nothing.
     // (About 3,000 messages fit in the socket buffers before the feed buffer starts filling.)
-    let flood = gateway::market_data::FEED_BUFFER * 2;
+    let flood = gateway::hub::FEED_BUFFER * 2;
     for n in 0..flood {
         let id = format!("f{n}");
         let price = format!("{}", 1000 + n % 50);
@@ -905,11 +921,7 @@ async fn a_lagging_connection_is_resynced_never_skipped() {
     assert!(lagged > 0, "the flood made the connection lag");
     assert_eq!(resynced, lagged);
     assert_eq!(book, expected);
-    assert!(exchange
-        .hub
-        .market_data()
-        .snapshot(&sym("BTC-USD"), 1)
-        .is_some());
+    assert!(exchange.hub.snapshot(&sym("BTC-USD"), 1).is_some());
     drop(client);
     exchange.shutdown().await;
 }

@@ -1,15 +1,17 @@
-//! Execution reports from engine events: FIX's CumQty, LeavesQty, AvgPx, OrdStatus and
-//! ExecType follow each order, checked on worked cases and against the engine over a long flow.
+//! Execution reports from the desk: FIX's CumQty, LeavesQty, AvgPx, OrdStatus and ExecType
+//! follow each order, checked on worked cases and against the engine over a long flow (the one
+//! order table follows exactly the engine's live orders).
 
 use std::collections::HashMap;
 
+use engine::runner::Emitted;
 use engine::{
     AccountId, AddSymbol, AmendOrder, CancelOrder, CancelReason, Command, CommandKind, Engine,
     EngineConfig, Event, NewOrder, OrdType, OrderId, Price, Qty, RejectReason, Request, Side, Stp,
     Symbol, Tif, FIXED_ONE,
 };
 use flow::{FlowConfig, FlowGenerator};
-use gateway::reports::{ExecType, OrdStatus, OrderTracker, Output, Report, Why};
+use gateway::{Desk, ExecType, OrdStatus, Outbox, Reason, Report, ToSession};
 
 fn sym() -> Symbol {
     Symbol::new("BTC-USD").unwrap()
@@ -49,10 +51,45 @@ fn new(
     )
 }
 
-/// Runs commands through an engine and a tracker; returns every output.
-fn run(commands: &[Command]) -> Vec<Output> {
+/// A one-shard desk fed one command per batch, as the hub feeds it.
+struct Fed {
+    desk: Desk,
+    outbox: Outbox,
+    batch: Vec<Emitted>,
+    position: u64,
+}
+
+impl Fed {
+    fn new(finished_max: usize) -> Fed {
+        Fed {
+            desk: Desk::new(1, finished_max),
+            outbox: Outbox::default(),
+            batch: Vec::new(),
+            position: 0,
+        }
+    }
+
+    /// Feeds one applied command; returns what the desk sends.
+    fn apply(&mut self, command: &Command, events: &[Event]) -> &[(AccountId, ToSession)] {
+        self.batch.clear();
+        self.batch.extend(events.iter().map(|e| Emitted::Event(*e)));
+        self.batch.push(Emitted::Applied {
+            position: self.position,
+            command: *command,
+        });
+        self.position += 1;
+        self.desk.apply(0, &self.batch, &mut self.outbox);
+        &self.outbox.sends
+    }
+}
+
+/// Runs commands through an engine and a desk; returns every message it sends.
+fn run(commands: &[Command]) -> Vec<ToSession> {
+    run_on(&mut Fed::new(1 << 16), commands)
+}
+
+fn run_on(fed: &mut Fed, commands: &[Command]) -> Vec<ToSession> {
     let mut engine = Engine::new(EngineConfig::default()).unwrap();
-    let mut tracker = OrderTracker::new();
     let mut events: Vec<Event> = Vec::new();
     let mut out = Vec::new();
     let mut all = vec![Command::new(
@@ -67,17 +104,15 @@ fn run(commands: &[Command]) -> Vec<Output> {
     for cmd in &all {
         events.clear();
         engine.apply(cmd, &mut events);
-        for event in &events {
-            tracker.on_event(event, &mut out);
-        }
+        out.extend(fed.apply(cmd, &events).iter().map(|(_, message)| *message));
     }
     out
 }
 
-fn reports_of<'a>(out: &'a [Output], id: &str) -> Vec<&'a Report> {
+fn reports_of<'a>(out: &'a [ToSession], id: &str) -> Vec<&'a Report> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Report(r) if r.cl_ord_id.as_str() == id => Some(r),
+            ToSession::Report(r) if r.cl_ord_id.as_str() == id => Some(r),
             _ => None,
         })
         .collect()
@@ -139,7 +174,7 @@ fn fills_accumulate_with_a_volume_weighted_average_price() {
         (last.order_qty.0, last.cum_qty.0, last.leaves_qty.0),
         (d(2.0), d(1.5), 0)
     );
-    assert_eq!(last.why, Some(Why::Cancelled(CancelReason::User)));
+    assert_eq!(last.why, Some(Reason::Cancelled(CancelReason::User)));
 }
 
 #[test]
@@ -163,11 +198,11 @@ fn rejects_become_rejected_reports_or_cancel_rejects() {
         (a[0].exec_type, a[0].ord_status),
         (ExecType::Rejected, OrdStatus::Rejected)
     );
-    assert_eq!(a[0].why, Some(Why::Rejected(RejectReason::InvalidPrice)));
+    assert_eq!(a[0].why, Some(Reason::Rejected(RejectReason::InvalidPrice)));
     let reject = out
         .iter()
         .find_map(|o| match o {
-            Output::CancelReject(r) => Some(r),
+            ToSession::CancelReject(r) => Some(r),
             _ => None,
         })
         .expect("a cancel reject");
@@ -200,7 +235,7 @@ fn a_replace_reports_the_new_total_and_an_ioc_rest_is_cancelled() {
         (last.exec_type, last.cum_qty.0, last.leaves_qty.0),
         (ExecType::Canceled, d(1.0), 0)
     );
-    assert_eq!(last.why, Some(Why::Cancelled(CancelReason::Ioc)));
+    assert_eq!(last.why, Some(Reason::Cancelled(CancelReason::Ioc)));
     assert_eq!(last.price, None, "a market order has no price");
     let r = reports_of(&out, "r");
     let replaced = r.last().unwrap();
@@ -225,40 +260,86 @@ fn the_tracker_agrees_with_the_engine_over_a_long_flow() {
     let mut commands = generator.setup();
     commands.extend(generator.generate(50_000));
     let mut engine = Engine::new(flow.engine_config()).unwrap();
-    let mut tracker = OrderTracker::new();
+    let mut fed = Fed::new(1 << 16);
     let mut events: Vec<Event> = Vec::new();
-    let mut out = Vec::new();
     let mut fills: HashMap<(AccountId, OrderId), i64> = HashMap::new();
     for cmd in &commands {
         events.clear();
         engine.apply(cmd, &mut events);
-        for event in &events {
-            out.clear();
-            tracker.on_event(event, &mut out);
-            for o in &out {
-                if let Output::Report(r) = o {
-                    let key = (r.account, r.cl_ord_id);
-                    let cum = fills.entry(key).or_default();
-                    *cum += r.last_qty.0;
-                    assert_eq!(r.cum_qty.0, *cum, "{r:?}");
-                    assert!(r.cum_qty.0 + r.leaves_qty.0 <= r.order_qty.0, "{r:?}");
-                    if r.exec_type == ExecType::Trade {
-                        assert!(r.avg_px.0 > 0 && r.last_qty.0 > 0, "{r:?}");
-                    }
+        for (account, message) in fed.apply(cmd, &events) {
+            if let ToSession::Report(r) = message {
+                assert_eq!(*account, r.account);
+                let key = (r.account, r.cl_ord_id);
+                let cum = fills.entry(key).or_default();
+                *cum += r.last_qty.0;
+                assert_eq!(r.cum_qty.0, *cum, "{r:?}");
+                assert!(r.cum_qty.0 + r.leaves_qty.0 <= r.order_qty.0, "{r:?}");
+                if r.exec_type == ExecType::Trade {
+                    assert!(r.avg_px.0 > 0 && r.last_qty.0 > 0, "{r:?}");
                 }
             }
         }
     }
-    assert_eq!(tracker.live_orders() as u32, engine.stats().live_orders);
+    assert_eq!(fed.desk.live_orders() as u32, engine.stats().live_orders);
     for info in engine.symbols() {
         for side in [Side::Buy, Side::Sell] {
             for order in engine.resting(info.id, side) {
                 assert_eq!(
-                    tracker.open_qty(order.account, &order.order_id),
+                    fed.desk
+                        .order_state(order.account, &order.order_id)
+                        .map(|r| r.leaves_qty),
                     Some(order.qty),
                     "{order:?}"
                 );
             }
         }
     }
+}
+
+/// A new order the engine rejects reports what it asked for (side, price, quantity) from the
+/// command on the log, so the report is right at every site: here the desk never saw the
+/// order submitted (it came from another site's gateway). A market order shows no price.
+#[test]
+fn a_reject_of_an_order_from_another_site_reports_its_side_price_and_quantity() {
+    let mut fed = Fed::new(1 << 16);
+    let out = run_on(
+        &mut fed,
+        &[
+            // Off the 0.5 tick.
+            new(1, 7, "off-tick", Side::Sell, Some(100.25), 1.5, Tif::Gtc),
+            // A market order cannot rest: GTC is refused.
+            new(2, 7, "market-gtc", Side::Sell, None, 2.0, Tif::Gtc),
+        ],
+    );
+    let check = |id: &str, price: Option<f64>, qty: f64, reason: RejectReason| {
+        let reports = reports_of(&out, id);
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        let r = reports[0];
+        assert_eq!(
+            (r.exec_type, r.ord_status, r.why),
+            (
+                ExecType::Rejected,
+                OrdStatus::Rejected,
+                Some(Reason::Rejected(reason))
+            )
+        );
+        assert_eq!(
+            (r.side, r.price, r.order_qty, r.cum_qty, r.leaves_qty),
+            (
+                Side::Sell,
+                price.map(|p| Price(d(p))),
+                Qty(d(qty)),
+                Qty(0),
+                Qty(0)
+            ),
+            "{r:?}"
+        );
+        let status = fed
+            .desk
+            .order_state(AccountId(7), &OrderId::new(id).unwrap())
+            .expect("a rejected order is remembered");
+        assert_eq!(status, r.status());
+    };
+    check("off-tick", Some(100.25), 1.5, RejectReason::InvalidPrice);
+    check("market-gtc", None, 2.0, RejectReason::InvalidTif);
 }

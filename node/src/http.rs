@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::http::{header, StatusCode};
 use axum::routing::get;
-use gateway::hub::Hub;
+use gateway::Hub;
 
 use crate::metrics::NodeMetrics;
 use crate::persist::RecentHashes;

@@ -40,10 +40,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use engine::CommandKind;
-use gateway::binary_server;
-use gateway::fix::FixGateway;
-use gateway::hub::{Hub, Members, Sequencer};
-use gateway::md_server::MdServer;
+use gateway::{binary_server, FixGateway};
+use gateway::{Hub, MdServer, Members, Sequencer};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;

@@ -10,9 +10,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use gateway::fix::FixGateway;
-use gateway::hub::{Hub, LatencyHistogram, REJECT_REASONS};
-use gateway::md_server::MdServer;
+use gateway::{FixGateway, Hub, LatencyHistogram, MdServer, REJECT_REASONS};
 
 use crate::shard::ShardView;
 

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use crossbeam_channel::Sender;
-use engine::ring::{Producer, RingDepth};
-use engine::runner::{Runner, RunnerConfig, Waiter};
+use engine::ring::{Consumer, Pop, Producer, RingDepth};
+use engine::runner::{Emitted, Runner, RunnerConfig, Waiter};
 use engine::{Command, Engine, EngineConfig};
-use gateway::hub::{Hub, LatencyHistogram, Sequencer, SubmitError, PUMP_WAIT};
+use gateway::{Hub, LatencyHistogram, Sequencer, SubmitError, PUMP_WAIT};
 use replicator::log::{Log, LogHandle, Refused};
 use replicator::recovery::recover;
 use replicator::snapshots::SnapshotStore;
@@ -192,7 +192,7 @@ pub fn start(
         recovery,
     } = opened;
     let position = recovery.position;
-    let pump_state = hub.seed(at, &engine, position);
+    hub.seed(at, &engine, position);
     let checkpoints = Checkpoints::new(
         &config.site,
         at,
@@ -208,7 +208,12 @@ pub fn start(
         commands: commands.depth(),
         output: output.depth(),
     });
-    let pump = hub.spawn_pump(pump_state, output, PUMP_WAIT)?;
+    let pump = {
+        let hub = hub.clone();
+        std::thread::Builder::new()
+            .name(format!("pump-{}", view.name))
+            .spawn(move || pump(output, &hub, at))?
+    };
     let reader = log.reader(position)?;
     let stop_feeder = Arc::new(AtomicU64::new(u64::MAX));
     let feeder = {
@@ -272,6 +277,25 @@ fn feed<const N: usize>(
                 reader.position()
             );
             return Ok(());
+        }
+    }
+}
+
+/// Hands the matcher's output to the hub in batches, in order, until the matcher closes its
+/// ring (it stopped).
+fn pump<const N: usize>(mut output: Consumer<Emitted, N>, hub: &Hub, shard: usize) {
+    let mut waiter = Waiter::new(PUMP_WAIT);
+    let mut batch = Vec::with_capacity(4096);
+    loop {
+        if output.pop_batch(4096, |item| batch.push(item)) > 0 {
+            hub.apply(shard, &batch);
+            batch.clear();
+            waiter.reset();
+            continue;
+        }
+        match output.empty_or_closed() {
+            Pop::Closed => return,
+            Pop::Empty | Pop::Item(_) => waiter.wait(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use gateway::hub::Member;
+use gateway::Member;
 use node::{Node, NodeConfig};
 
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {

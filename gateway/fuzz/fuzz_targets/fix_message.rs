@@ -16,7 +16,7 @@
 use bytes::BytesMut;
 use engine::{AccountId, Qty, RejectReason, Request};
 use gateway::fix::mapping::{self, business_reject, session_reject, Inbound};
-use gateway::reports::{ExecType, GatewayReason, OrdStatus, Report, Why};
+use gateway::{ExecType, GatewayReason, OrdStatus, Reason, Report};
 use ironfix_core::error::DecodeError;
 use ironfix_core::message::RawMessage;
 use ironfix_tagvalue::{Decoder as FixDecoder, FieldIndex};
@@ -121,7 +121,7 @@ fn application(raw: &RawMessage<'_>) {
     match inbound {
         Inbound::New(new) => {
             assert_eq!(new.account, ACCOUNT);
-            let report = gateway::hub::gateway_reject(ACCOUNT, &new, GatewayReason::Busy);
+            let report = gateway::desk::gateway_reject(ACCOUNT, &new, GatewayReason::Busy);
             let _ = mapping::execution_report(&report, None);
         }
         Inbound::Cancel { request, cancel } => {
@@ -132,7 +132,7 @@ fn application(raw: &RawMessage<'_>) {
                 ACCOUNT,
                 Request::Cancel,
                 None,
-                Why::Gateway(GatewayReason::Unavailable),
+                Reason::Gateway(GatewayReason::Unavailable),
             );
         }
         Inbound::Replace {
@@ -169,7 +169,7 @@ fn application(raw: &RawMessage<'_>) {
                 ACCOUNT,
                 Request::Amend,
                 Some(&state),
-                Why::Rejected(RejectReason::UnknownOrder),
+                Reason::Rejected(RejectReason::UnknownOrder),
             );
         }
         Inbound::MassCancel { request, symbol } => {

@@ -1,10 +1,10 @@
 //! Market data WebSocket requests: arbitrary bytes as a text message (a WebSocket text message
 //! is UTF-8, checked by the WebSocket layer before the server sees it) through the server's
-//! request parser, `md_server::parse_request`. Never panics; what it accepts is within the
+//! request parser, `md::parse_request`. Never panics; what it accepts is within the
 //! configured limits, and every refusal has a message.
 #![no_main]
 
-use gateway::md_server::{parse_request, Channel, MdConfig, MdRequest};
+use gateway::md::{parse_request, Channel, MdConfig, MdRequest};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -14,7 +14,7 @@ use engine::{
 use ironfix_core::message::{MsgType, RawMessage};
 use ironfix_engine::OutboundMessage;
 
-use crate::reports::{ExecType, GatewayReason, OrdStatus, Report, Why};
+use crate::desk::{ExecType, GatewayReason, OrdStatus, Reason, Report};
 
 /// Custom tag on NewOrderSingle: self-trade prevention. `N` none, `T` cancel the taker (the
 /// default), `M` cancel the maker, `B` cancel both.
@@ -348,20 +348,20 @@ pub fn ord_rej_reason(reason: RejectReason) -> u32 {
 }
 
 /// CxlRejReason (102) for a refused cancel or replace.
-pub fn cxl_rej_reason(why: Why) -> u32 {
+pub fn cxl_rej_reason(why: Reason) -> u32 {
     match why {
-        Why::Rejected(RejectReason::UnknownOrder) => 1,
-        Why::Rejected(RejectReason::DuplicateOrderId) => 6,
-        Why::Gateway(_) => 2,
-        Why::Rejected(_) | Why::Cancelled(_) => 99,
+        Reason::Rejected(RejectReason::UnknownOrder) => 1,
+        Reason::Rejected(RejectReason::DuplicateOrderId) => 6,
+        Reason::Gateway(_) => 2,
+        Reason::Rejected(_) | Reason::Cancelled(_) => 99,
     }
 }
 
-fn why_text(why: Why) -> &'static str {
+fn why_text(why: Reason) -> &'static str {
     match why {
-        Why::Rejected(reason) => reason.as_str(),
-        Why::Cancelled(reason) => reason.as_str(),
-        Why::Gateway(reason) => reason.as_str(),
+        Reason::Rejected(reason) => reason.as_str(),
+        Reason::Cancelled(reason) => reason.as_str(),
+        Reason::Gateway(reason) => reason.as_str(),
     }
 }
 
@@ -478,7 +478,7 @@ fn report_body(report: &Report, request: Option<&OrderId>, exec_id: &str) -> Out
         m.push_str(60, &utc_timestamp(report.ts));
     }
     if let Some(why) = report.why {
-        if let (ExecType::Rejected, Why::Rejected(reason)) = (report.exec_type, why) {
+        if let (ExecType::Rejected, Reason::Rejected(reason)) = (report.exec_type, why) {
             m.push_uint(103, u64::from(ord_rej_reason(reason)));
         } else if report.exec_type == ExecType::Rejected {
             m.push_uint(103, 99);
@@ -520,7 +520,7 @@ pub fn cancel_reject(
     account: AccountId,
     to: Request,
     state: Option<&Report>,
-    why: Why,
+    why: Reason,
 ) -> OutboundMessage {
     let mut m = OutboundMessage::new(MsgType::OrderCancelReject);
     match state {
@@ -814,7 +814,7 @@ mod tests {
             exec_type: ExecType::Rejected,
             ord_status: OrdStatus::Rejected,
             price: Some(Price::INVALID),
-            why: Some(Why::Rejected(RejectReason::InvalidPrice)),
+            why: Some(Reason::Rejected(RejectReason::InvalidPrice)),
             ..report()
         };
         let m = execution_report(&rejected, None);
@@ -825,7 +825,7 @@ mod tests {
         assert_eq!(text(&m, 44), None, "an unrepresentable price is left out");
         let busy = Report {
             seq: 0,
-            why: Some(Why::Gateway(GatewayReason::Busy)),
+            why: Some(Reason::Gateway(GatewayReason::Busy)),
             ..rejected
         };
         let m = execution_report(&busy, None);
@@ -865,7 +865,7 @@ mod tests {
             AccountId(7),
             Request::Amend,
             None,
-            Why::Rejected(RejectReason::UnknownOrder),
+            Reason::Rejected(RejectReason::UnknownOrder),
         );
         for (tag, want) in [
             (37, "NONE"),

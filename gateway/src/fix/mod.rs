@@ -26,7 +26,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::throttle::Bucket;
 
@@ -48,8 +48,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::hub::{gateway_reject, Attachment, Hub, ToSession};
-use crate::reports::{ExecType, GatewayReason, Why};
+use crate::desk::{gateway_reject, ExecType, GatewayReason, Reason, SubmitError, ToSession};
+use crate::hub::{Attachment, Hub};
+use crate::metrics::now_ns;
 use mapping::{business_reject, Inbound};
 use store::CountersStore;
 
@@ -161,12 +162,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// Answers a session queues for its writer, besides the hub's reports.
 const REPLY_QUEUE: usize = 1024;
 /// Cancel and replace requests in flight per session whose ClOrdID is echoed back; beyond it,
@@ -269,7 +264,7 @@ impl Live {
         match message {
             ToSession::Report(report) => {
                 let kind = match (report.exec_type, report.why) {
-                    (ExecType::Canceled, Some(Why::Cancelled(CancelReason::User))) => {
+                    (ExecType::Canceled, Some(Reason::Cancelled(CancelReason::User))) => {
                         Some(Request::Cancel)
                     }
                     (ExecType::Replaced, _) => Some(Request::Amend),
@@ -290,7 +285,7 @@ impl Live {
                     reject.account,
                     reject.request,
                     state.as_ref(),
-                    Why::Rejected(reject.reason),
+                    Reason::Rejected(reject.reason),
                 ))
             }
             // A mass cancel this session did not ask for (cancel-on-disconnect of an earlier
@@ -370,7 +365,7 @@ impl FixApp {
         msg_type: &str,
     ) -> Option<OutboundMessage> {
         let account = live.account;
-        let refused = |err: crate::hub::SubmitError| {
+        let refused = |err: SubmitError| {
             bump(&self.counters.submit_refused);
             GatewayReason::from(err)
         };
@@ -392,7 +387,7 @@ impl FixApp {
                     account,
                     Request::Cancel,
                     state.as_ref(),
-                    Why::Gateway(refused(err)),
+                    Reason::Gateway(refused(err)),
                 ))
             }
             Inbound::Replace {
@@ -409,7 +404,7 @@ impl FixApp {
                         account,
                         Request::Amend,
                         None,
-                        Why::Rejected(RejectReason::UnknownOrder),
+                        Reason::Rejected(RejectReason::UnknownOrder),
                     ));
                 };
                 let amend = AmendOrder {
@@ -428,7 +423,7 @@ impl FixApp {
                     account,
                     Request::Amend,
                     Some(&state),
-                    Why::Gateway(refused(err)),
+                    Reason::Gateway(refused(err)),
                 ))
             }
             Inbound::MassCancel { request, symbol } => {

@@ -1,0 +1,244 @@
+//! The desk: everything a site's gateway knows about orders and books, sans-IO.
+//!
+//! [`Desk::apply`] follows a batch of one shard's matcher output (its events and end-of-command
+//! markers, [`Emitted`]) and returns what to do in an [`Outbox`]: the messages for sessions,
+//! the market data to publish, and counts. It reads no clock, takes no lock, starts no thread
+//! and does no I/O, so two sites that apply the same log produce the same outboxes; the
+//! [`crate::hub::Hub`] is the runtime that locks it, publishes and delivers.
+//!
+//! - `report`: the messages ([`Report`], [`CancelReject`], [`ToSession`]).
+//! - `orders`: the one order table, every order from submission to the end of the remembered
+//!   window: running quantities for reports, last state for status requests and resent
+//!   orders, and where each order rests for the books.
+//! - `book`: the L2 books, fed by the table's level changes, updated once per command.
+//! - `mass`: mass cancels of every symbol, split over shards and answered once.
+
+mod book;
+mod mass;
+mod orders;
+mod report;
+
+use engine::runner::Emitted;
+use engine::{
+    AccountId, CancelReason, Command, CommandKind, Engine, Event, EventKind, NewOrder, OrderId,
+    Side, Symbol,
+};
+
+pub use book::{BookSnapshot, Level, LevelDelta, MdMessage};
+pub use orders::{Admission, IN_FLIGHT_MAX};
+pub use report::{
+    gateway_reject, CancelReject, ExecType, GatewayReason, OrdStatus, Reason, Report, SubmitError,
+    ToSession,
+};
+
+use crate::metrics::REJECT_REASONS;
+use book::Books;
+use mass::MassCancels;
+use orders::{Effects, InCommand, OrderTable};
+
+/// What one [`Desk::apply`] produced. Kept by the caller and reused: its vectors keep their
+/// capacity, so a steady state allocates no new ones.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Messages for the sessions of an account, in log order.
+    pub sends: Vec<(AccountId, ToSession)>,
+    /// Market data to publish, in order.
+    pub market_data: Vec<MdMessage>,
+    /// Engine events followed.
+    pub events: u64,
+    /// Commands whose end was seen.
+    pub applied: u64,
+    /// Engine rejects, by reason ([`REJECT_REASONS`] order).
+    pub rejects: [u64; REJECT_REASONS.len()],
+    /// The log position of the shard's next command, if the batch ended a command.
+    pub next_position: Option<u64>,
+}
+
+impl Outbox {
+    /// Empties it, keeping its capacity.
+    pub fn clear(&mut self) {
+        self.sends.clear();
+        self.market_data.clear();
+        self.events = 0;
+        self.applied = 0;
+        self.rejects = [0; REJECT_REASONS.len()];
+        self.next_position = None;
+    }
+}
+
+/// One shard's books and the state of the command it is in the middle of.
+#[derive(Default)]
+struct ShardDesk {
+    books: Books,
+    command: InCommand,
+    /// Orders the current command cancelled with reason `mass` (for its MassCancelDone).
+    mass_cancelled: u32,
+    /// The current command (an `add_symbol`) was refused.
+    symbol_rejected: bool,
+}
+
+/// A site's orders and books, over all its shards.
+pub struct Desk {
+    orders: OrderTable,
+    shards: Vec<ShardDesk>,
+    mass: MassCancels,
+    /// Level changes of the event being followed (kept for its capacity).
+    deltas: Vec<LevelDelta>,
+}
+
+impl Desk {
+    /// A desk for `shards` shards, remembering `finished_max` done orders (the engine's
+    /// window of remembered ids).
+    pub fn new(shards: usize, finished_max: usize) -> Desk {
+        Desk {
+            orders: OrderTable::new(finished_max),
+            shards: (0..shards).map(|_| ShardDesk::default()).collect(),
+            mass: MassCancels::default(),
+            deltas: Vec::new(),
+        }
+    }
+
+    /// Starts shard `shard` from its recovered `engine`, whose next command is at
+    /// `next_position`: its books, and the orders resting in it, in one walk.
+    pub fn seed(&mut self, shard: usize, engine: &Engine, next_position: u64) {
+        let state = &mut self.shards[shard];
+        *state = ShardDesk {
+            books: Books::new(next_position),
+            ..ShardDesk::default()
+        };
+        let seq = engine.stats().next_event_seq;
+        for info in engine.symbols() {
+            state.books.list(info.name);
+            for side in [Side::Buy, Side::Sell] {
+                for order in engine.resting(info.id, side) {
+                    let delta = self.orders.seed(shard, seq, info.name, &order);
+                    state.books.seed(delta);
+                }
+            }
+        }
+    }
+
+    /// A session is about to submit `new` to shard `shard`'s log: whether it may (see
+    /// [`Admission`]).
+    pub fn submitted(&mut self, shard: usize, new: &NewOrder) -> Admission {
+        self.orders.submitted(shard, new)
+    }
+
+    /// The log refused `new` after [`Desk::submitted`]: it is not in flight.
+    pub fn refused(&mut self, new: &NewOrder) {
+        self.orders.refused(new);
+    }
+
+    /// Starts waiting for the shards in the mask `shards` to apply `account`'s mass cancel of
+    /// every symbol; returns its id.
+    pub fn mass_cancel_begin(&mut self, account: AccountId, shards: u64) -> u64 {
+        self.mass.begin(account, shards)
+    }
+
+    /// Shard `shard`'s log refused its part of mass cancel `id`. Returns how many orders the
+    /// others cancelled if that was the last part outstanding.
+    pub fn mass_cancel_refused(&mut self, id: u64, shard: usize) -> Option<u32> {
+        self.mass.refused(id, shard)
+    }
+
+    /// Follows a batch of shard `shard`'s matcher output, replacing `out`'s contents with what
+    /// it causes. Book updates come at the end of each command; a command may span batches.
+    pub fn apply(&mut self, shard: usize, batch: &[Emitted], out: &mut Outbox) {
+        out.clear();
+        for item in batch {
+            match *item {
+                Emitted::Event(event) => self.on_event(shard, &event, out),
+                Emitted::Applied { position, command } => {
+                    self.end_command(shard, position, &command, out);
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, shard: usize, event: &Event, out: &mut Outbox) {
+        out.events += 1;
+        let state = &mut self.shards[shard];
+        match event.kind {
+            EventKind::Accepted { symbol, .. } => state.books.list(symbol),
+            EventKind::Rejected { reason, .. } | EventKind::SymbolRejected { reason, .. } => {
+                if let Some(at) = REJECT_REASONS.iter().position(|r| *r == reason) {
+                    out.rejects[at] += 1;
+                }
+                state.symbol_rejected |= matches!(event.kind, EventKind::SymbolRejected { .. });
+            }
+            EventKind::Trade {
+                symbol,
+                price,
+                qty,
+                taker_side,
+                ..
+            } => out.market_data.push(MdMessage::Trade {
+                symbol,
+                id: event.seq,
+                ts: event.ts.0,
+                price,
+                qty,
+                taker_side,
+            }),
+            EventKind::Cancelled {
+                reason: CancelReason::Mass,
+                ..
+            } => state.mass_cancelled += 1,
+            EventKind::Cancelled { .. } | EventKind::Amended { .. } => {}
+        }
+        let mut effects = Effects {
+            sends: &mut out.sends,
+            deltas: &mut self.deltas,
+        };
+        self.orders
+            .on_event(shard, event, &mut state.command, &mut effects);
+        for delta in self.deltas.drain(..) {
+            state.books.change(delta);
+        }
+    }
+
+    fn end_command(&mut self, shard: usize, position: u64, command: &Command, out: &mut Outbox) {
+        out.applied += 1;
+        out.next_position = Some(position + 1);
+        let state = &mut self.shards[shard];
+        let mut effects = Effects {
+            sends: &mut out.sends,
+            deltas: &mut self.deltas,
+        };
+        self.orders
+            .end_command(shard, command, &mut state.command, &mut effects);
+        for delta in self.deltas.drain(..) {
+            state.books.change(delta);
+        }
+        let symbol_rejected = std::mem::take(&mut state.symbol_rejected);
+        let cancelled = std::mem::take(&mut state.mass_cancelled);
+        match command.kind {
+            CommandKind::AddSymbol(add) if !symbol_rejected => state.books.list(add.symbol),
+            CommandKind::MassCancel(mass) => {
+                if let Some(done) = self.mass.done(shard, mass, cancelled) {
+                    out.sends.push((mass.account, done));
+                }
+            }
+            _ => {}
+        }
+        state.books.end_command(position, &mut out.market_data);
+    }
+
+    /// The last known state of the account's order `cl_ord_id` (live, or done within the
+    /// remembered window), as the answer to a status request.
+    pub fn order_state(&self, account: AccountId, cl_ord_id: &OrderId) -> Option<Report> {
+        self.orders.status(account, cl_ord_id)
+    }
+
+    /// Orders live on a book or being matched: as many as the engines have, between commands.
+    pub fn live_orders(&self) -> usize {
+        self.orders.live()
+    }
+
+    /// The best `depth` levels of each side of `symbol`, from the shard that lists it.
+    pub fn snapshot(&self, symbol: &Symbol, depth: usize) -> Option<BookSnapshot> {
+        self.shards
+            .iter()
+            .find_map(|shard| shard.books.snapshot(symbol, depth))
+    }
+}

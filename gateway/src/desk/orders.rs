@@ -1,0 +1,580 @@
+//! The order table: every order the desk follows, in one map, from submission to the end of
+//! the remembered window.
+//!
+//! One [`OrderEntry`] per `(account, client order id)` holds what every report needs (the
+//! running quantities and average price), what the L2 books need (where the order rests), and
+//! what a status request or a resent order is answered with (the last state, kept for
+//! `finished_max` more finished orders after the order is done, the same window as the
+//! engine's remembered ids). Following an event appends the [`Report`]s it causes and the
+//! [`LevelDelta`]s of the levels it changed.
+
+use std::collections::{HashMap, VecDeque};
+
+use engine::{
+    AccountId, Command, CommandKind, Event, EventKind, NewOrder, OrderId, Price, Qty, RejectReason,
+    Request, RestingOrder, Side, Symbol,
+};
+
+use super::book::LevelDelta;
+use super::report::{engine_reject, CancelReject, ExecType, OrdStatus, Reason, Report, ToSession};
+
+/// An order's key: ids are the client's, unique per account.
+type Key = (AccountId, OrderId);
+
+/// New orders submitted here and not yet applied that the table holds; beyond this, one is not
+/// held, and only the check against its id being used on another shard misses it.
+pub const IN_FLIGHT_MAX: usize = 1 << 20;
+
+/// Whether a new order may go to its shard's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Submit it.
+    Submit,
+    /// Do not: its id is in use on another shard, and one id is never two orders. Answer it
+    /// like a resent order, with the original's state (`None`: the original is in flight, and
+    /// its own report answers).
+    Known(Option<Report>),
+}
+
+/// Where an order is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Submitted from this site, not applied yet (nothing is reported from it).
+    PendingNew,
+    /// Live, but not on the book yet: accepted, or amended out of its place, in the command
+    /// being applied. It rests when the command ends.
+    Entering,
+    /// On the book, counted in its level.
+    Resting,
+    /// Over, in this status (filled, cancelled or rejected).
+    Done(OrdStatus),
+}
+
+/// One order's state.
+#[derive(Clone, Copy, Debug)]
+pub struct OrderEntry {
+    /// The shard that follows it.
+    shard: usize,
+    symbol: Symbol,
+    side: Side,
+    /// The limit price (`None` for a market order).
+    price: Option<Price>,
+    /// FIX OrderQty: as entered, then the new total (filled + open) after each amend.
+    order_qty: i64,
+    cum: i64,
+    leaves: i64,
+    /// Sum of fill price × fill quantity, in fixed-8 × fixed-8 units.
+    notional: i128,
+    stage: Stage,
+    /// The last reported event's sequence number and time.
+    last_seq: u64,
+    last_ts: u64,
+    /// Why it is done (cancelled or rejected); `None` while it is live or once filled.
+    reason: Option<Reason>,
+}
+
+impl OrderEntry {
+    fn is_live(&self) -> bool {
+        matches!(self.stage, Stage::Entering | Stage::Resting)
+    }
+
+    fn ord_status(&self) -> OrdStatus {
+        match (self.stage, self.cum, self.leaves) {
+            (Stage::Done(status), _, _) => status,
+            (_, 0, _) => OrdStatus::New,
+            (_, _, 0) => OrdStatus::Filled,
+            _ => OrdStatus::PartiallyFilled,
+        }
+    }
+
+    fn avg_px(&self) -> Price {
+        if self.cum == 0 {
+            Price(0)
+        } else {
+            Price((self.notional / i128::from(self.cum)) as i64)
+        }
+    }
+
+    /// The order's state as a report of `exec_type` (no fill of its own).
+    fn report(&self, key: &Key, exec_type: ExecType) -> Report {
+        Report {
+            seq: self.last_seq,
+            ts: self.last_ts,
+            price: self.price,
+            order_qty: Qty(self.order_qty),
+            cum_qty: Qty(self.cum),
+            leaves_qty: Qty(self.leaves),
+            avg_px: self.avg_px(),
+            why: self.reason,
+            ..Report::blank(
+                key.0,
+                key.1,
+                self.symbol,
+                self.side,
+                exec_type,
+                self.ord_status(),
+            )
+        }
+    }
+
+    /// `qty` added to its level, if it rests on the book.
+    fn level(&self, qty: i64) -> Option<LevelDelta> {
+        match (self.stage, self.price) {
+            (Stage::Resting, Some(price)) => Some(LevelDelta {
+                symbol: self.symbol,
+                side: self.side,
+                price,
+                qty,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What a shard's command being applied has left to finish at its end.
+#[derive(Default)]
+pub struct InCommand {
+    /// Orders entering (or re-entering after an amend) in the command.
+    entering: Vec<Key>,
+    /// The engine rejected the command's new order: the event's seq and ts, and why. The
+    /// report is made at the end of the command, from the command itself.
+    rejected: Option<(u64, u64, RejectReason)>,
+}
+
+/// Where following an event puts its results.
+pub struct Effects<'a> {
+    pub sends: &'a mut Vec<(AccountId, ToSession)>,
+    pub deltas: &'a mut Vec<LevelDelta>,
+}
+
+/// Every order the desk follows, keyed by account and client order id.
+pub struct OrderTable {
+    orders: HashMap<(AccountId, OrderId), OrderEntry>,
+    /// Orders done, oldest first: each is forgotten `finished_max` finished orders later.
+    finished: VecDeque<Key>,
+    finished_max: usize,
+    /// Entries in [`Stage::PendingNew`].
+    pending: usize,
+}
+
+impl OrderTable {
+    /// An empty table remembering `finished_max` done orders.
+    pub fn new(finished_max: usize) -> OrderTable {
+        OrderTable {
+            orders: HashMap::new(),
+            finished: VecDeque::new(),
+            finished_max,
+            pending: 0,
+        }
+    }
+
+    /// Orders live on a book or being matched.
+    pub fn live(&self) -> usize {
+        self.orders.values().filter(|e| e.is_live()).count()
+    }
+
+    /// The last known state of an order (live, or done within the window) as a status answer.
+    pub fn status(&self, account: AccountId, cl_ord_id: &OrderId) -> Option<Report> {
+        let key = (account, *cl_ord_id);
+        let entry = self.orders.get(&key)?;
+        (entry.stage != Stage::PendingNew).then(|| entry.report(&key, ExecType::OrderStatus))
+    }
+
+    /// Follows a resting order of shard `shard`'s recovered engine (its events up to `seq`
+    /// applied). The engine keeps only the open quantity, so the order's earlier fills are not
+    /// known: it starts from `order_qty = leaves`, `cum = 0`. Returns its level's share.
+    pub fn seed(
+        &mut self,
+        shard: usize,
+        seq: u64,
+        symbol: Symbol,
+        order: &RestingOrder,
+    ) -> LevelDelta {
+        let entry = OrderEntry {
+            shard,
+            symbol,
+            side: order.side,
+            price: Some(order.price),
+            order_qty: order.qty.0,
+            cum: 0,
+            leaves: order.qty.0,
+            notional: 0,
+            stage: Stage::Resting,
+            last_seq: seq,
+            last_ts: 0,
+            reason: None,
+        };
+        self.insert((order.account, order.order_id), entry);
+        entry
+            .level(order.qty.0)
+            .expect("a resting order has a level")
+    }
+
+    /// A new order is about to be submitted to shard `shard`: see [`Admission`]. One whose id
+    /// is new here is held as [`Stage::PendingNew`].
+    pub fn submitted(&mut self, shard: usize, new: &NewOrder) -> Admission {
+        let key = (new.account, new.order_id);
+        match self.orders.get(&key) {
+            Some(entry) if entry.shard == shard => Admission::Submit,
+            Some(entry) if entry.stage == Stage::PendingNew => Admission::Known(None),
+            Some(entry) => Admission::Known(Some(entry.report(&key, ExecType::OrderStatus))),
+            None if self.pending < IN_FLIGHT_MAX => {
+                let entry = OrderEntry {
+                    shard,
+                    symbol: new.symbol,
+                    side: new.side,
+                    price: new.price,
+                    order_qty: new.qty.0,
+                    cum: 0,
+                    leaves: 0,
+                    notional: 0,
+                    stage: Stage::PendingNew,
+                    last_seq: 0,
+                    last_ts: 0,
+                    reason: None,
+                };
+                self.insert(key, entry);
+                Admission::Submit
+            }
+            None => Admission::Submit,
+        }
+    }
+
+    /// The log refused a new order [`OrderTable::submitted`] held: it is not pending any more.
+    pub fn refused(&mut self, new: &NewOrder) {
+        self.forget_pending(&(new.account, new.order_id));
+    }
+
+    fn forget_pending(&mut self, key: &Key) {
+        if self.orders.get(key).map(|e| e.stage) == Some(Stage::PendingNew) {
+            self.orders.remove(key);
+            self.pending -= 1;
+        }
+    }
+
+    fn insert(&mut self, key: Key, entry: OrderEntry) {
+        let old = self.orders.insert(key, entry);
+        if entry.stage == Stage::PendingNew {
+            self.pending += 1;
+        }
+        if old.is_some_and(|old| old.stage == Stage::PendingNew) {
+            self.pending -= 1;
+        }
+    }
+
+    /// Follows one event of shard `shard`'s command being applied.
+    pub fn on_event(
+        &mut self,
+        shard: usize,
+        event: &Event,
+        command: &mut InCommand,
+        out: &mut Effects<'_>,
+    ) {
+        let at = (event.seq, event.ts.0);
+        match event.kind {
+            EventKind::Accepted { .. } => self.accepted(shard, event, command, out),
+            EventKind::Rejected { .. } => self.engine_rejected(event, command, out),
+            EventKind::SymbolRejected { .. } => {}
+            EventKind::Trade {
+                price,
+                qty,
+                maker_account,
+                maker_order_id,
+                taker_account,
+                taker_order_id,
+                maker_leaves,
+                taker_leaves,
+                ..
+            } => {
+                self.fill(
+                    (maker_account, maker_order_id),
+                    at,
+                    price,
+                    qty,
+                    maker_leaves,
+                    out,
+                );
+                self.fill(
+                    (taker_account, taker_order_id),
+                    at,
+                    price,
+                    qty,
+                    taker_leaves,
+                    out,
+                );
+            }
+            EventKind::Cancelled {
+                account,
+                order_id,
+                reason,
+                ..
+            } => self.cancelled((account, order_id), at, Reason::Cancelled(reason), out),
+            EventKind::Amended {
+                account,
+                order_id,
+                price,
+                qty,
+                ..
+            } => self.amended((account, order_id), at, price, qty, command, out),
+        }
+    }
+
+    /// A new order was accepted in the current command: it is live, and rests if it is still open when
+    /// the command ends.
+    fn accepted(
+        &mut self,
+        shard: usize,
+        event: &Event,
+        command: &mut InCommand,
+        out: &mut Effects<'_>,
+    ) {
+        let EventKind::Accepted {
+            account,
+            order_id,
+            symbol,
+            side,
+            price,
+            qty,
+        } = event.kind
+        else {
+            return;
+        };
+        let key = (account, order_id);
+        let entry = OrderEntry {
+            shard,
+            symbol,
+            side,
+            price,
+            order_qty: qty.0,
+            cum: 0,
+            leaves: qty.0,
+            notional: 0,
+            stage: Stage::Entering,
+            last_seq: event.seq,
+            last_ts: event.ts.0,
+            reason: None,
+        };
+        self.insert(key, entry);
+        command.entering.push(key);
+        let report = entry.report(&key, ExecType::New);
+        out.sends.push((account, ToSession::Report(report)));
+    }
+
+    /// The engine refused a request: a cancel or amend is answered at once; a new order is
+    /// answered with its original's state if its id was already used, else at the end of the
+    /// command, from the command.
+    fn engine_rejected(&self, event: &Event, command: &mut InCommand, out: &mut Effects<'_>) {
+        let EventKind::Rejected {
+            account,
+            order_id,
+            symbol,
+            request,
+            reason,
+        } = event.kind
+        else {
+            return;
+        };
+        let (seq, ts) = (event.seq, event.ts.0);
+        if request != Request::New {
+            let reject = CancelReject {
+                seq,
+                account,
+                cl_ord_id: order_id,
+                symbol,
+                request,
+                reason,
+            };
+            out.sends.push((account, ToSession::CancelReject(reject)));
+        } else if let Some(message) = self.resent(account, order_id, seq, ts, reason) {
+            out.sends.push((account, message));
+        } else {
+            command.rejected = Some((seq, ts, reason));
+        }
+    }
+
+    /// A resent order (its id already used): the original's state, if it is known.
+    fn resent(
+        &self,
+        account: AccountId,
+        order_id: OrderId,
+        seq: u64,
+        ts: u64,
+        reason: RejectReason,
+    ) -> Option<ToSession> {
+        if reason != RejectReason::DuplicateOrderId {
+            return None;
+        }
+        let key = (account, order_id);
+        let original = self.orders.get(&key)?;
+        (original.stage != Stage::PendingNew).then(|| {
+            ToSession::Report(Report {
+                seq,
+                ts,
+                ..original.report(&key, ExecType::OrderStatus)
+            })
+        })
+    }
+
+    /// A trade took `qty` at `price` from the order `key`, leaving `leaves`.
+    fn fill(
+        &mut self,
+        key: Key,
+        (seq, ts): (u64, u64),
+        price: Price,
+        qty: Qty,
+        leaves: Qty,
+        out: &mut Effects<'_>,
+    ) {
+        let Some(entry) = self.orders.get_mut(&key).filter(|e| e.is_live()) else {
+            return;
+        };
+        out.deltas.extend(entry.level(-qty.0));
+        entry.cum += qty.0;
+        entry.leaves = leaves.0;
+        entry.notional += i128::from(price.0) * i128::from(qty.0);
+        (entry.last_seq, entry.last_ts) = (seq, ts);
+        if leaves.0 == 0 {
+            entry.stage = Stage::Done(OrdStatus::Filled);
+        }
+        let report = Report {
+            last_px: price,
+            last_qty: qty,
+            ..entry.report(&key, ExecType::Trade)
+        };
+        out.sends.push((key.0, ToSession::Report(report)));
+        if leaves.0 == 0 {
+            self.finish(key);
+        }
+    }
+
+    /// The order `key` left the book (or will never rest) for `reason`.
+    fn cancelled(
+        &mut self,
+        key: Key,
+        (seq, ts): (u64, u64),
+        reason: Reason,
+        out: &mut Effects<'_>,
+    ) {
+        let Some(entry) = self.orders.get_mut(&key).filter(|e| e.is_live()) else {
+            return;
+        };
+        out.deltas.extend(entry.level(-entry.leaves));
+        entry.leaves = 0;
+        entry.stage = Stage::Done(OrdStatus::Canceled);
+        entry.reason = Some(reason);
+        (entry.last_seq, entry.last_ts) = (seq, ts);
+        let report = entry.report(&key, ExecType::Canceled);
+        out.sends.push((key.0, ToSession::Report(report)));
+        self.finish(key);
+    }
+
+    /// The order `key` was amended to `price`, `qty` open. It keeps its place only at the same
+    /// price with no more quantity; otherwise it leaves its level and re-enters as if new.
+    fn amended(
+        &mut self,
+        key: Key,
+        (seq, ts): (u64, u64),
+        price: Price,
+        qty: Qty,
+        command: &mut InCommand,
+        out: &mut Effects<'_>,
+    ) {
+        let Some(entry) = self.orders.get_mut(&key).filter(|e| e.is_live()) else {
+            return;
+        };
+        if entry.stage == Stage::Resting && entry.price == Some(price) && qty.0 <= entry.leaves {
+            out.deltas.extend(entry.level(qty.0 - entry.leaves));
+        } else {
+            out.deltas.extend(entry.level(-entry.leaves));
+            entry.stage = Stage::Entering;
+            command.entering.push(key);
+        }
+        entry.price = Some(price);
+        entry.leaves = qty.0;
+        entry.order_qty = entry.cum + qty.0;
+        (entry.last_seq, entry.last_ts) = (seq, ts);
+        let report = entry.report(&key, ExecType::Replaced);
+        out.sends.push((key.0, ToSession::Report(report)));
+    }
+
+    /// Ends shard `shard`'s `command`: reports its rejected new order (side, price and
+    /// quantity from the command, so it is right whichever site took the order) and rests the
+    /// orders that entered and are still open.
+    pub fn end_command(
+        &mut self,
+        shard: usize,
+        command: &Command,
+        state: &mut InCommand,
+        out: &mut Effects<'_>,
+    ) {
+        if let Some((seq, ts, reason)) = state.rejected.take() {
+            let CommandKind::New(new) = command.kind else {
+                unreachable!("the engine rejects a new order only for a New command");
+            };
+            self.rejected(shard, engine_reject(seq, ts, &new, reason), out);
+        }
+        for key in state.entering.drain(..) {
+            let Some(entry) = self.orders.get_mut(&key) else {
+                continue;
+            };
+            match entry.price {
+                Some(_) if entry.stage == Stage::Entering && entry.leaves > 0 => {
+                    entry.stage = Stage::Resting;
+                    out.deltas.extend(entry.level(entry.leaves));
+                }
+                // Filled or cancelled in its command; a market order never rests, its events
+                // always finish it.
+                _ => {}
+            }
+        }
+    }
+
+    /// Records and reports the engine's reject of a new order.
+    fn rejected(&mut self, shard: usize, report: Report, out: &mut Effects<'_>) {
+        let key = (report.account, report.cl_ord_id);
+        out.sends.push((key.0, ToSession::Report(report)));
+        if report.why == Some(Reason::Rejected(RejectReason::DuplicateOrderId)) {
+            // Its original is not known here: nothing to record.
+            self.forget_pending(&key);
+            return;
+        }
+        if self.orders.get(&key).is_some_and(|e| e.is_live()) {
+            // The id is live on another shard (two sites raced it): that order is followed.
+            return;
+        }
+        let entry = OrderEntry {
+            shard,
+            symbol: report.symbol,
+            side: report.side,
+            price: report.price,
+            order_qty: report.order_qty.0,
+            cum: 0,
+            leaves: 0,
+            notional: 0,
+            stage: Stage::Done(OrdStatus::Rejected),
+            last_seq: report.seq,
+            last_ts: report.ts,
+            reason: report.why,
+        };
+        self.insert(key, entry);
+        self.finish(key);
+    }
+
+    /// The order `key` is done: it is remembered for `finished_max` more finished orders.
+    fn finish(&mut self, key: Key) {
+        self.finished.push_back(key);
+        while self.finished.len() > self.finished_max {
+            let Some(old) = self.finished.pop_front() else {
+                break;
+            };
+            // Only forget it if it is still done (a rejected id may have been reused).
+            if self
+                .orders
+                .get(&old)
+                .is_some_and(|e| matches!(e.stage, Stage::Done(_)))
+            {
+                self.orders.remove(&old);
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The desk's order table on worked cases: a resent order gets its original's state, an id in
+//! use on one shard is not entered on another, a refused submission is forgotten, done orders
+//! are remembered for a window, a command may span batches, and seeding follows the orders a
+//! recovered engine holds.
+
+use engine::runner::Emitted;
+use engine::{
+    AccountId, AddSymbol, Command, CommandKind, Engine, EngineConfig, Event, NewOrder, OrdType,
+    OrderId, Price, Qty, RejectReason, Side, Stp, Symbol, Tif, FIXED_ONE,
+};
+use gateway::desk::Admission;
+use gateway::{Desk, ExecType, OrdStatus, Outbox, Reason, Report, ToSession};
+
+fn sym(name: &str) -> Symbol {
+    Symbol::new(name).unwrap()
+}
+
+fn oid(id: &str) -> OrderId {
+    OrderId::new(id).unwrap()
+}
+
+fn limit(account: u64, id: &str, symbol: &str, side: Side, price: i64, qty: i64) -> NewOrder {
+    NewOrder {
+        account: AccountId(account),
+        order_id: oid(id),
+        symbol: sym(symbol),
+        side,
+        ord_type: OrdType::Limit,
+        price: Some(Price(price * FIXED_ONE)),
+        qty: Qty(qty * FIXED_ONE),
+        tif: Tif::Gtc,
+        post_only: false,
+        stp: Stp::None,
+    }
+}
+
+/// One shard: its engine and its next log position.
+struct Shard {
+    engine: Engine,
+    position: u64,
+}
+
+/// A desk over shards whose engines each list one symbol.
+struct Site {
+    desk: Desk,
+    shards: Vec<Shard>,
+    outbox: Outbox,
+}
+
+impl Site {
+    fn new(symbols: &[&str], finished_max: usize) -> Site {
+        let mut site = Site {
+            desk: Desk::new(symbols.len(), finished_max),
+            shards: symbols
+                .iter()
+                .map(|_| Shard {
+                    engine: Engine::new(EngineConfig::default()).unwrap(),
+                    position: 0,
+                })
+                .collect(),
+            outbox: Outbox::default(),
+        };
+        for (shard, name) in symbols.iter().enumerate() {
+            site.apply(
+                shard,
+                CommandKind::AddSymbol(AddSymbol {
+                    symbol: sym(name),
+                    tick: Price(FIXED_ONE),
+                    lot: Qty(FIXED_ONE),
+                }),
+                usize::MAX,
+            );
+        }
+        site
+    }
+
+    /// Applies `kind` on shard `shard`'s engine and feeds the desk its output in batches of
+    /// `batch` items; returns what the desk sends.
+    fn apply(&mut self, shard: usize, kind: CommandKind, batch: usize) -> Vec<ToSession> {
+        let state = &mut self.shards[shard];
+        let command = Command::new(state.position + 1, kind);
+        let mut events: Vec<Event> = Vec::new();
+        state.engine.apply(&command, &mut events);
+        let mut items: Vec<Emitted> = events.into_iter().map(Emitted::Event).collect();
+        items.push(Emitted::Applied {
+            position: state.position,
+            command,
+        });
+        state.position += 1;
+        let mut sent = Vec::new();
+        for part in items.chunks(batch) {
+            self.desk.apply(shard, part, &mut self.outbox);
+            sent.extend(self.outbox.sends.iter().map(|(_, message)| *message));
+        }
+        sent
+    }
+
+    fn new_order(&mut self, shard: usize, new: NewOrder) -> Vec<ToSession> {
+        self.apply(shard, CommandKind::New(new), usize::MAX)
+    }
+}
+
+fn report(message: &ToSession) -> Report {
+    match message {
+        ToSession::Report(report) => *report,
+        other => panic!("expected a report, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_resent_order_is_answered_with_the_original_state() {
+    let mut site = Site::new(&["BTC"], 16);
+    site.new_order(0, limit(1, "a", "BTC", Side::Buy, 100, 5));
+    let fill = site.new_order(0, limit(2, "b", "BTC", Side::Sell, 100, 2));
+    // New, then the maker's fill, then the taker's.
+    let original = report(&fill[2]);
+    assert_eq!(
+        (original.cl_ord_id, original.ord_status),
+        (oid("b"), OrdStatus::Filled)
+    );
+    // The same id again, even with other terms: the original's state, no second order.
+    let resent = site.new_order(0, limit(2, "b", "BTC", Side::Buy, 90, 7));
+    assert_eq!(resent.len(), 1);
+    let answer = report(&resent[0]);
+    assert!(answer.seq > original.seq);
+    assert_eq!(
+        answer,
+        Report {
+            seq: answer.seq,
+            ts: answer.ts,
+            ..original.status()
+        }
+    );
+    assert_eq!(site.desk.live_orders(), 1);
+}
+
+#[test]
+fn an_id_in_use_on_another_shard_is_not_entered_there() {
+    let mut site = Site::new(&["BTC", "ETH"], 16);
+    let btc = limit(1, "x", "BTC", Side::Buy, 100, 5);
+    let eth = limit(1, "x", "ETH", Side::Buy, 100, 5);
+    assert_eq!(site.desk.submitted(0, &btc), Admission::Submit);
+    // In flight on shard 0: its own report will answer.
+    assert_eq!(site.desk.submitted(1, &eth), Admission::Known(None));
+    assert_eq!(site.desk.order_state(AccountId(1), &oid("x")), None);
+    // Resubmitted on its own shard: the engine sorts it out.
+    assert_eq!(site.desk.submitted(0, &btc), Admission::Submit);
+    site.new_order(0, btc);
+    let state = site.desk.order_state(AccountId(1), &oid("x")).unwrap();
+    assert_eq!(
+        (state.exec_type, state.ord_status),
+        (ExecType::OrderStatus, OrdStatus::New)
+    );
+    assert_eq!(site.desk.submitted(1, &eth), Admission::Known(Some(state)));
+}
+
+#[test]
+fn a_submission_the_log_refused_is_forgotten() {
+    let mut site = Site::new(&["BTC", "ETH"], 16);
+    let btc = limit(1, "x", "BTC", Side::Buy, 100, 5);
+    let eth = limit(1, "x", "ETH", Side::Buy, 100, 5);
+    assert_eq!(site.desk.submitted(0, &btc), Admission::Submit);
+    site.desk.refused(&btc);
+    assert_eq!(site.desk.submitted(1, &eth), Admission::Submit);
+}
+
+#[test]
+fn done_orders_are_remembered_for_the_window_then_forgotten() {
+    let mut site = Site::new(&["BTC"], 2);
+    for id in ["a", "b", "c"] {
+        site.new_order(0, limit(1, id, "BTC", Side::Buy, 100, 1));
+        site.new_order(0, limit(2, id, "BTC", Side::Sell, 100, 1));
+    }
+    // Six filled orders, two remembered: the last two.
+    let state = |account, id| site.desk.order_state(AccountId(account), &oid(id));
+    assert_eq!(state(1, "a"), None);
+    assert_eq!(state(2, "b"), None);
+    assert_eq!(state(1, "c").unwrap().ord_status, OrdStatus::Filled);
+    assert_eq!(state(2, "c").unwrap().ord_status, OrdStatus::Filled);
+}
+
+#[test]
+fn a_reject_split_from_its_command_across_batches_is_reported_from_the_command() {
+    let mut site = Site::new(&["BTC"], 16);
+    let mut off_tick = limit(3, "r", "BTC", Side::Sell, 100, 4);
+    off_tick.price = Some(Price(100 * FIXED_ONE + 1));
+    let sent = site.apply(0, CommandKind::New(off_tick), 1);
+    assert_eq!(sent.len(), 1);
+    let r = report(&sent[0]);
+    assert_eq!(
+        (r.side, r.price, r.order_qty, r.why),
+        (
+            Side::Sell,
+            off_tick.price,
+            Qty(4 * FIXED_ONE),
+            Some(Reason::Rejected(RejectReason::InvalidPrice))
+        )
+    );
+}
+
+#[test]
+fn a_seeded_desk_follows_the_orders_of_a_recovered_engine() {
+    let mut site = Site::new(&["BTC"], 16);
+    site.new_order(0, limit(1, "a", "BTC", Side::Buy, 100, 5));
+    site.new_order(0, limit(2, "b", "BTC", Side::Sell, 100, 2));
+    let mut seeded = Desk::new(1, 16);
+    seeded.seed(0, &site.shards[0].engine, site.shards[0].position);
+    // The engine keeps only the open quantity: the seeded state starts from it.
+    let state = seeded.order_state(AccountId(1), &oid("a")).unwrap();
+    assert_eq!(
+        (state.order_qty, state.cum_qty, state.leaves_qty),
+        (Qty(3 * FIXED_ONE), Qty(0), Qty(3 * FIXED_ONE))
+    );
+    assert_eq!(seeded.live_orders(), 1);
+    let book = seeded.snapshot(&sym("BTC"), 10).unwrap();
+    assert_eq!(book.position, site.shards[0].position);
+    assert_eq!(
+        (book.bids[0].price, book.bids[0].qty),
+        (Price(100 * FIXED_ONE), Qty(3 * FIXED_ONE))
+    );
+}
