@@ -14,7 +14,7 @@ use replicator::kafka::KafkaReader;
 
 use crate::failover::{Ack, Outcome};
 use crate::{
-    ms_between, site_hashes, ClientResult, DrillConfig, DrillReport, KillRecord, Percentiles,
+    ms_between, site_hashes_at, ClientResult, DrillConfig, DrillReport, KillRecord, Percentiles,
     SiteHash,
 };
 
@@ -87,7 +87,8 @@ pub(crate) fn audit(
     results: Vec<ClientResult>,
     load_seconds: f64,
 ) -> Result<DrillReport> {
-    let reports: Vec<Vec<HashReport>> = https.iter().map(|h| site_hashes(*h)).collect();
+    let reports: Vec<Vec<HashReport>> =
+        https.iter().map(|h| site_hashes_at(*h, position)).collect();
     let mut positions: Vec<u64> = reports.iter().flatten().map(|r| r.position).collect();
     positions.push(position);
     positions.sort_unstable();

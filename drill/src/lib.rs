@@ -55,6 +55,8 @@ use flow::SplitMix64;
 
 /// How long `/health` and `/v1/hashes` may take to answer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the audit waits for a site to report its state hash at the audit position.
+const HASH_WAIT: Duration = Duration::from_secs(30);
 /// A restarted site that has not caught up by then counts as not caught up.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Mass cancels a client sends every this many orders, so the books stay small.
@@ -652,6 +654,21 @@ async fn settled_position(https: &[SocketAddr], deadline: Instant) -> Result<u64
             );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Every state hash a site reports (`/v1/hashes`), once it reports the one at `position`
+/// (or [`HASH_WAIT`] has passed). A site writes its hash reports on its persist thread, after
+/// applying the command at that position, so a loaded site may report it a moment after
+/// `/health` says it applied it.
+fn site_hashes_at(http: SocketAddr, position: u64) -> Vec<HashReport> {
+    let deadline = Instant::now() + HASH_WAIT;
+    loop {
+        let reports = site_hashes(http);
+        if reports.iter().any(|r| r.position == position) || Instant::now() > deadline {
+            return reports;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
