@@ -23,24 +23,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use engine::{AccountId, OrderId};
-use gateway::binary::{ClientMessage, ExecReport, NewOrderMsg, ServerMessage};
+use gateway::binary::{
+    exec_type, msg_type, ord_status, reason, ClientMessage, ExecReport, NewOrderMsg, ServerMessage,
+};
 use gateway::binary_client::BinaryClient;
 
-/// Binary reason codes (BINARY-PROTOCOL.md) the client acts on.
-mod code {
-    pub const DUPLICATE_ORDER_ID: u8 = 2;
-    pub const UNKNOWN_ORDER: u8 = 7;
-    pub const BUSY: u8 = 30;
-    pub const UNAVAILABLE: u8 = 31;
-    pub const THROTTLED: u8 = 32;
-}
-
-/// ExecType of a status answer.
-const EXEC_STATUS: u8 = b'I';
-/// ExecType of a reject.
-const EXEC_REJECTED: u8 = b'8';
-/// The NewOrder message type (a SessionReject names the type it refuses).
-const NEW_ORDER_TYPE: u8 = 0x10;
 /// A session silent this long sends a heartbeat (the server's interval is 30 s).
 const IDLE_HEARTBEAT: Duration = Duration::from_secs(10);
 
@@ -339,7 +326,7 @@ impl FailoverClient {
             ServerMessage::ExecutionReport(report) => self.on_report(&report, acks),
             ServerMessage::Logout { .. } => self.conn = None,
             ServerMessage::SessionReject {
-                rejected_type: NEW_ORDER_TYPE,
+                rejected_type: msg_type::NEW_ORDER,
                 ..
             } => {
                 // A new order refused by the session (throttled): nothing tells which, so
@@ -360,30 +347,35 @@ impl FailoverClient {
             return;
         };
         let outcome = match (report.exec_type, report.reason) {
-            (EXEC_REJECTED, reason @ (code::BUSY | code::UNAVAILABLE | code::THROTTLED)) => {
-                match reason {
-                    code::BUSY => self.counts.refused_busy += 1,
-                    code::UNAVAILABLE => self.counts.refused_unavailable += 1,
+            (
+                exec_type::REJECTED,
+                code @ (reason::BUSY | reason::UNAVAILABLE | reason::THROTTLED),
+            ) => {
+                match code {
+                    reason::BUSY => self.counts.refused_busy += 1,
+                    reason::UNAVAILABLE => self.counts.refused_unavailable += 1,
                     _ => self.counts.refused_throttled += 1,
                 }
                 self.requeue(id);
                 self.back_off();
                 return;
             }
-            (_, code::UNKNOWN_ORDER) if report.exec_type == EXEC_STATUS => {
+            (_, reason::UNKNOWN_ORDER) if report.exec_type == exec_type::ORDER_STATUS => {
                 // A status answer: this site has not seen it; send it (again).
                 if let Some(p) = self.pending.get_mut(&id) {
                     p.sent = None;
                 }
                 return;
             }
-            (EXEC_REJECTED, code::DUPLICATE_ORDER_ID) => {
+            (exec_type::REJECTED, reason::DUPLICATE_ORDER_ID) => {
                 // Already in the log (the gateway had no state to answer with).
                 self.counts.duplicates_answered += 1;
                 Outcome::Accepted
             }
-            (EXEC_STATUS, _) if report.ord_status == b'8' => Outcome::Rejected(report.reason),
-            (EXEC_REJECTED, reason) => Outcome::Rejected(reason),
+            (exec_type::ORDER_STATUS, _) if report.ord_status == ord_status::REJECTED => {
+                Outcome::Rejected(report.reason)
+            }
+            (exec_type::REJECTED, code) => Outcome::Rejected(code),
             _ => Outcome::Accepted,
         };
         self.pending.remove(&id);
@@ -529,7 +521,7 @@ impl FailoverClient {
             };
             match tokio::time::timeout_at(deadline.into(), conn.recv()).await {
                 Ok(Ok(Some(ServerMessage::ExecutionReport(report))))
-                    if report.exec_type == EXEC_STATUS =>
+                    if report.exec_type == exec_type::ORDER_STATUS =>
                 {
                     answered += 1;
                     self.on_report(&report, acks);

@@ -68,6 +68,37 @@ pub mod ord_status {
     pub const REJECTED: u8 = b'8';
 }
 
+/// SessionReject codes (BINARY-PROTOCOL.md, "Session reject codes"). 1-6: a frame that cannot
+/// be decoded (the connection is then closed); the others leave the session up.
+pub mod session_reject {
+    pub const LENGTH: u16 = 1;
+    pub const VERSION: u16 = 2;
+    pub const UNKNOWN_TYPE: u16 = 3;
+    pub const BODY_LENGTH: u16 = 4;
+    pub const VALUE: u16 = 5;
+    pub const TEXT: u16 = 6;
+    /// A second Logon on a logged-on session.
+    pub const ALREADY_LOGGED_ON: u16 = 7;
+    /// A MassCancel or OrderStatus over the session's message rate (no report of its own).
+    pub const THROTTLED: u16 = 8;
+    /// A MassCancel the log could not take: its queue is full.
+    pub const BUSY: u16 = super::reason::BUSY as u16;
+    /// A MassCancel the log could not take: it takes no orders now.
+    pub const UNAVAILABLE: u16 = super::reason::UNAVAILABLE as u16;
+}
+
+/// Message types (a SessionReject names the type it refuses).
+pub mod msg_type {
+    use super::kind;
+
+    pub const LOGON: u8 = kind::LOGON.0;
+    pub const NEW_ORDER: u8 = kind::NEW_ORDER.0;
+    pub const CANCEL: u8 = kind::CANCEL.0;
+    pub const REPLACE: u8 = kind::REPLACE.0;
+    pub const MASS_CANCEL: u8 = kind::MASS_CANCEL.0;
+    pub const ORDER_STATUS: u8 = kind::ORDER_STATUS.0;
+}
+
 /// What a receive buffer holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {
@@ -102,12 +133,12 @@ impl DecodeError {
     /// The session reject code (BINARY-PROTOCOL.md, "Session reject codes").
     pub fn code(&self) -> u16 {
         match self {
-            DecodeError::Length(_) => 1,
-            DecodeError::Version(_) => 2,
-            DecodeError::UnknownType(_) => 3,
-            DecodeError::BodyLength { .. } => 4,
-            DecodeError::Value { .. } => 5,
-            DecodeError::Text(_) => 6,
+            DecodeError::Length(_) => session_reject::LENGTH,
+            DecodeError::Version(_) => session_reject::VERSION,
+            DecodeError::UnknownType(_) => session_reject::UNKNOWN_TYPE,
+            DecodeError::BodyLength { .. } => session_reject::BODY_LENGTH,
+            DecodeError::Value { .. } => session_reject::VALUE,
+            DecodeError::Text(_) => session_reject::TEXT,
         }
     }
 }

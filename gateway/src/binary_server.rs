@@ -21,8 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::binary::{
-    self, exec_type, ord_status, reason, CancelRequest, Check, ClientMessage, DecodeError,
-    ExecReport, ServerMessage,
+    self, exec_type, msg_type, ord_status, reason, session_reject, CancelRequest, Check,
+    ClientMessage, DecodeError, ExecReport, ServerMessage,
 };
 use crate::desk::{gateway_reject, ExecType, GatewayReason, OrdStatus, Reason, Report, ToSession};
 use crate::hub::Hub;
@@ -60,14 +60,6 @@ pub mod logout {
     pub const SLOW_CONSUMER: u16 = 13;
     pub const HEARTBEAT_TIMEOUT: u16 = 14;
     pub const SHUTTING_DOWN: u16 = 15;
-}
-
-/// Session reject codes beyond the decode error codes, for which the session stays up.
-pub mod reject {
-    /// A second Logon on a logged-on session.
-    pub const ALREADY_LOGGED_ON: u16 = 7;
-    /// A message over the session's rate limit that has no reject report of its own.
-    pub const THROTTLED: u16 = 8;
 }
 
 /// Serves binary sessions on `listener` until `shutdown` turns true; sessions then log out
@@ -302,7 +294,7 @@ impl Session {
         match message {
             ClientMessage::Logout | ClientMessage::Heartbeat { .. } => {}
             ClientMessage::Logon { .. } => self.push(&ServerMessage::SessionReject {
-                code: reject::ALREADY_LOGGED_ON,
+                code: session_reject::ALREADY_LOGGED_ON,
                 rejected_type: 0x01,
             }),
             ClientMessage::NewOrder(order) => {
@@ -356,7 +348,7 @@ impl Session {
             }
             ClientMessage::MassCancel { symbol } => {
                 let refused = if throttled {
-                    Some(reject::THROTTLED)
+                    Some(session_reject::THROTTLED)
                 } else {
                     self.hub
                         .submit(CommandKind::MassCancel(MassCancel { account, symbol }))
@@ -366,15 +358,15 @@ impl Session {
                 if let Some(code) = refused {
                     self.push(&ServerMessage::SessionReject {
                         code,
-                        rejected_type: 0x13,
+                        rejected_type: msg_type::MASS_CANCEL,
                     });
                 }
             }
             ClientMessage::OrderStatus { cl_ord_id, symbol } => {
                 if throttled {
                     self.push(&ServerMessage::SessionReject {
-                        code: reject::THROTTLED,
-                        rejected_type: 0x14,
+                        code: session_reject::THROTTLED,
+                        rejected_type: msg_type::ORDER_STATUS,
                     });
                     return None;
                 }

@@ -4,9 +4,9 @@
 
 use engine::{AccountId, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
 use gateway::binary::{
-    check, decode_client, decode_server, encode_client, encode_server, exec_type, ord_status,
-    reason, CancelRequest, Check, ClientMessage, DecodeError, ExecReport, NewOrderMsg,
-    ServerMessage,
+    check, decode_client, decode_server, encode_client, encode_server, exec_type, msg_type,
+    ord_status, reason, session_reject, CancelRequest, Check, ClientMessage, DecodeError,
+    ExecReport, NewOrderMsg, ServerMessage,
 };
 use proptest::prelude::*;
 
@@ -355,4 +355,49 @@ fn the_named_codes_are_the_documented_ones() {
         reason::UNKNOWN_ORDER
     );
     assert!(codes.contains(&unknown), "{unknown}");
+}
+
+/// The session reject codes and message types clients act on are the documented ones.
+#[test]
+fn the_session_reject_codes_and_message_types_are_the_documented_ones() {
+    let doc = include_str!("../BINARY-PROTOCOL.md");
+    for (code, meaning) in [
+        (session_reject::LENGTH, "frame length outside"),
+        (session_reject::VERSION, "unsupported version"),
+        (session_reject::UNKNOWN_TYPE, "unknown message type"),
+        (session_reject::BODY_LENGTH, "wrong body length"),
+        (
+            session_reject::VALUE,
+            "a field holds a value outside its encoding",
+        ),
+        (
+            session_reject::TEXT,
+            "text that is not zero-padded printable ASCII",
+        ),
+        (
+            session_reject::ALREADY_LOGGED_ON,
+            "a Logon on a session already logged on",
+        ),
+        (session_reject::THROTTLED, "throttled"),
+    ] {
+        let row = format!("| {code} | {meaning}");
+        assert!(doc.contains(&row), "{row}");
+    }
+    let refused = format!(
+        "| {}, {} | a MassCancel the log could not take (busy, unavailable) |",
+        session_reject::BUSY,
+        session_reject::UNAVAILABLE
+    );
+    assert!(doc.contains(&refused), "{refused}");
+    for (kind, name) in [
+        (msg_type::LOGON, "Logon"),
+        (msg_type::NEW_ORDER, "NewOrder"),
+        (msg_type::CANCEL, "Cancel"),
+        (msg_type::REPLACE, "Replace"),
+        (msg_type::MASS_CANCEL, "MassCancel"),
+        (msg_type::ORDER_STATUS, "OrderStatus"),
+    ] {
+        let row = format!("| 0x{kind:02x} | {name} |");
+        assert!(doc.contains(&row), "{row}");
+    }
 }

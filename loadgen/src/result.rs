@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use gateway::binary::reason;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -46,11 +47,11 @@ impl Latency {
 /// Requests that did not get a usable acknowledgement, by cause.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Errors {
-    /// Refused by the gateway: the log's queue was full (reason 30).
+    /// Refused by the gateway: the log's queue was full (`reason::BUSY`).
     pub busy: u64,
-    /// Refused by the gateway: the log cannot take orders (reason 31).
+    /// Refused by the gateway: the log cannot take orders (`reason::UNAVAILABLE`).
     pub unavailable: u64,
-    /// Refused by the gateway: over the session's message rate (reason 32).
+    /// Refused by the gateway: over the session's message rate (`reason::THROTTLED`).
     pub throttled: u64,
     /// Acknowledged later than the timeout, or never (on a connection still up).
     pub timeout: u64,
@@ -156,17 +157,17 @@ impl RunResult {
 /// The name of an engine reject reason code (BINARY-PROTOCOL.md).
 pub(crate) fn reject_name(code: u8) -> String {
     let name = match code {
-        1 => "unknown_symbol",
-        2 => "duplicate_order_id",
-        3 => "invalid_qty",
-        4 => "invalid_price",
-        5 => "invalid_tif",
-        6 => "post_only",
-        7 => "unknown_order",
-        8 => "capacity",
-        9 => "duplicate_symbol",
-        10 => "invalid_tick",
-        11 => "invalid_lot",
+        reason::UNKNOWN_SYMBOL => "unknown_symbol",
+        reason::DUPLICATE_ORDER_ID => "duplicate_order_id",
+        reason::INVALID_QTY => "invalid_qty",
+        reason::INVALID_PRICE => "invalid_price",
+        reason::INVALID_TIF => "invalid_tif",
+        reason::POST_ONLY => "post_only",
+        reason::UNKNOWN_ORDER => "unknown_order",
+        reason::CAPACITY => "capacity",
+        reason::DUPLICATE_SYMBOL => "duplicate_symbol",
+        reason::INVALID_TICK => "invalid_tick",
+        reason::INVALID_LOT => "invalid_lot",
         other => return format!("code_{other}"),
     };
     name.to_string()

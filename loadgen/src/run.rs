@@ -33,7 +33,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use engine::Symbol;
-use gateway::binary::{CancelRequest, ClientMessage, ServerMessage};
+use gateway::binary::{
+    exec_type, msg_type, reason, session_reject, CancelRequest, ClientMessage, ServerMessage,
+};
 use gateway::binary_client::{BinaryClient, ClientReader, ClientWriter};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -57,16 +59,6 @@ const ROUND_MAX: usize = 4096;
 const IDLE_HEARTBEAT: Duration = Duration::from_secs(10);
 /// Latencies above this are recorded as this (histogram range).
 const LATENCY_MAX_NS: u64 = 600_000_000_000;
-/// Gateway reject reasons (BINARY-PROTOCOL.md).
-const BUSY: u8 = 30;
-const UNAVAILABLE: u8 = 31;
-const THROTTLED: u8 = 32;
-/// Cancel reason `user`: what a cancel request's report says.
-const CANCEL_USER: u8 = 20;
-/// SessionReject code of a throttled message without a reject report of its own.
-const SESSION_THROTTLED: u16 = 8;
-/// The MassCancel message type (a SessionReject names the type it refuses).
-const MASS_CANCEL_TYPE: u8 = 0x13;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -793,16 +785,19 @@ impl SessionReader {
                     RequestKind::New
                 } else {
                     match (report.exec_type, report.reason) {
-                        (b'5', _) => RequestKind::Replace,
-                        (b'4', CANCEL_USER) => RequestKind::Cancel,
+                        (exec_type::REPLACED, _) => RequestKind::Replace,
+                        (exec_type::CANCELED, reason::USER) => RequestKind::Cancel,
                         _ => return false,
                     }
                 };
                 let answer = match (report.exec_type, report.reason) {
-                    (b'8', BUSY | UNAVAILABLE | THROTTLED) => Answer::Refused(report.reason),
-                    (b'8', reason) => Answer::Rejected(reason),
+                    (
+                        exec_type::REJECTED,
+                        reason::BUSY | reason::UNAVAILABLE | reason::THROTTLED,
+                    ) => Answer::Refused(report.reason),
+                    (exec_type::REJECTED, code) => Answer::Rejected(code),
                     // The state of an order whose id was already used.
-                    (b'I', _) => Answer::Rejected(2),
+                    (exec_type::ORDER_STATUS, _) => Answer::Rejected(reason::DUPLICATE_ORDER_ID),
                     _ => Answer::Done,
                 };
                 if let Some(index) = self.pending.take(&(num, kind)) {
@@ -812,7 +807,7 @@ impl SessionReader {
             ServerMessage::CancelReject {
                 cl_ord_id,
                 request,
-                reason,
+                reason: code,
             } => {
                 let Some(num) = self.ids.number(&cl_ord_id) else {
                     return false;
@@ -821,9 +816,9 @@ impl SessionReader {
                     CancelRequest::Cancel => RequestKind::Cancel,
                     CancelRequest::Replace => RequestKind::Replace,
                 };
-                let answer = match reason {
-                    BUSY | UNAVAILABLE | THROTTLED => Answer::Refused(reason),
-                    reason => Answer::Rejected(reason),
+                let answer = match code {
+                    reason::BUSY | reason::UNAVAILABLE | reason::THROTTLED => Answer::Refused(code),
+                    code => Answer::Rejected(code),
                 };
                 if let Some(index) = self.pending.take(&(num, kind)) {
                     self.answered(index, answer);
@@ -852,9 +847,11 @@ impl SessionReader {
                 rejected_type,
             } => {
                 let refused = match (rejected_type, code) {
-                    (MASS_CANCEL_TYPE, SESSION_THROTTLED) => Some(THROTTLED),
-                    (MASS_CANCEL_TYPE, 30) => Some(BUSY),
-                    (MASS_CANCEL_TYPE, 31) => Some(UNAVAILABLE),
+                    (msg_type::MASS_CANCEL, session_reject::THROTTLED) => Some(reason::THROTTLED),
+                    (msg_type::MASS_CANCEL, session_reject::BUSY) => Some(reason::BUSY),
+                    (msg_type::MASS_CANCEL, session_reject::UNAVAILABLE) => {
+                        Some(reason::UNAVAILABLE)
+                    }
                     _ => None,
                 };
                 match refused.zip(self.pending.any_mass_cancel()) {
@@ -876,8 +873,8 @@ impl SessionReader {
     fn answered(&mut self, index: u32, answer: Answer) {
         let planned: Planned = self.shared.plan.sessions[self.session][index as usize];
         match answer {
-            Answer::Refused(BUSY) => self.error(|e| &mut e.busy),
-            Answer::Refused(UNAVAILABLE) => self.error(|e| &mut e.unavailable),
+            Answer::Refused(reason::BUSY) => self.error(|e| &mut e.busy),
+            Answer::Refused(reason::UNAVAILABLE) => self.error(|e| &mut e.unavailable),
             Answer::Refused(_) => self.error(|e| &mut e.throttled),
             Answer::Rejected(reason) => *self.tally.rejects.entry(reason).or_default() += 1,
             Answer::Done => {}
