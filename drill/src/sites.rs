@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use engine::{EngineConfig, Price, Qty, Symbol};
+use gateway::Member;
+use node::config::{ListenSection, SnapshotSection};
+use node::NodeConfig;
 use replicator::kafka::{check_topic, create_topic, KafkaConfig, KafkaLogError};
+use replicator::log::LogConfig;
 use serde::Deserialize;
 
 use crate::tansu::Tansu;
@@ -241,57 +245,46 @@ pub fn drill_engine(seed: u64) -> EngineConfig {
     }
 }
 
-/// A node configuration (TOML) for one local site, on the Kafka log `kafka`.
-pub fn node_toml(
+/// The node configuration of one local site, on the Kafka log `kafka`: the tests' small site
+/// (BTC-USD, tick 0.5, lot 1) with the drill's engine, members and hash cadence, its files in
+/// `data` beside the configuration file.
+pub fn node_config(
     name: &str,
     kafka: &KafkaConfig,
     engine: &EngineConfig,
-    binary: SocketAddr,
-    http: SocketAddr,
+    (binary, http): (SocketAddr, SocketAddr),
     members: &[(String, String, u64)],
     hash_every: u64,
-) -> Result<String> {
-    let mut doc = toml::Table::new();
-    doc.insert("site".into(), name.into());
-    doc.insert("data_dir".into(), "data".into());
-    doc.insert("hash_every".into(), (hash_every as i64).into());
-    let mut log = toml::Table::new();
-    log.insert("kind".into(), "kafka".into());
-    log.insert(
-        "bootstrap_servers".into(),
-        kafka.bootstrap_servers.clone().into(),
-    );
-    log.insert("topic".into(), kafka.topic.clone().into());
-    log.insert("partition".into(), i64::from(kafka.partition).into());
-    log.insert("allow_unsafe_topic".into(), kafka.allow_unsafe_topic.into());
-    doc.insert("log".into(), log.into());
-    let mut listen = toml::Table::new();
-    listen.insert("binary".into(), binary.to_string().into());
-    listen.insert("http".into(), http.to_string().into());
-    doc.insert("listen".into(), listen.into());
-    doc.insert("engine".into(), toml::Value::try_from(engine)?);
-    let mut snapshots = toml::Table::new();
-    snapshots.insert("every_records".into(), 20_000.into());
-    snapshots.insert("every_seconds".into(), 10.into());
-    snapshots.insert("keep".into(), 2.into());
-    doc.insert("snapshots".into(), snapshots.into());
-    let members: Vec<toml::Value> = members
+) -> NodeConfig {
+    let members = members
         .iter()
-        .map(|(name, token, account)| {
-            let mut m = toml::Table::new();
-            m.insert("name".into(), name.clone().into());
-            m.insert("token".into(), token.clone().into());
-            m.insert("account".into(), (*account as i64).into());
-            m.into()
+        .map(|(name, token, account)| Member {
+            name: name.clone(),
+            token: token.clone(),
+            account: *account,
         })
         .collect();
-    doc.insert("members".into(), members.into());
-    let mut symbol = toml::Table::new();
-    symbol.insert("symbol".into(), "BTC-USD".into());
-    symbol.insert("tick".into(), "0.5".into());
-    symbol.insert("lot".into(), "1".into());
-    doc.insert("symbols".into(), vec![toml::Value::from(symbol)].into());
-    Ok(toml::to_string(&doc)?)
+    let mut config = NodeConfig::for_tests(name, Path::new("data"), members);
+    config.log = LogConfig::Kafka {
+        bootstrap_servers: kafka.bootstrap_servers.clone(),
+        topic: kafka.topic.clone(),
+        partition: Some(kafka.partition),
+        delivery_timeout_ms: kafka.delivery_timeout_ms,
+        allow_unsafe_topic: kafka.allow_unsafe_topic,
+    };
+    config.listen = ListenSection {
+        binary,
+        http: Some(http),
+        fix: None,
+    };
+    config.engine = *engine;
+    config.hash_every = hash_every;
+    config.snapshots = SnapshotSection {
+        every_records: 20_000,
+        every_seconds: 10,
+        keep: 2,
+    };
+    config
 }
 
 /// The one place a [`DrillConfig`] is made: from the arguments (`down` is
@@ -365,8 +358,8 @@ fn drill_local_in(
         std::fs::create_dir_all(&site_dir)?;
         let (binary, http) = (free_port()?, free_port()?);
         let config = site_dir.join("node.toml");
-        let text = node_toml(name, &kafka, &engine, binary, http, &members, hash_every)?;
-        std::fs::write(&config, text)?;
+        let node = node_config(name, &kafka, &engine, (binary, http), &members, hash_every);
+        std::fs::write(&config, toml::to_string(&node)?)?;
         sites.push(LocalSite {
             name: name.into(),
             exe: exe.to_path_buf(),
@@ -544,5 +537,31 @@ mod tests {
         assert_eq!(deployment.sites.len(), 3);
         assert_eq!(deployment.members.len(), 6);
         assert_ne!(deployment.engine.hash_seed, 0);
+    }
+
+    /// The node configuration the local drill writes is one `exchange node` loads and accepts,
+    /// on Kafka, with the drill's engine and members.
+    #[test]
+    fn the_local_node_config_is_a_valid_node_config() {
+        let kafka = KafkaConfig {
+            allow_unsafe_topic: true,
+            ..KafkaConfig::new("127.0.0.1:9092", "drill.commands", 0)
+        };
+        let addrs = (
+            "127.0.0.1:7001".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+        );
+        let config = node_config("metal", &kafka, &drill_engine(7), addrs, &members(2), 1000);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+        let loaded = NodeConfig::load(&path).unwrap();
+        let plan = loaded.plan().unwrap();
+        assert_eq!(loaded.site, "metal");
+        assert_eq!(plan.shards[0].log.kafka(), Some(kafka));
+        assert_eq!(loaded.members.len(), 2);
+        assert_eq!(loaded.engine, drill_engine(7));
+        assert_eq!(loaded.data_dir, dir.path().join("data"));
+        assert_eq!(loaded.listen.http, Some(addrs.1));
     }
 }

@@ -29,7 +29,7 @@ use crate::hub::Hub;
 use crate::throttle::Bucket;
 
 /// Limits and timings of the binary server.
-#[derive(Clone, Copy, Debug, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BinaryConfig {
     /// Connections served at once; one more is told so (Logout 11) and closed.

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 /// One member's credentials and account.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
     /// FIX Username (553) and the name in logs.

@@ -16,10 +16,10 @@ use gateway::hub::SHARDS_MAX;
 use gateway::{BinaryConfig, FixConfig, MdConfig, Member};
 use replicator::log::LogConfig;
 use replicator::recovery::SnapshotPolicy;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A node: one site's process.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// The site's name: `cloud-a`, `cloud-b`, `metal`... (in hash reports, metrics, logs).
@@ -59,7 +59,7 @@ pub struct NodeConfig {
 }
 
 /// One shard of a site of several.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShardSection {
     /// 1 to 32 of `A-Z a-z 0-9 - _`: in metrics, health and the shard's directory name.
@@ -70,7 +70,7 @@ pub struct ShardSection {
 }
 
 /// A symbol the site lists at start.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SymbolSpec {
     pub symbol: String,
@@ -79,7 +79,7 @@ pub struct SymbolSpec {
 }
 
 /// Listen addresses.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenSection {
     pub binary: SocketAddr,
@@ -90,7 +90,7 @@ pub struct ListenSection {
 }
 
 /// Snapshots: how often, and how many to keep per shard.
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnapshotSection {
     pub every_records: u64,
@@ -487,6 +487,25 @@ mod tests {
         let bad = text.replace("fsync = \"batch\"", "fsync = \"sometimes\"");
         let err = toml::from_str::<NodeConfig>(&bad).unwrap_err().to_string();
         assert!(err.contains("fsync"), "{err}");
+    }
+
+    /// A configuration written out (as the drill writes its sites') reads back the same, and
+    /// the shipped examples survive the trip too.
+    #[test]
+    fn a_config_written_out_reads_back_the_same() {
+        let mut configs = vec![NodeConfig::for_tests("t", Path::new("data"), Vec::new())];
+        for name in ["node.toml", "node-kafka.toml", "node-shards.toml"] {
+            configs.push(example(name));
+        }
+        for config in configs {
+            let text = toml::to_string(&config).unwrap();
+            let back: NodeConfig = toml::from_str(&text).unwrap();
+            assert_eq!(toml::to_string(&back).unwrap(), text);
+            assert_eq!(
+                back.plan().unwrap().shards.len(),
+                config.plan().unwrap().shards.len()
+            );
+        }
     }
 
     /// The secret seed is required; the tests' site is valid as it is.

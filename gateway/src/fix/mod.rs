@@ -58,7 +58,7 @@ use store::CountersStore;
 pub const BEGIN_STRING: &str = "FIX.4.4";
 
 /// Limits and settings of the FIX acceptor.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FixConfig {
     /// Our CompID: SenderCompID (49) of what we send, TargetCompID (56) members address.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::desk::Level;
 
 /// Limits and timings of the market data server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MdConfig {
     /// WebSocket connections served at once; one more is closed with code 1013.
