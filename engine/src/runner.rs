@@ -285,6 +285,31 @@ fn run<const IN: usize, const OUT: usize>(
     (engine, stats)
 }
 
+/// Drains `output` in batches of at most `batch_max` items, handing each batch to `each` in
+/// order and waiting per `wait` while it is empty, until its producer has closed it and every
+/// item was read. A node's pump drains a matcher's output this way.
+pub fn drain<T: Copy + Send, const N: usize>(
+    mut output: Consumer<T, N>,
+    batch_max: usize,
+    wait: WaitStrategy,
+    mut each: impl FnMut(&[T]),
+) {
+    let mut waiter = Waiter::new(wait);
+    let mut batch = Vec::with_capacity(batch_max);
+    loop {
+        if output.pop_batch(batch_max, |item| batch.push(item)) > 0 {
+            each(&batch);
+            batch.clear();
+            waiter.reset();
+            continue;
+        }
+        match output.empty_or_closed() {
+            Pop::Closed => return,
+            Pop::Empty | Pop::Item(_) => waiter.wait(),
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use engine::ring::Pop;
-use engine::runner::{Runner, RunnerConfig, WaitStrategy, Waiter};
+use engine::runner::{drain, Runner, RunnerConfig, WaitStrategy, Waiter};
 use engine::{
     AccountId, AddSymbol, CancelOrder, Command, CommandKind, Engine, EngineConfig, NewOrder,
     OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif,
@@ -77,24 +76,11 @@ impl Exchange {
             wait: WAIT,
             ..RunnerConfig::default()
         };
-        let (mut input, mut output, _runner) =
+        let (mut input, output, _runner) =
             Runner::spawn::<1024, 4096>(engine, runner, 0, ()).expect("matcher thread");
         let pump_hub = hub.clone();
         std::thread::spawn(move || {
-            let mut waiter = Waiter::new(PUMP_WAIT);
-            let mut batch = Vec::new();
-            loop {
-                if output.pop_batch(4096, |item| batch.push(item)) > 0 {
-                    pump_hub.apply(0, &batch);
-                    batch.clear();
-                    waiter.reset();
-                    continue;
-                }
-                match output.empty_or_closed() {
-                    Pop::Closed => break,
-                    Pop::Empty | Pop::Item(_) => waiter.wait(),
-                }
-            }
+            drain(output, 4096, PUMP_WAIT, |batch| pump_hub.apply(0, batch));
         });
         std::thread::spawn(move || {
             let mut waiter = Waiter::new(WAIT);

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use crossbeam_channel::Sender;
-use engine::ring::{Consumer, Pop, Producer, RingDepth};
-use engine::runner::{Emitted, Runner, RunnerConfig, Waiter};
+use engine::ring::{Producer, RingDepth};
+use engine::runner::{drain, Runner, RunnerConfig, Waiter};
 use engine::{Command, Engine, EngineConfig};
 use gateway::{Hub, LatencyHistogram, Sequencer, SubmitError, PUMP_WAIT};
 use replicator::log::{Log, LogHandle, Refused};
@@ -37,6 +37,8 @@ use crate::persist::{Checkpoints, Persist};
 const COMMAND_RING: usize = 1 << 14;
 /// Output ring from the matcher to the pump.
 const OUTPUT_RING: usize = 1 << 16;
+/// Most items the pump hands the hub at once.
+const PUMP_BATCH: usize = 4096;
 /// At shutdown, how long the feeder waits for the log's end it was asked to reach, and how
 /// long a Kafka producer may take to flush.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -212,7 +214,7 @@ pub fn start(
         let hub = hub.clone();
         std::thread::Builder::new()
             .name(format!("pump-{}", view.name))
-            .spawn(move || pump(output, &hub, at))?
+            .spawn(move || drain(output, PUMP_BATCH, PUMP_WAIT, |batch| hub.apply(at, batch)))?
     };
     let reader = log.reader(position)?;
     let stop_feeder = Arc::new(AtomicU64::new(u64::MAX));
@@ -277,25 +279,6 @@ fn feed<const N: usize>(
                 reader.position()
             );
             return Ok(());
-        }
-    }
-}
-
-/// Hands the matcher's output to the hub in batches, in order, until the matcher closes its
-/// ring (it stopped).
-fn pump<const N: usize>(mut output: Consumer<Emitted, N>, hub: &Hub, shard: usize) {
-    let mut waiter = Waiter::new(PUMP_WAIT);
-    let mut batch = Vec::with_capacity(4096);
-    loop {
-        if output.pop_batch(4096, |item| batch.push(item)) > 0 {
-            hub.apply(shard, &batch);
-            batch.clear();
-            waiter.reset();
-            continue;
-        }
-        match output.empty_or_closed() {
-            Pop::Closed => return,
-            Pop::Empty | Pop::Item(_) => waiter.wait(),
         }
     }
 }
