@@ -5,8 +5,8 @@
 
 use engine::runner::Emitted;
 use engine::{
-    AccountId, AddSymbol, Command, CommandKind, Engine, EngineConfig, Event, NewOrder, OrdType,
-    OrderId, Price, Qty, RejectReason, Side, Stp, Symbol, Tif, FIXED_ONE,
+    AccountId, AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, Engine, EngineConfig,
+    Event, NewOrder, OrdType, OrderId, Price, Qty, RejectReason, Side, Stp, Symbol, Tif, FIXED_ONE,
 };
 use gateway::desk::Admission;
 use gateway::{Desk, ExecType, OrdStatus, Outbox, Reason, Report, ToSession};
@@ -218,4 +218,140 @@ fn a_seeded_desk_follows_the_orders_of_a_recovered_engine() {
         (book.bids[0].price, book.bids[0].qty),
         (Price(100 * FIXED_ONE), Qty(3 * FIXED_ONE))
     );
+}
+
+impl Site {
+    /// Every shard's L2 books equal its engine's depth, and the desk follows as many orders as
+    /// the engines hold.
+    fn check_books(&self) {
+        let mut live = 0;
+        for (shard, state) in self.shards.iter().enumerate() {
+            live += state.engine.stats().live_orders as usize;
+            for info in state.engine.symbols() {
+                let book = self.desk.snapshot(&info.name, usize::MAX).unwrap();
+                assert_eq!(book.position, state.position, "{}", info.name);
+                for (side, levels) in [(Side::Buy, &book.bids), (Side::Sell, &book.asks)] {
+                    let depth: Vec<(Price, Qty)> = state
+                        .engine
+                        .depth(info.id, side)
+                        .map(|l| (l.price, l.qty))
+                        .collect();
+                    let desk: Vec<(Price, Qty)> = levels.iter().map(|l| (l.price, l.qty)).collect();
+                    assert_eq!(desk, depth, "shard {shard} {} {side:?}", info.name);
+                }
+            }
+        }
+        assert_eq!(self.desk.live_orders(), live);
+    }
+}
+
+/// What a report says of its order: exec type, status, symbol, side, price, order quantity,
+/// this fill, cum and leaves (whole units).
+type Says = (ExecType, OrdStatus, Symbol, Side, i64, i64, i64, i64, i64);
+
+fn says(message: &ToSession) -> Says {
+    let r = report(message);
+    let units = |q: Qty| q.0 / FIXED_ONE;
+    let price = r.price.map_or(0, |p| p.0 / FIXED_ONE);
+    (
+        r.exec_type,
+        r.ord_status,
+        r.symbol,
+        r.side,
+        price,
+        units(r.order_qty),
+        units(r.last_qty),
+        units(r.cum_qty),
+        units(r.leaves_qty),
+    )
+}
+
+/// The reports of account 1's order `x` among `sent`.
+fn of_x(sent: &[ToSession]) -> Vec<Says> {
+    sent.iter()
+        .filter(|m| matches!(m, ToSession::Report(r) if r.account == AccountId(1) && r.cl_ord_id == oid("x")))
+        .map(says)
+        .collect()
+}
+
+#[test]
+fn one_id_live_on_two_shards_is_followed_as_two_orders() {
+    use ExecType::{Canceled, Replaced, Trade};
+    use OrdStatus::{Filled, PartiallyFilled};
+    let mut site = Site::new(&["BTC", "ETH"], 16);
+    let (btc, eth) = (sym("BTC"), sym("ETH"));
+    // Two other sites took account 1's id "x" at once, one for each shard: both go through.
+    let sent = site.new_order(0, limit(1, "x", "BTC", Side::Buy, 100, 5));
+    let new_btc = (
+        ExecType::New,
+        OrdStatus::New,
+        btc,
+        Side::Buy,
+        100,
+        5,
+        0,
+        0,
+        5,
+    );
+    assert_eq!(of_x(&sent), [new_btc]);
+    site.check_books();
+    let sent = site.new_order(1, limit(1, "x", "ETH", Side::Sell, 200, 3));
+    let new_eth = (
+        ExecType::New,
+        OrdStatus::New,
+        eth,
+        Side::Sell,
+        200,
+        3,
+        0,
+        0,
+        3,
+    );
+    assert_eq!(of_x(&sent), [new_eth]);
+    site.check_books();
+    // Part of each trades.
+    let sent = site.new_order(1, limit(3, "e", "ETH", Side::Buy, 200, 1));
+    let eth_fill = (Trade, PartiallyFilled, eth, Side::Sell, 200, 3, 1, 1, 2);
+    assert_eq!(of_x(&sent), [eth_fill]);
+    site.check_books();
+    let sent = site.new_order(0, limit(2, "b", "BTC", Side::Sell, 100, 2));
+    let btc_fill = (Trade, PartiallyFilled, btc, Side::Buy, 100, 5, 2, 2, 3);
+    assert_eq!(of_x(&sent), [btc_fill]);
+    site.check_books();
+    // Cancelling the ETH one leaves the BTC one resting.
+    let cancel = CancelOrder {
+        account: AccountId(1),
+        symbol: eth,
+        order_id: oid("x"),
+    };
+    let sent = site.apply(1, CommandKind::Cancel(cancel), usize::MAX);
+    let eth_cancel = (
+        Canceled,
+        OrdStatus::Canceled,
+        eth,
+        Side::Sell,
+        200,
+        3,
+        0,
+        1,
+        0,
+    );
+    assert_eq!(of_x(&sent), [eth_cancel]);
+    site.check_books();
+    // The BTC one is amended out of its place, then filled.
+    let amend = AmendOrder {
+        account: AccountId(1),
+        symbol: btc,
+        order_id: oid("x"),
+        price: Some(Price(101 * FIXED_ONE)),
+        qty: Some(Qty(4 * FIXED_ONE)),
+    };
+    let sent = site.apply(0, CommandKind::Amend(amend), usize::MAX);
+    let btc_amend = (Replaced, PartiallyFilled, btc, Side::Buy, 101, 6, 0, 2, 4);
+    assert_eq!(of_x(&sent), [btc_amend]);
+    site.check_books();
+    let sent = site.new_order(0, limit(2, "c", "BTC", Side::Sell, 101, 4));
+    let btc_done = (Trade, Filled, btc, Side::Buy, 101, 6, 4, 6, 0);
+    assert_eq!(of_x(&sent), [btc_done]);
+    site.check_books();
 }
