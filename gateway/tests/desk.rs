@@ -1,7 +1,11 @@
 //! The desk's order table on worked cases: a resent order gets its original's state, an id in
 //! use on one shard is not entered on another, a refused submission is forgotten, done orders
-//! are remembered for a window, a command may span batches, and seeding follows the orders a
-//! recovered engine holds.
+//! are remembered for a window, a command may span batches, seeding follows the orders a
+//! recovered engine holds, and one id entered on two shards at once (by two sites) is followed
+//! as two orders, each shard's L2 equal to its engine's depth after every command.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use engine::runner::Emitted;
 use engine::{
@@ -9,7 +13,10 @@ use engine::{
     Event, NewOrder, OrdType, OrderId, Price, Qty, RejectReason, Side, Stp, Symbol, Tif, FIXED_ONE,
 };
 use gateway::desk::Admission;
-use gateway::{Desk, ExecType, OrdStatus, Outbox, Reason, Report, ToSession};
+use gateway::{
+    Desk, ExecType, Hub, Members, OrdStatus, Outbox, Reason, Report, Sequencer, SubmitError,
+    ToSession,
+};
 
 fn sym(name: &str) -> Symbol {
     Symbol::new(name).unwrap()
@@ -40,6 +47,29 @@ struct Shard {
     position: u64,
 }
 
+impl Shard {
+    fn new() -> Shard {
+        Shard {
+            engine: Engine::new(EngineConfig::default()).unwrap(),
+            position: 0,
+        }
+    }
+
+    /// Applies `kind` at the next position: the matcher's output for it.
+    fn run(&mut self, kind: CommandKind) -> Vec<Emitted> {
+        let command = Command::new(self.position + 1, kind);
+        let mut events: Vec<Event> = Vec::new();
+        self.engine.apply(&command, &mut events);
+        let mut items: Vec<Emitted> = events.into_iter().map(Emitted::Event).collect();
+        items.push(Emitted::Applied {
+            position: self.position,
+            command,
+        });
+        self.position += 1;
+        items
+    }
+}
+
 /// A desk over shards whose engines each list one symbol.
 struct Site {
     desk: Desk,
@@ -51,13 +81,7 @@ impl Site {
     fn new(symbols: &[&str], finished_max: usize) -> Site {
         let mut site = Site {
             desk: Desk::new(symbols.len(), finished_max),
-            shards: symbols
-                .iter()
-                .map(|_| Shard {
-                    engine: Engine::new(EngineConfig::default()).unwrap(),
-                    position: 0,
-                })
-                .collect(),
+            shards: symbols.iter().map(|_| Shard::new()).collect(),
             outbox: Outbox::default(),
         };
         for (shard, name) in symbols.iter().enumerate() {
@@ -77,16 +101,7 @@ impl Site {
     /// Applies `kind` on shard `shard`'s engine and feeds the desk its output in batches of
     /// `batch` items; returns what the desk sends.
     fn apply(&mut self, shard: usize, kind: CommandKind, batch: usize) -> Vec<ToSession> {
-        let state = &mut self.shards[shard];
-        let command = Command::new(state.position + 1, kind);
-        let mut events: Vec<Event> = Vec::new();
-        state.engine.apply(&command, &mut events);
-        let mut items: Vec<Emitted> = events.into_iter().map(Emitted::Event).collect();
-        items.push(Emitted::Applied {
-            position: state.position,
-            command,
-        });
-        state.position += 1;
+        let items = self.shards[shard].run(kind);
         let mut sent = Vec::new();
         for part in items.chunks(batch) {
             self.desk.apply(shard, part, &mut self.outbox);
@@ -266,6 +281,15 @@ fn says(message: &ToSession) -> Says {
     )
 }
 
+/// What a status answer says of an order whose last report said `report`.
+fn status(report: Says) -> Says {
+    let (_, ord_status, symbol, side, price, order_qty, _, cum, leaves) = report;
+    let exec_type = ExecType::OrderStatus;
+    (
+        exec_type, ord_status, symbol, side, price, order_qty, 0, cum, leaves,
+    )
+}
+
 /// The reports of account 1's order `x` among `sent`.
 fn of_x(sent: &[ToSession]) -> Vec<Says> {
     sent.iter()
@@ -309,6 +333,18 @@ fn one_id_live_on_two_shards_is_followed_as_two_orders() {
     );
     assert_eq!(of_x(&sent), [new_eth]);
     site.check_books();
+    // A status request names a symbol: it is answered with the order on the symbol's shard.
+    let state_on = |site: &Site, shard| {
+        let state = site.desk.order_state_on(shard, AccountId(1), &oid("x"));
+        says(&ToSession::Report(state.unwrap()))
+    };
+    assert_eq!(state_on(&site, 0), status(new_btc));
+    assert_eq!(state_on(&site, 1), status(new_eth));
+    // Without a shard: the lowest one's; known on its own shard, the engine sorts it out.
+    let state = site.desk.order_state(AccountId(1), &oid("x")).unwrap();
+    assert_eq!(says(&ToSession::Report(state)), status(new_btc));
+    let eth_again = limit(1, "x", "ETH", Side::Sell, 200, 3);
+    assert_eq!(site.desk.submitted(1, &eth_again), Admission::Submit);
     // Part of each trades.
     let sent = site.new_order(1, limit(3, "e", "ETH", Side::Buy, 200, 1));
     let eth_fill = (Trade, PartiallyFilled, eth, Side::Sell, 200, 3, 1, 1, 2);
@@ -354,4 +390,58 @@ fn one_id_live_on_two_shards_is_followed_as_two_orders() {
     let btc_done = (Trade, Filled, btc, Side::Buy, 101, 6, 4, 6, 0);
     assert_eq!(of_x(&sent), [btc_done]);
     site.check_books();
+    assert_eq!(state_on(&site, 0), status(btc_done));
+    assert_eq!(state_on(&site, 1), status(eth_cancel));
+    // Resent on either shard, the id is answered with that shard's order.
+    let sent = site.new_order(1, eth_again);
+    assert_eq!(of_x(&sent), [status(eth_cancel)]);
+    let sent = site.new_order(0, limit(1, "x", "BTC", Side::Buy, 100, 5));
+    assert_eq!(of_x(&sent), [status(btc_done)]);
+    site.check_books();
+}
+
+/// A log that takes every command (the test applies them itself).
+struct Open;
+
+impl Sequencer for Open {
+    fn submit(&self, _: Command) -> Result<(), SubmitError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_status_request_is_answered_with_the_order_on_its_symbols_shard() {
+    let (btc, eth) = (sym("BTC"), sym("ETH"));
+    let log: Arc<dyn Sequencer> = Arc::new(Open);
+    let hub = Hub::sharded(
+        vec![log.clone(), log],
+        HashMap::from([(btc, 0), (eth, 1)]),
+        Members::new(Vec::new()).unwrap(),
+        16,
+    );
+    let mut shards = [Shard::new(), Shard::new()];
+    for (shard, symbol) in [btc, eth].into_iter().enumerate() {
+        let add = AddSymbol {
+            symbol,
+            tick: Price(FIXED_ONE),
+            lot: Qty(FIXED_ONE),
+        };
+        hub.apply(shard, &shards[shard].run(CommandKind::AddSymbol(add)));
+    }
+    // Account 1's id "x" entered on both shards by two other sites.
+    let orders = [
+        limit(1, "x", "BTC", Side::Buy, 100, 5),
+        limit(1, "x", "ETH", Side::Sell, 200, 3),
+    ];
+    for (shard, new) in orders.into_iter().enumerate() {
+        hub.apply(shard, &shards[shard].run(CommandKind::New(new)));
+    }
+    for new in orders {
+        let state = hub.order_state_on(&new.symbol, AccountId(1), &oid("x"));
+        let state = state.unwrap();
+        assert_eq!(
+            (state.symbol, state.side, state.price, state.leaves_qty),
+            (new.symbol, new.side, new.price, new.qty)
+        );
+    }
 }
