@@ -46,9 +46,9 @@ pub const IN_FLIGHT_MAX: usize = 1 << 20;
 pub enum Admission {
     /// Submit it.
     Submit,
-    /// Do not: its id is in use on another shard, and one id is never two orders. Answer it
-    /// like a resent order, with the original's state (`None`: the original is in flight, and
-    /// its own report answers).
+    /// Do not: its id is in use on another shard, and a site never enters one id on two
+    /// shards itself. Answer it like a resent order, with the original's state (`None`: the
+    /// original is in flight, and its own report answers).
     Known(Option<Report>),
 }
 
@@ -281,8 +281,8 @@ impl OrderTable {
     }
 
     /// The log refused a new order [`OrderTable::submitted`] held: it is not pending any more.
-    /// It is held on its symbol's shard, the one whose pending entry has its symbol (an id is
-    /// held in flight on one shard at most).
+    /// It is held on its symbol's shard: the one, of all shards, whose pending entry of its id
+    /// has its symbol (a submission of the same id to another symbol stays in flight).
     pub fn refused(&mut self, new: &NewOrder) {
         let held = self.keys(0, new.account, new.order_id).find(|key| {
             self.orders
