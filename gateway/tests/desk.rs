@@ -1,15 +1,22 @@
 //! The desk's order table on worked cases: a resent order gets its original's state, an id in
 //! use on one shard is not entered on another, a refused submission is forgotten, done orders
-//! are remembered for a window, a command may span batches, and seeding follows the orders a
-//! recovered engine holds.
+//! are remembered for a window, a command may span batches, seeding follows the orders a
+//! recovered engine holds, and one id entered on two shards at once (by two sites) is followed
+//! as two orders, each shard's L2 equal to its engine's depth after every command.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use engine::runner::Emitted;
 use engine::{
-    AccountId, AddSymbol, Command, CommandKind, Engine, EngineConfig, Event, NewOrder, OrdType,
-    OrderId, Price, Qty, RejectReason, Side, Stp, Symbol, Tif, FIXED_ONE,
+    AccountId, AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, Engine, EngineConfig,
+    Event, NewOrder, OrdType, OrderId, Price, Qty, RejectReason, Side, Stp, Symbol, Tif, FIXED_ONE,
 };
 use gateway::desk::Admission;
-use gateway::{Desk, ExecType, OrdStatus, Outbox, Reason, Report, ToSession};
+use gateway::{
+    Desk, ExecType, Hub, Members, OrdStatus, Outbox, Reason, Report, Sequencer, SubmitError,
+    ToSession,
+};
 
 fn sym(name: &str) -> Symbol {
     Symbol::new(name).unwrap()
@@ -40,6 +47,29 @@ struct Shard {
     position: u64,
 }
 
+impl Shard {
+    fn new() -> Shard {
+        Shard {
+            engine: Engine::new(EngineConfig::default()).unwrap(),
+            position: 0,
+        }
+    }
+
+    /// Applies `kind` at the next position: the matcher's output for it.
+    fn run(&mut self, kind: CommandKind) -> Vec<Emitted> {
+        let command = Command::new(self.position + 1, kind);
+        let mut events: Vec<Event> = Vec::new();
+        self.engine.apply(&command, &mut events);
+        let mut items: Vec<Emitted> = events.into_iter().map(Emitted::Event).collect();
+        items.push(Emitted::Applied {
+            position: self.position,
+            command,
+        });
+        self.position += 1;
+        items
+    }
+}
+
 /// A desk over shards whose engines each list one symbol.
 struct Site {
     desk: Desk,
@@ -51,13 +81,7 @@ impl Site {
     fn new(symbols: &[&str], finished_max: usize) -> Site {
         let mut site = Site {
             desk: Desk::new(symbols.len(), finished_max),
-            shards: symbols
-                .iter()
-                .map(|_| Shard {
-                    engine: Engine::new(EngineConfig::default()).unwrap(),
-                    position: 0,
-                })
-                .collect(),
+            shards: symbols.iter().map(|_| Shard::new()).collect(),
             outbox: Outbox::default(),
         };
         for (shard, name) in symbols.iter().enumerate() {
@@ -77,16 +101,7 @@ impl Site {
     /// Applies `kind` on shard `shard`'s engine and feeds the desk its output in batches of
     /// `batch` items; returns what the desk sends.
     fn apply(&mut self, shard: usize, kind: CommandKind, batch: usize) -> Vec<ToSession> {
-        let state = &mut self.shards[shard];
-        let command = Command::new(state.position + 1, kind);
-        let mut events: Vec<Event> = Vec::new();
-        state.engine.apply(&command, &mut events);
-        let mut items: Vec<Emitted> = events.into_iter().map(Emitted::Event).collect();
-        items.push(Emitted::Applied {
-            position: state.position,
-            command,
-        });
-        state.position += 1;
+        let items = self.shards[shard].run(kind);
         let mut sent = Vec::new();
         for part in items.chunks(batch) {
             self.desk.apply(shard, part, &mut self.outbox);
@@ -218,4 +233,215 @@ fn a_seeded_desk_follows_the_orders_of_a_recovered_engine() {
         (book.bids[0].price, book.bids[0].qty),
         (Price(100 * FIXED_ONE), Qty(3 * FIXED_ONE))
     );
+}
+
+impl Site {
+    /// Every shard's L2 books equal its engine's depth, and the desk follows as many orders as
+    /// the engines hold.
+    fn check_books(&self) {
+        let mut live = 0;
+        for (shard, state) in self.shards.iter().enumerate() {
+            live += state.engine.stats().live_orders as usize;
+            for info in state.engine.symbols() {
+                let book = self.desk.snapshot(&info.name, usize::MAX).unwrap();
+                assert_eq!(book.position, state.position, "{}", info.name);
+                for (side, levels) in [(Side::Buy, &book.bids), (Side::Sell, &book.asks)] {
+                    let depth: Vec<(Price, Qty)> = state
+                        .engine
+                        .depth(info.id, side)
+                        .map(|l| (l.price, l.qty))
+                        .collect();
+                    let desk: Vec<(Price, Qty)> = levels.iter().map(|l| (l.price, l.qty)).collect();
+                    assert_eq!(desk, depth, "shard {shard} {} {side:?}", info.name);
+                }
+            }
+        }
+        assert_eq!(self.desk.live_orders(), live);
+    }
+}
+
+/// What a report says of its order: exec type, status, symbol, side, price, order quantity,
+/// this fill, cum and leaves (whole units).
+type Says = (ExecType, OrdStatus, Symbol, Side, i64, i64, i64, i64, i64);
+
+fn says(message: &ToSession) -> Says {
+    let r = report(message);
+    let units = |q: Qty| q.0 / FIXED_ONE;
+    let price = r.price.map_or(0, |p| p.0 / FIXED_ONE);
+    (
+        r.exec_type,
+        r.ord_status,
+        r.symbol,
+        r.side,
+        price,
+        units(r.order_qty),
+        units(r.last_qty),
+        units(r.cum_qty),
+        units(r.leaves_qty),
+    )
+}
+
+/// What a status answer says of an order whose last report said `report`.
+fn status(report: Says) -> Says {
+    let (_, ord_status, symbol, side, price, order_qty, _, cum, leaves) = report;
+    let exec_type = ExecType::OrderStatus;
+    (
+        exec_type, ord_status, symbol, side, price, order_qty, 0, cum, leaves,
+    )
+}
+
+/// The reports of account 1's order `x` among `sent`.
+fn of_x(sent: &[ToSession]) -> Vec<Says> {
+    sent.iter()
+        .filter(|m| matches!(m, ToSession::Report(r) if r.account == AccountId(1) && r.cl_ord_id == oid("x")))
+        .map(says)
+        .collect()
+}
+
+#[test]
+fn one_id_live_on_two_shards_is_followed_as_two_orders() {
+    use ExecType::{Canceled, Replaced, Trade};
+    use OrdStatus::{Filled, PartiallyFilled};
+    let mut site = Site::new(&["BTC", "ETH"], 16);
+    let (btc, eth) = (sym("BTC"), sym("ETH"));
+    // Two other sites took account 1's id "x" at once, one for each shard: both go through.
+    let sent = site.new_order(0, limit(1, "x", "BTC", Side::Buy, 100, 5));
+    let new_btc = (
+        ExecType::New,
+        OrdStatus::New,
+        btc,
+        Side::Buy,
+        100,
+        5,
+        0,
+        0,
+        5,
+    );
+    assert_eq!(of_x(&sent), [new_btc]);
+    site.check_books();
+    let sent = site.new_order(1, limit(1, "x", "ETH", Side::Sell, 200, 3));
+    let new_eth = (
+        ExecType::New,
+        OrdStatus::New,
+        eth,
+        Side::Sell,
+        200,
+        3,
+        0,
+        0,
+        3,
+    );
+    assert_eq!(of_x(&sent), [new_eth]);
+    site.check_books();
+    // A status request names a symbol: it is answered with the order on the symbol's shard.
+    let state_on = |site: &Site, shard| {
+        let state = site.desk.order_state_on(shard, AccountId(1), &oid("x"));
+        says(&ToSession::Report(state.unwrap()))
+    };
+    assert_eq!(state_on(&site, 0), status(new_btc));
+    assert_eq!(state_on(&site, 1), status(new_eth));
+    // Without a shard: the lowest one's; known on its own shard, the engine sorts it out.
+    let state = site.desk.order_state(AccountId(1), &oid("x")).unwrap();
+    assert_eq!(says(&ToSession::Report(state)), status(new_btc));
+    let eth_again = limit(1, "x", "ETH", Side::Sell, 200, 3);
+    assert_eq!(site.desk.submitted(1, &eth_again), Admission::Submit);
+    // Part of each trades.
+    let sent = site.new_order(1, limit(3, "e", "ETH", Side::Buy, 200, 1));
+    let eth_fill = (Trade, PartiallyFilled, eth, Side::Sell, 200, 3, 1, 1, 2);
+    assert_eq!(of_x(&sent), [eth_fill]);
+    site.check_books();
+    let sent = site.new_order(0, limit(2, "b", "BTC", Side::Sell, 100, 2));
+    let btc_fill = (Trade, PartiallyFilled, btc, Side::Buy, 100, 5, 2, 2, 3);
+    assert_eq!(of_x(&sent), [btc_fill]);
+    site.check_books();
+    // Cancelling the ETH one leaves the BTC one resting.
+    let cancel = CancelOrder {
+        account: AccountId(1),
+        symbol: eth,
+        order_id: oid("x"),
+    };
+    let sent = site.apply(1, CommandKind::Cancel(cancel), usize::MAX);
+    let eth_cancel = (
+        Canceled,
+        OrdStatus::Canceled,
+        eth,
+        Side::Sell,
+        200,
+        3,
+        0,
+        1,
+        0,
+    );
+    assert_eq!(of_x(&sent), [eth_cancel]);
+    site.check_books();
+    // The BTC one is amended out of its place, then filled.
+    let amend = AmendOrder {
+        account: AccountId(1),
+        symbol: btc,
+        order_id: oid("x"),
+        price: Some(Price(101 * FIXED_ONE)),
+        qty: Some(Qty(4 * FIXED_ONE)),
+    };
+    let sent = site.apply(0, CommandKind::Amend(amend), usize::MAX);
+    let btc_amend = (Replaced, PartiallyFilled, btc, Side::Buy, 101, 6, 0, 2, 4);
+    assert_eq!(of_x(&sent), [btc_amend]);
+    site.check_books();
+    let sent = site.new_order(0, limit(2, "c", "BTC", Side::Sell, 101, 4));
+    let btc_done = (Trade, Filled, btc, Side::Buy, 101, 6, 4, 6, 0);
+    assert_eq!(of_x(&sent), [btc_done]);
+    site.check_books();
+    assert_eq!(state_on(&site, 0), status(btc_done));
+    assert_eq!(state_on(&site, 1), status(eth_cancel));
+    // Resent on either shard, the id is answered with that shard's order.
+    let sent = site.new_order(1, eth_again);
+    assert_eq!(of_x(&sent), [status(eth_cancel)]);
+    let sent = site.new_order(0, limit(1, "x", "BTC", Side::Buy, 100, 5));
+    assert_eq!(of_x(&sent), [status(btc_done)]);
+    site.check_books();
+}
+
+/// A log that takes every command (the test applies them itself).
+struct Open;
+
+impl Sequencer for Open {
+    fn submit(&self, _: Command) -> Result<(), SubmitError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_status_request_is_answered_with_the_order_on_its_symbols_shard() {
+    let (btc, eth) = (sym("BTC"), sym("ETH"));
+    let log: Arc<dyn Sequencer> = Arc::new(Open);
+    let hub = Hub::sharded(
+        vec![log.clone(), log],
+        HashMap::from([(btc, 0), (eth, 1)]),
+        Members::new(Vec::new()).unwrap(),
+        16,
+    );
+    let mut shards = [Shard::new(), Shard::new()];
+    for (shard, symbol) in [btc, eth].into_iter().enumerate() {
+        let add = AddSymbol {
+            symbol,
+            tick: Price(FIXED_ONE),
+            lot: Qty(FIXED_ONE),
+        };
+        hub.apply(shard, &shards[shard].run(CommandKind::AddSymbol(add)));
+    }
+    // Account 1's id "x" entered on both shards by two other sites.
+    let orders = [
+        limit(1, "x", "BTC", Side::Buy, 100, 5),
+        limit(1, "x", "ETH", Side::Sell, 200, 3),
+    ];
+    for (shard, new) in orders.into_iter().enumerate() {
+        hub.apply(shard, &shards[shard].run(CommandKind::New(new)));
+    }
+    for new in orders {
+        let state = hub.order_state_on(&new.symbol, AccountId(1), &oid("x"));
+        let state = state.unwrap();
+        assert_eq!(
+            (state.symbol, state.side, state.price, state.leaves_qty),
+            (new.symbol, new.side, new.price, new.qty)
+        );
+    }
 }

@@ -91,7 +91,7 @@ impl Desk {
     /// window of remembered ids).
     pub fn new(shards: usize, finished_max: usize) -> Desk {
         Desk {
-            orders: OrderTable::new(finished_max),
+            orders: OrderTable::new(shards, finished_max),
             shards: (0..shards).map(|_| ShardDesk::default()).collect(),
             mass: MassCancels::default(),
             deltas: Vec::new(),
@@ -225,9 +225,22 @@ impl Desk {
     }
 
     /// The last known state of the account's order `cl_ord_id` (live, or done within the
-    /// remembered window), as the answer to a status request.
+    /// remembered window), as the answer to a status request: on the lowest shard that knows
+    /// the id (one id may be in use on several shards, see [`Desk::order_state_on`]).
     pub fn order_state(&self, account: AccountId, cl_ord_id: &OrderId) -> Option<Report> {
-        self.orders.status(account, cl_ord_id)
+        self.order_state_on(0, account, cl_ord_id)
+    }
+
+    /// Like [`Desk::order_state`], but the order on shard `shard` if that shard knows the id:
+    /// a status request names a symbol, and an id entered on two shards at once (by two sites)
+    /// is two orders, one per shard.
+    pub fn order_state_on(
+        &self,
+        shard: usize,
+        account: AccountId,
+        cl_ord_id: &OrderId,
+    ) -> Option<Report> {
+        self.orders.status(shard, account, cl_ord_id)
     }
 
     /// Orders live on a book or being matched: as many as the engines have, between commands.

@@ -1,12 +1,22 @@
 //! The order table: every order the desk follows, in one map, from submission to the end of
 //! the remembered window.
 //!
-//! One [`OrderEntry`] per `(account, client order id)` holds what every report needs (the
-//! running quantities and average price), what the L2 books need (where the order rests), and
-//! what a status request or a resent order is answered with (the last state, kept for
+//! One [`OrderEntry`] per `(shard, account, client order id)` holds what every report needs
+//! (the running quantities and average price), what the L2 books need (where the order rests),
+//! and what a status request or a resent order is answered with (the last state, kept for
 //! `finished_max` more finished orders after the order is done, the same window as the
 //! engine's remembered ids). Following an event appends the [`Report`]s it causes and the
 //! [`LevelDelta`]s of the levels it changed.
+//!
+//! **Colliding ids.** An engine refuses an account's id it knows, but only within its shard,
+//! and a gateway refuses an id it knows on another shard only for its own submissions: two
+//! sites can enter one id of one account on two shards at the same instant, and both orders
+//! go through. The shard is part of the key, so the table follows them as two orders: each
+//! shard's events only ever touch that shard's entry, and every report and book level is a
+//! function of that shard's log alone. A lookup without a shard tries the shard it is given
+//! first, then the others in shard order: a status request answers with the order on its
+//! symbol's shard if there is one there (else the order on the lowest other shard), a new
+//! order is refused with the state of the order on the lowest other shard that uses its id.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -18,8 +28,14 @@ use engine::{
 use super::book::LevelDelta;
 use super::report::{engine_reject, CancelReject, ExecType, OrdStatus, Reason, Report, ToSession};
 
-/// An order's key: ids are the client's, unique per account.
-type Key = (AccountId, OrderId);
+/// An order's key: the shard whose engine holds it, the account, and the client's id. An
+/// engine keeps an account's ids unique within its shard only, so the shard is part of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    shard: usize,
+    account: AccountId,
+    id: OrderId,
+}
 
 /// New orders submitted here and not yet applied that the table holds; beyond this, one is not
 /// held, and only the check against its id being used on another shard misses it.
@@ -30,9 +46,9 @@ pub const IN_FLIGHT_MAX: usize = 1 << 20;
 pub enum Admission {
     /// Submit it.
     Submit,
-    /// Do not: its id is in use on another shard, and one id is never two orders. Answer it
-    /// like a resent order, with the original's state (`None`: the original is in flight, and
-    /// its own report answers).
+    /// Do not: its id is in use on another shard, and a site never enters one id on two
+    /// shards itself. Answer it like a resent order, with the original's state (`None`: the
+    /// original is in flight, and its own report answers).
     Known(Option<Report>),
 }
 
@@ -53,8 +69,6 @@ pub enum Stage {
 /// One order's state.
 #[derive(Clone, Copy, Debug)]
 pub struct OrderEntry {
-    /// The shard that follows it.
-    shard: usize,
     symbol: Symbol,
     side: Side,
     /// The limit price (`None` for a market order).
@@ -107,8 +121,8 @@ impl OrderEntry {
             avg_px: self.avg_px(),
             why: self.reason,
             ..Report::blank(
-                key.0,
-                key.1,
+                key.account,
+                key.id,
                 self.symbol,
                 self.side,
                 exec_type,
@@ -147,9 +161,11 @@ pub struct Effects<'a> {
     pub deltas: &'a mut Vec<LevelDelta>,
 }
 
-/// Every order the desk follows, keyed by account and client order id.
+/// Every order the desk follows, keyed by shard, account and client order id.
 pub struct OrderTable {
-    orders: HashMap<(AccountId, OrderId), OrderEntry>,
+    orders: HashMap<Key, OrderEntry>,
+    /// How many shards there are: a lookup by account and id alone goes over all of them.
+    shards: usize,
     /// Orders done, oldest first: each is forgotten `finished_max` finished orders later.
     finished: VecDeque<Key>,
     finished_max: usize,
@@ -158,10 +174,12 @@ pub struct OrderTable {
 }
 
 impl OrderTable {
-    /// An empty table remembering `finished_max` done orders.
-    pub fn new(finished_max: usize) -> OrderTable {
+    /// An empty table for `shards` shards, remembering `finished_max` done orders.
+    pub fn new(shards: usize, finished_max: usize) -> OrderTable {
+        assert!(shards > 0, "a desk has a shard");
         OrderTable {
             orders: HashMap::new(),
+            shards,
             finished: VecDeque::new(),
             finished_max,
             pending: 0,
@@ -173,11 +191,23 @@ impl OrderTable {
         self.orders.values().filter(|e| e.is_live()).count()
     }
 
-    /// The last known state of an order (live, or done within the window) as a status answer.
-    pub fn status(&self, account: AccountId, cl_ord_id: &OrderId) -> Option<Report> {
-        let key = (account, *cl_ord_id);
-        let entry = self.orders.get(&key)?;
-        (entry.stage != Stage::PendingNew).then(|| entry.report(&key, ExecType::OrderStatus))
+    /// The keys the account's `id` may have: on `shard` first, then on every other shard in
+    /// order (none with one shard).
+    fn keys(&self, shard: usize, account: AccountId, id: OrderId) -> impl Iterator<Item = Key> {
+        debug_assert!(shard < self.shards);
+        let others = (0..self.shards).filter(move |&other| other != shard);
+        std::iter::once(shard)
+            .chain(others)
+            .map(move |shard| Key { shard, account, id })
+    }
+
+    /// The last known state of an order (live, or done within the window) as a status answer:
+    /// the one on `shard` if it is known there, else the one on the lowest other shard.
+    pub fn status(&self, shard: usize, account: AccountId, cl_ord_id: &OrderId) -> Option<Report> {
+        self.keys(shard, account, *cl_ord_id).find_map(|key| {
+            let entry = self.orders.get(&key)?;
+            (entry.stage != Stage::PendingNew).then(|| entry.report(&key, ExecType::OrderStatus))
+        })
     }
 
     /// Follows a resting order of shard `shard`'s recovered engine (its events up to `seq`
@@ -191,7 +221,6 @@ impl OrderTable {
         order: &RestingOrder,
     ) -> LevelDelta {
         let entry = OrderEntry {
-            shard,
             symbol,
             side: order.side,
             price: Some(order.price),
@@ -204,7 +233,12 @@ impl OrderTable {
             last_ts: 0,
             reason: None,
         };
-        self.insert((order.account, order.order_id), entry);
+        let key = Key {
+            shard,
+            account: order.account,
+            id: order.order_id,
+        };
+        self.insert(key, entry);
         entry
             .level(order.qty.0)
             .expect("a resting order has a level")
@@ -213,14 +247,20 @@ impl OrderTable {
     /// A new order is about to be submitted to shard `shard`: see [`Admission`]. One whose id
     /// is new here is held as [`Stage::PendingNew`].
     pub fn submitted(&mut self, shard: usize, new: &NewOrder) -> Admission {
-        let key = (new.account, new.order_id);
-        match self.orders.get(&key) {
-            Some(entry) if entry.shard == shard => Admission::Submit,
-            Some(entry) if entry.stage == Stage::PendingNew => Admission::Known(None),
-            Some(entry) => Admission::Known(Some(entry.report(&key, ExecType::OrderStatus))),
+        let mut keys = self.keys(shard, new.account, new.order_id);
+        let key = keys.next().expect("the shard's own key comes first");
+        if self.orders.contains_key(&key) {
+            // Known on its own shard: the engine sorts it out.
+            return Admission::Submit;
+        }
+        let elsewhere = keys.find_map(|other| Some((other, self.orders.get(&other)?)));
+        match elsewhere {
+            Some((_, entry)) if entry.stage == Stage::PendingNew => Admission::Known(None),
+            Some((other, entry)) => {
+                Admission::Known(Some(entry.report(&other, ExecType::OrderStatus)))
+            }
             None if self.pending < IN_FLIGHT_MAX => {
                 let entry = OrderEntry {
-                    shard,
                     symbol: new.symbol,
                     side: new.side,
                     price: new.price,
@@ -241,8 +281,17 @@ impl OrderTable {
     }
 
     /// The log refused a new order [`OrderTable::submitted`] held: it is not pending any more.
+    /// It is held on its symbol's shard: the one, of all shards, whose pending entry of its id
+    /// has its symbol (a submission of the same id to another symbol stays in flight).
     pub fn refused(&mut self, new: &NewOrder) {
-        self.forget_pending(&(new.account, new.order_id));
+        let held = self.keys(0, new.account, new.order_id).find(|key| {
+            self.orders
+                .get(key)
+                .is_some_and(|e| e.stage == Stage::PendingNew && e.symbol == new.symbol)
+        });
+        if let Some(key) = held {
+            self.forget_pending(&key);
+        }
     }
 
     fn forget_pending(&mut self, key: &Key) {
@@ -271,9 +320,10 @@ impl OrderTable {
         out: &mut Effects<'_>,
     ) {
         let at = (event.seq, event.ts.0);
+        let key = |account, id| Key { shard, account, id };
         match event.kind {
             EventKind::Accepted { .. } => self.accepted(shard, event, command, out),
-            EventKind::Rejected { .. } => self.engine_rejected(event, command, out),
+            EventKind::Rejected { .. } => self.engine_rejected(shard, event, command, out),
             EventKind::SymbolRejected { .. } => {}
             EventKind::Trade {
                 price,
@@ -287,7 +337,7 @@ impl OrderTable {
                 ..
             } => {
                 self.fill(
-                    (maker_account, maker_order_id),
+                    key(maker_account, maker_order_id),
                     at,
                     price,
                     qty,
@@ -295,7 +345,7 @@ impl OrderTable {
                     out,
                 );
                 self.fill(
-                    (taker_account, taker_order_id),
+                    key(taker_account, taker_order_id),
                     at,
                     price,
                     qty,
@@ -308,14 +358,14 @@ impl OrderTable {
                 order_id,
                 reason,
                 ..
-            } => self.cancelled((account, order_id), at, Reason::Cancelled(reason), out),
+            } => self.cancelled(key(account, order_id), at, Reason::Cancelled(reason), out),
             EventKind::Amended {
                 account,
                 order_id,
                 price,
                 qty,
                 ..
-            } => self.amended((account, order_id), at, price, qty, command, out),
+            } => self.amended(key(account, order_id), at, price, qty, command, out),
         }
     }
 
@@ -339,9 +389,12 @@ impl OrderTable {
         else {
             return;
         };
-        let key = (account, order_id);
-        let entry = OrderEntry {
+        let key = Key {
             shard,
+            account,
+            id: order_id,
+        };
+        let entry = OrderEntry {
             symbol,
             side,
             price,
@@ -363,7 +416,13 @@ impl OrderTable {
     /// The engine refused a request: a cancel or amend is answered at once; a new order is
     /// answered with its original's state if its id was already used, else at the end of the
     /// command, from the command.
-    fn engine_rejected(&self, event: &Event, command: &mut InCommand, out: &mut Effects<'_>) {
+    fn engine_rejected(
+        &self,
+        shard: usize,
+        event: &Event,
+        command: &mut InCommand,
+        out: &mut Effects<'_>,
+    ) {
         let EventKind::Rejected {
             account,
             order_id,
@@ -385,16 +444,18 @@ impl OrderTable {
                 reason,
             };
             out.sends.push((account, ToSession::CancelReject(reject)));
-        } else if let Some(message) = self.resent(account, order_id, seq, ts, reason) {
+        } else if let Some(message) = self.resent(shard, account, order_id, seq, ts, reason) {
             out.sends.push((account, message));
         } else {
             command.rejected = Some((seq, ts, reason));
         }
     }
 
-    /// A resent order (its id already used): the original's state, if it is known.
+    /// A resent order (its id already used on shard `shard`): the original's state, if it is
+    /// known.
     fn resent(
         &self,
+        shard: usize,
         account: AccountId,
         order_id: OrderId,
         seq: u64,
@@ -404,7 +465,11 @@ impl OrderTable {
         if reason != RejectReason::DuplicateOrderId {
             return None;
         }
-        let key = (account, order_id);
+        let key = Key {
+            shard,
+            account,
+            id: order_id,
+        };
         let original = self.orders.get(&key)?;
         (original.stage != Stage::PendingNew).then(|| {
             ToSession::Report(Report {
@@ -441,7 +506,7 @@ impl OrderTable {
             last_qty: qty,
             ..entry.report(&key, ExecType::Trade)
         };
-        out.sends.push((key.0, ToSession::Report(report)));
+        out.sends.push((key.account, ToSession::Report(report)));
         if leaves.0 == 0 {
             self.finish(key);
         }
@@ -464,7 +529,7 @@ impl OrderTable {
         entry.reason = Some(reason);
         (entry.last_seq, entry.last_ts) = (seq, ts);
         let report = entry.report(&key, ExecType::Canceled);
-        out.sends.push((key.0, ToSession::Report(report)));
+        out.sends.push((key.account, ToSession::Report(report)));
         self.finish(key);
     }
 
@@ -494,7 +559,7 @@ impl OrderTable {
         entry.order_qty = entry.cum + qty.0;
         (entry.last_seq, entry.last_ts) = (seq, ts);
         let report = entry.report(&key, ExecType::Replaced);
-        out.sends.push((key.0, ToSession::Report(report)));
+        out.sends.push((key.account, ToSession::Report(report)));
     }
 
     /// Ends shard `shard`'s `command`: reports its rejected new order (side, price and
@@ -531,19 +596,23 @@ impl OrderTable {
 
     /// Records and reports the engine's reject of a new order.
     fn rejected(&mut self, shard: usize, report: Report, out: &mut Effects<'_>) {
-        let key = (report.account, report.cl_ord_id);
-        out.sends.push((key.0, ToSession::Report(report)));
+        let key = Key {
+            shard,
+            account: report.account,
+            id: report.cl_ord_id,
+        };
+        out.sends.push((key.account, ToSession::Report(report)));
         if report.why == Some(Reason::Rejected(RejectReason::DuplicateOrderId)) {
             // Its original is not known here: nothing to record.
             self.forget_pending(&key);
             return;
         }
         if self.orders.get(&key).is_some_and(|e| e.is_live()) {
-            // The id is live on another shard (two sites raced it): that order is followed.
+            // The id is live on this shard (the engine refused the symbol before the id):
+            // that order is followed.
             return;
         }
         let entry = OrderEntry {
-            shard,
             symbol: report.symbol,
             side: report.side,
             price: report.price,
