@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use engine::{AccountId, Command, OrderId};
+use engine::{AccountId, Command, OrderId, Symbol};
 use gateway::fix::mapping::utc_timestamp;
 use gateway::fix::{FixConfig, FixGateway};
 use gateway::{Hub, Member, Members, OrdStatus, Sequencer, SubmitError};
@@ -398,7 +398,8 @@ fn a_dropped_connection_cancels_the_orders_of_a_member_who_asked() {
     drop(bob);
     drop(alice);
     let until = Instant::now() + Duration::from_secs(10);
-    let state = |account, id| hub.order_state(AccountId(account), &OrderId::new(id).unwrap());
+    let btc = Symbol::new("BTC-USD").unwrap();
+    let state = |account, id| hub.order_state(&btc, AccountId(account), &OrderId::new(id).unwrap());
     while state(2, "b1").unwrap().ord_status != OrdStatus::Canceled {
         assert!(Instant::now() < until, "bob's order was not cancelled");
         std::thread::sleep(Duration::from_millis(20));

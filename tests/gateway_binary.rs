@@ -385,7 +385,10 @@ fn cancel_on_disconnect_cancels_the_accounts_orders_and_a_restart_keeps_the_rest
         }
         assert!(book.bids.is_empty(), "{book:?}");
         assert_eq!(book.asks.len(), 1);
-        let status = site.hub().order_state(AccountId(1), &id("c-1")).unwrap();
+        let status = site
+            .hub()
+            .order_state(&btc(), AccountId(1), &id("c-1"))
+            .unwrap();
         assert_eq!(
             status.why,
             Some(gateway::Reason::Cancelled(engine::CancelReason::Mass))

@@ -370,7 +370,7 @@ impl Session {
                     });
                     return None;
                 }
-                let report = match self.hub.order_state_on(&symbol, account, &cl_ord_id) {
+                let report = match self.hub.order_state(&symbol, account, &cl_ord_id) {
                     Some(report) if report.symbol == symbol => report.status(),
                     _ => unknown_order(account, cl_ord_id, symbol),
                 };

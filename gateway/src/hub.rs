@@ -13,7 +13,7 @@
 //!   resent order, with the original's state. Within a shard the engine itself refuses reused
 //!   ids, in log order. Two sites can still enter one id on two shards at the same instant:
 //!   the desk follows them as two orders, and a request naming a symbol is answered with the
-//!   order on the symbol's shard ([`Hub::order_state_on`]).
+//!   order on the symbol's shard ([`Hub::order_state`]).
 //! - **Out of the engine**: the node's pump thread of each shard drains its matcher's output
 //!   ring and hands each batch to [`Hub::apply`]. Everything in it was applied from the
 //!   committed log, so a report sent from here is an acknowledgement a member can rely on. The
@@ -264,22 +264,17 @@ impl Hub {
     }
 
     /// The last known state of the account's order `cl_ord_id` (live, or done within the
-    /// remembered window), as the answer to a status request.
-    pub fn order_state(&self, account: AccountId, cl_ord_id: &OrderId) -> Option<Report> {
-        self.desk().order_state(account, cl_ord_id)
-    }
-
-    /// Like [`Hub::order_state`], but the order on `symbol`'s shard if that shard knows the id
-    /// (one id entered on two shards at once, by two sites, is two orders): what a request
-    /// naming `symbol` is answered with.
-    pub fn order_state_on(
+    /// remembered window), as the answer to a request naming `symbol`: the order on `symbol`'s
+    /// shard if that shard knows the id (one id entered on two shards at once, by two sites,
+    /// is two orders), else on the lowest shard that does.
+    pub fn order_state(
         &self,
         symbol: &Symbol,
         account: AccountId,
         cl_ord_id: &OrderId,
     ) -> Option<Report> {
         let shard = self.shard_of(symbol);
-        self.desk().order_state_on(shard, account, cl_ord_id)
+        self.desk().order_state(shard, account, cl_ord_id)
     }
 
     /// Starts shard `shard` from its `engine`, recovered with its next command at

@@ -157,11 +157,11 @@ fn an_id_in_use_on_another_shard_is_not_entered_there() {
     assert_eq!(site.desk.submitted(0, &btc), Admission::Submit);
     // In flight on shard 0: its own report will answer.
     assert_eq!(site.desk.submitted(1, &eth), Admission::Known(None));
-    assert_eq!(site.desk.order_state(AccountId(1), &oid("x")), None);
+    assert_eq!(site.desk.order_state(0, AccountId(1), &oid("x")), None);
     // Resubmitted on its own shard: the engine sorts it out.
     assert_eq!(site.desk.submitted(0, &btc), Admission::Submit);
     site.new_order(0, btc);
-    let state = site.desk.order_state(AccountId(1), &oid("x")).unwrap();
+    let state = site.desk.order_state(0, AccountId(1), &oid("x")).unwrap();
     assert_eq!(
         (state.exec_type, state.ord_status),
         (ExecType::OrderStatus, OrdStatus::New)
@@ -187,7 +187,7 @@ fn done_orders_are_remembered_for_the_window_then_forgotten() {
         site.new_order(0, limit(2, id, "BTC", Side::Sell, 100, 1));
     }
     // Six filled orders, two remembered: the last two.
-    let state = |account, id| site.desk.order_state(AccountId(account), &oid(id));
+    let state = |account, id| site.desk.order_state(0, AccountId(account), &oid(id));
     assert_eq!(state(1, "a"), None);
     assert_eq!(state(2, "b"), None);
     assert_eq!(state(1, "c").unwrap().ord_status, OrdStatus::Filled);
@@ -221,7 +221,7 @@ fn a_seeded_desk_follows_the_orders_of_a_recovered_engine() {
     let mut seeded = Desk::new(1, 16);
     seeded.seed(0, &site.shards[0].engine, site.shards[0].position);
     // The engine keeps only the open quantity: the seeded state starts from it.
-    let state = seeded.order_state(AccountId(1), &oid("a")).unwrap();
+    let state = seeded.order_state(0, AccountId(1), &oid("a")).unwrap();
     assert_eq!(
         (state.order_qty, state.cum_qty, state.leaves_qty),
         (Qty(3 * FIXED_ONE), Qty(0), Qty(3 * FIXED_ONE))
@@ -335,13 +335,13 @@ fn one_id_live_on_two_shards_is_followed_as_two_orders() {
     site.check_books();
     // A status request names a symbol: it is answered with the order on the symbol's shard.
     let state_on = |site: &Site, shard| {
-        let state = site.desk.order_state_on(shard, AccountId(1), &oid("x"));
+        let state = site.desk.order_state(shard, AccountId(1), &oid("x"));
         says(&ToSession::Report(state.unwrap()))
     };
     assert_eq!(state_on(&site, 0), status(new_btc));
     assert_eq!(state_on(&site, 1), status(new_eth));
     // Without a shard: the lowest one's; known on its own shard, the engine sorts it out.
-    let state = site.desk.order_state(AccountId(1), &oid("x")).unwrap();
+    let state = site.desk.order_state(0, AccountId(1), &oid("x")).unwrap();
     assert_eq!(says(&ToSession::Report(state)), status(new_btc));
     let eth_again = limit(1, "x", "ETH", Side::Sell, 200, 3);
     assert_eq!(site.desk.submitted(1, &eth_again), Admission::Submit);
@@ -437,7 +437,7 @@ fn a_status_request_is_answered_with_the_order_on_its_symbols_shard() {
         hub.apply(shard, &shards[shard].run(CommandKind::New(new)));
     }
     for new in orders {
-        let state = hub.order_state_on(&new.symbol, AccountId(1), &oid("x"));
+        let state = hub.order_state(&new.symbol, AccountId(1), &oid("x"));
         let state = state.unwrap();
         assert_eq!(
             (state.symbol, state.side, state.price, state.leaves_qty),

@@ -286,7 +286,7 @@ fn the_tracker_agrees_with_the_engine_over_a_long_flow() {
             for order in engine.resting(info.id, side) {
                 assert_eq!(
                     fed.desk
-                        .order_state(order.account, &order.order_id)
+                        .order_state(0, order.account, &order.order_id)
                         .map(|r| r.leaves_qty),
                     Some(order.qty),
                     "{order:?}"
@@ -336,7 +336,7 @@ fn a_reject_of_an_order_from_another_site_reports_its_side_price_and_quantity() 
         );
         let status = fed
             .desk
-            .order_state(AccountId(7), &OrderId::new(id).unwrap())
+            .order_state(0, AccountId(7), &OrderId::new(id).unwrap())
             .expect("a rejected order is remembered");
         assert_eq!(status, r.status());
     };

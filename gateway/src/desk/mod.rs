@@ -225,16 +225,10 @@ impl Desk {
     }
 
     /// The last known state of the account's order `cl_ord_id` (live, or done within the
-    /// remembered window), as the answer to a status request: on the lowest shard that knows
-    /// the id (one id may be in use on several shards, see [`Desk::order_state_on`]).
-    pub fn order_state(&self, account: AccountId, cl_ord_id: &OrderId) -> Option<Report> {
-        self.order_state_on(0, account, cl_ord_id)
-    }
-
-    /// Like [`Desk::order_state`], but the order on shard `shard` if that shard knows the id:
-    /// a status request names a symbol, and an id entered on two shards at once (by two sites)
-    /// is two orders, one per shard.
-    pub fn order_state_on(
+    /// remembered window), as the answer to a status request: the order on shard `shard` if
+    /// that shard knows the id (a status request names a symbol, and an id entered on two
+    /// shards at once, by two sites, is two orders), else on the lowest shard that does.
+    pub fn order_state(
         &self,
         shard: usize,
         account: AccountId,

@@ -278,7 +278,7 @@ impl Live {
                 let request = lock(&self.echoes)
                     .take(&reject.cl_ord_id, reject.request, false)
                     .unwrap_or(reject.cl_ord_id);
-                let state = hub.order_state_on(&reject.symbol, reject.account, &reject.cl_ord_id);
+                let state = hub.order_state(&reject.symbol, reject.account, &reject.cl_ord_id);
                 Some(mapping::cancel_reject(
                     &request,
                     &reject.cl_ord_id,
@@ -380,7 +380,7 @@ impl FixApp {
                 lock(&live.echoes).push(order, Request::Cancel, request);
                 let err = self.hub.submit(CommandKind::Cancel(cancel)).err()?;
                 lock(&live.echoes).take(&order, Request::Cancel, true);
-                let state = self.hub.order_state_on(&cancel.symbol, account, &order);
+                let state = self.hub.order_state(&cancel.symbol, account, &order);
                 Some(mapping::cancel_reject(
                     &request,
                     &order,
@@ -397,7 +397,7 @@ impl FixApp {
                 price,
                 order_qty,
             } => {
-                let Some(state) = self.hub.order_state_on(&symbol, account, &orig) else {
+                let Some(state) = self.hub.order_state(&symbol, account, &orig) else {
                     return Some(mapping::cancel_reject(
                         &request,
                         &orig,
@@ -441,7 +441,7 @@ impl FixApp {
                 order,
                 symbol,
                 side,
-            } => Some(match self.hub.order_state_on(&symbol, account, &order) {
+            } => Some(match self.hub.order_state(&symbol, account, &order) {
                 Some(state) => mapping::order_status(&state),
                 None => mapping::unknown_order_status(account, &order, &symbol, side),
             }),
