@@ -30,8 +30,10 @@ use crate::{run_drill, DrillConfig, DrillReport, SiteControl};
 pub const SITES: [&str; 3] = ["cloud-a", "cloud-b", "metal"];
 /// How long a node may take to answer on HTTP after it was started.
 const NODE_START: Duration = Duration::from_secs(60);
-/// How long a node may take to stop after SIGTERM before it is killed.
-const NODE_STOP: Duration = Duration::from_secs(20);
+/// How long a node may take to stop after SIGTERM before it is killed: twice the node's own
+/// bound before its final snapshot (`node::STOP_BOUND`, 17 s), for the snapshot and a loaded
+/// machine.
+const NODE_STOP: Duration = node::STOP_BOUND.saturating_mul(2);
 
 /// `exchange drill`'s arguments (its help text is the doc comments).
 #[derive(Clone, Debug, clap::Args)]

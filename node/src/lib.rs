@@ -53,6 +53,11 @@ use metrics::NodeMetrics;
 use persist::RecentHashes;
 use shard::{OpenedShard, RunningShard, ShardSequencer, ShardView};
 
+/// How long sessions get to send their Logout when the node stops.
+pub const SESSIONS_GRACE: Duration = Duration::from_secs(2);
+/// The most [`Node::shutdown`] takes before writing the final snapshots.
+pub const STOP_BOUND: Duration = SESSIONS_GRACE.saturating_add(shard::STOP_GRACE.saturating_mul(3));
+
 /// A running node.
 pub struct Node {
     hub: Arc<Hub>,
@@ -163,10 +168,14 @@ impl Node {
     /// On Kafka, "everything committed" is the partition's end once this site's producer has
     /// flushed; other sites may still be appending, and their commands are applied at the
     /// next start.
+    ///
+    /// It takes at most [`SESSIONS_GRACE`] plus [`shard::STOP_GRACE`] three times (flush the
+    /// producer, read the partition's end, feed up to it while the log keeps answering), plus
+    /// the final snapshots: [`STOP_BOUND`] before the snapshots.
     pub fn shutdown(self) -> anyhow::Result<Vec<u64>> {
         let _ = self.stop_servers.send(true);
         // Sessions get a moment to send their Logout.
-        self.runtime.shutdown_timeout(Duration::from_secs(2));
+        self.runtime.shutdown_timeout(SESSIONS_GRACE);
         // Every log closed first, so every feeder knows where to stop.
         let stopping: Vec<_> = self.shards.into_iter().map(RunningShard::close).collect();
         let engines = stopping

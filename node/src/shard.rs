@@ -39,9 +39,9 @@ const COMMAND_RING: usize = 1 << 14;
 const OUTPUT_RING: usize = 1 << 16;
 /// Most items the pump hands the hub at once.
 const PUMP_BATCH: usize = 4096;
-/// At shutdown, how long the feeder waits for the log's end it was asked to reach, and how
-/// long a Kafka producer may take to flush.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+/// At shutdown, how long a Kafka producer may take to flush, how long reading the
+/// partition's end may take, and how long the feeder waits for the log to deliver (each).
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// What recovery did at start, for one shard.
 #[derive(Clone, Debug)]

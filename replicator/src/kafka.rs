@@ -439,6 +439,15 @@ impl KafkaLog {
     pub fn appender(&self) -> &KafkaAppender {
         &self.appender
     }
+
+    /// The partition's high watermark (records below it are committed), asking its leader
+    /// for at most `timeout`.
+    pub fn end(&self, timeout: Duration) -> Result<u64, KafkaLogError> {
+        let consumer: BaseConsumer = self.config.client().create()?;
+        let (_, high) =
+            consumer.fetch_watermarks(&self.config.topic, self.config.partition, timeout)?;
+        Ok(high.max(0) as u64)
+    }
 }
 
 impl crate::CommandLog for KafkaLog {
@@ -454,15 +463,7 @@ impl crate::CommandLog for KafkaLog {
 
     /// The partition's high watermark: records below it are committed.
     fn durable_position(&self) -> Result<u64, crate::LogError> {
-        let consumer: BaseConsumer = self.config.client().create().map_err(KafkaLogError::from)?;
-        let (_, high) = consumer
-            .fetch_watermarks(
-                &self.config.topic,
-                self.config.partition,
-                Duration::from_secs(10),
-            )
-            .map_err(KafkaLogError::from)?;
-        Ok(high.max(0) as u64)
+        Ok(self.end(Duration::from_secs(10))?)
     }
 }
 

@@ -258,8 +258,8 @@ impl Log {
     }
 
     /// Stops taking commands and returns the log's committed end: the journal writes and
-    /// syncs what is queued; the Kafka producer is flushed (for at most `grace`) and the
-    /// partition's end read (the last watermark if the cluster does not answer).
+    /// syncs what is queued; the Kafka producer is flushed and the partition's end read, each
+    /// for at most `grace` (the last watermark read if the cluster does not answer).
     pub fn close(self, grace: Duration) -> u64 {
         match self.backend {
             Backend::Journal(journal) => journal.close(),
@@ -267,7 +267,10 @@ impl Log {
                 if let Err(err) = log.appender().flush(grace) {
                     eprintln!("log: flushing the Kafka producer: {err}");
                 }
-                log.durable_position().unwrap_or_else(|_| watermarks.high())
+                log.end(grace).unwrap_or_else(|err| {
+                    eprintln!("log: reading the partition's end: {err}; using the last read");
+                    watermarks.high()
+                })
             }
         }
     }
