@@ -371,7 +371,7 @@ enum Kind {
 /// A seeded generator of valid commands; see the module docs.
 ///
 /// ```
-/// use loadgen::{FlowConfig, FlowGenerator};
+/// use flow::{FlowConfig, FlowGenerator};
 ///
 /// let mut flow = FlowGenerator::new(FlowConfig { book_depth: 100, ..FlowConfig::default() });
 /// let setup = flow.setup(); // add_symbol and the pre-fill orders
