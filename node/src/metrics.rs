@@ -259,7 +259,7 @@ fn md_families(text: &mut Exposition, md: &MdServer) {
         ),
         (
             "md_bad_requests_total",
-            "Market data WebSocket requests answered with an error.",
+            "Market data requests answered with an error (HTTP or WebSocket).",
             &c.bad_requests,
         ),
     ] {

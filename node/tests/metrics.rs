@@ -46,16 +46,19 @@ fn market_data_and_fix_counters_are_rendered_and_move() {
     let site = "site=\"metrics\"";
     let listed = format!("exchange_commands_applied_total{{{site}}} 1");
     wait_for(&node, &[&listed]);
-    // A market data snapshot over HTTP (the WebSocket counters stay at zero).
-    let (status, _) = http_get(node.http_addr().unwrap(), "/v1/book/BTC-USD");
-    assert_eq!(status, 200);
+    // A market data snapshot over HTTP (the WebSocket counters stay at zero), and two
+    // requests answered with an error: a name that cannot be a symbol, and one not listed.
+    let http = node.http_addr().unwrap();
+    assert_eq!(http_get(http, "/v1/book/BTC-USD").0, 200);
+    assert_eq!(http_get(http, "/v1/book/not%20a%20symbol").0, 400);
+    assert_eq!(http_get(http, "/v1/book/ETH-USD").0, 404);
     // A FIX connection that never logs on.
     let mut fix = TcpStream::connect(node.fix_addr().unwrap()).unwrap();
     fix.write_all(b"this is not FIX\r\n").unwrap();
     drop(fix);
 
     let expected = [
-        format!("exchange_md_bad_requests_total{{{site}}} 0"),
+        format!("exchange_md_bad_requests_total{{{site}}} 2"),
         format!("exchange_md_websockets_open{{{site}}} 0"),
         format!("exchange_md_websockets_total{{{site},outcome=\"accepted\"}} 0"),
         format!("exchange_md_messages_total{{{site}}} 0"),

@@ -44,7 +44,8 @@ pub struct MdCounters {
     pub lagged: AtomicU64,
     /// Snapshots sent to repair a book subscription (lagged, or asked for).
     pub resyncs: AtomicU64,
-    /// Requests answered with an error.
+    /// Requests answered with an error: over HTTP (a bad symbol or depth, an unknown symbol,
+    /// a refused upgrade) or on a WebSocket.
     pub bad_requests: AtomicU64,
 }
 
@@ -144,7 +145,9 @@ pub async fn serve(
 
 // ----- HTTP ------------------------------------------------------------------------------------
 
-fn http_error(status: StatusCode, message: &str) -> Response {
+/// An HTTP error answer, counted as a bad request.
+fn http_error(shared: &Shared, status: StatusCode, message: &str) -> Response {
+    shared.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
     let body = ErrorBody {
         kind: "error",
         message,
@@ -166,9 +169,11 @@ async fn book(
     let symbol = match symbol {
         Ok(Path(symbol)) => match parse_symbol(&symbol) {
             Ok(symbol) => symbol,
-            Err(message) => return http_error(StatusCode::BAD_REQUEST, &message),
+            Err(message) => return http_error(&shared, StatusCode::BAD_REQUEST, &message),
         },
-        Err(rejection) => return http_error(StatusCode::BAD_REQUEST, &rejection.body_text()),
+        Err(rejection) => {
+            return http_error(&shared, StatusCode::BAD_REQUEST, &rejection.body_text())
+        }
     };
     let depth = match query {
         Ok(Query(BookQuery { depth: None })) => shared.config.default_depth(),
@@ -177,14 +182,17 @@ async fn book(
             let depth = text.parse::<u64>().unwrap_or(0);
             match check_depth(depth, &shared.config) {
                 Ok(depth) => depth,
-                Err(message) => return http_error(StatusCode::BAD_REQUEST, &message),
+                Err(message) => return http_error(&shared, StatusCode::BAD_REQUEST, &message),
             }
         }
-        Err(rejection) => return http_error(StatusCode::BAD_REQUEST, &rejection.body_text()),
+        Err(rejection) => {
+            return http_error(&shared, StatusCode::BAD_REQUEST, &rejection.body_text())
+        }
     };
     match shared.hub.snapshot(&symbol, depth) {
         Some(snapshot) => Json(snapshot).into_response(),
         None => http_error(
+            &shared,
             StatusCode::NOT_FOUND,
             &format!("unknown symbol {}", symbol.as_str()),
         ),
@@ -199,7 +207,7 @@ async fn websocket(
 ) -> Response {
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return http_error(rejection.status(), &rejection.body_text()),
+        Err(rejection) => return http_error(&shared, rejection.status(), &rejection.body_text()),
     };
     let max = shared.config.max_message_bytes;
     let upgrade = upgrade.max_message_size(max).max_frame_size(max);
