@@ -6,7 +6,7 @@ use engine::{
     AccountId, Command, CommandKind, Engine, EngineConfig, Event, NewOrder, OrdType, OrderId,
     Price, Qty, Side, Stp, SymbolId, Tif,
 };
-use flow::{FlowConfig, FlowGenerator, FlowStats, Mix};
+use flow::{FlowConfig, FlowGenerator, FlowStats, Mix, SplitMix64};
 
 /// A named stream: setup commands (listing the symbols and filling the books), then the
 /// steady-state commands that are measured.
@@ -143,7 +143,7 @@ pub fn sweep_heavy(commands: usize) -> Workload {
                 ..passive(&mut rng, &config, num, sweep_side, 0)
             }
         } else {
-            let side = rng.side();
+            let side = if rng.coin() { Side::Buy } else { Side::Sell };
             let offset = rng
                 .below(config.price_range as u64)
                 .min(rng.below(config.price_range as u64)) as i64;
@@ -216,31 +216,5 @@ fn passive(
         tif: Tif::Gtc,
         post_only: false,
         stp: Stp::CancelTaker,
-    }
-}
-
-/// SplitMix64, as `flow` uses.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    fn side(&mut self) -> Side {
-        if self.next_u64() >> 63 == 1 {
-            Side::Buy
-        } else {
-            Side::Sell
-        }
     }
 }
