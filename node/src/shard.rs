@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use crossbeam_channel::Sender;
 use engine::ring::{Producer, RingDepth};
-use engine::runner::{drain, Runner, RunnerConfig, Waiter};
+use engine::runner::{drain, Runner, Waiter};
 use engine::{Command, Engine, EngineConfig};
 use gateway::{Hub, LatencyHistogram, Sequencer, SubmitError, PUMP_WAIT};
 use replicator::log::{Log, LogHandle, Refused};
@@ -203,9 +203,8 @@ pub fn start(
         config.hash_every,
         persist,
     );
-    let runner: RunnerConfig = config.runner;
     let (commands, output, runner) =
-        Runner::spawn::<COMMAND_RING, OUTPUT_RING>(engine, runner, position, checkpoints)?;
+        Runner::spawn::<COMMAND_RING, OUTPUT_RING>(engine, config.runner, position, checkpoints)?;
     let _ = view.rings.set(Rings {
         commands: commands.depth(),
         output: output.depth(),
