@@ -95,9 +95,28 @@ impl Fed {
         let mut batch: Vec<Emitted> = events.iter().map(|e| Emitted::Event(*e)).collect();
         batch.push(Emitted::Applied { position, command });
         let size = if self.per_item { 1 } else { batch.len() };
-        for part in batch.chunks(size) {
+        // What a snapshot shows of the command's symbols before it: all it may show until the
+        // command's end, however the batches split it.
+        let before: Vec<Option<BookSnapshot>> = events
+            .iter()
+            .filter_map(|e| event_symbol(&e.kind))
+            .map(|symbol| self.desk.snapshot(&symbol, usize::MAX))
+            .collect();
+        let parts = batch.chunks(size).count();
+        for (n, part) in batch.chunks(size).enumerate() {
             self.desk.apply(0, part, &mut self.outbox);
             out.append(&mut self.outbox.market_data);
+            if n + 1 < parts {
+                let during: Vec<Option<BookSnapshot>> = events
+                    .iter()
+                    .filter_map(|e| event_symbol(&e.kind))
+                    .map(|symbol| self.desk.snapshot(&symbol, usize::MAX))
+                    .collect();
+                assert_eq!(
+                    during, before,
+                    "a snapshot inside the command at {position}"
+                );
+            }
         }
     }
 
@@ -107,6 +126,18 @@ impl Fed {
 
     fn snapshot(&self, symbol: &Symbol, depth: usize) -> Option<BookSnapshot> {
         self.desk.snapshot(symbol, depth)
+    }
+}
+
+/// The symbol an event is about.
+fn event_symbol(kind: &EventKind) -> Option<Symbol> {
+    match *kind {
+        EventKind::Accepted { symbol, .. }
+        | EventKind::Rejected { symbol, .. }
+        | EventKind::SymbolRejected { symbol, .. }
+        | EventKind::Trade { symbol, .. }
+        | EventKind::Cancelled { symbol, .. }
+        | EventKind::Amended { symbol, .. } => Some(symbol),
     }
 }
 

@@ -1,10 +1,12 @@
 //! The L2 books: per symbol, each price level's total open quantity, with a sequence number.
 //!
 //! [`Books`] knows no orders: the order table tells it what changed ([`LevelDelta`]s), and it
-//! remembers which levels the current command touched. At the end of each command
-//! ([`Books::end_command`]) it says which levels changed, as one [`MdMessage::Book`] per
-//! symbol. An order that trades on entry only rests once its command is over, so an update
-//! never shows a state that existed only halfway through a command. Each symbol's updates are
+//! holds the current command's changes aside. At the end of each command
+//! ([`Books::end_command`]) it applies them and says which levels changed, as one
+//! [`MdMessage::Book`] per symbol. An order that trades on entry only rests once its command
+//! is over, and a command's changes reach the books only at its end, so neither an update nor
+//! a snapshot (taken between two batches of one command) ever shows a state that existed only
+//! halfway through a command. Each symbol's updates are
 //! numbered 1, 2, 3...; a client that sees a gap asks for a new snapshot (resync).
 
 use std::collections::{BTreeMap, HashMap};
@@ -143,7 +145,9 @@ impl SymbolBook {
 #[derive(Default)]
 pub struct Books {
     books: HashMap<Symbol, SymbolBook>,
-    /// Levels the current command changed, with the total each showed before its first
+    /// The current command's changes, applied at its end.
+    pending: Vec<LevelDelta>,
+    /// Levels the command being ended changed, with the total each showed before its first
     /// change.
     touched: Vec<(Symbol, Side, Price, Qty)>,
     /// The log position of the next command.
@@ -171,22 +175,22 @@ impl Books {
         book.add(delta.side, delta.price, delta.qty);
     }
 
-    /// Applies a change of the current command, remembering what the level showed before.
+    /// Holds a change of the current command until its end.
     pub fn change(&mut self, delta: LevelDelta) {
-        let book = self.books.entry(delta.symbol).or_default();
-        self.touched.push((
-            delta.symbol,
-            delta.side,
-            delta.price,
-            book.shown(delta.side, delta.price),
-        ));
-        book.add(delta.side, delta.price, delta.qty);
+        self.pending.push(delta);
     }
 
-    /// Ends the command at `position`: appends one update per symbol whose shown levels
-    /// changed, bids best first then asks best first.
+    /// Ends the command at `position`: applies its changes and appends one update per symbol
+    /// whose shown levels changed, bids best first then asks best first.
     pub fn end_command(&mut self, position: u64, out: &mut Vec<MdMessage>) {
         self.position = position + 1;
+        for delta in self.pending.drain(..) {
+            let book = self.books.entry(delta.symbol).or_default();
+            let before = book.shown(delta.side, delta.price);
+            self.touched
+                .push((delta.symbol, delta.side, delta.price, before));
+            book.add(delta.side, delta.price, delta.qty);
+        }
         if self.touched.is_empty() {
             return;
         }
