@@ -445,3 +445,30 @@ fn a_status_request_is_answered_with_the_order_on_its_symbols_shard() {
         );
     }
 }
+
+/// An id this desk knows on another shard is never sent to a second shard from here, even when
+/// the order's own shard knows the id too (a reject there, still in the window): the member is
+/// answered with the order on the other shard.
+#[test]
+fn an_id_known_on_another_shard_is_not_sent_even_if_its_own_shard_knows_it() {
+    let mut site = Site::new(&["BTC", "ETH"], 16);
+    // `x` rejected on BTC's shard (no price for a limit order), from another site.
+    let mut bad = limit(1, "x", "BTC", Side::Buy, 100, 5);
+    bad.price = None;
+    let sent = site.new_order(0, bad);
+    assert_eq!(report(&sent[0]).ord_status, OrdStatus::Rejected);
+    // Then accepted on ETH's shard, from another site.
+    site.new_order(1, limit(1, "x", "ETH", Side::Sell, 200, 3));
+    // This site's member sends `x` for BTC again: the engine would take it (it forgets
+    // rejected ids), so the desk answers with the live ETH order instead.
+    let resent = limit(1, "x", "BTC", Side::Buy, 100, 5);
+    match site.desk.submitted(0, &resent) {
+        Admission::Known(Some(state)) => {
+            assert_eq!(
+                (state.symbol, state.ord_status),
+                (sym("ETH"), OrdStatus::New)
+            );
+        }
+        other => panic!("expected the ETH order's state, got {other:?}"),
+    }
+}

@@ -244,13 +244,16 @@ impl OrderTable {
             .expect("a resting order has a level")
     }
 
-    /// A new order is about to be submitted to shard `shard`: see [`Admission`]. One whose id
-    /// is new here is held as [`Stage::PendingNew`].
+    /// A new order is about to be submitted to shard `shard`: see [`Admission`]. An id its own
+    /// shard's engine will refuse as a duplicate (an order accepted there, or one in flight
+    /// from here) is sent, and that engine answers it. Otherwise an id known on another shard
+    /// is not sent (its own shard may know it only as rejected, which its engine forgets); one
+    /// new here is held as [`Stage::PendingNew`].
     pub fn submitted(&mut self, shard: usize, new: &NewOrder) -> Admission {
         let mut keys = self.keys(shard, new.account, new.order_id);
         let key = keys.next().expect("the shard's own key comes first");
-        if self.orders.contains_key(&key) {
-            // Known on its own shard: the engine sorts it out.
+        let own = self.orders.get(&key).map(|entry| entry.stage);
+        if own.is_some_and(|stage| stage != Stage::Done(OrdStatus::Rejected)) {
             return Admission::Submit;
         }
         let elsewhere = keys.find_map(|other| Some((other, self.orders.get(&other)?)));
@@ -259,6 +262,7 @@ impl OrderTable {
             Some((other, entry)) => {
                 Admission::Known(Some(entry.report(&other, ExecType::OrderStatus)))
             }
+            None if own.is_some() => Admission::Submit,
             None if self.pending < IN_FLIGHT_MAX => {
                 let entry = OrderEntry {
                     symbol: new.symbol,
