@@ -472,3 +472,43 @@ fn an_id_known_on_another_shard_is_not_sent_even_if_its_own_shard_knows_it() {
         other => panic!("expected the ETH order's state, got {other:?}"),
     }
 }
+
+/// A limit order without a price: the engine rejects it, so it is done at once.
+fn rejected_order(account: u64, id: &str, symbol: &str) -> NewOrder {
+    let mut order = limit(account, id, symbol, Side::Buy, 100, 1);
+    order.price = None;
+    order
+}
+
+/// Each shard remembers its own finished orders: what one shard remembers does not depend on
+/// how many orders another shard finished meanwhile (how the shards' batches interleave here).
+#[test]
+fn each_shard_remembers_its_own_finished_orders() {
+    let mut site = Site::new(&["BTC", "ETH"], 2);
+    site.new_order(0, rejected_order(1, "x", "BTC"));
+    for n in 0..3 {
+        site.new_order(1, rejected_order(1, &format!("e{n}"), "ETH"));
+    }
+    let state = site.desk.order_state(0, AccountId(1), &oid("x"));
+    assert_eq!(state.map(|r| r.ord_status), Some(OrdStatus::Rejected));
+    // Shard 1 itself remembers its last two.
+    assert!(site.desk.order_state(1, AccountId(1), &oid("e0")).is_none());
+    assert!(site.desk.order_state(1, AccountId(1), &oid("e2")).is_some());
+}
+
+/// An id used again after a reject is remembered for its own window, not forgotten when its
+/// rejected predecessor's turn comes.
+#[test]
+fn an_id_used_again_is_remembered_for_its_own_window() {
+    let mut site = Site::new(&["BTC"], 2);
+    site.new_order(0, rejected_order(1, "r", "BTC"));
+    // `r` again, accepted this time, then filled by an order that rests: `r` is done a
+    // second time, and the window holds the rejected `r` and the filled one.
+    site.new_order(0, limit(1, "r", "BTC", Side::Buy, 100, 1));
+    site.new_order(0, limit(2, "s", "BTC", Side::Sell, 100, 2));
+    // One more order done: the window's oldest entry (the rejected `r`) goes, and with it
+    // nothing that is still remembered.
+    site.new_order(0, rejected_order(1, "z", "BTC"));
+    let state = site.desk.order_state(0, AccountId(1), &oid("r"));
+    assert_eq!(state.map(|r| r.ord_status), Some(OrdStatus::Filled));
+}

@@ -4,8 +4,8 @@
 //! One [`OrderEntry`] per `(shard, account, client order id)` holds what every report needs
 //! (the running quantities and average price), what the L2 books need (where the order rests),
 //! and what a status request or a resent order is answered with (the last state, kept for
-//! `finished_max` more finished orders after the order is done, the same window as the
-//! engine's remembered ids). Following an event appends the [`Report`]s it causes and the
+//! `finished_max` more finished orders of its shard after the order is done, the same window
+//! as the engine's remembered ids). Following an event appends the [`Report`]s it causes and the
 //! [`LevelDelta`]s of the levels it changed.
 //!
 //! **Colliding ids.** An engine refuses an account's id it knows, but only within its shard,
@@ -166,21 +166,24 @@ pub struct OrderTable {
     orders: HashMap<Key, OrderEntry>,
     /// How many shards there are: a lookup by account and id alone goes over all of them.
     shards: usize,
-    /// Orders done, oldest first: each is forgotten `finished_max` finished orders later.
-    finished: VecDeque<Key>,
+    /// Per shard, its orders done, oldest first, with the sequence number of the event that
+    /// ended each: one is forgotten `finished_max` finished orders of its shard later. Per
+    /// shard, so what a shard remembers depends on its log alone, not on how the shards'
+    /// batches interleave here.
+    finished: Vec<VecDeque<(Key, u64)>>,
     finished_max: usize,
     /// Entries in [`Stage::PendingNew`].
     pending: usize,
 }
 
 impl OrderTable {
-    /// An empty table for `shards` shards, remembering `finished_max` done orders.
+    /// An empty table for `shards` shards, each remembering `finished_max` done orders.
     pub fn new(shards: usize, finished_max: usize) -> OrderTable {
         assert!(shards > 0, "a desk has a shard");
         OrderTable {
             orders: HashMap::new(),
             shards,
-            finished: VecDeque::new(),
+            finished: (0..shards).map(|_| VecDeque::new()).collect(),
             finished_max,
             pending: 0,
         }
@@ -633,18 +636,24 @@ impl OrderTable {
         self.finish(key);
     }
 
-    /// The order `key` is done: it is remembered for `finished_max` more finished orders.
+    /// The order `key` is done: it is remembered for `finished_max` more finished orders of
+    /// its shard.
     fn finish(&mut self, key: Key) {
-        self.finished.push_back(key);
-        while self.finished.len() > self.finished_max {
-            let Some(old) = self.finished.pop_front() else {
+        let Some(ended) = self.orders.get(&key).map(|e| e.last_seq) else {
+            return;
+        };
+        let finished = &mut self.finished[key.shard];
+        finished.push_back((key, ended));
+        while finished.len() > self.finished_max {
+            let Some((old, ended)) = finished.pop_front() else {
                 break;
             };
-            // Only forget it if it is still done (a rejected id may have been reused).
+            // Only forget the order that ended then: its id may since have been used again (a
+            // rejected id), and that order is remembered for its own window.
             if self
                 .orders
                 .get(&old)
-                .is_some_and(|e| matches!(e.stage, Stage::Done(_)))
+                .is_some_and(|e| matches!(e.stage, Stage::Done(_)) && e.last_seq == ended)
             {
                 self.orders.remove(&old);
             }
