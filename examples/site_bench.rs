@@ -24,7 +24,7 @@ use engine::runner::{RunnerConfig, WaitStrategy};
 use exchange::demo::{members, site_config};
 use flow::FlowConfig;
 use indicatif::ProgressBar;
-use loadgen::LoadConfig;
+use loadgen::{LoadConfig, RunResult};
 use node::Node;
 use replicator::journal::FsyncPolicy;
 
@@ -109,18 +109,7 @@ fn main() -> Result<()> {
     let temp = tempfile::tempdir()?;
     let dir = args.data_dir.clone().unwrap_or_else(|| temp.path().into());
     if let Some(listen) = args.serve {
-        let site = start_site(&args, &dir, listen)?;
-        eprintln!(
-            "serving on {} (data in {})",
-            site.binary_addr(),
-            dir.display()
-        );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(tokio::signal::ctrl_c())?;
-        site.shutdown()?;
-        return Ok(());
+        return serve(&args, &dir, listen);
     }
     let echo_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -149,15 +138,48 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let runs = run_rates(&args, &runtime, &config)?;
+    print_runs(&runs);
+    write_results(&args.out, &runs)?;
+    if let Some(site) = site {
+        // The site's own stage latencies (gateway stamp → committed → applied), all runs.
+        std::fs::write(args.out.join("metrics.txt"), site.metrics())?;
+        site.shutdown()?;
+    }
+    Ok(())
+}
+
+/// `--serve`: runs a site on `listen` until Ctrl-C.
+fn serve(args: &Args, dir: &Path, listen: SocketAddr) -> Result<()> {
+    let site = start_site(args, dir, listen)?;
+    eprintln!(
+        "serving on {} (data in {})",
+        site.binary_addr(),
+        dir.display()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(tokio::signal::ctrl_c())?;
+    site.shutdown()?;
+    Ok(())
+}
+
+/// Runs `config` at each of the rates asked for (`--sweep` or `--rates`); the runs, in order.
+fn run_rates(
+    args: &Args,
+    runtime: &tokio::runtime::Runtime,
+    config: &LoadConfig,
+) -> Result<Vec<RunResult>> {
     let rates = match args.sweep.as_deref() {
         Some(&[start, step, max]) => loadgen::rate_steps(start, step, max),
         Some(_) => bail!("--sweep takes start,step,max"),
         None => args.rates.clone(),
     };
     let progress = ProgressBar::new(0);
-    let runs = if args.sweep.is_some() {
+    if args.sweep.is_some() {
         let sweep = runtime.block_on(loadgen::sweep(
-            &config,
+            config,
             &rates,
             args.p99_bound_us,
             Some(progress),
@@ -169,20 +191,23 @@ fn main() -> Result<()> {
         if let Some(why) = &sweep.stopped {
             eprintln!("stopped at {why}");
         }
-        sweep.runs
-    } else {
-        let mut runs = Vec::new();
-        for &rate in &rates {
-            let config = LoadConfig {
-                rate,
-                ..config.clone()
-            };
-            runs.push(runtime.block_on(loadgen::run(&config, Some(progress.clone())))?);
-        }
-        runs
-    };
-    println!("{}", loadgen::table(&runs));
-    for run in &runs {
+        return Ok(sweep.runs);
+    }
+    let mut runs = Vec::new();
+    for &rate in &rates {
+        let config = LoadConfig {
+            rate,
+            ..config.clone()
+        };
+        runs.push(runtime.block_on(loadgen::run(&config, Some(progress.clone())))?);
+    }
+    Ok(runs)
+}
+
+/// Prints the runs' table, then each run's latency by type and its errors.
+fn print_runs(runs: &[RunResult]) {
+    println!("{}", loadgen::table(runs));
+    for run in runs {
         println!(
             "{:.0}/s: by type {:?}\n  errors {:?}, rejects {:?}, late sends {}, max send lag {:.0} µs",
             run.rate_target,
@@ -196,16 +221,15 @@ fn main() -> Result<()> {
             run.max_send_lag_us
         );
     }
-    std::fs::create_dir_all(&args.out)?;
-    let json = serde_json::to_string_pretty(&runs)?;
-    std::fs::write(args.out.join("results.json"), json).context("writing results.json")?;
-    loadgen::write_html(&args.out.join("report.html"), &runs)?;
-    eprintln!("wrote {}", args.out.display());
-    if let Some(site) = site {
-        // The site's own stage latencies (gateway stamp → committed → applied), all runs.
-        std::fs::write(args.out.join("metrics.txt"), site.metrics())?;
-        site.shutdown()?;
-    }
+}
+
+/// Writes `results.json` and `report.html` into `out`.
+fn write_results(out: &Path, runs: &[RunResult]) -> Result<()> {
+    std::fs::create_dir_all(out)?;
+    let json = serde_json::to_string_pretty(runs)?;
+    std::fs::write(out.join("results.json"), json).context("writing results.json")?;
+    loadgen::write_html(&out.join("report.html"), runs)?;
+    eprintln!("wrote {}", out.display());
     Ok(())
 }
 

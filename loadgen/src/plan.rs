@@ -76,6 +76,22 @@ pub(crate) struct Planned {
 }
 
 impl Planned {
+    /// A request with no price, quantity or flags (side, TIF and STP: buy, GTC, none).
+    fn bare(num: u64, symbol: u32, kind: RequestKind, seq: u32) -> Planned {
+        Planned {
+            num,
+            price: 0,
+            qty: 0,
+            symbol,
+            seq,
+            kind,
+            side: Side::Buy,
+            tif: Tif::Gtc,
+            stp: Stp::None,
+            flags: 0,
+        }
+    }
+
     /// The key its acknowledgement is matched by.
     pub fn key(&self) -> (u64, RequestKind) {
         match self.kind {
@@ -177,82 +193,41 @@ fn plan_one(
     sessions: Sessions,
     seq: u32,
 ) -> Result<Option<(usize, Planned)>> {
-    let symbol = |name: &Symbol| {
-        by_name
-            .get(name)
-            .copied()
-            .ok_or_else(|| anyhow!("the flow named an unknown symbol {name}"))
-    };
-    let number = |id: &OrderId| order_number(id.as_str()).context("the flow's order id");
-    let planned = |num, price, qty, symbol, kind, side, tif, stp, flags| Planned {
-        num,
-        price,
-        qty,
-        symbol,
-        seq,
-        kind,
-        side,
-        tif,
-        stp,
-        flags,
-    };
+    let symbol = |name: &Symbol| symbol_index(by_name, name);
     Ok(Some(match kind {
         CommandKind::New(order) => {
-            let num = number(&order.order_id)?;
+            let num = flow_number(&order.order_id)?;
             let flags = match order.ord_type {
                 OrdType::Market => MARKET,
                 OrdType::Limit => 0,
             } | if order.post_only { POST_ONLY } else { 0 };
-            (
-                sessions.session(order.account.0, num),
-                planned(
-                    num,
-                    order.price.map_or(0, |p| p.0),
-                    order.qty.0,
-                    symbol(&order.symbol)?,
-                    RequestKind::New,
-                    order.side,
-                    order.tif,
-                    order.stp,
-                    flags,
-                ),
-            )
+            let planned = Planned {
+                price: order.price.map_or(0, |p| p.0),
+                qty: order.qty.0,
+                side: order.side,
+                tif: order.tif,
+                stp: order.stp,
+                flags,
+                ..Planned::bare(num, symbol(&order.symbol)?, RequestKind::New, seq)
+            };
+            (sessions.session(order.account.0, num), planned)
         }
         CommandKind::Cancel(cancel) => {
-            let num = number(&cancel.order_id)?;
-            (
-                sessions.session(cancel.account.0, num),
-                planned(
-                    num,
-                    0,
-                    0,
-                    symbol(&cancel.symbol)?,
-                    RequestKind::Cancel,
-                    Side::Buy,
-                    Tif::Gtc,
-                    Stp::None,
-                    0,
-                ),
-            )
+            let num = flow_number(&cancel.order_id)?;
+            let planned = Planned::bare(num, symbol(&cancel.symbol)?, RequestKind::Cancel, seq);
+            (sessions.session(cancel.account.0, num), planned)
         }
         CommandKind::Amend(amend) => {
-            let num = number(&amend.order_id)?;
+            let num = flow_number(&amend.order_id)?;
             let flags = if amend.price.is_some() { HAS_PRICE } else { 0 }
                 | if amend.qty.is_some() { HAS_QTY } else { 0 };
-            (
-                sessions.session(amend.account.0, num),
-                planned(
-                    num,
-                    amend.price.map_or(0, |p| p.0),
-                    amend.qty.map_or(0, |q| q.0),
-                    symbol(&amend.symbol)?,
-                    RequestKind::Replace,
-                    Side::Buy,
-                    Tif::Gtc,
-                    Stp::None,
-                    flags,
-                ),
-            )
+            let planned = Planned {
+                price: amend.price.map_or(0, |p| p.0),
+                qty: amend.qty.map_or(0, |q| q.0),
+                flags,
+                ..Planned::bare(num, symbol(&amend.symbol)?, RequestKind::Replace, seq)
+            };
+            (sessions.session(amend.account.0, num), planned)
         }
         CommandKind::MassCancel(mass) => {
             let symbol = match &mass.symbol {
@@ -263,21 +238,24 @@ fn plan_one(
             let member = (mass.account.0.saturating_sub(1) % sessions.members as u64) as usize;
             (
                 member,
-                planned(
-                    0,
-                    0,
-                    0,
-                    symbol,
-                    RequestKind::MassCancel,
-                    Side::Buy,
-                    Tif::Gtc,
-                    Stp::None,
-                    0,
-                ),
+                Planned::bare(0, symbol, RequestKind::MassCancel, seq),
             )
         }
         _ => return Ok(None),
     }))
+}
+
+/// The run's index of the flow's symbol `name`.
+fn symbol_index(by_name: &HashMap<Symbol, u32>, name: &Symbol) -> Result<u32> {
+    by_name
+        .get(name)
+        .copied()
+        .ok_or_else(|| anyhow!("the flow named an unknown symbol {name}"))
+}
+
+/// The number of a flow order id.
+fn flow_number(id: &OrderId) -> Result<u64> {
+    order_number(id.as_str()).context("the flow's order id")
 }
 
 /// The number in a flow order id `o<num>`.

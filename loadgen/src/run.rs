@@ -32,9 +32,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
-use engine::Symbol;
+use engine::{OrderId, Symbol};
 use gateway::binary::{
-    exec_type, msg_type, reason, session_reject, CancelRequest, ClientMessage, ServerMessage,
+    exec_type, msg_type, reason, session_reject, CancelRequest, ClientMessage, ExecReport,
+    ServerMessage,
 };
 use gateway::binary_client::{BinaryClient, ClientReader, ClientWriter};
 use hdrhistogram::Histogram;
@@ -227,42 +228,13 @@ pub async fn run(config: &LoadConfig, progress: Option<ProgressBar>) -> Result<R
         accounts: sessions.members as u32,
         ..config.flow
     };
-    let names: Vec<String> = if config.symbols.is_empty() {
-        (0..flow.symbols).map(FlowConfig::symbol_name).collect()
-    } else {
-        config.symbols.clone()
-    };
-    let symbols = names
-        .iter()
-        .map(|name| Symbol::new(name).map_err(|e| anyhow!("symbol {name:?}: {e}")))
-        .collect::<Result<Vec<_>>>()?;
+    let symbols = flow_symbols(config, &flow)?;
     let scheduled = (config.rate * (config.warmup + config.duration).as_secs_f64()).ceil() as u64;
     let plan = tokio::task::spawn_blocking(move || Plan::build(flow, sessions, scheduled))
         .await
         .context("generating the flow")??;
 
-    let mut writers = Vec::with_capacity(config.connections);
-    let mut readers = Vec::with_capacity(config.connections);
-    for k in 0..config.connections {
-        let (token, account) = &config.members[sessions.member_of(k)];
-        let target = config.targets[k % config.targets.len()];
-        let (client, logged_on) =
-            tokio::time::timeout(config.timeout, BinaryClient::logon(target, token, false))
-                .await
-                .map_err(|_| anyhow!("logon to {target} timed out"))?
-                .with_context(|| {
-                    format!("logon to {target} as member {}", sessions.member_of(k))
-                })?;
-        if logged_on.0 != *account {
-            bail!(
-                "member {} logged on as account {}, not {account}",
-                sessions.member_of(k),
-                logged_on.0
-            );
-        }
-        writers.push(client.writer);
-        readers.push(client.reader);
-    }
+    let (writers, readers) = log_on(config, sessions).await?;
 
     let prefix = config.id_prefix.clone().unwrap_or_else(run_prefix);
     let shared = Arc::new(Shared {
@@ -292,52 +264,9 @@ pub async fn run(config: &LoadConfig, progress: Option<ProgressBar>) -> Result<R
         .collect();
 
     if let Some(bar) = &progress {
-        bar.reset();
-        bar.set_length(scheduled);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} [{bar:30}] {pos}/{len} sent, {msg} ({elapsed})",
-            )
-            .expect("a valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{:.0}/s", config.rate));
+        start_progress(bar, scheduled, config.rate);
     }
-    let show = |shared: &Shared| {
-        if let Some(bar) = &progress {
-            bar.set_position(shared.scheduled_sent());
-            bar.set_message(format!(
-                "{} answered, {} errors",
-                shared.acked(),
-                shared.errors.load(Ordering::Relaxed)
-            ));
-        }
-    };
-
-    // The sender paces on a thread of its own: tokio's timers tick in milliseconds.
-    let (done_tx, mut done_rx) = oneshot::channel();
-    let sender = Sender::new(Handle::current(), writers, shared.clone(), scheduled);
-    std::thread::Builder::new()
-        .name("loadgen-sender".into())
-        .spawn(move || {
-            let _ = done_tx.send(sender.run());
-        })
-        .context("starting the sender thread")?;
-    let sent = loop {
-        tokio::select! {
-            sent = &mut done_rx => break sent.map_err(|_| anyhow!("the sender thread failed"))?,
-            _ = tokio::time::sleep(BUCKET) => show(&shared),
-        }
-    };
-
-    // Drain: what was sent gets `timeout` to be answered, counted from the later of its
-    // intended and its actual send time.
-    let deadline = Instant::now() + config.timeout;
-    while shared.outstanding() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        show(&shared);
-    }
-    show(&shared);
+    let sent = send_and_drain(&shared, writers, scheduled, progress.as_ref()).await?;
     if let Some(bar) = &progress {
         bar.finish();
     }
@@ -350,6 +279,109 @@ pub async fn run(config: &LoadConfig, progress: Option<ProgressBar>) -> Result<R
         tallies.push(task.await.context("a session reader failed")?);
     }
     Ok(summarise(config, &shared, &sent.stats, tallies))
+}
+
+/// The flow's symbols: `config.symbols`, or the flow's own names.
+fn flow_symbols(config: &LoadConfig, flow: &FlowConfig) -> Result<Vec<Symbol>> {
+    let names: Vec<String> = if config.symbols.is_empty() {
+        (0..flow.symbols).map(FlowConfig::symbol_name).collect()
+    } else {
+        config.symbols.clone()
+    };
+    names
+        .iter()
+        .map(|name| Symbol::new(name).map_err(|e| anyhow!("symbol {name:?}: {e}")))
+        .collect()
+}
+
+/// Logs every session on, in order, each logon bounded by `config.timeout`; the sessions'
+/// writers and readers.
+async fn log_on(
+    config: &LoadConfig,
+    sessions: Sessions,
+) -> Result<(Vec<ClientWriter>, Vec<ClientReader>)> {
+    let mut writers = Vec::with_capacity(config.connections);
+    let mut readers = Vec::with_capacity(config.connections);
+    for k in 0..config.connections {
+        let (token, account) = &config.members[sessions.member_of(k)];
+        let target = config.targets[k % config.targets.len()];
+        let (client, logged_on) =
+            tokio::time::timeout(config.timeout, BinaryClient::logon(target, token, false))
+                .await
+                .map_err(|_| anyhow!("logon to {target} timed out"))?
+                .with_context(|| {
+                    format!("logon to {target} as member {}", sessions.member_of(k))
+                })?;
+        if logged_on.0 != *account {
+            bail!(
+                "member {} logged on as account {}, not {account}",
+                sessions.member_of(k),
+                logged_on.0
+            );
+        }
+        writers.push(client.writer);
+        readers.push(client.reader);
+    }
+    Ok((writers, readers))
+}
+
+/// Resets `bar` for a run of `scheduled` requests at `rate`.
+fn start_progress(bar: &ProgressBar, scheduled: u64, rate: f64) {
+    bar.reset();
+    bar.set_length(scheduled);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} sent, {msg} ({elapsed})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{rate:.0}/s"));
+}
+
+/// Shows the requests sent, answered and failed so far on `progress`, if given.
+fn show_progress(progress: Option<&ProgressBar>, shared: &Shared) {
+    if let Some(bar) = progress {
+        bar.set_position(shared.scheduled_sent());
+        bar.set_message(format!(
+            "{} answered, {} errors",
+            shared.acked(),
+            shared.errors.load(Ordering::Relaxed)
+        ));
+    }
+}
+
+/// Runs the schedule on the sender thread, then waits for the outstanding answers (at most
+/// `shared.timeout`); `progress`, if given, is updated meanwhile.
+async fn send_and_drain(
+    shared: &Arc<Shared>,
+    writers: Vec<ClientWriter>,
+    scheduled: u64,
+    progress: Option<&ProgressBar>,
+) -> Result<Sent> {
+    // The sender paces on a thread of its own: tokio's timers tick in milliseconds.
+    let (done_tx, mut done_rx) = oneshot::channel();
+    let sender = Sender::new(Handle::current(), writers, shared.clone(), scheduled);
+    std::thread::Builder::new()
+        .name("loadgen-sender".into())
+        .spawn(move || {
+            let _ = done_tx.send(sender.run());
+        })
+        .context("starting the sender thread")?;
+    let sent = loop {
+        tokio::select! {
+            sent = &mut done_rx => break sent.map_err(|_| anyhow!("the sender thread failed"))?,
+            _ = tokio::time::sleep(BUCKET) => show_progress(progress, shared),
+        }
+    };
+
+    // Drain: what was sent gets `timeout` to be answered, counted from the later of its
+    // intended and its actual send time.
+    let deadline = Instant::now() + shared.timeout;
+    while shared.outstanding() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        show_progress(progress, shared);
+    }
+    show_progress(progress, shared);
+    Ok(sent)
 }
 
 /// A per-run client order id prefix from the clock: `t` and the time in base 36, then `-`.
@@ -774,99 +806,109 @@ impl SessionReader {
     fn on_message(&mut self, message: ServerMessage) -> bool {
         self.ingest();
         match message {
-            ServerMessage::ExecutionReport(report) => {
-                let Some(num) = self.ids.number(&report.cl_ord_id) else {
-                    return false;
-                };
-                // A new order's first report answers it, whatever it says; a replace is
-                // answered by `replaced`, a cancel by its own `cancelled`. Other reports
-                // (fills of resting orders, IOC remainders) answer nothing.
-                let kind = if self.pending.contains(&(num, RequestKind::New)) {
-                    RequestKind::New
-                } else {
-                    match (report.exec_type, report.reason) {
-                        (exec_type::REPLACED, _) => RequestKind::Replace,
-                        (exec_type::CANCELED, reason::USER) => RequestKind::Cancel,
-                        _ => return false,
-                    }
-                };
-                let answer = match (report.exec_type, report.reason) {
-                    (
-                        exec_type::REJECTED,
-                        reason::BUSY | reason::UNAVAILABLE | reason::THROTTLED,
-                    ) => Answer::Refused(report.reason),
-                    (exec_type::REJECTED, code) => Answer::Rejected(code),
-                    // The state of an order whose id was already used.
-                    (exec_type::ORDER_STATUS, _) => Answer::Rejected(reason::DUPLICATE_ORDER_ID),
-                    _ => Answer::Done,
-                };
-                if let Some(index) = self.pending.take(&(num, kind)) {
-                    self.answered(index, answer);
-                }
-            }
+            ServerMessage::ExecutionReport(report) => self.on_execution_report(&report),
             ServerMessage::CancelReject {
                 cl_ord_id,
                 request,
                 reason: code,
-            } => {
-                let Some(num) = self.ids.number(&cl_ord_id) else {
-                    return false;
-                };
-                let kind = match request {
-                    CancelRequest::Cancel => RequestKind::Cancel,
-                    CancelRequest::Replace => RequestKind::Replace,
-                };
-                let answer = match code {
-                    reason::BUSY | reason::UNAVAILABLE | reason::THROTTLED => Answer::Refused(code),
-                    code => Answer::Rejected(code),
-                };
-                if let Some(index) = self.pending.take(&(num, kind)) {
-                    self.answered(index, answer);
-                }
-            }
-            ServerMessage::MassCancelReport { symbol, .. } => {
-                let key = match symbol {
-                    None => u64::from(ALL_SYMBOLS),
-                    Some(symbol) => match self.shared.symbols.iter().position(|s| *s == symbol) {
-                        Some(index) => index as u64,
-                        None => return false,
-                    },
-                };
-                if let Some(index) = self.pending.take(&(key, RequestKind::MassCancel)) {
-                    self.answered(index, Answer::Done);
-                } else if symbol.is_none()
-                    && self.shared.sessions[self.session]
-                        .cleanup_sent
-                        .load(Ordering::Acquire)
-                {
-                    self.shared.cleanups_done.fetch_add(1, Ordering::AcqRel);
-                }
-            }
+            } => self.on_cancel_reject(&cl_ord_id, request, code),
+            ServerMessage::MassCancelReport { symbol, .. } => self.on_mass_cancel_report(symbol),
             ServerMessage::SessionReject {
                 code,
                 rejected_type,
-            } => {
-                let refused = match (rejected_type, code) {
-                    (msg_type::MASS_CANCEL, session_reject::THROTTLED) => Some(reason::THROTTLED),
-                    (msg_type::MASS_CANCEL, session_reject::BUSY) => Some(reason::BUSY),
-                    (msg_type::MASS_CANCEL, session_reject::UNAVAILABLE) => {
-                        Some(reason::UNAVAILABLE)
-                    }
-                    _ => None,
-                };
-                match refused.zip(self.pending.any_mass_cancel()) {
-                    Some((reason, key)) => {
-                        if let Some(index) = self.pending.take(&key) {
-                            self.answered(index, Answer::Refused(reason));
-                        }
-                    }
-                    None => self.error(|e| &mut e.protocol),
-                }
-            }
+            } => self.on_session_reject(code, rejected_type),
             ServerMessage::Logout { .. } => return true,
             ServerMessage::Heartbeat { .. } | ServerMessage::LogonAck { .. } => {}
         }
         false
+    }
+
+    /// An execution report: answers the new order, replace or cancel it reports on, if any.
+    fn on_execution_report(&mut self, report: &ExecReport) {
+        let Some(num) = self.ids.number(&report.cl_ord_id) else {
+            return;
+        };
+        // A new order's first report answers it, whatever it says; a replace is
+        // answered by `replaced`, a cancel by its own `cancelled`. Other reports
+        // (fills of resting orders, IOC remainders) answer nothing.
+        let kind = if self.pending.contains(&(num, RequestKind::New)) {
+            RequestKind::New
+        } else {
+            match (report.exec_type, report.reason) {
+                (exec_type::REPLACED, _) => RequestKind::Replace,
+                (exec_type::CANCELED, reason::USER) => RequestKind::Cancel,
+                _ => return,
+            }
+        };
+        let answer = match (report.exec_type, report.reason) {
+            (exec_type::REJECTED, reason::BUSY | reason::UNAVAILABLE | reason::THROTTLED) => {
+                Answer::Refused(report.reason)
+            }
+            (exec_type::REJECTED, code) => Answer::Rejected(code),
+            // The state of an order whose id was already used.
+            (exec_type::ORDER_STATUS, _) => Answer::Rejected(reason::DUPLICATE_ORDER_ID),
+            _ => Answer::Done,
+        };
+        if let Some(index) = self.pending.take(&(num, kind)) {
+            self.answered(index, answer);
+        }
+    }
+
+    /// A cancel or replace refused: answers it.
+    fn on_cancel_reject(&mut self, cl_ord_id: &OrderId, request: CancelRequest, code: u8) {
+        let Some(num) = self.ids.number(cl_ord_id) else {
+            return;
+        };
+        let kind = match request {
+            CancelRequest::Cancel => RequestKind::Cancel,
+            CancelRequest::Replace => RequestKind::Replace,
+        };
+        let answer = match code {
+            reason::BUSY | reason::UNAVAILABLE | reason::THROTTLED => Answer::Refused(code),
+            code => Answer::Rejected(code),
+        };
+        if let Some(index) = self.pending.take(&(num, kind)) {
+            self.answered(index, answer);
+        }
+    }
+
+    /// A mass cancel done: answers the scheduled one, or counts the final cleanup's.
+    fn on_mass_cancel_report(&mut self, symbol: Option<Symbol>) {
+        let key = match symbol {
+            None => u64::from(ALL_SYMBOLS),
+            Some(symbol) => match self.shared.symbols.iter().position(|s| *s == symbol) {
+                Some(index) => index as u64,
+                None => return,
+            },
+        };
+        if let Some(index) = self.pending.take(&(key, RequestKind::MassCancel)) {
+            self.answered(index, Answer::Done);
+        } else if symbol.is_none()
+            && self.shared.sessions[self.session]
+                .cleanup_sent
+                .load(Ordering::Acquire)
+        {
+            self.shared.cleanups_done.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// A session-level reject: a mass cancel refused answers one pending mass cancel; anything
+    /// else is a protocol error.
+    fn on_session_reject(&mut self, code: u16, rejected_type: u8) {
+        let refused = match (rejected_type, code) {
+            (msg_type::MASS_CANCEL, session_reject::THROTTLED) => Some(reason::THROTTLED),
+            (msg_type::MASS_CANCEL, session_reject::BUSY) => Some(reason::BUSY),
+            (msg_type::MASS_CANCEL, session_reject::UNAVAILABLE) => Some(reason::UNAVAILABLE),
+            _ => None,
+        };
+        match refused.zip(self.pending.any_mass_cancel()) {
+            Some((reason, key)) => {
+                if let Some(index) = self.pending.take(&key) {
+                    self.answered(index, Answer::Refused(reason));
+                }
+            }
+            None => self.error(|e| &mut e.protocol),
+        }
     }
 
     /// Request `index` of the session's list was answered now.
@@ -917,12 +959,23 @@ fn new_histogram() -> Histogram<u64> {
 
 // ----- results -------------------------------------------------------------------------------
 
-fn summarise(
-    config: &LoadConfig,
-    shared: &Shared,
-    sent: &SendStats,
-    tallies: Vec<Tally>,
-) -> RunResult {
+/// The sessions' tallies added up.
+struct Merged {
+    /// Latencies of the measured window, by [`RequestKind::index`].
+    by_kind: [Histogram<u64>; 4],
+    errors: Errors,
+    rejects: BTreeMap<String, u64>,
+    /// Answers per throughput bucket.
+    acked_series: Vec<u64>,
+    /// Requests of the measured window answered (refusals not counted).
+    acked: u64,
+    /// Connections lost.
+    lost: u64,
+}
+
+/// Adds up the sessions' tallies; what a session never had answered counts as timed out, or
+/// as disconnected if its connection was lost or a write failed.
+fn merge_tallies(shared: &Shared, tallies: &[Tally]) -> Merged {
     let mut by_kind: [Histogram<u64>; 4] = std::array::from_fn(|_| new_histogram());
     let mut errors = Errors::default();
     let mut rejects = BTreeMap::new();
@@ -960,6 +1013,31 @@ fn summarise(
             errors.disconnected += planned.saturating_sub(sent) as u64;
         }
     }
+    Merged {
+        by_kind,
+        errors,
+        rejects,
+        acked_series,
+        acked,
+        lost,
+    }
+}
+
+/// The run's result, from the sender's counts and the sessions' tallies.
+fn summarise(
+    config: &LoadConfig,
+    shared: &Shared,
+    sent: &SendStats,
+    tallies: Vec<Tally>,
+) -> RunResult {
+    let Merged {
+        by_kind,
+        errors,
+        rejects,
+        mut acked_series,
+        acked,
+        lost,
+    } = merge_tallies(shared, &tallies);
     let mut all = new_histogram();
     for histogram in &by_kind {
         all.add(histogram).expect("histograms with the same bounds");
