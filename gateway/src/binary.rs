@@ -404,20 +404,7 @@ fn frame_type(frame: &[u8]) -> Result<u8, DecodeError> {
 pub fn decode_client(frame: &[u8]) -> Result<ClientMessage, DecodeError> {
     let ty = frame_type(frame)?;
     Ok(match ty {
-        t if t == kind::LOGON.0 => {
-            let mut r = body(frame, kind::LOGON)?;
-            let token = r.bytes::<32>();
-            let heartbeat_secs = r.u16();
-            let flags = r.u8();
-            if flags > 1 {
-                return Err(bad("logon flags", flags));
-            }
-            ClientMessage::Logon {
-                token,
-                heartbeat_secs,
-                cancel_on_disconnect: flags == 1,
-            }
-        }
+        t if t == kind::LOGON.0 => decode_logon(frame)?,
         t if t == kind::LOGOUT.0 => {
             body(frame, kind::LOGOUT)?;
             ClientMessage::Logout
@@ -425,48 +412,7 @@ pub fn decode_client(frame: &[u8]) -> Result<ClientMessage, DecodeError> {
         t if t == kind::HEARTBEAT.0 => ClientMessage::Heartbeat {
             test_id: body(frame, kind::HEARTBEAT)?.u64(),
         },
-        t if t == kind::NEW_ORDER.0 => {
-            let mut r = body(frame, kind::NEW_ORDER)?;
-            let cl_ord_id = r.order_id("cl_ord_id")?;
-            let symbol = r.required_symbol()?;
-            let side = side(r.u8())?;
-            let ord_type = match r.u8() {
-                1 => OrdType::Limit,
-                2 => OrdType::Market,
-                other => return Err(bad("ord_type", other)),
-            };
-            let tif = match r.u8() {
-                1 => Tif::Gtc,
-                2 => Tif::Ioc,
-                3 => Tif::Fok,
-                other => return Err(bad("tif", other)),
-            };
-            let flags = r.u8();
-            if flags > 1 {
-                return Err(bad("order flags", flags));
-            }
-            let stp = match r.u8() {
-                0 => Stp::None,
-                1 => Stp::CancelTaker,
-                2 => Stp::CancelMaker,
-                3 => Stp::CancelBoth,
-                other => return Err(bad("stp", other)),
-            };
-            r.skip(3);
-            let price = Price(r.i64());
-            let qty = Qty(r.i64());
-            ClientMessage::NewOrder(NewOrderMsg {
-                cl_ord_id,
-                symbol,
-                side,
-                ord_type,
-                tif,
-                post_only: flags == 1,
-                stp,
-                price: (ord_type == OrdType::Limit).then_some(price),
-                qty,
-            })
-        }
+        t if t == kind::NEW_ORDER.0 => decode_new_order(frame)?,
         t if t == kind::CANCEL.0 || t == kind::ORDER_STATUS.0 => {
             let spec = if t == kind::CANCEL.0 {
                 kind::CANCEL
@@ -482,28 +428,91 @@ pub fn decode_client(frame: &[u8]) -> Result<ClientMessage, DecodeError> {
                 ClientMessage::OrderStatus { cl_ord_id, symbol }
             }
         }
-        t if t == kind::REPLACE.0 => {
-            let mut r = body(frame, kind::REPLACE)?;
-            let cl_ord_id = r.order_id("cl_ord_id")?;
-            let symbol = r.required_symbol()?;
-            let has = r.u8();
-            if has > 3 {
-                return Err(bad("replace has", has));
-            }
-            r.skip(7);
-            let price = Price(r.i64());
-            let qty = Qty(r.i64());
-            ClientMessage::Replace {
-                cl_ord_id,
-                symbol,
-                price: (has & 1 != 0).then_some(price),
-                qty: (has & 2 != 0).then_some(qty),
-            }
-        }
+        t if t == kind::REPLACE.0 => decode_replace(frame)?,
         t if t == kind::MASS_CANCEL.0 => ClientMessage::MassCancel {
             symbol: body(frame, kind::MASS_CANCEL)?.symbol("symbol")?,
         },
         other => return Err(DecodeError::UnknownType(other)),
+    })
+}
+
+/// Decodes a Logon frame.
+fn decode_logon(frame: &[u8]) -> Result<ClientMessage, DecodeError> {
+    let mut r = body(frame, kind::LOGON)?;
+    let token = r.bytes::<32>();
+    let heartbeat_secs = r.u16();
+    let flags = r.u8();
+    if flags > 1 {
+        return Err(bad("logon flags", flags));
+    }
+    Ok(ClientMessage::Logon {
+        token,
+        heartbeat_secs,
+        cancel_on_disconnect: flags == 1,
+    })
+}
+
+/// Decodes a NewOrder frame.
+fn decode_new_order(frame: &[u8]) -> Result<ClientMessage, DecodeError> {
+    let mut r = body(frame, kind::NEW_ORDER)?;
+    let cl_ord_id = r.order_id("cl_ord_id")?;
+    let symbol = r.required_symbol()?;
+    let side = side(r.u8())?;
+    let ord_type = match r.u8() {
+        1 => OrdType::Limit,
+        2 => OrdType::Market,
+        other => return Err(bad("ord_type", other)),
+    };
+    let tif = match r.u8() {
+        1 => Tif::Gtc,
+        2 => Tif::Ioc,
+        3 => Tif::Fok,
+        other => return Err(bad("tif", other)),
+    };
+    let flags = r.u8();
+    if flags > 1 {
+        return Err(bad("order flags", flags));
+    }
+    let stp = match r.u8() {
+        0 => Stp::None,
+        1 => Stp::CancelTaker,
+        2 => Stp::CancelMaker,
+        3 => Stp::CancelBoth,
+        other => return Err(bad("stp", other)),
+    };
+    r.skip(3);
+    let price = Price(r.i64());
+    let qty = Qty(r.i64());
+    Ok(ClientMessage::NewOrder(NewOrderMsg {
+        cl_ord_id,
+        symbol,
+        side,
+        ord_type,
+        tif,
+        post_only: flags == 1,
+        stp,
+        price: (ord_type == OrdType::Limit).then_some(price),
+        qty,
+    }))
+}
+
+/// Decodes a Replace frame.
+fn decode_replace(frame: &[u8]) -> Result<ClientMessage, DecodeError> {
+    let mut r = body(frame, kind::REPLACE)?;
+    let cl_ord_id = r.order_id("cl_ord_id")?;
+    let symbol = r.required_symbol()?;
+    let has = r.u8();
+    if has > 3 {
+        return Err(bad("replace has", has));
+    }
+    r.skip(7);
+    let price = Price(r.i64());
+    let qty = Qty(r.i64());
+    Ok(ClientMessage::Replace {
+        cl_ord_id,
+        symbol,
+        price: (has & 1 != 0).then_some(price),
+        qty: (has & 2 != 0).then_some(qty),
     })
 }
 
@@ -699,35 +708,7 @@ pub fn decode_server(frame: &[u8]) -> Result<ServerMessage, DecodeError> {
                 rejected_type: r.u8(),
             }
         }
-        t if t == kind::EXEC_REPORT.0 => {
-            let mut r = body(frame, kind::EXEC_REPORT)?;
-            let seq = r.u64();
-            let ts = r.u64();
-            let cl_ord_id = r.order_id("cl_ord_id")?;
-            let symbol = r.required_symbol()?;
-            let exec_type = r.u8();
-            let ord_status = r.u8();
-            let side = side(r.u8())?;
-            let reason = r.u8();
-            r.skip(4);
-            ServerMessage::ExecutionReport(ExecReport {
-                seq,
-                ts,
-                cl_ord_id,
-                symbol,
-                exec_type,
-                ord_status,
-                side,
-                reason,
-                price: Price(r.i64()),
-                order_qty: Qty(r.i64()),
-                last_px: Price(r.i64()),
-                last_qty: Qty(r.i64()),
-                cum_qty: Qty(r.i64()),
-                leaves_qty: Qty(r.i64()),
-                avg_px: Price(r.i64()),
-            })
-        }
+        t if t == kind::EXEC_REPORT.0 => decode_exec_report(frame)?,
         t if t == kind::CANCEL_REJECT.0 => {
             let mut r = body(frame, kind::CANCEL_REJECT)?;
             let cl_ord_id = r.order_id("cl_ord_id")?;
@@ -751,4 +732,35 @@ pub fn decode_server(frame: &[u8]) -> Result<ServerMessage, DecodeError> {
         }
         other => return Err(DecodeError::UnknownType(other)),
     })
+}
+
+/// Decodes an ExecutionReport frame.
+fn decode_exec_report(frame: &[u8]) -> Result<ServerMessage, DecodeError> {
+    let mut r = body(frame, kind::EXEC_REPORT)?;
+    let seq = r.u64();
+    let ts = r.u64();
+    let cl_ord_id = r.order_id("cl_ord_id")?;
+    let symbol = r.required_symbol()?;
+    let exec_type = r.u8();
+    let ord_status = r.u8();
+    let side = side(r.u8())?;
+    let reason = r.u8();
+    r.skip(4);
+    Ok(ServerMessage::ExecutionReport(ExecReport {
+        seq,
+        ts,
+        cl_ord_id,
+        symbol,
+        exec_type,
+        ord_status,
+        side,
+        reason,
+        price: Price(r.i64()),
+        order_qty: Qty(r.i64()),
+        last_px: Price(r.i64()),
+        last_qty: Qty(r.i64()),
+        cum_qty: Qty(r.i64()),
+        leaves_qty: Qty(r.i64()),
+        avg_px: Price(r.i64()),
+    }))
 }

@@ -16,7 +16,7 @@ use engine::{
     Symbol,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
@@ -25,7 +25,7 @@ use crate::binary::{
     ClientMessage, DecodeError, ExecReport, ServerMessage,
 };
 use crate::desk::{gateway_reject, ExecType, GatewayReason, OrdStatus, Reason, Report, ToSession};
-use crate::hub::Hub;
+use crate::hub::{Attachment, Hub};
 use crate::throttle::Bucket;
 
 /// Limits and timings of the binary server.
@@ -143,33 +143,15 @@ impl Session {
         let mut buf = Vec::with_capacity(64 * 1024);
 
         // Logon first.
-        let logon = tokio::time::timeout(
-            Duration::from_secs(config.logon_timeout_secs),
-            read_frame(&mut read, &mut buf),
-        )
-        .await;
-        let (token, heartbeat_secs, cancel_on_disconnect) = match logon {
-            Ok(Ok(Some(Ok(ClientMessage::Logon {
-                token,
-                heartbeat_secs,
-                cancel_on_disconnect,
-            })))) => (token, heartbeat_secs, cancel_on_disconnect),
-            Ok(Ok(Some(Err((err, kind))))) => {
-                return finish(&mut write, End::Undecodable(err, kind)).await
-            }
-            Ok(Ok(Some(Ok(_)))) | Err(_) => {
-                return finish(&mut write, End::Logout(logout::NOT_LOGGED_ON)).await
-            }
-            Ok(Ok(None)) | Ok(Err(_)) => return Ok(()),
-        };
-        let token_len = token.iter().position(|&b| b == 0).unwrap_or(token.len());
-        let member = std::str::from_utf8(&token[..token_len])
-            .ok()
-            .and_then(|token| hub.members().by_token(token));
-        let Some(member) = member else {
+        let (token, heartbeat_secs, cancel_on_disconnect) =
+            match read_logon(&mut read, &mut buf, &config).await {
+                Ok(logon) => logon,
+                Err(Some(end)) => return finish(&mut write, end).await,
+                Err(None) => return Ok(()),
+            };
+        let Some(account) = token_account(&hub, &token) else {
             return finish(&mut write, End::Logout(logout::BAD_CREDENTIALS)).await;
         };
-        let account = AccountId(member.account);
         let mut attachment = hub.attach(account);
         let heartbeat_secs = heartbeat_secs.clamp(1, 60);
         let mut session = Session {
@@ -185,56 +167,16 @@ impl Session {
         write.write_all(&session.out).await?;
         session.out.clear();
 
-        let heartbeat = Duration::from_secs(u64::from(heartbeat_secs));
-        let mut ticker = tokio::time::interval(heartbeat);
-        ticker.tick().await;
-        let mut heard = Instant::now();
-        let mut chunk = vec![0u8; 64 * 1024];
-        let end = loop {
-            tokio::select! {
-                n = read.read(&mut chunk) => {
-                    let n = match n {
-                        Ok(0) | Err(_) => break End::Gone,
-                        Ok(n) => n,
-                    };
-                    heard = Instant::now();
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(end) = session.take_frames(&mut buf) {
-                        break end;
-                    }
-                }
-                message = attachment.rx.recv() => {
-                    let Some(message) = message else { break End::Logout(logout::SHUTTING_DOWN) };
-                    if let Some(end) = session.report(message) {
-                        break end;
-                    }
-                    // Batch whatever else is already queued into the same write.
-                    let mut ended = None;
-                    while let Ok(message) = attachment.rx.try_recv() {
-                        ended = session.report(message);
-                        if ended.is_some() {
-                            break;
-                        }
-                    }
-                    if let Some(end) = ended {
-                        break end;
-                    }
-                }
-                _ = ticker.tick() => {
-                    if heard.elapsed() > heartbeat * 3 {
-                        break End::Logout(logout::HEARTBEAT_TIMEOUT);
-                    }
-                    session.push(&ServerMessage::Heartbeat { test_id: 0 });
-                }
-                _ = shutdown.wait_for(|stop| *stop) => break End::Logout(logout::SHUTTING_DOWN),
-            }
-            if !session.out.is_empty() {
-                if write.write_all(&session.out).await.is_err() {
-                    break End::Gone;
-                }
-                session.out.clear();
-            }
-        };
+        let end = session
+            .serve(
+                &mut read,
+                &mut write,
+                &mut buf,
+                &mut attachment,
+                heartbeat_secs,
+                &mut shutdown,
+            )
+            .await;
         drop(attachment);
         if cancel_on_disconnect {
             // Opted in: the account's orders do not outlive its session. If the log cannot
@@ -248,6 +190,73 @@ impl Session {
             let _ = write.write_all(&session.out).await;
         }
         finish(&mut write, end).await
+    }
+
+    /// Serves a logged-on session: requests, hub messages, heartbeats and shutdown, until
+    /// it ends; returns how. What is queued in `out` when it ends is not yet written.
+    async fn serve(
+        &mut self,
+        read: &mut OwnedReadHalf,
+        write: &mut OwnedWriteHalf,
+        buf: &mut Vec<u8>,
+        attachment: &mut Attachment,
+        heartbeat_secs: u16,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> End {
+        let heartbeat = Duration::from_secs(u64::from(heartbeat_secs));
+        let mut ticker = tokio::time::interval(heartbeat);
+        ticker.tick().await;
+        let mut heard = Instant::now();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            tokio::select! {
+                n = read.read(&mut chunk) => {
+                    let n = match n {
+                        Ok(0) | Err(_) => break End::Gone,
+                        Ok(n) => n,
+                    };
+                    heard = Instant::now();
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = self.take_frames(buf) {
+                        break end;
+                    }
+                }
+                message = attachment.rx.recv() => {
+                    let Some(message) = message else { break End::Logout(logout::SHUTTING_DOWN) };
+                    if let Some(end) = self.report_queued(message, attachment) {
+                        break end;
+                    }
+                }
+                _ = ticker.tick() => {
+                    if heard.elapsed() > heartbeat * 3 {
+                        break End::Logout(logout::HEARTBEAT_TIMEOUT);
+                    }
+                    self.push(&ServerMessage::Heartbeat { test_id: 0 });
+                }
+                _ = shutdown.wait_for(|stop| *stop) => break End::Logout(logout::SHUTTING_DOWN),
+            }
+            if !self.out.is_empty() {
+                if write.write_all(&self.out).await.is_err() {
+                    break End::Gone;
+                }
+                self.out.clear();
+            }
+        }
+    }
+
+    /// Queues `message` and whatever else the hub has already queued, so they go out in
+    /// the same write; returns how the session ends, if it does.
+    fn report_queued(&mut self, message: ToSession, attachment: &mut Attachment) -> Option<End> {
+        if let Some(end) = self.report(message) {
+            return Some(end);
+        }
+        while let Ok(message) = attachment.rx.try_recv() {
+            let ended = self.report(message);
+            if ended.is_some() {
+                return ended;
+            }
+        }
+        None
     }
 
     fn push(&mut self, message: &ServerMessage) {
@@ -297,32 +306,7 @@ impl Session {
                 code: session_reject::ALREADY_LOGGED_ON,
                 rejected_type: 0x01,
             }),
-            ClientMessage::NewOrder(order) => {
-                let new = NewOrder {
-                    account,
-                    order_id: order.cl_ord_id,
-                    symbol: order.symbol,
-                    side: order.side,
-                    ord_type: order.ord_type,
-                    price: order.price,
-                    qty: order.qty,
-                    tif: order.tif,
-                    post_only: order.post_only,
-                    stp: order.stp,
-                };
-                let refused = if throttled {
-                    Some(GatewayReason::Throttled)
-                } else {
-                    self.hub
-                        .submit(CommandKind::New(new))
-                        .err()
-                        .map(GatewayReason::from)
-                };
-                if let Some(reason) = refused {
-                    let report = gateway_reject(account, &new, reason);
-                    self.push(&ServerMessage::ExecutionReport(exec_report(&report)));
-                }
-            }
+            ClientMessage::NewOrder(order) => self.new_order(order, throttled),
             ClientMessage::Cancel { cl_ord_id, symbol } => {
                 let kind = CommandKind::Cancel(CancelOrder {
                     account,
@@ -346,38 +330,77 @@ impl Session {
                 });
                 self.submit_or_refuse(kind, cl_ord_id, CancelRequest::Replace, throttled);
             }
-            ClientMessage::MassCancel { symbol } => {
-                let refused = if throttled {
-                    Some(session_reject::THROTTLED)
-                } else {
-                    self.hub
-                        .submit(CommandKind::MassCancel(MassCancel { account, symbol }))
-                        .err()
-                        .map(|err| u16::from(gateway_code(GatewayReason::from(err))))
-                };
-                if let Some(code) = refused {
-                    self.push(&ServerMessage::SessionReject {
-                        code,
-                        rejected_type: msg_type::MASS_CANCEL,
-                    });
-                }
-            }
+            ClientMessage::MassCancel { symbol } => self.mass_cancel(symbol, throttled),
             ClientMessage::OrderStatus { cl_ord_id, symbol } => {
-                if throttled {
-                    self.push(&ServerMessage::SessionReject {
-                        code: session_reject::THROTTLED,
-                        rejected_type: msg_type::ORDER_STATUS,
-                    });
-                    return None;
-                }
-                let report = match self.hub.order_state(&symbol, account, &cl_ord_id) {
-                    Some(report) if report.symbol == symbol => report.status(),
-                    _ => unknown_order(account, cl_ord_id, symbol),
-                };
-                self.push(&ServerMessage::ExecutionReport(exec_report(&report)));
+                self.order_status(cl_ord_id, symbol, throttled)
             }
         }
         None
+    }
+
+    /// Submits a NewOrder; a refusal is answered with a rejected execution report.
+    fn new_order(&mut self, order: binary::NewOrderMsg, throttled: bool) {
+        let new = NewOrder {
+            account: self.account,
+            order_id: order.cl_ord_id,
+            symbol: order.symbol,
+            side: order.side,
+            ord_type: order.ord_type,
+            price: order.price,
+            qty: order.qty,
+            tif: order.tif,
+            post_only: order.post_only,
+            stp: order.stp,
+        };
+        let refused = if throttled {
+            Some(GatewayReason::Throttled)
+        } else {
+            self.hub
+                .submit(CommandKind::New(new))
+                .err()
+                .map(GatewayReason::from)
+        };
+        if let Some(reason) = refused {
+            let report = gateway_reject(self.account, &new, reason);
+            self.push(&ServerMessage::ExecutionReport(exec_report(&report)));
+        }
+    }
+
+    /// Submits a MassCancel; a refusal is answered with a SessionReject.
+    fn mass_cancel(&mut self, symbol: Option<Symbol>, throttled: bool) {
+        let account = self.account;
+        let refused = if throttled {
+            Some(session_reject::THROTTLED)
+        } else {
+            self.hub
+                .submit(CommandKind::MassCancel(MassCancel { account, symbol }))
+                .err()
+                .map(|err| u16::from(gateway_code(GatewayReason::from(err))))
+        };
+        if let Some(code) = refused {
+            self.push(&ServerMessage::SessionReject {
+                code,
+                rejected_type: msg_type::MASS_CANCEL,
+            });
+        }
+    }
+
+    /// Answers an OrderStatus with the order's status report (or an unknown-order one);
+    /// throttled, with a SessionReject.
+    fn order_status(&mut self, cl_ord_id: OrderId, symbol: Symbol, throttled: bool) {
+        let account = self.account;
+        if throttled {
+            self.push(&ServerMessage::SessionReject {
+                code: session_reject::THROTTLED,
+                rejected_type: msg_type::ORDER_STATUS,
+            });
+            return;
+        }
+        let report = match self.hub.order_state(&symbol, account, &cl_ord_id) {
+            Some(report) if report.symbol == symbol => report.status(),
+            _ => unknown_order(account, cl_ord_id, symbol),
+        };
+        self.push(&ServerMessage::ExecutionReport(exec_report(&report)));
     }
 
     fn submit_or_refuse(
@@ -423,9 +446,43 @@ impl Session {
     }
 }
 
+/// Waits (at most the logon timeout) for the first frame, which must be a Logon; returns its
+/// token, heartbeat and cancel-on-disconnect flag. `Err(Some(end))`: end the session so;
+/// `Err(None)`: the peer closed or the read failed, nothing to send.
+async fn read_logon(
+    read: &mut OwnedReadHalf,
+    buf: &mut Vec<u8>,
+    config: &BinaryConfig,
+) -> Result<([u8; 32], u16, bool), Option<End>> {
+    let logon = tokio::time::timeout(
+        Duration::from_secs(config.logon_timeout_secs),
+        read_frame(read, buf),
+    )
+    .await;
+    match logon {
+        Ok(Ok(Some(Ok(ClientMessage::Logon {
+            token,
+            heartbeat_secs,
+            cancel_on_disconnect,
+        })))) => Ok((token, heartbeat_secs, cancel_on_disconnect)),
+        Ok(Ok(Some(Err((err, kind))))) => Err(Some(End::Undecodable(err, kind))),
+        Ok(Ok(Some(Ok(_)))) | Err(_) => Err(Some(End::Logout(logout::NOT_LOGGED_ON))),
+        Ok(Ok(None)) | Ok(Err(_)) => Err(None),
+    }
+}
+
+/// The account of the member a Logon token (NUL-padded) names, if any.
+fn token_account(hub: &Hub, token: &[u8]) -> Option<AccountId> {
+    let token_len = token.iter().position(|&b| b == 0).unwrap_or(token.len());
+    let member = std::str::from_utf8(&token[..token_len])
+        .ok()
+        .and_then(|token| hub.members().by_token(token));
+    member.map(|member| AccountId(member.account))
+}
+
 /// Reads until one whole frame is buffered and decodes it; `None` when the peer closed.
 async fn read_frame(
-    read: &mut tokio::net::tcp::OwnedReadHalf,
+    read: &mut OwnedReadHalf,
     buf: &mut Vec<u8>,
 ) -> io::Result<Option<Result<ClientMessage, (DecodeError, u8)>>> {
     let mut chunk = [0u8; 1024];

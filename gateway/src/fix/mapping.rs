@@ -264,42 +264,9 @@ fn new_order(raw: &RawMessage<'_>, account: AccountId) -> Result<NewOrder, Malfo
             "Price (44) is required for a limit order",
         ));
     }
-    let tif = match field(raw, 59)? {
-        None | Some("1") => Tif::Gtc,
-        Some("3") => Tif::Ioc,
-        Some("4") => Tif::Fok,
-        Some(_) => {
-            return Err(Malformed::value(
-                59,
-                "TimeInForce (59) must be 1 (GTC), 3 (IOC) or 4 (FOK)",
-            ))
-        }
-    };
-    let post_only = match field(raw, 18)? {
-        None => false,
-        Some(text) => {
-            if text.split(' ').any(|inst| inst != "6") {
-                return Err(Malformed::value(
-                    18,
-                    "ExecInst (18): only 6 (participate don't initiate: post-only) is supported",
-                ));
-            }
-            true
-        }
-    };
-    let stp = match field(raw, TAG_STP_MODE)? {
-        None => Stp::default(),
-        Some("N") => Stp::None,
-        Some("T") => Stp::CancelTaker,
-        Some("M") => Stp::CancelMaker,
-        Some("B") => Stp::CancelBoth,
-        Some(_) => {
-            return Err(Malformed::value(
-                TAG_STP_MODE,
-                "SelfTradePreventionMode (7928) must be N, T, M or B",
-            ))
-        }
-    };
+    let tif = time_in_force(raw)?;
+    let post_only = post_only(raw)?;
+    let stp = stp_mode(raw)?;
     Ok(NewOrder {
         account,
         order_id,
@@ -311,6 +278,54 @@ fn new_order(raw: &RawMessage<'_>, account: AccountId) -> Result<NewOrder, Malfo
         tif,
         post_only,
         stp,
+    })
+}
+
+/// TimeInForce (59); GTC when absent.
+fn time_in_force(raw: &RawMessage<'_>) -> Result<Tif, Malformed> {
+    Ok(match field(raw, 59)? {
+        None | Some("1") => Tif::Gtc,
+        Some("3") => Tif::Ioc,
+        Some("4") => Tif::Fok,
+        Some(_) => {
+            return Err(Malformed::value(
+                59,
+                "TimeInForce (59) must be 1 (GTC), 3 (IOC) or 4 (FOK)",
+            ))
+        }
+    })
+}
+
+/// ExecInst (18): post-only when given, and 6 is the only instruction taken.
+fn post_only(raw: &RawMessage<'_>) -> Result<bool, Malformed> {
+    Ok(match field(raw, 18)? {
+        None => false,
+        Some(text) => {
+            if text.split(' ').any(|inst| inst != "6") {
+                return Err(Malformed::value(
+                    18,
+                    "ExecInst (18): only 6 (participate don't initiate: post-only) is supported",
+                ));
+            }
+            true
+        }
+    })
+}
+
+/// SelfTradePreventionMode (7928); the default when absent.
+fn stp_mode(raw: &RawMessage<'_>) -> Result<Stp, Malformed> {
+    Ok(match field(raw, TAG_STP_MODE)? {
+        None => Stp::default(),
+        Some("N") => Stp::None,
+        Some("T") => Stp::CancelTaker,
+        Some("M") => Stp::CancelMaker,
+        Some("B") => Stp::CancelBoth,
+        Some(_) => {
+            return Err(Malformed::value(
+                TAG_STP_MODE,
+                "SelfTradePreventionMode (7928) must be N, T, M or B",
+            ))
+        }
     })
 }
 

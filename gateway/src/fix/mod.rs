@@ -32,8 +32,8 @@ use crate::throttle::Bucket;
 
 use async_trait::async_trait;
 use engine::{
-    AccountId, AmendOrder, CancelReason, CommandKind, MassCancel, OrderId, RejectReason, Request,
-    Symbol,
+    AccountId, AmendOrder, CancelOrder, CancelReason, CommandKind, MassCancel, OrderId, Price, Qty,
+    RejectReason, Request, Symbol,
 };
 use ironfix_core::error::StoreError;
 use ironfix_core::message::{MsgType, RawMessage};
@@ -365,67 +365,20 @@ impl FixApp {
         msg_type: &str,
     ) -> Option<OutboundMessage> {
         let account = live.account;
-        let refused = |err: SubmitError| {
-            bump(&self.counters.submit_refused);
-            GatewayReason::from(err)
-        };
         match inbound {
             Inbound::New(new) => self.hub.submit(CommandKind::New(new)).err().map(|err| {
-                let mut report = gateway_reject(account, &new, refused(err));
+                let mut report = gateway_reject(account, &new, self.refused(err));
                 report.ts = now_ns();
                 mapping::execution_report(&report, None)
             }),
-            Inbound::Cancel { request, cancel } => {
-                let order = cancel.order_id;
-                lock(&live.echoes).push(order, Request::Cancel, request);
-                let err = self.hub.submit(CommandKind::Cancel(cancel)).err()?;
-                lock(&live.echoes).take(&order, Request::Cancel, true);
-                let state = self.hub.order_state(&cancel.symbol, account, &order);
-                Some(mapping::cancel_reject(
-                    &request,
-                    &order,
-                    account,
-                    Request::Cancel,
-                    state.as_ref(),
-                    Reason::Gateway(refused(err)),
-                ))
-            }
+            Inbound::Cancel { request, cancel } => self.cancel(live, request, cancel),
             Inbound::Replace {
                 request,
                 orig,
                 symbol,
                 price,
                 order_qty,
-            } => {
-                let Some(state) = self.hub.order_state(&symbol, account, &orig) else {
-                    return Some(mapping::cancel_reject(
-                        &request,
-                        &orig,
-                        account,
-                        Request::Amend,
-                        None,
-                        Reason::Rejected(RejectReason::UnknownOrder),
-                    ));
-                };
-                let amend = AmendOrder {
-                    account,
-                    symbol,
-                    order_id: orig,
-                    price,
-                    qty: mapping::amend_qty(order_qty, &state),
-                };
-                lock(&live.echoes).push(orig, Request::Amend, request);
-                let err = self.hub.submit(CommandKind::Amend(amend)).err()?;
-                lock(&live.echoes).take(&orig, Request::Amend, true);
-                Some(mapping::cancel_reject(
-                    &request,
-                    &orig,
-                    account,
-                    Request::Amend,
-                    Some(&state),
-                    Reason::Gateway(refused(err)),
-                ))
-            }
+            } => self.replace(live, request, orig, symbol, price, order_qty),
             Inbound::MassCancel { request, symbol } => {
                 lock(&live.echoes).push_mass(symbol, request);
                 let mass = MassCancel { account, symbol };
@@ -434,7 +387,7 @@ impl FixApp {
                 Some(mapping::mass_cancel_report(
                     &request,
                     symbol.as_ref(),
-                    Err(refused(err)),
+                    Err(self.refused(err)),
                 ))
             }
             Inbound::Status {
@@ -456,6 +409,77 @@ impl FixApp {
                 ))
             }
         }
+    }
+
+    /// Counts a submission the log refused; the reason to give for it.
+    fn refused(&self, err: SubmitError) -> GatewayReason {
+        bump(&self.counters.submit_refused);
+        GatewayReason::from(err)
+    }
+
+    /// Submits an OrderCancelRequest; a refusal is answered with an OrderCancelReject.
+    fn cancel(
+        &self,
+        live: &Live,
+        request: OrderId,
+        cancel: CancelOrder,
+    ) -> Option<OutboundMessage> {
+        let account = live.account;
+        let order = cancel.order_id;
+        lock(&live.echoes).push(order, Request::Cancel, request);
+        let err = self.hub.submit(CommandKind::Cancel(cancel)).err()?;
+        lock(&live.echoes).take(&order, Request::Cancel, true);
+        let state = self.hub.order_state(&cancel.symbol, account, &order);
+        Some(mapping::cancel_reject(
+            &request,
+            &order,
+            account,
+            Request::Cancel,
+            state.as_ref(),
+            Reason::Gateway(self.refused(err)),
+        ))
+    }
+
+    /// Submits an OrderCancelReplaceRequest as an amend of the order's last known state; an
+    /// unknown order or a refusal is answered with an OrderCancelReject.
+    fn replace(
+        &self,
+        live: &Live,
+        request: OrderId,
+        orig: OrderId,
+        symbol: Symbol,
+        price: Option<Price>,
+        order_qty: Option<Qty>,
+    ) -> Option<OutboundMessage> {
+        let account = live.account;
+        let Some(state) = self.hub.order_state(&symbol, account, &orig) else {
+            return Some(mapping::cancel_reject(
+                &request,
+                &orig,
+                account,
+                Request::Amend,
+                None,
+                Reason::Rejected(RejectReason::UnknownOrder),
+            ));
+        };
+        let amend = AmendOrder {
+            account,
+            symbol,
+            order_id: orig,
+            price,
+            qty: mapping::amend_qty(order_qty, &state),
+        };
+        lock(&live.echoes).push(orig, Request::Amend, request);
+        let err = self.hub.submit(CommandKind::Amend(amend)).err()?;
+        lock(&live.echoes).take(&orig, Request::Amend, true);
+        Some(mapping::cancel_reject(
+            &request,
+            &orig,
+            account,
+            Request::Amend,
+            Some(&state),
+            Reason::Gateway(self.refused(err)),
+        ))
     }
 }
 
