@@ -339,6 +339,33 @@ pub fn check_topic(config: &KafkaConfig, timeout: Duration) -> Result<TopicSafet
         .map(|p| p.replicas().len())
         .min()
         .unwrap_or(0);
+    let (min_insync_replicas, unclean_leader_election) = durability_configs(config, timeout)?;
+    let safety = TopicSafety {
+        partitions: topic.partitions().len(),
+        replication_factor,
+        min_insync_replicas,
+        unclean_leader_election,
+        problems: durability_problems(
+            replication_factor,
+            min_insync_replicas,
+            unclean_leader_election,
+        ),
+    };
+    if !safety.problems.is_empty() && !config.allow_unsafe_topic {
+        return Err(KafkaLogError::UnsafeTopic {
+            topic: config.topic.clone(),
+            reasons: safety.problems,
+        });
+    }
+    Ok(safety)
+}
+
+/// The topic's `min.insync.replicas` and `unclean.leader.election.enable`, as far as the
+/// cluster reports them (tansu reports neither).
+fn durability_configs(
+    config: &KafkaConfig,
+    timeout: Duration,
+) -> Result<(Option<u32>, Option<bool>), KafkaLogError> {
     let admin: AdminClient<DefaultClientContext> = config.client().create()?;
     let options = AdminOptions::new().request_timeout(Some(timeout));
     let described =
@@ -355,6 +382,15 @@ pub fn check_topic(config: &KafkaConfig, timeout: Duration) -> Result<TopicSafet
     };
     let min_insync_replicas = value("min.insync.replicas").and_then(|v| v.parse().ok());
     let unclean_leader_election = value("unclean.leader.election.enable").map(|v| v == "true");
+    Ok((min_insync_replicas, unclean_leader_election))
+}
+
+/// Why a topic with these settings is not durable enough to trade on (empty: it is).
+fn durability_problems(
+    replication_factor: usize,
+    min_insync_replicas: Option<u32>,
+    unclean_leader_election: Option<bool>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     if replication_factor < 3 {
         problems.push(format!(
@@ -371,20 +407,7 @@ pub fn check_topic(config: &KafkaConfig, timeout: Duration) -> Result<TopicSafet
         Some(true) => problems.push("unclean.leader.election.enable is true".into()),
         None => problems.push("unclean.leader.election.enable not reported".into()),
     }
-    let safety = TopicSafety {
-        partitions: topic.partitions().len(),
-        replication_factor,
-        min_insync_replicas,
-        unclean_leader_election,
-        problems,
-    };
-    if !safety.problems.is_empty() && !config.allow_unsafe_topic {
-        return Err(KafkaLogError::UnsafeTopic {
-            topic: config.topic.clone(),
-            reasons: safety.problems,
-        });
-    }
-    Ok(safety)
+    problems
 }
 
 /// Creates `topic` with `partitions` (development and tests; production topics are created
