@@ -62,7 +62,7 @@ fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
         .iter()
         .enumerate()
         .map(|(at, shard)| {
-            let (durable, applied) = (shard.log.durable(), hub.next_position(at));
+            let (durable, applied) = shard.positions(hub, at);
             durable_sum += durable;
             applied_sum += applied;
             let up = shard.log.available() && shard.failure().is_none();

@@ -122,9 +122,10 @@ impl NodeMetrics {
             &rings,
         );
         let positions = self.per_shard(|at, shard| {
+            let (durable, applied) = shard.positions(hub, at);
             vec![
-                (",of=\"durable\"".into(), shard.log.durable()),
-                (",of=\"applied\"".into(), hub.next_position(at)),
+                (",of=\"durable\"".into(), durable),
+                (",of=\"applied\"".into(), applied),
             ]
         });
         text.metric(
@@ -134,7 +135,8 @@ impl NodeMetrics {
             &positions,
         );
         let lag = self.per_shard(|at, shard| {
-            let lag = shard.log.durable().saturating_sub(hub.next_position(at));
+            let (durable, applied) = shard.positions(hub, at);
+            let lag = durable.saturating_sub(applied);
             vec![(String::new(), lag)]
         });
         text.metric(

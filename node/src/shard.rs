@@ -71,6 +71,11 @@ pub struct Rings {
 }
 
 impl ShardView {
+    /// `(durable end, next position applied)` of the shard's log, shard number `at` of `hub`.
+    pub fn positions(&self, hub: &Hub, at: usize) -> (u64, u64) {
+        (self.log.durable(), hub.next_position(at))
+    }
+
     /// Why the shard stopped following its log, if it did.
     pub fn failure(&self) -> Option<&str> {
         self.read_failure.get().map(String::as_str)
