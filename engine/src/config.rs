@@ -19,10 +19,20 @@ pub struct EngineConfig {
     /// Live orders: resting, plus the one incoming order being matched. A new order (of any
     /// kind, even one that would only take liquidity) beyond it is rejected with `capacity`.
     pub orders_max: u32,
-    /// Client order ids of finished orders remembered for duplicate detection (0 to forget
-    /// them at once). When full, the oldest is forgotten: the horizon over which a reused
-    /// id is refused as `duplicate_order_id`.
+    /// Finished orders (filled, cancelled, replaced) remembered with their final state while
+    /// inside their dedup window. Never forgotten early: every live order holds a place here
+    /// for when it finishes, so a new order (or a replace) is rejected with `capacity` while
+    /// finished orders inside their window plus live orders fill it. Size it to at least
+    /// `orders_max` plus the peak finishes per second times the window in seconds; each entry
+    /// costs about 170 bytes. 0 only with `dedup_window_ns` 0.
     pub retired_ids_max: u32,
+    /// How long, in log time, a finished order's id is refused for reuse
+    /// (`duplicate_order_id`) and its final state answered: the horizon of a member's resends
+    /// and of late deliveries. 0 forgets finished orders at once (no dedup of resends).
+    pub dedup_window_ns: u64,
+    /// Dead-man's switches armed at once (one per member session that uses one); a
+    /// `cancel_after` arming one more is rejected with `capacity`.
+    pub switches_max: u32,
     /// Price levels over all books.
     pub levels_max: u32,
     /// Price levels on one side of one book (reserved per symbol when it is added).
@@ -41,12 +51,18 @@ impl Default for EngineConfig {
             accounts_max: 1 << 16,
             orders_max: 1 << 20,
             retired_ids_max: 1 << 20,
+            dedup_window_ns: DEFAULT_DEDUP_WINDOW_NS,
+            switches_max: 4096,
             levels_max: 1 << 16,
             levels_per_side_max: 4096,
             hash_seed: 0x5eed_0fba_5eba_11ed,
         }
     }
 }
+
+/// The default dedup window: 60 s of log time, twice the longest a producer retries a delivery
+/// (30 s), and time for a member to reconnect at another site and resend.
+pub const DEFAULT_DEDUP_WINDOW_NS: u64 = 60_000_000_000;
 
 /// Largest accepted value of any count: indexes are `u32` with one value kept as "none", and
 /// hash tables are sized at twice the count.
@@ -55,8 +71,10 @@ pub const COUNT_MAX: u32 = 1 << 30;
 /// A configuration that cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{field} must be between 1 (0 for retired_ids_max) and {COUNT_MAX}, got {value}")]
+    #[error("{field} must be between 1 (0 for retired_ids_max and switches_max) and {COUNT_MAX}, got {value}")]
     OutOfRange { field: &'static str, value: u32 },
+    #[error("a dedup window ({window_ns} ns) needs retired_ids_max above 0 to remember finished orders")]
+    WindowWithoutMemory { window_ns: u64 },
     #[error("levels_per_side_max ({per_side}) must not exceed levels_max ({total})")]
     PerSideAboveTotal { per_side: u32, total: u32 },
     #[error("cannot reserve {bytes} bytes for these capacities")]
@@ -78,10 +96,17 @@ impl EngineConfig {
                 return Err(ConfigError::OutOfRange { field, value });
             }
         }
-        if self.retired_ids_max > COUNT_MAX {
-            return Err(ConfigError::OutOfRange {
-                field: "retired_ids_max",
-                value: self.retired_ids_max,
+        for (field, value) in [
+            ("retired_ids_max", self.retired_ids_max),
+            ("switches_max", self.switches_max),
+        ] {
+            if value > COUNT_MAX {
+                return Err(ConfigError::OutOfRange { field, value });
+            }
+        }
+        if self.retired_ids_max == 0 && self.dedup_window_ns > 0 {
+            return Err(ConfigError::WindowWithoutMemory {
+                window_ns: self.dedup_window_ns,
             });
         }
         if self.levels_per_side_max > self.levels_max {

@@ -10,25 +10,32 @@
 //! - each account holds its live orders in acceptance order (for mass cancel, which sorts them
 //!   by time priority); a move does not relink it, so it touches only the price levels;
 //! - a finished order frees its record at once (recycled most-recently-freed first, so live
-//!   orders stay few and hot) and leaves its client order id in `RetiredIds`, a ring that
-//!   remembers the last `retired_ids_max` ids for duplicate detection;
+//!   orders stay few and hot) and leaves its final state in `Finished`, a ring that remembers
+//!   it for `dedup_window_ns` of log time (duplicate detection, status after the fact), and
+//!   never forgets one early: every live order keeps a place there for when it finishes;
 //! - `Index`es map (account, client order id) to a live record (small and hot: every cancel
-//!   and amend) or to a retired slot (large and cold: only a new order's duplicate check and
-//!   retirement touch it), and symbol names and account ids to their records.
+//!   and amend) or to a finished slot (large and cold: only a new order's duplicate check and
+//!   finishing touch it), and symbol names and account ids to their records;
+//! - `Switches` holds the armed dead-man's switches, earliest deadline first.
+//!
+//! Before each command, once the clock has moved to its `ts`, finished orders whose window has
+//! passed are forgotten and due switches fire; both cost one compare when nothing is due.
 //!
 //! Nothing here allocates after construction (`add_symbol` takes sides reserved then).
 
 use crate::alloc::{commit_capacity, reserve};
 use crate::command::{
-    AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, MassCancel, NewOrder,
+    AddSymbol, AmendOrder, CancelAfter, CancelOrder, Command, CommandKind, KillSwitch, MassCancel,
+    NewOrder, SetTradingStatus,
 };
 use crate::config::{ConfigError, EngineConfig};
 use crate::event::{CancelReason, Event, EventKind, EventSink, RejectReason, Request};
+use crate::finished::{Finished, FinishedRec};
 use crate::index::{hash_words, Index, Probe};
-use crate::retired::{RetiredId, RetiredIds};
+use crate::switches::Switches;
 use crate::types::{
-    AccountId, Lots, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, SymbolId, Ticks, Tif,
-    TimestampNs,
+    AccountId, Lots, OrdType, OrderId, OrderStatus, Price, Qty, Side, Stp, Symbol, SymbolId,
+    Ticks, Tif, TimestampNs, TradingStatus,
 };
 use crate::units::Units;
 
@@ -41,7 +48,14 @@ pub(crate) struct OrderRec {
     pub(crate) account: AccountId,
     pub(crate) order_id: OrderId,
     pub(crate) price: Ticks,
+    /// Open quantity. Filled is `total - leaves`.
     pub(crate) leaves: Lots,
+    /// Total quantity (filled part included); above `leaves` once something filled.
+    pub(crate) total: Lots,
+    /// Sum of price × quantity over its trades, in ticks × lots.
+    pub(crate) notional: u128,
+    /// The session that entered it.
+    pub(crate) session: u64,
     /// Time priority: a global counter taken on entry and on re-entry after an amend.
     pub(crate) prio: u64,
     /// Hash of (account, order id) in the order index.
@@ -57,6 +71,7 @@ pub(crate) struct OrderRec {
     pub(crate) account_rec: u32,
     pub(crate) symbol: u32,
     pub(crate) side: Side,
+    pub(crate) ord_type: OrdType,
     pub(crate) stp: Stp,
     pub(crate) post_only: bool,
     pub(crate) live: bool,
@@ -87,17 +102,21 @@ pub(crate) struct Book {
     pub(crate) tick: Price,
     pub(crate) lot: Qty,
     units: Units,
+    pub(crate) status: TradingStatus,
     /// Index by `side_index`: bids, then asks.
     pub(crate) sides: [Vec<LevelRef>; 2],
 }
 
-/// An account: for now the head of its live orders; later its balances and limits.
+/// An account: for now the head of its live orders and its kill switch; later its balances
+/// and limits.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct AccountRec {
     pub(crate) id: AccountId,
     pub(crate) head: u32,
     pub(crate) tail: u32,
     pub(crate) live: u32,
+    /// The kill switch is on: new orders and amends are refused.
+    pub(crate) disabled: bool,
 }
 
 pub(crate) fn side_index(side: Side) -> usize {
@@ -177,6 +196,39 @@ impl Book {
     }
 }
 
+/// A new order that passed its checks: where it goes and what it is in the book's units.
+struct CheckedNew {
+    book: u32,
+    lots: Lots,
+    /// `None` for a market order.
+    limit: Option<Ticks>,
+    /// `None` for an account's first order.
+    account_rec: Option<u32>,
+    hash: u32,
+}
+
+/// What an amend that passed its checks does to the order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AmendOutcome {
+    /// The new total is at or below the filled quantity: the order is filled.
+    Finishes,
+    /// Same price, total not raised: it keeps its time priority.
+    KeepsPlace,
+    /// It loses its place and re-enters as if new.
+    Reenters,
+}
+
+/// An amend that passed its checks.
+struct CheckedAmend {
+    rec: u32,
+    price: Ticks,
+    total: Lots,
+    filled: Lots,
+    /// The hash of the new id, when the amend gives one.
+    new_hash: Option<u32>,
+    outcome: AmendOutcome,
+}
+
 /// How matching an incoming order ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum MatchEnd {
@@ -220,14 +272,21 @@ pub struct Engine {
     pub(crate) order_index: Index,
     /// Head of the free order records (LIFO).
     pub(crate) free_order: u32,
-    pub(crate) retired: RetiredIds,
-    pub(crate) retired_index: Index,
+    pub(crate) finished: Finished,
+    pub(crate) finished_index: Index,
+    /// When the oldest finished order leaves its window (`u64::MAX`: none remembered).
+    pub(crate) next_expiry: u64,
+    pub(crate) switches: Switches,
+    /// Accounts whose kill switch is on: while 0, orders skip the account check.
+    pub(crate) disabled_accounts: u32,
     pub(crate) live_orders: u32,
     pub(crate) levels: Vec<Level>,
     /// Book sides reserved for the symbols not listed yet.
     spare_sides: Vec<[Vec<LevelRef>; 2]>,
     /// The orders a mass cancel is about to cancel (room for every live order).
     mass_scratch: Vec<u32>,
+    /// Books in name order, for a `trading_status` of every symbol (room for every symbol).
+    name_scratch: Vec<u32>,
     pub(crate) free_level: u32,
     pub(crate) levels_used: u32,
 }
@@ -270,11 +329,43 @@ pub struct EngineStats {
     pub symbols: u32,
     pub accounts: u32,
     pub live_orders: u32,
-    /// Retired orders whose client order ids are still remembered.
-    pub retired_ids: u32,
+    /// Finished orders remembered inside their dedup window.
+    pub finished: u32,
+    /// Armed dead-man's switches.
+    pub switches: u32,
     pub levels: u32,
     pub next_event_seq: u64,
     pub clock: TimestampNs,
+}
+
+/// An order as the engine remembers it: live, or finished inside its dedup window. Every site
+/// that applied the same log answers the same view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderView {
+    pub account: AccountId,
+    pub order_id: OrderId,
+    pub symbol: Symbol,
+    pub side: Side,
+    pub ord_type: OrdType,
+    /// `None` for a market order.
+    pub price: Option<Price>,
+    /// Total quantity. After an amend to a total at or below the filled quantity, it is that
+    /// total, below `filled`.
+    pub total: Qty,
+    pub filled: Qty,
+    /// Open quantity (0 once finished).
+    pub leaves: Qty,
+    /// Sum of price × quantity over its trades, exact, in units of 10^-16 (fixed-8 price
+    /// times fixed-8 quantity). Average price = notional / filled.
+    pub notional: u128,
+    pub status: OrderStatus,
+    /// Why it was cancelled (status `Cancelled`).
+    pub reason: Option<CancelReason>,
+    /// The id that replaced it (status `Replaced`).
+    pub replaced_by: Option<OrderId>,
+    pub session: u64,
+    /// When it finished (engine time); `None` while live.
+    pub finished_at: Option<TimestampNs>,
 }
 
 impl Engine {
@@ -283,8 +374,8 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Result<Engine, ConfigError> {
         config.validate()?;
         let orders = reserve(config.orders_max)?;
-        let retired = RetiredIds::with_capacity(config.retired_ids_max)?;
-        let retired_index = Index::with_capacity(config.retired_ids_max as usize)?;
+        let finished = Finished::with_capacity(config.retired_ids_max)?;
+        let finished_index = Index::with_capacity(config.retired_ids_max as usize)?;
         let order_index = Index::with_capacity(config.orders_max as usize)?;
         let levels = reserve(config.levels_max)?;
         // Every book's sides up front: listing a symbol must never depend on the allocator,
@@ -308,12 +399,16 @@ impl Engine {
             orders,
             order_index,
             free_order: NIL,
-            retired,
-            retired_index,
+            finished,
+            finished_index,
+            next_expiry: u64::MAX,
+            switches: Switches::with_capacity(config.switches_max, config.hash_seed)?,
+            disabled_accounts: 0,
             live_orders: 0,
             levels,
             spare_sides,
             mass_scratch: reserve(config.orders_max)?,
+            name_scratch: reserve(config.symbols_max)?,
             free_level: NIL,
             levels_used: 0,
         })
@@ -338,6 +433,9 @@ impl Engine {
             order_id: id,
             price: Ticks(0),
             leaves: Lots(0),
+            total: Lots(0),
+            notional: 0,
+            session: 0,
             prio: 0,
             hash: 0,
             level: NIL,
@@ -348,11 +446,14 @@ impl Engine {
             account_rec: NIL,
             symbol: NIL,
             side: Side::Buy,
+            ord_type: OrdType::Limit,
             stp: Stp::None,
             post_only: false,
             live: false,
         };
         commit_capacity(&mut self.orders, filler);
+        self.finished.commit_memory(self.frozen(&filler, OrderStatus::Filled, None));
+        self.switches.commit_memory();
         let level = Level {
             price: Ticks(0),
             total: 0,
@@ -366,18 +467,19 @@ impl Engine {
             head: NIL,
             tail: NIL,
             live: 0,
+            disabled: false,
         };
         commit_capacity(&mut self.accounts, account);
         commit_capacity(&mut self.mass_scratch, NIL);
+        commit_capacity(&mut self.name_scratch, NIL);
         let level_ref = LevelRef { key: 0, level: NIL };
         let sides = self.books.iter_mut().map(|book| &mut book.sides);
         for side in sides.chain(&mut self.spare_sides).flatten() {
             commit_capacity(side, level_ref);
         }
-        self.retired.commit_memory(id);
         for index in [
             &mut self.order_index,
-            &mut self.retired_index,
+            &mut self.finished_index,
             &mut self.book_index,
             &mut self.account_index,
         ] {
@@ -386,6 +488,10 @@ impl Engine {
     }
 
     /// Applies one command, writing what happened to `sink`.
+    ///
+    /// First the clock moves to the command's `ts` (never back); then finished orders whose
+    /// dedup window has passed are forgotten and due dead-man's switches fire (their cancels
+    /// are events of this command, before its own); then the command itself applies.
     pub fn apply<S: EventSink>(&mut self, cmd: &Command, sink: &mut S) {
         self.clock = self.clock.max(cmd.ts);
         let mut out = Emit {
@@ -393,12 +499,23 @@ impl Engine {
             seq: self.next_event_seq,
             ts: self.clock,
         };
+        let now = self.clock.0;
+        if now >= self.next_expiry {
+            self.expire(now);
+        }
+        if now >= self.switches.next_deadline() {
+            self.fire_switches(now, &mut out);
+        }
         match &cmd.kind {
             CommandKind::AddSymbol(add) => self.add_symbol(add, &mut out),
             CommandKind::New(order) => self.new_order(order, &mut out),
             CommandKind::Cancel(cancel) => self.cancel(cancel, &mut out),
             CommandKind::Amend(amend) => self.amend(amend, &mut out),
             CommandKind::MassCancel(mass) => self.mass_cancel(mass, &mut out),
+            CommandKind::CancelAfter(arm) => self.cancel_after(arm, &mut out),
+            CommandKind::Clock => {}
+            CommandKind::TradingStatus(set) => self.set_trading_status(set, &mut out),
+            CommandKind::KillSwitch(kill) => self.kill_switch(kill, &mut out),
         }
         self.next_event_seq = out.seq;
     }
@@ -463,6 +580,98 @@ impl Engine {
         })
     }
 
+    /// What the engine remembers of `account`'s order `order_id`: live, or finished inside its
+    /// dedup window (a replaced id answers as `replaced`, naming its successor).
+    pub fn order(&self, account: AccountId, order_id: &OrderId) -> Option<OrderView> {
+        let hash = self.order_hash(account, order_id);
+        if let Some(rec) = self.find_live(hash, account, order_id) {
+            return Some(self.live_view(&self.orders[rec as usize]));
+        }
+        let slot = self.find_finished(hash, account, order_id)?;
+        Some(self.finished_view(self.finished.get(slot)))
+    }
+
+    /// Every order the engine remembers (live, and finished inside the window), sorted by
+    /// account, then order id (byte order): `ORDERS.json` of the replay contract, and what a
+    /// mass status answers. O(state).
+    pub fn orders(&self) -> Vec<OrderView> {
+        let mut all: Vec<OrderView> = Vec::with_capacity(
+            self.live_orders as usize + self.finished.len() as usize,
+        );
+        all.extend(
+            self.orders
+                .iter()
+                .filter(|o| o.live)
+                .map(|o| self.live_view(o)),
+        );
+        all.extend(self.finished.iter().map(|(_, f)| self.finished_view(f)));
+        all.sort_unstable_by(|a, b| (a.account, a.order_id).cmp(&(b.account, b.order_id)));
+        all
+    }
+
+    /// A symbol's trading status.
+    pub fn trading_status(&self, symbol: SymbolId) -> Option<TradingStatus> {
+        self.books.get(symbol.0 as usize).map(|book| book.status)
+    }
+
+    /// Whether `account`'s kill switch is on.
+    pub fn kill_switch_on(&self, account: AccountId) -> bool {
+        self.find_account(account)
+            .is_some_and(|a| self.accounts[a as usize].disabled)
+    }
+
+    /// The deadline of the dead-man's switch of (`account`, `session`), if armed.
+    pub fn switch_deadline(&self, account: AccountId, session: u64) -> Option<TimestampNs> {
+        self.switches.deadline(account, session).map(TimestampNs)
+    }
+
+    fn live_view(&self, o: &OrderRec) -> OrderView {
+        let book = &self.books[o.symbol as usize];
+        let filled = Lots(o.total.0 - o.leaves.0);
+        OrderView {
+            account: o.account,
+            order_id: o.order_id,
+            symbol: book.name,
+            side: o.side,
+            ord_type: o.ord_type,
+            price: (o.ord_type == OrdType::Limit).then(|| book.units().price(o.price)),
+            total: book.units().qty(o.total),
+            filled: book.units().qty(filled),
+            leaves: book.units().qty(o.leaves),
+            notional: book.units().notional(o.notional),
+            status: if filled.0 == 0 {
+                OrderStatus::New
+            } else {
+                OrderStatus::PartiallyFilled
+            },
+            reason: None,
+            replaced_by: None,
+            session: o.session,
+            finished_at: None,
+        }
+    }
+
+    fn finished_view(&self, f: &FinishedRec) -> OrderView {
+        let book = &self.books[f.symbol as usize];
+        OrderView {
+            account: f.account,
+            order_id: f.order_id,
+            symbol: book.name,
+            side: f.side,
+            ord_type: f.ord_type,
+            price: (f.ord_type == OrdType::Limit).then(|| book.units().price(f.price)),
+            total: book.units().qty(f.total),
+            filled: book.units().qty(f.filled),
+            leaves: Qty(0),
+            notional: book.units().notional(f.notional),
+            status: f.status,
+            reason: f.reason,
+            replaced_by: f.replaced_by,
+            session: f.session,
+            finished_at: Some(f.finished_at),
+        }
+    }
+
     /// The aggregated levels of one side of a book, best first: what an L2 market-data
     /// snapshot shows. Empty for an unknown symbol.
     pub fn depth(&self, symbol: SymbolId, side: Side) -> impl Iterator<Item = DepthLevel> + '_ {
@@ -486,7 +695,8 @@ impl Engine {
             symbols: self.books.len() as u32,
             accounts: self.accounts.len() as u32,
             live_orders: self.live_orders,
-            retired_ids: self.retired.len(),
+            finished: self.finished.len(),
+            switches: self.switches.len(),
             levels: self.levels_used,
             next_event_seq: self.next_event_seq,
             clock: self.clock,
@@ -539,32 +749,49 @@ impl Engine {
         })
     }
 
-    /// The retired slot remembering (`account`, `order_id`), whose hash is `hash`.
-    pub(crate) fn find_retired(
+    /// The finished slot remembering (`account`, `order_id`), whose hash is `hash`.
+    pub(crate) fn find_finished(
         &self,
         hash: u32,
         account: AccountId,
         order_id: &OrderId,
     ) -> Option<u32> {
-        self.find_retired_from(self.retired_index.start(hash), account, order_id)
+        self.find_finished_from(self.finished_index.start(hash), account, order_id)
     }
 
-    fn find_retired_from(
+    fn find_finished_from(
         &self,
         probe: Probe,
         account: AccountId,
         order_id: &OrderId,
     ) -> Option<u32> {
-        self.retired_index.find_from(probe, |slot| {
-            let id = self.retired.get(slot);
+        self.finished_index.find_from(probe, |slot| {
+            let id = self.finished.get(slot);
             id.account == account && id.order_id == *order_id
         })
     }
 
-    /// Whether the account had an order accepted with this id that is live or remembered.
+    /// Whether the account has an order with this id that is live or finished inside the window.
     pub(crate) fn id_known(&self, hash: u32, account: AccountId, order_id: &OrderId) -> bool {
         self.find_live(hash, account, order_id).is_some()
-            || self.find_retired(hash, account, order_id).is_some()
+            || self.find_finished(hash, account, order_id).is_some()
+    }
+
+    /// Whether the finished-order memory has a place for one more order that will finish (a
+    /// new order, or the old id of a replace) on top of the places live orders hold.
+    #[inline]
+    fn finished_room(&self) -> bool {
+        self.config.dedup_window_ns == 0
+            || self.finished.len() + self.live_orders < self.config.retired_ids_max
+    }
+
+    /// Whether the account's kill switch is on.
+    #[inline]
+    fn is_disabled(&self, account: AccountId) -> bool {
+        self.disabled_accounts != 0
+            && self
+                .find_account(account)
+                .is_some_and(|a| self.accounts[a as usize].disabled)
     }
 
     /// The live record of (`account`, `order_id`).
@@ -628,6 +855,7 @@ impl Engine {
         match reason {
             Some(reason) => out.push(EventKind::SymbolRejected {
                 symbol: add.symbol,
+                request: Request::AddSymbol,
                 reason,
             }),
             None => self.insert_book(add.symbol, add.tick, add.lot),
@@ -635,7 +863,7 @@ impl Engine {
     }
 
     /// Lists a symbol, giving it one of the book sides reserved at construction. The caller
-    /// has checked that fewer than `symbols_max` are listed.
+    /// has checked that fewer than `symbols_max` are listed. It starts `open`.
     pub(crate) fn insert_book(&mut self, name: Symbol, tick: Price, lot: Qty) {
         let sides = self
             .spare_sides
@@ -647,55 +875,55 @@ impl Engine {
             tick,
             lot,
             units: Units::new(tick, lot),
+            status: TradingStatus::Open,
             sides,
         });
         self.book_index.insert(self.symbol_hash(&name), id);
     }
 
-    fn new_order<S: EventSink>(&mut self, order: &NewOrder, out: &mut Emit<S>) {
-        let reject = |out: &mut Emit<S>, reason| {
-            out.push(EventKind::Rejected {
-                account: order.account,
-                order_id: order.order_id,
-                symbol: order.symbol,
-                request: Request::New,
-                reason,
-            })
-        };
-        // The retired-id index is large and its slot likely cold: start that lookup first.
+    /// A new order's checks, in the contract's order (then `capacity`).
+    #[inline(always)]
+    fn check_new(&self, order: &NewOrder) -> Result<CheckedNew, RejectReason> {
+        // The finished-order index is large and its slot likely cold: start that lookup first.
         let hash = self.order_hash(order.account, &order.order_id);
-        let retired_probe = self.retired_index.start(hash);
-        let Some(book) = self.find_book(&order.symbol) else {
-            return reject(out, RejectReason::UnknownSymbol);
-        };
+        let finished_probe = self.finished_index.start(hash);
+        let book = self
+            .find_book(&order.symbol)
+            .ok_or(RejectReason::UnknownSymbol)?;
+        if self.is_disabled(order.account) {
+            return Err(RejectReason::AccountDisabled);
+        }
+        if self.books[book as usize].status != TradingStatus::Open {
+            return Err(RejectReason::CancelOnly);
+        }
         if self
             .find_live(hash, order.account, &order.order_id)
             .is_some()
             || self
-                .find_retired_from(retired_probe, order.account, &order.order_id)
+                .find_finished_from(finished_probe, order.account, &order.order_id)
                 .is_some()
         {
-            return reject(out, RejectReason::DuplicateOrderId);
+            return Err(RejectReason::DuplicateOrderId);
         }
         let units = self.books[book as usize].units();
-        let Some(lots) = units.lots(order.qty) else {
-            return reject(out, RejectReason::InvalidQty);
-        };
+        let lots = units.lots(order.qty).ok_or(RejectReason::InvalidQty)?;
         let limit = match order.ord_type {
             OrdType::Market => None,
-            OrdType::Limit => match order.price.and_then(|p| units.ticks(p)) {
-                Some(ticks) => Some(ticks),
-                None => return reject(out, RejectReason::InvalidPrice),
-            },
+            OrdType::Limit => Some(
+                order
+                    .price
+                    .and_then(|p| units.ticks(p))
+                    .ok_or(RejectReason::InvalidPrice)?,
+            ),
         };
         let market = order.ord_type == OrdType::Market;
         if (market && order.tif == Tif::Gtc)
             || (order.post_only && (market || order.tif != Tif::Gtc))
         {
-            return reject(out, RejectReason::InvalidTif);
+            return Err(RejectReason::InvalidTif);
         }
         if order.post_only && self.crosses_book(book, order.side, limit) {
-            return reject(out, RejectReason::PostOnly);
+            return Err(RejectReason::PostOnly);
         }
         let account_rec = self.find_account(order.account);
         let level_room = match (order.tif, limit) {
@@ -705,56 +933,80 @@ impl Engine {
         let room = (account_rec.is_some()
             || self.accounts.len() < self.config.accounts_max as usize)
             && self.live_orders < self.config.orders_max
-            && level_room;
+            && level_room
+            && self.finished_room();
         if !room {
-            return reject(out, RejectReason::Capacity);
+            return Err(RejectReason::Capacity);
         }
+        Ok(CheckedNew {
+            book,
+            lots,
+            limit,
+            account_rec,
+            hash,
+        })
+    }
 
+    fn new_order<S: EventSink>(&mut self, order: &NewOrder, out: &mut Emit<S>) {
+        let c = match self.check_new(order) {
+            Ok(checked) => checked,
+            Err(reason) => {
+                return out.push(EventKind::Rejected {
+                    account: order.account,
+                    order_id: order.order_id,
+                    symbol: order.symbol,
+                    request: Request::New,
+                    reason,
+                })
+            }
+        };
         // Accepted: from here on the order exists.
-        let account_rec = account_rec.unwrap_or_else(|| self.insert_account(order.account));
+        let account_rec = c
+            .account_rec
+            .unwrap_or_else(|| self.insert_account(order.account));
         let prio = self.take_prio();
         let rec = self.insert_live_order(OrderRec {
             account: order.account,
             order_id: order.order_id,
-            price: limit.unwrap_or(Ticks(0)),
-            leaves: lots,
+            price: c.limit.unwrap_or(Ticks(0)),
+            leaves: c.lots,
+            total: c.lots,
+            notional: 0,
+            session: order.session,
             prio,
-            hash,
+            hash: c.hash,
             level: NIL,
             prev: NIL,
             next: NIL,
             acct_prev: NIL,
             acct_next: NIL,
             account_rec,
-            symbol: book,
+            symbol: c.book,
             side: order.side,
+            ord_type: order.ord_type,
             stp: order.stp,
             post_only: order.post_only,
             live: true,
         });
+        let units = self.books[c.book as usize].units();
         out.push(EventKind::Accepted {
             account: order.account,
             order_id: order.order_id,
             symbol: order.symbol,
             side: order.side,
-            price: limit.map(|ticks| units.price(ticks)),
+            price: c.limit.map(|ticks| units.price(ticks)),
             qty: order.qty,
         });
-
-        if order.tif == Tif::Fok && !self.fok_fillable(rec, limit) {
+        if order.tif == Tif::Fok && !self.fok_fillable(rec, c.limit) {
             self.cancel_order(rec, CancelReason::Fok, out);
             return;
         }
-        let end = self.match_incoming(rec, limit, out);
+        let end = self.match_incoming(rec, c.limit, out);
         let rest = match order.tif {
             Tif::Gtc => None,
             Tif::Ioc => Some(CancelReason::Ioc),
             Tif::Fok => {
-                assert_eq!(
-                    end,
-                    MatchEnd::Filled,
-                    "a fillable FOK order fills completely"
-                );
+                assert_eq!(end, MatchEnd::Filled, "a fillable FOK order fills completely");
                 None
             }
         };
@@ -774,63 +1026,129 @@ impl Engine {
         }
     }
 
-    fn amend<S: EventSink>(&mut self, amend: &AmendOrder, out: &mut Emit<S>) {
-        let reject = |out: &mut Emit<S>, reason| {
-            out.push(EventKind::Rejected {
-                account: amend.account,
-                order_id: amend.order_id,
-                symbol: amend.symbol,
-                request: Request::Amend,
-                reason,
-            })
-        };
-        let Some(rec) = self.find_resting(amend.account, &amend.symbol, &amend.order_id) else {
-            return reject(out, RejectReason::UnknownOrder);
-        };
+    /// An amend's checks, in the contract's order (then `capacity`), and what it will do.
+    fn check_amend(&self, amend: &AmendOrder) -> Result<CheckedAmend, RejectReason> {
+        let rec = self
+            .find_resting(amend.account, &amend.symbol, &amend.order_id)
+            .ok_or(RejectReason::UnknownOrder)?;
         let order = self.orders[rec as usize];
+        if self.disabled_accounts != 0 && self.accounts[order.account_rec as usize].disabled {
+            return Err(RejectReason::AccountDisabled);
+        }
+        if self.books[order.symbol as usize].status != TradingStatus::Open {
+            return Err(RejectReason::CancelOnly);
+        }
         let units = self.books[order.symbol as usize].units();
         let price = match amend.price {
             None => order.price,
-            Some(p) => match units.ticks(p) {
-                Some(ticks) => ticks,
-                None => return reject(out, RejectReason::InvalidPrice),
-            },
+            Some(p) => units.ticks(p).ok_or(RejectReason::InvalidPrice)?,
         };
-        let leaves = match amend.qty {
-            None => order.leaves,
-            Some(q) => match units.lots(q) {
-                Some(lots) => lots,
-                None => return reject(out, RejectReason::InvalidQty),
-            },
+        let total = match amend.qty {
+            None => order.total,
+            Some(q) => units.lots(q).ok_or(RejectReason::InvalidQty)?,
+        };
+        let new_hash = match &amend.new_order_id {
+            None => None,
+            Some(new_id) => {
+                let hash = self.order_hash(amend.account, new_id);
+                if *new_id == amend.order_id || self.id_known(hash, amend.account, new_id) {
+                    return Err(RejectReason::DuplicateOrderId);
+                }
+                Some(hash)
+            }
         };
         if order.post_only && self.crosses_book(order.symbol, order.side, Some(price)) {
-            return reject(out, RejectReason::PostOnly);
+            return Err(RejectReason::PostOnly);
         }
-        let amended = EventKind::Amended {
+        let filled = Lots(order.total.0 - order.leaves.0);
+        let outcome = if total <= filled {
+            AmendOutcome::Finishes
+        } else if price == order.price && total <= order.total {
+            AmendOutcome::KeepsPlace
+        } else {
+            AmendOutcome::Reenters
+        };
+        let needs_level = outcome == AmendOutcome::Reenters
+            && price != order.price
+            && self.levels[order.level as usize].count > 1;
+        if (new_hash.is_some() && !self.finished_room())
+            || (needs_level && !self.level_room(order.symbol, order.side, price))
+        {
+            return Err(RejectReason::Capacity);
+        }
+        Ok(CheckedAmend {
+            rec,
+            price,
+            total,
+            filled,
+            new_hash,
+            outcome,
+        })
+    }
+
+    fn amend<S: EventSink>(&mut self, amend: &AmendOrder, out: &mut Emit<S>) {
+        let c = match self.check_amend(amend) {
+            Ok(checked) => checked,
+            Err(reason) => {
+                return out.push(EventKind::Rejected {
+                    account: amend.account,
+                    order_id: amend.order_id,
+                    symbol: amend.symbol,
+                    request: Request::Amend,
+                    reason,
+                })
+            }
+        };
+        let rec = c.rec;
+        if let (Some(new_id), Some(new_hash)) = (amend.new_order_id, c.new_hash) {
+            self.rename(rec, new_id, new_hash);
+        }
+        let order = self.orders[rec as usize];
+        let units = self.books[order.symbol as usize].units();
+        let leaves = Lots(c.total.0.saturating_sub(c.filled.0));
+        out.push(EventKind::Amended {
             account: amend.account,
             order_id: amend.order_id,
             symbol: amend.symbol,
-            price: units.price(price),
-            qty: units.qty(leaves),
-        };
-        if price == order.price && leaves <= order.leaves {
-            // Keeps its place.
-            let level = &mut self.levels[order.level as usize];
-            level.total -= u128::from(order.leaves.0 - leaves.0);
-            self.orders[rec as usize].leaves = leaves;
-            out.push(amended);
-            return;
+            price: units.price(c.price),
+            total: units.qty(c.total),
+            leaves: units.qty(leaves),
+            filled: units.qty(c.filled),
+            new_order_id: amend.new_order_id,
+        });
+        match c.outcome {
+            AmendOutcome::Finishes => {
+                self.unrest(rec);
+                let mut frozen = self.frozen(&self.orders[rec as usize], OrderStatus::Filled, None);
+                frozen.price = c.price;
+                frozen.total = c.total;
+                self.release(rec);
+                self.remember(frozen);
+            }
+            AmendOutcome::KeepsPlace => {
+                let level = &mut self.levels[order.level as usize];
+                level.total -= u128::from(order.leaves.0 - leaves.0);
+                let o = &mut self.orders[rec as usize];
+                o.leaves = leaves;
+                o.total = c.total;
+            }
+            AmendOutcome::Reenters => self.reenter(rec, c.price, c.total, leaves, out),
         }
-        let frees_its_level = self.levels[order.level as usize].count == 1;
-        if price != order.price
-            && !frees_its_level
-            && !self.level_room(order.symbol, order.side, price)
-        {
-            return reject(out, RejectReason::Capacity);
-        }
-        // Loses its place: leaves the book and re-enters as if new.
+    }
+
+    /// Resting order `rec` loses its place: it leaves the book and re-enters at the back of
+    /// the level at `price` as if new, matching first if it crosses.
+    fn reenter<S: EventSink>(
+        &mut self,
+        rec: u32,
+        price: Ticks,
+        total: Lots,
+        leaves: Lots,
+        out: &mut Emit<S>,
+    ) {
         let prio = self.take_prio();
-        out.push(amended);
+        self.orders[rec as usize].total = total;
+        let order = self.orders[rec as usize];
         if self.crosses_book(order.symbol, order.side, Some(price)) {
             self.unrest(rec);
             let o = &mut self.orders[rec as usize];
@@ -844,6 +1162,20 @@ impl Engine {
         }
     }
 
+    /// Live order `rec` gives up its id for `new_id`: the old id is finished as `replaced`
+    /// (frozen as it is now), and the record goes by the new one.
+    fn rename(&mut self, rec: u32, new_id: OrderId, new_hash: u32) {
+        let order = self.orders[rec as usize];
+        let mut frozen = self.frozen(&order, OrderStatus::Replaced, None);
+        frozen.replaced_by = Some(new_id);
+        self.order_index.remove(order.hash, rec);
+        let o = &mut self.orders[rec as usize];
+        o.order_id = new_id;
+        o.hash = new_hash;
+        self.order_index.insert(new_hash, rec);
+        self.remember(frozen);
+    }
+
     fn mass_cancel<S: EventSink>(&mut self, mass: &MassCancel, out: &mut Emit<S>) {
         let Some(account) = self.find_account(mass.account) else {
             return;
@@ -855,23 +1187,135 @@ impl Engine {
                 None => return,
             },
         };
+        self.cancel_where(account, only, mass.session, CancelReason::Mass, out);
+    }
+
+    /// Cancels every live order of account record `account` (in book `only_book`, entered by
+    /// `only_session`, when given) with `reason`, oldest time priority first.
+    fn cancel_where<S: EventSink>(
+        &mut self,
+        account: u32,
+        only_book: Option<u32>,
+        only_session: Option<u64>,
+        reason: CancelReason,
+        out: &mut Emit<S>,
+    ) {
         // The account's list is in acceptance order (a move does not relink it); cancels go
         // out in time priority.
         let mut doomed = std::mem::take(&mut self.mass_scratch);
         let mut rec = self.accounts[account as usize].head;
         while rec != NIL {
             let order = &self.orders[rec as usize];
-            if only.is_none_or(|book| book == order.symbol) {
+            if only_book.is_none_or(|book| book == order.symbol)
+                && only_session.is_none_or(|session| session == order.session)
+            {
                 doomed.push(rec);
             }
             rec = order.acct_next;
         }
         doomed.sort_unstable_by_key(|&rec| self.orders[rec as usize].prio);
         for &rec in &doomed {
-            self.cancel_order(rec, CancelReason::Mass, out);
+            self.cancel_order(rec, reason, out);
         }
         doomed.clear();
         self.mass_scratch = doomed;
+    }
+
+    fn cancel_after<S: EventSink>(&mut self, arm: &CancelAfter, out: &mut Emit<S>) {
+        let deadline = if arm.timeout_ns == 0 {
+            self.switches.disarm(arm.account, arm.session);
+            0
+        } else {
+            if self.switches.is_full_for(arm.account, arm.session) {
+                return out.push(EventKind::AccountRejected {
+                    account: arm.account,
+                    session: arm.session,
+                    request: Request::CancelAfter,
+                    reason: RejectReason::Capacity,
+                });
+            }
+            let deadline = self.clock.0.saturating_add(arm.timeout_ns);
+            self.switches.arm(arm.account, arm.session, deadline);
+            deadline
+        };
+        out.push(EventKind::CancelAfter {
+            account: arm.account,
+            session: arm.session,
+            deadline: TimestampNs(deadline),
+        });
+    }
+
+    /// Fires every switch due at `now`, in (deadline, account, session) order.
+    #[inline(never)]
+    fn fire_switches<S: EventSink>(&mut self, now: u64, out: &mut Emit<S>) {
+        while let Some(due) = self.switches.pop_due(now) {
+            if let Some(account) = self.find_account(due.account) {
+                self.cancel_where(account, None, Some(due.session), CancelReason::Expired, out);
+            }
+        }
+    }
+
+    fn set_trading_status<S: EventSink>(&mut self, set: &SetTradingStatus, out: &mut Emit<S>) {
+        let mut books = std::mem::take(&mut self.name_scratch);
+        match &set.symbol {
+            Some(name) => match self.find_book(name) {
+                Some(book) => books.push(book),
+                None => out.push(EventKind::SymbolRejected {
+                    symbol: *name,
+                    request: Request::TradingStatus,
+                    reason: RejectReason::UnknownSymbol,
+                }),
+            },
+            None => {
+                books.extend(0..self.books.len() as u32);
+                books.sort_unstable_by_key(|&book| self.books[book as usize].name);
+            }
+        }
+        for &book in &books {
+            let book = &mut self.books[book as usize];
+            book.status = set.status;
+            out.push(EventKind::TradingStatus {
+                symbol: book.name,
+                status: set.status,
+            });
+        }
+        books.clear();
+        self.name_scratch = books;
+    }
+
+    fn kill_switch<S: EventSink>(&mut self, kill: &KillSwitch, out: &mut Emit<S>) {
+        let account = match self.find_account(kill.account) {
+            Some(account) => Some(account),
+            // Turning it on for an account never seen needs its record, to refuse its orders.
+            None if kill.on && self.accounts.len() < self.config.accounts_max as usize => {
+                Some(self.insert_account(kill.account))
+            }
+            None if kill.on => {
+                return out.push(EventKind::AccountRejected {
+                    account: kill.account,
+                    session: 0,
+                    request: Request::KillSwitch,
+                    reason: RejectReason::Capacity,
+                });
+            }
+            None => None,
+        };
+        out.push(EventKind::KillSwitch {
+            account: kill.account,
+            on: kill.on,
+        });
+        let Some(account) = account else {
+            return;
+        };
+        let was = std::mem::replace(&mut self.accounts[account as usize].disabled, kill.on);
+        match (was, kill.on) {
+            (false, true) => self.disabled_accounts += 1,
+            (true, false) => self.disabled_accounts -= 1,
+            _ => {}
+        }
+        if kill.on {
+            self.cancel_where(account, None, None, CancelReason::KillSwitch, out);
+        }
     }
 
     // ----- matching --------------------------------------------------------------------------
@@ -905,6 +1349,7 @@ impl Engine {
         let opposite = side_index(t.side.opposite());
         let (name, units) = (self.books[book].name, self.books[book].units());
         let mut taker_leaves = t.leaves.0;
+        let mut taker_notional = t.notional;
         let end = 'levels: loop {
             if taker_leaves == 0 {
                 break MatchEnd::Filled;
@@ -938,7 +1383,11 @@ impl Engine {
                 let fill = m.leaves.0.min(taker_leaves);
                 taker_leaves -= fill;
                 let maker_leaves = m.leaves.0 - fill;
-                self.orders[maker as usize].leaves = Lots(maker_leaves);
+                let value = level_price.0 as u128 * u128::from(fill);
+                taker_notional += value;
+                let mo = &mut self.orders[maker as usize];
+                mo.leaves = Lots(maker_leaves);
+                mo.notional += value;
                 self.levels[level as usize].total -= u128::from(fill);
                 out.push(EventKind::Trade {
                     symbol: name,
@@ -951,10 +1400,12 @@ impl Engine {
                     taker_side: t.side,
                     maker_leaves: units.qty(Lots(maker_leaves)),
                     taker_leaves: units.qty(Lots(taker_leaves)),
+                    maker_filled: units.qty(Lots(m.total.0 - maker_leaves)),
+                    taker_filled: units.qty(Lots(t.total.0 - taker_leaves)),
                 });
                 if maker_leaves == 0 {
                     self.unrest(maker);
-                    self.retire(maker);
+                    self.finish(maker, OrderStatus::Filled, None);
                 }
                 if taker_leaves == 0 {
                     break 'levels MatchEnd::Filled;
@@ -962,7 +1413,9 @@ impl Engine {
                 maker = m.next;
             }
         };
-        self.orders[taker as usize].leaves = Lots(taker_leaves);
+        let to = &mut self.orders[taker as usize];
+        to.leaves = Lots(taker_leaves);
+        to.notional = taker_notional;
         end
     }
 
@@ -997,7 +1450,7 @@ impl Engine {
         false
     }
 
-    /// What becomes of live order `rec` after matching ended with `end`: retired when filled,
+    /// What becomes of live order `rec` after matching ended with `end`: finished when filled,
     /// cancelled (`stp`) when self-trade prevention stopped it, else its rest is cancelled with
     /// `cancel_rest` or, when that is `None`, goes on the book.
     fn settle<S: EventSink>(
@@ -1008,7 +1461,7 @@ impl Engine {
         out: &mut Emit<S>,
     ) {
         match (end, cancel_rest) {
-            (MatchEnd::Filled, _) => self.retire(rec),
+            (MatchEnd::Filled, _) => self.finish(rec, OrderStatus::Filled, None),
             (MatchEnd::Stp, _) => self.cancel_order(rec, CancelReason::Stp, out),
             (MatchEnd::Exhausted, Some(reason)) => self.cancel_order(rec, reason, out),
             (MatchEnd::Exhausted, None) => self.rest(rec),
@@ -1031,6 +1484,7 @@ impl Engine {
             head: NIL,
             tail: NIL,
             live: 0,
+            disabled: false,
         });
         self.account_index.insert(hash, rec);
         rec
@@ -1083,16 +1537,80 @@ impl Engine {
         if order.level != NIL {
             self.unrest(rec);
         }
-        self.retire(rec);
+        self.finish(rec, OrderStatus::Cancelled, Some(reason));
     }
 
-    /// Live order `rec`, not on the book, is done: it leaves its account's list, its id moves to
-    /// the retired ring (forgetting the oldest one there when full) and its record is freed.
-    pub(crate) fn retire(&mut self, rec: u32) {
+    /// Live order `rec`, not on the book, is done with `status`: its final state is remembered
+    /// for the dedup window and its record is freed.
+    pub(crate) fn finish(&mut self, rec: u32, status: OrderStatus, reason: Option<CancelReason>) {
+        let frozen = self.frozen(&self.orders[rec as usize], status, reason);
+        self.release(rec);
+        self.remember(frozen);
+    }
+
+    /// The finished state of `order` with `status`, as of now.
+    pub(crate) fn frozen(
+        &self,
+        order: &OrderRec,
+        status: OrderStatus,
+        reason: Option<CancelReason>,
+    ) -> FinishedRec {
+        FinishedRec {
+            account: order.account,
+            order_id: order.order_id,
+            replaced_by: None,
+            symbol: order.symbol,
+            side: order.side,
+            ord_type: order.ord_type,
+            status,
+            reason,
+            price: order.price,
+            total: order.total,
+            filled: Lots(order.total.0 - order.leaves.0),
+            notional: order.notional,
+            session: order.session,
+            finished_at: self.clock,
+            hash: order.hash,
+        }
+    }
+
+    /// Remembers a finished order for the dedup window (not at all with a window of 0). Its
+    /// place was reserved while it was live (or by the replace that froze it).
+    pub(crate) fn remember(&mut self, frozen: FinishedRec) {
+        let window = self.config.dedup_window_ns;
+        if window == 0 {
+            return;
+        }
+        if self.finished.len() == 0 {
+            self.next_expiry = frozen.finished_at.0.saturating_add(window);
+        }
+        let slot = self.finished.push(frozen);
+        self.finished_index.insert(frozen.hash, slot);
+    }
+
+    /// Forgets the finished orders whose window has passed at `now`.
+    #[inline(never)]
+    fn expire(&mut self, now: u64) {
+        let window = self.config.dedup_window_ns;
+        while let Some(oldest) = self.finished.oldest() {
+            let expiry = oldest.finished_at.0.saturating_add(window);
+            if expiry > now {
+                self.next_expiry = expiry;
+                return;
+            }
+            let (slot, hash) = self.finished.pop_oldest();
+            self.finished_index.remove(hash, slot);
+        }
+        self.next_expiry = u64::MAX;
+    }
+
+    /// Frees live order `rec` (not on the book): it leaves the order index and its account's
+    /// list, and its record goes to the free list.
+    pub(crate) fn release(&mut self, rec: u32) {
         let order = &mut self.orders[rec as usize];
         assert!(order.live && order.level == NIL);
         order.live = false;
-        let (hash, account, order_id) = (order.hash, order.account, order.order_id);
+        let hash = order.hash;
         let (account_rec, acct_prev, acct_next) =
             (order.account_rec, order.acct_prev, order.acct_next);
         self.order_index.remove(hash, rec);
@@ -1110,17 +1628,6 @@ impl Engine {
             self.orders[acct_next as usize].acct_prev = acct_prev;
         }
 
-        if self.retired.capacity() > 0 {
-            let (slot, forgotten) = self.retired.push(RetiredId {
-                account,
-                order_id,
-                hash,
-            });
-            if let Some(forgotten) = forgotten {
-                self.retired_index.remove(forgotten.hash, slot);
-            }
-            self.retired_index.insert(hash, slot);
-        }
         self.orders[rec as usize].next = self.free_order;
         self.free_order = rec;
         self.live_orders -= 1;
@@ -1325,6 +1832,7 @@ mod tests {
                     tif: Tif::Gtc,
                     post_only: false,
                     stp: Stp::CancelTaker,
+                    session: 0,
                 }),
             )
         };

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{AccountId, OrderId, Price, Qty, Side, Symbol, TimestampNs};
+use crate::types::{AccountId, OrderId, Price, Qty, Side, Symbol, TimestampNs, TradingStatus};
 
 /// One thing that happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,9 +40,18 @@ pub enum EventKind {
         request: Request,
         reason: RejectReason,
     },
-    /// An `add_symbol` was refused.
+    /// An `add_symbol` or a `trading_status` was refused.
     SymbolRejected {
         symbol: Symbol,
+        request: Request,
+        reason: RejectReason,
+    },
+    /// A `cancel_after` or a `kill_switch` was refused (`capacity`); nothing changed.
+    AccountRejected {
+        account: AccountId,
+        /// The `cancel_after`'s session; 0 for a `kill_switch`.
+        session: u64,
+        request: Request,
         reason: RejectReason,
     },
     /// Two orders traded at the maker's price.
@@ -59,6 +68,10 @@ pub enum EventKind {
         maker_leaves: Qty,
         /// The taker's unfilled quantity after this trade.
         taker_leaves: Qty,
+        /// The maker's filled quantity after this trade (over its whole life).
+        maker_filled: Qty,
+        /// The taker's filled quantity after this trade.
+        taker_filled: Qty,
     },
     /// An order (or its unfilled rest) left the book or will never rest.
     Cancelled {
@@ -69,14 +82,33 @@ pub enum EventKind {
         /// The quantity cancelled.
         qty: Qty,
     },
-    /// A live order's price and open quantity after an amend.
+    /// An order after an amend: its price, total, open and filled quantities. `order_id` is
+    /// the id the amend named; with `new_order_id` the order goes by that id from now on.
     Amended {
         account: AccountId,
         order_id: OrderId,
         symbol: Symbol,
         price: Price,
-        qty: Qty,
+        /// The total quantity (filled part included).
+        total: Qty,
+        /// The open quantity; 0 when the amend finished the order (total at or below filled).
+        leaves: Qty,
+        filled: Qty,
+        new_order_id: Option<OrderId>,
     },
+    /// A dead-man's switch was armed or refreshed (`deadline` > 0) or disarmed (0).
+    CancelAfter {
+        account: AccountId,
+        session: u64,
+        deadline: TimestampNs,
+    },
+    /// A symbol's trading status was set (changed or confirmed).
+    TradingStatus {
+        symbol: Symbol,
+        status: TradingStatus,
+    },
+    /// An account's kill switch was set.
+    KillSwitch { account: AccountId, on: bool },
 }
 
 /// Which request a [`EventKind::Rejected`] refuses.
@@ -86,6 +118,10 @@ pub enum Request {
     New,
     Cancel,
     Amend,
+    AddSymbol,
+    TradingStatus,
+    CancelAfter,
+    KillSwitch,
 }
 
 impl Request {
@@ -95,6 +131,10 @@ impl Request {
             Request::New => "new",
             Request::Cancel => "cancel",
             Request::Amend => "amend",
+            Request::AddSymbol => "add_symbol",
+            Request::TradingStatus => "trading_status",
+            Request::CancelAfter => "cancel_after",
+            Request::KillSwitch => "kill_switch",
         }
     }
 }
@@ -115,8 +155,13 @@ pub enum RejectReason {
     InvalidTick,
     /// `add_symbol` with a lot that is not positive.
     InvalidLot,
-    /// A configured capacity (symbols, accounts, orders, price levels) is full.
+    /// A configured capacity (symbols, accounts, orders, price levels, finished orders inside
+    /// their dedup window, dead-man's switches) is full.
     Capacity,
+    /// The account's kill switch is on.
+    AccountDisabled,
+    /// The symbol is in `cancel_only`.
+    CancelOnly,
 }
 
 impl RejectReason {
@@ -134,6 +179,8 @@ impl RejectReason {
             RejectReason::InvalidTick => "invalid_tick",
             RejectReason::InvalidLot => "invalid_lot",
             RejectReason::Capacity => "capacity",
+            RejectReason::AccountDisabled => "account_disabled",
+            RejectReason::CancelOnly => "cancel_only",
         }
     }
 }
@@ -147,6 +194,10 @@ pub enum CancelReason {
     Ioc,
     Fok,
     Stp,
+    /// A dead-man's switch fired.
+    Expired,
+    /// The account's kill switch was turned on.
+    KillSwitch,
 }
 
 impl CancelReason {
@@ -158,6 +209,8 @@ impl CancelReason {
             CancelReason::Ioc => "ioc",
             CancelReason::Fok => "fok",
             CancelReason::Stp => "stp",
+            CancelReason::Expired => "expired",
+            CancelReason::KillSwitch => "kill_switch",
         }
     }
 }

@@ -16,7 +16,27 @@ impl Engine {
     /// Checks that books are sorted and uncrossed, level totals and counts match their orders,
     /// every index agrees with the records it points to, account lists hold exactly the
     /// account's live orders in time priority, and every record is counted once.
+    /// Finished orders are in finishing order, inside their window, indexed and not live, and
+    /// with live orders within `retired_ids_max`; switches are a valid heap, all in the future.
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.check_indexes()?;
+        self.check_books()?;
+        self.check_accounts()?;
+        self.check_records()?;
+        self.check_finished()?;
+        self.switches.check()?;
+        ensure!(
+            self.switches.next_deadline() > self.clock.0,
+            "a due switch did not fire"
+        );
+        ensure!(
+            self.switches.len() <= self.config.switches_max,
+            "switches over capacity"
+        );
+        Ok(())
+    }
+
+    fn check_indexes(&self) -> Result<(), String> {
         ensure!(
             self.books.len() == self.book_index.len(),
             "symbol index size"
@@ -39,7 +59,15 @@ impl Engine {
                 account.id.0
             );
         }
+        let disabled = self.accounts.iter().filter(|a| a.disabled).count();
+        ensure!(
+            disabled == self.disabled_accounts as usize,
+            "disabled account count"
+        );
+        Ok(())
+    }
 
+    fn check_books(&self) -> Result<(), String> {
         let mut resting = 0u32;
         let mut levels = 0u32;
         for (id, book) in self.books.iter().enumerate() {
@@ -69,6 +97,7 @@ impl Engine {
                             "order on wrong side"
                         );
                         ensure!(o.price == level.price && o.leaves.0 > 0, "order price/qty");
+                        ensure!(o.total >= o.leaves, "open above total");
                         ensure!(last_prio < Some(o.prio), "level FIFO not in time priority");
                         last_prio = Some(o.prio);
                         count += 1;
@@ -105,8 +134,11 @@ impl Engine {
             rec = self.levels[rec as usize].head;
         }
         ensure!(free + levels == self.levels.len() as u32, "level free list");
-
         ensure!(resting == self.live_orders, "live orders not all resting");
+        Ok(())
+    }
+
+    fn check_accounts(&self) -> Result<(), String> {
         let mut in_accounts = 0u32;
         for (a, account) in self.accounts.iter().enumerate() {
             let (mut count, mut prev) = (0u32, NIL);
@@ -129,7 +161,10 @@ impl Engine {
             in_accounts == self.live_orders,
             "account lists miss live orders"
         );
+        Ok(())
+    }
 
+    fn check_records(&self) -> Result<(), String> {
         let mut free = 0u32;
         let mut rec = self.free_order;
         while rec != NIL {
@@ -154,24 +189,6 @@ impl Engine {
             self.order_index.len() == self.live_orders as usize,
             "order index size"
         );
-        ensure!(
-            self.retired_index.len() == self.retired.len() as usize,
-            "retired index size"
-        );
-        for (slot, id) in self.retired.iter() {
-            ensure!(
-                self.find_retired(id.hash, id.account, &id.order_id) == Some(slot),
-                "retired id {} of account {} not indexed",
-                id.order_id,
-                id.account.0
-            );
-            ensure!(
-                self.find_order(id.account, &id.order_id).is_none(),
-                "id {} of account {} is both live and retired",
-                id.order_id,
-                id.account.0
-            );
-        }
         for (rec, o) in self.orders.iter().enumerate().filter(|(_, o)| o.live) {
             ensure!(
                 self.find_order(o.account, &o.order_id) == Some(rec as u32),
@@ -180,6 +197,47 @@ impl Engine {
                 o.account.0
             );
         }
+        Ok(())
+    }
+
+    fn check_finished(&self) -> Result<(), String> {
+        let window = self.config.dedup_window_ns;
+        ensure!(
+            self.finished_index.len() == self.finished.len() as usize,
+            "finished index size"
+        );
+        ensure!(
+            window == 0
+                || self.finished.len() + self.live_orders <= self.config.retired_ids_max,
+            "finished plus live orders over retired_ids_max"
+        );
+        let mut last = None;
+        for (slot, f) in self.finished.iter() {
+            ensure!(
+                self.find_finished(f.hash, f.account, &f.order_id) == Some(slot),
+                "finished id {} of account {} not indexed",
+                f.order_id,
+                f.account.0
+            );
+            ensure!(
+                self.find_order(f.account, &f.order_id).is_none(),
+                "id {} of account {} is both live and finished",
+                f.order_id,
+                f.account.0
+            );
+            ensure!(last <= Some(f.finished_at), "finished orders out of order");
+            ensure!(
+                f.finished_at.0.saturating_add(window) > self.clock.0,
+                "finished order {} kept past its window",
+                f.order_id
+            );
+            last = Some(f.finished_at);
+        }
+        let expiry = self
+            .finished
+            .oldest()
+            .map_or(u64::MAX, |f| f.finished_at.0.saturating_add(window));
+        ensure!(expiry == self.next_expiry, "cached next expiry is stale");
         Ok(())
     }
 }

@@ -18,24 +18,28 @@ mod command;
 mod config;
 mod engine;
 mod event;
+mod finished;
 mod index;
 mod invariants;
-mod retired;
 pub mod ring;
 pub mod runner;
 mod snapshot;
 mod state_hash;
+mod switches;
 mod sync;
 mod types;
 mod units;
 
-pub use command::{AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, MassCancel, NewOrder};
-pub use config::{ConfigError, EngineConfig, COUNT_MAX};
-pub use engine::{DepthLevel, Engine, EngineStats, RestingOrder, SymbolInfo};
+pub use command::{
+    AddSymbol, AmendOrder, CancelAfter, CancelOrder, Command, CommandKind, KillSwitch, MassCancel,
+    NewOrder, SetTradingStatus,
+};
+pub use config::{ConfigError, EngineConfig, COUNT_MAX, DEFAULT_DEDUP_WINDOW_NS};
+pub use engine::{DepthLevel, Engine, EngineStats, OrderView, RestingOrder, SymbolInfo};
 pub use event::{CancelReason, Event, EventKind, EventSink, RejectReason, Request};
 pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
 pub use state_hash::StateHash;
 pub use types::{
-    AccountId, Lots, NameError, NotADecimal, OrdType, OrderId, Price, Qty, Side, Stp, Symbol,
-    SymbolId, Ticks, Tif, TimestampNs, FIXED_ONE, FIXED_SCALE_DIGITS,
+    AccountId, Lots, NameError, NotADecimal, OrdType, OrderId, OrderStatus, Price, Qty, Side, Stp,
+    Symbol, SymbolId, Ticks, Tif, TimestampNs, TradingStatus, FIXED_ONE, FIXED_SCALE_DIGITS,
 };

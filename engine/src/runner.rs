@@ -342,6 +342,7 @@ mod tests {
                     tif: Tif::Gtc,
                     post_only: false,
                     stp: Stp::None,
+                    session: 0,
                 }),
             )
         }));

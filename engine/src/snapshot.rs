@@ -2,8 +2,9 @@
 //!
 //! Layout: `EXCHSNAP` magic (8 bytes), format version (u32 LE), body length (u64 LE), the body
 //! (bincode of [`SnapshotBody`], fixed-width integers), then a CRC-32 (u32 LE) of everything
-//! before it. The body is behaviour, not memory: live orders in time-priority order and retired
-//! ids oldest first, from which `restore` rebuilds every structure and index. Restoring checks
+//! before it. The body is behaviour, not memory: live orders in time-priority order, finished
+//! orders oldest first, armed switches sorted, from which `restore` rebuilds every structure and
+//! index. Restoring checks
 //! everything it reads; a truncated, corrupt or inconsistent snapshot is an error, never a panic.
 
 use bincode::Options;
@@ -11,12 +12,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, EngineConfig};
 use crate::engine::{find_level, side_index, side_key, Engine, OrderRec, NIL};
-use crate::retired::RetiredId;
-use crate::types::{AccountId, Lots, OrderId, Price, Qty, Side, Stp, Symbol, Ticks, TimestampNs};
+use crate::event::CancelReason;
+use crate::finished::FinishedRec;
+use crate::types::{
+    AccountId, Lots, OrdType, OrderId, OrderStatus, Price, Qty, Side, Stp, Symbol, Ticks,
+    TimestampNs, TradingStatus,
+};
 
 const MAGIC: &[u8; 8] = b"EXCHSNAP";
 /// The snapshot format this build writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// 2: orders carry their total, notional and session; finished orders with their final state
+/// replace retired ids; trading status, kill switches and dead-man's switches.
+pub const SNAPSHOT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8;
 /// Largest `next_prio` and `next_event_seq` a snapshot may carry.
 const COUNTER_MAX: u64 = 1 << 62;
@@ -50,11 +57,14 @@ struct SnapshotBody {
     next_event_seq: u64,
     next_prio: u64,
     symbols: Vec<SnapSymbol>,
-    accounts: Vec<AccountId>,
+    /// Accounts in the order of their records, with their kill switch.
+    accounts: Vec<(AccountId, bool)>,
     /// Live orders, oldest time priority first.
     orders: Vec<SnapOrder>,
-    /// Retired ids still remembered, oldest first.
-    retired: Vec<(AccountId, OrderId)>,
+    /// Finished orders inside their window, oldest first.
+    finished: Vec<SnapFinished>,
+    /// Armed dead-man's switches (account, session, deadline), by (deadline, account, session).
+    switches: Vec<(AccountId, u64, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,6 +72,25 @@ struct SnapSymbol {
     name: Symbol,
     tick: Price,
     lot: Qty,
+    status: TradingStatus,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapFinished {
+    account: AccountId,
+    order_id: OrderId,
+    replaced_by: Option<OrderId>,
+    symbol: u32,
+    side: Side,
+    ord_type: OrdType,
+    status: OrderStatus,
+    reason: Option<CancelReason>,
+    price: Ticks,
+    total: Lots,
+    filled: Lots,
+    notional: u128,
+    session: u64,
+    finished_at: TimestampNs,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -72,6 +101,9 @@ struct SnapOrder {
     side: Side,
     price: Ticks,
     leaves: Lots,
+    total: Lots,
+    notional: u128,
+    session: u64,
     prio: u64,
     stp: Stp,
     post_only: bool,
@@ -112,6 +144,9 @@ impl Engine {
                             side,
                             price: o.price,
                             leaves: o.leaves,
+                            total: o.total,
+                            notional: o.notional,
+                            session: o.session,
                             prio: o.prio,
                             stp: o.stp,
                             post_only: o.post_only,
@@ -122,10 +157,12 @@ impl Engine {
             }
         }
         orders.sort_unstable_by_key(|o| o.prio);
-        let retired = self
-            .retired
+        let finished = self.finished.iter().map(|(_, f)| snap_finished(f)).collect();
+        let switches = self
+            .switches
+            .sorted()
             .iter()
-            .map(|(_, id)| (id.account, id.order_id))
+            .map(|s| (s.account, s.session, s.deadline))
             .collect();
         let body = SnapshotBody {
             config: self.config,
@@ -139,11 +176,13 @@ impl Engine {
                     name: b.name,
                     tick: b.tick,
                     lot: b.lot,
+                    status: b.status,
                 })
                 .collect(),
-            accounts: self.accounts.iter().map(|a| a.id).collect(),
+            accounts: self.accounts.iter().map(|a| (a.id, a.disabled)).collect(),
             orders,
-            retired,
+            finished,
+            switches,
         };
         let body = codec(u64::MAX)
             .serialize(&body)
@@ -202,12 +241,23 @@ impl Engine {
             return Err(invalid("a sequence counter is beyond 2^62"));
         }
         let mut engine = Engine::new(body.config)?;
-        let config = body.config;
-        if body.symbols.len() > config.symbols_max as usize {
+        engine.clock = body.clock;
+        engine.rebuild_symbols(&body.symbols)?;
+        engine.rebuild_accounts(&body.accounts)?;
+        engine.rebuild_orders(&body.orders, body.next_prio)?;
+        engine.rebuild_finished(&body.finished)?;
+        engine.rebuild_switches(&body.switches)?;
+        engine.next_event_seq = body.next_event_seq;
+        engine.next_prio = body.next_prio;
+        Ok(engine)
+    }
+
+    fn rebuild_symbols(&mut self, symbols: &[SnapSymbol]) -> Result<(), SnapshotError> {
+        if symbols.len() > self.config.symbols_max as usize {
             return Err(invalid("more symbols than symbols_max"));
         }
-        for s in &body.symbols {
-            if engine.find_book(&s.name).is_some() {
+        for s in symbols {
+            if self.find_book(&s.name).is_some() {
                 return Err(invalid(format!("symbol {} listed twice", s.name)));
             }
             if !s.tick.is_positive() || !s.lot.is_positive() {
@@ -216,63 +266,88 @@ impl Engine {
                     s.name
                 )));
             }
-            engine.insert_book(s.name, s.tick, s.lot);
+            self.insert_book(s.name, s.tick, s.lot);
+            self.books.last_mut().expect("just listed").status = s.status;
         }
-        if body.accounts.len() > config.accounts_max as usize {
+        Ok(())
+    }
+
+    fn rebuild_accounts(&mut self, accounts: &[(AccountId, bool)]) -> Result<(), SnapshotError> {
+        if accounts.len() > self.config.accounts_max as usize {
             return Err(invalid("more accounts than accounts_max"));
         }
-        for &account in &body.accounts {
-            if engine.find_account(account).is_some() {
+        for &(account, disabled) in accounts {
+            if self.find_account(account).is_some() {
                 return Err(invalid(format!("account {} listed twice", account.0)));
             }
-            engine.insert_account(account);
+            let rec = self.insert_account(account);
+            self.accounts[rec as usize].disabled = disabled;
+            self.disabled_accounts += u32::from(disabled);
         }
-        if body.orders.len() > config.orders_max as usize {
+        Ok(())
+    }
+
+    /// Whether `price` ticks, `lots` lots and a `notional` in ticks × lots of `symbol` fit
+    /// the fixed-8 and fixed-16 numbers they are shown as.
+    fn fits(&self, symbol: u32, price: Ticks, lots: Lots, notional: u128) -> Result<(), SnapshotError> {
+        let book = self
+            .books
+            .get(symbol as usize)
+            .ok_or_else(|| invalid(format!("order on unknown symbol #{symbol}")))?;
+        let fits = price.0 >= 0
+            && price.0.checked_mul(book.tick.0).is_some()
+            && i64::try_from(lots.0)
+                .ok()
+                .and_then(|l| l.checked_mul(book.lot.0))
+                .is_some()
+            && notional
+                .checked_mul(book.tick.0 as u128)
+                .and_then(|n| n.checked_mul(book.lot.0 as u128))
+                .is_some();
+        if fits {
+            Ok(())
+        } else {
+            Err(invalid("an order's price, quantity or notional is out of range"))
+        }
+    }
+
+    fn rebuild_orders(&mut self, orders: &[SnapOrder], next_prio: u64) -> Result<(), SnapshotError> {
+        if orders.len() > self.config.orders_max as usize {
             return Err(invalid("more live orders than orders_max"));
         }
-        if body.retired.len() > config.retired_ids_max as usize {
-            return Err(invalid("more retired ids than retired_ids_max"));
-        }
         let mut last_prio = None;
-        for o in &body.orders {
-            if last_prio.is_some_and(|last| o.prio <= last) || o.prio >= body.next_prio {
+        for o in orders {
+            if last_prio.is_some_and(|last| o.prio <= last) || o.prio >= next_prio {
                 return Err(invalid("live orders are not in strict time-priority order"));
             }
             last_prio = Some(o.prio);
-            let book = engine
-                .books
-                .get(o.symbol as usize)
-                .ok_or_else(|| invalid(format!("order on unknown symbol #{}", o.symbol)))?;
-            let fits = o.price.0 > 0
-                && o.leaves.0 > 0
-                && o.price.0.checked_mul(book.tick.0).is_some()
-                && i64::try_from(o.leaves.0)
-                    .ok()
-                    .and_then(|l| l.checked_mul(book.lot.0))
-                    .is_some();
-            if !fits {
-                return Err(invalid("an order's price or quantity is out of range"));
+            self.fits(o.symbol, o.price, o.total, o.notional)?;
+            if o.price.0 == 0 || o.leaves.0 == 0 || o.leaves > o.total {
+                return Err(invalid("a resting order's price or quantity is out of range"));
             }
-            let account_rec = engine
+            let account_rec = self
                 .find_account(o.account)
                 .ok_or_else(|| invalid(format!("order of unlisted account {}", o.account.0)))?;
-            let refs = &engine.books[o.symbol as usize].sides[side_index(o.side)];
+            let refs = &self.books[o.symbol as usize].sides[side_index(o.side)];
             let new_level = find_level(refs, side_key(o.side, o.price)).is_err();
             if new_level
-                && (engine.levels_used >= config.levels_max
-                    || refs.len() >= config.levels_per_side_max as usize)
+                && (self.levels_used >= self.config.levels_max
+                    || refs.len() >= self.config.levels_per_side_max as usize)
             {
                 return Err(invalid("more price levels than the configuration allows"));
             }
-            let hash = engine.order_hash(o.account, &o.order_id);
-            if engine.id_known(hash, o.account, &o.order_id) {
+            let hash = self.order_hash(o.account, &o.order_id);
+            if self.id_known(hash, o.account, &o.order_id) {
                 return Err(duplicate(o.account, o.order_id));
             }
-            let rec = engine.insert_live_order(OrderRec {
+            let rec = self.insert_live_order(OrderRec {
                 account: o.account,
                 order_id: o.order_id,
                 price: o.price,
                 leaves: o.leaves,
+                total: o.total,
+                notional: o.notional,
+                session: o.session,
                 prio: o.prio,
                 hash,
                 level: NIL,
@@ -283,38 +358,111 @@ impl Engine {
                 account_rec,
                 symbol: o.symbol,
                 side: o.side,
+                ord_type: OrdType::Limit,
                 stp: o.stp,
                 post_only: o.post_only,
                 live: true,
             });
-            engine.rest(rec);
+            self.rest(rec);
         }
-        for &(account, order_id) in &body.retired {
-            let hash = engine.order_hash(account, &order_id);
-            if engine.id_known(hash, account, &order_id) {
-                return Err(duplicate(account, order_id));
-            }
-            let (slot, forgotten) = engine.retired.push(RetiredId {
-                account,
-                order_id,
-                hash,
-            });
-            assert!(forgotten.is_none(), "the ring's capacity was checked");
-            engine.retired_index.insert(hash, slot);
-        }
-        for book in &engine.books {
+        self.check_uncrossed()
+    }
+
+    fn check_uncrossed(&self) -> Result<(), SnapshotError> {
+        for book in &self.books {
             if let (Some(bid), Some(ask)) = (book.sides[0].last(), book.sides[1].last()) {
-                if engine.levels[bid.level as usize].price
-                    >= engine.levels[ask.level as usize].price
-                {
+                if self.levels[bid.level as usize].price >= self.levels[ask.level as usize].price {
                     return Err(invalid(format!("book {} rests crossed", book.name)));
                 }
             }
         }
-        engine.clock = body.clock;
-        engine.next_event_seq = body.next_event_seq;
-        engine.next_prio = body.next_prio;
-        Ok(engine)
+        Ok(())
+    }
+
+    fn rebuild_finished(&mut self, finished: &[SnapFinished]) -> Result<(), SnapshotError> {
+        let window = self.config.dedup_window_ns;
+        let reserved = finished.len() + self.live_orders as usize;
+        if !finished.is_empty() && (window == 0 || reserved > self.config.retired_ids_max as usize)
+        {
+            return Err(invalid("more finished orders than retired_ids_max leaves room for"));
+        }
+        let mut last = TimestampNs(0);
+        for f in finished {
+            if f.finished_at < last
+                || f.finished_at > self.clock
+                || f.finished_at.0.saturating_add(window) <= self.clock.0
+            {
+                return Err(invalid("finished orders out of order or outside their window"));
+            }
+            last = f.finished_at;
+            self.fits(f.symbol, f.price, f.total.max(f.filled), f.notional)?;
+            let consistent = match f.status {
+                OrderStatus::Filled => f.reason.is_none() && f.replaced_by.is_none(),
+                OrderStatus::Cancelled => f.reason.is_some() && f.replaced_by.is_none(),
+                OrderStatus::Replaced => f.reason.is_none() && f.replaced_by.is_some(),
+                OrderStatus::New | OrderStatus::PartiallyFilled => false,
+            };
+            if !consistent {
+                return Err(invalid("a finished order's status, reason and successor disagree"));
+            }
+            let hash = self.order_hash(f.account, &f.order_id);
+            if self.id_known(hash, f.account, &f.order_id) {
+                return Err(duplicate(f.account, f.order_id));
+            }
+            self.remember(FinishedRec {
+                account: f.account,
+                order_id: f.order_id,
+                replaced_by: f.replaced_by,
+                symbol: f.symbol,
+                side: f.side,
+                ord_type: f.ord_type,
+                status: f.status,
+                reason: f.reason,
+                price: f.price,
+                total: f.total,
+                filled: f.filled,
+                notional: f.notional,
+                session: f.session,
+                finished_at: f.finished_at,
+                hash,
+            });
+        }
+        Ok(())
+    }
+
+    fn rebuild_switches(&mut self, switches: &[(AccountId, u64, u64)]) -> Result<(), SnapshotError> {
+        if switches.len() > self.config.switches_max as usize {
+            return Err(invalid("more switches than switches_max"));
+        }
+        for &(account, session, deadline) in switches {
+            if self.switches.deadline(account, session).is_some() {
+                return Err(invalid(format!("switch {}/{session} armed twice", account.0)));
+            }
+            if deadline <= self.clock.0 {
+                return Err(invalid("a switch past its deadline did not fire"));
+            }
+            self.switches.arm(account, session, deadline);
+        }
+        Ok(())
+    }
+}
+
+fn snap_finished(f: &FinishedRec) -> SnapFinished {
+    SnapFinished {
+        account: f.account,
+        order_id: f.order_id,
+        replaced_by: f.replaced_by,
+        symbol: f.symbol,
+        side: f.side,
+        ord_type: f.ord_type,
+        status: f.status,
+        reason: f.reason,
+        price: f.price,
+        total: f.total,
+        filled: f.filled,
+        notional: f.notional,
+        session: f.session,
+        finished_at: f.finished_at,
     }
 }
 

@@ -214,6 +214,61 @@ pub enum Stp {
     CancelBoth,
 }
 
+/// A symbol's trading status, set by an operator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradingStatus {
+    /// Orders, amends and cancels.
+    #[default]
+    Open,
+    /// Cancels only: new orders and amends are rejected with `cancel_only`.
+    CancelOnly,
+}
+
+impl TradingStatus {
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradingStatus::Open => "open",
+            TradingStatus::CancelOnly => "cancel_only",
+        }
+    }
+}
+
+/// Where an order stands, as the engine remembers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Live, nothing filled.
+    New,
+    /// Live, something filled.
+    PartiallyFilled,
+    /// Finished with nothing open.
+    Filled,
+    /// Finished with an open quantity cancelled (whatever was filled before).
+    Cancelled,
+    /// The id was given up for a new one by an amend (`replaced_by` names it).
+    Replaced,
+}
+
+impl OrderStatus {
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::New => "new",
+            OrderStatus::PartiallyFilled => "partially_filled",
+            OrderStatus::Filled => "filled",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Replaced => "replaced",
+        }
+    }
+
+    /// Whether the order is still live.
+    pub fn is_live(self) -> bool {
+        matches!(self, OrderStatus::New | OrderStatus::PartiallyFilled)
+    }
+}
+
 /// Why a name could not be made into a [`Symbol`] or an [`OrderId`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {

@@ -50,6 +50,12 @@ impl Units {
         Qty(lots.0 as i64 * self.lot)
     }
 
+    /// A notional in ticks × lots as fixed-16 (fixed-8 price times fixed-8 quantity). Exact:
+    /// an order's notional is at most its largest price times its total, each below 2^63.
+    pub(crate) fn notional(self, ticks_lots: u128) -> u128 {
+        ticks_lots * self.tick as u128 * self.lot as u128
+    }
+
     /// A level's total, saturating: a total beyond 64 bits is possible only in absurd books.
     pub(crate) fn total(self, lots: u128) -> Qty {
         Qty(i64::try_from(lots.saturating_mul(self.lot as u128)).unwrap_or(i64::MAX))
