@@ -1,12 +1,13 @@
-//! The replay contract's JSON: command lines in, event lines and the book out
-//! (`shared/replay-contract.md`). This is an edge: decimals are parsed and printed here and
+//! The replay contract's JSON: command lines in, event lines, the book and the orders out
+//! (`shared/replay-contract.md`, version 2). This is an edge: decimals are parsed and printed here and
 //! nowhere else on this path, and every malformed line is refused with a reason.
 
 use std::collections::{BTreeMap, HashMap};
 
 use engine::{
-    AccountId, AddSymbol, AmendOrder, CancelOrder, Command, CommandKind, Engine, Event, EventKind,
-    MassCancel, NewOrder, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif, TimestampNs,
+    AccountId, AddSymbol, AmendOrder, CancelAfter, CancelOrder, Command, CommandKind, Engine,
+    Event, EventKind, KillSwitch, MassCancel, NewOrder, OrdType, OrderId, OrderView, Price, Qty,
+    SetTradingStatus, Side, Stp, Symbol, Tif, TimestampNs, TradingStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,8 @@ enum WireCommand {
         post_only: bool,
         #[serde(default)]
         stp: Stp,
+        #[serde(default)]
+        session: u64,
     },
     Cancel {
         ts: u64,
@@ -50,11 +53,32 @@ enum WireCommand {
         order_id: OrderId,
         price: Option<String>,
         qty: Option<String>,
+        new_order_id: Option<OrderId>,
     },
     MassCancel {
         ts: u64,
         account: u64,
         symbol: Option<Symbol>,
+        session: Option<u64>,
+    },
+    CancelAfter {
+        ts: u64,
+        account: u64,
+        session: u64,
+        timeout_ns: u64,
+    },
+    Clock {
+        ts: u64,
+    },
+    TradingStatus {
+        ts: u64,
+        symbol: Option<Symbol>,
+        status: TradingStatus,
+    },
+    KillSwitch {
+        ts: u64,
+        account: u64,
+        on: bool,
     },
 }
 
@@ -98,23 +122,59 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
                 order_id,
             }),
         ),
-        WireCommand::MassCancel {
-            ts,
-            account,
-            symbol,
-        } => (
-            ts,
-            CommandKind::MassCancel(MassCancel {
-                account: AccountId(account),
-                symbol,
-            }),
-        ),
         order @ (WireCommand::New { .. } | WireCommand::Amend { .. }) => order_command(order)?,
+        control => control_command(control),
     };
     Ok(Command {
         ts: TimestampNs(ts),
         kind,
     })
+}
+
+/// A command without decimals: a mass cancel, a dead-man's switch, the clock, an operator's
+/// control.
+fn control_command(wire: WireCommand) -> (u64, CommandKind) {
+    match wire {
+        WireCommand::MassCancel {
+            ts,
+            account,
+            symbol,
+            session,
+        } => (
+            ts,
+            CommandKind::MassCancel(MassCancel {
+                account: AccountId(account),
+                symbol,
+                session,
+            }),
+        ),
+        WireCommand::CancelAfter {
+            ts,
+            account,
+            session,
+            timeout_ns,
+        } => (
+            ts,
+            CommandKind::CancelAfter(CancelAfter {
+                account: AccountId(account),
+                session,
+                timeout_ns,
+            }),
+        ),
+        WireCommand::Clock { ts } => (ts, CommandKind::Clock),
+        WireCommand::TradingStatus { ts, symbol, status } => (
+            ts,
+            CommandKind::TradingStatus(SetTradingStatus { symbol, status }),
+        ),
+        WireCommand::KillSwitch { ts, account, on } => (
+            ts,
+            CommandKind::KillSwitch(KillSwitch {
+                account: AccountId(account),
+                on,
+            }),
+        ),
+        _ => unreachable!("parse_command passes only commands without decimals"),
+    }
 }
 
 /// A new order or an amend, whose prices and quantities are decimals to parse.
@@ -132,6 +192,7 @@ fn order_command(wire: WireCommand) -> Result<(u64, CommandKind), String> {
             tif,
             post_only,
             stp,
+            session,
         } => (
             ts,
             CommandKind::New(NewOrder {
@@ -145,6 +206,7 @@ fn order_command(wire: WireCommand) -> Result<(u64, CommandKind), String> {
                 tif,
                 post_only,
                 stp,
+                session,
             }),
         ),
         WireCommand::Amend {
@@ -154,6 +216,7 @@ fn order_command(wire: WireCommand) -> Result<(u64, CommandKind), String> {
             order_id,
             price: new_price,
             qty: new_qty,
+            new_order_id,
         } => (
             ts,
             CommandKind::Amend(AmendOrder {
@@ -165,6 +228,7 @@ fn order_command(wire: WireCommand) -> Result<(u64, CommandKind), String> {
                     .map(|p| price("price", p))
                     .transpose()?,
                 qty: new_qty.as_deref().map(|q| qty("qty", q)).transpose()?,
+                new_order_id,
             }),
         ),
         _ => unreachable!("parse_command passes only new orders and amends"),
@@ -217,6 +281,12 @@ impl Scales {
         let scale = self.0.get(symbol).map_or(0, |s| s.1);
         value.to_decimal(scale).to_string()
     }
+
+    /// A notional (fixed-16) with the decimals of a price times a quantity.
+    fn notional(&self, symbol: &Symbol, value: u128) -> String {
+        let (price, qty) = self.0.get(symbol).copied().unwrap_or((8, 8));
+        fixed16(value, price + qty)
+    }
 }
 
 /// An event line: the contract's fields first, then the extra ones.
@@ -251,6 +321,15 @@ enum WireEvent<'a> {
         seq: u64,
         ts: u64,
     },
+    #[serde(rename = "rejected")]
+    AccountRejected {
+        account: u64,
+        session: u64,
+        reason: &'static str,
+        request: &'static str,
+        seq: u64,
+        ts: u64,
+    },
     Trade {
         symbol: &'a str,
         price: String,
@@ -260,6 +339,8 @@ enum WireEvent<'a> {
         taker_account: u64,
         taker_order_id: &'a str,
         taker_side: Side,
+        maker_filled: String,
+        taker_filled: String,
         maker_leaves: String,
         taker_leaves: String,
         seq: u64,
@@ -279,7 +360,30 @@ enum WireEvent<'a> {
         order_id: &'a str,
         price: String,
         qty: String,
+        leaves: String,
+        filled: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        new_order_id: Option<&'a str>,
         symbol: &'a str,
+        seq: u64,
+        ts: u64,
+    },
+    CancelAfter {
+        account: u64,
+        session: u64,
+        deadline: u64,
+        seq: u64,
+        ts: u64,
+    },
+    TradingStatus {
+        symbol: &'a str,
+        status: &'static str,
+        seq: u64,
+        ts: u64,
+    },
+    KillSwitch {
+        account: u64,
+        on: bool,
         seq: u64,
         ts: u64,
     },
@@ -289,58 +393,49 @@ enum WireEvent<'a> {
 pub fn event_json(event: &Event, scales: &Scales) -> String {
     let (seq, ts) = (event.seq, event.ts.0);
     let wire = match &event.kind {
-        EventKind::Rejected {
-            account,
-            order_id,
-            symbol,
-            request,
-            reason,
-        } => WireEvent::Rejected {
-            account: account.0,
-            order_id: order_id.as_str(),
-            reason: reason.as_str(),
-            symbol: symbol.as_str(),
-            request: request.as_str(),
-            seq,
-            ts,
-        },
-        EventKind::SymbolRejected { symbol, reason } => WireEvent::SymbolRejected {
-            symbol: symbol.as_str(),
-            reason: reason.as_str(),
-            request: "add_symbol",
-            seq,
-            ts,
-        },
-        EventKind::Trade {
-            symbol,
-            price,
-            qty,
-            maker_account,
-            maker_order_id,
-            taker_account,
-            taker_order_id,
-            taker_side,
-            maker_leaves,
-            taker_leaves,
-        } => WireEvent::Trade {
-            symbol: symbol.as_str(),
-            price: scales.price(symbol, *price),
-            qty: scales.qty(symbol, *qty),
-            maker_account: maker_account.0,
-            maker_order_id: maker_order_id.as_str(),
-            taker_account: taker_account.0,
-            taker_order_id: taker_order_id.as_str(),
-            taker_side: *taker_side,
-            maker_leaves: scales.qty(symbol, *maker_leaves),
-            taker_leaves: scales.qty(symbol, *taker_leaves),
-            seq,
-            ts,
-        },
+        trade @ EventKind::Trade { .. } => trade_event(trade, seq, ts, scales),
         order @ (EventKind::Accepted { .. }
         | EventKind::Cancelled { .. }
         | EventKind::Amended { .. }) => order_event(order, seq, ts, scales),
+        other => control_event(other, seq, ts),
     };
     serde_json::to_string(&wire).expect("event lines always serialize")
+}
+
+fn trade_event<'a>(kind: &'a EventKind, seq: u64, ts: u64, scales: &Scales) -> WireEvent<'a> {
+    let EventKind::Trade {
+        symbol,
+        price,
+        qty,
+        maker_account,
+        maker_order_id,
+        taker_account,
+        taker_order_id,
+        taker_side,
+        maker_leaves,
+        taker_leaves,
+        maker_filled,
+        taker_filled,
+    } = kind
+    else {
+        unreachable!("trade_event takes trades")
+    };
+    WireEvent::Trade {
+        symbol: symbol.as_str(),
+        price: scales.price(symbol, *price),
+        qty: scales.qty(symbol, *qty),
+        maker_account: maker_account.0,
+        maker_order_id: maker_order_id.as_str(),
+        taker_account: taker_account.0,
+        taker_order_id: taker_order_id.as_str(),
+        taker_side: *taker_side,
+        maker_filled: scales.qty(symbol, *maker_filled),
+        taker_filled: scales.qty(symbol, *taker_filled),
+        maker_leaves: scales.qty(symbol, *maker_leaves),
+        taker_leaves: scales.qty(symbol, *taker_leaves),
+        seq,
+        ts,
+    }
 }
 
 /// An event about one order's life: accepted, cancelled or amended.
@@ -383,17 +478,92 @@ fn order_event<'a>(kind: &'a EventKind, seq: u64, ts: u64, scales: &Scales) -> W
             order_id,
             symbol,
             price,
-            qty,
+            total,
+            leaves,
+            filled,
+            new_order_id,
         } => WireEvent::Amended {
             account: account.0,
             order_id: order_id.as_str(),
             price: scales.price(symbol, *price),
-            qty: scales.qty(symbol, *qty),
+            qty: scales.qty(symbol, *total),
+            leaves: scales.qty(symbol, *leaves),
+            filled: scales.qty(symbol, *filled),
+            new_order_id: new_order_id.as_ref().map(OrderId::as_str),
             symbol: symbol.as_str(),
             seq,
             ts,
         },
         _ => unreachable!("event_json passes only accepted, cancelled and amended events"),
+    }
+}
+
+/// A reject, a dead-man's switch or an operator's control.
+fn control_event(kind: &EventKind, seq: u64, ts: u64) -> WireEvent<'_> {
+    match kind {
+        EventKind::Rejected {
+            account,
+            order_id,
+            symbol,
+            request,
+            reason,
+        } => WireEvent::Rejected {
+            account: account.0,
+            order_id: order_id.as_str(),
+            reason: reason.as_str(),
+            symbol: symbol.as_str(),
+            request: request.as_str(),
+            seq,
+            ts,
+        },
+        EventKind::SymbolRejected {
+            symbol,
+            request,
+            reason,
+        } => WireEvent::SymbolRejected {
+            symbol: symbol.as_str(),
+            reason: reason.as_str(),
+            request: request.as_str(),
+            seq,
+            ts,
+        },
+        EventKind::AccountRejected {
+            account,
+            session,
+            request,
+            reason,
+        } => WireEvent::AccountRejected {
+            account: account.0,
+            session: *session,
+            reason: reason.as_str(),
+            request: request.as_str(),
+            seq,
+            ts,
+        },
+        EventKind::CancelAfter {
+            account,
+            session,
+            deadline,
+        } => WireEvent::CancelAfter {
+            account: account.0,
+            session: *session,
+            deadline: deadline.0,
+            seq,
+            ts,
+        },
+        EventKind::TradingStatus { symbol, status } => WireEvent::TradingStatus {
+            symbol: symbol.as_str(),
+            status: status.as_str(),
+            seq,
+            ts,
+        },
+        EventKind::KillSwitch { account, on } => WireEvent::KillSwitch {
+            account: account.0,
+            on: *on,
+            seq,
+            ts,
+        },
+        _ => unreachable!("event_json passes orders and trades elsewhere"),
     }
 }
 
@@ -435,6 +605,70 @@ pub fn book_json(engine: &Engine, scales: &Scales) -> String {
         );
     }
     serde_json::to_string_pretty(&books).expect("books always serialize")
+}
+
+/// An entry of `ORDERS.json`.
+#[derive(Serialize)]
+struct OrderEntry {
+    account: u64,
+    order_id: String,
+    symbol: String,
+    side: Side,
+    #[serde(rename = "type")]
+    ord_type: OrdType,
+    price: Option<String>,
+    qty: String,
+    filled: String,
+    notional: String,
+    status: &'static str,
+    reason: Option<&'static str>,
+    replaced_by: Option<String>,
+    leaves: String,
+    session: u64,
+}
+
+/// The orders file: every order the engine remembers (live, and finished inside the dedup
+/// window), sorted by account, then order id.
+pub fn orders_json(engine: &Engine, scales: &Scales) -> String {
+    let orders: Vec<OrderEntry> = engine
+        .orders()
+        .iter()
+        .map(|o| order_entry(o, scales))
+        .collect();
+    serde_json::to_string_pretty(&orders).expect("orders always serialize")
+}
+
+fn order_entry(o: &OrderView, scales: &Scales) -> OrderEntry {
+    let symbol = &o.symbol;
+    OrderEntry {
+        account: o.account.0,
+        order_id: o.order_id.to_string(),
+        symbol: symbol.to_string(),
+        side: o.side,
+        ord_type: o.ord_type,
+        price: o.price.map(|p| scales.price(symbol, p)),
+        qty: scales.qty(symbol, o.total),
+        filled: scales.qty(symbol, o.filled),
+        notional: scales.notional(symbol, o.notional),
+        status: o.status.as_str(),
+        reason: o.reason.map(|r| r.as_str()),
+        replaced_by: o.replaced_by.map(|id| id.to_string()),
+        leaves: scales.qty(symbol, o.leaves),
+        session: o.session,
+    }
+}
+
+/// A fixed-16 amount (`notional / 10^16`) as a decimal string with `scale` decimals (exact
+/// when the amount is a multiple of `10^(16 - scale)`, as a price times a quantity of the
+/// symbol's tick and lot is).
+fn fixed16(notional: u128, scale: u32) -> String {
+    const ONE: u128 = 10_u128.pow(16);
+    let (whole, fraction) = (notional / ONE, notional % ONE);
+    if scale == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{fraction:016}");
+    format!("{whole}.{}", &digits[..scale.min(16) as usize])
 }
 
 #[cfg(test)]
@@ -489,6 +723,57 @@ mod tests {
         assert_eq!(order.qty, Qty::INVALID);
         assert_eq!(order.tif, Tif::Gtc);
         assert_eq!(order.stp, Stp::CancelTaker);
+    }
+
+    #[test]
+    fn notionals_print_exactly() {
+        assert_eq!(fixed16(6001 * 10_u128.pow(16), 3), "6001.000");
+        assert_eq!(fixed16(75_375 * 10_u128.pow(13), 3), "75.375");
+        assert_eq!(fixed16(1, 16), "0.0000000000000001");
+        assert_eq!(
+            fixed16(u128::MAX / 2, 0),
+            (u128::MAX / 2 / 10_u128.pow(16)).to_string()
+        );
+    }
+
+    #[test]
+    fn version_2_commands_parse_and_malformed_ones_say_why() {
+        let ok = [
+            r#"{"op":"cancel_after","ts":1,"account":1,"session":2,"timeout_ns":3}"#,
+            r#"{"op":"clock","ts":1}"#,
+            r#"{"op":"trading_status","ts":1,"status":"cancel_only"}"#,
+            r#"{"op":"trading_status","ts":1,"symbol":"X","status":"open"}"#,
+            r#"{"op":"kill_switch","ts":1,"account":1,"on":true}"#,
+            r#"{"op":"mass_cancel","ts":1,"account":1,"session":4}"#,
+            r#"{"op":"amend","ts":1,"account":1,"symbol":"X","order_id":"a","qty":"2","new_order_id":"b"}"#,
+            r#"{"op":"new","ts":1,"account":1,"order_id":"a","symbol":"X","side":"buy","type":"limit","price":"1","qty":"1","session":9}"#,
+        ];
+        for line in ok {
+            parse_command(line).unwrap_or_else(|err| panic!("{line}: {err}"));
+        }
+        let bad = [
+            (
+                r#"{"op":"trading_status","ts":1,"status":"halt"}"#,
+                "unknown variant `halt`",
+            ),
+            (
+                r#"{"op":"cancel_after","ts":1,"account":1,"session":2}"#,
+                "missing field `timeout_ns`",
+            ),
+            (
+                r#"{"op":"kill_switch","ts":1,"account":1}"#,
+                "missing field `on`",
+            ),
+            (r#"{"op":"clock"}"#, "missing field `ts`"),
+        ];
+        for (line, expected) in bad {
+            let err = parse_command(line).unwrap_err();
+            assert!(err.contains(expected), "{line}: {err}");
+        }
+        let CommandKind::New(order) = parse_command(ok[7]).unwrap().kind else {
+            panic!("not a new order")
+        };
+        assert_eq!(order.session, 9);
     }
 
     #[test]

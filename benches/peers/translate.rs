@@ -162,7 +162,11 @@ impl State {
                 };
                 (book, op)
             }
-            CommandKind::MassCancel(_) => panic!("not generated"),
+            CommandKind::MassCancel(_)
+            | CommandKind::CancelAfter(_)
+            | CommandKind::Clock
+            | CommandKind::TradingStatus(_)
+            | CommandKind::KillSwitch(_) => panic!("not generated"),
         };
         Some(PeerCommand { book, op })
     }

@@ -216,5 +216,6 @@ fn passive(
         tif: Tif::Gtc,
         post_only: false,
         stp: Stp::CancelTaker,
+        session: 0,
     }
 }

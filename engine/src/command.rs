@@ -259,7 +259,10 @@ mod tests {
     }
 
     fn ids() -> (OrderId, Symbol) {
-        (OrderId::new("o-1").unwrap(), Symbol::new("BTC-USD").unwrap())
+        (
+            OrderId::new("o-1").unwrap(),
+            Symbol::new("BTC-USD").unwrap(),
+        )
     }
 
     #[test]
@@ -365,7 +368,8 @@ mod tests {
             let decoded: Command = bincode::deserialize(&unhex(hex)).unwrap();
             assert_eq!(decoded, Command::new(9, kind));
             // Written again, it takes the current shape (index 5 and up, or unchanged).
-            let again: Command = bincode::deserialize(&bincode::serialize(&decoded).unwrap()).unwrap();
+            let again: Command =
+                bincode::deserialize(&bincode::serialize(&decoded).unwrap()).unwrap();
             assert_eq!(again, decoded);
         }
     }

@@ -73,7 +73,9 @@ pub const COUNT_MAX: u32 = 1 << 30;
 pub enum ConfigError {
     #[error("{field} must be between 1 (0 for retired_ids_max and switches_max) and {COUNT_MAX}, got {value}")]
     OutOfRange { field: &'static str, value: u32 },
-    #[error("a dedup window ({window_ns} ns) needs retired_ids_max above 0 to remember finished orders")]
+    #[error(
+        "a dedup window ({window_ns} ns) needs retired_ids_max above 0 to remember finished orders"
+    )]
     WindowWithoutMemory { window_ns: u64 },
     #[error("levels_per_side_max ({per_side}) must not exceed levels_max ({total})")]
     PerSideAboveTotal { per_side: u32, total: u32 },

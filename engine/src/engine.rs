@@ -34,8 +34,8 @@ use crate::finished::{Finished, FinishedRec};
 use crate::index::{hash_words, Index, Probe};
 use crate::switches::Switches;
 use crate::types::{
-    AccountId, Lots, OrdType, OrderId, OrderStatus, Price, Qty, Side, Stp, Symbol, SymbolId,
-    Ticks, Tif, TimestampNs, TradingStatus,
+    AccountId, Lots, OrdType, OrderId, OrderStatus, Price, Qty, Side, Stp, Symbol, SymbolId, Ticks,
+    Tif, TimestampNs, TradingStatus,
 };
 use crate::units::Units;
 
@@ -452,7 +452,8 @@ impl Engine {
             live: false,
         };
         commit_capacity(&mut self.orders, filler);
-        self.finished.commit_memory(self.frozen(&filler, OrderStatus::Filled, None));
+        self.finished
+            .commit_memory(self.frozen(&filler, OrderStatus::Filled, None));
         self.switches.commit_memory();
         let level = Level {
             price: Ticks(0),
@@ -595,9 +596,8 @@ impl Engine {
     /// account, then order id (byte order): `ORDERS.json` of the replay contract, and what a
     /// mass status answers. O(state).
     pub fn orders(&self) -> Vec<OrderView> {
-        let mut all: Vec<OrderView> = Vec::with_capacity(
-            self.live_orders as usize + self.finished.len() as usize,
-        );
+        let mut all: Vec<OrderView> =
+            Vec::with_capacity(self.live_orders as usize + self.finished.len() as usize);
         all.extend(
             self.orders
                 .iter()
@@ -1006,7 +1006,11 @@ impl Engine {
             Tif::Gtc => None,
             Tif::Ioc => Some(CancelReason::Ioc),
             Tif::Fok => {
-                assert_eq!(end, MatchEnd::Filled, "a fillable FOK order fills completely");
+                assert_eq!(
+                    end,
+                    MatchEnd::Filled,
+                    "a fillable FOK order fills completely"
+                );
                 None
             }
         };

@@ -75,7 +75,10 @@ impl Finished {
 
     /// Appends `rec`, returning its slot. The caller keeps room (len below capacity).
     pub(crate) fn push(&mut self, rec: FinishedRec) -> u32 {
-        assert!(self.len < self.capacity, "room for every finish is reserved");
+        assert!(
+            self.len < self.capacity,
+            "room for every finish is reserved"
+        );
         let slot = (self.head + self.len) % self.capacity;
         if slot as usize == self.recs.len() {
             self.recs.push(rec);

@@ -207,8 +207,7 @@ impl Engine {
             "finished index size"
         );
         ensure!(
-            window == 0
-                || self.finished.len() + self.live_orders <= self.config.retired_ids_max,
+            window == 0 || self.finished.len() + self.live_orders <= self.config.retired_ids_max,
             "finished plus live orders over retired_ids_max"
         );
         let mut last = None;

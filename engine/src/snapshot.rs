@@ -157,7 +157,11 @@ impl Engine {
             }
         }
         orders.sort_unstable_by_key(|o| o.prio);
-        let finished = self.finished.iter().map(|(_, f)| snap_finished(f)).collect();
+        let finished = self
+            .finished
+            .iter()
+            .map(|(_, f)| snap_finished(f))
+            .collect();
         let switches = self
             .switches
             .sorted()
@@ -289,7 +293,13 @@ impl Engine {
 
     /// Whether `price` ticks, `lots` lots and a `notional` in ticks × lots of `symbol` fit
     /// the fixed-8 and fixed-16 numbers they are shown as.
-    fn fits(&self, symbol: u32, price: Ticks, lots: Lots, notional: u128) -> Result<(), SnapshotError> {
+    fn fits(
+        &self,
+        symbol: u32,
+        price: Ticks,
+        lots: Lots,
+        notional: u128,
+    ) -> Result<(), SnapshotError> {
         let book = self
             .books
             .get(symbol as usize)
@@ -307,11 +317,17 @@ impl Engine {
         if fits {
             Ok(())
         } else {
-            Err(invalid("an order's price, quantity or notional is out of range"))
+            Err(invalid(
+                "an order's price, quantity or notional is out of range",
+            ))
         }
     }
 
-    fn rebuild_orders(&mut self, orders: &[SnapOrder], next_prio: u64) -> Result<(), SnapshotError> {
+    fn rebuild_orders(
+        &mut self,
+        orders: &[SnapOrder],
+        next_prio: u64,
+    ) -> Result<(), SnapshotError> {
         if orders.len() > self.config.orders_max as usize {
             return Err(invalid("more live orders than orders_max"));
         }
@@ -323,7 +339,9 @@ impl Engine {
             last_prio = Some(o.prio);
             self.fits(o.symbol, o.price, o.total, o.notional)?;
             if o.price.0 == 0 || o.leaves.0 == 0 || o.leaves > o.total {
-                return Err(invalid("a resting order's price or quantity is out of range"));
+                return Err(invalid(
+                    "a resting order's price or quantity is out of range",
+                ));
             }
             let account_rec = self
                 .find_account(o.account)
@@ -384,7 +402,9 @@ impl Engine {
         let reserved = finished.len() + self.live_orders as usize;
         if !finished.is_empty() && (window == 0 || reserved > self.config.retired_ids_max as usize)
         {
-            return Err(invalid("more finished orders than retired_ids_max leaves room for"));
+            return Err(invalid(
+                "more finished orders than retired_ids_max leaves room for",
+            ));
         }
         let mut last = TimestampNs(0);
         for f in finished {
@@ -392,7 +412,9 @@ impl Engine {
                 || f.finished_at > self.clock
                 || f.finished_at.0.saturating_add(window) <= self.clock.0
             {
-                return Err(invalid("finished orders out of order or outside their window"));
+                return Err(invalid(
+                    "finished orders out of order or outside their window",
+                ));
             }
             last = f.finished_at;
             self.fits(f.symbol, f.price, f.total.max(f.filled), f.notional)?;
@@ -403,7 +425,9 @@ impl Engine {
                 OrderStatus::New | OrderStatus::PartiallyFilled => false,
             };
             if !consistent {
-                return Err(invalid("a finished order's status, reason and successor disagree"));
+                return Err(invalid(
+                    "a finished order's status, reason and successor disagree",
+                ));
             }
             let hash = self.order_hash(f.account, &f.order_id);
             if self.id_known(hash, f.account, &f.order_id) {
@@ -430,13 +454,19 @@ impl Engine {
         Ok(())
     }
 
-    fn rebuild_switches(&mut self, switches: &[(AccountId, u64, u64)]) -> Result<(), SnapshotError> {
+    fn rebuild_switches(
+        &mut self,
+        switches: &[(AccountId, u64, u64)],
+    ) -> Result<(), SnapshotError> {
         if switches.len() > self.config.switches_max as usize {
             return Err(invalid("more switches than switches_max"));
         }
         for &(account, session, deadline) in switches {
             if self.switches.deadline(account, session).is_some() {
-                return Err(invalid(format!("switch {}/{session} armed twice", account.0)));
+                return Err(invalid(format!(
+                    "switch {}/{session} armed twice",
+                    account.0
+                )));
             }
             if deadline <= self.clock.0 {
                 return Err(invalid("a switch past its deadline did not fire"));

@@ -106,7 +106,10 @@ impl Switches {
                 self.sift_down(at);
             }
             None => {
-                assert!(self.len() < self.capacity, "switch room is checked by callers");
+                assert!(
+                    self.len() < self.capacity,
+                    "switch room is checked by callers"
+                );
                 let rec = self.len();
                 let hash = self.hash(account, session);
                 self.recs.push(Switch {

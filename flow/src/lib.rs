@@ -175,22 +175,34 @@ impl FlowConfig {
 
     /// Engine capacities under which this flow is never rejected for capacity. The generator
     /// runs its own engine with them; an engine replaying the flow should use them too.
+    ///
+    /// The dedup window is [`FLOW_DEDUP_WINDOW_NS`] of log time, so a long flow expires finished
+    /// orders in its steady state (as a node does) and benchmarks measure that. Finished orders
+    /// inside a window are at most the orders live at its start plus one per command in it.
     pub fn engine_config(&self) -> EngineConfig {
         let clamp = |n: u64| n.clamp(1, u64::from(COUNT_MAX)) as u32;
         let symbols = u64::from(self.symbols.max(1));
         let per_side = EngineConfig::default()
             .levels_per_side_max
             .max(clamp(8 * self.price_range.max(1) as u64));
+        let orders_max = clamp((symbols * self.book_depth as u64 * 4).max(1 << 10));
+        let per_window = FLOW_DEDUP_WINDOW_NS / self.ts_step.max(1) + 1;
         EngineConfig {
             symbols_max: clamp(symbols),
             accounts_max: clamp(u64::from(self.accounts.max(1))),
-            orders_max: clamp((symbols * self.book_depth as u64 * 4).max(1 << 10)),
+            orders_max,
+            retired_ids_max: clamp(2 * u64::from(orders_max) + per_window),
+            dedup_window_ns: FLOW_DEDUP_WINDOW_NS,
             levels_max: clamp(symbols * 2 * u64::from(per_side)),
             levels_per_side_max: per_side,
             ..EngineConfig::default()
         }
     }
 }
+
+/// The dedup window of [`FlowConfig::engine_config`]: 100 ms of log time (100,000 commands at the
+/// default step of 1 µs).
+pub const FLOW_DEDUP_WINDOW_NS: u64 = 100_000_000;
 
 /// Counts of what a flow contains and what applying it caused. The kind counters and the
 /// event counters cover the steady-state commands only; `setup` counts the others.
@@ -606,6 +618,7 @@ impl FlowGenerator {
             order_id: order_id(order.num),
             price: Some(Price(price * self.config.tick.0)),
             qty: None,
+            new_order_id: None,
         }))
     }
 
@@ -700,6 +713,7 @@ impl FlowGenerator {
             tif,
             post_only: false,
             stp: Stp::CancelTaker,
+            session: 0,
         }))
     }
 

@@ -29,6 +29,10 @@ pub mod reason {
     pub const DUPLICATE_SYMBOL: u8 = 9;
     pub const INVALID_TICK: u8 = 10;
     pub const INVALID_LOT: u8 = 11;
+    /// The account's kill switch is on (an operator's control).
+    pub const ACCOUNT_DISABLED: u8 = 12;
+    /// The symbol takes cancels only (an operator's control).
+    pub const CANCEL_ONLY: u8 = 13;
     /// Cancelled at the member's request.
     pub const USER: u8 = 20;
     /// Cancelled by a mass cancel.
@@ -39,6 +43,10 @@ pub mod reason {
     pub const FOK: u8 = 23;
     /// Self-trade prevention.
     pub const STP: u8 = 24;
+    /// A dead-man's switch fired.
+    pub const EXPIRED: u8 = 25;
+    /// The account's kill switch was turned on.
+    pub const KILL_SWITCH: u8 = 26;
     /// The log's queue is full: retry.
     pub const BUSY: u8 = 30;
     /// The log cannot take orders.

@@ -184,6 +184,7 @@ impl Session {
             let _ = hub.submit(CommandKind::MassCancel(MassCancel {
                 account,
                 symbol: None,
+                session: None,
             }));
         }
         if !session.out.is_empty() {
@@ -327,6 +328,7 @@ impl Session {
                     order_id: cl_ord_id,
                     price,
                     qty,
+                    new_order_id: None,
                 });
                 self.submit_or_refuse(kind, cl_ord_id, CancelRequest::Replace, throttled);
             }
@@ -351,6 +353,7 @@ impl Session {
             tif: order.tif,
             post_only: order.post_only,
             stp: order.stp,
+            session: 0,
         };
         let refused = if throttled {
             Some(GatewayReason::Throttled)
@@ -373,7 +376,11 @@ impl Session {
             Some(session_reject::THROTTLED)
         } else {
             self.hub
-                .submit(CommandKind::MassCancel(MassCancel { account, symbol }))
+                .submit(CommandKind::MassCancel(MassCancel {
+                    account,
+                    symbol,
+                    session: None,
+                }))
                 .err()
                 .map(|err| u16::from(gateway_code(GatewayReason::from(err))))
         };
@@ -432,7 +439,7 @@ impl Session {
                 cl_ord_id: reject.cl_ord_id,
                 request: match reject.request {
                     engine::Request::Amend => CancelRequest::Replace,
-                    engine::Request::New | engine::Request::Cancel => CancelRequest::Cancel,
+                    _ => CancelRequest::Cancel,
                 },
                 reason: reject_code(reject.reason),
             },
@@ -581,6 +588,8 @@ pub fn reject_code(why: engine::RejectReason) -> u8 {
         R::DuplicateSymbol => reason::DUPLICATE_SYMBOL,
         R::InvalidTick => reason::INVALID_TICK,
         R::InvalidLot => reason::INVALID_LOT,
+        R::AccountDisabled => reason::ACCOUNT_DISABLED,
+        R::CancelOnly => reason::CANCEL_ONLY,
     }
 }
 
@@ -592,6 +601,8 @@ fn cancel_code(why: engine::CancelReason) -> u8 {
         C::Ioc => reason::IOC,
         C::Fok => reason::FOK,
         C::Stp => reason::STP,
+        C::Expired => reason::EXPIRED,
+        C::KillSwitch => reason::KILL_SWITCH,
     }
 }
 

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use engine::runner::{Emitted, WaitStrategy};
-use engine::{AccountId, Command, CommandKind, MassCancel, OrderId, Symbol};
+use engine::{AccountId, Command, CommandKind, MassCancel, OrderId, SetTradingStatus, Symbol};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::desk::{
@@ -205,6 +205,14 @@ impl Hub {
                 None if self.shards.len() > 1 => return self.mass_cancel_everywhere(ts, mass),
                 None => 0,
             },
+            CommandKind::TradingStatus(SetTradingStatus {
+                symbol: Some(symbol),
+                ..
+            }) => self.shard_of(&symbol),
+            CommandKind::TradingStatus(_)
+            | CommandKind::CancelAfter(_)
+            | CommandKind::Clock
+            | CommandKind::KillSwitch(_) => return self.submit_everywhere(Command::new(ts, kind)),
         };
         if let CommandKind::New(new) = kind {
             let admission = self.desk().submitted(shard, &new);
@@ -232,6 +240,15 @@ impl Hub {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         result
+    }
+
+    /// A command about an account or every symbol, not one book: one to each shard. The first
+    /// shard's refusal is the answer; the others are still tried.
+    fn submit_everywhere(&self, command: Command) -> Result<(), SubmitError> {
+        (0..self.shards.len()).fold(Ok(()), |result, shard| {
+            let submitted = self.submit_to(shard, command);
+            result.and(submitted)
+        })
     }
 
     /// A mass cancel of every symbol: one command to each shard, answered once all of them

@@ -69,7 +69,7 @@ pub fn now_ns() -> u64 {
 }
 
 /// Every engine reject reason, in the order of [`HubCounters::rejects`].
-pub const REJECT_REASONS: [RejectReason; 11] = [
+pub const REJECT_REASONS: [RejectReason; 13] = [
     RejectReason::UnknownSymbol,
     RejectReason::DuplicateOrderId,
     RejectReason::InvalidQty,
@@ -81,6 +81,8 @@ pub const REJECT_REASONS: [RejectReason; 11] = [
     RejectReason::InvalidTick,
     RejectReason::InvalidLot,
     RejectReason::Capacity,
+    RejectReason::AccountDisabled,
+    RejectReason::CancelOnly,
 ];
 
 /// Counters the node exposes as metrics.

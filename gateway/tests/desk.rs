@@ -38,6 +38,7 @@ fn limit(account: u64, id: &str, symbol: &str, side: Side, price: i64, qty: i64)
         tif: Tif::Gtc,
         post_only: false,
         stp: Stp::None,
+        session: 0,
     }
 }
 
@@ -381,6 +382,7 @@ fn one_id_live_on_two_shards_is_followed_as_two_orders() {
         order_id: oid("x"),
         price: Some(Price(101 * FIXED_ONE)),
         qty: Some(Qty(4 * FIXED_ONE)),
+        new_order_id: None,
     };
     let sent = site.apply(0, CommandKind::Amend(amend), usize::MAX);
     let btc_amend = (Replaced, PartiallyFilled, btc, Side::Buy, 101, 6, 0, 2, 4);

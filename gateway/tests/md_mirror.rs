@@ -137,7 +137,11 @@ fn event_symbol(kind: &EventKind) -> Option<Symbol> {
         | EventKind::SymbolRejected { symbol, .. }
         | EventKind::Trade { symbol, .. }
         | EventKind::Cancelled { symbol, .. }
-        | EventKind::Amended { symbol, .. } => Some(symbol),
+        | EventKind::Amended { symbol, .. }
+        | EventKind::TradingStatus { symbol, .. } => Some(symbol),
+        EventKind::AccountRejected { .. }
+        | EventKind::CancelAfter { .. }
+        | EventKind::KillSwitch { .. } => None,
     }
 }
 
@@ -576,6 +580,7 @@ fn commands(config: EngineConfig, ops: &[Op]) -> Vec<Command> {
                     tif,
                     post_only,
                     stp,
+                    session: 0,
                 })
             }
             Op::Cancel(n) => {
@@ -628,11 +633,13 @@ fn commands(config: EngineConfig, ops: &[Op]) -> Vec<Command> {
                     order_id: order.order_id,
                     price,
                     qty,
+                    new_order_id: None,
                 })
             }
             Op::MassCancel { account, symbol } => CommandKind::MassCancel(MassCancel {
                 account: AccountId(account),
                 symbol: symbol.map(|s| sym(NAMES[usize::from(s)])),
+                session: None,
             }),
             Op::AddSymbol { symbol, bad_tick } => add_symbol(usize::from(symbol), bad_tick),
         };
@@ -683,6 +690,7 @@ fn new_order(account: u64, id: &str, side: Side, price: i64, qty: i64, tif: Tif)
         tif,
         post_only: false,
         stp: Stp::None,
+        session: 0,
     })
 }
 
@@ -767,6 +775,7 @@ fn an_amend_that_changes_nothing_sends_no_update() {
             order_id: oid("a"),
             price: Some(Price(100 * FIXED_ONE)),
             qty: Some(Qty(FIXED_ONE * 5)),
+            new_order_id: None,
         }),
     ]);
     // `run` checks that no update is empty and that seq numbers stay contiguous.

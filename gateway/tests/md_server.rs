@@ -170,6 +170,7 @@ impl Exchange {
             tif,
             post_only: false,
             stp: Stp::None,
+            session: 0,
         }));
     }
 

@@ -47,6 +47,7 @@ fn new(
             tif,
             post_only: false,
             stp: Stp::CancelTaker,
+            session: 0,
         }),
     )
 }
@@ -189,6 +190,7 @@ fn rejects_become_rejected_reports_or_cancel_rejects() {
                 order_id: OrderId::new("ghost").unwrap(),
                 price: None,
                 qty: Some(Qty(d(1.0))),
+                new_order_id: None,
             }),
         ),
     ]);
@@ -226,6 +228,7 @@ fn a_replace_reports_the_new_total_and_an_ioc_rest_is_cancelled() {
                 order_id: OrderId::new("r").unwrap(),
                 price: Some(Price(d(104.0))),
                 qty: Some(Qty(d(1.5))),
+                new_order_id: None,
             }),
         ),
     ]);

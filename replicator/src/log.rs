@@ -451,6 +451,7 @@ mod tests {
             kind: engine::CommandKind::MassCancel(engine::MassCancel {
                 account: engine::AccountId(1),
                 symbol: None,
+                session: None,
             }),
         };
         handle.try_append(&command).unwrap();

@@ -19,6 +19,7 @@ fn command(n: u64) -> Command {
         CommandKind::MassCancel(MassCancel {
             account: AccountId(n),
             symbol: None,
+            session: None,
         }),
     )
 }

@@ -24,6 +24,7 @@ fn config() -> EngineConfig {
         levels_max: 64,
         levels_per_side_max: 32,
         hash_seed: 7,
+        ..EngineConfig::default()
     }
 }
 
@@ -64,6 +65,7 @@ fn command(i: u64) -> Command {
             tif: Tif::Gtc,
             post_only: false,
             stp: Stp::None,
+            session: 0,
         }),
     )
 }

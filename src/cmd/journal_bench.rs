@@ -42,6 +42,7 @@ pub fn command_at(position: u64) -> Command {
             tif: Tif::Gtc,
             post_only: false,
             stp: Stp::CancelTaker,
+            session: 0,
         }),
     )
 }

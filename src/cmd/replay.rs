@@ -16,16 +16,25 @@ pub struct Args {
     /// Where to write the final book.
     #[arg(long, value_name = "BOOK.json")]
     pub book_out: PathBuf,
-    /// Engine capacities (TOML with `EngineConfig` fields); defaults otherwise.
+    /// Where to write the orders the engine remembers at the end (live, and finished inside
+    /// the dedup window).
+    #[arg(long, value_name = "ORDERS.json")]
+    pub orders_out: Option<PathBuf>,
+    /// Engine settings (TOML with `EngineConfig` fields, e.g. `dedup_window_ns`); the
+    /// contract's otherwise (default capacities, a one-day dedup window).
     #[arg(long, value_name = "FILE")]
     pub engine_config: Option<PathBuf>,
 }
 
 /// Replays the file and prints what happened.
 pub fn run(args: Args) -> Result<()> {
-    let config = crate::load_engine_config(args.engine_config.as_deref())?;
     let started = std::time::Instant::now();
-    let s = crate::replay::run(&args.input, &args.events_out, &args.book_out, config)?;
+    let outputs = crate::replay::Outputs {
+        events: &args.events_out,
+        book: &args.book_out,
+        orders: args.orders_out.as_deref(),
+    };
+    let s = crate::replay::run(&args.input, outputs, args.engine_config.as_deref())?;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "replayed {} commands into {} events in {secs:.3} s: {} accepted, {} rejected, \

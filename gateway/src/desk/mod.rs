@@ -184,7 +184,16 @@ impl Desk {
                 reason: CancelReason::Mass,
                 ..
             } => state.mass_cancelled += 1,
-            EventKind::Cancelled { .. } | EventKind::Amended { .. } => {}
+            EventKind::AccountRejected { reason, .. } => {
+                if let Some(at) = REJECT_REASONS.iter().position(|r| *r == reason) {
+                    out.rejects[at] += 1;
+                }
+            }
+            EventKind::Cancelled { .. }
+            | EventKind::Amended { .. }
+            | EventKind::CancelAfter { .. }
+            | EventKind::TradingStatus { .. }
+            | EventKind::KillSwitch { .. } => {}
         }
         let mut effects = Effects {
             sends: &mut out.sends,

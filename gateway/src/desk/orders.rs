@@ -145,6 +145,24 @@ impl OrderEntry {
     }
 }
 
+/// A trade's price and quantity.
+#[derive(Clone, Copy)]
+struct Fill {
+    price: Price,
+    qty: Qty,
+}
+
+/// An amend as the engine reports it: the order's price, total, open and filled quantities,
+/// and the id it goes by from now on if the amend gave it one.
+#[derive(Clone, Copy)]
+struct Amend {
+    price: Price,
+    total: Qty,
+    leaves: Qty,
+    filled: Qty,
+    new_order_id: Option<OrderId>,
+}
+
 /// What a shard's command being applied has left to finish at its end.
 #[derive(Default)]
 pub struct InCommand {
@@ -331,7 +349,6 @@ impl OrderTable {
         match event.kind {
             EventKind::Accepted { .. } => self.accepted(shard, event, command, out),
             EventKind::Rejected { .. } => self.engine_rejected(shard, event, command, out),
-            EventKind::SymbolRejected { .. } => {}
             EventKind::Trade {
                 price,
                 qty,
@@ -341,24 +358,15 @@ impl OrderTable {
                 taker_order_id,
                 maker_leaves,
                 taker_leaves,
+                maker_filled,
+                taker_filled,
                 ..
             } => {
-                self.fill(
-                    key(maker_account, maker_order_id),
-                    at,
-                    price,
-                    qty,
-                    maker_leaves,
-                    out,
-                );
-                self.fill(
-                    key(taker_account, taker_order_id),
-                    at,
-                    price,
-                    qty,
-                    taker_leaves,
-                    out,
-                );
+                let fill = Fill { price, qty };
+                let maker = key(maker_account, maker_order_id);
+                self.fill(maker, at, fill, (maker_leaves, maker_filled), out);
+                let taker = key(taker_account, taker_order_id);
+                self.fill(taker, at, fill, (taker_leaves, taker_filled), out);
             }
             EventKind::Cancelled {
                 account,
@@ -370,9 +378,27 @@ impl OrderTable {
                 account,
                 order_id,
                 price,
-                qty,
+                total,
+                leaves,
+                filled,
+                new_order_id,
                 ..
-            } => self.amended(key(account, order_id), at, price, qty, command, out),
+            } => {
+                let amend = Amend {
+                    price,
+                    total,
+                    leaves,
+                    filled,
+                    new_order_id,
+                };
+                self.amended(key(account, order_id), at, amend, command, out)
+            }
+            // Operator controls and switches report through the cancels they cause.
+            EventKind::SymbolRejected { .. }
+            | EventKind::AccountRejected { .. }
+            | EventKind::CancelAfter { .. }
+            | EventKind::TradingStatus { .. }
+            | EventKind::KillSwitch { .. } => {}
         }
     }
 
@@ -487,21 +513,21 @@ impl OrderTable {
         })
     }
 
-    /// A trade took `qty` at `price` from the order `key`, leaving `leaves`.
+    /// A trade `fill` of the order `key`, leaving it `leaves` open with `filled` in all (the
+    /// engine's figures, so a desk seeded mid-life still reports the order's whole CumQty).
     fn fill(
         &mut self,
         key: Key,
         (seq, ts): (u64, u64),
-        price: Price,
-        qty: Qty,
-        leaves: Qty,
+        Fill { price, qty }: Fill,
+        (leaves, filled): (Qty, Qty),
         out: &mut Effects<'_>,
     ) {
         let Some(entry) = self.orders.get_mut(&key).filter(|e| e.is_live()) else {
             return;
         };
         out.deltas.extend(entry.level(-qty.0));
-        entry.cum += qty.0;
+        entry.cum = filled.0;
         entry.leaves = leaves.0;
         entry.notional += i128::from(price.0) * i128::from(qty.0);
         (entry.last_seq, entry.last_ts) = (seq, ts);
@@ -540,33 +566,59 @@ impl OrderTable {
         self.finish(key);
     }
 
-    /// The order `key` was amended to `price`, `qty` open. It keeps its place only at the same
-    /// price with no more quantity; otherwise it leaves its level and re-enters as if new.
+    /// The order `key` was amended (see [`Amend`]). As in the engine, it keeps its place at
+    /// the same price with a total not raised, is filled when the total is at or below what
+    /// filled, and otherwise leaves its level and re-enters as if new. With a new id it goes
+    /// by that id from now on.
     fn amended(
         &mut self,
         key: Key,
         (seq, ts): (u64, u64),
-        price: Price,
-        qty: Qty,
+        amend: Amend,
         command: &mut InCommand,
         out: &mut Effects<'_>,
     ) {
-        let Some(entry) = self.orders.get_mut(&key).filter(|e| e.is_live()) else {
+        let Some(mut entry) = self.orders.get(&key).copied().filter(|e| e.is_live()) else {
             return;
         };
-        if entry.stage == Stage::Resting && entry.price == Some(price) && qty.0 <= entry.leaves {
-            out.deltas.extend(entry.level(qty.0 - entry.leaves));
+        let open = amend.leaves.0;
+        let keeps_place = entry.stage == Stage::Resting
+            && entry.price == Some(amend.price)
+            && amend.total.0 <= entry.order_qty
+            && open > 0;
+        if keeps_place {
+            out.deltas.extend(entry.level(open - entry.leaves));
         } else {
             out.deltas.extend(entry.level(-entry.leaves));
-            entry.stage = Stage::Entering;
+            entry.stage = if open > 0 {
+                Stage::Entering
+            } else {
+                Stage::Done(OrdStatus::Filled)
+            };
+        }
+        entry.price = Some(amend.price);
+        entry.leaves = open;
+        entry.cum = amend.filled.0;
+        // A total below what filled finishes the order; FIX's OrderQty never shows less than
+        // CumQty.
+        entry.order_qty = amend.total.0.max(amend.filled.0);
+        (entry.last_seq, entry.last_ts) = (seq, ts);
+        let key = match amend.new_order_id {
+            Some(id) => {
+                self.orders.remove(&key);
+                Key { id, ..key }
+            }
+            None => key,
+        };
+        self.orders.insert(key, entry);
+        if entry.stage == Stage::Entering {
             command.entering.push(key);
         }
-        entry.price = Some(price);
-        entry.leaves = qty.0;
-        entry.order_qty = entry.cum + qty.0;
-        (entry.last_seq, entry.last_ts) = (seq, ts);
         let report = entry.report(&key, ExecType::Replaced);
         out.sends.push((key.account, ToSession::Report(report)));
+        if open == 0 {
+            self.finish(key);
+        }
     }
 
     /// Ends shard `shard`'s `command`: reports its rejected new order (side, price and

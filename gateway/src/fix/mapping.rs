@@ -278,6 +278,7 @@ fn new_order(raw: &RawMessage<'_>, account: AccountId) -> Result<NewOrder, Malfo
         tif,
         post_only,
         stp,
+        session: 0,
     })
 }
 
@@ -329,22 +330,6 @@ fn stp_mode(raw: &RawMessage<'_>) -> Result<Stp, Malformed> {
     })
 }
 
-/// The engine's amend quantity (the new open quantity) for a replace whose OrderQty (38) is
-/// `order_qty`, from the order's last known state: `None` keeps the open quantity when 38 is
-/// the order's current total. A result the engine cannot hold is `INVALID` (rejected there).
-pub fn amend_qty(order_qty: Option<Qty>, state: &Report) -> Option<Qty> {
-    let total = order_qty.filter(|q| *q != state.order_qty)?;
-    if total == Qty::INVALID {
-        return Some(Qty::INVALID);
-    }
-    Some(
-        total
-            .0
-            .checked_sub(state.cum_qty.0)
-            .map_or(Qty::INVALID, Qty),
-    )
-}
-
 /// OrdRejReason (103) for an engine reject.
 pub fn ord_rej_reason(reason: RejectReason) -> u32 {
     match reason {
@@ -353,7 +338,10 @@ pub fn ord_rej_reason(reason: RejectReason) -> u32 {
         RejectReason::DuplicateOrderId => 6,
         RejectReason::InvalidTif => 11,
         RejectReason::InvalidQty => 13,
+        // "Exchange closed": the symbol takes cancels only.
+        RejectReason::CancelOnly => 2,
         RejectReason::InvalidPrice
+        | RejectReason::AccountDisabled
         | RejectReason::PostOnly
         | RejectReason::DuplicateSymbol
         | RejectReason::InvalidTick
@@ -551,7 +539,7 @@ pub fn cancel_reject(
         434,
         match to {
             Request::Amend => '2',
-            Request::Cancel | Request::New => '1',
+            _ => '1',
         },
     );
     m.push_uint(102, u64::from(cxl_rej_reason(why)));
@@ -653,6 +641,7 @@ mod tests {
                 tif: Tif::Ioc,
                 post_only: true,
                 stp: Stp::CancelMaker,
+                session: 0,
             })
         );
         // Defaults: GTC, not post-only, the engine's STP; a market order needs no price.
@@ -852,22 +841,6 @@ mod tests {
             (text(&m, 150), text(&m, 17), text(&m, 32)),
             (Some("I"), Some("0"), None)
         );
-    }
-
-    #[test]
-    fn replace_quantities_become_open_quantities() {
-        let state = report(); // 10 ordered, 4 filled
-        assert_eq!(amend_qty(None, &state), None);
-        assert_eq!(amend_qty(Some(Qty(1_000_000_000)), &state), None);
-        assert_eq!(
-            amend_qty(Some(Qty(800_000_000)), &state),
-            Some(Qty(400_000_000))
-        );
-        assert_eq!(
-            amend_qty(Some(Qty(300_000_000)), &state),
-            Some(Qty(-100_000_000))
-        );
-        assert_eq!(amend_qty(Some(Qty::INVALID), &state), Some(Qty::INVALID));
     }
 
     #[test]

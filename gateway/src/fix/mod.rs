@@ -381,7 +381,11 @@ impl FixApp {
             } => self.replace(live, request, orig, symbol, price, order_qty),
             Inbound::MassCancel { request, symbol } => {
                 lock(&live.echoes).push_mass(symbol, request);
-                let mass = MassCancel { account, symbol };
+                let mass = MassCancel {
+                    account,
+                    symbol,
+                    session: None,
+                };
                 let err = self.hub.submit(CommandKind::MassCancel(mass)).err()?;
                 lock(&live.echoes).take_mass(symbol, true);
                 Some(mapping::mass_cancel_report(
@@ -440,8 +444,8 @@ impl FixApp {
         ))
     }
 
-    /// Submits an OrderCancelReplaceRequest as an amend of the order's last known state; an
-    /// unknown order or a refusal is answered with an OrderCancelReject.
+    /// Submits an OrderCancelReplaceRequest as an amend to the new total (OrderQty) and/or
+    /// price; an order unknown here or a refusal is answered with an OrderCancelReject.
     fn replace(
         &self,
         live: &Live,
@@ -467,7 +471,10 @@ impl FixApp {
             symbol,
             order_id: orig,
             price,
-            qty: mapping::amend_qty(order_qty, &state),
+            // OrderQty is the order's new total, which is what the engine's amend takes: a
+            // fill racing the replace, or a restart, cannot change what it means.
+            qty: order_qty,
+            new_order_id: None,
         };
         lock(&live.echoes).push(orig, Request::Amend, request);
         let err = self.hub.submit(CommandKind::Amend(amend)).err()?;
@@ -522,6 +529,7 @@ impl Application for FixApp {
             let kind = CommandKind::MassCancel(MassCancel {
                 account: live.account,
                 symbol: None,
+                session: None,
             });
             // Submitted here, before the session is reported closed; retried in the
             // background only while the log refuses it.
