@@ -108,13 +108,13 @@ fn an_order_lifecycle_with_two_members() {
             (qty("4"), qty("6"), px("100"))
         );
 
-        // Replace: the open quantity down to 5 (keeps its place).
+        // Replace: the total down to 9, 4 of it filled, 5 open (keeps its place).
         alice
             .send(&ClientMessage::Replace {
                 cl_ord_id: id("a-1"),
                 symbol: btc(),
                 price: None,
-                qty: Some(qty("5")),
+                qty: Some(qty("9")),
             })
             .await
             .unwrap();

@@ -381,7 +381,8 @@ fn one_id_live_on_two_shards_is_followed_as_two_orders() {
         symbol: btc,
         order_id: oid("x"),
         price: Some(Price(101 * FIXED_ONE)),
-        qty: Some(Qty(4 * FIXED_ONE)),
+        // The new total: 2 filled, 4 open.
+        qty: Some(Qty(6 * FIXED_ONE)),
         new_order_id: None,
     };
     let sent = site.apply(0, CommandKind::Amend(amend), usize::MAX);
