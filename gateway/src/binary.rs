@@ -73,6 +73,8 @@ pub mod ord_status {
     pub const PARTIALLY_FILLED: u8 = b'1';
     pub const FILLED: u8 = b'2';
     pub const CANCELED: u8 = b'4';
+    /// Never sent: a question naming a replaced id is answered under the order's current id.
+    pub const REPLACED: u8 = b'5';
     pub const REJECTED: u8 = b'8';
 }
 

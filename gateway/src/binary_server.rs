@@ -435,14 +435,24 @@ impl Session {
     fn report(&mut self, message: ToSession) -> Option<End> {
         let message = match message {
             ToSession::Report(report) => ServerMessage::ExecutionReport(exec_report(&report)),
-            ToSession::CancelReject(reject) => ServerMessage::CancelReject {
-                cl_ord_id: reject.cl_ord_id,
-                request: match reject.request {
-                    engine::Request::Amend => CancelRequest::Replace,
-                    _ => CancelRequest::Cancel,
-                },
-                reason: reject_code(reject.reason),
-            },
+            ToSession::CancelReject(reject) => {
+                self.push(&ServerMessage::CancelReject {
+                    cl_ord_id: reject.cl_ord_id,
+                    request: match reject.request {
+                        engine::Request::Amend => CancelRequest::Replace,
+                        _ => CancelRequest::Cancel,
+                    },
+                    reason: reject_code(reject.reason),
+                });
+                // A cancel or replace of an order no longer live under that id (resent after
+                // it applied, or too late): its current state follows, as an OrderStatus.
+                match reject.state {
+                    Some(state) if reject.reason == engine::RejectReason::UnknownOrder => {
+                        ServerMessage::ExecutionReport(exec_report(&state))
+                    }
+                    _ => return None,
+                }
+            }
             ToSession::MassCancelDone { symbol, cancelled } => {
                 ServerMessage::MassCancelReport { symbol, cancelled }
             }
@@ -631,6 +641,7 @@ fn ord_status_code(status: OrdStatus) -> u8 {
         OrdStatus::PartiallyFilled => ord_status::PARTIALLY_FILLED,
         OrdStatus::Filled => ord_status::FILLED,
         OrdStatus::Canceled => ord_status::CANCELED,
+        OrdStatus::Replaced => ord_status::REPLACED,
         OrdStatus::Rejected => ord_status::REJECTED,
     }
 }

@@ -110,10 +110,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    /// A hub over one shard's `sequencer`, for `members`, remembering `finished_max` done
-    /// orders.
-    pub fn new(sequencer: Arc<dyn Sequencer>, members: Members, finished_max: usize) -> Arc<Hub> {
-        Hub::sharded(vec![sequencer], HashMap::new(), members, finished_max)
+    /// A hub over one shard's `sequencer`, for `members`, whose engine remembers finished
+    /// orders for `window_ns` of log time (its `dedup_window_ns`).
+    pub fn new(sequencer: Arc<dyn Sequencer>, members: Members, window_ns: u64) -> Arc<Hub> {
+        Hub::sharded(vec![sequencer], HashMap::new(), members, window_ns)
     }
 
     /// A hub over several shards: `shards[s]` is shard `s`'s sequencer and `shard_of` names
@@ -126,7 +126,7 @@ impl Hub {
         shards: Vec<Arc<dyn Sequencer>>,
         shard_of: HashMap<Symbol, usize>,
         members: Members,
-        finished_max: usize,
+        window_ns: u64,
     ) -> Arc<Hub> {
         assert!((1..=SHARDS_MAX).contains(&shards.len()), "1 to 64 shards");
         assert!(
@@ -135,7 +135,7 @@ impl Hub {
         );
         Arc::new(Hub {
             positions: shards.iter().map(|_| AtomicU64::new(0)).collect(),
-            desk: Mutex::new(Desk::new(shards.len(), finished_max)),
+            desk: Mutex::new(Desk::new(shards.len(), window_ns)),
             feed: broadcast::channel(FEED_BUFFER).0,
             outboxes: shards.iter().map(|_| Mutex::default()).collect(),
             shards,
@@ -245,10 +245,12 @@ impl Hub {
     /// A command about an account or every symbol, not one book: one to each shard. The first
     /// shard's refusal is the answer; the others are still tried.
     fn submit_everywhere(&self, command: Command) -> Result<(), SubmitError> {
-        (0..self.shards.len()).fold(Ok(()), |result, shard| {
+        let mut result = Ok(());
+        for shard in 0..self.shards.len() {
             let submitted = self.submit_to(shard, command);
-            result.and(submitted)
-        })
+            result = result.and(submitted);
+        }
+        result
     }
 
     /// A mass cancel of every symbol: one command to each shard, answered once all of them

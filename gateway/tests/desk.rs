@@ -42,6 +42,14 @@ fn limit(account: u64, id: &str, symbol: &str, side: Side, price: i64, qty: i64)
     }
 }
 
+fn cancel(account: u64, id: &str, symbol: &str) -> CancelOrder {
+    CancelOrder {
+        account: AccountId(account),
+        symbol: sym(symbol),
+        order_id: oid(id),
+    }
+}
+
 /// One shard: its engine and its next log position.
 struct Shard {
     engine: Engine,
@@ -49,9 +57,13 @@ struct Shard {
 }
 
 impl Shard {
-    fn new() -> Shard {
+    fn new(window_ns: u64) -> Shard {
+        let config = EngineConfig {
+            dedup_window_ns: window_ns,
+            ..EngineConfig::default()
+        };
         Shard {
-            engine: Engine::new(EngineConfig::default()).unwrap(),
+            engine: Engine::new(config).unwrap(),
             position: 0,
         }
     }
@@ -79,10 +91,12 @@ struct Site {
 }
 
 impl Site {
-    fn new(symbols: &[&str], finished_max: usize) -> Site {
+    /// Shards whose engines remember finished orders for `window_ns` of log time; each
+    /// command's `ts` is its log position plus one (nanoseconds).
+    fn new(symbols: &[&str], window_ns: u64) -> Site {
         let mut site = Site {
-            desk: Desk::new(symbols.len(), finished_max),
-            shards: symbols.iter().map(|_| Shard::new()).collect(),
+            desk: Desk::new(symbols.len(), window_ns),
+            shards: symbols.iter().map(|_| Shard::new(window_ns)).collect(),
             outbox: Outbox::default(),
         };
         for (shard, name) in symbols.iter().enumerate() {
@@ -125,7 +139,7 @@ fn report(message: &ToSession) -> Report {
 
 #[test]
 fn a_resent_order_is_answered_with_the_original_state() {
-    let mut site = Site::new(&["BTC"], 16);
+    let mut site = Site::new(&["BTC"], 1_000);
     site.new_order(0, limit(1, "a", "BTC", Side::Buy, 100, 5));
     let fill = site.new_order(0, limit(2, "b", "BTC", Side::Sell, 100, 2));
     // New, then the maker's fill, then the taker's.
@@ -152,7 +166,7 @@ fn a_resent_order_is_answered_with_the_original_state() {
 
 #[test]
 fn an_id_in_use_on_another_shard_is_not_entered_there() {
-    let mut site = Site::new(&["BTC", "ETH"], 16);
+    let mut site = Site::new(&["BTC", "ETH"], 1_000);
     let btc = limit(1, "x", "BTC", Side::Buy, 100, 5);
     let eth = limit(1, "x", "ETH", Side::Buy, 100, 5);
     assert_eq!(site.desk.submitted(0, &btc), Admission::Submit);
@@ -172,7 +186,7 @@ fn an_id_in_use_on_another_shard_is_not_entered_there() {
 
 #[test]
 fn a_submission_the_log_refused_is_forgotten() {
-    let mut site = Site::new(&["BTC", "ETH"], 16);
+    let mut site = Site::new(&["BTC", "ETH"], 1_000);
     let btc = limit(1, "x", "BTC", Side::Buy, 100, 5);
     let eth = limit(1, "x", "ETH", Side::Buy, 100, 5);
     assert_eq!(site.desk.submitted(0, &btc), Admission::Submit);
@@ -180,24 +194,59 @@ fn a_submission_the_log_refused_is_forgotten() {
     assert_eq!(site.desk.submitted(1, &eth), Admission::Submit);
 }
 
-#[test]
-fn done_orders_are_remembered_for_the_window_then_forgotten() {
-    let mut site = Site::new(&["BTC"], 2);
-    for id in ["a", "b", "c"] {
-        site.new_order(0, limit(1, id, "BTC", Side::Buy, 100, 1));
-        site.new_order(0, limit(2, id, "BTC", Side::Sell, 100, 1));
+impl Site {
+    /// Whether the desk knows each of `ids` (of `account`, on `shard`) exactly when the
+    /// shard's engine remembers it.
+    fn knows_as_the_engine(&self, shard: usize, account: u64, ids: &[&str]) -> Vec<bool> {
+        ids.iter()
+            .map(|id| {
+                let desk = self.desk.order_state(shard, AccountId(account), &oid(id));
+                let engine = self.shards[shard]
+                    .engine
+                    .order(AccountId(account), &oid(id));
+                assert_eq!(desk.is_some(), engine.is_some(), "{id}");
+                desk.is_some()
+            })
+            .collect()
     }
-    // Six filled orders, two remembered: the last two.
-    let state = |account, id| site.desk.order_state(0, AccountId(account), &oid(id));
-    assert_eq!(state(1, "a"), None);
-    assert_eq!(state(2, "b"), None);
-    assert_eq!(state(1, "c").unwrap().ord_status, OrdStatus::Filled);
-    assert_eq!(state(2, "c").unwrap().ord_status, OrdStatus::Filled);
+
+    /// Advances shard `shard`'s log time by `n` commands that do nothing else.
+    fn idle(&mut self, shard: usize, n: usize) {
+        for _ in 0..n {
+            self.apply(shard, CommandKind::Clock, usize::MAX);
+        }
+    }
+}
+
+/// Finished orders are remembered until the shard's log time reaches their finishing time
+/// plus the window, exactly when the engine forgets them: the boundary included.
+#[test]
+fn done_orders_are_remembered_for_the_window_of_log_time_then_forgotten() {
+    let mut site = Site::new(&["BTC"], 4);
+    // `a` rests at ts 2 and fills at ts 3 with `b`; `c` fills at ts 5 with `d`.
+    site.new_order(0, limit(1, "a", "BTC", Side::Buy, 100, 1));
+    site.new_order(0, limit(2, "b", "BTC", Side::Sell, 100, 1));
+    site.new_order(0, limit(1, "c", "BTC", Side::Buy, 100, 1));
+    site.new_order(0, limit(2, "d", "BTC", Side::Sell, 100, 1));
+    let state = |site: &Site, id| site.desk.order_state(0, AccountId(1), &oid(id));
+    assert_eq!(state(&site, "a").unwrap().ord_status, OrdStatus::Filled);
+    // ts 6: 3 + 4 > 6, both remembered.
+    site.idle(0, 1);
+    assert_eq!(site.knows_as_the_engine(0, 1, &["a", "c"]), [true, true]);
+    // ts 7: `a`'s window has passed (3 + 4 <= 7); `c` (5 + 4) stays until ts 9.
+    site.idle(0, 1);
+    assert_eq!(site.knows_as_the_engine(0, 1, &["a", "c"]), [false, true]);
+    site.idle(0, 2);
+    assert_eq!(site.knows_as_the_engine(0, 1, &["a", "c"]), [false, false]);
+    // A status answer carries no event and the shard's log time.
+    site.new_order(0, limit(1, "e", "BTC", Side::Buy, 99, 1));
+    let e = state(&site, "e").unwrap();
+    assert_eq!((e.seq, e.ts), (0, site.shards[0].position));
 }
 
 #[test]
 fn a_reject_split_from_its_command_across_batches_is_reported_from_the_command() {
-    let mut site = Site::new(&["BTC"], 16);
+    let mut site = Site::new(&["BTC"], 1_000);
     let mut off_tick = limit(3, "r", "BTC", Side::Sell, 100, 4);
     off_tick.price = Some(Price(100 * FIXED_ONE + 1));
     let sent = site.apply(0, CommandKind::New(off_tick), 1);
@@ -216,16 +265,36 @@ fn a_reject_split_from_its_command_across_batches_is_reported_from_the_command()
 
 #[test]
 fn a_seeded_desk_follows_the_orders_of_a_recovered_engine() {
-    let mut site = Site::new(&["BTC"], 16);
+    let mut site = Site::new(&["BTC"], 1_000);
     site.new_order(0, limit(1, "a", "BTC", Side::Buy, 100, 5));
     site.new_order(0, limit(2, "b", "BTC", Side::Sell, 100, 2));
     let mut seeded = Desk::new(1, 16);
     seeded.seed(0, &site.shards[0].engine, site.shards[0].position);
-    // The engine keeps only the open quantity: the seeded state starts from it.
+    // The engine keeps each order's total, filled quantity and notional: a restarted desk
+    // answers as the one that followed the order from its start.
     let state = seeded.order_state(0, AccountId(1), &oid("a")).unwrap();
     assert_eq!(
-        (state.order_qty, state.cum_qty, state.leaves_qty),
-        (Qty(3 * FIXED_ONE), Qty(0), Qty(3 * FIXED_ONE))
+        (
+            state.order_qty,
+            state.cum_qty,
+            state.leaves_qty,
+            state.avg_px
+        ),
+        (
+            Qty(5 * FIXED_ONE),
+            Qty(2 * FIXED_ONE),
+            Qty(3 * FIXED_ONE),
+            Price(100 * FIXED_ONE)
+        )
+    );
+    assert_eq!(
+        Some(state),
+        site.desk.order_state(0, AccountId(1), &oid("a"))
+    );
+    let filled = seeded.order_state(0, AccountId(2), &oid("b")).unwrap();
+    assert_eq!(
+        (filled.ord_status, filled.cum_qty),
+        (OrdStatus::Filled, Qty(2 * FIXED_ONE))
     );
     assert_eq!(seeded.live_orders(), 1);
     let book = seeded.snapshot(&sym("BTC"), 10).unwrap();
@@ -303,7 +372,7 @@ fn of_x(sent: &[ToSession]) -> Vec<Says> {
 fn one_id_live_on_two_shards_is_followed_as_two_orders() {
     use ExecType::{Canceled, Replaced, Trade};
     use OrdStatus::{Filled, PartiallyFilled};
-    let mut site = Site::new(&["BTC", "ETH"], 16);
+    let mut site = Site::new(&["BTC", "ETH"], 1_000);
     let (btc, eth) = (sym("BTC"), sym("ETH"));
     // Two other sites took account 1's id "x" at once, one for each shard: both go through.
     let sent = site.new_order(0, limit(1, "x", "BTC", Side::Buy, 100, 5));
@@ -422,7 +491,7 @@ fn a_status_request_is_answered_with_the_order_on_its_symbols_shard() {
         Members::new(Vec::new()).unwrap(),
         16,
     );
-    let mut shards = [Shard::new(), Shard::new()];
+    let mut shards = [Shard::new(16), Shard::new(16)];
     for (shard, symbol) in [btc, eth].into_iter().enumerate() {
         let add = AddSymbol {
             symbol,
@@ -454,7 +523,7 @@ fn a_status_request_is_answered_with_the_order_on_its_symbols_shard() {
 /// answered with the order on the other shard.
 #[test]
 fn an_id_known_on_another_shard_is_not_sent_even_if_its_own_shard_knows_it() {
-    let mut site = Site::new(&["BTC", "ETH"], 16);
+    let mut site = Site::new(&["BTC", "ETH"], 1_000);
     // `x` rejected on BTC's shard (no price for a limit order), from another site.
     let mut bad = limit(1, "x", "BTC", Side::Buy, 100, 5);
     bad.price = None;
@@ -483,35 +552,29 @@ fn rejected_order(account: u64, id: &str, symbol: &str) -> NewOrder {
     order
 }
 
-/// Each shard remembers its own finished orders: what one shard remembers does not depend on
-/// how many orders another shard finished meanwhile (how the shards' batches interleave here).
+/// Each shard remembers its own finished orders by its own log time: what one shard remembers
+/// does not depend on how far another shard's log went meanwhile (how the shards' batches
+/// interleave here).
 #[test]
 fn each_shard_remembers_its_own_finished_orders() {
-    let mut site = Site::new(&["BTC", "ETH"], 2);
-    site.new_order(0, rejected_order(1, "x", "BTC"));
-    for n in 0..3 {
-        site.new_order(1, rejected_order(1, &format!("e{n}"), "ETH"));
-    }
-    let state = site.desk.order_state(0, AccountId(1), &oid("x"));
-    assert_eq!(state.map(|r| r.ord_status), Some(OrdStatus::Rejected));
-    // Shard 1 itself remembers its last two.
-    assert!(site.desk.order_state(1, AccountId(1), &oid("e0")).is_none());
-    assert!(site.desk.order_state(1, AccountId(1), &oid("e2")).is_some());
+    let mut site = Site::new(&["BTC", "ETH"], 4);
+    site.new_order(0, limit(1, "x", "BTC", Side::Buy, 100, 1));
+    site.apply(0, CommandKind::Cancel(cancel(1, "x", "BTC")), usize::MAX);
+    site.idle(1, 10);
+    assert_eq!(site.knows_as_the_engine(0, 1, &["x"]), [true]);
+    site.idle(0, 4);
+    assert_eq!(site.knows_as_the_engine(0, 1, &["x"]), [false]);
 }
 
-/// An id used again after a reject is remembered for its own window, not forgotten when its
-/// rejected predecessor's turn comes.
+/// A rejected order is not remembered (nor by the engine); its id may be used again, and that
+/// order is followed.
 #[test]
-fn an_id_used_again_is_remembered_for_its_own_window() {
-    let mut site = Site::new(&["BTC"], 2);
+fn a_rejected_id_is_not_remembered_and_may_be_used_again() {
+    let mut site = Site::new(&["BTC"], 1_000);
     site.new_order(0, rejected_order(1, "r", "BTC"));
-    // `r` again, accepted this time, then filled by an order that rests: `r` is done a
-    // second time, and the window holds the rejected `r` and the filled one.
+    assert_eq!(site.knows_as_the_engine(0, 1, &["r"]), [false]);
     site.new_order(0, limit(1, "r", "BTC", Side::Buy, 100, 1));
     site.new_order(0, limit(2, "s", "BTC", Side::Sell, 100, 2));
-    // One more order done: the window's oldest entry (the rejected `r`) goes, and with it
-    // nothing that is still remembered.
-    site.new_order(0, rejected_order(1, "z", "BTC"));
     let state = site.desk.order_state(0, AccountId(1), &oid("r"));
     assert_eq!(state.map(|r| r.ord_status), Some(OrdStatus::Filled));
 }

@@ -105,8 +105,8 @@ impl Node {
             .iter()
             .map(|view| -> Arc<dyn Sequencer> { Arc::new(ShardSequencer(view.clone())) })
             .collect();
-        let finished_max = config.engine.retired_ids_max as usize;
-        let hub = Hub::sharded(sequencers, plan.shard_of, members, finished_max);
+        let window_ns = config.engine.dedup_window_ns;
+        let hub = Hub::sharded(sequencers, plan.shard_of, members, window_ns);
         let missing: Vec<_> = (opened.iter().zip(&plan.shards))
             .flat_map(|(shard, planned)| planned.symbols.iter().filter(|a| !shard.lists(&a.symbol)))
             .copied()

@@ -7,9 +7,9 @@
 //! [`crate::hub::Hub`] is the runtime that locks it, publishes and delivers.
 //!
 //! - `report`: the messages ([`Report`], [`CancelReject`], [`ToSession`]).
-//! - `orders`: the one order table, every order from submission to the end of the remembered
-//!   window: running quantities for reports, last state for status requests and resent
-//!   orders, and where each order rests for the books.
+//! - `orders`: the one order table, every order from submission to the end of its dedup
+//!   window, a mirror of the engines' memory: quantities for reports, the state for status
+//!   and mass status requests and resent orders, and where each order rests for the books.
 //! - `book`: the L2 books, fed by the table's level changes, updated once per command.
 //! - `mass`: mass cancels of every symbol, split over shards and answered once.
 
@@ -87,11 +87,11 @@ pub struct Desk {
 }
 
 impl Desk {
-    /// A desk for `shards` shards, remembering `finished_max` done orders (the engine's
-    /// window of remembered ids).
-    pub fn new(shards: usize, finished_max: usize) -> Desk {
+    /// A desk for `shards` shards whose engines remember finished orders for `window_ns` of
+    /// log time (their `dedup_window_ns`).
+    pub fn new(shards: usize, window_ns: u64) -> Desk {
         Desk {
-            orders: OrderTable::new(shards, finished_max),
+            orders: OrderTable::new(shards, window_ns),
             shards: (0..shards).map(|_| ShardDesk::default()).collect(),
             mass: MassCancels::default(),
             deltas: Vec::new(),
@@ -99,23 +99,27 @@ impl Desk {
     }
 
     /// Starts shard `shard` from its recovered `engine`, whose next command is at
-    /// `next_position`: its books, and the orders resting in it, in one walk.
+    /// `next_position`: its books, and every order it remembers.
     pub fn seed(&mut self, shard: usize, engine: &Engine, next_position: u64) {
         let state = &mut self.shards[shard];
         *state = ShardDesk {
             books: Books::new(next_position),
             ..ShardDesk::default()
         };
-        let seq = engine.stats().next_event_seq;
         for info in engine.symbols() {
             state.books.list(info.name);
             for side in [Side::Buy, Side::Sell] {
                 for order in engine.resting(info.id, side) {
-                    let delta = self.orders.seed(shard, seq, info.name, &order);
-                    state.books.seed(delta);
+                    state.books.seed(LevelDelta {
+                        symbol: info.name,
+                        side,
+                        price: order.price,
+                        qty: order.qty.0,
+                    });
                 }
             }
         }
+        self.orders.seed(shard, engine);
     }
 
     /// A session is about to submit `new` to shard `shard`'s log: whether it may (see
@@ -233,10 +237,11 @@ impl Desk {
         state.books.end_command(position, &mut out.market_data);
     }
 
-    /// The last known state of the account's order `cl_ord_id` (live, or done within the
-    /// remembered window), as the answer to a status request: the order on shard `shard` if
-    /// that shard knows the id (a status request names a symbol, and an id entered on two
-    /// shards at once, by two sites, is two orders), else on the lowest shard that does.
+    /// The current state of the account's order `cl_ord_id` (live, or finished inside the
+    /// dedup window; any id of its replace chain), as the answer to a status request: the
+    /// order on shard `shard` if that shard knows the id (a status request names a symbol, and
+    /// an id entered on two shards at once, by two sites, is two orders), else on the lowest
+    /// shard that does.
     pub fn order_state(
         &self,
         shard: usize,
@@ -244,6 +249,12 @@ impl Desk {
         cl_ord_id: &OrderId,
     ) -> Option<Report> {
         self.orders.status(shard, account, cl_ord_id)
+    }
+
+    /// Every order of `account` the engines remember, as status answers (see
+    /// [`OrderTable::mass_status`]).
+    pub fn mass_status(&self, account: AccountId) -> Vec<Report> {
+        self.orders.mass_status(account)
     }
 
     /// Orders live on a book or being matched: as many as the engines have, between commands.

@@ -1,28 +1,38 @@
-//! The order table: every order the desk follows, in one map, from submission to the end of
-//! the remembered window.
+//! The order table: every order the desk follows, from submission to the end of its dedup
+//! window: a mirror of what the engines remember, so that what a member is told about an order
+//! is a function of the log alone.
 //!
 //! One [`OrderEntry`] per `(shard, account, client order id)` holds what every report needs
-//! (the running quantities and average price), what the L2 books need (where the order rests),
-//! and what a status request or a resent order is answered with (the last state, kept for
-//! `finished_max` more finished orders of its shard after the order is done, the same window
-//! as the engine's remembered ids). Following an event appends the [`Report`]s it causes and the
-//! [`LevelDelta`]s of the levels it changed.
+//! (the order's total, filled and open quantities, its notional for the average price), what
+//! the L2 books need (where the order rests), and what a status request, a mass status or a
+//! resent request is answered with. Following an event appends the [`Report`]s it causes and
+//! the [`LevelDelta`]s of the levels it changed.
+//!
+//! **The same answer at every site.** The table holds exactly the orders the shard's engine
+//! remembers: live ones, and finished ones (filled, cancelled, replaced) until the engine's
+//! clock (the largest `ts` of the shard's log so far) reaches `finished_at + dedup_window_ns`,
+//! the engine's own rule. At start it is seeded from the engine's memory ([`Engine::orders`]),
+//! with each order's whole filled quantity and notional, so a restarted site answers as one that
+//! never stopped. Status answers carry no event number and the shard's engine time as their
+//! time: at one log position, every site answers every question byte for byte the same.
+//! A new order the engine rejected is not remembered (the engine forgets it too; its reject
+//! was the answer).
+//!
+//! **Replace chains.** An amend with a new id (FIX's ClOrdID of a replace) moves the order to
+//! the new id; the old id is kept, frozen, as `replaced` and naming its successor. A status
+//! request or a resend naming any id of the chain is answered with the order's current state.
 //!
 //! **Colliding ids.** An engine refuses an account's id it knows, but only within its shard,
 //! and a gateway refuses an id it knows on another shard only for its own submissions: two
 //! sites can enter one id of one account on two shards at the same instant, and both orders
-//! go through. The shard is part of the key, so the table follows them as two orders: each
-//! shard's events only ever touch that shard's entry, and every report and book level is a
-//! function of that shard's log alone. A lookup without a shard tries the shard it is given
-//! first, then the others in shard order: a status request answers with the order on its
-//! symbol's shard if there is one there (else the order on the lowest other shard), a new
-//! order is refused with the state of the order on the lowest other shard that uses its id.
+//! go through. The shard is part of the key, so the table follows them as two orders. A lookup
+//! without a shard tries the shard it is given first, then the others in shard order.
 
 use std::collections::{HashMap, VecDeque};
 
 use engine::{
-    AccountId, Command, CommandKind, Event, EventKind, NewOrder, OrderId, Price, Qty, RejectReason,
-    Request, RestingOrder, Side, Symbol,
+    AccountId, Command, CommandKind, Engine, Event, EventKind, NewOrder, OrderId, OrderStatus,
+    OrderView, Price, Qty, RejectReason, Request, Side, Symbol,
 };
 
 use super::book::LevelDelta;
@@ -62,7 +72,7 @@ pub enum Stage {
     Entering,
     /// On the book, counted in its level.
     Resting,
-    /// Over, in this status (filled, cancelled or rejected).
+    /// Finished (filled, cancelled, or replaced by a new id), remembered for the window.
     Done(OrdStatus),
 }
 
@@ -73,18 +83,19 @@ pub struct OrderEntry {
     side: Side,
     /// The limit price (`None` for a market order).
     price: Option<Price>,
-    /// FIX OrderQty: as entered, then the new total (filled + open) after each amend.
+    /// FIX OrderQty: the order's total, never shown below what filled.
     order_qty: i64,
     cum: i64,
     leaves: i64,
     /// Sum of fill price × fill quantity, in fixed-8 × fixed-8 units.
     notional: i128,
     stage: Stage,
-    /// The last reported event's sequence number and time.
-    last_seq: u64,
-    last_ts: u64,
-    /// Why it is done (cancelled or rejected); `None` while it is live or once filled.
+    /// Why it was cancelled.
     reason: Option<Reason>,
+    /// The id that replaced it (stage `Done(Replaced)`).
+    replaced_by: Option<OrderId>,
+    /// The engine time it finished at (0 until then).
+    finished_at: u64,
 }
 
 impl OrderEntry {
@@ -93,10 +104,9 @@ impl OrderEntry {
     }
 
     fn ord_status(&self) -> OrdStatus {
-        match (self.stage, self.cum, self.leaves) {
-            (Stage::Done(status), _, _) => status,
-            (_, 0, _) => OrdStatus::New,
-            (_, _, 0) => OrdStatus::Filled,
+        match (self.stage, self.cum) {
+            (Stage::Done(status), _) => status,
+            (_, 0) => OrdStatus::New,
             _ => OrdStatus::PartiallyFilled,
         }
     }
@@ -109,11 +119,9 @@ impl OrderEntry {
         }
     }
 
-    /// The order's state as a report of `exec_type` (no fill of its own).
+    /// The order's state as a report of `exec_type` (no fill of its own, no event).
     fn report(&self, key: &Key, exec_type: ExecType) -> Report {
         Report {
-            seq: self.last_seq,
-            ts: self.last_ts,
             price: self.price,
             order_qty: Qty(self.order_qty),
             cum_qty: Qty(self.cum),
@@ -141,6 +149,29 @@ impl OrderEntry {
                 qty,
             }),
             _ => None,
+        }
+    }
+
+    /// An order of the engine's memory, as the table follows it.
+    fn from_view(order: &OrderView) -> OrderEntry {
+        let stage = match order.status {
+            OrderStatus::New | OrderStatus::PartiallyFilled => Stage::Resting,
+            OrderStatus::Filled => Stage::Done(OrdStatus::Filled),
+            OrderStatus::Cancelled => Stage::Done(OrdStatus::Canceled),
+            OrderStatus::Replaced => Stage::Done(OrdStatus::Replaced),
+        };
+        OrderEntry {
+            symbol: order.symbol,
+            side: order.side,
+            price: order.price,
+            order_qty: order.total.0.max(order.filled.0),
+            cum: order.filled.0,
+            leaves: order.leaves.0,
+            notional: i128::try_from(order.notional).unwrap_or(i128::MAX),
+            stage,
+            reason: order.reason.map(Reason::Cancelled),
+            replaced_by: order.replaced_by,
+            finished_at: order.finished_at.map_or(0, |ts| ts.0),
         }
     }
 }
@@ -179,37 +210,82 @@ pub struct Effects<'a> {
     pub deltas: &'a mut Vec<LevelDelta>,
 }
 
-/// Every order the desk follows, keyed by shard, account and client order id.
+/// One shard's memory of finished orders and its engine's clock.
+#[derive(Default)]
+struct ShardMemory {
+    /// Finished orders, in the order they finished (which is the order they leave the window),
+    /// with the time each finished.
+    finished: VecDeque<(Key, u64)>,
+    /// The engine's clock: the largest `ts` of the shard's log so far.
+    clock: u64,
+}
+
+/// Every order the desk follows, by account, then shard and client order id.
 pub struct OrderTable {
-    orders: HashMap<Key, OrderEntry>,
+    orders: HashMap<AccountId, HashMap<(usize, OrderId), OrderEntry>>,
     /// How many shards there are: a lookup by account and id alone goes over all of them.
     shards: usize,
-    /// Per shard, its orders done, oldest first, with the sequence number of the event that
-    /// ended each: one is forgotten `finished_max` finished orders of its shard later. Per
-    /// shard, so what a shard remembers depends on its log alone, not on how the shards'
-    /// batches interleave here.
-    finished: Vec<VecDeque<(Key, u64)>>,
-    finished_max: usize,
+    memory: Vec<ShardMemory>,
+    /// The engines' `dedup_window_ns`.
+    window_ns: u64,
     /// Entries in [`Stage::PendingNew`].
     pending: usize,
 }
 
 impl OrderTable {
-    /// An empty table for `shards` shards, each remembering `finished_max` done orders.
-    pub fn new(shards: usize, finished_max: usize) -> OrderTable {
+    /// An empty table for `shards` shards whose engines remember finished orders for
+    /// `window_ns` of log time.
+    pub fn new(shards: usize, window_ns: u64) -> OrderTable {
         assert!(shards > 0, "a desk has a shard");
         OrderTable {
             orders: HashMap::new(),
             shards,
-            finished: (0..shards).map(|_| VecDeque::new()).collect(),
-            finished_max,
+            memory: (0..shards).map(|_| ShardMemory::default()).collect(),
+            window_ns,
             pending: 0,
         }
     }
 
     /// Orders live on a book or being matched.
     pub fn live(&self) -> usize {
-        self.orders.values().filter(|e| e.is_live()).count()
+        self.orders
+            .values()
+            .flat_map(HashMap::values)
+            .filter(|e| e.is_live())
+            .count()
+    }
+
+    fn get(&self, key: &Key) -> Option<&OrderEntry> {
+        self.orders.get(&key.account)?.get(&(key.shard, key.id))
+    }
+
+    fn get_mut(&mut self, key: &Key) -> Option<&mut OrderEntry> {
+        self.orders
+            .get_mut(&key.account)?
+            .get_mut(&(key.shard, key.id))
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<OrderEntry> {
+        let account = self.orders.get_mut(&key.account)?;
+        let removed = account.remove(&(key.shard, key.id));
+        if account.is_empty() {
+            self.orders.remove(&key.account);
+        }
+        removed
+    }
+
+    fn insert(&mut self, key: Key, entry: OrderEntry) {
+        let old = self
+            .orders
+            .entry(key.account)
+            .or_default()
+            .insert((key.shard, key.id), entry);
+        if entry.stage == Stage::PendingNew {
+            self.pending += 1;
+        }
+        if old.is_some_and(|old| old.stage == Stage::PendingNew) {
+            self.pending -= 1;
+        }
     }
 
     /// The keys the account's `id` may have: on `shard` first, then on every other shard in
@@ -222,68 +298,99 @@ impl OrderTable {
             .map(move |shard| Key { shard, account, id })
     }
 
-    /// The last known state of an order (live, or done within the window) as a status answer:
-    /// the one on `shard` if it is known there, else the one on the lowest other shard.
+    /// The order `key` names now: itself, or the end of its replace chain.
+    fn current(&self, key: Key) -> Option<(Key, &OrderEntry)> {
+        let mut key = key;
+        // A chain never loops (an id stays refused while its replaced entry is remembered);
+        // the bound only guards against a table that disagrees with its engine.
+        for _ in 0..=self.memory[key.shard].finished.len() {
+            let entry = self.get(&key)?;
+            match entry.replaced_by {
+                Some(next) => key.id = next,
+                None => return Some((key, entry)),
+            }
+        }
+        None
+    }
+
+    /// The order's state as a status answer: no event, the shard's engine time.
+    fn status_of(&self, key: &Key, entry: &OrderEntry) -> Report {
+        Report {
+            ts: self.memory[key.shard].clock,
+            ..entry.report(key, ExecType::OrderStatus)
+        }
+    }
+
+    /// The current state of the order an id of the account names (live, or finished inside
+    /// the window; any id of a replace chain), as a status answer: the one on `shard` if it is
+    /// known there, else the one on the lowest other shard.
     pub fn status(&self, shard: usize, account: AccountId, cl_ord_id: &OrderId) -> Option<Report> {
         self.keys(shard, account, *cl_ord_id).find_map(|key| {
-            let entry = self.orders.get(&key)?;
-            (entry.stage != Stage::PendingNew).then(|| entry.report(&key, ExecType::OrderStatus))
+            let (key, entry) = self.current(key)?;
+            (entry.stage != Stage::PendingNew).then(|| self.status_of(&key, entry))
         })
     }
 
-    /// Follows a resting order of shard `shard`'s recovered engine (its events up to `seq`
-    /// applied). The engine keeps only the open quantity, so the order's earlier fills are not
-    /// known: it starts from `order_qty = leaves`, `cum = 0`. Returns its level's share.
-    pub fn seed(
-        &mut self,
-        shard: usize,
-        seq: u64,
-        symbol: Symbol,
-        order: &RestingOrder,
-    ) -> LevelDelta {
-        let entry = OrderEntry {
-            symbol,
-            side: order.side,
-            price: Some(order.price),
-            order_qty: order.qty.0,
-            cum: 0,
-            leaves: order.qty.0,
-            notional: 0,
-            stage: Stage::Resting,
-            last_seq: seq,
-            last_ts: 0,
-            reason: None,
+    /// Every order of the account the engines remember (live, and finished inside the window;
+    /// a replace chain once, by its current id), by client order id then shard: the answer to
+    /// a mass status request.
+    pub fn mass_status(&self, account: AccountId) -> Vec<Report> {
+        let Some(orders) = self.orders.get(&account) else {
+            return Vec::new();
         };
-        let key = Key {
-            shard,
-            account: order.account,
-            id: order.order_id,
+        let mut keys: Vec<&(usize, OrderId)> = orders
+            .iter()
+            .filter(|(_, e)| e.stage != Stage::PendingNew && e.replaced_by.is_none())
+            .map(|(key, _)| key)
+            .collect();
+        keys.sort_unstable_by_key(|&&(shard, id)| (id, shard));
+        keys.into_iter()
+            .map(|&(shard, id)| {
+                let key = Key { shard, account, id };
+                self.status_of(&key, &orders[&(shard, id)])
+            })
+            .collect()
+    }
+
+    /// Starts shard `shard` from its recovered `engine`: every order it remembers, and its
+    /// clock. Done at start, before the shard's first command.
+    pub fn seed(&mut self, shard: usize, engine: &Engine) {
+        let mut finished = Vec::new();
+        for order in engine.orders() {
+            let key = Key {
+                shard,
+                account: order.account,
+                id: order.order_id,
+            };
+            let entry = OrderEntry::from_view(&order);
+            if let Some(at) = order.finished_at {
+                finished.push((key, at.0));
+            }
+            self.insert(key, entry);
+        }
+        finished.sort_by_key(|&(_, at)| at);
+        self.memory[shard] = ShardMemory {
+            finished: finished.into(),
+            clock: engine.stats().clock.0,
         };
-        self.insert(key, entry);
-        entry
-            .level(order.qty.0)
-            .expect("a resting order has a level")
     }
 
     /// A new order is about to be submitted to shard `shard`: see [`Admission`]. An id its own
-    /// shard's engine will refuse as a duplicate (an order accepted there, or one in flight
-    /// from here) is sent, and that engine answers it. Otherwise an id known on another shard
-    /// is not sent (its own shard may know it only as rejected, which its engine forgets); one
-    /// new here is held as [`Stage::PendingNew`].
+    /// shard's engine knows (an order live or finished there, or one in flight from here) is
+    /// sent, and that engine answers it. Otherwise an id known on another shard is not sent;
+    /// one new here is held as [`Stage::PendingNew`].
     pub fn submitted(&mut self, shard: usize, new: &NewOrder) -> Admission {
         let mut keys = self.keys(shard, new.account, new.order_id);
         let key = keys.next().expect("the shard's own key comes first");
-        let own = self.orders.get(&key).map(|entry| entry.stage);
-        if own.is_some_and(|stage| stage != Stage::Done(OrdStatus::Rejected)) {
+        if self.get(&key).is_some() {
             return Admission::Submit;
         }
-        let elsewhere = keys.find_map(|other| Some((other, self.orders.get(&other)?)));
+        let elsewhere = keys.find_map(|other| Some((other, self.get(&other)?)));
         match elsewhere {
             Some((_, entry)) if entry.stage == Stage::PendingNew => Admission::Known(None),
-            Some((other, entry)) => {
-                Admission::Known(Some(entry.report(&other, ExecType::OrderStatus)))
+            Some((other, _)) => {
+                Admission::Known(self.status(other.shard, other.account, &other.id))
             }
-            None if own.is_some() => Admission::Submit,
             None if self.pending < IN_FLIGHT_MAX => {
                 let entry = OrderEntry {
                     symbol: new.symbol,
@@ -294,9 +401,9 @@ impl OrderTable {
                     leaves: 0,
                     notional: 0,
                     stage: Stage::PendingNew,
-                    last_seq: 0,
-                    last_ts: 0,
                     reason: None,
+                    replaced_by: None,
+                    finished_at: 0,
                 };
                 self.insert(key, entry);
                 Admission::Submit
@@ -310,8 +417,7 @@ impl OrderTable {
     /// has its symbol (a submission of the same id to another symbol stays in flight).
     pub fn refused(&mut self, new: &NewOrder) {
         let held = self.keys(0, new.account, new.order_id).find(|key| {
-            self.orders
-                .get(key)
+            self.get(key)
                 .is_some_and(|e| e.stage == Stage::PendingNew && e.symbol == new.symbol)
         });
         if let Some(key) = held {
@@ -320,19 +426,30 @@ impl OrderTable {
     }
 
     fn forget_pending(&mut self, key: &Key) {
-        if self.orders.get(key).map(|e| e.stage) == Some(Stage::PendingNew) {
-            self.orders.remove(key);
+        if self.get(key).map(|e| e.stage) == Some(Stage::PendingNew) {
+            self.remove(key);
             self.pending -= 1;
         }
     }
 
-    fn insert(&mut self, key: Key, entry: OrderEntry) {
-        let old = self.orders.insert(key, entry);
-        if entry.stage == Stage::PendingNew {
-            self.pending += 1;
-        }
-        if old.is_some_and(|old| old.stage == Stage::PendingNew) {
-            self.pending -= 1;
+    /// Shard `shard`'s engine time moved to `ts` (if later): the finished orders whose window
+    /// passed are forgotten, as the engine forgets them before it applies a command.
+    fn tick(&mut self, shard: usize, ts: u64) {
+        let memory = &mut self.memory[shard];
+        memory.clock = memory.clock.max(ts);
+        let (clock, window) = (memory.clock, self.window_ns);
+        while let Some(&(key, at)) = self.memory[shard].finished.front() {
+            if at.saturating_add(window) > clock {
+                break;
+            }
+            self.memory[shard].finished.pop_front();
+            // Only the order that finished then: its id may have been used again since.
+            let same = self
+                .get(&key)
+                .is_some_and(|e| matches!(e.stage, Stage::Done(_)) && e.finished_at == at);
+            if same {
+                self.remove(&key);
+            }
         }
     }
 
@@ -344,6 +461,7 @@ impl OrderTable {
         command: &mut InCommand,
         out: &mut Effects<'_>,
     ) {
+        self.tick(shard, event.ts.0);
         let at = (event.seq, event.ts.0);
         let key = |account, id| Key { shard, account, id };
         match event.kind {
@@ -402,8 +520,8 @@ impl OrderTable {
         }
     }
 
-    /// A new order was accepted in the current command: it is live, and rests if it is still open when
-    /// the command ends.
+    /// A new order was accepted in the current command: it is live, and rests if it is still
+    /// open when the command ends.
     fn accepted(
         &mut self,
         shard: usize,
@@ -436,19 +554,24 @@ impl OrderTable {
             leaves: qty.0,
             notional: 0,
             stage: Stage::Entering,
-            last_seq: event.seq,
-            last_ts: event.ts.0,
             reason: None,
+            replaced_by: None,
+            finished_at: 0,
         };
         self.insert(key, entry);
         command.entering.push(key);
-        let report = entry.report(&key, ExecType::New);
+        let report = Report {
+            seq: event.seq,
+            ts: event.ts.0,
+            ..entry.report(&key, ExecType::New)
+        };
         out.sends.push((account, ToSession::Report(report)));
     }
 
-    /// The engine refused a request: a cancel or amend is answered at once; a new order is
-    /// answered with its original's state if its id was already used, else at the end of the
-    /// command, from the command.
+    /// The engine refused a request. A cancel or amend is answered at once, with the current
+    /// state of the order its id names if the table knows it (a resent cancel or replace finds
+    /// its order finished, or moved to its new id). A new order is answered with its original's
+    /// state if its id was already used, else at the end of the command, from the command.
     fn engine_rejected(
         &self,
         shard: usize,
@@ -468,6 +591,7 @@ impl OrderTable {
         };
         let (seq, ts) = (event.seq, event.ts.0);
         if request != Request::New {
+            let state = self.status(shard, account, &order_id);
             let reject = CancelReject {
                 seq,
                 account,
@@ -475,24 +599,24 @@ impl OrderTable {
                 symbol,
                 request,
                 reason,
+                state,
             };
             out.sends.push((account, ToSession::CancelReject(reject)));
-        } else if let Some(message) = self.resent(shard, account, order_id, seq, ts, reason) {
+        } else if let Some(message) = self.resent(shard, account, order_id, (seq, ts), reason) {
             out.sends.push((account, message));
         } else {
             command.rejected = Some((seq, ts, reason));
         }
     }
 
-    /// A resent order (its id already used on shard `shard`): the original's state, if it is
-    /// known.
+    /// A resent order (its id already used on shard `shard`): the current state of the order
+    /// it names, if it is known.
     fn resent(
         &self,
         shard: usize,
         account: AccountId,
         order_id: OrderId,
-        seq: u64,
-        ts: u64,
+        (seq, ts): (u64, u64),
         reason: RejectReason,
     ) -> Option<ToSession> {
         if reason != RejectReason::DuplicateOrderId {
@@ -503,12 +627,12 @@ impl OrderTable {
             account,
             id: order_id,
         };
-        let original = self.orders.get(&key)?;
-        (original.stage != Stage::PendingNew).then(|| {
+        let (current, entry) = self.current(key)?;
+        (entry.stage != Stage::PendingNew).then(|| {
             ToSession::Report(Report {
                 seq,
                 ts,
-                ..original.report(&key, ExecType::OrderStatus)
+                ..entry.report(&current, ExecType::OrderStatus)
             })
         })
     }
@@ -523,25 +647,26 @@ impl OrderTable {
         (leaves, filled): (Qty, Qty),
         out: &mut Effects<'_>,
     ) {
-        let Some(entry) = self.orders.get_mut(&key).filter(|e| e.is_live()) else {
+        let Some(entry) = self.get_mut(&key).filter(|e| e.is_live()) else {
             return;
         };
         out.deltas.extend(entry.level(-qty.0));
         entry.cum = filled.0;
         entry.leaves = leaves.0;
         entry.notional += i128::from(price.0) * i128::from(qty.0);
-        (entry.last_seq, entry.last_ts) = (seq, ts);
         if leaves.0 == 0 {
             entry.stage = Stage::Done(OrdStatus::Filled);
         }
         let report = Report {
+            seq,
+            ts,
             last_px: price,
             last_qty: qty,
             ..entry.report(&key, ExecType::Trade)
         };
         out.sends.push((key.account, ToSession::Report(report)));
         if leaves.0 == 0 {
-            self.finish(key);
+            self.finish(key, ts);
         }
     }
 
@@ -553,23 +678,26 @@ impl OrderTable {
         reason: Reason,
         out: &mut Effects<'_>,
     ) {
-        let Some(entry) = self.orders.get_mut(&key).filter(|e| e.is_live()) else {
+        let Some(entry) = self.get_mut(&key).filter(|e| e.is_live()) else {
             return;
         };
         out.deltas.extend(entry.level(-entry.leaves));
         entry.leaves = 0;
         entry.stage = Stage::Done(OrdStatus::Canceled);
         entry.reason = Some(reason);
-        (entry.last_seq, entry.last_ts) = (seq, ts);
-        let report = entry.report(&key, ExecType::Canceled);
+        let report = Report {
+            seq,
+            ts,
+            ..entry.report(&key, ExecType::Canceled)
+        };
         out.sends.push((key.account, ToSession::Report(report)));
-        self.finish(key);
+        self.finish(key, ts);
     }
 
     /// The order `key` was amended (see [`Amend`]). As in the engine, it keeps its place at
     /// the same price with a total not raised, is filled when the total is at or below what
     /// filled, and otherwise leaves its level and re-enters as if new. With a new id it goes
-    /// by that id from now on.
+    /// by that id from now on, and the old id is remembered as replaced, as it was.
     fn amended(
         &mut self,
         key: Key,
@@ -578,8 +706,12 @@ impl OrderTable {
         command: &mut InCommand,
         out: &mut Effects<'_>,
     ) {
-        let Some(mut entry) = self.orders.get(&key).copied().filter(|e| e.is_live()) else {
+        let Some(mut entry) = self.get(&key).copied().filter(|e| e.is_live()) else {
             return;
+        };
+        let key = match amend.new_order_id {
+            Some(id) => self.replace(key, id, ts),
+            None => key,
         };
         let open = amend.leaves.0;
         let keeps_place = entry.stage == Stage::Resting
@@ -602,23 +734,30 @@ impl OrderTable {
         // A total below what filled finishes the order; FIX's OrderQty never shows less than
         // CumQty.
         entry.order_qty = amend.total.0.max(amend.filled.0);
-        (entry.last_seq, entry.last_ts) = (seq, ts);
-        let key = match amend.new_order_id {
-            Some(id) => {
-                self.orders.remove(&key);
-                Key { id, ..key }
-            }
-            None => key,
-        };
-        self.orders.insert(key, entry);
+        self.insert(key, entry);
         if entry.stage == Stage::Entering {
             command.entering.push(key);
         }
-        let report = entry.report(&key, ExecType::Replaced);
+        let report = Report {
+            seq,
+            ts,
+            ..entry.report(&key, ExecType::Replaced)
+        };
         out.sends.push((key.account, ToSession::Report(report)));
         if open == 0 {
-            self.finish(key);
+            self.finish(key, ts);
         }
+    }
+
+    /// The live order `key` gives up its id for `new_id` at `ts`: the old id is finished as
+    /// replaced, frozen as it is now. Returns the order's new key.
+    fn replace(&mut self, key: Key, new_id: OrderId, ts: u64) -> Key {
+        if let Some(old) = self.get_mut(&key) {
+            old.stage = Stage::Done(OrdStatus::Replaced);
+            old.replaced_by = Some(new_id);
+        }
+        self.finish(key, ts);
+        Key { id: new_id, ..key }
     }
 
     /// Ends shard `shard`'s `command`: reports its rejected new order (side, price and
@@ -631,14 +770,17 @@ impl OrderTable {
         state: &mut InCommand,
         out: &mut Effects<'_>,
     ) {
+        self.tick(shard, command.ts.0);
         if let Some((seq, ts, reason)) = state.rejected.take() {
             let CommandKind::New(new) = command.kind else {
                 unreachable!("the engine rejects a new order only for a New command");
             };
-            self.rejected(shard, engine_reject(seq, ts, &new, reason), out);
+            let report = engine_reject(seq, ts, &new, reason);
+            out.sends.push((new.account, ToSession::Report(report)));
+            self.rejected(shard, &new);
         }
         for key in state.entering.drain(..) {
-            let Some(entry) = self.orders.get_mut(&key) else {
+            let Some(entry) = self.get_mut(&key) else {
                 continue;
             };
             match entry.price {
@@ -653,62 +795,28 @@ impl OrderTable {
         }
     }
 
-    /// Records and reports the engine's reject of a new order.
-    fn rejected(&mut self, shard: usize, report: Report, out: &mut Effects<'_>) {
+    /// The engine rejected `new`: it is not in flight any more, and, as in the engine, not
+    /// remembered (an order live under its id on this shard is another order, and stays).
+    fn rejected(&mut self, shard: usize, new: &NewOrder) {
         let key = Key {
             shard,
-            account: report.account,
-            id: report.cl_ord_id,
+            account: new.account,
+            id: new.order_id,
         };
-        out.sends.push((key.account, ToSession::Report(report)));
-        if report.why == Some(Reason::Rejected(RejectReason::DuplicateOrderId)) {
-            // Its original is not known here: nothing to record.
-            self.forget_pending(&key);
-            return;
-        }
-        if self.orders.get(&key).is_some_and(|e| e.is_live()) {
-            // The id is live on this shard (the engine refused the symbol before the id):
-            // that order is followed.
-            return;
-        }
-        let entry = OrderEntry {
-            symbol: report.symbol,
-            side: report.side,
-            price: report.price,
-            order_qty: report.order_qty.0,
-            cum: 0,
-            leaves: 0,
-            notional: 0,
-            stage: Stage::Done(OrdStatus::Rejected),
-            last_seq: report.seq,
-            last_ts: report.ts,
-            reason: report.why,
-        };
-        self.insert(key, entry);
-        self.finish(key);
+        self.forget_pending(&key);
     }
 
-    /// The order `key` is done: it is remembered for `finished_max` more finished orders of
-    /// its shard.
-    fn finish(&mut self, key: Key) {
-        let Some(ended) = self.orders.get(&key).map(|e| e.last_seq) else {
+    /// The order `key` finished at engine time `at`: it is remembered until the shard's clock
+    /// reaches `at + window` (not at all with a window of 0, as in the engine).
+    fn finish(&mut self, key: Key, at: u64) {
+        if self.window_ns == 0 {
+            self.remove(&key);
+            return;
+        }
+        let Some(entry) = self.get_mut(&key) else {
             return;
         };
-        let finished = &mut self.finished[key.shard];
-        finished.push_back((key, ended));
-        while finished.len() > self.finished_max {
-            let Some((old, ended)) = finished.pop_front() else {
-                break;
-            };
-            // Only forget the order that ended then: its id may since have been used again (a
-            // rejected id), and that order is remembered for its own window.
-            if self
-                .orders
-                .get(&old)
-                .is_some_and(|e| matches!(e.stage, Stage::Done(_)) && e.last_seq == ended)
-            {
-                self.orders.remove(&old);
-            }
-        }
+        entry.finished_at = at;
+        self.memory[key.shard].finished.push_back((key, at));
     }
 }

@@ -42,6 +42,9 @@ pub enum OrdStatus {
     Filled,
     Canceled,
     Rejected,
+    /// An id given up for a new one by a replace. Never reported: a question naming it is
+    /// answered with the state of the order under its current id.
+    Replaced,
 }
 
 impl OrdStatus {
@@ -52,6 +55,7 @@ impl OrdStatus {
             OrdStatus::PartiallyFilled => b'1',
             OrdStatus::Filled => b'2',
             OrdStatus::Canceled => b'4',
+            OrdStatus::Replaced => b'5',
             OrdStatus::Rejected => b'8',
         }
     }
@@ -224,6 +228,10 @@ pub struct CancelReject {
     pub symbol: Symbol,
     pub request: Request,
     pub reason: RejectReason,
+    /// The current state of the order the refused request named, when the desk knows it (a
+    /// live order; or, for a resent cancel or replace, the order finished or moved to its new
+    /// id), as a status answer.
+    pub state: Option<Report>,
 }
 
 /// What the hub sends a session.

@@ -260,7 +260,7 @@ impl Live {
     }
 
     /// The FIX message for one of the hub's messages (`None`: nothing to send).
-    fn outbound(&self, hub: &Hub, message: ToSession) -> Option<OutboundMessage> {
+    fn outbound(&self, message: ToSession) -> Option<OutboundMessage> {
         match message {
             ToSession::Report(report) => {
                 let kind = match (report.exec_type, report.why) {
@@ -278,13 +278,12 @@ impl Live {
                 let request = lock(&self.echoes)
                     .take(&reject.cl_ord_id, reject.request, false)
                     .unwrap_or(reject.cl_ord_id);
-                let state = hub.order_state(&reject.symbol, reject.account, &reject.cl_ord_id);
                 Some(mapping::cancel_reject(
                     &request,
                     &reject.cl_ord_id,
                     reject.account,
                     reject.request,
-                    state.as_ref(),
+                    reject.state.as_ref(),
                     Reason::Rejected(reject.reason),
                 ))
             }
@@ -785,7 +784,7 @@ async fn run_session(app: &FixApp, connection: Connection, mut shutdown: watch::
                     let text = "slow consumer: log on again and request order status";
                     return logout(&connection, text).await;
                 }
-                Some(message) => match live.outbound(&app.hub, message) {
+                Some(message) => match live.outbound(message) {
                     Some(message) => message,
                     None => continue,
                 },
