@@ -33,7 +33,7 @@ use engine::{AccountId, Command, CommandKind, MassCancel, OrderId, SetTradingSta
 use tokio::sync::{broadcast, mpsc};
 
 use crate::desk::{
-    Admission, BookSnapshot, Desk, MdMessage, Outbox, Report, SubmitError, ToSession,
+    Admission, BookSnapshot, Controls, Desk, MdMessage, Outbox, Report, SubmitError, ToSession,
 };
 use crate::members::Members;
 use crate::metrics::{now_ns, HubCounters};
@@ -245,10 +245,12 @@ impl Hub {
     /// A command about an account or every symbol, not one book: one to each shard. The first
     /// shard's refusal is the answer; the others are still tried.
     fn submit_everywhere(&self, command: Command) -> Result<(), SubmitError> {
-        (0..self.shards.len()).fold(Ok(()), |result, shard| {
+        let mut result = Ok(());
+        for shard in 0..self.shards.len() {
             let submitted = self.submit_to(shard, command);
-            result.and(submitted)
-        })
+            result = result.and(submitted);
+        }
+        result
     }
 
     /// A mass cancel of every symbol: one command to each shard, answered once all of them
@@ -360,6 +362,12 @@ impl Hub {
         // Subscribed under the desk's lock: no message of the symbol between the two.
         let desk = self.desk();
         (desk.snapshot(symbol, depth), self.feed.subscribe())
+    }
+
+    /// The operator controls (each symbol's trading status, the kill-switched accounts) as
+    /// the applied log set them: the same at every site at the same positions.
+    pub fn controls(&self) -> Controls {
+        self.desk().controls()
     }
 
     /// A snapshot of `symbol` alone (the HTTP endpoint, or a resync).

@@ -30,8 +30,8 @@ struct ChannelSequencer(Mutex<Option<mpsc::Sender<Command>>>);
 impl Sequencer for ChannelSequencer {
     fn submit(&self, command: Command) -> Result<(), SubmitError> {
         let sender = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match sender.as_ref().map(|tx| tx.send(command)) {
-            Some(Ok(())) => Ok(()),
+        match sender.as_ref().map(|tx| tx.send(command).is_ok()) {
+            Some(true) => Ok(()),
             _ => Err(SubmitError::Unavailable),
         }
     }
