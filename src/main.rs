@@ -20,6 +20,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The operator's controls through a node's admin endpoint: show them, set trading
+    /// status (open or cancel-only), turn an account's kill switch on or off.
+    Admin(cmd::admin::Args),
     /// Start a site on the embedded journal in a temporary directory, run the load generator
     /// against it at a few rates (about 30 s), print the results and stop.
     Demo(cmd::demo::Args),
@@ -47,6 +50,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
+        Cmd::Admin(args) => cmd::admin::run(args),
         Cmd::Demo(args) => cmd::demo::run(args),
         Cmd::Drill(args) => cmd::drill::run(args),
         Cmd::Loadgen(args) => cmd::loadgen::run(args),

@@ -620,6 +620,16 @@ impl Engine {
             .is_some_and(|a| self.accounts[a as usize].disabled)
     }
 
+    /// The accounts whose kill switch is on, in account-id order.
+    pub fn kill_switched(&self) -> Vec<AccountId> {
+        let mut on: Vec<AccountId> = (self.accounts.iter())
+            .filter(|a| a.disabled)
+            .map(|a| a.id)
+            .collect();
+        on.sort_unstable();
+        on
+    }
+
     /// The deadline of the dead-man's switch of (`account`, `session`), if armed.
     pub fn switch_deadline(&self, account: AccountId, session: u64) -> Option<TimestampNs> {
         self.switches.deadline(account, session).map(TimestampNs)
@@ -1875,6 +1885,42 @@ mod tests {
             (events, engine.state_hash())
         };
         assert_eq!(run(true), run(false));
+    }
+
+    /// The kill-switched accounts are listed in account-id order, and leave the list when
+    /// the switch is turned off.
+    #[test]
+    fn kill_switched_lists_the_accounts_in_id_order() {
+        let config = EngineConfig {
+            symbols_max: 1,
+            accounts_max: 8,
+            orders_max: 16,
+            retired_ids_max: 16,
+            levels_max: 16,
+            levels_per_side_max: 16,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(config).unwrap();
+        let mut events = Vec::new();
+        let mut kill = |engine: &mut Engine, account: u64, on: bool| {
+            let kind = CommandKind::KillSwitch(KillSwitch {
+                account: AccountId(account),
+                on,
+            });
+            engine.apply(&Command::new(1, kind), &mut events);
+        };
+        assert!(engine.kill_switched().is_empty());
+        for account in [9, 3, 5] {
+            kill(&mut engine, account, true);
+        }
+        assert_eq!(
+            engine.kill_switched(),
+            [AccountId(3), AccountId(5), AccountId(9)]
+        );
+        kill(&mut engine, 5, false);
+        kill(&mut engine, 4, false);
+        assert_eq!(engine.kill_switched(), [AccountId(3), AccountId(9)]);
+        assert!(engine.kill_switch_on(AccountId(3)) && !engine.kill_switch_on(AccountId(5)));
     }
 
     #[test]

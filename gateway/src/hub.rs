@@ -33,7 +33,7 @@ use engine::{AccountId, Command, CommandKind, MassCancel, OrderId, SetTradingSta
 use tokio::sync::{broadcast, mpsc};
 
 use crate::desk::{
-    Admission, BookSnapshot, Desk, MdMessage, Outbox, Report, SubmitError, ToSession,
+    Admission, BookSnapshot, Controls, Desk, MdMessage, Outbox, Report, SubmitError, ToSession,
 };
 use crate::members::Members;
 use crate::metrics::{now_ns, HubCounters};
@@ -362,6 +362,12 @@ impl Hub {
         // Subscribed under the desk's lock: no message of the symbol between the two.
         let desk = self.desk();
         (desk.snapshot(symbol, depth), self.feed.subscribe())
+    }
+
+    /// The operator controls (each symbol's trading status, the kill-switched accounts) as
+    /// the applied log set them: the same at every site at the same positions.
+    pub fn controls(&self) -> Controls {
+        self.desk().controls()
     }
 
     /// A snapshot of `symbol` alone (the HTTP endpoint, or a resync).

@@ -26,8 +26,8 @@ mod throttle;
 
 pub use binary_server::BinaryConfig;
 pub use desk::{
-    BookSnapshot, Desk, ExecType, GatewayReason, Level, MdMessage, OrdStatus, Outbox, Reason,
-    Report, SubmitError, ToSession,
+    BookSnapshot, Controls, Desk, ExecType, GatewayReason, Level, MdMessage, OrdStatus, Outbox,
+    Reason, Report, SubmitError, SymbolStatus, ToSession,
 };
 pub use fix::{FixConfig, FixGateway};
 pub use hub::{Hub, Sequencer, PUMP_WAIT};

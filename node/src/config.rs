@@ -56,6 +56,33 @@ pub struct NodeConfig {
     /// of a deployment lists them in the same order: a shard's number is its place here.
     #[serde(default)]
     pub shards: Vec<ShardSection>,
+    /// The operator's admin endpoint (`/v1/admin/` on the HTTP listener); none without it.
+    #[serde(default)]
+    pub admin: Option<AdminSection>,
+}
+
+/// The operator's admin endpoint: trading status and kill switches (`node::admin`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Holds the operator's bearer token (relative to the config file when loaded from
+    /// one); read at start. Not a member's credential: members never use the HTTP listener.
+    pub token_file: PathBuf,
+}
+
+impl AdminSection {
+    /// The token in `token_file`, without surrounding whitespace: an error if the file cannot
+    /// be read or holds no token.
+    pub fn read_token(&self) -> anyhow::Result<String> {
+        let path = self.token_file.display();
+        let text = std::fs::read_to_string(&self.token_file)
+            .with_context(|| format!("admin.token_file: reading {path}"))?;
+        let token = text.trim();
+        if token.is_empty() {
+            bail!("admin.token_file: {path} holds no token");
+        }
+        Ok(token.to_string())
+    }
 }
 
 /// One shard of a site of several.
@@ -153,15 +180,21 @@ pub struct Plan {
 }
 
 impl NodeConfig {
-    /// Reads `path`; a relative `data_dir` is taken relative to the file's directory.
+    /// Reads `path`; a relative `data_dir` or `admin.token_file` is taken relative to the
+    /// file's directory.
     pub fn load(path: &Path) -> anyhow::Result<NodeConfig> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut config: NodeConfig =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
         if config.data_dir.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
             config.data_dir = base.join(&config.data_dir);
+        }
+        if let Some(admin) = &mut config.admin {
+            if admin.token_file.is_relative() {
+                admin.token_file = base.join(&admin.token_file);
+            }
         }
         Ok(config)
     }
@@ -203,6 +236,7 @@ impl NodeConfig {
                 lot: "1".into(),
             }],
             shards: Vec::new(),
+            admin: None,
         }
     }
 
@@ -506,6 +540,45 @@ mod tests {
                 config.plan().unwrap().shards.len()
             );
         }
+    }
+
+    /// `[admin]`: its token file is relative to the config file, read at start without
+    /// surrounding whitespace; a missing or empty file is named; unknown keys are refused; no
+    /// section, no admin.
+    #[test]
+    fn the_admin_section_names_a_token_file_beside_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/node.toml"),
+        )
+        .unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, &text).unwrap();
+        assert!(NodeConfig::load(&path).unwrap().admin.is_none());
+
+        let with_admin = format!("{text}\n[admin]\ntoken_file = \"secrets/admin.token\"\n");
+        std::fs::write(&path, &with_admin).unwrap();
+        let admin = NodeConfig::load(&path).unwrap().admin.unwrap();
+        assert_eq!(admin.token_file, dir.path().join("secrets/admin.token"));
+        let err = format!("{:#}", admin.read_token().unwrap_err());
+        assert!(err.contains("admin.token_file: reading"), "{err}");
+        std::fs::create_dir(dir.path().join("secrets")).unwrap();
+        std::fs::write(&admin.token_file, " \n").unwrap();
+        let err = admin.read_token().unwrap_err().to_string();
+        assert!(err.contains("holds no token"), "{err}");
+        std::fs::write(&admin.token_file, "s3cret-operator\n").unwrap();
+        assert_eq!(admin.read_token().unwrap(), "s3cret-operator");
+
+        let absolute = with_admin.replace("secrets/admin.token", "/etc/exchange/admin.token");
+        std::fs::write(&path, absolute).unwrap();
+        let admin = NodeConfig::load(&path).unwrap().admin.unwrap();
+        assert_eq!(admin.token_file, Path::new("/etc/exchange/admin.token"));
+
+        let unknown = with_admin.replace("token_file", "token");
+        let err = toml::from_str::<NodeConfig>(&unknown)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("token"), "{err}");
     }
 
     /// The secret seed is required; the tests' site is valid as it is.

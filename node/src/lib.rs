@@ -13,6 +13,7 @@
 //! - [`shard`]: one shard's pipeline, top to bottom (open, submit, feed, match, pump, stop).
 //! - [`persist`]: snapshots and state hashes, and the thread that writes them.
 //! - [`metrics`], [`http`]: `/metrics`, `/health`, `/v1/hashes`.
+//! - [`admin`]: the operator's `/v1/admin/` (trading status, kill switches), by bearer token.
 //!
 //! [`Node::start`] recovers every shard (newest snapshot + replay), lists the configured
 //! symbols through their shard's log (a duplicate listing is refused harmlessly by the
@@ -27,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod http;
 pub mod metrics;
@@ -46,9 +48,10 @@ use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
-pub use config::{NodeConfig, Overrides, ShardSection, SymbolSpec};
+pub use config::{AdminSection, NodeConfig, Overrides, ShardSection, SymbolSpec};
 pub use shard::Recovery;
 
+use admin::AdminToken;
 use metrics::NodeMetrics;
 use persist::RecentHashes;
 use shard::{OpenedShard, RunningShard, ShardSequencer, ShardView};
@@ -82,6 +85,7 @@ impl Node {
     /// Recovers every shard and starts serving.
     pub fn start(config: NodeConfig) -> anyhow::Result<Node> {
         let plan = config.plan()?;
+        let admin = admin_token(&config)?;
         let members = Members::new(config.members.clone()).context("members")?;
         let opened = plan
             .shards
@@ -119,7 +123,8 @@ impl Node {
                 .map_err(|e| anyhow!("listing {}: {e}", add.symbol))?;
         }
         let (runtime, stop_servers, stop_rx) = gateway_runtime()?;
-        let (addrs, metrics) = serve(&runtime, &config, &hub, views, hashes, stop_rx)?;
+        let http = HttpRoutes { hashes, admin };
+        let (addrs, metrics) = serve(&runtime, &config, &hub, views, http, stop_rx)?;
         Ok(Node {
             hub,
             addrs,
@@ -196,6 +201,24 @@ impl Node {
     }
 }
 
+/// The operator's token, read at start when the node has an `[admin]` section (which needs
+/// the HTTP listener it is served on).
+fn admin_token(config: &NodeConfig) -> anyhow::Result<Option<AdminToken>> {
+    let Some(section) = &config.admin else {
+        return Ok(None);
+    };
+    if config.listen.http.is_none() {
+        anyhow::bail!("[admin] is served on the HTTP listener: set listen.http");
+    }
+    Ok(Some(AdminToken::new(section.read_token()?)))
+}
+
+/// What the HTTP listener serves besides health, metrics and market data.
+struct HttpRoutes {
+    hashes: RecentHashes,
+    admin: Option<AdminToken>,
+}
+
 /// Starts every opened shard's threads, and the persist thread they hand snapshots and
 /// hashes to.
 fn start_shards(
@@ -234,7 +257,7 @@ fn serve(
     config: &NodeConfig,
     hub: &Arc<Hub>,
     views: Vec<Arc<ShardView>>,
-    hashes: RecentHashes,
+    routes: HttpRoutes,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(Addrs, Arc<NodeMetrics>)> {
     let bind = |addr: SocketAddr| {
@@ -277,7 +300,9 @@ fn serve(
         runtime.spawn(async move { gateway.serve(listener, stop).await });
     }
     if let Some((listener, md)) = md {
-        let app = http::router(hub.clone(), metrics.clone(), hashes).merge(md.router());
+        let app = http::router(hub.clone(), metrics.clone(), routes.hashes)
+            .merge(admin::router(hub.clone(), routes.admin))
+            .merge(md.router());
         runtime.spawn(serve_http(listener, app, md, stop));
     }
     Ok((addrs, metrics))

@@ -1,6 +1,7 @@
 //! The `exchange` command's subcommands, one module each: its `Args` (the help text is their
 //! doc comments) and its `run`.
 //!
+//! - [`admin`]: `exchange admin`, the operator's controls through a node's admin endpoint.
 //! - [`demo`]: `exchange demo`, a site under load at a few rates.
 //! - [`drill`]: `exchange drill`, the failover drill on three sites (the `drill` crate).
 //! - [`loadgen`]: `exchange loadgen`, open-loop load against running gateways.
@@ -10,6 +11,7 @@
 //! - [`kafka_bench`]: `exchange kafka-bench`, the Kafka log's produce → consume round trip.
 //! - [`journal_bench`]: `exchange journal-bench`, the journal's benchmark and crash-test writer.
 
+pub mod admin;
 pub mod demo;
 pub mod drill;
 pub mod journal_bench;

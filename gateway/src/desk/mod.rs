@@ -12,8 +12,10 @@
 //!   and mass status requests and resent orders, and where each order rests for the books.
 //! - `book`: the L2 books, fed by the table's level changes, updated once per command.
 //! - `mass`: mass cancels of every symbol, split over shards and answered once.
+//! - `controls`: the operator controls (trading status, kill switches) as the log set them.
 
 mod book;
+mod controls;
 mod mass;
 mod orders;
 mod report;
@@ -25,6 +27,7 @@ use engine::{
 };
 
 pub use book::{BookSnapshot, Level, LevelDelta, MdMessage};
+pub use controls::{Controls, SymbolStatus};
 pub use orders::{Admission, IN_FLIGHT_MAX};
 pub use report::{
     gateway_reject, CancelReject, ExecType, GatewayReason, OrdStatus, Reason, Report, SubmitError,
@@ -33,6 +36,7 @@ pub use report::{
 
 use crate::metrics::REJECT_REASONS;
 use book::Books;
+use controls::ShardControls;
 use mass::MassCancels;
 use orders::{Effects, InCommand, OrderTable};
 
@@ -70,6 +74,7 @@ impl Outbox {
 #[derive(Default)]
 struct ShardDesk {
     books: Books,
+    controls: ShardControls,
     command: InCommand,
     /// Orders the current command cancelled with reason `mass` (for its MassCancelDone).
     mass_cancelled: u32,
@@ -104,6 +109,7 @@ impl Desk {
         let state = &mut self.shards[shard];
         *state = ShardDesk {
             books: Books::new(next_position),
+            controls: ShardControls::seed(engine),
             ..ShardDesk::default()
         };
         for info in engine.symbols() {
@@ -193,11 +199,12 @@ impl Desk {
                     out.rejects[at] += 1;
                 }
             }
+            EventKind::TradingStatus { .. } | EventKind::KillSwitch { .. } => {
+                state.controls.follow(&event.kind);
+            }
             EventKind::Cancelled { .. }
             | EventKind::Amended { .. }
-            | EventKind::CancelAfter { .. }
-            | EventKind::TradingStatus { .. }
-            | EventKind::KillSwitch { .. } => {}
+            | EventKind::CancelAfter { .. } => {}
         }
         let mut effects = Effects {
             sends: &mut out.sends,
@@ -226,7 +233,10 @@ impl Desk {
         let symbol_rejected = std::mem::take(&mut state.symbol_rejected);
         let cancelled = std::mem::take(&mut state.mass_cancelled);
         match command.kind {
-            CommandKind::AddSymbol(add) if !symbol_rejected => state.books.list(add.symbol),
+            CommandKind::AddSymbol(add) if !symbol_rejected => {
+                state.books.list(add.symbol);
+                state.controls.list(add.symbol);
+            }
             CommandKind::MassCancel(mass) => {
                 if let Some(done) = self.mass.done(shard, mass, cancelled) {
                     out.sends.push((mass.account, done));
@@ -260,6 +270,11 @@ impl Desk {
     /// Orders live on a book or being matched: as many as the engines have, between commands.
     pub fn live_orders(&self) -> usize {
         self.orders.live()
+    }
+
+    /// The operator controls of every shard, as their logs set them.
+    pub fn controls(&self) -> Controls {
+        controls::merge(self.shards.iter().map(|shard| &shard.controls))
     }
 
     /// The best `depth` levels of each side of `symbol`, from the shard that lists it.

@@ -1,0 +1,214 @@
+//! The operator's admin endpoint, on the node's HTTP listener (`exchange admin` is its client):
+//!
+//! - `GET /v1/admin/controls`: every symbol's trading status and the kill-switched accounts,
+//!   as this site's desk follows them from the applied log (the same at every site).
+//! - `POST /v1/admin/trading-status` `{"symbol": "BTC-USD", "status": "cancel_only"}` (no
+//!   symbol, or `null`: every symbol; `"open"` or `"cancel_only"`).
+//! - `POST /v1/admin/kill-switch` `{"account": 7, "on": true}`.
+//!
+//! A POST sequences the command into the log and answers `202 Accepted` with what it
+//! submitted: it takes effect when the engines apply it from the log, at every site alike, and
+//! `GET /v1/admin/controls` shows it from then on (an instant later).
+//!
+//! Every request carries `Authorization: Bearer <token>`, the token of `[admin] token_file`,
+//! compared in constant time (`subtle`; only its length can show). Members never reach this:
+//! they trade over FIX and binary sessions whose credentials are theirs alone, and the HTTP
+//! listener is the operator's. Answers are JSON; errors are `{"error": "..."}`: 404 when the
+//! node has no `[admin]` section, 401 without the right token, 400 for a bad body (with the
+//! reason), 503 when the log refuses the command.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use engine::{AccountId, CommandKind, KillSwitch, SetTradingStatus, Symbol, TradingStatus};
+use gateway::Hub;
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+/// The operator's token, as read from `[admin] token_file`.
+pub struct AdminToken(Vec<u8>);
+
+impl AdminToken {
+    pub fn new(token: String) -> AdminToken {
+        AdminToken(token.into_bytes())
+    }
+
+    /// Whether `presented` is the token, in time that depends on its length only.
+    fn matches(&self, presented: &[u8]) -> bool {
+        bool::from(self.0.as_slice().ct_eq(presented))
+    }
+}
+
+#[derive(Clone)]
+struct Admin {
+    hub: Arc<Hub>,
+    /// `None`: the node has no `[admin]` section.
+    token: Option<Arc<AdminToken>>,
+}
+
+/// `POST /v1/admin/trading-status`'s body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TradingStatusBody {
+    #[serde(default)]
+    symbol: Option<String>,
+    status: TradingStatus,
+}
+
+/// `POST /v1/admin/kill-switch`'s body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillSwitchBody {
+    account: u64,
+    on: bool,
+}
+
+/// The routes under `/v1/admin/`; with no `token` they answer 404, admin not configured.
+pub fn router(hub: Arc<Hub>, token: Option<AdminToken>) -> axum::Router {
+    let admin = Admin {
+        hub,
+        token: token.map(Arc::new),
+    };
+    axum::Router::new()
+        .route("/v1/admin/controls", get(controls))
+        .route("/v1/admin/trading-status", post(trading_status))
+        .route("/v1/admin/kill-switch", post(kill_switch))
+        .with_state(admin)
+}
+
+/// A refused request: its status and why, answered as `{"error": why}`.
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn new(code: StatusCode, why: impl std::fmt::Display) -> Refusal {
+        Refusal(code, why.to_string())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            let challenge = header::HeaderValue::from_static("Bearer");
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+}
+
+impl Admin {
+    /// `Ok` when the request carries the operator's token.
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let Some(token) = &self.token else {
+            return Err(Refusal::new(
+                StatusCode::NOT_FOUND,
+                "admin is not configured on this node (no [admin] section with a token_file)",
+            ));
+        };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
+        match presented {
+            Some(presented) if token.matches(presented) => Ok(()),
+            Some(_) => Err(Refusal::new(StatusCode::UNAUTHORIZED, "wrong admin token")),
+            None => Err(Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                "missing Authorization: Bearer <admin token>",
+            )),
+        }
+    }
+
+    /// Sequences `kind` into the log: 202 with `submitted`, or 503 with why not.
+    fn submit(&self, kind: CommandKind, submitted: serde_json::Value) -> Result<Response, Refusal> {
+        self.hub.submit(kind).map_err(|err| {
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format_args!("not submitted: {err}"),
+            )
+        })?;
+        eprintln!("admin: submitted {submitted}");
+        let body = json!({
+            "submitted": submitted,
+            "applied": "when the log has it: see GET /v1/admin/controls",
+        });
+        Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Refusal> {
+    serde_json::from_slice(body)
+        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format_args!("bad body: {e}")))
+}
+
+async fn controls(State(admin): State<Admin>, headers: HeaderMap) -> Result<Response, Refusal> {
+    admin.authorize(&headers)?;
+    Ok(Json(admin.hub.controls()).into_response())
+}
+
+async fn trading_status(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    admin.authorize(&headers)?;
+    let body: TradingStatusBody = parse(&body)?;
+    let symbol = (body.symbol.as_deref().map(Symbol::new).transpose())
+        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format_args!("bad symbol: {e}")))?;
+    if let Some(symbol) = symbol {
+        if admin.hub.controls().status(&symbol).is_none() {
+            let why = format_args!("symbol {} is not listed", symbol.as_str());
+            return Err(Refusal::new(StatusCode::BAD_REQUEST, why));
+        }
+    }
+    let submitted = json!({
+        "trading_status": { "symbol": symbol, "status": body.status },
+    });
+    let kind = CommandKind::TradingStatus(SetTradingStatus {
+        symbol,
+        status: body.status,
+    });
+    admin.submit(kind, submitted)
+}
+
+async fn kill_switch(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    admin.authorize(&headers)?;
+    let body: KillSwitchBody = parse(&body)?;
+    let submitted = json!({ "kill_switch": { "account": body.account, "on": body.on } });
+    let kind = CommandKind::KillSwitch(KillSwitch {
+        account: AccountId(body.account),
+        on: body.on,
+    });
+    admin.submit(kind, submitted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only the exact token matches: not a prefix, an extension, another case or nothing.
+    #[test]
+    fn only_the_exact_token_matches() {
+        let token = AdminToken::new("s3cret-operator".into());
+        assert!(token.matches(b"s3cret-operator"));
+        for other in [
+            &b"s3cret-operato"[..],
+            b"s3cret-operator2",
+            b"S3cret-operator",
+            b"",
+        ] {
+            assert!(!token.matches(other), "{other:?}");
+        }
+    }
+}
