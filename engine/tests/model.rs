@@ -26,10 +26,7 @@ fn engine_run(config: EngineConfig, cmds: &[Command], orders: bool) -> (String, 
         let mut events = Vec::new();
         engine.apply(cmd, &mut events);
         if let Err(broken) = engine.check_invariants() {
-            panic!(
-                "invariant broken after {}: {broken}",
-                describe_command(cmd)
-            );
+            panic!("invariant broken after {}: {broken}", describe_command(cmd));
         }
         lines.extend(events.iter().map(|e| describe_event(&e.kind)));
     }

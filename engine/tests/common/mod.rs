@@ -19,10 +19,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use engine::{
-    AccountId, AddSymbol, AmendOrder, CancelAfter, CancelOrder, CancelReason, Command,
-    CommandKind, Engine, EventKind, KillSwitch, MassCancel, NewOrder, OrdType, OrderId,
-    OrderStatus, OrderView, Price, Qty, RejectReason, Request, SetTradingStatus, Side, Stp,
-    Symbol, Tif, TimestampNs, TradingStatus, DEFAULT_DEDUP_WINDOW_NS,
+    AccountId, AddSymbol, AmendOrder, CancelAfter, CancelOrder, CancelReason, Command, CommandKind,
+    Engine, EventKind, KillSwitch, MassCancel, NewOrder, OrdType, OrderId, OrderStatus, OrderView,
+    Price, Qty, RejectReason, Request, SetTradingStatus, Side, Stp, Symbol, Tif, TimestampNs,
+    TradingStatus, DEFAULT_DEDUP_WINDOW_NS,
 };
 
 // ----- the naive model ---------------------------------------------------------------------------
@@ -292,7 +292,10 @@ impl Model {
             finished_at: self.now,
         };
         if let Some(old) = self.finished.insert(key, entry) {
-            assert!(!self.remembered(&old), "an id finished twice inside its window");
+            assert!(
+                !self.remembered(&old),
+                "an id finished twice inside its window"
+            );
         }
     }
 
@@ -577,7 +580,9 @@ impl Model {
         if self.disabled.contains(&a.account) {
             return Err(RejectReason::AccountDisabled);
         }
-        let symbol = self.symbol(&a.symbol).expect("a live order's symbol is listed");
+        let symbol = self
+            .symbol(&a.symbol)
+            .expect("a live order's symbol is listed");
         if symbol.status == TradingStatus::CancelOnly {
             return Err(RejectReason::CancelOnly);
         }
@@ -596,7 +601,11 @@ impl Model {
                 return Err(RejectReason::DuplicateOrderId);
             }
         }
-        if order.post_only && self.next_maker(&a.symbol, order.side, Some(price)).is_some() {
+        if order.post_only
+            && self
+                .next_maker(&a.symbol, order.side, Some(price))
+                .is_some()
+        {
             return Err(RejectReason::PostOnly);
         }
         Ok((i, price, total))
@@ -939,7 +948,10 @@ pub fn kill_switch(account: u64, on: bool) -> CommandKind {
 
 /// Commands at the given log times.
 pub fn timed(steps: &[(u64, CommandKind)]) -> Vec<Command> {
-    steps.iter().map(|(ts, kind)| Command::new(*ts, *kind)).collect()
+    steps
+        .iter()
+        .map(|(ts, kind)| Command::new(*ts, *kind))
+        .collect()
 }
 
 /// Stamps commands with log times 1, 2, 3, ...
@@ -1059,12 +1071,19 @@ pub fn describe_event(kind: &EventKind) -> String {
             account,
             session,
             deadline,
-        } => format!("cancel_after {} s{session} deadline {}", account.0, deadline.0),
+        } => format!(
+            "cancel_after {} s{session} deadline {}",
+            account.0, deadline.0
+        ),
         EventKind::TradingStatus { symbol, status } => {
             format!("trading_status {symbol} {}", status.as_str())
         }
         EventKind::KillSwitch { account, on } => {
-            format!("kill_switch {} {}", account.0, if on { "on" } else { "off" })
+            format!(
+                "kill_switch {} {}",
+                account.0,
+                if on { "on" } else { "off" }
+            )
         }
     }
 }
@@ -1099,7 +1118,9 @@ pub fn describe_command(cmd: &Command) -> String {
         CommandKind::Amend(a) => {
             let price = a.price.map_or("-".to_string(), |p| p.to_string());
             let qty = a.qty.map_or("-".to_string(), |q| q.to_string());
-            let renamed = a.new_order_id.map_or(String::new(), |id| format!(" as {id}"));
+            let renamed = a
+                .new_order_id
+                .map_or(String::new(), |id| format!(" as {id}"));
             format!(
                 "@{ts} amend {}/{}{renamed} {} price {price} qty {qty}",
                 a.account.0, a.order_id, a.symbol
@@ -1119,7 +1140,7 @@ pub fn describe_command(cmd: &Command) -> String {
             let symbol = t.symbol.map_or("*".to_string(), |s| s.to_string());
             format!("@{ts} trading_status {symbol} {}", t.status.as_str())
         }
-        CommandKind::KillSwitch(k) => format!("@{ts} kill_switch {} {}", k.account.0, k.on)
+        CommandKind::KillSwitch(k) => format!("@{ts} kill_switch {} {}", k.account.0, k.on),
     }
 }
 
