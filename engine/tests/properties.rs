@@ -120,7 +120,11 @@ enum Op {
         session: u64,
         timeout_ns: u64,
     },
-    Clock,
+    /// A quiet spell: the clock jumps `jump` ns more than the usual step, so several
+    /// switches often fall due together.
+    Clock {
+        jump: u8,
+    },
     TradingStatus {
         symbol: Option<SymSel>,
         cancel_only: bool,
@@ -234,14 +238,19 @@ fn new_op(accounts: u64) -> impl Strategy<Value = Op> {
         )
 }
 
-/// Sessions 0..3: few, so switches and session mass cancels hit.
+/// Sessions 0 and 1: few, so switches and session mass cancels hit.
 fn session() -> impl Strategy<Value = u64> {
-    0u64..3
+    0u64..2
 }
 
-/// Short timeouts (the clock steps by 0-3 ns a command), sometimes a disarm.
+/// Short timeouts (the clock steps by 0-3 ns a command), sometimes a disarm. Mostly a few
+/// round values, so switches of different accounts and sessions often share a deadline.
 fn timeout() -> impl Strategy<Value = u64> {
-    prop_oneof![1 => Just(0u64), 4 => 1u64..=30]
+    prop_oneof![
+        2 => Just(0u64),
+        5 => prop::sample::select(vec![4u64, 8, 12]),
+        3 => 1u64..=30,
+    ]
 }
 
 fn target(accounts: u64) -> impl Strategy<Value = Target> {
@@ -269,9 +278,9 @@ fn op(accounts: u64) -> impl Strategy<Value = Op> {
             .prop_map(|(account, symbol, session)| Op::MassCancel { account, symbol, session }),
         1 => (0u8..4, unit_sel(), unit_sel())
             .prop_map(|(symbol, tick, lot)| Op::AddSymbol { symbol, tick, lot }),
-        2 => (1..=accounts, session(), timeout())
+        4 => (1..=accounts, session(), timeout())
             .prop_map(|(account, session, timeout_ns)| Op::CancelAfter { account, session, timeout_ns }),
-        1 => Just(Op::Clock),
+        2 => (0u8..16).prop_map(|jump| Op::Clock { jump }),
         1 => (prop::option::weighted(0.7, sym_sel()), prop::bool::weighted(0.5))
             .prop_map(|(symbol, cancel_only)| Op::TradingStatus { symbol, cancel_only }),
         1 => (1..=accounts, prop::bool::weighted(0.4))
@@ -411,6 +420,9 @@ impl Scenario {
         }
         for (step, op) in &self.steps {
             ts = ts.saturating_add_signed(i64::from(*step));
+            if let Op::Clock { jump } = op {
+                ts += u64::from(*jump);
+            }
             let cmd = Command::new(ts, self.kind(op, &scratch, accounts));
             scratch.apply(&cmd, &mut Vec::new());
             cmds.push(cmd);
@@ -474,7 +486,7 @@ impl Scenario {
                 session,
                 timeout_ns,
             }),
-            Op::Clock => CommandKind::Clock,
+            Op::Clock { .. } => CommandKind::Clock,
             Op::TradingStatus {
                 symbol,
                 cancel_only,
