@@ -605,7 +605,7 @@ impl Engine {
                 .map(|o| self.live_view(o)),
         );
         all.extend(self.finished.iter().map(|(_, f)| self.finished_view(f)));
-        all.sort_unstable_by(|a, b| (a.account, a.order_id).cmp(&(b.account, b.order_id)));
+        all.sort_unstable_by_key(|v| (v.account, v.order_id));
         all
     }
 

@@ -439,7 +439,9 @@ impl Engine {
             // Canonical order, as `snapshot` writes it: anything else would restore to an
             // engine that snapshots to other bytes.
             if last.is_some_and(|last| (deadline, account, session) <= last) {
-                return Err(invalid("switches are not in (deadline, account, session) order"));
+                return Err(invalid(
+                    "switches are not in (deadline, account, session) order",
+                ));
             }
             last = Some((deadline, account, session));
             if self.switches.deadline(account, session).is_some() {
