@@ -444,29 +444,8 @@ impl Scenario {
                     order_id,
                 })
             }
-            Op::Amend {
-                target,
-                price,
-                qty,
-                new_id,
-            } => {
-                let (account, order_id, symbol) =
-                    self.target(target, &live_orders(scratch), accounts);
-                let index = NAMES
-                    .iter()
-                    .position(|n| *n == symbol.as_str())
-                    .unwrap_or(NAMES.len() - 1);
-                let side = scratch
-                    .live_order(account, &order_id)
-                    .map_or(Side::Buy, |o| o.side);
-                CommandKind::Amend(AmendOrder {
-                    account,
-                    symbol,
-                    order_id,
-                    price: price.and_then(|p| self.price(index, side, p)),
-                    qty: qty.map(|q| self.qty(index, q)),
-                    new_order_id: new_id.map(|id| oid(&format!("o{id}"))),
-                })
+            Op::Amend { target, .. } => {
+                self.amend(op, &live_orders(scratch), target, scratch, accounts)
             }
             Op::MassCancel {
                 account,
@@ -503,6 +482,38 @@ impl Scenario {
                 on,
             }),
         }
+    }
+
+    fn amend(
+        &self,
+        op: &Op,
+        live: &[(AccountId, OrderId, Symbol)],
+        target: Target,
+        scratch: &Engine,
+        accounts: u64,
+    ) -> CommandKind {
+        let Op::Amend {
+            price, qty, new_id, ..
+        } = *op
+        else {
+            unreachable!("only for Op::Amend")
+        };
+        let (account, order_id, symbol) = self.target(target, live, accounts);
+        let index = NAMES
+            .iter()
+            .position(|n| *n == symbol.as_str())
+            .unwrap_or(NAMES.len() - 1);
+        let side = scratch
+            .live_order(account, &order_id)
+            .map_or(Side::Buy, |o| o.side);
+        CommandKind::Amend(AmendOrder {
+            account,
+            symbol,
+            order_id,
+            price: price.and_then(|p| self.price(index, side, p)),
+            qty: qty.map(|q| self.qty(index, q)),
+            new_order_id: new_id.map(|id| oid(&format!("o{id}"))),
+        })
     }
 
     fn add_symbol(&self, symbol: u8, tick: UnitSel, lot: UnitSel) -> CommandKind {

@@ -969,7 +969,58 @@ fn side_word(side: Side) -> &'static str {
     side.as_str()
 }
 
-/// One event as a line, e.g. `trade BTC 100 3 maker 2/r taker 1/t buy leaves 0 2`.
+/// A trade as a line, e.g. `trade BTC 100 3 maker 2/r taker 1/t buy leaves 0 2 filled 3 3`.
+fn describe_trade(kind: &EventKind) -> String {
+    let EventKind::Trade {
+        symbol,
+        price,
+        qty,
+        maker_account,
+        maker_order_id,
+        taker_account,
+        taker_order_id,
+        taker_side,
+        maker_leaves,
+        taker_leaves,
+        maker_filled,
+        taker_filled,
+    } = *kind
+    else {
+        unreachable!("only for trades")
+    };
+    format!(
+        "trade {symbol} {price} {qty} maker {}/{maker_order_id} taker {}/{taker_order_id} {} \
+         leaves {maker_leaves} {taker_leaves} filled {maker_filled} {taker_filled}",
+        maker_account.0,
+        taker_account.0,
+        side_word(taker_side)
+    )
+}
+
+/// An amend as a line, e.g. `amended 1/a as a2 BTC 100 total 8 leaves 4 filled 4`.
+fn describe_amended(kind: &EventKind) -> String {
+    let EventKind::Amended {
+        account,
+        order_id,
+        symbol,
+        price,
+        total,
+        leaves,
+        filled,
+        new_order_id,
+    } = *kind
+    else {
+        unreachable!("only for amends")
+    };
+    let renamed = new_order_id.map_or(String::new(), |id| format!(" as {id}"));
+    format!(
+        "amended {}/{order_id}{renamed} {symbol} {price} total {total} leaves {leaves} \
+         filled {filled}",
+        account.0
+    )
+}
+
+/// One event as a line, e.g. `accepted 1/a BTC buy 100 5`.
 pub fn describe_event(kind: &EventKind) -> String {
     match *kind {
         EventKind::Accepted {
@@ -1019,26 +1070,7 @@ pub fn describe_event(kind: &EventKind) -> String {
             request.as_str(),
             reason.as_str()
         ),
-        EventKind::Trade {
-            symbol,
-            price,
-            qty,
-            maker_account,
-            maker_order_id,
-            taker_account,
-            taker_order_id,
-            taker_side,
-            maker_leaves,
-            taker_leaves,
-            maker_filled,
-            taker_filled,
-        } => format!(
-            "trade {symbol} {price} {qty} maker {}/{maker_order_id} taker {}/{taker_order_id} {} \
-             leaves {maker_leaves} {taker_leaves} filled {maker_filled} {taker_filled}",
-            maker_account.0,
-            taker_account.0,
-            side_word(taker_side)
-        ),
+        EventKind::Trade { .. } => describe_trade(kind),
         EventKind::Cancelled {
             account,
             order_id,
@@ -1050,23 +1082,7 @@ pub fn describe_event(kind: &EventKind) -> String {
             account.0,
             reason.as_str()
         ),
-        EventKind::Amended {
-            account,
-            order_id,
-            symbol,
-            price,
-            total,
-            leaves,
-            filled,
-            new_order_id,
-        } => {
-            let renamed = new_order_id.map_or(String::new(), |id| format!(" as {id}"));
-            format!(
-                "amended {}/{order_id}{renamed} {symbol} {price} total {total} leaves {leaves} \
-                 filled {filled}",
-                account.0
-            )
-        }
+        EventKind::Amended { .. } => describe_amended(kind),
         EventKind::CancelAfter {
             account,
             session,
