@@ -1329,3 +1329,24 @@ fn trading_status_of_every_symbol_goes_in_name_order_and_later_symbols_start_ope
         assert_eq!(engine.trading_status(info.id), model.status(&name));
     }
 }
+
+#[test]
+fn a_command_at_the_last_nanosecond_with_no_switch_armed_is_applied() {
+    check_timed(
+        EngineConfig::default(),
+        &[
+            (1, btc()),
+            (2, new(limit(1, "a", Buy, "100", "1"))),
+            (u64::MAX, clock()),
+            (u64::MAX, new(limit(1, "b", Buy, "99", "1"))),
+        ],
+        "
+        accepted 1/a BTC buy 100 1
+        accepted 1/b BTC buy 99 1
+        book BTC bid 1/a 100 1
+        book BTC bid 1/b 99 1
+        order 1/a BTC buy 100 total 1 filled 0 leaves 1 notional 0 s0 new
+        order 1/b BTC buy 99 total 1 filled 0 leaves 1 notional 0 s0 new
+        ",
+    );
+}
