@@ -229,7 +229,10 @@ impl Engine {
             );
             ensure!(last <= Some(f.finished_at), "finished orders out of order");
             ensure!(
-                f.finished_at.0.saturating_add(window) > self.clock.0,
+                f.finished_at
+                    .0
+                    .checked_add(window)
+                    .is_none_or(|expiry| expiry > self.clock.0),
                 "finished order {} kept past its window",
                 f.order_id
             );

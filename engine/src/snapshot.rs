@@ -390,7 +390,10 @@ impl Engine {
         for f in finished {
             if f.finished_at < last
                 || f.finished_at > self.clock
-                || f.finished_at.0.saturating_add(window) <= self.clock.0
+                || f.finished_at
+                    .0
+                    .checked_add(window)
+                    .is_some_and(|expiry| expiry <= self.clock.0)
             {
                 return Err(invalid("finished orders out of order or outside their window"));
             }

@@ -1331,6 +1331,34 @@ fn trading_status_of_every_symbol_goes_in_name_order_and_later_symbols_start_ope
 }
 
 #[test]
+fn the_dedup_window_does_not_wrap_at_the_end_of_time() {
+    // finished_at + window is past u64::MAX: `now` never reaches it, so the id stays known.
+    let end = u64::MAX;
+    let (engine, _) = check_timed(
+        window(10),
+        &[
+            (1, btc()),
+            (end - 5, new(limit(1, "a", Buy, "100", "1"))),
+            (end - 5, cancel(1, "a")),
+            (end, new(limit(1, "a", Buy, "100", "1"))),
+        ],
+        &format!(
+            "
+            accepted 1/a BTC buy 100 1
+            cancelled 1/a BTC user 1
+            rejected 1/a BTC new duplicate_order_id
+            order 1/a BTC buy 100 total 1 filled 0 leaves 0 notional 0 s0 cancelled user @{}
+            ",
+            end - 5
+        ),
+    );
+    // And a snapshot taken then restores it.
+    let restored = Engine::restore(&engine.snapshot()).expect("a snapshot at the end of time");
+    assert_eq!(restored.orders(), engine.orders());
+    restored.check_invariants().unwrap();
+}
+
+#[test]
 fn a_command_at_the_last_nanosecond_with_no_switch_armed_is_applied() {
     check_timed(
         EngineConfig::default(),
