@@ -763,23 +763,55 @@ fn engine_matches_model(cmds: &[Command]) -> Result<(), TestCaseError> {
         let (engine_books, model_books) =
             (describe_engine_books(&engine), describe_model_books(&model));
         prop_assert_eq!(engine_books, model_books, "books differ\n{}", history());
-        let (engine_orders, model_orders) = (engine.orders(), model.orders());
-        if engine_orders != model_orders {
-            return Err(fail(format!(
-                "orders differ after command #{i}\n{}engine:\n{}\nmodel:\n{}",
-                history(),
-                describe_orders(&engine_orders).join("\n"),
-                describe_orders(&model_orders).join("\n")
-            )));
-        }
-        prop_assert_eq!(
-            engine.stats().clock.0,
-            model.clock(),
-            "clock\n{}",
-            history()
-        );
+        same_orders(&engine, &model, &history)?;
     }
     prop_assert_eq!(engine.stats().next_event_seq, next_seq);
+    Ok(())
+}
+
+/// The engine remembers exactly the model's orders, in the listing and one by one.
+fn same_orders(
+    engine: &Engine,
+    model: &Model,
+    history: &dyn Fn() -> String,
+) -> Result<(), TestCaseError> {
+    let (engine_orders, model_orders) = (engine.orders(), model.orders());
+    if engine_orders != model_orders {
+        return Err(fail(format!(
+            "orders differ\n{}engine:\n{}\nmodel:\n{}",
+            history(),
+            describe_orders(&engine_orders).join("\n"),
+            describe_orders(&model_orders).join("\n")
+        )));
+    }
+    prop_assert_eq!(
+        engine.stats().clock.0,
+        model.clock(),
+        "clock\n{}",
+        history()
+    );
+    // The single-order lookup answers as the listing does.
+    for view in &model_orders {
+        let found = engine.order(view.account, &view.order_id);
+        prop_assert_eq!(found.as_ref(), Some(view), "order()\n{}", history());
+    }
+    for account in 1..=ACCOUNTS {
+        for id in 0..ID_POOL {
+            let (account, id) = (AccountId(account), oid(&format!("o{id}")));
+            let known = model_orders
+                .iter()
+                .any(|v| v.account == account && v.order_id == id);
+            let found = engine.order(account, &id).is_some();
+            prop_assert_eq!(
+                found,
+                known,
+                "order() of {}/{}\n{}",
+                account.0,
+                id,
+                history()
+            );
+        }
+    }
     Ok(())
 }
 
