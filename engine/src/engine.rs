@@ -1607,9 +1607,10 @@ impl Engine {
     fn expire(&mut self, now: u64) {
         let window = self.config.dedup_window_ns;
         while let Some(oldest) = self.finished.oldest() {
-            let expiry = oldest.finished_at.0.saturating_add(window);
-            if expiry > now {
-                self.next_expiry = expiry;
+            // A finished_at + window past u64::MAX is never reached: that entry stays.
+            let expiry = oldest.finished_at.0.checked_add(window);
+            if expiry.is_none_or(|expiry| expiry > now) {
+                self.next_expiry = expiry.unwrap_or(u64::MAX);
                 return;
             }
             let (slot, hash) = self.finished.pop_oldest();

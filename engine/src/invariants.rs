@@ -25,8 +25,10 @@ impl Engine {
         self.check_records()?;
         self.check_finished()?;
         self.switches.check()?;
+        // `u64::MAX` is also "none armed" (and a saturated deadline), which the clock can reach.
         ensure!(
-            self.switches.next_deadline() > self.clock.0,
+            self.switches.next_deadline() > self.clock.0
+                || self.switches.next_deadline() == u64::MAX,
             "a due switch did not fire"
         );
         ensure!(
@@ -226,7 +228,10 @@ impl Engine {
             );
             ensure!(last <= Some(f.finished_at), "finished orders out of order");
             ensure!(
-                f.finished_at.0.saturating_add(window) > self.clock.0,
+                f.finished_at
+                    .0
+                    .checked_add(window)
+                    .is_none_or(|expiry| expiry > self.clock.0),
                 "finished order {} kept past its window",
                 f.order_id
             );

@@ -410,7 +410,10 @@ impl Engine {
         for f in finished {
             if f.finished_at < last
                 || f.finished_at > self.clock
-                || f.finished_at.0.saturating_add(window) <= self.clock.0
+                || f.finished_at
+                    .0
+                    .checked_add(window)
+                    .is_some_and(|expiry| expiry <= self.clock.0)
             {
                 return Err(invalid(
                     "finished orders out of order or outside their window",
@@ -461,7 +464,16 @@ impl Engine {
         if switches.len() > self.config.switches_max as usize {
             return Err(invalid("more switches than switches_max"));
         }
+        let mut last = None;
         for &(account, session, deadline) in switches {
+            // Canonical order, as `snapshot` writes it: anything else would restore to an
+            // engine that snapshots to other bytes.
+            if last.is_some_and(|last| (deadline, account, session) <= last) {
+                return Err(invalid(
+                    "switches are not in (deadline, account, session) order",
+                ));
+            }
+            last = Some((deadline, account, session));
             if self.switches.deadline(account, session).is_some() {
                 return Err(invalid(format!(
                     "switch {}/{session} armed twice",
@@ -529,6 +541,21 @@ mod tests {
                 Err(SnapshotError::Invalid(_))
             ));
         }
+    }
+
+    /// Switches are stored in (deadline, account, session) order; any other order would
+    /// restore to an engine that snapshots to different bytes, so it is refused.
+    #[test]
+    fn a_checksummed_snapshot_with_switches_out_of_order_is_refused() {
+        let bytes = Engine::new(EngineConfig::default()).unwrap().snapshot();
+        let switches = [(AccountId(2), 4, 1014), (AccountId(3), 1, 2015)];
+        assert!(Engine::restore(&forge(&bytes, |b| b.switches = switches.to_vec())).is_ok());
+        let mut swapped = switches;
+        swapped.swap(0, 1);
+        assert!(matches!(
+            Engine::restore(&forge(&bytes, |b| b.switches = swapped.to_vec())),
+            Err(SnapshotError::Invalid(_))
+        ));
     }
 
     /// A snapshot whose checksum is right but whose capacities no machine can hold (a foreign

@@ -136,7 +136,8 @@ impl Switches {
 
     /// Takes off and returns the earliest switch if its deadline is at or before `now`.
     pub(crate) fn pop_due(&mut self, now: u64) -> Option<Switch> {
-        if self.next_deadline > now {
+        // `next_deadline` is `u64::MAX` when none is armed, which `now` can equal.
+        if self.heap.is_empty() || self.next_deadline > now {
             return None;
         }
         let rec = self.heap[0];

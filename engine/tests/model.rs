@@ -1,43 +1,65 @@
-//! Hand-written cases of the replay contract, each checked against both the engine and the
-//! naive reference model (`common::Model`), so the model that the property tests trust is
-//! itself pinned to the contract. Capacity cases (an engine extension the model does not
+//! Hand-written cases of the replay contract (version 2), each checked against both the engine
+//! and the naive reference model (`common::Model`), so the model that the property tests trust
+//! is itself pinned to the contract. Capacity cases (an engine extension the model does not
 //! have) run against the engine only.
 //!
-//! Each case is a list of commands (stamped with log times 1, 2, 3, ...) and the expected
-//! transcript: every event, one a line, then every resting order (`book SYMBOL bid|ask
-//! ACCOUNT/ID PRICE QTY`) in priority order.
+//! Each case is a list of commands (stamped with log times 1, 2, 3, ..., or given times) and
+//! the expected transcript: every event, one a line, then every resting order (`book SYMBOL
+//! bid|ask ACCOUNT/ID PRICE QTY`) in priority order, and for some cases every remembered order
+//! (`order ...`, as `ORDERS.json` lists them). After every command the engine's
+//! `orders()` must equal the model's.
 
 mod common;
 
 use common::*;
-use engine::{CommandKind, Engine, EngineConfig, Side::Buy, Side::Sell, Stp, Tif};
+use engine::{
+    AccountId, Command, CommandKind, Engine, EngineConfig, Side::Buy, Side::Sell, Stp, Tif,
+    TimestampNs, TradingStatus,
+};
 
-fn engine_transcript(config: EngineConfig, kinds: &[CommandKind]) -> String {
+/// Runs `cmds` on an engine built with `config`: its transcript (events, then books, then the
+/// remembered orders when `orders` is set) and the engine.
+fn engine_run(config: EngineConfig, cmds: &[Command], orders: bool) -> (String, Engine) {
     let mut engine = Engine::new(config).expect("valid config");
     let mut lines = Vec::new();
-    for cmd in stamped(kinds) {
+    for cmd in cmds {
         let mut events = Vec::new();
-        engine.apply(&cmd, &mut events);
+        engine.apply(cmd, &mut events);
         if let Err(broken) = engine.check_invariants() {
-            panic!(
-                "invariant broken after {}: {broken}",
-                describe_command(&cmd)
-            );
+            panic!("invariant broken after {}: {broken}", describe_command(cmd));
         }
         lines.extend(events.iter().map(|e| describe_event(&e.kind)));
     }
     lines.extend(describe_engine_books(&engine));
-    lines.join("\n")
+    if orders {
+        lines.extend(describe_orders(&engine.orders()));
+    }
+    (lines.join("\n"), engine)
 }
 
-fn model_transcript(kinds: &[CommandKind]) -> String {
-    let mut model = Model::default();
+/// The model's transcript, in the same form; its `orders()` is compared with the engine's
+/// after every command.
+fn model_run(config: EngineConfig, cmds: &[Command], orders: bool) -> (String, Model) {
+    let mut model = Model::with_window(config.dedup_window_ns);
+    let mut engine = Engine::new(config).expect("valid config");
     let mut lines = Vec::new();
-    for cmd in stamped(kinds) {
-        lines.extend(model.apply(&cmd).iter().map(describe_event));
+    for cmd in cmds {
+        lines.extend(model.apply(cmd).iter().map(describe_event));
+        engine.apply(cmd, &mut Vec::new());
+        let (ours, theirs) = (model.orders(), engine.orders());
+        assert!(
+            ours == theirs,
+            "orders differ after {}\n--- engine:\n{}\n--- model:\n{}",
+            describe_command(cmd),
+            describe_orders(&theirs).join("\n"),
+            describe_orders(&ours).join("\n")
+        );
     }
     lines.extend(describe_model_books(&model));
-    lines.join("\n")
+    if orders {
+        lines.extend(describe_orders(&model.orders()));
+    }
+    (lines.join("\n"), model)
 }
 
 fn normalize(expected: &str) -> String {
@@ -49,25 +71,54 @@ fn normalize(expected: &str) -> String {
         .join("\n")
 }
 
-/// Engine and model both produce exactly `expected`.
-fn check(kinds: &[CommandKind], expected: &str) {
+/// Engine and model, built with `config`, both produce exactly `expected` from `cmds`.
+fn check_both(
+    config: EngineConfig,
+    cmds: &[Command],
+    orders: bool,
+    expected: &str,
+) -> (Engine, Model) {
     let expected = normalize(expected);
-    let engine = engine_transcript(EngineConfig::default(), kinds);
+    let (engine_text, engine) = engine_run(config, cmds, orders);
     assert!(
-        engine == expected,
-        "engine transcript differs\n--- engine:\n{engine}\n--- expected:\n{expected}"
+        engine_text == expected,
+        "engine transcript differs\n--- engine:\n{engine_text}\n--- expected:\n{expected}"
     );
-    let model = model_transcript(kinds);
+    let (model_text, model) = model_run(config, cmds, orders);
     assert!(
-        model == expected,
-        "model transcript differs\n--- model:\n{model}\n--- expected:\n{expected}"
+        model_text == expected,
+        "model transcript differs\n--- model:\n{model_text}\n--- expected:\n{expected}"
     );
+    (engine, model)
 }
 
-/// The engine, built with `config`, produces exactly `expected`.
+/// Engine and model both produce exactly `expected` (events and books), commands at 1, 2, 3...
+fn check(kinds: &[CommandKind], expected: &str) {
+    check_both(EngineConfig::default(), &stamped(kinds), false, expected);
+}
+
+/// As [`check`], with the remembered orders at the end of the transcript.
+fn check_orders(kinds: &[CommandKind], expected: &str) {
+    check_both(EngineConfig::default(), &stamped(kinds), true, expected);
+}
+
+/// Engine and model with `config`, commands at the given log times, orders in the transcript.
+fn check_timed(
+    config: EngineConfig,
+    steps: &[(u64, CommandKind)],
+    expected: &str,
+) -> (Engine, Model) {
+    check_both(config, &timed(steps), true, expected)
+}
+
+/// The engine, built with `config`, produces exactly `expected` (events and books).
 fn check_engine(config: EngineConfig, kinds: &[CommandKind], expected: &str) {
+    check_engine_timed(config, &stamped(kinds), expected);
+}
+
+fn check_engine_timed(config: EngineConfig, cmds: &[Command], expected: &str) {
     let expected = normalize(expected);
-    let engine = engine_transcript(config, kinds);
+    let (engine, _) = engine_run(config, cmds, false);
     assert!(
         engine == expected,
         "engine transcript differs\n--- engine:\n{engine}\n--- expected:\n{expected}"
@@ -94,11 +145,11 @@ fn price_then_time_priority_at_the_makers_price() {
         accepted 2/b BTC sell 100 2
         accepted 3/c BTC sell 100 2
         accepted 4/t BTC buy 101 5
-        trade BTC 100 2 maker 2/b taker 4/t buy leaves 0 3
-        trade BTC 100 2 maker 3/c taker 4/t buy leaves 0 1
-        trade BTC 101 1 maker 1/a taker 4/t buy leaves 1 0
+        trade BTC 100 2 maker 2/b taker 4/t buy leaves 0 3 filled 2 2
+        trade BTC 100 2 maker 3/c taker 4/t buy leaves 0 1 filled 2 4
+        trade BTC 101 1 maker 1/a taker 4/t buy leaves 1 0 filled 1 5
         accepted 4/u BTC buy 102 3
-        trade BTC 101 1 maker 1/a taker 4/u buy leaves 0 2
+        trade BTC 101 1 maker 1/a taker 4/u buy leaves 0 2 filled 2 1
         book BTC bid 4/u 102 2
         ",
     );
@@ -163,7 +214,7 @@ fn market_and_time_in_force_rules() {
         accepted 1/m5 BTC buy market 3
         cancelled 1/m5 BTC fok 3
         accepted 1/m6 BTC buy market 3
-        trade BTC 100 2 maker 2/s taker 1/m6 buy leaves 0 1
+        trade BTC 100 2 maker 2/s taker 1/m6 buy leaves 0 1 filled 2 2
         cancelled 1/m6 BTC ioc 1
         accepted 2/s2 BTC sell 101 1
         accepted 1/i BTC buy 100 2
@@ -194,15 +245,15 @@ fn self_trade_prevention_modes() {
         cancelled 1/t1 BTC stp 3
         accepted 1/t2 BTC buy 100 3
         cancelled 1/r1 BTC stp 5
-        trade BTC 100 3 maker 2/r2 taker 1/t2 buy leaves 2 0
+        trade BTC 100 3 maker 2/r2 taker 1/t2 buy leaves 2 0 filled 3 3
         accepted 1/r3 BTC sell 101 5
         accepted 2/r4 BTC sell 101 5
         accepted 1/t3 BTC buy 101 4 
-        trade BTC 100 2 maker 2/r2 taker 1/t3 buy leaves 0 2
+        trade BTC 100 2 maker 2/r2 taker 1/t3 buy leaves 0 2 filled 5 2
         cancelled 1/r3 BTC stp 5
         cancelled 1/t3 BTC stp 2
         accepted 2/t4 BTC buy 101 7
-        trade BTC 101 5 maker 2/r4 taker 2/t4 buy leaves 0 2
+        trade BTC 101 5 maker 2/r4 taker 2/t4 buy leaves 0 2 filled 5 5
         book BTC bid 2/t4 101 2
         ",
     );
@@ -227,8 +278,8 @@ fn fok_with_cancel_maker_skips_own_orders() {
         accepted 2/r2 BTC sell 101 2
         accepted 1/t BTC buy 101 5
         cancelled 1/own BTC stp 5
-        trade BTC 100 3 maker 2/r taker 1/t buy leaves 0 2
-        trade BTC 101 2 maker 2/r2 taker 1/t buy leaves 0 0
+        trade BTC 100 3 maker 2/r taker 1/t buy leaves 0 2 filled 3 3
+        trade BTC 101 2 maker 2/r2 taker 1/t buy leaves 0 0 filled 2 5
         ",
     );
 }
@@ -263,7 +314,7 @@ fn fok_that_would_not_fill_does_nothing_else() {
         accepted 1/t3 BTC buy 100 1
         cancelled 1/t3 BTC fok 1
         accepted 1/t4 BTC buy 100 3
-        trade BTC 100 3 maker 1/own taker 1/t4 buy leaves 2 0
+        trade BTC 100 3 maker 1/own taker 1/t4 buy leaves 2 0 filled 3 3
         book BTC ask 1/own 100 2
         book BTC ask 2/r 100 3
         ",
@@ -271,29 +322,33 @@ fn fok_that_would_not_fill_does_nothing_else() {
 }
 
 #[test]
-fn amend_that_reduces_quantity_keeps_priority() {
+fn amend_that_reduces_the_total_keeps_priority() {
+    // The amend's quantity is the new total, filled part included.
     check(
         &[
             btc(),
             new(limit(1, "a", Buy, "100", "10")),
             new(limit(2, "b", Buy, "100", "10")),
+            new(limit(3, "y", Sell, "100", "2").tif(Tif::Ioc)),
             amend(1, "a", None, Some("6")),
-            // Neither field: same price and quantity, keeps its place.
+            // Neither field: same price and total, keeps its place.
             amend(1, "a", None, None),
-            // Same price given explicitly, same quantity: keeps its place too.
+            // Same price given explicitly, same total: keeps its place too.
             amend(1, "a", Some("100"), Some("6")),
             new(limit(3, "x", Sell, "100", "8").tif(Tif::Ioc)),
         ],
         "
         accepted 1/a BTC buy 100 10
         accepted 2/b BTC buy 100 10
-        amended 1/a BTC 100 6
-        amended 1/a BTC 100 6
-        amended 1/a BTC 100 6
+        accepted 3/y BTC sell 100 2
+        trade BTC 100 2 maker 1/a taker 3/y sell leaves 8 0 filled 2 2
+        amended 1/a BTC 100 total 6 leaves 4 filled 2
+        amended 1/a BTC 100 total 6 leaves 4 filled 2
+        amended 1/a BTC 100 total 6 leaves 4 filled 2
         accepted 3/x BTC sell 100 8
-        trade BTC 100 6 maker 1/a taker 3/x sell leaves 0 2
-        trade BTC 100 2 maker 2/b taker 3/x sell leaves 8 0
-        book BTC bid 2/b 100 8
+        trade BTC 100 4 maker 1/a taker 3/x sell leaves 0 4 filled 6 4
+        trade BTC 100 4 maker 2/b taker 3/x sell leaves 6 0 filled 4 8
+        book BTC bid 2/b 100 6
         ",
     );
 }
@@ -315,9 +370,9 @@ fn amend_that_raises_quantity_or_moves_price_loses_priority() {
         accepted 1/a BTC buy 100 5
         accepted 2/b BTC buy 100 5
         accepted 3/c BTC buy 100 5
-        amended 1/a BTC 100 6
-        amended 2/b BTC 99 5
-        amended 2/b BTC 100 5
+        amended 1/a BTC 100 total 6 leaves 6 filled 0
+        amended 2/b BTC 99 total 5 leaves 5 filled 0
+        amended 2/b BTC 100 total 5 leaves 5 filled 0
         book BTC bid 3/c 100 5
         book BTC bid 1/a 100 6
         book BTC bid 2/b 100 5
@@ -344,11 +399,11 @@ fn amend_to_a_crossing_price_trades_and_applies_its_own_stp() {
         accepted 2/t BTC sell 101 3
         accepted 1/b1 BTC buy 100 4
         accepted 1/b2 BTC buy 99 4
-        amended 1/b1 BTC 101 4
+        amended 1/b1 BTC 101 total 4 leaves 4 filled 0
         cancelled 1/b1 BTC stp 4
-        amended 1/b2 BTC 101 4
+        amended 1/b2 BTC 101 total 4 leaves 4 filled 0
         cancelled 1/s BTC stp 5
-        trade BTC 101 3 maker 2/t taker 1/b2 buy leaves 0 1
+        trade BTC 101 3 maker 2/t taker 1/b2 buy leaves 0 1 filled 3 3
         book BTC bid 1/b2 101 1
         ",
     );
@@ -376,9 +431,9 @@ fn amend_of_a_post_only_order_to_a_crossing_price_is_rejected_and_the_order_stay
         rejected 1/p BTC amend post_only
         rejected 1/p BTC amend post_only
         accepted 4/x BTC sell 99 5
-        trade BTC 99 5 maker 1/p taker 4/x sell leaves 0 0
+        trade BTC 99 5 maker 1/p taker 4/x sell leaves 0 0 filled 5 5
         accepted 1/p2 BTC buy 98 5
-        amended 1/p2 BTC 100 7
+        amended 1/p2 BTC 100 total 7 leaves 7 filled 0
         book BTC bid 1/p2 100 7
         book BTC bid 3/q 99 5
         book BTC ask 2/s 101 5
@@ -456,7 +511,7 @@ fn mass_cancel_across_symbols_goes_in_time_priority_order() {
         accepted 1/b ETH sell 50 1.5
         accepted 2/x ETH buy 49 1
         accepted 1/c BTC sell 110 2
-        amended 1/a BTC 100 3
+        amended 1/a BTC 100 total 3 leaves 3 filled 0
         accepted 1/d ETH buy 49.5 0.5
         cancelled 2/x ETH mass 1
         cancelled 1/b ETH mass 1.5
@@ -490,7 +545,7 @@ fn mass_cancel_of_one_symbol_leaves_the_others() {
 }
 
 #[test]
-fn a_rejected_id_may_be_reused_an_accepted_one_never() {
+fn a_rejected_id_may_be_reused_an_accepted_one_not_inside_the_window() {
     check(
         &[
             btc(),
@@ -515,7 +570,7 @@ fn a_rejected_id_may_be_reused_an_accepted_one_never() {
         cancelled 1/a BTC user 5
         rejected 1/a BTC new duplicate_order_id
         accepted 3/i BTC buy 101 2
-        trade BTC 101 1 maker 2/a taker 3/i buy leaves 0 1
+        trade BTC 101 1 maker 2/a taker 3/i buy leaves 0 1 filled 1 1
         cancelled 3/i BTC ioc 1
         rejected 3/i BTC new duplicate_order_id
         rejected 2/a BTC new duplicate_order_id
@@ -537,73 +592,12 @@ fn add_symbol_rejects() {
             add_symbol("ETH", "1", "1"),
         ],
         "
-        symbol_rejected BTC duplicate_symbol
-        symbol_rejected ETH invalid_tick
-        symbol_rejected ETH invalid_tick
-        symbol_rejected ETH invalid_lot
-        symbol_rejected ETH invalid_lot
-        symbol_rejected ETH duplicate_symbol
-        ",
-    );
-}
-
-#[test]
-fn the_oldest_retired_id_is_forgotten_once_retired_ids_max_are_remembered() {
-    let config = EngineConfig {
-        retired_ids_max: 2,
-        ..EngineConfig::default()
-    };
-    check_engine(
-        config,
-        &[
-            btc(),
-            new(limit(1, "a", Buy, "100", "1")),
-            cancel(1, "a"),
-            new(limit(1, "b", Buy, "99", "1").tif(Tif::Ioc)),
-            // Two ids remembered: `a` is still a duplicate.
-            new(limit(1, "a", Buy, "96", "1")),
-            // `c` finishes: the ring is full, so `a` (the oldest) is forgotten.
-            new(limit(1, "c", Buy, "98", "1")),
-            cancel(1, "c"),
-            new(limit(1, "a", Buy, "96", "1")),
-            new(limit(1, "b", Buy, "95", "1")),
-        ],
-        "
-        accepted 1/a BTC buy 100 1
-        cancelled 1/a BTC user 1
-        accepted 1/b BTC buy 99 1
-        cancelled 1/b BTC ioc 1
-        rejected 1/a BTC new duplicate_order_id
-        accepted 1/c BTC buy 98 1
-        cancelled 1/c BTC user 1
-        accepted 1/a BTC buy 96 1
-        rejected 1/b BTC new duplicate_order_id
-        book BTC bid 1/a 96 1
-        ",
-    );
-}
-
-#[test]
-fn with_no_retired_ids_remembered_a_finished_id_is_free_at_once() {
-    let config = EngineConfig {
-        retired_ids_max: 0,
-        ..EngineConfig::default()
-    };
-    check_engine(
-        config,
-        &[
-            btc(),
-            new(limit(1, "a", Buy, "100", "1")),
-            new(limit(1, "a", Buy, "100", "1")),
-            cancel(1, "a"),
-            new(limit(1, "a", Buy, "99", "1")),
-        ],
-        "
-        accepted 1/a BTC buy 100 1
-        rejected 1/a BTC new duplicate_order_id
-        cancelled 1/a BTC user 1
-        accepted 1/a BTC buy 99 1
-        book BTC bid 1/a 99 1
+        symbol_rejected BTC add_symbol duplicate_symbol
+        symbol_rejected ETH add_symbol invalid_tick
+        symbol_rejected ETH add_symbol invalid_tick
+        symbol_rejected ETH add_symbol invalid_lot
+        symbol_rejected ETH add_symbol invalid_lot
+        symbol_rejected ETH add_symbol duplicate_symbol
         ",
     );
 }
@@ -672,7 +666,7 @@ fn full_price_levels_reject_capacity_unless_no_new_level_is_needed() {
         accepted 1/e BTC buy 98 1
         cancelled 1/e BTC ioc 1
         rejected 1/d BTC amend capacity
-        amended 1/b BTC 97 1
+        amended 1/b BTC 97 total 1 leaves 1 filled 0
         accepted 2/s BTC sell 101 1
         rejected 2/t BTC new capacity
         book BTC bid 1/a 100 1
@@ -702,13 +696,685 @@ fn full_symbols_and_accounts_reject_capacity() {
             new(limit(2, "d", Sell, "100", "1")),
         ],
         "
-        symbol_rejected ETH capacity
+        symbol_rejected ETH add_symbol capacity
         accepted 1/a BTC buy 100 1
         accepted 2/b BTC buy 99 1
         cancelled 2/b BTC ioc 1
         rejected 3/c BTC new capacity
         accepted 2/d BTC sell 100 1
-        trade BTC 100 1 maker 1/a taker 2/d sell leaves 0 0
+        trade BTC 100 1 maker 1/a taker 2/d sell leaves 0 0 filled 1 1
+        ",
+    );
+}
+// ----- amend by total, replace chains ----------------------------------------------------------
+
+#[test]
+fn amend_with_fills_keeps_place_finishes_or_goes_below_filled() {
+    check_orders(
+        &[
+            btc(),
+            new(limit(1, "a", Buy, "100", "10")),
+            new(limit(2, "b", Buy, "100", "10")),
+            new(limit(3, "x", Sell, "100", "4").tif(Tif::Ioc)),
+            // F = 4 < Q = 8 < total 10, same price: keeps its place ahead of `b`.
+            amend(1, "a", None, Some("8")),
+            new(limit(3, "y", Sell, "100", "2").tif(Tif::Ioc)),
+            // Q == F: finished as filled, `amended` with leaves 0 and no `cancelled`.
+            amend(1, "a", None, Some("6")),
+            new(limit(4, "z", Sell, "100", "3").tif(Tif::Ioc)),
+            // Q = 2 < F = 3 (with a new price): finished as filled, total below filled.
+            amend(2, "b", Some("99"), Some("2")),
+            cancel(2, "b"),
+            amend(1, "a", None, Some("7")),
+        ],
+        "
+        accepted 1/a BTC buy 100 10
+        accepted 2/b BTC buy 100 10
+        accepted 3/x BTC sell 100 4
+        trade BTC 100 4 maker 1/a taker 3/x sell leaves 6 0 filled 4 4
+        amended 1/a BTC 100 total 8 leaves 4 filled 4
+        accepted 3/y BTC sell 100 2
+        trade BTC 100 2 maker 1/a taker 3/y sell leaves 2 0 filled 6 2
+        amended 1/a BTC 100 total 6 leaves 0 filled 6
+        accepted 4/z BTC sell 100 3
+        trade BTC 100 3 maker 2/b taker 4/z sell leaves 7 0 filled 3 3
+        amended 2/b BTC 99 total 2 leaves 0 filled 3
+        rejected 2/b BTC cancel unknown_order
+        rejected 1/a BTC amend unknown_order
+        order 1/a BTC buy 100 total 6 filled 6 leaves 0 notional 600 s0 filled @7
+        order 2/b BTC buy 99 total 2 filled 3 leaves 0 notional 300 s0 filled @9
+        order 3/x BTC sell 100 total 4 filled 4 leaves 0 notional 400 s0 filled @4
+        order 3/y BTC sell 100 total 2 filled 2 leaves 0 notional 200 s0 filled @6
+        order 4/z BTC sell 100 total 3 filled 3 leaves 0 notional 300 s0 filled @8
+        ",
+    );
+}
+
+#[test]
+fn amend_above_the_total_reenters_with_total_minus_filled_open() {
+    check_orders(
+        &[
+            add_symbol(BTC, "0.5", "1"),
+            new(limit(1, "a", Buy, "100", "10")),
+            new(limit(2, "b", Buy, "100", "10")),
+            new(limit(3, "x", Sell, "100", "4").tif(Tif::Ioc)),
+            amend(1, "a", None, Some("12")),
+            new(limit(3, "y", Sell, "99.5", "15").tif(Tif::Ioc)),
+        ],
+        "
+        accepted 1/a BTC buy 100 10
+        accepted 2/b BTC buy 100 10
+        accepted 3/x BTC sell 100 4
+        trade BTC 100 4 maker 1/a taker 3/x sell leaves 6 0 filled 4 4
+        amended 1/a BTC 100 total 12 leaves 8 filled 4
+        accepted 3/y BTC sell 99.5 15
+        trade BTC 100 10 maker 2/b taker 3/y sell leaves 0 5 filled 10 10
+        trade BTC 100 5 maker 1/a taker 3/y sell leaves 3 0 filled 9 15
+        book BTC bid 1/a 100 3
+        order 1/a BTC buy 100 total 12 filled 9 leaves 3 notional 900 s0 partially_filled
+        order 2/b BTC buy 100 total 10 filled 10 leaves 0 notional 1000 s0 filled @6
+        order 3/x BTC sell 100 total 4 filled 4 leaves 0 notional 400 s0 filled @4
+        order 3/y BTC sell 99.5 total 15 filled 15 leaves 0 notional 1500 s0 filled @6
+        ",
+    );
+}
+
+#[test]
+fn replace_chain_resend_own_id_and_trades_under_the_new_id() {
+    check_orders(
+        &[
+            btc(),
+            new(limit(1, "a", Buy, "100", "10").session(7)),
+            new(limit(3, "x", Sell, "100", "4").tif(Tif::Ioc)),
+            replace(1, "a", "a2", None, Some("12")),
+            // The resend finds `a` no longer live: nothing is applied twice.
+            replace(1, "a", "a2", None, Some("12")),
+            cancel(1, "a"),
+            // To its own id, and to its own old id: both duplicates.
+            replace(1, "a2", "a2", None, Some("9")),
+            replace(1, "a2", "a", None, Some("9")),
+            new(limit(3, "y", Sell, "100", "3").tif(Tif::Ioc)),
+            replace(1, "a2", "a3", Some("101"), None),
+            new(limit(1, "a", Buy, "99", "1")),
+        ],
+        "
+        accepted 1/a BTC buy 100 10
+        accepted 3/x BTC sell 100 4
+        trade BTC 100 4 maker 1/a taker 3/x sell leaves 6 0 filled 4 4
+        amended 1/a as a2 BTC 100 total 12 leaves 8 filled 4
+        rejected 1/a BTC amend unknown_order
+        rejected 1/a BTC cancel unknown_order
+        rejected 1/a2 BTC amend duplicate_order_id
+        rejected 1/a2 BTC amend duplicate_order_id
+        accepted 3/y BTC sell 100 3
+        trade BTC 100 3 maker 1/a2 taker 3/y sell leaves 5 0 filled 7 3
+        amended 1/a2 as a3 BTC 101 total 12 leaves 5 filled 7
+        rejected 1/a BTC new duplicate_order_id
+        book BTC bid 1/a3 101 5
+        order 1/a BTC buy 100 total 10 filled 4 leaves 0 notional 400 s7 replaced by a2 @4
+        order 1/a2 BTC buy 100 total 12 filled 7 leaves 0 notional 700 s7 replaced by a3 @10
+        order 1/a3 BTC buy 101 total 12 filled 7 leaves 5 notional 700 s7 partially_filled
+        order 3/x BTC sell 100 total 4 filled 4 leaves 0 notional 400 s0 filled @3
+        order 3/y BTC sell 100 total 3 filled 3 leaves 0 notional 300 s0 filled @9
+        ",
+    );
+}
+
+#[test]
+fn a_replace_that_crosses_trades_under_the_new_id_and_finishing_replace() {
+    check_orders(
+        &[
+            btc(),
+            new(limit(2, "s", Sell, "101", "3")),
+            new(limit(1, "a", Buy, "100", "5")),
+            // Re-enters at a crossing price under its new id: the trade names `b`.
+            replace(1, "a", "b", Some("101"), None),
+            // Q <= F with a new id: the old id is replaced, the new one finished as filled.
+            replace(1, "b", "c", None, Some("3")),
+        ],
+        "
+        accepted 2/s BTC sell 101 3
+        accepted 1/a BTC buy 100 5
+        amended 1/a as b BTC 101 total 5 leaves 5 filled 0
+        trade BTC 101 3 maker 2/s taker 1/b buy leaves 0 2 filled 3 3
+        amended 1/b as c BTC 101 total 3 leaves 0 filled 3
+        order 1/a BTC buy 100 total 5 filled 0 leaves 0 notional 0 s0 replaced by b @4
+        order 1/b BTC buy 101 total 5 filled 3 leaves 0 notional 303 s0 replaced by c @5
+        order 1/c BTC buy 101 total 3 filled 3 leaves 0 notional 303 s0 filled @5
+        order 2/s BTC sell 101 total 3 filled 3 leaves 0 notional 303 s0 filled @4
+        ",
+    );
+}
+
+// ----- the dedup window --------------------------------------------------------------------------
+
+fn window(ns: u64) -> EngineConfig {
+    EngineConfig {
+        dedup_window_ns: ns,
+        ..EngineConfig::default()
+    }
+}
+
+#[test]
+fn a_replaced_id_is_a_duplicate_until_its_window_ends() {
+    check_timed(
+        window(10),
+        &[
+            (1, btc()),
+            (2, new(limit(1, "a", Buy, "100", "5"))),
+            (3, replace(1, "a", "b", Some("99"), None)),
+            (12, new(limit(1, "a", Buy, "98", "1"))),
+            // now == finished_at + window: forgotten.
+            (13, new(limit(1, "a", Buy, "98", "1"))),
+        ],
+        "
+        accepted 1/a BTC buy 100 5
+        amended 1/a as b BTC 99 total 5 leaves 5 filled 0
+        rejected 1/a BTC new duplicate_order_id
+        accepted 1/a BTC buy 98 1
+        book BTC bid 1/b 99 5
+        book BTC bid 1/a 98 1
+        order 1/a BTC buy 98 total 1 filled 0 leaves 1 notional 0 s0 new
+        order 1/b BTC buy 99 total 5 filled 0 leaves 5 notional 0 s0 new
+        ",
+    );
+}
+
+#[test]
+fn the_dedup_window_boundary_is_exact_on_log_time() {
+    check_timed(
+        window(10),
+        &[
+            (1, btc()),
+            (2, new(limit(1, "a", Buy, "100", "1"))),
+            (5, cancel(1, "a")),
+            (6, new(limit(2, "i", Buy, "100", "1").tif(Tif::Ioc))),
+            // A late ts does not move the clock back: now stays 14.
+            (14, clock()),
+            (3, new(limit(1, "a", Buy, "100", "1"))),
+            (15, new(limit(1, "a", Buy, "100", "1"))),
+            (15, new(limit(2, "i", Buy, "100", "1"))),
+        ],
+        "
+        accepted 1/a BTC buy 100 1
+        cancelled 1/a BTC user 1
+        accepted 2/i BTC buy 100 1
+        cancelled 2/i BTC ioc 1
+        rejected 1/a BTC new duplicate_order_id
+        accepted 1/a BTC buy 100 1
+        rejected 2/i BTC new duplicate_order_id
+        book BTC bid 1/a 100 1
+        order 1/a BTC buy 100 total 1 filled 0 leaves 1 notional 0 s0 new
+        order 2/i BTC buy 100 total 1 filled 0 leaves 0 notional 0 s0 cancelled ioc @6
+        ",
+    );
+}
+
+#[test]
+fn with_a_zero_window_a_finished_id_is_free_at_once() {
+    let config = EngineConfig {
+        retired_ids_max: 0,
+        dedup_window_ns: 0,
+        ..EngineConfig::default()
+    };
+    check_timed(
+        config,
+        &[
+            (1, btc()),
+            (2, new(limit(1, "a", Buy, "100", "1"))),
+            (3, new(limit(1, "a", Buy, "100", "1"))),
+            (4, cancel(1, "a")),
+            (5, new(limit(1, "a", Buy, "99", "1"))),
+            (6, replace(1, "a", "b", None, None)),
+            // The resent replace is still safe; a resent `new` of a finished id is not.
+            (7, replace(1, "a", "b", None, None)),
+            (8, new(limit(1, "a", Buy, "98", "1"))),
+        ],
+        "
+        accepted 1/a BTC buy 100 1
+        rejected 1/a BTC new duplicate_order_id
+        cancelled 1/a BTC user 1
+        accepted 1/a BTC buy 99 1
+        amended 1/a as b BTC 99 total 1 leaves 1 filled 0
+        rejected 1/a BTC amend unknown_order
+        accepted 1/a BTC buy 98 1
+        book BTC bid 1/b 99 1
+        book BTC bid 1/a 98 1
+        order 1/a BTC buy 98 total 1 filled 0 leaves 1 notional 0 s0 new
+        order 1/b BTC buy 99 total 1 filled 0 leaves 1 notional 0 s0 new
+        ",
+    );
+}
+
+// ----- capacity of the finished-order memory (engine only) -------------------------------------
+
+fn memory(ids: u32, window_ns: u64) -> EngineConfig {
+    EngineConfig {
+        retired_ids_max: ids,
+        dedup_window_ns: window_ns,
+        ..EngineConfig::default()
+    }
+}
+
+#[test]
+fn capacity_lasts_exactly_while_finished_and_live_orders_fill_the_memory() {
+    check_engine_timed(
+        memory(3, 10),
+        &timed(&[
+            (1, btc()),
+            (2, new(limit(1, "a", Buy, "100", "1"))),
+            (3, new(limit(1, "b", Buy, "99", "1"))),
+            (4, cancel(1, "a")),
+            // 1 finished + 1 live + this one: full after it.
+            (5, new(limit(1, "c", Buy, "98", "1"))),
+            (6, new(limit(1, "d", Buy, "97", "1"))),
+            (13, new(limit(1, "d", Buy, "97", "1"))),
+            // `a` leaves its window (4 + 10): room again.
+            (14, new(limit(1, "d", Buy, "97", "1"))),
+            (15, new(limit(1, "e", Buy, "96", "1"))),
+            // At full capacity a mass cancel of every live order still works.
+            (16, mass_cancel(1, None)),
+            (17, new(limit(1, "e", Buy, "96", "1"))),
+            (25, new(limit(1, "e", Buy, "96", "1"))),
+            (26, new(limit(1, "e", Buy, "96", "1"))),
+        ]),
+        "
+        accepted 1/a BTC buy 100 1
+        accepted 1/b BTC buy 99 1
+        cancelled 1/a BTC user 1
+        accepted 1/c BTC buy 98 1
+        rejected 1/d BTC new capacity
+        rejected 1/d BTC new capacity
+        accepted 1/d BTC buy 97 1
+        rejected 1/e BTC new capacity
+        cancelled 1/b BTC mass 1
+        cancelled 1/c BTC mass 1
+        cancelled 1/d BTC mass 1
+        rejected 1/e BTC new capacity
+        rejected 1/e BTC new capacity
+        accepted 1/e BTC buy 96 1
+        book BTC bid 1/e 96 1
+        ",
+    );
+}
+
+#[test]
+fn a_replace_at_full_capacity_is_rejected_capacity() {
+    check_engine_timed(
+        memory(2, 10),
+        &timed(&[
+            (1, btc()),
+            (2, new(limit(1, "a", Buy, "100", "1"))),
+            (3, new(limit(1, "b", Buy, "99", "1"))),
+            // The old id would need a place of its own.
+            (4, replace(1, "a", "a2", Some("101"), None)),
+            // A plain amend needs none.
+            (5, amend(1, "a", Some("101"), None)),
+            (6, cancel(1, "b")),
+            (7, replace(1, "a", "a2", None, None)),
+            (16, replace(1, "a", "a2", None, None)),
+        ]),
+        "
+        accepted 1/a BTC buy 100 1
+        accepted 1/b BTC buy 99 1
+        rejected 1/a BTC amend capacity
+        amended 1/a BTC 101 total 1 leaves 1 filled 0
+        cancelled 1/b BTC user 1
+        rejected 1/a BTC amend capacity
+        amended 1/a as a2 BTC 101 total 1 leaves 1 filled 0
+        book BTC bid 1/a2 101 1
+        ",
+    );
+}
+
+// ----- the dead-man's switch -------------------------------------------------------------------
+
+#[test]
+fn due_switches_fire_in_deadline_account_session_order() {
+    let (engine, model) = check_timed(
+        EngineConfig::default(),
+        &[
+            (1, btc()),
+            (2, new(limit(2, "a", Buy, "100", "1").session(1))),
+            (3, new(limit(1, "b", Buy, "99", "1").session(2))),
+            (4, new(limit(1, "c", Buy, "98", "1").session(1))),
+            (5, new(limit(2, "d", Sell, "110", "1").session(1))),
+            (6, new(limit(1, "e", Sell, "111", "1"))),
+            (7, cancel_after(2, 1, 10)),
+            (8, cancel_after(1, 2, 9)),
+            (9, cancel_after(1, 1, 8)),
+            (10, cancel_after(1, 9, 5)),
+            (20, clock()),
+            (21, clock()),
+        ],
+        "
+        accepted 2/a BTC buy 100 1
+        accepted 1/b BTC buy 99 1
+        accepted 1/c BTC buy 98 1
+        accepted 2/d BTC sell 110 1
+        accepted 1/e BTC sell 111 1
+        cancel_after 2 s1 deadline 17
+        cancel_after 1 s2 deadline 17
+        cancel_after 1 s1 deadline 17
+        cancel_after 1 s9 deadline 15
+        cancelled 1/c BTC expired 1
+        cancelled 1/b BTC expired 1
+        cancelled 2/a BTC expired 1
+        cancelled 2/d BTC expired 1
+        book BTC ask 1/e 111 1
+        order 1/b BTC buy 99 total 1 filled 0 leaves 0 notional 0 s2 cancelled expired @20
+        order 1/c BTC buy 98 total 1 filled 0 leaves 0 notional 0 s1 cancelled expired @20
+        order 1/e BTC sell 111 total 1 filled 0 leaves 1 notional 0 s0 new
+        order 2/a BTC buy 100 total 1 filled 0 leaves 0 notional 0 s1 cancelled expired @20
+        order 2/d BTC sell 110 total 1 filled 0 leaves 0 notional 0 s1 cancelled expired @20
+        ",
+    );
+    for (account, session) in [(1, 1), (1, 2), (1, 9), (2, 1)] {
+        assert_eq!(engine.switch_deadline(AccountId(account), session), None);
+        assert_eq!(model.switch_deadline(AccountId(account), session), None);
+    }
+    assert_eq!(engine.stats().switches, 0);
+}
+
+#[test]
+fn a_refresh_at_or_after_the_deadline_comes_too_late_and_disarm_emits_zero() {
+    check_timed(
+        EngineConfig::default(),
+        &[
+            (1, btc()),
+            (2, new(limit(1, "a", Buy, "100", "1").session(3))),
+            (3, new(limit(1, "b", Buy, "99", "1").session(3))),
+            (4, cancel_after(1, 3, 6)),
+            // At the deadline: the firing pass runs before the command.
+            (10, cancel_after(1, 3, 100)),
+            (11, new(limit(1, "c", Buy, "98", "1").session(3))),
+            // After it.
+            (120, cancel_after(1, 3, 5)),
+            (121, new(limit(1, "d", Buy, "97", "1").session(3))),
+            (122, cancel_after(1, 3, 0)),
+            (500, clock()),
+            // Disarming a switch that is not armed still answers.
+            (501, cancel_after(1, 4, 0)),
+        ],
+        "
+        accepted 1/a BTC buy 100 1
+        accepted 1/b BTC buy 99 1
+        cancel_after 1 s3 deadline 10
+        cancelled 1/a BTC expired 1
+        cancelled 1/b BTC expired 1
+        cancel_after 1 s3 deadline 110
+        accepted 1/c BTC buy 98 1
+        cancelled 1/c BTC expired 1
+        cancel_after 1 s3 deadline 125
+        accepted 1/d BTC buy 97 1
+        cancel_after 1 s3 deadline 0
+        cancel_after 1 s4 deadline 0
+        book BTC bid 1/d 97 1
+        order 1/a BTC buy 100 total 1 filled 0 leaves 0 notional 0 s3 cancelled expired @10
+        order 1/b BTC buy 99 total 1 filled 0 leaves 0 notional 0 s3 cancelled expired @10
+        order 1/c BTC buy 98 total 1 filled 0 leaves 0 notional 0 s3 cancelled expired @120
+        order 1/d BTC buy 97 total 1 filled 0 leaves 1 notional 0 s3 new
+        ",
+    );
+}
+
+#[test]
+fn clock_fires_switches_in_a_quiet_market_even_for_accounts_with_no_orders() {
+    let (engine, model) = check_timed(
+        EngineConfig::default(),
+        &[
+            (1, btc()),
+            // Account 5 has no record yet.
+            (2, cancel_after(5, 0, 10)),
+            (3, new(limit(5, "a", Buy, "100", "1"))),
+            (4, new(limit(5, "b", Buy, "99", "1").session(1))),
+            (12, clock()),
+            // Account 6 never has an order.
+            (13, cancel_after(6, 0, 3)),
+            (16, clock()),
+            // The deadline saturates.
+            (17, cancel_after(5, 1, u64::MAX)),
+            (18, clock()),
+        ],
+        &format!(
+            "
+            cancel_after 5 s0 deadline 12
+            accepted 5/a BTC buy 100 1
+            accepted 5/b BTC buy 99 1
+            cancelled 5/a BTC expired 1
+            cancel_after 6 s0 deadline 16
+            cancel_after 5 s1 deadline {}
+            book BTC bid 5/b 99 1
+            order 5/a BTC buy 100 total 1 filled 0 leaves 0 notional 0 s0 cancelled expired @12
+            order 5/b BTC buy 99 total 1 filled 0 leaves 1 notional 0 s1 new
+            ",
+            u64::MAX
+        ),
+    );
+    let max = Some(TimestampNs(u64::MAX));
+    assert_eq!(engine.switch_deadline(AccountId(5), 1), max);
+    assert_eq!(model.switch_deadline(AccountId(5), 1), Some(u64::MAX));
+    assert_eq!(engine.switch_deadline(AccountId(6), 0), None);
+    assert_eq!(engine.stats().switches, 1);
+}
+
+#[test]
+fn an_order_keeps_its_session_through_replaces() {
+    check_timed(
+        EngineConfig::default(),
+        &[
+            (1, btc()),
+            (2, add_symbol("ETH", "1", "1")),
+            (3, new(limit(1, "a", Buy, "100", "5").session(2))),
+            (4, new(limit(1, "b", Buy, "99", "5").session(1))),
+            (5, new(limit(1, "e", Buy, "9", "5").session(1).on("ETH"))),
+            (6, cancel_after(1, 2, 10)),
+            (7, replace(1, "a", "a2", Some("101"), None)),
+            (8, replace(1, "b", "b2", None, Some("3"))),
+            (9, mass_cancel_session(1, Some(BTC), 1)),
+            (10, mass_cancel_session(1, None, 3)),
+            (16, clock()),
+        ],
+        "
+        accepted 1/a BTC buy 100 5
+        accepted 1/b BTC buy 99 5
+        accepted 1/e ETH buy 9 5
+        cancel_after 1 s2 deadline 16
+        amended 1/a as a2 BTC 101 total 5 leaves 5 filled 0
+        amended 1/b as b2 BTC 99 total 3 leaves 3 filled 0
+        cancelled 1/b2 BTC mass 3
+        cancelled 1/a2 BTC expired 5
+        book ETH bid 1/e 9 5
+        order 1/a BTC buy 100 total 5 filled 0 leaves 0 notional 0 s2 replaced by a2 @7
+        order 1/a2 BTC buy 101 total 5 filled 0 leaves 0 notional 0 s2 cancelled expired @16
+        order 1/b BTC buy 99 total 5 filled 0 leaves 0 notional 0 s1 replaced by b2 @8
+        order 1/b2 BTC buy 99 total 3 filled 0 leaves 0 notional 0 s1 cancelled mass @9
+        order 1/e ETH buy 9 total 5 filled 0 leaves 5 notional 0 s1 new
+        ",
+    );
+}
+
+// ----- operator controls -------------------------------------------------------------------------
+
+#[test]
+fn account_disabled_beats_cancel_only_beats_duplicate_order_id() {
+    check(
+        &[
+            btc(),
+            add_symbol("ETH", "1", "1"),
+            new(limit(1, "a", Buy, "100", "1")),
+            new(limit(1, "e", Buy, "10", "2").on("ETH")),
+            new(limit(1, "f", Buy, "9", "2").on("ETH")),
+            trading_status(Some(BTC), TradingStatus::CancelOnly),
+            // Amends on a cancel_only symbol: cancel_only beats invalid_price and a duplicate.
+            trading_status(Some("ETH"), TradingStatus::CancelOnly),
+            amend_on("ETH", 1, "e", Some("0"), None),
+            amend_on("ETH", 2, "e", Some("0"), None),
+            // Cancels and mass cancels always work.
+            cancel_on("ETH", 1, "e"),
+            trading_status(Some("ETH"), TradingStatus::Open),
+            kill_switch(1, true),
+            // unknown_symbol, then account_disabled (before cancel_only and duplicate `a`).
+            new(limit(1, "a", Buy, "100", "0").on("XRP")),
+            new(limit(1, "a", Buy, "100", "0")),
+            cancel(1, "a"),
+            mass_cancel(1, None),
+            kill_switch(1, false),
+            // cancel_only beats the duplicate `a`, which `ETH` (open) then reports.
+            new(limit(1, "a", Buy, "100", "0")),
+            new(limit(1, "a", Buy, "10", "0").on("ETH")),
+            new(limit(1, "g", Buy, "10", "1").on("ETH")),
+        ],
+        "
+        accepted 1/a BTC buy 100 1
+        accepted 1/e ETH buy 10 2
+        accepted 1/f ETH buy 9 2
+        trading_status BTC cancel_only
+        trading_status ETH cancel_only
+        rejected 1/e ETH amend cancel_only
+        rejected 2/e ETH amend unknown_order
+        cancelled 1/e ETH user 2
+        trading_status ETH open
+        kill_switch 1 on
+        cancelled 1/a BTC kill_switch 1
+        cancelled 1/f ETH kill_switch 2
+        rejected 1/a XRP new unknown_symbol
+        rejected 1/a BTC new account_disabled
+        rejected 1/a BTC cancel unknown_order
+        kill_switch 1 off
+        rejected 1/a BTC new cancel_only
+        rejected 1/a ETH new duplicate_order_id
+        accepted 1/g ETH buy 10 1
+        book ETH bid 1/g 10 1
+        ",
+    );
+}
+
+#[test]
+fn amend_checks_with_operator_controls_and_mass_cancel_while_cancel_only() {
+    check(
+        &[
+            btc(),
+            new(limit(1, "a", Buy, "100", "1")),
+            new(limit(1, "b", Buy, "99", "1")),
+            // A replace to a live id: duplicate_order_id while open ...
+            replace(1, "a", "b", Some("0.5"), None),
+            replace(1, "a", "b", None, None),
+            // ... but cancel_only first once the symbol is cancel_only.
+            trading_status(None, TradingStatus::CancelOnly),
+            replace(1, "a", "b", None, None),
+            amend(1, "a", None, Some("1")),
+            mass_cancel(1, None),
+        ],
+        "
+        accepted 1/a BTC buy 100 1
+        accepted 1/b BTC buy 99 1
+        rejected 1/a BTC amend invalid_price
+        rejected 1/a BTC amend duplicate_order_id
+        trading_status BTC cancel_only
+        rejected 1/a BTC amend cancel_only
+        rejected 1/a BTC amend cancel_only
+        cancelled 1/a BTC mass 1
+        cancelled 1/b BTC mass 1
+        ",
+    );
+}
+
+#[test]
+fn trading_status_of_every_symbol_goes_in_name_order_and_later_symbols_start_open() {
+    let (engine, model) = check_timed(
+        EngineConfig::default(),
+        &[
+            (1, add_symbol("ETH", "1", "1")),
+            (2, add_symbol(BTC, "1", "1")),
+            (3, add_symbol("ADA", "1", "1")),
+            (4, trading_status(None, TradingStatus::CancelOnly)),
+            (5, trading_status(Some("XRP"), TradingStatus::Open)),
+            (6, add_symbol("SOL", "1", "1")),
+            (7, new(limit(1, "s", Buy, "1", "1").on("SOL"))),
+            (8, new(limit(1, "b", Buy, "1", "1"))),
+            // Confirming emits too.
+            (9, trading_status(Some(BTC), TradingStatus::CancelOnly)),
+            (10, trading_status(Some(BTC), TradingStatus::Open)),
+            (11, new(limit(1, "b", Buy, "1", "1"))),
+            // An account never seen; on twice, off while off: each emits.
+            (12, kill_switch(9, false)),
+            (13, kill_switch(9, true)),
+            (14, kill_switch(9, true)),
+            (15, new(limit(9, "x", Sell, "1", "1"))),
+        ],
+        "
+        trading_status ADA cancel_only
+        trading_status BTC cancel_only
+        trading_status ETH cancel_only
+        symbol_rejected XRP trading_status unknown_symbol
+        accepted 1/s SOL buy 1 1
+        rejected 1/b BTC new cancel_only
+        trading_status BTC cancel_only
+        trading_status BTC open
+        accepted 1/b BTC buy 1 1
+        kill_switch 9 off
+        kill_switch 9 on
+        kill_switch 9 on
+        rejected 9/x BTC new account_disabled
+        book BTC bid 1/b 1 1
+        book SOL bid 1/s 1 1
+        order 1/b BTC buy 1 total 1 filled 0 leaves 1 notional 0 s0 new
+        order 1/s SOL buy 1 total 1 filled 0 leaves 1 notional 0 s0 new
+        ",
+    );
+    assert!(engine.kill_switch_on(AccountId(9)) && model.kill_switch_on(AccountId(9)));
+    for (info, name) in engine.symbols().zip(model.symbols()) {
+        assert_eq!(info.name, name);
+        assert_eq!(engine.trading_status(info.id), model.status(&name));
+    }
+}
+
+#[test]
+fn the_dedup_window_does_not_wrap_at_the_end_of_time() {
+    // finished_at + window is past u64::MAX: `now` never reaches it, so the id stays known.
+    let end = u64::MAX;
+    let (engine, _) = check_timed(
+        window(10),
+        &[
+            (1, btc()),
+            (end - 5, new(limit(1, "a", Buy, "100", "1"))),
+            (end - 5, cancel(1, "a")),
+            (end, new(limit(1, "a", Buy, "100", "1"))),
+        ],
+        &format!(
+            "
+            accepted 1/a BTC buy 100 1
+            cancelled 1/a BTC user 1
+            rejected 1/a BTC new duplicate_order_id
+            order 1/a BTC buy 100 total 1 filled 0 leaves 0 notional 0 s0 cancelled user @{}
+            ",
+            end - 5
+        ),
+    );
+    // And a snapshot taken then restores it.
+    let restored = Engine::restore(&engine.snapshot()).expect("a snapshot at the end of time");
+    assert_eq!(restored.orders(), engine.orders());
+    restored.check_invariants().unwrap();
+}
+
+#[test]
+fn a_command_at_the_last_nanosecond_with_no_switch_armed_is_applied() {
+    check_timed(
+        EngineConfig::default(),
+        &[
+            (1, btc()),
+            (2, new(limit(1, "a", Buy, "100", "1"))),
+            (u64::MAX, clock()),
+            (u64::MAX, new(limit(1, "b", Buy, "99", "1"))),
+        ],
+        "
+        accepted 1/a BTC buy 100 1
+        accepted 1/b BTC buy 99 1
+        book BTC bid 1/a 100 1
+        book BTC bid 1/b 99 1
+        order 1/a BTC buy 100 total 1 filled 0 leaves 1 notional 0 s0 new
+        order 1/b BTC buy 99 total 1 filled 0 leaves 1 notional 0 s0 new
         ",
     );
 }

@@ -1,41 +1,70 @@
-//! Shared by the engine's integration tests: a deliberately naive reference book written from
-//! `shared/replay-contract.md` (not from `engine.rs`), a small command-building vocabulary, and
-//! a compact text form of events and books for readable expectations and failure messages.
+//! Shared by the engine's integration tests: a deliberately naive reference model written from
+//! `shared/replay-contract.md` version 2 (not from `engine.rs`), a small command-building
+//! vocabulary, and a compact text form of events and books for readable expectations and
+//! failure messages.
 //!
 //! The model is slow on purpose: every resting order of every symbol sits in one `Vec`, the
 //! next order to match is found by scanning it for the best price and then the smallest time
-//! priority, a FOK order is tried on a clone of the whole model, and accepted order ids are
-//! remembered forever. It has no capacities; tests that compare against it use an
-//! `EngineConfig` roomy enough that the engine's `capacity` rejects never trigger.
+//! priority, a FOK order is tried on a clone of the whole model, finished orders sit in a map
+//! checked against the dedup window on every lookup, and due dead-man's switches are found by
+//! scanning them all before each command. It has no capacities; tests that compare against it
+//! use an `EngineConfig` roomy enough that the engine's `capacity` rejects never trigger. Where
+//! the contract is silent it follows `docs/plans/issue-16-contract-v2.md` section 3 (a replaced
+//! id is frozen as before the amend; `kill_switch` and `trading_status` emit even when already
+//! set; a disarm emits deadline 0).
 
 // Each test crate uses a different part of this module.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use engine::{
-    AccountId, AddSymbol, AmendOrder, CancelOrder, CancelReason, Command, CommandKind, Engine,
-    EventKind, MassCancel, NewOrder, OrdType, OrderId, Price, Qty, RejectReason, Request, Side,
-    Stp, Symbol, Tif,
+    AccountId, AddSymbol, AmendOrder, CancelAfter, CancelOrder, CancelReason, Command, CommandKind,
+    Engine, EventKind, KillSwitch, MassCancel, NewOrder, OrdType, OrderId, OrderStatus, OrderView,
+    Price, Qty, RejectReason, Request, SetTradingStatus, Side, Stp, Symbol, Tif, TimestampNs,
+    TradingStatus, DEFAULT_DEDUP_WINDOW_NS,
 };
 
 // ----- the naive model ---------------------------------------------------------------------------
 
-/// A resting order of the model. Prices and quantities stay in fixed-8 units (`Price.0`,
-/// `Qty.0`): the contract's multiples-of-tick/lot checks make ticks and lots unnecessary here.
+/// A live order of the model. Prices and quantities stay in fixed-8 units (`Price.0`, `Qty.0`):
+/// the contract's multiples-of-tick/lot checks make ticks and lots unnecessary here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelOrder {
     pub account: AccountId,
     pub order_id: OrderId,
     pub symbol: Symbol,
     pub side: Side,
+    pub market: bool,
+    /// The limit (0 for a market order).
     pub price: i64,
-    /// Open quantity.
-    pub qty: i64,
+    /// Total quantity.
+    pub total: i64,
+    pub filled: i64,
+    /// Sum of price × quantity over its trades, in 10^-16 units.
+    pub notional: u128,
+    pub session: u64,
     /// Time priority: taken on acceptance and on re-entry after an amend; smaller is older.
     pub prio: u64,
     pub stp: Stp,
     pub post_only: bool,
+}
+
+impl ModelOrder {
+    /// Open quantity.
+    pub fn leaves(&self) -> i64 {
+        self.total - self.filled
+    }
+}
+
+/// A finished order, frozen as it finished.
+#[derive(Clone, Debug)]
+struct ModelFinished {
+    order: ModelOrder,
+    status: OrderStatus,
+    reason: Option<CancelReason>,
+    replaced_by: Option<OrderId>,
+    finished_at: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -43,6 +72,7 @@ struct ModelSymbol {
     name: Symbol,
     tick: i64,
     lot: i64,
+    status: TradingStatus,
 }
 
 /// How matching an incoming order ended.
@@ -55,15 +85,29 @@ enum End {
     Stp,
 }
 
-/// The reference book.
-#[derive(Clone, Debug, Default)]
+/// The reference state machine.
+#[derive(Clone, Debug)]
 pub struct Model {
+    /// `dedup_window_ns`.
+    window: u64,
+    /// The largest `ts` seen.
+    now: u64,
     symbols: Vec<ModelSymbol>,
     /// Every resting order of every symbol, in no particular order.
     book: Vec<ModelOrder>,
-    /// Every (account, order id) ever accepted; never forgotten.
-    accepted_ids: BTreeSet<(AccountId, OrderId)>,
+    /// Finished orders by (account, id); an entry counts only while inside its window.
+    finished: BTreeMap<(AccountId, OrderId), ModelFinished>,
+    /// Armed dead-man's switches: (account, session) → deadline.
+    switches: BTreeMap<(AccountId, u64), u64>,
+    /// Accounts whose kill switch is on.
+    disabled: BTreeSet<AccountId>,
     next_prio: u64,
+}
+
+impl Default for Model {
+    fn default() -> Model {
+        Model::with_window(DEFAULT_DEDUP_WINDOW_NS)
+    }
 }
 
 /// Whether an order on `taker_side` with `limit` (`None`: market) trades with a resting `price`.
@@ -88,33 +132,74 @@ fn is_positive_multiple(value: i64, unit: i64) -> bool {
     value > 0 && value % unit == 0
 }
 
-fn cancelled(order: &ModelOrder, reason: CancelReason) -> EventKind {
-    EventKind::Cancelled {
-        account: order.account,
-        order_id: order.order_id,
-        symbol: order.symbol,
-        reason,
-        qty: Qty(order.qty),
-    }
-}
-
 impl Model {
-    /// Applies one command and returns the events it causes.
+    /// An empty model whose finished orders are remembered for `window` ns of log time.
+    pub fn with_window(window: u64) -> Model {
+        Model {
+            window,
+            now: 0,
+            symbols: Vec::new(),
+            book: Vec::new(),
+            finished: BTreeMap::new(),
+            switches: BTreeMap::new(),
+            disabled: BTreeSet::new(),
+            next_prio: 0,
+        }
+    }
+
+    /// Applies one command and returns the events it causes: first the cancels of the
+    /// dead-man's switches due at the command's `now`, then the command's own.
     pub fn apply(&mut self, cmd: &Command) -> Vec<EventKind> {
+        self.now = self.now.max(cmd.ts.0);
         let mut out = Vec::new();
+        self.fire_switches(&mut out);
         match &cmd.kind {
             CommandKind::AddSymbol(add) => self.add_symbol(add, &mut out),
             CommandKind::New(order) => self.new_order(order, &mut out),
             CommandKind::Cancel(cancel) => self.cancel(cancel, &mut out),
             CommandKind::Amend(amend) => self.amend(amend, &mut out),
             CommandKind::MassCancel(mass) => self.mass_cancel(mass, &mut out),
+            CommandKind::CancelAfter(arm) => self.cancel_after(arm, &mut out),
+            CommandKind::Clock => {}
+            CommandKind::TradingStatus(set) => self.trading_status(set, &mut out),
+            CommandKind::KillSwitch(kill) => self.kill_switch(kill, &mut out),
         }
+        // Forget what has left its window (only visible through `orders()`: every lookup
+        // checks the window itself).
+        let (now, window) = (self.now, self.window);
+        self.finished
+            .retain(|_, f| u128::from(now) < u128::from(f.finished_at) + u128::from(window));
         out
+    }
+
+    /// The clock: the largest `ts` applied so far.
+    pub fn clock(&self) -> u64 {
+        self.now
     }
 
     /// Listed symbols, in listing order.
     pub fn symbols(&self) -> Vec<Symbol> {
         self.symbols.iter().map(|s| s.name).collect()
+    }
+
+    /// A symbol's trading status.
+    pub fn status(&self, symbol: &Symbol) -> Option<TradingStatus> {
+        self.symbol(symbol).map(|s| s.status)
+    }
+
+    /// Whether the account's kill switch is on.
+    pub fn kill_switch_on(&self, account: AccountId) -> bool {
+        self.disabled.contains(&account)
+    }
+
+    /// The deadline of the switch of (account, session), if armed.
+    pub fn switch_deadline(&self, account: AccountId, session: u64) -> Option<u64> {
+        self.switches.get(&(account, session)).copied()
+    }
+
+    /// Finished orders inside their window.
+    pub fn finished_count(&self) -> usize {
+        self.finished.len()
     }
 
     /// One side of a book in priority order: best price first, then oldest first.
@@ -137,13 +222,128 @@ impl Model {
         orders
     }
 
-    fn symbol(&self, name: &Symbol) -> Option<ModelSymbol> {
-        self.symbols.iter().find(|s| s.name == *name).cloned()
+    /// Every live order and every finished order inside its window, as `ORDERS.json` lists
+    /// them: sorted by account, then order id (byte order).
+    pub fn orders(&self) -> Vec<OrderView> {
+        let mut all: Vec<OrderView> = self
+            .book
+            .iter()
+            .map(|o| {
+                let status = if o.filled == 0 {
+                    OrderStatus::New
+                } else {
+                    OrderStatus::PartiallyFilled
+                };
+                view(o, status, o.leaves(), None, None, None)
+            })
+            .collect();
+        for f in self.finished.values() {
+            if self.remembered(f) {
+                let at = Some(TimestampNs(f.finished_at));
+                all.push(view(&f.order, f.status, 0, f.reason, f.replaced_by, at));
+            }
+        }
+        all.sort_by(|a, b| {
+            let key = |v: &OrderView| (v.account.0, v.order_id.as_str().as_bytes().to_vec());
+            key(a).cmp(&key(b))
+        });
+        all
+    }
+
+    fn symbol(&self, name: &Symbol) -> Option<&ModelSymbol> {
+        self.symbols.iter().find(|s| s.name == *name)
     }
 
     fn take_prio(&mut self) -> u64 {
         self.next_prio += 1;
         self.next_prio
+    }
+
+    /// Whether a finished entry is still inside its dedup window: `now < finished_at + window`.
+    fn remembered(&self, f: &ModelFinished) -> bool {
+        u128::from(self.now) < u128::from(f.finished_at) + u128::from(self.window)
+    }
+
+    /// Whether the account has `id` live, or finished inside the dedup window.
+    fn id_known(&self, account: AccountId, id: &OrderId) -> bool {
+        self.book
+            .iter()
+            .any(|o| o.account == account && o.order_id == *id)
+            || self
+                .finished
+                .get(&(account, *id))
+                .is_some_and(|f| self.remembered(f))
+    }
+
+    /// Remembers `order` as finished now.
+    fn finish(
+        &mut self,
+        order: ModelOrder,
+        status: OrderStatus,
+        reason: Option<CancelReason>,
+        replaced_by: Option<OrderId>,
+    ) {
+        let key = (order.account, order.order_id);
+        let entry = ModelFinished {
+            order,
+            status,
+            reason,
+            replaced_by,
+            finished_at: self.now,
+        };
+        if let Some(old) = self.finished.insert(key, entry) {
+            assert!(
+                !self.remembered(&old),
+                "an id finished twice inside its window"
+            );
+        }
+    }
+
+    /// Cancels `order` (already off the book, or never on it): its open quantity.
+    fn cancel_order(&mut self, order: ModelOrder, reason: CancelReason, out: &mut Vec<EventKind>) {
+        out.push(EventKind::Cancelled {
+            account: order.account,
+            order_id: order.order_id,
+            symbol: order.symbol,
+            reason,
+            qty: Qty(order.leaves()),
+        });
+        self.finish(order, OrderStatus::Cancelled, Some(reason), None);
+    }
+
+    /// Cancels every live order that `doomed` selects, oldest time priority first.
+    fn cancel_where(
+        &mut self,
+        doomed: impl Fn(&ModelOrder) -> bool,
+        reason: CancelReason,
+        out: &mut Vec<EventKind>,
+    ) {
+        let mut picked: Vec<ModelOrder> = self.book.iter().filter(|o| doomed(o)).cloned().collect();
+        picked.sort_by_key(|o| o.prio);
+        for order in picked {
+            self.book.retain(|o| o.prio != order.prio);
+            self.cancel_order(order, reason, out);
+        }
+    }
+
+    /// Fires every armed switch whose deadline is `<= now`, in (deadline, account, session)
+    /// order: that session's live orders are cancelled (`expired`) and the switch disarmed.
+    fn fire_switches(&mut self, out: &mut Vec<EventKind>) {
+        let mut due: Vec<(u64, AccountId, u64)> = self
+            .switches
+            .iter()
+            .filter(|(_, &deadline)| deadline <= self.now)
+            .map(|(&(account, session), &deadline)| (deadline, account, session))
+            .collect();
+        due.sort();
+        for (_, account, session) in due {
+            self.switches.remove(&(account, session));
+            self.cancel_where(
+                |o| o.account == account && o.session == session,
+                CancelReason::Expired,
+                out,
+            );
+        }
     }
 
     /// Index in `book` of the next resting order that an incoming order on `taker_side` with
@@ -172,7 +372,7 @@ impl Model {
         out: &mut Vec<EventKind>,
     ) -> End {
         loop {
-            if taker.qty == 0 {
+            if taker.leaves() == 0 {
                 return End::Filled;
             }
             let Some(i) = self.next_maker(&taker.symbol, taker.side, limit) else {
@@ -184,20 +384,23 @@ impl Model {
                     Stp::CancelTaker => return End::Stp,
                     Stp::CancelMaker => {
                         let maker = self.book.remove(i);
-                        out.push(cancelled(&maker, CancelReason::Stp));
+                        self.cancel_order(maker, CancelReason::Stp, out);
                         continue;
                     }
                     Stp::CancelBoth => {
                         let maker = self.book.remove(i);
-                        out.push(cancelled(&maker, CancelReason::Stp));
+                        self.cancel_order(maker, CancelReason::Stp, out);
                         return End::Stp;
                     }
                 }
             }
             let maker = &mut self.book[i];
-            let fill = maker.qty.min(taker.qty);
-            maker.qty -= fill;
-            taker.qty -= fill;
+            let fill = maker.leaves().min(taker.leaves());
+            let value = maker.price as u128 * fill as u128;
+            maker.filled += fill;
+            maker.notional += value;
+            taker.filled += fill;
+            taker.notional += value;
             out.push(EventKind::Trade {
                 symbol: taker.symbol,
                 price: Price(maker.price),
@@ -207,12 +410,32 @@ impl Model {
                 taker_account: taker.account,
                 taker_order_id: taker.order_id,
                 taker_side: taker.side,
-                maker_leaves: Qty(maker.qty),
-                taker_leaves: Qty(taker.qty),
+                maker_leaves: Qty(maker.leaves()),
+                taker_leaves: Qty(taker.leaves()),
+                maker_filled: Qty(maker.filled),
+                taker_filled: Qty(taker.filled),
             });
-            if maker.qty == 0 {
-                self.book.remove(i);
+            if maker.leaves() == 0 {
+                let maker = self.book.remove(i);
+                self.finish(maker, OrderStatus::Filled, None, None);
             }
+        }
+    }
+
+    /// What becomes of `order` (off the book) after matching ended with `end`: filled, its
+    /// rest cancelled (`stp`, or `rest` when given), or on the book.
+    fn settle(
+        &mut self,
+        order: ModelOrder,
+        end: End,
+        rest: Option<CancelReason>,
+        out: &mut Vec<EventKind>,
+    ) {
+        match (end, rest) {
+            (End::Filled, _) => self.finish(order, OrderStatus::Filled, None, None),
+            (End::Stp, _) => self.cancel_order(order, CancelReason::Stp, out),
+            (End::Exhausted, Some(reason)) => self.cancel_order(order, reason, out),
+            (End::Exhausted, None) => self.book.push(order),
         }
     }
 
@@ -229,50 +452,63 @@ impl Model {
         match reason {
             Some(reason) => out.push(EventKind::SymbolRejected {
                 symbol: add.symbol,
+                request: Request::AddSymbol,
                 reason,
             }),
             None => self.symbols.push(ModelSymbol {
                 name: add.symbol,
                 tick: add.tick.0,
                 lot: add.lot.0,
+                status: TradingStatus::Open,
             }),
         }
     }
 
-    fn new_order(&mut self, o: &NewOrder, out: &mut Vec<EventKind>) {
-        let reject = |reason| EventKind::Rejected {
-            account: o.account,
-            order_id: o.order_id,
-            symbol: o.symbol,
-            request: Request::New,
-            reason,
-        };
-        // The checks, in the contract's order; the first failure wins.
-        let Some(symbol) = self.symbol(&o.symbol) else {
-            return out.push(reject(RejectReason::UnknownSymbol));
-        };
-        if self.accepted_ids.contains(&(o.account, o.order_id)) {
-            return out.push(reject(RejectReason::DuplicateOrderId));
+    /// A new order's checks in the contract's order, the first failure winning; the limit.
+    fn check_new(&self, o: &NewOrder) -> Result<Option<i64>, RejectReason> {
+        let symbol = self.symbol(&o.symbol).ok_or(RejectReason::UnknownSymbol)?;
+        if self.disabled.contains(&o.account) {
+            return Err(RejectReason::AccountDisabled);
+        }
+        if symbol.status == TradingStatus::CancelOnly {
+            return Err(RejectReason::CancelOnly);
+        }
+        if self.id_known(o.account, &o.order_id) {
+            return Err(RejectReason::DuplicateOrderId);
         }
         if !is_positive_multiple(o.qty.0, symbol.lot) {
-            return out.push(reject(RejectReason::InvalidQty));
+            return Err(RejectReason::InvalidQty);
         }
         let limit = match o.ord_type {
             OrdType::Market => None,
             OrdType::Limit => match o.price {
                 Some(p) if is_positive_multiple(p.0, symbol.tick) => Some(p.0),
-                _ => return out.push(reject(RejectReason::InvalidPrice)),
+                _ => return Err(RejectReason::InvalidPrice),
             },
         };
         let market = o.ord_type == OrdType::Market;
         if (market && o.tif == Tif::Gtc) || (o.post_only && (market || o.tif != Tif::Gtc)) {
-            return out.push(reject(RejectReason::InvalidTif));
+            return Err(RejectReason::InvalidTif);
         }
         if o.post_only && self.next_maker(&o.symbol, o.side, limit).is_some() {
-            return out.push(reject(RejectReason::PostOnly));
+            return Err(RejectReason::PostOnly);
         }
+        Ok(limit)
+    }
 
-        self.accepted_ids.insert((o.account, o.order_id));
+    fn new_order(&mut self, o: &NewOrder, out: &mut Vec<EventKind>) {
+        let limit = match self.check_new(o) {
+            Ok(limit) => limit,
+            Err(reason) => {
+                return out.push(EventKind::Rejected {
+                    account: o.account,
+                    order_id: o.order_id,
+                    symbol: o.symbol,
+                    request: Request::New,
+                    reason,
+                })
+            }
+        };
         out.push(EventKind::Accepted {
             account: o.account,
             order_id: o.order_id,
@@ -286,8 +522,12 @@ impl Model {
             order_id: o.order_id,
             symbol: o.symbol,
             side: o.side,
+            market: o.ord_type == OrdType::Market,
             price: limit.unwrap_or(0),
-            qty: o.qty.0,
+            total: o.qty.0,
+            filled: 0,
+            notional: 0,
+            session: o.session,
             prio: self.take_prio(),
             stp: o.stp,
             post_only: o.post_only,
@@ -297,15 +537,15 @@ impl Model {
             let mut trial = self.clone();
             let mut trial_taker = taker.clone();
             if trial.match_incoming(&mut trial_taker, limit, &mut Vec::new()) != End::Filled {
-                return out.push(cancelled(&taker, CancelReason::Fok));
+                return self.cancel_order(taker, CancelReason::Fok, out);
             }
         }
-        match self.match_incoming(&mut taker, limit, out) {
-            End::Filled => {}
-            End::Stp => out.push(cancelled(&taker, CancelReason::Stp)),
-            End::Exhausted if o.tif == Tif::Gtc => self.book.push(taker),
-            End::Exhausted => out.push(cancelled(&taker, CancelReason::Ioc)),
-        }
+        let end = self.match_incoming(&mut taker, limit, out);
+        let rest = match o.tif {
+            Tif::Gtc => None,
+            Tif::Ioc | Tif::Fok => Some(CancelReason::Ioc),
+        };
+        self.settle(taker, end, rest, out);
     }
 
     /// The resting order `order_id` of `account` in `symbol`.
@@ -319,7 +559,7 @@ impl Model {
         match self.find(c.account, &c.symbol, &c.order_id) {
             Some(i) => {
                 let order = self.book.remove(i);
-                out.push(cancelled(&order, CancelReason::User));
+                self.cancel_order(order, CancelReason::User, out);
             }
             None => out.push(EventKind::Rejected {
                 account: c.account,
@@ -331,72 +571,186 @@ impl Model {
         }
     }
 
-    fn amend(&mut self, a: &AmendOrder, out: &mut Vec<EventKind>) {
-        let reject = |reason| EventKind::Rejected {
-            account: a.account,
-            order_id: a.order_id,
-            symbol: a.symbol,
-            request: Request::Amend,
-            reason,
-        };
-        let Some(i) = self.find(a.account, &a.symbol, &a.order_id) else {
-            return out.push(reject(RejectReason::UnknownOrder));
-        };
+    /// An amend's checks in the contract's order: the order's index, new price and new total.
+    fn check_amend(&self, a: &AmendOrder) -> Result<(usize, i64, i64), RejectReason> {
+        let i = self
+            .find(a.account, &a.symbol, &a.order_id)
+            .ok_or(RejectReason::UnknownOrder)?;
+        let order = &self.book[i];
+        if self.disabled.contains(&a.account) {
+            return Err(RejectReason::AccountDisabled);
+        }
         let symbol = self
             .symbol(&a.symbol)
-            .expect("a resting order's symbol is listed");
-        let old = self.book[i].clone();
+            .expect("a live order's symbol is listed");
+        if symbol.status == TradingStatus::CancelOnly {
+            return Err(RejectReason::CancelOnly);
+        }
         let price = match a.price {
-            None => old.price,
+            None => order.price,
             Some(p) if is_positive_multiple(p.0, symbol.tick) => p.0,
-            Some(_) => return out.push(reject(RejectReason::InvalidPrice)),
+            Some(_) => return Err(RejectReason::InvalidPrice),
         };
-        let qty = match a.qty {
-            None => old.qty,
+        let total = match a.qty {
+            None => order.total,
             Some(q) if is_positive_multiple(q.0, symbol.lot) => q.0,
-            Some(_) => return out.push(reject(RejectReason::InvalidQty)),
+            Some(_) => return Err(RejectReason::InvalidQty),
         };
-        if old.post_only && self.next_maker(&a.symbol, old.side, Some(price)).is_some() {
-            return out.push(reject(RejectReason::PostOnly));
+        if let Some(new_id) = a.new_order_id {
+            if new_id == a.order_id || self.id_known(a.account, &new_id) {
+                return Err(RejectReason::DuplicateOrderId);
+            }
+        }
+        if order.post_only
+            && self
+                .next_maker(&a.symbol, order.side, Some(price))
+                .is_some()
+        {
+            return Err(RejectReason::PostOnly);
+        }
+        Ok((i, price, total))
+    }
+
+    fn amend(&mut self, a: &AmendOrder, out: &mut Vec<EventKind>) {
+        let (i, price, total) = match self.check_amend(a) {
+            Ok(checked) => checked,
+            Err(reason) => {
+                return out.push(EventKind::Rejected {
+                    account: a.account,
+                    order_id: a.order_id,
+                    symbol: a.symbol,
+                    request: Request::Amend,
+                    reason,
+                })
+            }
+        };
+        let mut order = self.book.remove(i);
+        if let Some(new_id) = a.new_order_id {
+            // The old id is finished as `replaced`, frozen as it was before this amend.
+            self.finish(order.clone(), OrderStatus::Replaced, None, Some(new_id));
+            order.order_id = new_id;
         }
         out.push(EventKind::Amended {
             account: a.account,
             order_id: a.order_id,
             symbol: a.symbol,
             price: Price(price),
-            qty: Qty(qty),
+            total: Qty(total),
+            leaves: Qty((total - order.filled).max(0)),
+            filled: Qty(order.filled),
+            new_order_id: a.new_order_id,
         });
-        if price == old.price && qty <= old.qty {
-            self.book[i].qty = qty;
-            return;
-        }
-        // Loses its place: re-enters as if new, at the back of its price level.
-        let mut order = self.book.remove(i);
+        let keeps_place = price == order.price && total <= order.total;
         order.price = price;
-        order.qty = qty;
-        order.prio = self.take_prio();
-        match self.match_incoming(&mut order, Some(price), out) {
-            End::Filled => {}
-            End::Stp => out.push(cancelled(&order, CancelReason::Stp)),
-            End::Exhausted => self.book.push(order),
+        order.total = total;
+        if total <= order.filled {
+            self.finish(order, OrderStatus::Filled, None, None);
+        } else if keeps_place {
+            // Back where it was: `book` has no order, only priorities.
+            self.book.push(order);
+        } else {
+            // Loses its place: re-enters as if new, at the back of its price level.
+            order.prio = self.take_prio();
+            let end = self.match_incoming(&mut order, Some(price), out);
+            self.settle(order, end, None, out);
         }
     }
 
     fn mass_cancel(&mut self, m: &MassCancel, out: &mut Vec<EventKind>) {
-        let mut doomed: Vec<ModelOrder> = self
-            .book
-            .iter()
-            .filter(|o| o.account == m.account && m.symbol.is_none_or(|s| s == o.symbol))
-            .cloned()
-            .collect();
-        doomed.sort_by_key(|o| o.prio);
-        for order in doomed {
-            let i = self
-                .find(order.account, &order.symbol, &order.order_id)
-                .expect("still resting");
-            self.book.remove(i);
-            out.push(cancelled(&order, CancelReason::Mass));
+        self.cancel_where(
+            |o| {
+                o.account == m.account
+                    && m.symbol.is_none_or(|s| s == o.symbol)
+                    && m.session.is_none_or(|s| s == o.session)
+            },
+            CancelReason::Mass,
+            out,
+        );
+    }
+
+    fn cancel_after(&mut self, c: &CancelAfter, out: &mut Vec<EventKind>) {
+        let deadline = if c.timeout_ns == 0 {
+            self.switches.remove(&(c.account, c.session));
+            0
+        } else {
+            let deadline = self.now.saturating_add(c.timeout_ns);
+            self.switches.insert((c.account, c.session), deadline);
+            deadline
+        };
+        out.push(EventKind::CancelAfter {
+            account: c.account,
+            session: c.session,
+            deadline: TimestampNs(deadline),
+        });
+    }
+
+    fn trading_status(&mut self, set: &SetTradingStatus, out: &mut Vec<EventKind>) {
+        let mut names: Vec<Symbol> = match set.symbol {
+            Some(name) if self.symbol(&name).is_none() => {
+                return out.push(EventKind::SymbolRejected {
+                    symbol: name,
+                    request: Request::TradingStatus,
+                    reason: RejectReason::UnknownSymbol,
+                })
+            }
+            Some(name) => vec![name],
+            None => self.symbols(),
+        };
+        names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        for name in names {
+            let symbol = self.symbols.iter_mut().find(|s| s.name == name).unwrap();
+            symbol.status = set.status;
+            out.push(EventKind::TradingStatus {
+                symbol: name,
+                status: set.status,
+            });
         }
+    }
+
+    fn kill_switch(&mut self, k: &KillSwitch, out: &mut Vec<EventKind>) {
+        out.push(EventKind::KillSwitch {
+            account: k.account,
+            on: k.on,
+        });
+        if k.on {
+            self.disabled.insert(k.account);
+            let account = k.account;
+            self.cancel_where(|o| o.account == account, CancelReason::KillSwitch, out);
+        } else {
+            self.disabled.remove(&k.account);
+        }
+    }
+}
+
+/// An order as `Engine::orders()` shows it.
+fn view(
+    o: &ModelOrder,
+    status: OrderStatus,
+    leaves: i64,
+    reason: Option<CancelReason>,
+    replaced_by: Option<OrderId>,
+    finished_at: Option<TimestampNs>,
+) -> OrderView {
+    OrderView {
+        account: o.account,
+        order_id: o.order_id,
+        symbol: o.symbol,
+        side: o.side,
+        ord_type: if o.market {
+            OrdType::Market
+        } else {
+            OrdType::Limit
+        },
+        price: (!o.market).then_some(Price(o.price)),
+        total: Qty(o.total),
+        filled: Qty(o.filled),
+        leaves: Qty(leaves),
+        notional: o.notional,
+        status,
+        reason,
+        replaced_by,
+        session: o.session,
+        finished_at,
     }
 }
 
@@ -444,6 +798,7 @@ pub fn limit(account: u64, id: &str, side: Side, price: &str, quantity: &str) ->
         tif: Tif::Gtc,
         post_only: false,
         stp: Stp::CancelTaker,
+        session: 0,
     }
 }
 
@@ -463,6 +818,7 @@ pub trait NewOrderExt {
     fn stp(self, stp: Stp) -> Self;
     fn post_only(self) -> Self;
     fn on(self, symbol: &str) -> Self;
+    fn session(self, session: u64) -> Self;
 }
 
 impl NewOrderExt for NewOrder {
@@ -483,6 +839,9 @@ impl NewOrderExt for NewOrder {
             symbol: sym(symbol),
             ..self
         }
+    }
+    fn session(self, session: u64) -> Self {
+        NewOrder { session, ..self }
     }
 }
 
@@ -515,18 +874,84 @@ pub fn amend_on(
         order_id: oid(id),
         price: price.map(px),
         qty: quantity.map(qty),
+        new_order_id: None,
     })
 }
 
+/// An amend on [`BTC`]; `quantity` is the new total.
 pub fn amend(account: u64, id: &str, price: Option<&str>, quantity: Option<&str>) -> CommandKind {
     amend_on(BTC, account, id, price, quantity)
+}
+
+/// An amend on [`BTC`] that also gives the order the id `new_id` (a replace).
+pub fn replace(
+    account: u64,
+    id: &str,
+    new_id: &str,
+    price: Option<&str>,
+    quantity: Option<&str>,
+) -> CommandKind {
+    match amend(account, id, price, quantity) {
+        CommandKind::Amend(a) => CommandKind::Amend(AmendOrder {
+            new_order_id: Some(oid(new_id)),
+            ..a
+        }),
+        _ => unreachable!(),
+    }
 }
 
 pub fn mass_cancel(account: u64, symbol: Option<&str>) -> CommandKind {
     CommandKind::MassCancel(MassCancel {
         account: AccountId(account),
         symbol: symbol.map(sym),
+        session: None,
     })
+}
+
+/// A mass cancel of the orders `session` entered (in `symbol`, if given).
+pub fn mass_cancel_session(account: u64, symbol: Option<&str>, session: u64) -> CommandKind {
+    CommandKind::MassCancel(MassCancel {
+        account: AccountId(account),
+        symbol: symbol.map(sym),
+        session: Some(session),
+    })
+}
+
+/// Arms (or refreshes) the dead-man's switch of (account, session); 0 disarms it.
+pub fn cancel_after(account: u64, session: u64, timeout_ns: u64) -> CommandKind {
+    CommandKind::CancelAfter(CancelAfter {
+        account: AccountId(account),
+        session,
+        timeout_ns,
+    })
+}
+
+/// Only moves the clock.
+pub fn clock() -> CommandKind {
+    CommandKind::Clock
+}
+
+/// Sets the status of `symbol`, or of every listed symbol.
+pub fn trading_status(symbol: Option<&str>, status: TradingStatus) -> CommandKind {
+    CommandKind::TradingStatus(SetTradingStatus {
+        symbol: symbol.map(sym),
+        status,
+    })
+}
+
+pub fn kill_switch(account: u64, on: bool) -> CommandKind {
+    CommandKind::KillSwitch(KillSwitch {
+        account: AccountId(account),
+        on,
+    })
+}
+
+/// Commands at the given log times.
+pub fn timed(steps: &[(u64, CommandKind)]) -> Vec<Command> {
+    steps
+        .iter()
+        .map(|(ts, kind)| Command::new(*ts, *kind))
+        .collect()
 }
 
 /// Stamps commands with log times 1, 2, 3, ...
@@ -544,7 +969,58 @@ fn side_word(side: Side) -> &'static str {
     side.as_str()
 }
 
-/// One event as a line, e.g. `trade BTC 100 3 maker 2/r taker 1/t buy leaves 0 2`.
+/// A trade as a line, e.g. `trade BTC 100 3 maker 2/r taker 1/t buy leaves 0 2 filled 3 3`.
+fn describe_trade(kind: &EventKind) -> String {
+    let EventKind::Trade {
+        symbol,
+        price,
+        qty,
+        maker_account,
+        maker_order_id,
+        taker_account,
+        taker_order_id,
+        taker_side,
+        maker_leaves,
+        taker_leaves,
+        maker_filled,
+        taker_filled,
+    } = *kind
+    else {
+        unreachable!("only for trades")
+    };
+    format!(
+        "trade {symbol} {price} {qty} maker {}/{maker_order_id} taker {}/{taker_order_id} {} \
+         leaves {maker_leaves} {taker_leaves} filled {maker_filled} {taker_filled}",
+        maker_account.0,
+        taker_account.0,
+        side_word(taker_side)
+    )
+}
+
+/// An amend as a line, e.g. `amended 1/a as a2 BTC 100 total 8 leaves 4 filled 4`.
+fn describe_amended(kind: &EventKind) -> String {
+    let EventKind::Amended {
+        account,
+        order_id,
+        symbol,
+        price,
+        total,
+        leaves,
+        filled,
+        new_order_id,
+    } = *kind
+    else {
+        unreachable!("only for amends")
+    };
+    let renamed = new_order_id.map_or(String::new(), |id| format!(" as {id}"));
+    format!(
+        "amended {}/{order_id}{renamed} {symbol} {price} total {total} leaves {leaves} \
+         filled {filled}",
+        account.0
+    )
+}
+
+/// One event as a line, e.g. `accepted 1/a BTC buy 100 5`.
 pub fn describe_event(kind: &EventKind) -> String {
     match *kind {
         EventKind::Accepted {
@@ -574,27 +1050,27 @@ pub fn describe_event(kind: &EventKind) -> String {
             request.as_str(),
             reason.as_str()
         ),
-        EventKind::SymbolRejected { symbol, reason } => {
-            format!("symbol_rejected {symbol} {}", reason.as_str())
-        }
-        EventKind::Trade {
+        EventKind::SymbolRejected {
             symbol,
-            price,
-            qty,
-            maker_account,
-            maker_order_id,
-            taker_account,
-            taker_order_id,
-            taker_side,
-            maker_leaves,
-            taker_leaves,
+            request,
+            reason,
         } => format!(
-            "trade {symbol} {price} {qty} maker {}/{maker_order_id} taker {}/{taker_order_id} {} \
-             leaves {maker_leaves} {taker_leaves}",
-            maker_account.0,
-            taker_account.0,
-            side_word(taker_side)
+            "symbol_rejected {symbol} {} {}",
+            request.as_str(),
+            reason.as_str()
         ),
+        EventKind::AccountRejected {
+            account,
+            session,
+            request,
+            reason,
+        } => format!(
+            "account_rejected {} s{session} {} {}",
+            account.0,
+            request.as_str(),
+            reason.as_str()
+        ),
+        EventKind::Trade { .. } => describe_trade(kind),
         EventKind::Cancelled {
             account,
             order_id,
@@ -606,13 +1082,25 @@ pub fn describe_event(kind: &EventKind) -> String {
             account.0,
             reason.as_str()
         ),
-        EventKind::Amended {
+        EventKind::Amended { .. } => describe_amended(kind),
+        EventKind::CancelAfter {
             account,
-            order_id,
-            symbol,
-            price,
-            qty,
-        } => format!("amended {}/{order_id} {symbol} {price} {qty}", account.0),
+            session,
+            deadline,
+        } => format!(
+            "cancel_after {} s{session} deadline {}",
+            account.0, deadline.0
+        ),
+        EventKind::TradingStatus { symbol, status } => {
+            format!("trading_status {symbol} {}", status.as_str())
+        }
+        EventKind::KillSwitch { account, on } => {
+            format!(
+                "kill_switch {} {}",
+                account.0,
+                if on { "on" } else { "off" }
+            )
+        }
     }
 }
 
@@ -627,7 +1115,7 @@ pub fn describe_command(cmd: &Command) -> String {
         CommandKind::New(o) => {
             let price = o.price.map_or("-".to_string(), |p| p.to_string());
             format!(
-                "@{ts} new {}/{} {} {} {:?} price {price} qty {} {:?}{} stp {:?}",
+                "@{ts} new {}/{} {} {} {:?} price {price} qty {} {:?}{} stp {:?} s{}",
                 o.account.0,
                 o.order_id,
                 o.symbol,
@@ -636,7 +1124,8 @@ pub fn describe_command(cmd: &Command) -> String {
                 o.qty,
                 o.tif,
                 if o.post_only { " post_only" } else { "" },
-                o.stp
+                o.stp,
+                o.session
             )
         }
         CommandKind::Cancel(c) => {
@@ -645,15 +1134,29 @@ pub fn describe_command(cmd: &Command) -> String {
         CommandKind::Amend(a) => {
             let price = a.price.map_or("-".to_string(), |p| p.to_string());
             let qty = a.qty.map_or("-".to_string(), |q| q.to_string());
+            let renamed = a
+                .new_order_id
+                .map_or(String::new(), |id| format!(" as {id}"));
             format!(
-                "@{ts} amend {}/{} {} price {price} qty {qty}",
+                "@{ts} amend {}/{}{renamed} {} price {price} qty {qty}",
                 a.account.0, a.order_id, a.symbol
             )
         }
         CommandKind::MassCancel(m) => {
             let symbol = m.symbol.map_or("*".to_string(), |s| s.to_string());
-            format!("@{ts} mass_cancel {} {symbol}", m.account.0)
+            let session = m.session.map_or("*".to_string(), |s| format!("s{s}"));
+            format!("@{ts} mass_cancel {} {symbol} {session}", m.account.0)
         }
+        CommandKind::CancelAfter(c) => format!(
+            "@{ts} cancel_after {} s{} timeout {}",
+            c.account.0, c.session, c.timeout_ns
+        ),
+        CommandKind::Clock => format!("@{ts} clock"),
+        CommandKind::TradingStatus(t) => {
+            let symbol = t.symbol.map_or("*".to_string(), |s| s.to_string());
+            format!("@{ts} trading_status {symbol} {}", t.status.as_str())
+        }
+        CommandKind::KillSwitch(k) => format!("@{ts} kill_switch {} {}", k.account.0, k.on),
     }
 }
 
@@ -712,10 +1215,55 @@ pub fn describe_model_books(model: &Model) -> Vec<String> {
                     o.account,
                     &o.order_id,
                     Price(o.price),
-                    Qty(o.qty),
+                    Qty(o.leaves()),
                 ));
             }
         }
     }
     lines
+}
+
+/// A notional in 10^-16 units as a plain decimal.
+pub fn notional_text(units: u128) -> String {
+    const ONE: u128 = 10_000_000_000_000_000;
+    let (whole, frac) = (units / ONE, units % ONE);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let frac = format!("{frac:016}");
+    format!("{whole}.{}", frac.trim_end_matches('0'))
+}
+
+/// One remembered order as a line, e.g.
+/// `order 1/a BTC buy 100 total 10 filled 4 leaves 6 notional 400 s0 partially_filled`.
+pub fn describe_order(v: &OrderView) -> String {
+    let price = v.price.map_or("market".to_string(), |p| p.to_string());
+    let mut line = format!(
+        "order {}/{} {} {} {price} total {} filled {} leaves {} notional {} s{} {}",
+        v.account.0,
+        v.order_id,
+        v.symbol,
+        v.side.as_str(),
+        v.total,
+        v.filled,
+        v.leaves,
+        notional_text(v.notional),
+        v.session,
+        v.status.as_str()
+    );
+    if let Some(reason) = v.reason {
+        line += &format!(" {}", reason.as_str());
+    }
+    if let Some(id) = v.replaced_by {
+        line += &format!(" by {id}");
+    }
+    if let Some(at) = v.finished_at {
+        line += &format!(" @{}", at.0);
+    }
+    line
+}
+
+/// Every remembered order, one a line, in `ORDERS.json` order.
+pub fn describe_orders(orders: &[OrderView]) -> Vec<String> {
+    orders.iter().map(describe_order).collect()
 }
