@@ -480,7 +480,9 @@ impl Engine {
                     account.0
                 )));
             }
-            if deadline <= self.clock.0 {
+            // A deadline at the end of time is one that saturated (armed at the last
+            // nanosecond); it fires at the next command.
+            if deadline <= self.clock.0 && deadline != u64::MAX {
                 return Err(invalid("a switch past its deadline did not fire"));
             }
             self.switches.arm(account, session, deadline);

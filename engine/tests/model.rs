@@ -1378,3 +1378,43 @@ fn a_command_at_the_last_nanosecond_with_no_switch_armed_is_applied() {
         ",
     );
 }
+
+/// A switch armed at the last nanosecond saturates its deadline at the end of time: a snapshot
+/// taken then restores (the node can restart), and the switch fires at the next command.
+#[test]
+fn a_switch_armed_at_the_end_of_time_survives_a_snapshot_and_fires_next() {
+    let end = u64::MAX;
+    let (engine, _) = check_timed(
+        EngineConfig::default(),
+        &[
+            (1, btc()),
+            (2, new(limit(1, "a", Buy, "100", "1"))),
+            (end, cancel_after(1, 0, 5)),
+        ],
+        &format!(
+            "
+            accepted 1/a BTC buy 100 1
+            cancel_after 1 s0 deadline {end}
+            book BTC bid 1/a 100 1
+            order 1/a BTC buy 100 total 1 filled 0 leaves 1 notional 0 s0 new
+            "
+        ),
+    );
+    let mut restored = Engine::restore(&engine.snapshot()).expect("a snapshot at the end of time");
+    restored.check_invariants().unwrap();
+    let mut events = Vec::new();
+    restored.apply(&Command::new(end, clock()), &mut events);
+    assert!(
+        matches!(
+            events.as_slice(),
+            [engine::Event {
+                kind: engine::EventKind::Cancelled {
+                    reason: engine::CancelReason::Expired,
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+}
