@@ -301,6 +301,7 @@ enum WireEvent<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         price: Option<String>,
         qty: String,
+        number: u64,
         seq: u64,
         ts: u64,
     },
@@ -448,6 +449,7 @@ fn order_event<'a>(kind: &'a EventKind, seq: u64, ts: u64, scales: &Scales) -> W
             side,
             price,
             qty,
+            number,
         } => WireEvent::Accepted {
             account: account.0,
             order_id: order_id.as_str(),
@@ -455,6 +457,7 @@ fn order_event<'a>(kind: &'a EventKind, seq: u64, ts: u64, scales: &Scales) -> W
             side: *side,
             price: price.map(|p| scales.price(symbol, p)),
             qty: scales.qty(symbol, *qty),
+            number: *number,
             seq,
             ts,
         },
@@ -625,6 +628,7 @@ struct OrderEntry {
     replaced_by: Option<String>,
     leaves: String,
     session: u64,
+    number: u64,
 }
 
 /// The orders file: every order the engine remembers (live, and finished inside the dedup
@@ -655,6 +659,7 @@ fn order_entry(o: &OrderView, scales: &Scales) -> OrderEntry {
         replaced_by: o.replaced_by.map(|id| id.to_string()),
         leaves: scales.qty(symbol, o.leaves),
         session: o.session,
+        number: o.number,
     }
 }
 

@@ -358,7 +358,7 @@ fn lifecycle(w: &mut Wires) {
         (150, "0"),
         (39, "0"),
         (11, "a1"),
-        (37, "1:a1"),
+        (37, "0-0"),
         (1, "1"),
         (38, "10"),
         (44, "100"),
@@ -427,16 +427,21 @@ fn lifecycle(w: &mut Wires) {
     w.next(BOB)
         .check(&[(150, "4"), (39, "4"), (11, "b5"), (58, "ioc"), (151, "0")]);
 
-    // Cancel/replace: 11 is echoed, 41 names the order, whose identity stays a4.
+    // Cancel/replace, as FIX chains them: a replace's ClOrdID (11) becomes the order's name,
+    // 41 names the one it replaces, and OrderID (37) stays the order's through the chain.
     limit(ALICE, "a4", "2", "5", "110", &[]);
-    w.next(ALICE).check(&[(150, "0"), (11, "a4")]);
-    let replace = |id: &str, qty: &str| {
+    let order_id = w
+        .next(ALICE)
+        .check(&[(150, "0"), (11, "a4")])
+        .f(37)
+        .to_string();
+    let replace = |id: &str, orig: &str, qty: &str| {
         send(
             ALICE,
             "G",
             &[
                 (11, id),
-                (41, "a4"),
+                (41, orig),
                 (55, "BTC-USD"),
                 (54, "2"),
                 (60, NOW),
@@ -446,13 +451,13 @@ fn lifecycle(w: &mut Wires) {
             ],
         )
     };
-    replace("a4r1", "8");
+    replace("a4r1", "a4", "8");
     w.next(ALICE).check(&[
         (150, "5"),
         (39, "0"),
         (11, "a4r1"),
         (41, "a4"),
-        (37, "1:a4"),
+        (37, &order_id),
         (38, "8"),
         (44, "111"),
         (151, "8"),
@@ -462,19 +467,42 @@ fn lifecycle(w: &mut Wires) {
     w.next(BOB).check(&[(150, "F"), (39, "2"), (31, "111")]);
     w.next(ALICE).check(&[
         (150, "F"),
-        (11, "a4"),
+        (11, "a4r1"),
+        (37, &order_id),
         (39, "1"),
         (38, "8"),
         (14, "3"),
         (151, "5"),
     ]);
     // OrderQty 6 is the total: 3 filled, so 3 stay open.
-    replace("a4r2", "6");
+    replace("a4r2", "a4r1", "6");
     w.next(ALICE).check(&[
         (150, "5"),
         (39, "1"),
         (11, "a4r2"),
+        (41, "a4r1"),
+        (37, &order_id),
+        (38, "6"),
+        (14, "3"),
+        (151, "3"),
+    ]);
+    // The first replace again (a resend): a4 is no longer live, so nothing is applied twice;
+    // the reject carries the order's current state.
+    replace("a4r1", "a4", "8");
+    w.next(ALICE).check(&[
+        (35, "9"),
+        (11, "a4r1"),
         (41, "a4"),
+        (37, &order_id),
+        (39, "1"),
+        (434, "2"),
+    ]);
+    // Any id of the chain answers a status request with the order as it is now.
+    send(ALICE, "H", &[(11, "a4"), (55, "BTC-USD"), (54, "2")]);
+    w.next(ALICE).check(&[
+        (150, "I"),
+        (11, "a4r2"),
+        (37, &order_id),
         (38, "6"),
         (14, "3"),
         (151, "3"),
@@ -493,21 +521,21 @@ fn lifecycle(w: &mut Wires) {
             ],
         )
     };
-    cancel("a4c", "a4");
+    cancel("a4c", "a4r2");
     w.next(ALICE).check(&[
         (150, "4"),
         (39, "4"),
         (11, "a4c"),
-        (41, "a4"),
+        (41, "a4r2"),
         (14, "3"),
         (151, "0"),
     ]);
     // Too late: the order is done.
-    cancel("a4c2", "a4");
+    cancel("a4c2", "a4r2");
     w.next(ALICE).check(&[
         (35, "9"),
         (11, "a4c2"),
-        (41, "a4"),
+        (41, "a4r2"),
         (39, "4"),
         (434, "1"),
         (102, "1"),

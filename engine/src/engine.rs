@@ -56,6 +56,8 @@ pub(crate) struct OrderRec {
     pub(crate) notional: u128,
     /// The session that entered it.
     pub(crate) session: u64,
+    /// The venue's order number (see [`EventKind::Accepted`]).
+    pub(crate) number: u64,
     /// Time priority: a global counter taken on entry and on re-entry after an amend.
     pub(crate) prio: u64,
     /// Hash of (account, order id) in the order index.
@@ -264,6 +266,8 @@ pub struct Engine {
     pub(crate) clock: TimestampNs,
     pub(crate) next_event_seq: u64,
     pub(crate) next_prio: u64,
+    /// The number the next accepted order gets.
+    pub(crate) next_number: u64,
     pub(crate) books: Vec<Book>,
     pub(crate) book_index: Index,
     pub(crate) accounts: Vec<AccountRec>,
@@ -364,6 +368,8 @@ pub struct OrderView {
     /// The id that replaced it (status `Replaced`).
     pub replaced_by: Option<OrderId>,
     pub session: u64,
+    /// The venue's order number (see [`EventKind::Accepted`]).
+    pub number: u64,
     /// When it finished (engine time); `None` while live.
     pub finished_at: Option<TimestampNs>,
 }
@@ -392,6 +398,7 @@ impl Engine {
             clock: TimestampNs(0),
             next_event_seq: 0,
             next_prio: 0,
+            next_number: 0,
             books: reserve(config.symbols_max)?,
             book_index: Index::with_capacity(config.symbols_max as usize)?,
             accounts: reserve(config.accounts_max)?,
@@ -436,6 +443,7 @@ impl Engine {
             total: Lots(0),
             notional: 0,
             session: 0,
+            number: 0,
             prio: 0,
             hash: 0,
             level: NIL,
@@ -657,6 +665,7 @@ impl Engine {
             reason: None,
             replaced_by: None,
             session: o.session,
+            number: o.number,
             finished_at: None,
         }
     }
@@ -678,6 +687,7 @@ impl Engine {
             reason: f.reason,
             replaced_by: f.replaced_by,
             session: f.session,
+            number: f.number,
             finished_at: Some(f.finished_at),
         }
     }
@@ -975,6 +985,8 @@ impl Engine {
             .account_rec
             .unwrap_or_else(|| self.insert_account(order.account));
         let prio = self.take_prio();
+        let number = self.next_number;
+        self.next_number += 1;
         let rec = self.insert_live_order(OrderRec {
             account: order.account,
             order_id: order.order_id,
@@ -983,6 +995,7 @@ impl Engine {
             total: c.lots,
             notional: 0,
             session: order.session,
+            number,
             prio,
             hash: c.hash,
             level: NIL,
@@ -1006,6 +1019,7 @@ impl Engine {
             side: order.side,
             price: c.limit.map(|ticks| units.price(ticks)),
             qty: order.qty,
+            number,
         });
         if order.tif == Tif::Fok && !self.fok_fillable(rec, c.limit) {
             self.cancel_order(rec, CancelReason::Fok, out);
@@ -1583,6 +1597,7 @@ impl Engine {
             filled: Lots(order.total.0 - order.leaves.0),
             notional: order.notional,
             session: order.session,
+            number: order.number,
             finished_at: self.clock,
             hash: order.hash,
         }

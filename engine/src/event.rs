@@ -31,6 +31,10 @@ pub enum EventKind {
         /// `None` for a market order.
         price: Option<Price>,
         qty: Qty,
+        /// The venue's number for the order: accepted orders counted from 0 on this shard's
+        /// log, so the same at every site. It stays the order's through amends and replaces
+        /// (FIX OrderID, when the ClOrdID changes).
+        number: u64,
     },
     /// A `new`, `cancel` or `amend` was refused; nothing changed.
     Rejected {

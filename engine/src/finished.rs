@@ -31,6 +31,7 @@ pub(crate) struct FinishedRec {
     /// Sum of price × quantity over its trades, in ticks × lots.
     pub(crate) notional: u128,
     pub(crate) session: u64,
+    pub(crate) number: u64,
     /// The engine time of the command that finished it.
     pub(crate) finished_at: TimestampNs,
     /// Its hash in the finished index.
@@ -126,6 +127,7 @@ mod tests {
             filled: Lots(1),
             notional: 1,
             session: 0,
+            number: n,
             finished_at: TimestampNs(n),
             hash: n as u32,
         }

@@ -56,6 +56,7 @@ struct SnapshotBody {
     clock: TimestampNs,
     next_event_seq: u64,
     next_prio: u64,
+    next_number: u64,
     symbols: Vec<SnapSymbol>,
     /// Accounts in the order of their records, with their kill switch.
     accounts: Vec<(AccountId, bool)>,
@@ -90,6 +91,7 @@ struct SnapFinished {
     filled: Lots,
     notional: u128,
     session: u64,
+    number: u64,
     finished_at: TimestampNs,
 }
 
@@ -104,6 +106,7 @@ struct SnapOrder {
     total: Lots,
     notional: u128,
     session: u64,
+    number: u64,
     prio: u64,
     stp: Stp,
     post_only: bool,
@@ -147,6 +150,7 @@ impl Engine {
                             total: o.total,
                             notional: o.notional,
                             session: o.session,
+                            number: o.number,
                             prio: o.prio,
                             stp: o.stp,
                             post_only: o.post_only,
@@ -173,6 +177,7 @@ impl Engine {
             clock: self.clock,
             next_event_seq: self.next_event_seq,
             next_prio: self.next_prio,
+            next_number: self.next_number,
             symbols: self
                 .books
                 .iter()
@@ -241,11 +246,13 @@ impl Engine {
     fn rebuild(body: SnapshotBody) -> Result<Engine, SnapshotError> {
         // Counters this far from overflow would take 4.6e18 commands to reach; a snapshot
         // claiming more is forged or corrupt, and would wrap time priority or event numbers.
-        if body.next_prio > COUNTER_MAX || body.next_event_seq > COUNTER_MAX {
+        let counters = [body.next_prio, body.next_event_seq, body.next_number];
+        if counters.iter().any(|&counter| counter > COUNTER_MAX) {
             return Err(invalid("a sequence counter is beyond 2^62"));
         }
         let mut engine = Engine::new(body.config)?;
         engine.clock = body.clock;
+        engine.next_number = body.next_number;
         engine.rebuild_symbols(&body.symbols)?;
         engine.rebuild_accounts(&body.accounts)?;
         engine.rebuild_orders(&body.orders, body.next_prio)?;
@@ -253,6 +260,7 @@ impl Engine {
         engine.rebuild_switches(&body.switches)?;
         engine.next_event_seq = body.next_event_seq;
         engine.next_prio = body.next_prio;
+        engine.next_number = body.next_number;
         Ok(engine)
     }
 
@@ -338,7 +346,11 @@ impl Engine {
             }
             last_prio = Some(o.prio);
             self.fits(o.symbol, o.price, o.total, o.notional)?;
-            if o.price.0 == 0 || o.leaves.0 == 0 || o.leaves > o.total {
+            if o.price.0 == 0
+                || o.leaves.0 == 0
+                || o.leaves > o.total
+                || o.number >= self.next_number
+            {
                 return Err(invalid(
                     "a resting order's price or quantity is out of range",
                 ));
@@ -366,6 +378,7 @@ impl Engine {
                 total: o.total,
                 notional: o.notional,
                 session: o.session,
+                number: o.number,
                 prio: o.prio,
                 hash,
                 level: NIL,
@@ -408,6 +421,9 @@ impl Engine {
         }
         let mut last = TimestampNs(0);
         for f in finished {
+            if f.number >= self.next_number {
+                return Err(invalid("a finished order's number is not yet given"));
+            }
             if f.finished_at < last
                 || f.finished_at > self.clock
                 || f.finished_at
@@ -450,6 +466,7 @@ impl Engine {
                 filled: f.filled,
                 notional: f.notional,
                 session: f.session,
+                number: f.number,
                 finished_at: f.finished_at,
                 hash,
             });
@@ -506,6 +523,7 @@ fn snap_finished(f: &FinishedRec) -> SnapFinished {
         filled: f.filled,
         notional: f.notional,
         session: f.session,
+        number: f.number,
         finished_at: f.finished_at,
     }
 }

@@ -57,6 +57,7 @@ impl Feed {
         self.u64(f.filled.0);
         self.u128(f.notional);
         self.u64(f.session);
+        self.u64(f.number);
         self.u64(f.finished_at.0);
     }
 }
@@ -97,6 +98,7 @@ impl Engine {
         feed.u64(self.clock.0);
         feed.u64(self.next_event_seq);
         feed.u64(self.next_prio);
+        feed.u64(self.next_number);
 
         feed.u64(self.books.len() as u64);
         for book in &self.books {
@@ -119,6 +121,7 @@ impl Engine {
                         feed.u64(order.total.0);
                         feed.u128(order.notional);
                         feed.u64(order.session);
+                        feed.u64(order.number);
                         feed.u64(order.prio);
                         feed.u64(stp_code(order.stp) | (u64::from(order.post_only) << 8));
                         rec = order.next;

@@ -218,7 +218,7 @@ impl Hub {
             let admission = self.desk().submitted(shard, &new);
             if let Admission::Known(original) = admission {
                 if let Some(original) = original {
-                    let message = ToSession::Report(original);
+                    let message = ToSession::Report(*original);
                     deliver(&mut self.routes(), &self.counters, new.account, message);
                 }
                 return Ok(());

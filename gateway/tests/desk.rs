@@ -181,7 +181,10 @@ fn an_id_in_use_on_another_shard_is_not_entered_there() {
         (state.exec_type, state.ord_status),
         (ExecType::OrderStatus, OrdStatus::New)
     );
-    assert_eq!(site.desk.submitted(1, &eth), Admission::Known(Some(state)));
+    assert_eq!(
+        site.desk.submitted(1, &eth),
+        Admission::Known(Some(Box::new(state)))
+    );
 }
 
 #[test]

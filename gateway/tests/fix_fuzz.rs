@@ -77,6 +77,8 @@ fn map(bytes: &[u8]) -> Option<Result<Inbound, mapping::Malformed>> {
             ts: 1,
             account: new.account,
             cl_ord_id: new.order_id,
+            orig_cl_ord_id: None,
+            order_id: None,
             symbol: new.symbol,
             side: new.side,
             exec_type: ExecType::Rejected,

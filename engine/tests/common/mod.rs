@@ -44,6 +44,8 @@ pub struct ModelOrder {
     /// Sum of price × quantity over its trades, in 10^-16 units.
     pub notional: u128,
     pub session: u64,
+    /// The venue's order number: orders accepted before it, counted from 0.
+    pub number: u64,
     /// Time priority: taken on acceptance and on re-entry after an amend; smaller is older.
     pub prio: u64,
     pub stp: Stp,
@@ -102,6 +104,8 @@ pub struct Model {
     /// Accounts whose kill switch is on.
     disabled: BTreeSet<AccountId>,
     next_prio: u64,
+    /// Orders accepted so far: the next one's number.
+    accepted: u64,
 }
 
 impl Default for Model {
@@ -144,6 +148,7 @@ impl Model {
             switches: BTreeMap::new(),
             disabled: BTreeSet::new(),
             next_prio: 0,
+            accepted: 0,
         }
     }
 
@@ -509,6 +514,8 @@ impl Model {
                 })
             }
         };
+        let number = self.accepted;
+        self.accepted += 1;
         out.push(EventKind::Accepted {
             account: o.account,
             order_id: o.order_id,
@@ -516,6 +523,7 @@ impl Model {
             side: o.side,
             price: limit.map(Price),
             qty: o.qty,
+            number,
         });
         let mut taker = ModelOrder {
             account: o.account,
@@ -528,6 +536,7 @@ impl Model {
             filled: 0,
             notional: 0,
             session: o.session,
+            number,
             prio: self.take_prio(),
             stp: o.stp,
             post_only: o.post_only,
@@ -750,6 +759,7 @@ fn view(
         reason,
         replaced_by,
         session: o.session,
+        number: o.number,
         finished_at,
     }
 }
@@ -1030,6 +1040,7 @@ pub fn describe_event(kind: &EventKind) -> String {
             side,
             price,
             qty,
+            ..
         } => {
             let price = price.map_or("market".to_string(), |p| p.to_string());
             format!(

@@ -140,14 +140,16 @@ fn application(raw: &RawMessage<'_>) {
             orig,
             symbol,
             price,
-            order_qty,
+            order_qty: _,
         } => {
             // The order's last known state: 10 ordered, 4 filled.
             let state = Report {
                 seq: 1,
                 ts: 1,
                 account: ACCOUNT,
-                cl_ord_id: orig,
+                cl_ord_id: request,
+                orig_cl_ord_id: Some(orig),
+                order_id: None,
                 symbol,
                 side: engine::Side::Buy,
                 exec_type: ExecType::Trade,
@@ -161,7 +163,6 @@ fn application(raw: &RawMessage<'_>) {
                 avg_px: engine::Price(100_000_000),
                 why: None,
             };
-            let _ = mapping::amend_qty(order_qty, &state);
             let _ = mapping::execution_report(&state, Some(&request));
             let _ = mapping::cancel_reject(
                 &request,

@@ -31,7 +31,7 @@ pub use controls::{Controls, SymbolStatus};
 pub use orders::{Admission, IN_FLIGHT_MAX};
 pub use report::{
     gateway_reject, CancelReject, ExecType, GatewayReason, OrdStatus, Reason, Report, SubmitError,
-    ToSession,
+    ToSession, VenueOrderId,
 };
 
 use crate::metrics::REJECT_REASONS;

@@ -36,7 +36,9 @@ use engine::{
 };
 
 use super::book::LevelDelta;
-use super::report::{engine_reject, CancelReject, ExecType, OrdStatus, Reason, Report, ToSession};
+use super::report::{
+    engine_reject, CancelReject, ExecType, OrdStatus, Reason, Report, ToSession, VenueOrderId,
+};
 
 /// An order's key: the shard whose engine holds it, the account, and the client's id. An
 /// engine keeps an account's ids unique within its shard only, so the shard is part of it.
@@ -52,14 +54,14 @@ struct Key {
 pub const IN_FLIGHT_MAX: usize = 1 << 20;
 
 /// Whether a new order may go to its shard's log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
     /// Submit it.
     Submit,
     /// Do not: its id is in use on another shard, and a site never enters one id on two
     /// shards itself. Answer it like a resent order, with the original's state (`None`: the
     /// original is in flight, and its own report answers).
-    Known(Option<Report>),
+    Known(Option<Box<Report>>),
 }
 
 /// Where an order is in its life.
@@ -96,6 +98,8 @@ pub struct OrderEntry {
     replaced_by: Option<OrderId>,
     /// The engine time it finished at (0 until then).
     finished_at: u64,
+    /// Its number on its shard (0 while pending: never reported then).
+    number: u64,
 }
 
 impl OrderEntry {
@@ -128,6 +132,10 @@ impl OrderEntry {
             leaves_qty: Qty(self.leaves),
             avg_px: self.avg_px(),
             why: self.reason,
+            order_id: Some(VenueOrderId {
+                shard: key.shard,
+                number: self.number,
+            }),
             ..Report::blank(
                 key.account,
                 key.id,
@@ -172,6 +180,7 @@ impl OrderEntry {
             reason: order.reason.map(Reason::Cancelled),
             replaced_by: order.replaced_by,
             finished_at: order.finished_at.map_or(0, |ts| ts.0),
+            number: order.number,
         }
     }
 }
@@ -389,7 +398,8 @@ impl OrderTable {
         match elsewhere {
             Some((_, entry)) if entry.stage == Stage::PendingNew => Admission::Known(None),
             Some((other, _)) => {
-                Admission::Known(self.status(other.shard, other.account, &other.id))
+                let state = self.status(other.shard, other.account, &other.id);
+                Admission::Known(state.map(Box::new))
             }
             None if self.pending < IN_FLIGHT_MAX => {
                 let entry = OrderEntry {
@@ -404,6 +414,7 @@ impl OrderTable {
                     reason: None,
                     replaced_by: None,
                     finished_at: 0,
+                    number: 0,
                 };
                 self.insert(key, entry);
                 Admission::Submit
@@ -536,6 +547,7 @@ impl OrderTable {
             side,
             price,
             qty,
+            number,
         } = event.kind
         else {
             return;
@@ -557,6 +569,7 @@ impl OrderTable {
             reason: None,
             replaced_by: None,
             finished_at: 0,
+            number,
         };
         self.insert(key, entry);
         command.entering.push(key);
@@ -709,9 +722,9 @@ impl OrderTable {
         let Some(mut entry) = self.get(&key).copied().filter(|e| e.is_live()) else {
             return;
         };
-        let key = match amend.new_order_id {
-            Some(id) => self.replace(key, id, ts),
-            None => key,
+        let (key, orig) = match amend.new_order_id {
+            Some(id) => (self.replace(key, id, ts), Some(key.id)),
+            None => (key, None),
         };
         let open = amend.leaves.0;
         let keeps_place = entry.stage == Stage::Resting
@@ -741,6 +754,7 @@ impl OrderTable {
         let report = Report {
             seq,
             ts,
+            orig_cl_ord_id: orig,
             ..entry.report(&key, ExecType::Replaced)
         };
         out.sends.push((key.account, ToSession::Report(report)));

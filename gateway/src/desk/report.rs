@@ -111,6 +111,21 @@ impl From<SubmitError> for GatewayReason {
     }
 }
 
+/// The venue's id of an order (FIX OrderID): its shard and the number that shard's engine gave
+/// it when it accepted it. A function of the log, the same at every site, and kept through
+/// amends and replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VenueOrderId {
+    pub shard: usize,
+    pub number: u64,
+}
+
+impl std::fmt::Display for VenueOrderId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.shard, self.number)
+    }
+}
+
 /// One execution report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Report {
@@ -119,6 +134,10 @@ pub struct Report {
     pub ts: u64,
     pub account: AccountId,
     pub cl_ord_id: OrderId,
+    /// The id the order went by before the replace this report answers (FIX OrigClOrdID).
+    pub orig_cl_ord_id: Option<OrderId>,
+    /// `None` for an order the venue never accepted.
+    pub order_id: Option<VenueOrderId>,
     pub symbol: Symbol,
     pub side: Side,
     pub exec_type: ExecType,
@@ -153,6 +172,8 @@ impl Report {
             ts: 0,
             account,
             cl_ord_id,
+            orig_cl_ord_id: None,
+            order_id: None,
             symbol,
             side,
             exec_type,

@@ -84,8 +84,8 @@ pub enum Inbound {
         request: OrderId,
         cancel: CancelOrder,
     },
-    /// OrderCancelReplaceRequest (G). `order_qty` is FIX's total OrderQty (38); the session
-    /// turns it into the engine's new open quantity from the order's last known state.
+    /// OrderCancelReplaceRequest (G). `order_qty` is FIX's total OrderQty (38), which is the
+    /// engine's amend quantity too; `request` (11) becomes the order's ClOrdID.
     Replace {
         request: OrderId,
         orig: OrderId,
@@ -409,9 +409,13 @@ pub fn utc_timestamp(ns: u64) -> String {
     out
 }
 
-/// OrderID (37): the order's identity at the venue, the account and the original ClOrdID.
-pub fn venue_order_id(account: AccountId, cl_ord_id: &OrderId) -> String {
-    format!("{}:{}", account.0, cl_ord_id)
+/// OrderID (37): the order's identity at the venue, `SHARD-NUMBER` (the number its shard's
+/// engine gave it on acceptance: the same at every site, kept through replaces), or `NONE`
+/// for an order the venue never accepted.
+pub fn order_id_field(report: Option<&Report>) -> String {
+    report
+        .and_then(|r| r.order_id)
+        .map_or_else(|| "NONE".to_string(), |id| id.to_string())
 }
 
 /// ExecID (17) of a report: the engine event's sequence number and the order (a trade's two
@@ -439,9 +443,14 @@ pub fn order_status(state: &Report) -> OutboundMessage {
 
 fn report_body(report: &Report, request: Option<&OrderId>, exec_id: &str) -> OutboundMessage {
     let mut m = OutboundMessage::new(MsgType::ExecutionReport);
-    m.push_str(37, &venue_order_id(report.account, &report.cl_ord_id));
-    match request {
-        Some(request) if *request != report.cl_ord_id => {
+    m.push_str(37, &order_id_field(Some(report)));
+    match (report.orig_cl_ord_id, request) {
+        // A replace that gave the order a new ClOrdID: it goes by that one now.
+        (Some(orig), _) => {
+            m.push_str(11, report.cl_ord_id.as_str());
+            m.push_str(41, orig.as_str());
+        }
+        (None, Some(request)) if *request != report.cl_ord_id => {
             m.push_str(11, request.as_str());
             m.push_str(41, report.cl_ord_id.as_str());
         }
@@ -526,10 +535,7 @@ pub fn cancel_reject(
     why: Reason,
 ) -> OutboundMessage {
     let mut m = OutboundMessage::new(MsgType::OrderCancelReject);
-    match state {
-        Some(_) => m.push_str(37, &venue_order_id(account, orig)),
-        None => m.push_str(37, "NONE"),
-    };
+    m.push_str(37, &order_id_field(state));
     m.push_str(11, request.as_str());
     m.push_str(41, orig.as_str());
     let status = state.map_or(OrdStatus::Rejected, |s| s.ord_status);
@@ -762,6 +768,11 @@ mod tests {
             ts: 1_767_225_600_123_000_000,
             account: AccountId(7),
             cl_ord_id: OrderId::new("a1").unwrap(),
+            orig_cl_ord_id: None,
+            order_id: Some(crate::desk::VenueOrderId {
+                shard: 0,
+                number: 12,
+            }),
             symbol: Symbol::new("BTC-USD").unwrap(),
             side: Side::Buy,
             exec_type: ExecType::Trade,
@@ -786,7 +797,7 @@ mod tests {
         let m = execution_report(&report(), None);
         assert_eq!(m.msg_type().as_str(), "8");
         for (tag, want) in [
-            (37, "7:a1"),
+            (37, "0-12"),
             (11, "a1"),
             (17, "42-a1"),
             (150, "F"),

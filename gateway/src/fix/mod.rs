@@ -270,8 +270,10 @@ impl Live {
                     (ExecType::Replaced, _) => Some(Request::Amend),
                     _ => None,
                 };
-                let request =
-                    kind.and_then(|kind| lock(&self.echoes).take(&report.cl_ord_id, kind, false));
+                // A replace's report names the order by its new ClOrdID; its echo was kept
+                // under the one it replaced.
+                let order = report.orig_cl_ord_id.unwrap_or(report.cl_ord_id);
+                let request = kind.and_then(|kind| lock(&self.echoes).take(&order, kind, false));
                 Some(mapping::execution_report(&report, request.as_ref()))
             }
             ToSession::CancelReject(reject) => {
@@ -473,7 +475,9 @@ impl FixApp {
             // OrderQty is the order's new total, which is what the engine's amend takes: a
             // fill racing the replace, or a restart, cannot change what it means.
             qty: order_qty,
-            new_order_id: None,
+            // The replace's ClOrdID becomes the order's: a resent replace finds `orig` no
+            // longer live and is answered with the order's current state.
+            new_order_id: Some(request),
         };
         lock(&live.echoes).push(orig, Request::Amend, request);
         let err = self.hub.submit(CommandKind::Amend(amend)).err()?;
