@@ -53,6 +53,8 @@ pub mod reason {
     pub const UNAVAILABLE: u8 = 31;
     /// Over the session's message rate.
     pub const THROTTLED: u8 = 32;
+    /// FIX only: TimeInForce Day, which a market that never closes does not have.
+    pub const DAY_NOT_SUPPORTED: u8 = 33;
 }
 
 /// ExecutionReport `exec_type`: FIX's letters as ASCII bytes.

@@ -621,6 +621,7 @@ fn gateway_code(why: GatewayReason) -> u8 {
         GatewayReason::Busy => reason::BUSY,
         GatewayReason::Unavailable => reason::UNAVAILABLE,
         GatewayReason::Throttled => reason::THROTTLED,
+        GatewayReason::DayNotSupported => reason::DAY_NOT_SUPPORTED,
     }
 }
 

@@ -325,6 +325,7 @@ fn the_named_codes_are_the_documented_ones() {
         (reason::BUSY, "busy"),
         (reason::UNAVAILABLE, "unavailable"),
         (reason::THROTTLED, "throttled"),
+        (reason::DAY_NOT_SUPPORTED, "day_not_supported"),
     ];
     for (code, name) in reasons {
         let documented = [", ", ": "].iter().any(|before| {

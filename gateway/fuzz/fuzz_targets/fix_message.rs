@@ -119,6 +119,11 @@ fn application(raw: &RawMessage<'_>) {
         }
     };
     match inbound {
+        Inbound::Refused { new, why } => {
+            assert_eq!(new.account, ACCOUNT);
+            let report = gateway::desk::gateway_reject(ACCOUNT, &new, why);
+            let _ = mapping::execution_report(&report, None);
+        }
         Inbound::New(new) => {
             assert_eq!(new.account, ACCOUNT);
             let report = gateway::desk::gateway_reject(ACCOUNT, &new, GatewayReason::Busy);

@@ -79,6 +79,8 @@ pub enum GatewayReason {
     Unavailable,
     /// The session sent more messages per second than its limit.
     Throttled,
+    /// A FIX order with TimeInForce Day (59=0): this market never closes, so it has no day.
+    DayNotSupported,
 }
 
 impl GatewayReason {
@@ -87,6 +89,7 @@ impl GatewayReason {
             GatewayReason::Busy => "busy",
             GatewayReason::Unavailable => "unavailable",
             GatewayReason::Throttled => "throttled",
+            GatewayReason::DayNotSupported => "day_not_supported",
         }
     }
 }

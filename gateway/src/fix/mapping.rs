@@ -79,6 +79,9 @@ impl Malformed {
 pub enum Inbound {
     /// NewOrderSingle (D).
     New(NewOrder),
+    /// A well-formed NewOrderSingle this market refuses before the log (TimeInForce Day):
+    /// answered with an ExecutionReport rejected naming its ClOrdID.
+    Refused { new: NewOrder, why: GatewayReason },
     /// OrderCancelRequest (F): `request` is its ClOrdID (11), echoed back.
     Cancel {
         request: OrderId,
@@ -191,7 +194,16 @@ fn check_account(raw: &RawMessage<'_>, account: AccountId) -> Result<(), Malform
 /// Maps one application message of the session of `account` to what it asks for.
 pub fn parse(raw: &RawMessage<'_>, account: AccountId) -> Result<Inbound, Malformed> {
     match raw.msg_type().as_str() {
-        "D" => new_order(raw, account).map(Inbound::New),
+        "D" => {
+            let new = new_order(raw, account)?;
+            Ok(match field(raw, 59)? {
+                Some("0") => Inbound::Refused {
+                    new,
+                    why: GatewayReason::DayNotSupported,
+                },
+                _ => Inbound::New(new),
+            })
+        }
         "F" => {
             check_account(raw, account)?;
             let request = order_id(raw, 11, "ClOrdID")?;
@@ -282,16 +294,18 @@ fn new_order(raw: &RawMessage<'_>, account: AccountId) -> Result<NewOrder, Malfo
     })
 }
 
-/// TimeInForce (59); GTC when absent.
+/// TimeInForce (59); GTC when absent (this market never closes, so FIX's default, Day, has no
+/// meaning here). An explicit Day (0) reads as GTC here and is refused by [`parse`] as a
+/// business reject, not a malformed message.
 fn time_in_force(raw: &RawMessage<'_>) -> Result<Tif, Malformed> {
     Ok(match field(raw, 59)? {
-        None | Some("1") => Tif::Gtc,
+        None | Some("0") | Some("1") => Tif::Gtc,
         Some("3") => Tif::Ioc,
         Some("4") => Tif::Fok,
         Some(_) => {
             return Err(Malformed::value(
                 59,
-                "TimeInForce (59) must be 1 (GTC), 3 (IOC) or 4 (FOK)",
+                "TimeInForce (59) must be 1 (GTC), 3 (IOC) or 4 (FOK); 0 (Day) is refused",
             ))
         }
     })
@@ -677,7 +691,7 @@ mod tests {
             ("11=a|55=X|54=1|40=2|44=1e3|38=1|", 44, 6),
             ("11=a|55=X|54=1|40=2|44=1|", 38, 1),
             ("11=a|55=X|54=1|40=2|44=1|38=1|38=2|", 38, 13),
-            ("11=a|55=X|54=1|40=2|44=1|38=1|59=0|", 59, 5),
+            ("11=a|55=X|54=1|40=2|44=1|38=1|59=6|", 59, 5),
             ("11=a|55=X|54=1|40=2|44=1|38=1|18=6 E|", 18, 5),
             ("11=a|55=X|54=1|40=2|44=1|38=1|7928=Z|", 7928, 5),
             ("11=a|55=X|54=1|40=2|44=1|38=1|1=8|", 1, 5),
@@ -689,6 +703,31 @@ mod tests {
             assert_eq!((err.tag, err.reason), (tag, reason), "{rest}: {err:?}");
             assert!(!err.text.is_empty());
         }
+    }
+
+    /// TimeInForce Day is a business refusal naming the order, not a malformed message: the
+    /// member's order ends rejected instead of in limbo.
+    #[test]
+    fn a_day_order_is_refused_as_an_order_with_its_client_order_id() {
+        let inbound = d("11=a|55=X|54=1|40=2|44=1|38=1|59=0|").unwrap();
+        let Inbound::Refused { new, why } = inbound else {
+            panic!("expected a refusal, got {inbound:?}")
+        };
+        assert_eq!(
+            (new.order_id.as_str(), why),
+            ("a", GatewayReason::DayNotSupported)
+        );
+        let report = crate::desk::gateway_reject(new.account, &new, why);
+        let m = execution_report(&report, None);
+        assert_eq!(
+            (text(&m, 150), text(&m, 39), text(&m, 11), text(&m, 58)),
+            (Some("8"), Some("8"), Some("a"), Some("day_not_supported"))
+        );
+        // Without 59 the order is GTC: this market never closes.
+        assert!(matches!(
+            d("11=a|55=X|54=1|40=2|44=1|38=1|").unwrap(),
+            Inbound::New(NewOrder { tif: Tif::Gtc, .. })
+        ));
     }
 
     #[test]

@@ -372,6 +372,11 @@ impl FixApp {
                 report.ts = now_ns();
                 mapping::execution_report(&report, None)
             }),
+            Inbound::Refused { new, why } => {
+                let mut report = gateway_reject(account, &new, why);
+                report.ts = now_ns();
+                Some(mapping::execution_report(&report, None))
+            }
             Inbound::Cancel { request, cancel } => self.cancel(live, request, cancel),
             Inbound::Replace {
                 request,
