@@ -327,6 +327,9 @@ mod echo {
                         symbol,
                         cancelled: 0,
                     },
+                    ClientMessage::MassStatus { symbol } => {
+                        ServerMessage::MassStatusReport { symbol, reports: 0 }
+                    }
                     ClientMessage::Heartbeat { .. } | ClientMessage::OrderStatus { .. } => continue,
                 };
                 binary::encode_server(&answer, &mut out);

@@ -167,6 +167,42 @@ fn an_order_lifecycle_with_two_members() {
         );
         assert_eq!(cancelled.reason, 20, "user");
 
+        // The cancel again (a resend): refused, then the order's current state.
+        alice
+            .send(&ClientMessage::Cancel {
+                cl_ord_id: id("a-1"),
+                symbol: btc(),
+            })
+            .await
+            .unwrap();
+        assert!(matches!(
+            next(&mut alice).await,
+            ServerMessage::CancelReject { reason: 7, .. }
+        ));
+        let state = report(&mut alice).await;
+        assert_eq!(
+            (state.exec_type, state.ord_status, state.cum_qty),
+            (b'I', b'4', qty("4"))
+        );
+
+        // Mass status: every order alice has, live or finished inside the window.
+        alice
+            .send(&ClientMessage::MassStatus { symbol: None })
+            .await
+            .unwrap();
+        let listed = report(&mut alice).await;
+        assert_eq!(
+            (listed.cl_ord_id, listed.exec_type, listed.ord_status),
+            (id("a-1"), b'I', b'4')
+        );
+        assert_eq!(
+            next(&mut alice).await,
+            ServerMessage::MassStatusReport {
+                symbol: None,
+                reports: 1
+            }
+        );
+
         // Mass cancel: two resting orders, one report for each, then the summary.
         for n in ["a-2", "a-3"] {
             alice.send(&limit(n, Side::Sell, "200", "1")).await.unwrap();

@@ -91,7 +91,7 @@ pub mod session_reject {
     pub const TEXT: u16 = 6;
     /// A second Logon on a logged-on session.
     pub const ALREADY_LOGGED_ON: u16 = 7;
-    /// A MassCancel or OrderStatus over the session's message rate (no report of its own).
+    /// A MassCancel, OrderStatus or MassStatus over the session's message rate (no report of its own).
     pub const THROTTLED: u16 = 8;
     /// A MassCancel the log could not take: its queue is full.
     pub const BUSY: u16 = super::reason::BUSY as u16;
@@ -109,6 +109,7 @@ pub mod msg_type {
     pub const REPLACE: u8 = kind::REPLACE.0;
     pub const MASS_CANCEL: u8 = kind::MASS_CANCEL.0;
     pub const ORDER_STATUS: u8 = kind::ORDER_STATUS.0;
+    pub const MASS_STATUS: u8 = kind::MASS_STATUS.0;
 }
 
 /// What a receive buffer holds.
@@ -220,6 +221,11 @@ pub enum ClientMessage {
         cl_ord_id: OrderId,
         symbol: Symbol,
     },
+    /// Every order of the account the venue remembers (live, and finished inside the dedup
+    /// window), in one symbol or (`None`) all.
+    MassStatus {
+        symbol: Option<Symbol>,
+    },
 }
 
 /// An execution report (FIX's ExecutionReport `8`, in fixed binary form).
@@ -279,6 +285,11 @@ pub enum ServerMessage {
         symbol: Option<Symbol>,
         cancelled: u32,
     },
+    /// Ends the answer to a MassStatus: `reports` ExecutionReports (OrderStatus) came before.
+    MassStatusReport {
+        symbol: Option<Symbol>,
+        reports: u32,
+    },
 }
 
 /// Message types and their body lengths.
@@ -291,6 +302,7 @@ mod kind {
     pub const REPLACE: (u8, usize) = (0x12, 80);
     pub const MASS_CANCEL: (u8, usize) = (0x13, 16);
     pub const ORDER_STATUS: (u8, usize) = (0x14, 56);
+    pub const MASS_STATUS: (u8, usize) = (0x15, 16);
     pub const LOGON_ACK: (u8, usize) = (0x81, 16);
     pub const SERVER_LOGOUT: (u8, usize) = (0x82, 8);
     pub const SERVER_HEARTBEAT: (u8, usize) = (0x83, 8);
@@ -298,6 +310,7 @@ mod kind {
     pub const EXEC_REPORT: (u8, usize) = (0x90, 136);
     pub const CANCEL_REJECT: (u8, usize) = (0x91, 48);
     pub const MASS_CANCEL_REPORT: (u8, usize) = (0x92, 24);
+    pub const MASS_STATUS_REPORT: (u8, usize) = (0x93, 24);
 }
 
 /// Reads fixed fields from a body whose length was checked.
@@ -441,6 +454,9 @@ pub fn decode_client(frame: &[u8]) -> Result<ClientMessage, DecodeError> {
             }
         }
         t if t == kind::REPLACE.0 => decode_replace(frame)?,
+        t if t == kind::MASS_STATUS.0 => ClientMessage::MassStatus {
+            symbol: body(frame, kind::MASS_STATUS)?.symbol("symbol")?,
+        },
         t if t == kind::MASS_CANCEL.0 => ClientMessage::MassCancel {
             symbol: body(frame, kind::MASS_CANCEL)?.symbol("symbol")?,
         },
@@ -624,6 +640,9 @@ pub fn encode_client(message: &ClientMessage, out: &mut Vec<u8>) {
             .put(&price.map_or(0, |p| p.0).to_le_bytes())
             .put(&qty.map_or(0, |q| q.0).to_le_bytes())
             .end(kind::REPLACE),
+        ClientMessage::MassStatus { symbol } => Writer::begin(out, kind::MASS_STATUS)
+            .text::<16>(symbol.as_ref().map_or("", Symbol::as_str))
+            .end(kind::MASS_STATUS),
         ClientMessage::MassCancel { symbol } => Writer::begin(out, kind::MASS_CANCEL)
             .text::<16>(symbol.as_ref().map_or("", Symbol::as_str))
             .end(kind::MASS_CANCEL),
@@ -693,6 +712,13 @@ pub fn encode_server(message: &ServerMessage, out: &mut Vec<u8>) {
                 .zeros(4)
                 .end(kind::MASS_CANCEL_REPORT)
         }
+        ServerMessage::MassStatusReport { symbol, reports } => {
+            Writer::begin(out, kind::MASS_STATUS_REPORT)
+                .text::<16>(symbol.as_ref().map_or("", Symbol::as_str))
+                .put(&reports.to_le_bytes())
+                .zeros(4)
+                .end(kind::MASS_STATUS_REPORT)
+        }
     }
 }
 
@@ -740,6 +766,13 @@ pub fn decode_server(frame: &[u8]) -> Result<ServerMessage, DecodeError> {
             ServerMessage::MassCancelReport {
                 symbol: r.symbol("symbol")?,
                 cancelled: r.u32(),
+            }
+        }
+        t if t == kind::MASS_STATUS_REPORT.0 => {
+            let mut r = body(frame, kind::MASS_STATUS_REPORT)?;
+            ServerMessage::MassStatusReport {
+                symbol: r.symbol("symbol")?,
+                reports: r.u32(),
             }
         }
         other => return Err(DecodeError::UnknownType(other)),

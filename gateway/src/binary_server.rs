@@ -336,6 +336,7 @@ impl Session {
             ClientMessage::OrderStatus { cl_ord_id, symbol } => {
                 self.order_status(cl_ord_id, symbol, throttled)
             }
+            ClientMessage::MassStatus { symbol } => self.mass_status(symbol, throttled),
         }
         None
     }
@@ -408,6 +409,27 @@ impl Session {
             _ => unknown_order(account, cl_ord_id, symbol),
         };
         self.push(&ServerMessage::ExecutionReport(exec_report(&report)));
+    }
+
+    /// Answers a MassStatus: an OrderStatus report for every order of the account the venue
+    /// remembers (in the symbol, if given), then a MassStatusReport with their count;
+    /// throttled, with a SessionReject.
+    fn mass_status(&mut self, symbol: Option<Symbol>, throttled: bool) {
+        if throttled {
+            self.push(&ServerMessage::SessionReject {
+                code: session_reject::THROTTLED,
+                rejected_type: msg_type::MASS_STATUS,
+            });
+            return;
+        }
+        let reports = self.hub.mass_status(self.account, symbol.as_ref());
+        for report in &reports {
+            self.push(&ServerMessage::ExecutionReport(exec_report(report)));
+        }
+        self.push(&ServerMessage::MassStatusReport {
+            symbol,
+            reports: u32::try_from(reports.len()).unwrap_or(u32::MAX),
+        });
     }
 
     fn submit_or_refuse(

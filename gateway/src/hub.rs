@@ -296,6 +296,14 @@ impl Hub {
         self.desk().order_state(shard, account, cl_ord_id)
     }
 
+    /// Every order of `account` the engines remember (live, and finished inside the dedup
+    /// window), in `symbol` if given, as status answers: the answer to a mass status request.
+    pub fn mass_status(&self, account: AccountId, symbol: Option<&Symbol>) -> Vec<Report> {
+        let mut reports = self.desk().mass_status(account);
+        reports.retain(|r| symbol.is_none_or(|s| r.symbol == *s));
+        reports
+    }
+
     /// Starts shard `shard` from its `engine`, recovered with its next command at
     /// `next_position`, before the matcher takes it: the orders resting in it are followed
     /// from here on.

@@ -84,6 +84,7 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
                 qty: qty.map(Qty),
             }),
         proptest::option::of(symbol()).prop_map(|symbol| ClientMessage::MassCancel { symbol }),
+        proptest::option::of(symbol()).prop_map(|symbol| ClientMessage::MassStatus { symbol }),
         (order_id(), symbol())
             .prop_map(|(cl_ord_id, symbol)| ClientMessage::OrderStatus { cl_ord_id, symbol }),
     ]
@@ -143,6 +144,8 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         }),
         (proptest::option::of(symbol()), any::<u32>())
             .prop_map(|(symbol, cancelled)| ServerMessage::MassCancelReport { symbol, cancelled }),
+        (proptest::option::of(symbol()), any::<u32>())
+            .prop_map(|(symbol, reports)| ServerMessage::MassStatusReport { symbol, reports }),
     ]
 }
 
@@ -401,6 +404,7 @@ fn the_session_reject_codes_and_message_types_are_the_documented_ones() {
         (msg_type::REPLACE, "Replace"),
         (msg_type::MASS_CANCEL, "MassCancel"),
         (msg_type::ORDER_STATUS, "OrderStatus"),
+        (msg_type::MASS_STATUS, "MassStatus"),
     ] {
         let row = format!("| 0x{kind:02x} | {name} |");
         assert!(doc.contains(&row), "{row}");

@@ -818,7 +818,10 @@ impl SessionReader {
                 rejected_type,
             } => self.on_session_reject(code, rejected_type),
             ServerMessage::Logout { .. } => return true,
-            ServerMessage::Heartbeat { .. } | ServerMessage::LogonAck { .. } => {}
+            // A mass status is never asked for here.
+            ServerMessage::Heartbeat { .. }
+            | ServerMessage::LogonAck { .. }
+            | ServerMessage::MassStatusReport { .. } => {}
         }
         false
     }

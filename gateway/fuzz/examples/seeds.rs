@@ -71,6 +71,7 @@ fn client() {
             symbol: sym("BTC-USD"),
         },
         ClientMessage::MassCancel { symbol: None },
+        ClientMessage::MassStatus { symbol: None },
         ClientMessage::MassCancel {
             symbol: Some(sym("ETH-USD")),
         },
@@ -119,6 +120,10 @@ fn server() {
         ServerMessage::MassCancelReport {
             symbol: Some(sym("BTC-USD")),
             cancelled: 3,
+        },
+        ServerMessage::MassStatusReport {
+            symbol: None,
+            reports: 2,
         },
         ServerMessage::SessionReject {
             code: 8,

@@ -190,6 +190,9 @@ fn application(raw: &RawMessage<'_>) {
         } => {
             let _ = mapping::unknown_order_status(ACCOUNT, &order, &symbol, side);
         }
+        Inbound::MassStatus { request, symbol } => {
+            let _ = mapping::mass_status_reports(&[], &request, symbol.as_ref(), ACCOUNT);
+        }
         Inbound::Unsupported => {
             let _ = mapping::business_message_reject(
                 ref_seq,

@@ -107,6 +107,12 @@ pub enum Inbound {
         symbol: Symbol,
         side: Side,
     },
+    /// OrderMassStatusRequest (AF): `request` is its MassStatusReqID (584); one symbol
+    /// (585=1) or every symbol (585=7, `None`).
+    MassStatus {
+        request: OrderId,
+        symbol: Option<Symbol>,
+    },
     /// A MsgType this gateway does not take: BusinessMessageReject, 380 = 3.
     Unsupported,
 }
@@ -246,6 +252,21 @@ pub fn parse(raw: &RawMessage<'_>, account: AccountId) -> Result<Inbound, Malfor
                 symbol: symbol(raw)?,
                 side: side(raw)?,
             })
+        }
+        "AF" => {
+            check_account(raw, account)?;
+            let request = order_id(raw, 584, "MassStatusReqID")?;
+            let symbol = match required(raw, 585, "MassStatusReqType")? {
+                "1" => Some(symbol(raw)?),
+                "7" => None,
+                _ => {
+                    return Err(Malformed::value(
+                        585,
+                        "MassStatusReqType (585) must be 1 (symbol) or 7 (all)",
+                    ))
+                }
+            };
+            Ok(Inbound::MassStatus { request, symbol })
         }
         _ => Ok(Inbound::Unsupported),
     }
@@ -596,6 +617,50 @@ pub fn mass_cancel_report(
     m
 }
 
+/// The answer to an OrderMassStatusRequest `request` (584): one ExecutionReport (150=I) per
+/// order, each with 584, 911 TotNumReports and 912 LastRptRequested (Y on the last). With no
+/// order, one ExecutionReport says so: 37 `NONE`, 39=8, 911=0, 912=Y, 58 `no orders`.
+pub fn mass_status_reports(
+    states: &[Report],
+    request: &OrderId,
+    symbol: Option<&Symbol>,
+    account: AccountId,
+) -> Vec<OutboundMessage> {
+    let total = states.len() as u64;
+    let mut out: Vec<OutboundMessage> = states
+        .iter()
+        .enumerate()
+        .map(|(at, state)| {
+            let mut m = order_status(state);
+            m.push_str(584, request.as_str());
+            m.push_uint(911, total);
+            m.push_char(912, if at + 1 == states.len() { 'Y' } else { 'N' });
+            m
+        })
+        .collect();
+    if out.is_empty() {
+        let mut m = OutboundMessage::new(MsgType::ExecutionReport);
+        m.push_str(37, "NONE");
+        m.push_str(17, "0");
+        m.push_char(150, 'I');
+        m.push_char(39, char::from(OrdStatus::Rejected.fix()));
+        m.push_str(1, &account.0.to_string());
+        if let Some(symbol) = symbol {
+            m.push_str(55, symbol.as_str());
+        }
+        m.push_str(54, "1");
+        for tag in [151, 14, 6] {
+            m.push_str(tag, "0");
+        }
+        m.push_str(584, request.as_str());
+        m.push_uint(911, 0);
+        m.push_char(912, 'Y');
+        m.push_str(58, "no orders");
+        out.push(m);
+    }
+    out
+}
+
 /// BusinessMessageReject (j) of the message numbered `ref_seq` (45), of type `ref_msg_type`
 /// (372), for `reason` (380), naming the request's id (379) when it has one.
 pub fn business_message_reject(
@@ -703,6 +768,46 @@ mod tests {
             assert_eq!((err.tag, err.reason), (tag, reason), "{rest}: {err:?}");
             assert!(!err.text.is_empty());
         }
+    }
+
+    /// AF asks for every order (585=7) or one symbol's (585=1 with 55); the answer is one
+    /// ExecutionReport per order with 584, 911 and 912=Y on the last, or one saying none.
+    #[test]
+    fn mass_status_requests_and_their_reports() {
+        let all = parse_text(&format!("35=AF|{HEAD}584=ms1|585=7|")).unwrap();
+        assert_eq!(
+            all,
+            Inbound::MassStatus {
+                request: OrderId::new("ms1").unwrap(),
+                symbol: None
+            }
+        );
+        let one = parse_text(&format!("35=AF|{HEAD}584=ms2|585=1|55=X|")).unwrap();
+        assert!(matches!(
+            one,
+            Inbound::MassStatus {
+                symbol: Some(_),
+                ..
+            }
+        ));
+        for (body, tag) in [("585=7|", 584), ("584=a|585=2|", 585), ("584=a|585=1|", 55)] {
+            let err = parse_text(&format!("35=AF|{HEAD}{body}")).unwrap_err();
+            assert_eq!(err.tag, tag, "{body}");
+        }
+        let request = OrderId::new("ms1").unwrap();
+        let two = mass_status_reports(&[report(), report()], &request, None, AccountId(7));
+        for (m, last) in two.iter().zip(["N", "Y"]) {
+            assert_eq!(
+                (text(m, 150), text(m, 584), text(m, 911), text(m, 912)),
+                (Some("I"), Some("ms1"), Some("2"), Some(last))
+            );
+        }
+        let none = mass_status_reports(&[], &request, None, AccountId(7));
+        assert_eq!(none.len(), 1);
+        assert_eq!(
+            (text(&none[0], 37), text(&none[0], 911), text(&none[0], 912)),
+            (Some("NONE"), Some("0"), Some("Y"))
+        );
     }
 
     /// TimeInForce Day is a business refusal naming the order, not a malformed message: the

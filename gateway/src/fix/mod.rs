@@ -408,6 +408,7 @@ impl FixApp {
                 Some(state) => mapping::order_status(&state),
                 None => mapping::unknown_order_status(account, &order, &symbol, side),
             }),
+            Inbound::MassStatus { .. } => unreachable!("from_app answers a mass status itself"),
             Inbound::Unsupported => {
                 bump(&self.counters.unsupported);
                 Some(mapping::business_message_reject(
@@ -607,7 +608,15 @@ impl Application for FixApp {
             bump(&self.counters.malformed);
             FixReject::new(malformed.reason, malformed.text).with_ref_tag(malformed.tag)
         })?;
-        if let Some(answer) = self.handle(&live, inbound, ref_seq, msg_type) {
+        if let Inbound::MassStatus { request, symbol } = inbound {
+            // Several answers: one report per order, then done.
+            let states = self.hub.mass_status(live.account, symbol.as_ref());
+            let reports =
+                mapping::mass_status_reports(&states, &request, symbol.as_ref(), live.account);
+            for report in reports {
+                live.reply(report).await;
+            }
+        } else if let Some(answer) = self.handle(&live, inbound, ref_seq, msg_type) {
             live.reply(answer).await;
         }
         Ok(())
