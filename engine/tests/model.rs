@@ -1418,3 +1418,45 @@ fn a_switch_armed_at_the_end_of_time_survives_a_snapshot_and_fires_next() {
         "{events:?}"
     );
 }
+
+/// Version 1 remembered the last 2^20 finished ids: a resend after more than that many other
+/// orders finished (10 s of flow at 100,000 orders/s) executed a second time. Now the id is
+/// refused for its whole window of log time, however many orders finish meanwhile.
+#[test]
+fn a_resend_after_more_than_the_old_count_of_finishes_is_refused_within_the_window() {
+    let config = EngineConfig {
+        retired_ids_max: (1 << 20) + 64,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(config).unwrap();
+    let mut events = Vec::with_capacity(16);
+    let mut apply = |engine: &mut Engine, ts: u64, kind: CommandKind| {
+        events.clear();
+        engine.apply(&Command::new(ts, kind), &mut events);
+        events.last().map(|e| e.kind)
+    };
+    apply(&mut engine, 1, btc());
+    let first = new(limit(1, "first", Buy, "100", "1").tif(Tif::Ioc));
+    apply(&mut engine, 2, first);
+    // 2^20 + 1 orders finish (IOC with nothing to trade), 1 µs of log time apart: 1.05 s.
+    for n in 0..=(1u64 << 20) {
+        let id = format!("f{n}");
+        apply(
+            &mut engine,
+            3 + n * 1_000,
+            new(limit(2, &id, Buy, "100", "1").tif(Tif::Ioc)),
+        );
+    }
+    assert_eq!(engine.stats().finished, (1 << 20) + 2);
+    let resent = apply(&mut engine, 2_000_000_000, first);
+    assert!(
+        matches!(
+            resent,
+            Some(engine::EventKind::Rejected {
+                reason: engine::RejectReason::DuplicateOrderId,
+                ..
+            })
+        ),
+        "{resent:?}"
+    );
+}
