@@ -330,6 +330,9 @@ mod echo {
                     ClientMessage::MassStatus { symbol } => {
                         ServerMessage::MassStatusReport { symbol, reports: 0 }
                     }
+                    ClientMessage::CancelAfter { .. } => {
+                        ServerMessage::SwitchReport { deadline: 0 }
+                    }
                     ClientMessage::Heartbeat { .. } | ClientMessage::OrderStatus { .. } => continue,
                 };
                 binary::encode_server(&answer, &mut out);

@@ -110,6 +110,7 @@ pub mod msg_type {
     pub const MASS_CANCEL: u8 = kind::MASS_CANCEL.0;
     pub const ORDER_STATUS: u8 = kind::ORDER_STATUS.0;
     pub const MASS_STATUS: u8 = kind::MASS_STATUS.0;
+    pub const CANCEL_AFTER: u8 = kind::CANCEL_AFTER.0;
 }
 
 /// What a receive buffer holds.
@@ -226,6 +227,11 @@ pub enum ClientMessage {
     MassStatus {
         symbol: Option<Symbol>,
     },
+    /// The session's dead-man's switch: cancel its orders `timeout_ms` from now unless
+    /// refreshed (0 disarms it).
+    CancelAfter {
+        timeout_ms: u32,
+    },
 }
 
 /// An execution report (FIX's ExecutionReport `8`, in fixed binary form).
@@ -290,6 +296,10 @@ pub enum ServerMessage {
         symbol: Option<Symbol>,
         reports: u32,
     },
+    /// The answer to a CancelAfter: the switch's deadline on log time (ns), 0 when disarmed.
+    SwitchReport {
+        deadline: u64,
+    },
 }
 
 /// Message types and their body lengths.
@@ -303,6 +313,7 @@ mod kind {
     pub const MASS_CANCEL: (u8, usize) = (0x13, 16);
     pub const ORDER_STATUS: (u8, usize) = (0x14, 56);
     pub const MASS_STATUS: (u8, usize) = (0x15, 16);
+    pub const CANCEL_AFTER: (u8, usize) = (0x16, 8);
     pub const LOGON_ACK: (u8, usize) = (0x81, 16);
     pub const SERVER_LOGOUT: (u8, usize) = (0x82, 8);
     pub const SERVER_HEARTBEAT: (u8, usize) = (0x83, 8);
@@ -311,6 +322,7 @@ mod kind {
     pub const CANCEL_REJECT: (u8, usize) = (0x91, 48);
     pub const MASS_CANCEL_REPORT: (u8, usize) = (0x92, 24);
     pub const MASS_STATUS_REPORT: (u8, usize) = (0x93, 24);
+    pub const SWITCH_REPORT: (u8, usize) = (0x94, 8);
 }
 
 /// Reads fixed fields from a body whose length was checked.
@@ -456,6 +468,9 @@ pub fn decode_client(frame: &[u8]) -> Result<ClientMessage, DecodeError> {
         t if t == kind::REPLACE.0 => decode_replace(frame)?,
         t if t == kind::MASS_STATUS.0 => ClientMessage::MassStatus {
             symbol: body(frame, kind::MASS_STATUS)?.symbol("symbol")?,
+        },
+        t if t == kind::CANCEL_AFTER.0 => ClientMessage::CancelAfter {
+            timeout_ms: body(frame, kind::CANCEL_AFTER)?.u32(),
         },
         t if t == kind::MASS_CANCEL.0 => ClientMessage::MassCancel {
             symbol: body(frame, kind::MASS_CANCEL)?.symbol("symbol")?,
@@ -643,6 +658,10 @@ pub fn encode_client(message: &ClientMessage, out: &mut Vec<u8>) {
         ClientMessage::MassStatus { symbol } => Writer::begin(out, kind::MASS_STATUS)
             .text::<16>(symbol.as_ref().map_or("", Symbol::as_str))
             .end(kind::MASS_STATUS),
+        ClientMessage::CancelAfter { timeout_ms } => Writer::begin(out, kind::CANCEL_AFTER)
+            .put(&timeout_ms.to_le_bytes())
+            .zeros(4)
+            .end(kind::CANCEL_AFTER),
         ClientMessage::MassCancel { symbol } => Writer::begin(out, kind::MASS_CANCEL)
             .text::<16>(symbol.as_ref().map_or("", Symbol::as_str))
             .end(kind::MASS_CANCEL),
@@ -719,6 +738,9 @@ pub fn encode_server(message: &ServerMessage, out: &mut Vec<u8>) {
                 .zeros(4)
                 .end(kind::MASS_STATUS_REPORT)
         }
+        ServerMessage::SwitchReport { deadline } => Writer::begin(out, kind::SWITCH_REPORT)
+            .put(&deadline.to_le_bytes())
+            .end(kind::SWITCH_REPORT),
     }
 }
 
@@ -768,6 +790,9 @@ pub fn decode_server(frame: &[u8]) -> Result<ServerMessage, DecodeError> {
                 cancelled: r.u32(),
             }
         }
+        t if t == kind::SWITCH_REPORT.0 => ServerMessage::SwitchReport {
+            deadline: body(frame, kind::SWITCH_REPORT)?.u64(),
+        },
         t if t == kind::MASS_STATUS_REPORT.0 => {
             let mut r = body(frame, kind::MASS_STATUS_REPORT)?;
             ServerMessage::MassStatusReport {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::{
-    AccountId, AmendOrder, CancelOrder, CommandKind, MassCancel, NewOrder, OrderId, Price, Side,
-    Symbol,
+    AccountId, AmendOrder, CancelAfter, CancelOrder, CommandKind, MassCancel, NewOrder, OrderId,
+    Price, Side, Symbol,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -26,6 +26,7 @@ use crate::binary::{
 };
 use crate::desk::{gateway_reject, ExecType, GatewayReason, OrdStatus, Reason, Report, ToSession};
 use crate::hub::{Attachment, Hub};
+use crate::switch::DeadMan;
 use crate::throttle::Bucket;
 
 /// Limits and timings of the binary server.
@@ -128,6 +129,12 @@ enum End {
 struct Session {
     hub: Arc<Hub>,
     account: AccountId,
+    /// The session's id on the log: its orders carry it, its switch is keyed by it.
+    log_session: u64,
+    /// Cancel-on-disconnect: the session's dead-man's switch, refreshed while it lives.
+    dead_man: Option<DeadMan>,
+    /// CancelAfter requests whose answer (the switch's new deadline) is still to come.
+    switch_requests: u32,
     out: Vec<u8>,
     bucket: Bucket,
 }
@@ -154,9 +161,13 @@ impl Session {
         };
         let mut attachment = hub.attach(account);
         let heartbeat_secs = heartbeat_secs.clamp(1, 60);
+        let log_session = attachment.session;
         let mut session = Session {
             hub: hub.clone(),
             account,
+            log_session,
+            dead_man: cancel_on_disconnect.then(|| DeadMan::arm(hub.clone(), account, log_session)),
+            switch_requests: 0,
             out: Vec::with_capacity(64 * 1024),
             bucket: Bucket::new(config.max_msg_per_sec),
         };
@@ -178,14 +189,10 @@ impl Session {
             )
             .await;
         drop(attachment);
-        if cancel_on_disconnect {
-            // Opted in: the account's orders do not outlive its session. If the log cannot
-            // take it now, there is nobody left to tell; the counters record it.
-            let _ = hub.submit(CommandKind::MassCancel(MassCancel {
-                account,
-                symbol: None,
-                session: None,
-            }));
+        if let Some(dead_man) = session.dead_man.take() {
+            // Opted in: the session's orders do not outlive it. If the log cannot take the
+            // cancel now, the switch, no longer refreshed, fires within its timeout.
+            let _ = dead_man.end();
         }
         if !session.out.is_empty() {
             let _ = write.write_all(&session.out).await;
@@ -337,6 +344,7 @@ impl Session {
                 self.order_status(cl_ord_id, symbol, throttled)
             }
             ClientMessage::MassStatus { symbol } => self.mass_status(symbol, throttled),
+            ClientMessage::CancelAfter { timeout_ms } => self.cancel_after(timeout_ms, throttled),
         }
         None
     }
@@ -354,7 +362,7 @@ impl Session {
             tif: order.tif,
             post_only: order.post_only,
             stp: order.stp,
-            session: 0,
+            session: self.log_session,
         };
         let refused = if throttled {
             Some(GatewayReason::Throttled)
@@ -409,6 +417,38 @@ impl Session {
             _ => unknown_order(account, cl_ord_id, symbol),
         };
         self.push(&ServerMessage::ExecutionReport(exec_report(&report)));
+    }
+
+    /// Sets the session's dead-man's switch: its orders are cancelled `timeout_ms` after this
+    /// (0 disarms), at every site, unless refreshed. The member manages the switch from now on
+    /// (a cancel-on-disconnect session's own refreshing stops). Answered with the deadline once
+    /// applied (SwitchReport); refused, with a SessionReject.
+    fn cancel_after(&mut self, timeout_ms: u32, throttled: bool) {
+        let kind = CommandKind::CancelAfter(CancelAfter {
+            account: self.account,
+            session: self.log_session,
+            timeout_ns: u64::from(timeout_ms) * 1_000_000,
+        });
+        let refused = if throttled {
+            Some(session_reject::THROTTLED)
+        } else {
+            self.hub
+                .submit(kind)
+                .err()
+                .map(|err| u16::from(gateway_code(GatewayReason::from(err))))
+        };
+        match refused {
+            Some(code) => self.push(&ServerMessage::SessionReject {
+                code,
+                rejected_type: msg_type::CANCEL_AFTER,
+            }),
+            None => {
+                if let Some(dead_man) = &self.dead_man {
+                    dead_man.stop_refreshing();
+                }
+                self.switch_requests += 1;
+            }
+        }
     }
 
     /// Answers a MassStatus: an OrderStatus report for every order of the account the venue
@@ -477,6 +517,15 @@ impl Session {
             }
             ToSession::MassCancelDone { symbol, cancelled } => {
                 ServerMessage::MassCancelReport { symbol, cancelled }
+            }
+            // The answer to this session's CancelAfter; the refreshes of a cancel-on-disconnect
+            // switch, and other sessions' switches, are not reported.
+            ToSession::SwitchSet { session, deadline } => {
+                if session != self.log_session || self.switch_requests == 0 {
+                    return None;
+                }
+                self.switch_requests -= 1;
+                ServerMessage::SwitchReport { deadline }
             }
             ToSession::SlowConsumer => return Some(End::Logout(logout::SLOW_CONSUMER)),
         };

@@ -68,6 +68,9 @@ pub struct Attachment {
     hub: Arc<Hub>,
     id: u64,
     account: AccountId,
+    /// The session's id on the log (its orders' `session`): random, unique across sites and
+    /// restarts ([`crate::switch::new_session_id`]).
+    pub session: u64,
     /// The session's reports, in log order.
     pub rx: mpsc::Receiver<ToSession>,
 }
@@ -102,6 +105,8 @@ pub struct Hub {
     /// Per shard, the outbox its pump's batches are applied into (reused).
     outboxes: Vec<Mutex<Outbox>>,
     next_session: AtomicU64,
+    /// When a command was last submitted here (gateway clock, ns), for [`Hub::tick_if_idle`].
+    last_submit: AtomicU64,
     counters: HubCounters,
 }
 
@@ -143,6 +148,7 @@ impl Hub {
             members,
             routes: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
+            last_submit: AtomicU64::new(0),
             counters: HubCounters::default(),
         })
     }
@@ -188,13 +194,26 @@ impl Hub {
             hub: self.clone(),
             id,
             account,
+            session: crate::switch::new_session_id(),
             rx,
+        }
+    }
+
+    /// Sends a `clock` to every shard if nothing was submitted here for `idle`: log time then
+    /// moves in a quiet market, so dead-man's switches fire and dedup windows end on time.
+    /// The node calls it every `idle`.
+    pub fn tick_if_idle(&self, idle: std::time::Duration) {
+        let last = self.last_submit.load(Ordering::Relaxed);
+        let idle_ns = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
+        if now_ns().saturating_sub(last) >= idle_ns {
+            let _ = self.submit(CommandKind::Clock);
         }
     }
 
     /// Stamps `kind` with the gateway's clock and queues it for its shard's log.
     pub fn submit(&self, kind: CommandKind) -> Result<(), SubmitError> {
         let ts = now_ns();
+        self.last_submit.store(ts, Ordering::Relaxed);
         let shard = match kind {
             CommandKind::New(new) => self.shard_of(&new.symbol),
             CommandKind::Cancel(cancel) => self.shard_of(&cancel.symbol),

@@ -22,6 +22,7 @@ pub mod hub;
 pub mod md;
 pub mod members;
 pub mod metrics;
+pub mod switch;
 mod throttle;
 
 pub use binary_server::BinaryConfig;

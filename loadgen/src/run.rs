@@ -818,10 +818,11 @@ impl SessionReader {
                 rejected_type,
             } => self.on_session_reject(code, rejected_type),
             ServerMessage::Logout { .. } => return true,
-            // A mass status is never asked for here.
+            // A mass status or a switch is never asked for here.
             ServerMessage::Heartbeat { .. }
             | ServerMessage::LogonAck { .. }
-            | ServerMessage::MassStatusReport { .. } => {}
+            | ServerMessage::MassStatusReport { .. }
+            | ServerMessage::SwitchReport { .. } => {}
         }
         false
     }

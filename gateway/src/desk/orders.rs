@@ -522,10 +522,20 @@ impl OrderTable {
                 };
                 self.amended(key(account, order_id), at, amend, command, out)
             }
-            // Operator controls and switches report through the cancels they cause.
+            EventKind::CancelAfter {
+                account,
+                session,
+                deadline,
+            } => {
+                let set = ToSession::SwitchSet {
+                    session,
+                    deadline: deadline.0,
+                };
+                out.sends.push((account, set));
+            }
+            // Operator controls report through the cancels they cause.
             EventKind::SymbolRejected { .. }
             | EventKind::AccountRejected { .. }
-            | EventKind::CancelAfter { .. }
             | EventKind::TradingStatus { .. }
             | EventKind::KillSwitch { .. } => {}
         }

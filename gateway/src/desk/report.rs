@@ -271,6 +271,9 @@ pub enum ToSession {
         symbol: Option<Symbol>,
         cancelled: u32,
     },
+    /// A dead-man's switch of the account was set (`deadline` on log time, 0: disarmed): the
+    /// answer to a session's own request (sessions of the account ignore the others').
+    SwitchSet { session: u64, deadline: u64 },
     /// The session fell too far behind its reports and must reconnect.
     SlowConsumer,
 }

@@ -26,7 +26,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::throttle::Bucket;
 
@@ -51,6 +51,7 @@ use tokio::task::JoinSet;
 use crate::desk::{gateway_reject, ExecType, GatewayReason, Reason, SubmitError, ToSession};
 use crate::hub::{Attachment, Hub};
 use crate::metrics::now_ns;
+use crate::switch::DeadMan;
 use mapping::{business_reject, Inbound};
 use store::CountersStore;
 
@@ -167,8 +168,6 @@ const REPLY_QUEUE: usize = 1024;
 /// Cancel and replace requests in flight per session whose ClOrdID is echoed back; beyond it,
 /// their answers carry the order's own ClOrdID.
 const ECHOES_MAX: usize = 65_536;
-/// How long a cancel-on-disconnect is retried while the log refuses it.
-const CANCEL_ON_DISCONNECT_RETRY: Duration = Duration::from_secs(5);
 /// Attempts at opening a session store that another connection's session is still closing.
 const STORE_OPEN_TRIES: u32 = 50;
 /// How long `serve` waits for sessions to log out after the shutdown signal.
@@ -244,7 +243,10 @@ impl Echoes {
 /// A logged-on session: its account and what its writer needs.
 struct Live {
     account: AccountId,
-    cancel_on_disconnect: bool,
+    /// The session's id on the log: its orders carry it.
+    log_session: u64,
+    /// Cancel-on-disconnect: the session's dead-man's switch, refreshed while it lives.
+    dead_man: Mutex<Option<DeadMan>>,
     replies: mpsc::Sender<OutboundMessage>,
     bucket: Mutex<Bucket>,
     echoes: Mutex<Echoes>,
@@ -299,7 +301,8 @@ impl Live {
                     Ok(cancelled),
                 ))
             }
-            ToSession::SlowConsumer => None,
+            // FIX members have no CancelAfter request here: a switch report is not theirs.
+            ToSession::SwitchSet { .. } | ToSession::SlowConsumer => None,
         }
     }
 }
@@ -344,13 +347,18 @@ impl FixApp {
         };
         let account = AccountId(member.account);
         let (replies, replies_rx) = mpsc::channel(REPLY_QUEUE);
+        let attachment = self.hub.attach(account);
+        let log_session = attachment.session;
+        let dead_man =
+            cancel_on_disconnect.then(|| DeadMan::arm(self.hub.clone(), account, log_session));
         let live = Live {
             account,
-            cancel_on_disconnect,
+            log_session,
+            dead_man: Mutex::new(dead_man),
             replies,
             bucket: Mutex::new(Bucket::new(self.config.max_msg_per_sec)),
             echoes: Mutex::new(Echoes::default()),
-            parts: Mutex::new(Some((self.hub.attach(account), replies_rx))),
+            parts: Mutex::new(Some((attachment, replies_rx))),
         };
         lock(&self.sessions).insert(session_id.clone(), Arc::new(live));
         bump(&self.counters.logons);
@@ -367,11 +375,14 @@ impl FixApp {
     ) -> Option<OutboundMessage> {
         let account = live.account;
         match inbound {
-            Inbound::New(new) => self.hub.submit(CommandKind::New(new)).err().map(|err| {
-                let mut report = gateway_reject(account, &new, self.refused(err));
-                report.ts = now_ns();
-                mapping::execution_report(&report, None)
-            }),
+            Inbound::New(mut new) => {
+                new.session = live.log_session;
+                self.hub.submit(CommandKind::New(new)).err().map(|err| {
+                    let mut report = gateway_reject(account, &new, self.refused(err));
+                    report.ts = now_ns();
+                    mapping::execution_report(&report, None)
+                })
+            }
             Inbound::Refused { new, why } => {
                 let mut report = gateway_reject(account, &new, why);
                 report.ts = now_ns();
@@ -499,23 +510,6 @@ impl FixApp {
     }
 }
 
-/// Submits a cancel-on-disconnect mass cancel the log refused, retrying for a while.
-async fn retry_submit(hub: Arc<Hub>, counters: Arc<FixCounters>, kind: CommandKind) {
-    let until = Instant::now() + CANCEL_ON_DISCONNECT_RETRY;
-    loop {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        match hub.submit(kind) {
-            Ok(()) => return,
-            Err(err) if Instant::now() >= until => {
-                bump(&counters.cancel_on_disconnect_failed);
-                tracing::error!(%err, "cancel-on-disconnect not submitted");
-                return;
-            }
-            Err(_) => {}
-        }
-    }
-}
-
 #[async_trait]
 impl Application for FixApp {
     async fn on_create(&self, _session_id: &SessionId) {}
@@ -533,17 +527,13 @@ impl Application for FixApp {
         let Some(live) = lock(&self.sessions).remove(session_id) else {
             return;
         };
-        if live.cancel_on_disconnect && reason.was_active() {
+        let dead_man = lock(&live.dead_man).take();
+        if let Some(dead_man) = dead_man {
             bump(&self.counters.cancel_on_disconnect);
-            let kind = CommandKind::MassCancel(MassCancel {
-                account: live.account,
-                symbol: None,
-                session: None,
-            });
-            // Submitted here, before the session is reported closed; retried in the
-            // background only while the log refuses it.
-            if self.hub.submit(kind).is_err() {
-                tokio::spawn(retry_submit(self.hub.clone(), self.counters.clone(), kind));
+            // Submitted here, before the session is reported closed. If the log refuses it,
+            // the switch, no longer refreshed, fires within its timeout at every site.
+            if dead_man.end().is_err() {
+                bump(&self.counters.cancel_on_disconnect_failed);
             }
         }
     }
