@@ -58,7 +58,8 @@ pub enum LogConfig {
         #[serde(default = "default_delivery_timeout_ms")]
         delivery_timeout_ms: u32,
         /// Development only: trade on a topic without replication factor 3,
-        /// `min.insync.replicas` 2 and unclean leader election off (a single tansu broker).
+        /// `min.insync.replicas` 2, unclean leader election off and log-append timestamps (a
+        /// single tansu broker), and take records' create times as the log's time.
         #[serde(default)]
         allow_unsafe_topic: bool,
     },
