@@ -122,11 +122,12 @@ fn appended_commands_are_consumed_in_order_from_any_offset() {
     let mut reader = KafkaReader::new(&config, 0).unwrap();
     let records = read(&mut reader, 500);
     for (n, (offset, cmd)) in records.iter().enumerate() {
-        assert_eq!((*offset, *cmd), (n as u64, commands[n]));
+        assert_eq!((*offset, cmd.kind), (n as u64, commands[n].kind));
     }
-    // A consumer restarted from a snapshot's position carries on from there.
+    // A consumer restarted from a snapshot's position carries on from there, reading the
+    // same records (the same times too).
     let mut restarted = KafkaReader::new(&config, 321).unwrap();
-    assert_eq!(read(&mut restarted, 179)[0], (321, commands[321]));
+    assert_eq!(read(&mut restarted, 179)[0], records[321]);
     assert_eq!(restarted.position(), 500);
 }
 
@@ -174,7 +175,7 @@ fn nothing_acknowledged_is_lost_across_a_broker_restart() {
     let mut reader = KafkaReader::new(&config, 0).unwrap();
     let records = read(&mut reader, 400);
     for (n, (offset, cmd)) in records.iter().enumerate() {
-        assert_eq!((*offset, *cmd), (n as u64, command(n as u64)));
+        assert_eq!((*offset, cmd.kind), (n as u64, command(n as u64).kind));
     }
 }
 
@@ -198,10 +199,15 @@ fn two_engine_replicas_consuming_one_partition_reach_equal_hashes() {
     };
     let (a, b) = (replica("cloud-a"), replica("cloud-b"));
     assert_eq!(a, b);
+    // The log's commands (with the log's times) applied directly.
     let mut direct = Engine::new(flow.engine_config()).unwrap();
     let mut events = Vec::new();
-    for cmd in &commands {
-        direct.apply(cmd, &mut events);
+    for (n, (_, cmd)) in read(&mut KafkaReader::new(&config, 0).unwrap(), commands.len())
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(cmd.kind, commands[n].kind);
+        direct.apply(&cmd, &mut events);
     }
     assert_eq!(a, direct.state_hash());
 }
@@ -268,6 +274,11 @@ fn recovery_from_a_snapshot_plus_the_partition_equals_a_full_replay() {
     }
     log.appender().flush(TIMEOUT).unwrap();
     assert_eq!(log.durable_position().unwrap(), commands.len() as u64);
+    // The commands as the partition holds them, with the log's times.
+    let commands: Vec<Command> = read(&mut KafkaReader::new(&config, 0).unwrap(), commands.len())
+        .into_iter()
+        .map(|(_, cmd)| cmd)
+        .collect();
 
     // A snapshot taken at position 1,234 by a replica that read the partition.
     let dir = tempfile::tempdir().unwrap();
@@ -286,4 +297,53 @@ fn recovery_from_a_snapshot_plus_the_partition_equals_a_full_replay() {
         engine.apply(cmd, &mut events);
     }
     assert_eq!(recovered.engine.state_hash(), engine.state_hash());
+}
+
+#[test]
+fn tansu_reports_log_append_time_but_keeps_the_producers_create_time() {
+    let broker = Broker::start();
+    let config = topic_config(&broker, "time.commands");
+    // Created as the project creates topics: message.timestamp.type=LogAppendTime.
+    create_topic(&config, 1, 1, TIMEOUT).unwrap();
+    let safety = check_topic(&config, TIMEOUT).unwrap();
+    assert_eq!(safety.timestamp_type.as_deref(), Some("LogAppendTime"));
+    assert!(
+        !safety.problems.iter().any(|p| p.contains("timestamp")),
+        "{:?}",
+        safety.problems
+    );
+    // A producer ten minutes fast.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let ahead_ms = now.as_millis() as u64 + 600_000;
+    let fast = Command {
+        ts: engine::TimestampNs(ahead_ms * 1_000_000),
+        ..command(0)
+    };
+    append_acked(&KafkaAppender::new(&config).unwrap(), &[fast]);
+    // tansu 0.6.0 does not honour the setting it reports: the record keeps the producer's
+    // create time, which a development reader takes as the log's time (the bound is the
+    // producers' clock skew)...
+    let read_back = read(&mut KafkaReader::new(&config, 0).unwrap(), 1);
+    assert_eq!(read_back, vec![(0, fast)]);
+    // ...and a reader of a topic that must be safe refuses it.
+    let safe = KafkaConfig {
+        allow_unsafe_topic: false,
+        ..config
+    };
+    let mut reader = KafkaReader::new(&safe, 0).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let err = loop {
+        assert!(Instant::now() < deadline, "no record");
+        match reader.poll(Duration::from_millis(100)) {
+            Ok(None) => continue,
+            Ok(Some(record)) => panic!("took {record:?} without the broker's time"),
+            Err(err) => break err,
+        }
+    };
+    assert!(
+        matches!(err, KafkaLogError::NotAppendTime { offset: 0, .. }),
+        "{err}"
+    );
 }

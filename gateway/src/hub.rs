@@ -4,6 +4,10 @@
 //! - **Into the log**: a session turns a client request into a [`Command`] whose account is the
 //!   session's (never a client field), and [`Hub::submit`]s it to the [`Sequencer`] of the
 //!   symbol's shard (its journal, or its Kafka partition). Nothing is acknowledged here.
+//! - **Time comes from the log, not from here.** The hub stamps a command with its own clock,
+//!   but that stamp is not the engine's time: the journal's writer replaces it with its clock
+//!   as it sequences the command, and a Kafka reader with the record's timestamp (the broker's
+//!   log-append time on a safe topic). A gateway whose clock is wrong moves no site's time.
 //! - **Shards.** A site may run several shards, each its own log and engine, each holding some
 //!   of the symbols ([`Hub::sharded`]). A request goes to its symbol's shard (a symbol no shard
 //!   lists goes to shard 0, whose engine rejects it as `unknown_symbol`). A mass cancel of every
@@ -108,6 +112,8 @@ pub struct Hub {
     /// When a command was last submitted here (gateway clock, ns), for [`Hub::tick_if_idle`].
     last_submit: AtomicU64,
     counters: HubCounters,
+    /// Added to the wall clock when stamping commands: 0 but in tests of a wrong clock.
+    clock_offset_ns: i64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -118,11 +124,13 @@ impl Hub {
     /// A hub over one shard's `sequencer`, for `members`, whose engine remembers finished
     /// orders for `window_ns` of log time (its `dedup_window_ns`).
     pub fn new(sequencer: Arc<dyn Sequencer>, members: Members, window_ns: u64) -> Arc<Hub> {
-        Hub::sharded(vec![sequencer], HashMap::new(), members, window_ns)
+        Hub::sharded(vec![sequencer], HashMap::new(), members, window_ns, 0)
     }
 
     /// A hub over several shards: `shards[s]` is shard `s`'s sequencer and `shard_of` names
-    /// each symbol's shard.
+    /// each symbol's shard. `clock_offset_ns` is added to the wall clock the hub stamps
+    /// commands with: 0 for a real site; tests give a gateway a wrong clock with it (the log
+    /// must not take its time from it).
     ///
     /// # Panics
     /// With no shard, more than [`SHARDS_MAX`], or a symbol mapped to a shard that is not
@@ -132,6 +140,7 @@ impl Hub {
         shard_of: HashMap<Symbol, usize>,
         members: Members,
         window_ns: u64,
+        clock_offset_ns: i64,
     ) -> Arc<Hub> {
         assert!((1..=SHARDS_MAX).contains(&shards.len()), "1 to 64 shards");
         assert!(
@@ -150,6 +159,7 @@ impl Hub {
             next_session: AtomicU64::new(1),
             last_submit: AtomicU64::new(0),
             counters: HubCounters::default(),
+            clock_offset_ns,
         })
     }
 
@@ -210,10 +220,12 @@ impl Hub {
         }
     }
 
-    /// Stamps `kind` with the gateway's clock and queues it for its shard's log.
+    /// Stamps `kind` with the gateway's clock (a producer's create time; the log replaces it
+    /// with its own time, see the module's notes) and queues it for its shard's log.
     pub fn submit(&self, kind: CommandKind) -> Result<(), SubmitError> {
-        let ts = now_ns();
-        self.last_submit.store(ts, Ordering::Relaxed);
+        let now = now_ns();
+        self.last_submit.store(now, Ordering::Relaxed);
+        let ts = now.saturating_add_signed(self.clock_offset_ns);
         let shard = match kind {
             CommandKind::New(new) => self.shard_of(&new.symbol),
             CommandKind::Cancel(cancel) => self.shard_of(&cancel.symbol),
@@ -371,6 +383,7 @@ impl Hub {
         }
         for item in batch {
             if let Emitted::Applied { command, .. } = item {
+                // `ts` is the log's stamp: from sequencing to applied here.
                 counters.applied_latency.record_since(command.ts.0);
             }
         }

@@ -39,8 +39,8 @@ impl LatencyHistogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records the time from `ts` (nanoseconds since the Unix epoch, a command's gateway
-    /// stamp) to now.
+    /// Records the time from `ts` (nanoseconds since the Unix epoch: a command's log time, as
+    /// its sequencer stamped it) to now.
     pub fn record_since(&self, ts: u64) {
         self.record_us(now_ns().saturating_sub(ts) / 1_000);
     }
@@ -61,7 +61,8 @@ impl LatencyHistogram {
     }
 }
 
-/// Wall-clock nanoseconds since the Unix epoch (the gateway's stamp on commands).
+/// Wall-clock nanoseconds since the Unix epoch (the gateway's stamp on commands, which the log
+/// replaces with its own time).
 pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -90,7 +91,8 @@ pub const REJECT_REASONS: [RejectReason; 13] = [
 pub struct HubCounters {
     /// Engine rejects, by reason ([`REJECT_REASONS`] order).
     pub rejects: [AtomicU64; REJECT_REASONS.len()],
-    /// From the gateway's stamp to the pump seeing the command applied.
+    /// From the log's stamp on a command (the journal writer's clock as it sequenced it, or
+    /// the Kafka record's timestamp, in whole milliseconds) to the pump seeing it applied.
     pub applied_latency: LatencyHistogram,
     pub submitted: AtomicU64,
     pub submit_busy: AtomicU64,

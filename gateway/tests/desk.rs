@@ -493,6 +493,7 @@ fn a_status_request_is_answered_with_the_order_on_its_symbols_shard() {
         HashMap::from([(btc, 0), (eth, 1)]),
         Members::new(Vec::new()).unwrap(),
         16,
+        0,
     );
     let mut shards = [Shard::new(16), Shard::new(16)];
     for (shard, symbol) in [btc, eth].into_iter().enumerate() {

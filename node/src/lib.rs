@@ -84,6 +84,15 @@ struct Addrs {
 impl Node {
     /// Recovers every shard and starts serving.
     pub fn start(config: NodeConfig) -> anyhow::Result<Node> {
+        Node::start_with_clock_offset(config, 0)
+    }
+
+    /// [`Node::start`] with a gateway whose clock is `clock_offset_ns` off the wall clock
+    /// when it stamps commands: for tests that a wrong gateway clock moves no log time.
+    pub fn start_with_clock_offset(
+        config: NodeConfig,
+        clock_offset_ns: i64,
+    ) -> anyhow::Result<Node> {
         let plan = config.plan()?;
         let admin = admin_token(&config)?;
         let members = Members::new(config.members.clone()).context("members")?;
@@ -110,7 +119,13 @@ impl Node {
             .map(|view| -> Arc<dyn Sequencer> { Arc::new(ShardSequencer(view.clone())) })
             .collect();
         let window_ns = config.engine.dedup_window_ns;
-        let hub = Hub::sharded(sequencers, plan.shard_of, members, window_ns);
+        let hub = Hub::sharded(
+            sequencers,
+            plan.shard_of,
+            members,
+            window_ns,
+            clock_offset_ns,
+        );
         let missing: Vec<_> = (opened.iter().zip(&plan.shards))
             .flat_map(|(shard, planned)| planned.symbols.iter().filter(|a| !shard.lists(&a.symbol)))
             .copied()

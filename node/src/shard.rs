@@ -58,8 +58,9 @@ pub struct ShardView {
     pub log: LogHandle,
     /// The matcher's rings, once it runs.
     pub rings: OnceLock<Rings>,
-    /// From the gateway's stamp to the feeder reading the command back from the committed
-    /// log: the log's commit latency as sessions see it.
+    /// From the log's stamp on a command (the journal writer's clock as it sequences the
+    /// batch, before its write and fsync; a Kafka record's timestamp, in whole milliseconds) to
+    /// the feeder reading it back from the committed log: the log's commit latency.
     pub sequenced_latency: LatencyHistogram,
     read_failure: OnceLock<String>,
 }

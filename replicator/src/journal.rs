@@ -6,6 +6,10 @@
 //!   batch, and makes them durable with `sync_data` per the [`FsyncPolicy`]. Only then does
 //!   the durable position advance, and readers never read past it: a command is read back
 //!   (and so acknowledged) only once it is on disk.
+//! - **The writer is the log's clock.** It stamps every command of a batch with its own wall
+//!   clock when it sequences the batch, never going backwards (`ts = max(previous ts, now)`,
+//!   the previous one recovered from the journal at open); whatever `ts` a submitter put in a
+//!   command is replaced. Readers, and so replays, read the stored `ts`.
 //! - An fsync failure is fatal: the writer stops and every later append fails. It never
 //!   retries (after a failed fsync the kernel may have dropped the dirty pages).
 //! - Recovery ([`Journal::open`]) takes the directory's lock (one writer at a time), checks
@@ -31,10 +35,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use engine::Command;
+use engine::{Command, TimestampNs};
 use serde::{Deserialize, Serialize};
 
 use crate::record::{self, Invalid, HEADER_LEN};
@@ -160,15 +164,16 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
         .map_err(io_err(dir))
 }
 
-/// Checks the last segment from its start. Returns the position after its last good record
-/// and the byte length of its good part. A record whose checksum holds but whose position or
+/// Checks the last segment from its start. Returns the position after its last good record,
+/// the byte length of its good part and the `ts` of that record (if the segment has one). A record whose checksum holds but whose position or
 /// payload is wrong cannot come from a torn write: that is corruption (or a newer format), and
 /// is refused. A record cut short or failing its checksum is a torn tail, cut here, unless a
 /// later record proves it had been durable.
-fn scan_segment(segment: &Segment, recovery: &mut Recovery) -> Result<(u64, u64), JournalError> {
+fn scan_segment(segment: &Segment, recovery: &mut Recovery) -> Result<Scanned, JournalError> {
     let bytes = fs::read(&segment.path).map_err(io_err(&segment.path))?;
     let mut offset = 0usize;
     let mut position = segment.first;
+    let mut last_ts = None;
     while offset < bytes.len() {
         let corrupt = |reason: String| JournalError::Corrupt {
             segment: segment.path.clone(),
@@ -196,9 +201,10 @@ fn scan_segment(segment: &Segment, recovery: &mut Recovery) -> Result<(u64, u64)
                 return Err(corrupt(bad.to_string()));
             }
             Ok(frame) => match record::command(&frame) {
-                Ok(_) => {
+                Ok(command) => {
                     offset += frame.size();
                     position += 1;
+                    last_ts = Some(command.ts.0);
                     continue;
                 }
                 Err(bad) => return Err(corrupt(bad.to_string())),
@@ -221,9 +227,60 @@ fn scan_segment(segment: &Segment, recovery: &mut Recovery) -> Result<(u64, u64)
             .and_then(|()| file.sync_all())
             .map_err(io_err(&segment.path))?;
         recovery.truncated_bytes += (bytes.len() - offset) as u64;
-        return Ok((position, offset as u64));
+        break;
     }
-    Ok((position, offset as u64))
+    Ok(Scanned {
+        end: position,
+        len: offset as u64,
+        last_ts,
+    })
+}
+
+/// What [`scan_segment`] found in the last segment.
+struct Scanned {
+    /// The position after its last good record.
+    end: u64,
+    /// The byte length of its good part.
+    len: u64,
+    /// The `ts` of its last good record.
+    last_ts: Option<u64>,
+}
+
+/// The `ts` of the last record of a sealed segment (fsynced before the next one began), for
+/// when the last segment holds none: a crash right after a roll, or a tail cut whole.
+/// Damage stops the walk; readers refuse it with its place when they reach it.
+fn last_ts_sealed(segment: &Segment) -> Result<Option<u64>, JournalError> {
+    let bytes = fs::read(&segment.path).map_err(io_err(&segment.path))?;
+    let mut offset = 0;
+    let mut last_ts = None;
+    while let Ok(frame) = record::frame(&bytes[offset..]) {
+        offset += frame.size();
+        if !frame.is_mark() {
+            match record::command(&frame) {
+                Ok(command) => last_ts = Some(command.ts.0),
+                Err(_) => break,
+            }
+        }
+    }
+    Ok(last_ts)
+}
+
+/// The `ts` of the last record before the last segment (0 in an empty journal).
+fn last_ts_before(segments: &[Segment]) -> Result<u64, JournalError> {
+    let sealed = &segments[..segments.len().saturating_sub(1)];
+    for segment in sealed.iter().rev() {
+        if let Some(ts) = last_ts_sealed(segment)? {
+            return Ok(ts);
+        }
+    }
+    Ok(0)
+}
+
+/// Wall-clock nanoseconds since the Unix epoch: the writer's clock.
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// A record in `bytes` (which follow a bad record at `position`) proving that the bad record had
@@ -359,9 +416,18 @@ impl Journal {
         let first = segments.first().map_or(0, |s| s.first);
         // Only the last segment can have a torn tail: every earlier one was fsynced before the
         // next was started. Their records are checked as they are read, like every record.
-        let (end, tail_len) = match segments.last() {
+        let scanned = match segments.last() {
             Some(last) => scan_segment(last, &mut recovery)?,
-            None => (0, 0),
+            None => Scanned {
+                end: 0,
+                len: 0,
+                last_ts: None,
+            },
+        };
+        let (end, tail_len) = (scanned.end, scanned.len);
+        let last_ts = match scanned.last_ts {
+            Some(ts) => ts,
+            None => last_ts_before(&segments)?,
         };
         recovery.records = end;
         if segments.is_empty() {
@@ -395,6 +461,7 @@ impl Journal {
             segment_len: tail_len,
             next: end,
             written: end,
+            last_ts,
             buf: Vec::with_capacity(1 << 20),
             unsynced_since: None,
         };
@@ -473,6 +540,8 @@ struct Writer {
     next: u64,
     /// Position after the last record written to the file: what a sync makes durable.
     written: u64,
+    /// The `ts` of the last record written: the next batch's is never below it.
+    last_ts: u64,
     buf: Vec<u8>,
     /// When the oldest written-but-unsynced batch was written.
     unsynced_since: Option<Instant>,
@@ -554,12 +623,16 @@ impl Writer {
         }
     }
 
-    /// Writes `batch` as records at the next positions (not yet durable).
+    /// Writes `batch` as records at the next positions (not yet durable), each stamped with
+    /// the writer's clock as it sequences them (one reading per batch, never backwards).
     fn write(&mut self, batch: &[Command]) -> Result<(), JournalError> {
         let synced_through = self.shared.durable.load(Ordering::Relaxed);
+        self.last_ts = self.last_ts.max(now_ns());
+        let ts = TimestampNs(self.last_ts);
         self.buf.clear();
         for command in batch {
-            record::encode(&mut self.buf, self.next, synced_through, command);
+            let stamped = Command { ts, ..*command };
+            record::encode(&mut self.buf, self.next, synced_through, &stamped);
             self.next += 1;
         }
         let first = self.next - batch.len() as u64;

@@ -13,31 +13,37 @@
 //!   It reports "unknown" and lets the client resend with the same client order id.
 //! - [`KafkaReader`]: a consumer assigned explicitly to the shard's partition (no group
 //!   rebalancing), positioned at an offset (from a snapshot), that refuses to skip: an offset
-//!   out of range is an error, and so is a record that fails its checksum.
+//!   out of range is an error, and so is a record that fails its checksum. Each command's `ts`
+//!   is the record's timestamp as the broker returns it ([`log_time`]): the broker's append time
+//!   on a topic with `message.timestamp.type=LogAppendTime` (every site reads the same record,
+//!   so the same time); on a safe topic a record without it is refused.
 //! - [`Watermarks`]: a background thread that reads the partition's high watermark (the
 //!   committed end) every interval, for consumer lag and for knowing the log is reachable.
-//! - [`check_topic`]: reads the topic's replication factor, `min.insync.replicas` and
-//!   `unclean.leader.election.enable`; a node refuses to trade on an unsafe topic unless started
-//!   with the explicit development flag.
+//! - [`check_topic`]: reads the topic's replication factor, `min.insync.replicas`,
+//!   `unclean.leader.election.enable` and `message.timestamp.type`; a node refuses to trade on
+//!   an unsafe topic unless started with the explicit development flag.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use engine::Command;
+use engine::{Command, TimestampNs};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::message::{DeliveryResult, Message, Timestamp};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 /// Record value format version.
 const VERSION: u8 = 1;
+
+/// The `message.timestamp.type` that makes the broker stamp each record as it appends it.
+pub const LOG_APPEND_TIME: &str = "LogAppendTime";
 
 /// Where a shard's log lives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +98,11 @@ pub enum KafkaLogError {
     OffsetGap { expected: u64, found: i64 },
     #[error("topic {topic} is not safe to trade on: {}", reasons.join("; "))]
     UnsafeTopic { topic: String, reasons: Vec<String> },
+    #[error(
+        "record at offset {offset} carries {found:?}, not the broker's log-append time: the \
+         broker does not honour message.timestamp.type=LogAppendTime"
+    )]
+    NotAppendTime { offset: i64, found: Timestamp },
     #[error("topic {0} does not exist or has no partition {1}")]
     NoPartition(String, i32),
     #[error("starting a thread: {0}")]
@@ -183,12 +194,15 @@ impl KafkaAppender {
         })
     }
 
-    /// Queues `command` for the shard's partition.
+    /// Queues `command` for the shard's partition, its `ts` as the record's create time (what
+    /// a broker that keeps create times hands back as the log's time; one that stamps
+    /// log-append times replaces it).
     pub fn append(&self, command: &Command) -> Result<(), KafkaLogError> {
         let value = encode(command);
         let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic)
             .partition(self.partition)
-            .payload(&value);
+            .payload(value.as_slice())
+            .timestamp((command.ts.0 / 1_000_000) as i64);
         self.producer.send(record).map_err(|(err, _)| match err {
             KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => KafkaLogError::Full,
             other => KafkaLogError::Kafka(other),
@@ -211,6 +225,8 @@ pub struct KafkaReader {
     consumer: BaseConsumer,
     next: u64,
     transient_errors: u64,
+    /// Refuse a record whose timestamp is not the broker's log-append time (a safe topic).
+    append_time_only: bool,
 }
 
 /// Consumer errors that mean the log cannot be read in order from here.
@@ -252,6 +268,7 @@ impl KafkaReader {
             consumer,
             next: from,
             transient_errors: 0,
+            append_time_only: !config.allow_unsafe_topic,
         })
     }
 
@@ -288,11 +305,30 @@ impl KafkaReader {
                 found: offset,
             });
         }
-        let command = decode(message.payload().unwrap_or(&[]))
+        let mut command = decode(message.payload().unwrap_or(&[]))
             .map_err(|reason| KafkaLogError::Corrupt { offset, reason })?;
+        let found = message.timestamp();
+        command.ts = match (log_time(found), found) {
+            (Some(ts), Timestamp::LogAppendTime(_)) => ts,
+            (Some(ts), _) if !self.append_time_only => ts,
+            (Some(_), _) => return Err(KafkaLogError::NotAppendTime { offset, found }),
+            (None, _) => {
+                let reason = "the record has no timestamp".to_string();
+                return Err(KafkaLogError::Corrupt { offset, reason });
+            }
+        };
         self.next += 1;
         Ok(Some((offset as u64, command)))
     }
+}
+
+/// A record's time as the log's time, in nanoseconds: its timestamp as the broker returns it,
+/// whoever set it (the broker's append time with `LogAppendTime`, the producer's clock with
+/// `CreateTime`). Every site reads the same record, so every site gets the same time; the
+/// engine keeps the largest seen, so a broker clock that steps back never moves log time back.
+pub fn log_time(timestamp: Timestamp) -> Option<TimestampNs> {
+    let ms = timestamp.to_millis().filter(|&ms| ms >= 0)?;
+    Some(TimestampNs((ms as u64).saturating_mul(1_000_000)))
 }
 
 /// What the durability check found.
@@ -303,6 +339,8 @@ pub struct TopicSafety {
     pub replication_factor: usize,
     pub min_insync_replicas: Option<u32>,
     pub unclean_leader_election: Option<bool>,
+    /// `message.timestamp.type`: `LogAppendTime` makes the broker the log's clock.
+    pub timestamp_type: Option<String>,
     /// Why it is unsafe; empty when safe.
     pub problems: Vec<String>,
 }
@@ -311,9 +349,10 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     futures_executor::block_on(future)
 }
 
-/// Checks that `config.topic` is durable enough to trade on: replication factor at least 3,
-/// `min.insync.replicas` at least 2, unclean leader election off. Errors when it is not,
-/// unless `allow_unsafe_topic` (then the problems are only reported).
+/// Checks that `config.topic` is safe to trade on: replication factor at least 3,
+/// `min.insync.replicas` at least 2, unclean leader election off, and
+/// `message.timestamp.type=LogAppendTime` (the broker, not each gateway, is the log's clock).
+/// Errors when it is not, unless `allow_unsafe_topic` (then the problems are only reported).
 pub fn check_topic(config: &KafkaConfig, timeout: Duration) -> Result<TopicSafety, KafkaLogError> {
     let consumer: BaseConsumer = config.client().create()?;
     let metadata = consumer.fetch_metadata(Some(&config.topic), timeout)?;
@@ -339,17 +378,14 @@ pub fn check_topic(config: &KafkaConfig, timeout: Duration) -> Result<TopicSafet
         .map(|p| p.replicas().len())
         .min()
         .unwrap_or(0);
-    let (min_insync_replicas, unclean_leader_election) = durability_configs(config, timeout)?;
+    let reported = durability_configs(config, timeout)?;
     let safety = TopicSafety {
         partitions: topic.partitions().len(),
         replication_factor,
-        min_insync_replicas,
-        unclean_leader_election,
-        problems: durability_problems(
-            replication_factor,
-            min_insync_replicas,
-            unclean_leader_election,
-        ),
+        problems: durability_problems(replication_factor, &reported),
+        min_insync_replicas: reported.min_insync_replicas,
+        unclean_leader_election: reported.unclean_leader_election,
+        timestamp_type: reported.timestamp_type,
     };
     if !safety.problems.is_empty() && !config.allow_unsafe_topic {
         return Err(KafkaLogError::UnsafeTopic {
@@ -360,12 +396,21 @@ pub fn check_topic(config: &KafkaConfig, timeout: Duration) -> Result<TopicSafet
     Ok(safety)
 }
 
-/// The topic's `min.insync.replicas` and `unclean.leader.election.enable`, as far as the
-/// cluster reports them (tansu reports neither).
+/// The topic settings the safety check reads, as far as the cluster reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopicConfigs {
+    pub min_insync_replicas: Option<u32>,
+    pub unclean_leader_election: Option<bool>,
+    pub timestamp_type: Option<String>,
+}
+
+/// The topic's `min.insync.replicas`, `unclean.leader.election.enable` and
+/// `message.timestamp.type`, as far as the cluster reports them (the mock cluster reports
+/// none; tansu reports what the topic was created with, honoured or not).
 fn durability_configs(
     config: &KafkaConfig,
     timeout: Duration,
-) -> Result<(Option<u32>, Option<bool>), KafkaLogError> {
+) -> Result<TopicConfigs, KafkaLogError> {
     let admin: AdminClient<DefaultClientContext> = config.client().create()?;
     let options = AdminOptions::new().request_timeout(Some(timeout));
     let described =
@@ -380,32 +425,38 @@ fn durability_configs(
             .and_then(|r| r.get(name))
             .and_then(|e| e.value.clone())
     };
-    let min_insync_replicas = value("min.insync.replicas").and_then(|v| v.parse().ok());
-    let unclean_leader_election = value("unclean.leader.election.enable").map(|v| v == "true");
-    Ok((min_insync_replicas, unclean_leader_election))
+    Ok(TopicConfigs {
+        min_insync_replicas: value("min.insync.replicas").and_then(|v| v.parse().ok()),
+        unclean_leader_election: value("unclean.leader.election.enable").map(|v| v == "true"),
+        timestamp_type: value("message.timestamp.type"),
+    })
 }
 
-/// Why a topic with these settings is not durable enough to trade on (empty: it is).
-fn durability_problems(
-    replication_factor: usize,
-    min_insync_replicas: Option<u32>,
-    unclean_leader_election: Option<bool>,
-) -> Vec<String> {
+/// Why a topic with these settings is not safe to trade on (empty: it is).
+pub fn durability_problems(replication_factor: usize, reported: &TopicConfigs) -> Vec<String> {
     let mut problems = Vec::new();
     if replication_factor < 3 {
         problems.push(format!(
             "replication factor {replication_factor} (need 3: one per site)"
         ));
     }
-    match min_insync_replicas {
+    match reported.min_insync_replicas {
         Some(n) if n >= 2 => {}
         Some(n) => problems.push(format!("min.insync.replicas {n} (need 2)")),
         None => problems.push("min.insync.replicas not reported".into()),
     }
-    match unclean_leader_election {
+    match reported.unclean_leader_election {
         Some(false) => {}
         Some(true) => problems.push("unclean.leader.election.enable is true".into()),
         None => problems.push("unclean.leader.election.enable not reported".into()),
+    }
+    match reported.timestamp_type.as_deref() {
+        Some(LOG_APPEND_TIME) => {}
+        Some(other) => problems.push(format!(
+            "message.timestamp.type {other} (need {LOG_APPEND_TIME}: the broker's clock, not \
+             each producer's, is the log's time)"
+        )),
+        None => problems.push("message.timestamp.type not reported".into()),
     }
     problems
 }
@@ -429,7 +480,8 @@ pub fn create_topic(
         TopicReplication::Fixed(replication),
     )
     .set("min.insync.replicas", &min_insync)
-    .set("unclean.leader.election.enable", "false");
+    .set("unclean.leader.election.enable", "false")
+    .set("message.timestamp.type", LOG_APPEND_TIME);
     let results = block_on(admin.create_topics([&topic], &options))?;
     for result in results {
         if let Err((_, code)) = result {
@@ -595,5 +647,47 @@ impl Drop for Watermarks {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn safe() -> TopicConfigs {
+        TopicConfigs {
+            min_insync_replicas: Some(2),
+            unclean_leader_election: Some(false),
+            timestamp_type: Some(LOG_APPEND_TIME.into()),
+        }
+    }
+
+    #[test]
+    fn a_topic_whose_broker_does_not_stamp_records_is_unsafe() {
+        assert!(durability_problems(3, &safe()).is_empty());
+        let create_time = TopicConfigs {
+            timestamp_type: Some("CreateTime".into()),
+            ..safe()
+        };
+        let problems = durability_problems(3, &create_time);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].starts_with("message.timestamp.type CreateTime"));
+        let silent = TopicConfigs {
+            timestamp_type: None,
+            ..safe()
+        };
+        assert_eq!(
+            durability_problems(3, &silent),
+            vec!["message.timestamp.type not reported".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_records_time_is_its_timestamp_in_nanoseconds_whoever_set_it() {
+        let ns = Some(TimestampNs(1_700_000_000_123_000_000));
+        assert_eq!(log_time(Timestamp::LogAppendTime(1_700_000_000_123)), ns);
+        assert_eq!(log_time(Timestamp::CreateTime(1_700_000_000_123)), ns);
+        assert_eq!(log_time(Timestamp::NotAvailable), None);
+        assert_eq!(log_time(Timestamp::CreateTime(-1)), None);
     }
 }

@@ -58,7 +58,8 @@ pub enum LogConfig {
         #[serde(default = "default_delivery_timeout_ms")]
         delivery_timeout_ms: u32,
         /// Development only: trade on a topic without replication factor 3,
-        /// `min.insync.replicas` 2 and unclean leader election off (a single tansu broker).
+        /// `min.insync.replicas` 2, unclean leader election off and log-append timestamps (a
+        /// single tansu broker), and take records' create times as the log's time.
         #[serde(default)]
         allow_unsafe_topic: bool,
     },
@@ -385,6 +386,11 @@ mod tests {
             .map_err(|e| e.to_string())
     }
 
+    fn wall_ns() -> u64 {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        since.unwrap().as_nanos() as u64
+    }
+
     #[test]
     fn a_journal_takes_batch_or_milliseconds() {
         let batch = parse("[log]\nkind = \"journal\"\nfsync = \"batch\"\n").unwrap();
@@ -454,6 +460,7 @@ mod tests {
                 session: None,
             }),
         };
+        let before = wall_ns();
         handle.try_append(&command).unwrap();
         handle.try_append(&command).unwrap();
         let mut reader = log.reader(0).unwrap();
@@ -465,7 +472,12 @@ mod tests {
                 })
                 .unwrap();
         }
-        assert_eq!(read, vec![(0, command), (1, command)]);
+        // Stamped by the journal's writer as it sequenced them, not with the submitter's ts.
+        let after = wall_ns();
+        for (at, (position, read)) in read.into_iter().enumerate() {
+            assert_eq!((position, read.kind), (at as u64, command.kind));
+            assert!((before..=after).contains(&read.ts.0), "{read:?}");
+        }
         assert_eq!(log.close(Duration::from_secs(1)), 2);
         assert_eq!(handle.try_append(&command), Err(Refused::Unavailable));
         assert_eq!(handle.durable(), 2);

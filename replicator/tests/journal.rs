@@ -3,9 +3,13 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use engine::{AccountId, Command, CommandKind, MassCancel};
+use engine::{
+    AccountId, AddSymbol, CancelAfter, Command, CommandKind, Engine, EngineConfig, Event,
+    MassCancel, NewOrder, OrdType, OrderId, OrderStatus, Price, Qty, Side, Stp, Symbol, Tif,
+    TimestampNs, FIXED_ONE,
+};
 use replicator::journal::{FsyncPolicy, Journal, JournalConfig, JournalError, JournalReader};
 
 /// A command that says which position it was written at.
@@ -45,6 +49,11 @@ fn read_all(reader: &mut JournalReader) -> Vec<(u64, Command)> {
     out
 }
 
+/// A record's position and what it asks (its `ts` is the writer's, not the appender's).
+fn kind_at(record: &(u64, Command)) -> (u64, CommandKind) {
+    (record.0, record.1.kind)
+}
+
 fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
@@ -69,12 +78,12 @@ fn appended_commands_are_read_back_in_order_once_durable() {
     let records = read_all(&mut reader);
     assert_eq!(records.len(), 1000);
     for (n, (position, cmd)) in records.iter().enumerate() {
-        assert_eq!((*position, *cmd), (n as u64, command(n as u64)));
+        assert_eq!((*position, cmd.kind), (n as u64, command(n as u64).kind));
     }
     assert_eq!(reader.position(), 1000);
     // A reader can start anywhere.
     let mut middle = journal.reader(640).unwrap();
-    assert_eq!(read_all(&mut middle)[0], (640, command(640)));
+    assert_eq!(kind_at(&read_all(&mut middle)[0]), (640, command(640).kind));
     assert_eq!(journal.close(), 1000);
 }
 
@@ -102,7 +111,7 @@ fn segments_roll_and_everything_survives_a_reopen() {
     wait_durable(&journal, 2100);
     let all = read_all(&mut journal.reader(1500).unwrap());
     assert_eq!(all.len(), 600);
-    assert_eq!(all.last().unwrap(), &(2099, command(2099)));
+    assert_eq!(kind_at(all.last().unwrap()), (2099, command(2099).kind));
 }
 
 #[test]
@@ -126,7 +135,7 @@ fn a_torn_tail_is_cut_and_nothing_after_it_is_replayed() {
     wait_durable(&journal, 110);
     let records = read_all(&mut journal.reader(95).unwrap());
     assert_eq!(records.len(), 15);
-    assert_eq!(records.last().unwrap(), &(109, command(109)));
+    assert_eq!(kind_at(records.last().unwrap()), (109, command(109).kind));
 }
 
 #[test]
@@ -359,6 +368,150 @@ fn sync_marks_are_invisible_to_readers() {
     assert!(records
         .iter()
         .enumerate()
-        .all(|(n, r)| *r == (n as u64, command(n as u64))));
+        .all(|(n, r)| kind_at(r) == (n as u64, command(n as u64).kind)));
     assert_eq!(read_all(&mut journal.reader(15).unwrap()).len(), 15);
+}
+
+const TEN_MINUTES_NS: u64 = 600_000_000_000;
+
+fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn at(ts: u64, command: Command) -> Command {
+    Command {
+        ts: TimestampNs(ts),
+        ..command
+    }
+}
+
+#[test]
+fn the_writer_stamps_each_command_with_its_own_clock_whatever_the_submitter_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    let before = wall_ns();
+    // A submitter ten minutes fast, then one at the epoch, then ordinary ones.
+    journal
+        .append(at(before + TEN_MINUTES_NS, command(0)))
+        .unwrap();
+    journal.append(at(0, command(1))).unwrap();
+    append_all(&journal, 2..1000);
+    wait_durable(&journal, 1000);
+    let after = wall_ns();
+    let records = read_all(&mut journal.reader(0).unwrap());
+    assert_eq!(records.len(), 1000);
+    for (position, cmd) in &records {
+        assert!(
+            (before..=after).contains(&cmd.ts.0),
+            "record {position} at {} is not the writer's time ({before}..={after})",
+            cmd.ts.0
+        );
+    }
+    assert!(
+        records.windows(2).all(|w| w[0].1.ts <= w[1].1.ts),
+        "log time never goes back"
+    );
+    journal.close();
+    // A replay reads the stored time, not a new one.
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    assert_eq!(read_all(&mut journal.reader(0).unwrap()), records);
+}
+
+#[test]
+fn log_time_never_goes_back_across_a_restart_even_after_an_empty_last_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    append_all(&journal, 0..10);
+    journal.close();
+    // The last record was stamped an hour ahead of this clock (the machine's clock has since
+    // been stepped back).
+    let ahead = wall_ns() + 6 * TEN_MINUTES_NS;
+    let mut raw = Vec::new();
+    replicator::record::encode(&mut raw, 10, 10, &at(ahead, command(10)));
+    append_raw(dir.path(), &raw);
+    let (journal, recovery) = Journal::open(config(dir.path())).unwrap();
+    assert_eq!(recovery.records, 11);
+    append_all(&journal, 11..20);
+    wait_durable(&journal, 20);
+    let records = read_all(&mut journal.reader(11).unwrap());
+    assert!(records.iter().all(|(_, c)| c.ts.0 == ahead), "{records:?}");
+    journal.close();
+    // A crash right after a roll leaves the last segment empty: the time comes from the one
+    // before it.
+    fs::File::create(dir.path().join(format!("{:020}.journal", 20))).unwrap();
+    let (journal, recovery) = Journal::open(config(dir.path())).unwrap();
+    assert_eq!((recovery.records, recovery.segments), (20, 2));
+    append_all(&journal, 20..25);
+    wait_durable(&journal, 25);
+    let records = read_all(&mut journal.reader(20).unwrap());
+    assert!(records.iter().all(|(_, c)| c.ts.0 == ahead), "{records:?}");
+}
+
+/// A listed symbol, a resting order of session 7 and that session's dead-man's switch of
+/// `timeout_ns`, all submitted at `now`.
+fn armed_switch(now: u64, timeout_ns: u64) -> Vec<Command> {
+    let symbol = Symbol::new("BTC-USD").unwrap();
+    let new = NewOrder {
+        account: AccountId(1),
+        order_id: OrderId::new("resting").unwrap(),
+        symbol,
+        side: Side::Buy,
+        ord_type: OrdType::Limit,
+        price: Some(Price(100 * FIXED_ONE)),
+        qty: Qty(FIXED_ONE),
+        tif: Tif::Gtc,
+        post_only: false,
+        stp: Stp::CancelTaker,
+        session: 7,
+    };
+    let switch = CancelAfter {
+        account: AccountId(1),
+        session: 7,
+        timeout_ns,
+    };
+    let add = AddSymbol {
+        symbol,
+        tick: Price(FIXED_ONE / 100),
+        lot: Qty(FIXED_ONE / 100),
+    };
+    [
+        CommandKind::AddSymbol(add),
+        CommandKind::New(new),
+        CommandKind::CancelAfter(switch),
+    ]
+    .map(|kind| Command::new(now, kind))
+    .to_vec()
+}
+
+#[test]
+fn a_submitter_ten_minutes_fast_fires_no_dead_mans_switch_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    let now = wall_ns();
+    let mut commands = armed_switch(now, 30_000_000_000);
+    // Another gateway, its clock ten minutes fast, moves the clock.
+    commands.push(Command::new(now + TEN_MINUTES_NS, CommandKind::Clock));
+    for cmd in &commands {
+        journal.append(*cmd).unwrap();
+    }
+    wait_durable(&journal, commands.len() as u64);
+    let mut engine = Engine::new(EngineConfig::default()).unwrap();
+    let mut events: Vec<Event> = Vec::new();
+    let mut reader = journal.reader(0).unwrap();
+    reader
+        .poll(usize::MAX, |_, cmd| engine.apply(&cmd, &mut events))
+        .unwrap();
+    let after = wall_ns();
+    let order = engine
+        .order(AccountId(1), &OrderId::new("resting").unwrap())
+        .unwrap();
+    assert_eq!(order.status, OrderStatus::New, "the switch fired early");
+    assert!(
+        (now..=after).contains(&engine.stats().clock.0),
+        "the engine's clock moved to {:?} (now {now})",
+        engine.stats().clock
+    );
 }

@@ -1,14 +1,15 @@
 //! Kafka's own failover, which tansu (a single broker) cannot show: librdkafka's mock cluster
 //! with three brokers (one per site), a replication-factor-3 partition whose leader moves to
 //! another site's broker and whose first leader's broker goes down, mid-stream. The idempotent
-//! producer keeps order and loses nothing acknowledged; the reader carries on.
+//! producer keeps order and loses nothing acknowledged; the reader carries on. And what the
+//! mock cluster does with record timestamps (it keeps the producer's create time).
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engine::{AccountId, Command, CommandKind, MassCancel};
 use rdkafka::mocking::MockCluster;
-use replicator::kafka::{check_topic, KafkaAppender, KafkaConfig, KafkaReader};
+use replicator::kafka::{check_topic, KafkaAppender, KafkaConfig, KafkaLogError, KafkaReader};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const TOPIC: &str = "shard.commands";
@@ -85,7 +86,7 @@ fn leader_moves_and_a_broker_goes_down_mid_stream_without_loss_or_reordering() {
     );
     // Every acknowledged command, once, in order, at contiguous offsets.
     for (n, (offset, cmd)) in read.iter().enumerate() {
-        assert_eq!((*offset, *cmd), (n as u64, command(n as u64)));
+        assert_eq!((*offset, cmd.kind), (n as u64, command(n as u64).kind));
     }
 }
 
@@ -117,4 +118,66 @@ fn a_reader_positioned_past_the_log_refuses_to_jump() {
         }
     };
     assert!(err.to_string().contains("offset"), "{err}");
+}
+
+/// Waits for the next record (or error) from `reader`.
+fn next(reader: &mut KafkaReader) -> Result<(u64, Command), KafkaLogError> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "no record");
+        if let Some(record) = reader.poll(Duration::from_millis(100)).transpose() {
+            return record;
+        }
+    }
+}
+
+#[test]
+fn the_mock_cluster_keeps_the_producers_create_time_so_only_a_development_topic_reads_it() {
+    let cluster = MockCluster::new(3).unwrap();
+    // The mock cluster has no CreateTopics or DescribeConfigs: a topic cannot be given
+    // message.timestamp.type, and the check hears none.
+    cluster.create_topic(TOPIC, 1, 3).unwrap();
+    let config = KafkaConfig {
+        allow_unsafe_topic: true,
+        ..KafkaConfig::new(&cluster.bootstrap_servers(), TOPIC, 0)
+    };
+    let safety = check_topic(&config, Duration::from_secs(5)).unwrap();
+    assert_eq!(safety.timestamp_type, None);
+    assert!(
+        safety
+            .problems
+            .contains(&"message.timestamp.type not reported".to_string()),
+        "{:?}",
+        safety.problems
+    );
+    // A producer ten minutes fast.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let ahead_ms = now.as_millis() as u64 + 600_000;
+    let appender = KafkaAppender::new(&config).unwrap();
+    appender
+        .append(&Command {
+            ts: engine::TimestampNs(ahead_ms * 1_000_000 + 123),
+            ..command(0)
+        })
+        .unwrap();
+    appender.flush(TIMEOUT).unwrap();
+    // A development reader takes the record's create time as the log's time: on this broker
+    // a producer's clock skew is the bound.
+    let (offset, read) = next(&mut KafkaReader::new(&config, 0).unwrap()).unwrap();
+    assert_eq!((offset, read.kind), (0, command(0).kind));
+    assert_eq!(
+        read.ts.0,
+        ahead_ms * 1_000_000,
+        "the record's time, in whole ms"
+    );
+    // A reader of a topic that must be safe refuses a record the broker did not stamp.
+    let safe = KafkaConfig {
+        allow_unsafe_topic: false,
+        ..config
+    };
+    let err = next(&mut KafkaReader::new(&safe, 0).unwrap()).unwrap_err();
+    assert!(
+        matches!(err, KafkaLogError::NotAppendTime { offset: 0, .. }),
+        "{err}"
+    );
 }

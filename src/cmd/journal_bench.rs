@@ -3,8 +3,9 @@
 //! every durable position as it advances (`durable N`), which the SIGKILL test reads: every
 //! position printed was acknowledged and must survive a crash.
 //!
-//! The command written at position `p` is [`command_at`]`(p)`, so a reader can check any record
-//! without knowing what else happened.
+//! The command written at position `p` is [`command_at`]`(p)` (stamped with the writer's time,
+//! like every journal record), so a reader can check any record without knowing what else
+//! happened.
 
 use std::io::Write;
 use std::path::PathBuf;
