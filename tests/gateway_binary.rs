@@ -404,13 +404,21 @@ fn cancel_on_disconnect_cancels_the_accounts_orders_and_a_restart_keeps_the_rest
             .await
             .unwrap();
         assert_eq!(report(&mut alice).await.exec_type, b'0');
+        // Alice's second session, without cancel-on-disconnect: what it enters is its own.
+        let (mut alice_too, _) = BinaryClient::logon(addr, ALICE, false).await.unwrap();
+        alice_too
+            .send(&limit("c-2", Side::Sell, "110", "1"))
+            .await
+            .unwrap();
+        assert_eq!(report(&mut alice_too).await.exec_type, b'0');
         let (mut bob, _) = BinaryClient::logon(addr, BOB, false).await.unwrap();
         bob.send(&limit("k-1", Side::Sell, "105", "7"))
             .await
             .unwrap();
         assert_eq!(report(&mut bob).await.exec_type, b'0');
         drop(alice);
-        // Alice's order goes; Bob's (no cancel-on-disconnect) stays.
+        // The orders of Alice's cancel-on-disconnect session go (by session, not account-wide:
+        // her other session's order stays); Bob's stay.
         let mut book = site.hub().snapshot(&btc(), 10).unwrap();
         for _ in 0..500 {
             if book.bids.is_empty() {
@@ -420,7 +428,12 @@ fn cancel_on_disconnect_cancels_the_accounts_orders_and_a_restart_keeps_the_rest
             book = site.hub().snapshot(&btc(), 10).unwrap();
         }
         assert!(book.bids.is_empty(), "{book:?}");
-        assert_eq!(book.asks.len(), 1);
+        assert_eq!(book.asks.len(), 2, "{book:?}");
+        let other = site
+            .hub()
+            .order_state(&btc(), AccountId(1), &id("c-2"))
+            .unwrap();
+        assert_eq!(other.ord_status, gateway::OrdStatus::New);
         let status = site
             .hub()
             .order_state(&btc(), AccountId(1), &id("c-1"))
@@ -452,6 +465,53 @@ fn cancel_on_disconnect_cancels_the_accounts_orders_and_a_restart_keeps_the_rest
         assert_eq!(
             (book.asks[0].price, book.asks[0].qty),
             (px("105"), qty("7"))
+        );
+    });
+    site.shutdown().unwrap();
+}
+
+/// A member sets its session's dead-man's switch itself: the answer is the deadline on log
+/// time; once past it, the next command on the log fires it and the session's orders are
+/// cancelled with reason `expired`; 0 disarms.
+#[test]
+fn a_members_own_dead_mans_switch_cancels_its_sessions_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Node::start(config(dir.path(), BinaryConfig::default())).unwrap();
+    let addr = site.binary_addr();
+    runtime().block_on(async {
+        let (mut alice, _) = BinaryClient::logon(addr, ALICE, false).await.unwrap();
+        alice
+            .send(&limit("d-1", Side::Buy, "100", "1"))
+            .await
+            .unwrap();
+        assert_eq!(report(&mut alice).await.exec_type, b'0');
+        alice
+            .send(&ClientMessage::CancelAfter { timeout_ms: 50 })
+            .await
+            .unwrap();
+        let ServerMessage::SwitchReport { deadline } = next(&mut alice).await else {
+            panic!("expected a switch report")
+        };
+        assert!(deadline > 0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Any command moves log time past the deadline: the switch fires before it applies.
+        alice
+            .send(&limit("d-2", Side::Buy, "99", "1"))
+            .await
+            .unwrap();
+        let fired = report(&mut alice).await;
+        assert_eq!(
+            (fired.cl_ord_id, fired.exec_type, fired.reason),
+            (id("d-1"), b'4', gateway::binary::reason::EXPIRED)
+        );
+        assert_eq!(report(&mut alice).await.cl_ord_id, id("d-2"));
+        alice
+            .send(&ClientMessage::CancelAfter { timeout_ms: 0 })
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut alice).await,
+            ServerMessage::SwitchReport { deadline: 0 }
         );
     });
     site.shutdown().unwrap();

@@ -85,6 +85,7 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             }),
         proptest::option::of(symbol()).prop_map(|symbol| ClientMessage::MassCancel { symbol }),
         proptest::option::of(symbol()).prop_map(|symbol| ClientMessage::MassStatus { symbol }),
+        any::<u32>().prop_map(|timeout_ms| ClientMessage::CancelAfter { timeout_ms }),
         (order_id(), symbol())
             .prop_map(|(cl_ord_id, symbol)| ClientMessage::OrderStatus { cl_ord_id, symbol }),
     ]
@@ -146,6 +147,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             .prop_map(|(symbol, cancelled)| ServerMessage::MassCancelReport { symbol, cancelled }),
         (proptest::option::of(symbol()), any::<u32>())
             .prop_map(|(symbol, reports)| ServerMessage::MassStatusReport { symbol, reports }),
+        any::<u64>().prop_map(|deadline| ServerMessage::SwitchReport { deadline }),
     ]
 }
 
@@ -405,6 +407,7 @@ fn the_session_reject_codes_and_message_types_are_the_documented_ones() {
         (msg_type::MASS_CANCEL, "MassCancel"),
         (msg_type::ORDER_STATUS, "OrderStatus"),
         (msg_type::MASS_STATUS, "MassStatus"),
+        (msg_type::CANCEL_AFTER, "CancelAfter"),
     ] {
         let row = format!("| 0x{kind:02x} | {name} |");
         assert!(doc.contains(&row), "{row}");

@@ -41,6 +41,11 @@ pub struct NodeConfig {
     /// State hashes every this many records of a shard, for `exchange verify` (0: none).
     #[serde(default = "default_hash_every")]
     pub hash_every: u64,
+    /// While this site submits nothing for this long, it sends `clock` to its shards' logs
+    /// every this many milliseconds, so log time moves in a quiet market and dead-man's
+    /// switches fire at most this late (0: never; for tests that count log records).
+    #[serde(default = "default_clock_every_ms")]
+    pub clock_every_ms: u64,
     #[serde(default)]
     pub binary: BinaryConfig,
     #[serde(default)]
@@ -149,6 +154,10 @@ fn default_hash_every() -> u64 {
     100_000
 }
 
+fn default_clock_every_ms() -> u64 {
+    1_000
+}
+
 /// Flags that override the file.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -202,7 +211,7 @@ impl NodeConfig {
     /// A small site for tests: named `site`, in `dir`, for `members`; small engine
     /// capacities and one symbol, BTC-USD (tick 0.5, lot 1), on the journal with fsync per
     /// batch; the binary server on a free loopback port; no HTTP or FIX listener, snapshots
-    /// at the defaults (2 kept) and no hash reports.
+    /// at the defaults (2 kept), no hash reports and no idle `clock`s.
     pub fn for_tests(site: &str, dir: &Path, members: Vec<Member>) -> NodeConfig {
         NodeConfig {
             site: site.into(),
@@ -226,6 +235,7 @@ impl NodeConfig {
                 ..SnapshotSection::default()
             },
             hash_every: 0,
+            clock_every_ms: 0,
             binary: BinaryConfig::default(),
             market_data: MdConfig::default(),
             fix: FixConfig::default(),

@@ -280,6 +280,10 @@ fn serve(
             .block_on(TcpListener::bind(addr))
             .with_context(|| format!("binding {addr}"))
     };
+    if config.clock_every_ms > 0 {
+        let every = std::time::Duration::from_millis(config.clock_every_ms);
+        runtime.spawn(tick_when_idle(hub.clone(), every, stop.clone()));
+    }
     let listener = bind(config.listen.binary)?;
     let binary = listener.local_addr()?;
     runtime.spawn(binary_server::serve(
@@ -321,6 +325,22 @@ fn serve(
         runtime.spawn(serve_http(listener, app, md, stop));
     }
     Ok((addrs, metrics))
+}
+
+/// Sends `clock` every `every` in which this site submitted nothing, until `stop`: log time
+/// moves in a quiet market, so a dead-man's switch fires at most `every` after its deadline.
+async fn tick_when_idle(
+    hub: Arc<Hub>,
+    every: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => hub.tick_if_idle(every),
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 /// The FIX acceptor, its session store under `data_dir` when relative.
