@@ -344,6 +344,7 @@ enum WireEvent<'a> {
         taker_filled: String,
         maker_leaves: String,
         taker_leaves: String,
+        trade_id: u64,
         seq: u64,
         ts: u64,
     },
@@ -417,6 +418,7 @@ fn trade_event<'a>(kind: &'a EventKind, seq: u64, ts: u64, scales: &Scales) -> W
         taker_leaves,
         maker_filled,
         taker_filled,
+        trade_id,
     } = kind
     else {
         unreachable!("trade_event takes trades")
@@ -434,6 +436,7 @@ fn trade_event<'a>(kind: &'a EventKind, seq: u64, ts: u64, scales: &Scales) -> W
         taker_filled: scales.qty(symbol, *taker_filled),
         maker_leaves: scales.qty(symbol, *maker_leaves),
         taker_leaves: scales.qty(symbol, *taker_leaves),
+        trade_id: *trade_id,
         seq,
         ts,
     }

@@ -105,6 +105,13 @@ pub(crate) struct Book {
     pub(crate) lot: Qty,
     units: Units,
     pub(crate) status: TradingStatus,
+    /// Commands that changed this book's levels: its market-data sequence number, the same at
+    /// every site (a command that touches several levels counts once).
+    pub(crate) updates: u64,
+    /// Trades in this book: the last trade's id (trade ids are contiguous per symbol).
+    pub(crate) trades: u64,
+    /// The command (`Engine::applied`) that last counted an update here.
+    touched_in: u64,
     /// Index by `side_index`: bids, then asks.
     pub(crate) sides: [Vec<LevelRef>; 2],
 }
@@ -268,6 +275,8 @@ pub struct Engine {
     pub(crate) next_prio: u64,
     /// The number the next accepted order gets.
     pub(crate) next_number: u64,
+    /// Commands this instance applied (a stamp for `Book::touched_in`; not state).
+    applied: u64,
     pub(crate) books: Vec<Book>,
     pub(crate) book_index: Index,
     pub(crate) accounts: Vec<AccountRec>,
@@ -399,6 +408,7 @@ impl Engine {
             next_event_seq: 0,
             next_prio: 0,
             next_number: 0,
+            applied: 0,
             books: reserve(config.symbols_max)?,
             book_index: Index::with_capacity(config.symbols_max as usize)?,
             accounts: reserve(config.accounts_max)?,
@@ -503,6 +513,7 @@ impl Engine {
     /// are events of this command, before its own); then the command itself applies.
     pub fn apply<S: EventSink>(&mut self, cmd: &Command, sink: &mut S) {
         self.clock = self.clock.max(cmd.ts);
+        self.applied += 1;
         let mut out = Emit {
             sink,
             seq: self.next_event_seq,
@@ -615,6 +626,14 @@ impl Engine {
         all.extend(self.finished.iter().map(|(_, f)| self.finished_view(f)));
         all.sort_unstable_by_key(|o| (o.account, o.order_id));
         all
+    }
+
+    /// A symbol's market-data counters: the commands that changed its levels (its book's
+    /// sequence number) and its trades (the last trade id), the same at every site.
+    pub fn book_counters(&self, symbol: SymbolId) -> Option<(u64, u64)> {
+        self.books
+            .get(symbol.0 as usize)
+            .map(|book| (book.updates, book.trades))
     }
 
     /// A symbol's trading status.
@@ -896,6 +915,9 @@ impl Engine {
             lot,
             units: Units::new(tick, lot),
             status: TradingStatus::Open,
+            updates: 0,
+            trades: 0,
+            touched_in: 0,
             sides,
         });
         self.book_index.insert(self.symbol_hash(&name), id);
@@ -1154,6 +1176,9 @@ impl Engine {
                 self.remember(frozen);
             }
             AmendOutcome::KeepsPlace => {
+                if leaves != order.leaves {
+                    self.touch(order.symbol);
+                }
                 let level = &mut self.levels[order.level as usize];
                 level.total -= u128::from(order.leaves.0 - leaves.0);
                 let o = &mut self.orders[rec as usize];
@@ -1417,6 +1442,7 @@ impl Engine {
                 mo.leaves = Lots(maker_leaves);
                 mo.notional += value;
                 self.levels[level as usize].total -= u128::from(fill);
+                let trade_id = self.trade(book as u32);
                 out.push(EventKind::Trade {
                     symbol: name,
                     price: units.price(level_price),
@@ -1430,6 +1456,7 @@ impl Engine {
                     taker_leaves: units.qty(Lots(taker_leaves)),
                     maker_filled: units.qty(Lots(m.total.0 - maker_leaves)),
                     taker_filled: units.qty(Lots(t.total.0 - taker_leaves)),
+                    trade_id,
                 });
                 if maker_leaves == 0 {
                     self.unrest(maker);
@@ -1701,8 +1728,30 @@ impl Engine {
 
     /// Links order `rec` (whose record is `order`, not on a level) at the back of the level at
     /// its price, making the level when there is none, and sets its level links.
+    /// Counts a change of book `book`'s levels in the command being applied (see
+    /// `Book::updates`).
+    #[inline(always)]
+    fn touch(&mut self, book: u32) {
+        let stamp = self.applied;
+        let b = &mut self.books[book as usize];
+        if b.touched_in != stamp {
+            b.touched_in = stamp;
+            b.updates += 1;
+        }
+    }
+
+    /// A trade in book `book`, which changes its levels: returns the trade's id.
+    #[inline(always)]
+    fn trade(&mut self, book: u32) -> u64 {
+        self.touch(book);
+        let b = &mut self.books[book as usize];
+        b.trades += 1;
+        b.trades
+    }
+
     #[inline(always)]
     fn join_level(&mut self, rec: u32, order: &OrderRec) {
+        self.touch(order.symbol);
         let key = side_key(order.side, order.price);
         let refs = &self.books[order.symbol as usize].sides[side_index(order.side)];
         let level = match find_level(refs, key) {
@@ -1735,6 +1784,7 @@ impl Engine {
     /// it empties. The record's own level links are left for the caller.
     #[inline(always)]
     fn leave_level(&mut self, order: &OrderRec) {
+        self.touch(order.symbol);
         let level = order.level;
         if order.prev == NIL {
             self.levels[level as usize].head = order.next;

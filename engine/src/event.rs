@@ -76,6 +76,8 @@ pub enum EventKind {
         maker_filled: Qty,
         /// The taker's filled quantity after this trade.
         taker_filled: Qty,
+        /// The trade's id: trades of the symbol counted from 1, the same at every site.
+        trade_id: u64,
     },
     /// An order (or its unfilled rest) left the book or will never rest.
     Cancelled {

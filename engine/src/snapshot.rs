@@ -74,6 +74,9 @@ struct SnapSymbol {
     tick: Price,
     lot: Qty,
     status: TradingStatus,
+    /// Market-data counters: book updates and trades.
+    updates: u64,
+    trades: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -186,6 +189,8 @@ impl Engine {
                     tick: b.tick,
                     lot: b.lot,
                     status: b.status,
+                    updates: b.updates,
+                    trades: b.trades,
                 })
                 .collect(),
             accounts: self.accounts.iter().map(|a| (a.id, a.disabled)).collect(),
@@ -279,7 +284,10 @@ impl Engine {
                 )));
             }
             self.insert_book(s.name, s.tick, s.lot);
-            self.books.last_mut().expect("just listed").status = s.status;
+            let book = self.books.last_mut().expect("just listed");
+            book.status = s.status;
+            book.updates = s.updates;
+            book.trades = s.trades;
         }
         Ok(())
     }

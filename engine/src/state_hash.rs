@@ -106,6 +106,8 @@ impl Engine {
             feed.i64(book.tick.0);
             feed.i64(book.lot.0);
             feed.u64(u64::from(book.status == TradingStatus::CancelOnly));
+            feed.u64(book.updates);
+            feed.u64(book.trades);
             for side in &book.sides {
                 feed.u64(side.len() as u64);
                 for level_ref in side.iter().rev() {

@@ -3,7 +3,9 @@
 //! After every command, every site answers every status question (every id ever used, by
 //! every account) and every mass status identically, down to the encoded bytes of the
 //! binary and FIX answers. The log has fills, amends by total, replace chains, resends,
-//! cancels, IOC rests and the dedup window expiring (a short window on log time).
+//! cancels, IOC rests and the dedup window expiring (a short window on log time). The
+//! restarted site's market data (book updates, trades and snapshots) is numbered exactly as
+//! the others'.
 
 use engine::runner::Emitted;
 use engine::{
@@ -198,6 +200,16 @@ fn every_site_answers_every_status_question_identically() {
                 answers,
                 c.answers(),
                 "the restarted site differs at {position}"
+            );
+            // Market data too: the same updates, numbered alike, and the same snapshot, so a
+            // subscriber can switch sites and continue from its last number.
+            assert_eq!(
+                a.outbox.market_data, c.outbox.market_data,
+                "market data at {position}"
+            );
+            assert_eq!(
+                a.desk.snapshot(&sym(), usize::MAX),
+                c.desk.snapshot(&sym(), usize::MAX)
             );
             compared += 1;
         }

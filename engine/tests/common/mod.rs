@@ -75,6 +75,8 @@ struct ModelSymbol {
     tick: i64,
     lot: i64,
     status: TradingStatus,
+    /// Trades so far: the last trade id.
+    trades: u64,
 }
 
 /// How matching an incoming order ended.
@@ -259,6 +261,17 @@ impl Model {
         self.symbols.iter().find(|s| s.name == *name)
     }
 
+    /// The id of the next trade of `name`: its trades counted from 1.
+    fn next_trade_id(&mut self, name: &Symbol) -> u64 {
+        let symbol = self
+            .symbols
+            .iter_mut()
+            .find(|s| s.name == *name)
+            .expect("trades happen on listed symbols");
+        symbol.trades += 1;
+        symbol.trades
+    }
+
     fn take_prio(&mut self) -> u64 {
         self.next_prio += 1;
         self.next_prio
@@ -399,6 +412,7 @@ impl Model {
                     }
                 }
             }
+            let trade_id = self.next_trade_id(&taker.symbol);
             let maker = &mut self.book[i];
             let fill = maker.leaves().min(taker.leaves());
             let value = maker.price as u128 * fill as u128;
@@ -419,6 +433,7 @@ impl Model {
                 taker_leaves: Qty(taker.leaves()),
                 maker_filled: Qty(maker.filled),
                 taker_filled: Qty(taker.filled),
+                trade_id,
             });
             if maker.leaves() == 0 {
                 let maker = self.book.remove(i);
@@ -464,6 +479,7 @@ impl Model {
                 name: add.symbol,
                 tick: add.tick.0,
                 lot: add.lot.0,
+                trades: 0,
                 status: TradingStatus::Open,
             }),
         }
@@ -994,6 +1010,7 @@ fn describe_trade(kind: &EventKind) -> String {
         taker_leaves,
         maker_filled,
         taker_filled,
+        ..
     } = *kind
     else {
         unreachable!("only for trades")

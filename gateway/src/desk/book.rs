@@ -6,8 +6,14 @@
 //! [`MdMessage::Book`] per symbol. An order that trades on entry only rests once its command
 //! is over, and a command's changes reach the books only at its end, so neither an update nor
 //! a snapshot (taken between two batches of one command) ever shows a state that existed only
-//! halfway through a command. Each symbol's updates are
-//! numbered 1, 2, 3...; a client that sees a gap asks for a new snapshot (resync).
+//! halfway through a command.
+//!
+//! **Numbered by the log.** Each symbol's updates are numbered 1, 2, 3... by the engine: its
+//! book's `updates` counts the commands that changed any of its levels, and one update goes out
+//! per such command (its levels may show no change, when a command moved an order out of a
+//! level and back). The engine keeps the count in its state and snapshots, and the desk is
+//! seeded with it, so an update has the same number at every site, restarted or not: a
+//! subscriber that switches sites continues from its last number, or sees the gap and resyncs.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -49,7 +55,8 @@ pub enum MdMessage {
     Trade {
         #[serde(serialize_with = "symbol_str")]
         symbol: Symbol,
-        /// The engine event number: unique and increasing.
+        /// The symbol's trade number (the engine's: 1, 2, 3... per symbol, the same at every
+        /// site).
         id: u64,
         ts: u64,
         #[serde(serialize_with = "as_decimal")]
@@ -175,13 +182,21 @@ impl Books {
         book.add(delta.side, delta.price, delta.qty);
     }
 
-    /// Holds a change of the current command until its end.
+    /// Sets a recovered symbol's update number (the engine's count of its book's updates).
+    pub fn seed_seq(&mut self, symbol: Symbol, seq: u64) {
+        self.books.entry(symbol).or_default().seq = seq;
+    }
+
+    /// Holds a change of the current command until its end (a change of nothing is none).
     pub fn change(&mut self, delta: LevelDelta) {
-        self.pending.push(delta);
+        if delta.qty != 0 {
+            self.pending.push(delta);
+        }
     }
 
     /// Ends the command at `position`: applies its changes and appends one update per symbol
-    /// whose shown levels changed, bids best first then asks best first.
+    /// whose levels it changed (as the engine counts them), with the levels that show a
+    /// change, bids best first then asks best first.
     pub fn end_command(&mut self, position: u64, out: &mut Vec<MdMessage>) {
         self.position = position + 1;
         for delta in self.pending.drain(..) {
@@ -216,8 +231,8 @@ impl Books {
         self.touched = touched;
     }
 
-    /// The update of `symbol` for its touched levels (sorted, one entry per level), if any
-    /// shows a change.
+    /// The update of `symbol` for its touched levels (sorted, one entry per level): the levels
+    /// that show a change (none when the command moved quantity out and back).
     fn update(
         &mut self,
         symbol: Symbol,
@@ -230,16 +245,13 @@ impl Books {
         for &(_, side, price, before) in touched {
             let qty = book.shown(side, price);
             if qty == before {
-                // Changed and changed back (or beyond what a total shows): not an update.
+                // Changed and changed back (or beyond what a total shows): no level to show.
                 continue;
             }
             match side {
                 Side::Buy => bids.push(Level { price, qty }),
                 Side::Sell => asks.push(Level { price, qty }),
             }
-        }
-        if bids.is_empty() && asks.is_empty() {
-            return;
         }
         bids.reverse();
         book.seq += 1;

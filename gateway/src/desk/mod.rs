@@ -114,6 +114,8 @@ impl Desk {
         };
         for info in engine.symbols() {
             state.books.list(info.name);
+            let (updates, _) = engine.book_counters(info.id).expect("a listed symbol");
+            state.books.seed_seq(info.name, updates);
             for side in [Side::Buy, Side::Sell] {
                 for order in engine.resting(info.id, side) {
                     state.books.seed(LevelDelta {
@@ -181,10 +183,11 @@ impl Desk {
                 price,
                 qty,
                 taker_side,
+                trade_id,
                 ..
             } => out.market_data.push(MdMessage::Trade {
                 symbol,
-                id: event.seq,
+                id: trade_id,
                 ts: event.ts.0,
                 price,
                 qty,
