@@ -3,6 +3,9 @@
 //! on the wire. QuickFIX validates every message the acceptor sends against the FIX 4.4 data
 //! dictionary (`tests/fixtures/fix/FIX44.xml`); a message it refuses fails the test.
 //!
+//! A second test runs two sites on one Kafka log (tansu): a member's client fails over from one
+//! to the other with ResetSeqNumFlag and resends with PossDupFlag, and nothing executes twice.
+//!
 //! Two members log on through one initiator: alice (orders, replaces, cancels, mass cancel,
 //! status, duplicates, malformed messages) and bob (the other side of her trades, with
 //! cancel-on-disconnect). Then both log out, the FIX gateway is restarted on the same session
@@ -300,14 +303,16 @@ fn limit(member: &str, id: &str, side: &str, qty: &str, price: &str, extra: &[(i
     send(member, "D", &fields);
 }
 
-fn settings(dir: &Path, port: u16) -> SessionSettings {
+fn settings(dir: &Path, port: u16, reset_on_logon: bool) -> SessionSettings {
     let dictionary = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fix/FIX44.xml");
     let mut text = format!(
         "[DEFAULT]\nConnectionType=initiator\nReconnectInterval=1\nFileStorePath={}\n\
          StartTime=00:00:00\nEndTime=00:00:00\nHeartBtInt=1\nUseDataDictionary=Y\n\
-         DataDictionary={}\nSocketConnectHost=127.0.0.1\nSocketConnectPort={port}\n",
+         DataDictionary={}\nSocketConnectHost=127.0.0.1\nSocketConnectPort={port}\n\
+         ResetOnLogon={}\n",
         dir.join("quickfix-store").display(),
         dictionary.display(),
+        if reset_on_logon { "Y" } else { "N" },
     );
     for member in [ALICE, BOB] {
         text.push_str(&format!(
@@ -322,7 +327,17 @@ fn settings(dir: &Path, port: u16) -> SessionSettings {
 /// Starts a QuickFIX initiator for both members, runs `body`, then logs both out. Returns
 /// the highest MsgSeqNum the acceptor sent each member.
 fn with_initiator(dir: &Path, port: u16, body: impl FnOnce(&mut Wires)) -> HashMap<String, u64> {
-    let settings = settings(dir, port);
+    with_initiator_reset(dir, port, false, body)
+}
+
+/// [`with_initiator`], the Logons asking for a sequence reset (141=Y) when `reset`.
+fn with_initiator_reset(
+    dir: &Path,
+    port: u16,
+    reset: bool,
+    body: impl FnOnce(&mut Wires),
+) -> HashMap<String, u64> {
+    let settings = settings(dir, port, reset);
     let store = FileMessageStoreFactory::try_new(&settings).unwrap();
     let (tx, rx) = channel();
     let tap = Tap(tx);
@@ -658,8 +673,17 @@ fn lifecycle(w: &mut Wires) {
     w.quiet(BOB);
 }
 
+/// QuickFIX keeps its sessions in process-wide state (`send_to_target` finds a session by id):
+/// two initiators at once in one process crash it, so the tests here take turns.
+static QUICKFIX: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_initiator_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    QUICKFIX.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn quickfix_initiator_full_lifecycle() {
+    let _turn = one_initiator_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let site = Node::start(site_config(&dir.path().join("site"))).unwrap();
     let store_dir = dir.path().join("fix-sessions");
@@ -685,4 +709,164 @@ fn quickfix_initiator_full_lifecycle() {
     });
     gateway.stop();
     site.shutdown().unwrap();
+}
+
+/// `send`, marked as a possible duplicate (43=Y, with 122 OrigSendingTime as FIX requires).
+fn send_poss_dup(member: &str, msg_type: &str, fields: &[(i32, &str)]) {
+    let mut msg = Message::new();
+    msg.with_header_mut(|h| {
+        h.set_field(35, msg_type).unwrap();
+        h.set_field(43, "Y").unwrap();
+        h.set_field(122, NOW).unwrap();
+    });
+    for (tag, value) in fields {
+        msg.set_field(*tag, *value).unwrap();
+    }
+    let session = SessionId::try_new("FIX.4.4", member, VENUE, "").unwrap();
+    send_to_target(msg, &session).unwrap();
+}
+
+/// A site of two on one Kafka log (tansu), on its own port, with its own FIX session store.
+fn kafka_site(dir: &Path, name: &str, bootstrap: &str) -> Node {
+    let mut config = site_config(&dir.join(name));
+    config.site = name.into();
+    config.log = replicator::log::LogConfig::Kafka {
+        bootstrap_servers: bootstrap.into(),
+        topic: "fix-failover.commands".into(),
+        partition: Some(0),
+        delivery_timeout_ms: 30_000,
+        allow_unsafe_topic: true,
+    };
+    Node::start(config).unwrap()
+}
+
+/// A member's FIX client fails over: it enters orders at one site, loses it (the second order's
+/// answer never arrives), logs on at another site of the same log with ResetSeqNumFlag, and
+/// resends both orders and a replace with PossDupFlag. Nothing executes twice: the resent
+/// orders are answered with their current state (ExecType I, the same OrderID), the resent
+/// replace with its current state, and a mass status lists each order once.
+#[test]
+fn a_quickfix_client_fails_over_to_another_site_and_resends_without_double_execution() {
+    let _turn = one_initiator_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = drill::tansu::Tansu::start(&dir.path().join("kafka"))
+        .expect("tansu 0.6.0 must be installed (run scripts/setup); this test needs a broker");
+    let kafka = replicator::kafka::KafkaConfig {
+        allow_unsafe_topic: true,
+        ..replicator::kafka::KafkaConfig::new(&broker.bootstrap(), "fix-failover.commands", 0)
+    };
+    replicator::kafka::create_topic(&kafka, 1, 1, Duration::from_secs(20)).unwrap();
+    let (a, b) = (
+        kafka_site(dir.path(), "cloud-a", &broker.bootstrap()),
+        kafka_site(dir.path(), "cloud-b", &broker.bootstrap()),
+    );
+    let gateway_a = Gateway::start(a.hub().clone(), &dir.path().join("fix-a"));
+    let gateway_b = Gateway::start(b.hub().clone(), &dir.path().join("fix-b"));
+    let mut order_id = String::new();
+    with_initiator(dir.path(), gateway_a.port, |w| {
+        limit(ALICE, "f1", "1", "5", "100", &[]);
+        order_id = w
+            .next(ALICE)
+            .check(&[(150, "0"), (11, "f1")])
+            .f(37)
+            .to_string();
+        send(
+            ALICE,
+            "G",
+            &[
+                (11, "f1r"),
+                (41, "f1"),
+                (55, "BTC-USD"),
+                (54, "1"),
+                (60, NOW),
+                (38, "4"),
+                (40, "2"),
+                (44, "100"),
+            ],
+        );
+        w.next(ALICE).check(&[(150, "5"), (11, "f1r"), (41, "f1")]);
+        // The last order's answer is lost with the site.
+        limit(ALICE, "f2", "1", "1", "99", &[]);
+    });
+    gateway_a.stop();
+    with_initiator_reset(dir.path(), gateway_b.port, true, |w| {
+        let ack = w.admin(ALICE, "A");
+        assert_eq!(
+            (ack.get(141), ack.get(34)),
+            (Some("Y"), Some("1")),
+            "{ack:?}"
+        );
+        // Both orders again, as possible duplicates: their state, never a second order.
+        send_poss_dup(
+            ALICE,
+            "D",
+            &[
+                (11, "f1"),
+                (55, "BTC-USD"),
+                (54, "1"),
+                (60, NOW),
+                (38, "5"),
+                (40, "2"),
+                (44, "100"),
+            ],
+        );
+        w.next(ALICE).check(&[
+            (150, "I"),
+            (11, "f1r"),
+            (37, &order_id),
+            (38, "4"),
+            (39, "0"),
+        ]);
+        send_poss_dup(
+            ALICE,
+            "D",
+            &[
+                (11, "f2"),
+                (55, "BTC-USD"),
+                (54, "1"),
+                (60, NOW),
+                (38, "1"),
+                (40, "2"),
+                (44, "99"),
+            ],
+        );
+        let f2 = w.next(ALICE);
+        assert_eq!((f2.f(11), f2.f(39)), ("f2", "0"), "{f2:?}");
+        assert!(matches!(f2.f(150), "I" | "0"), "{f2:?}");
+        // The replace again: f1 is no longer live under that id; nothing is applied twice.
+        send_poss_dup(
+            ALICE,
+            "G",
+            &[
+                (11, "f1r"),
+                (41, "f1"),
+                (55, "BTC-USD"),
+                (54, "1"),
+                (60, NOW),
+                (38, "4"),
+                (40, "2"),
+                (44, "100"),
+            ],
+        );
+        w.next(ALICE).check(&[
+            (35, "9"),
+            (11, "f1r"),
+            (41, "f1"),
+            (37, &order_id),
+            (39, "0"),
+        ]);
+        send(ALICE, "AF", &[(584, "ms1"), (585, "7")]);
+        let first = w.next(ALICE);
+        let second = w.next(ALICE);
+        let listed: Vec<(&str, &str)> = [&first, &second]
+            .iter()
+            .map(|m| (m.f(11), m.f(911)))
+            .collect();
+        assert_eq!(listed, [("f1r", "2"), ("f2", "2")]);
+        assert_eq!(second.get(912), Some("Y"));
+    });
+    gateway_b.stop();
+    for site in [a, b] {
+        site.shutdown().unwrap();
+    }
 }
