@@ -483,3 +483,36 @@ fn round_trip_new_order_to_execution_report() {
     drop(gateway);
     site.shutdown().unwrap();
 }
+
+/// A member sets its session's dead-man's switch with the custom CancelAfterRequest (U1,
+/// 8014 milliseconds): the CancelAfterReport (U2) gives the deadline on log time; past it, the
+/// next command on the log fires it and the session's orders are cancelled (58 `expired`);
+/// 0 disarms. A bad value is a session Reject on 8014.
+#[test]
+fn a_fix_member_sets_its_sessions_dead_mans_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = site(dir.path());
+    let gateway = Gateway::start(site.hub().clone(), dir.path(), |_| {});
+    let mut alice = Client::logon(gateway.port, ALICE, &[]);
+    send_order(&mut alice, "s1", "1", "1", "10");
+    alice.next().check(&[(150, "0"), (11, "s1")]);
+    alice.send("U1", &[(8014, "50")]);
+    let report = alice.next();
+    report.check(&[(35, "U2")]);
+    assert!(
+        report.get(8015).unwrap().parse::<u64>().unwrap() > 0,
+        "{report:?}"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    send_order(&mut alice, "s2", "1", "1", "9");
+    alice
+        .next()
+        .check(&[(150, "4"), (11, "s1"), (58, "expired")]);
+    alice.next().check(&[(150, "0"), (11, "s2")]);
+    alice.send("U1", &[(8014, "0")]);
+    alice.next().check(&[(35, "U2"), (8015, "0")]);
+    alice.send("U1", &[(8014, "-1")]);
+    alice.next().check(&[(35, "3"), (371, "8014")]);
+    drop(gateway);
+    site.shutdown().unwrap();
+}

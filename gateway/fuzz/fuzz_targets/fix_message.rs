@@ -190,6 +190,9 @@ fn application(raw: &RawMessage<'_>) {
         } => {
             let _ = mapping::unknown_order_status(ACCOUNT, &order, &symbol, side);
         }
+        Inbound::CancelAfter { timeout_ms } => {
+            let _ = mapping::cancel_after_report(u64::from(timeout_ms));
+        }
         Inbound::MassStatus { request, symbol } => {
             let _ = mapping::mass_status_reports(&[], &request, symbol.as_ref(), ACCOUNT);
         }

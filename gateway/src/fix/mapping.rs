@@ -19,8 +19,16 @@ use crate::desk::{ExecType, GatewayReason, OrdStatus, Reason, Report};
 /// Custom tag on NewOrderSingle: self-trade prevention. `N` none, `T` cancel the taker (the
 /// default), `M` cancel the maker, `B` cancel both.
 pub const TAG_STP_MODE: u32 = 7928;
-/// Custom tag on Logon: `Y` cancels every order of the account when the session ends.
+/// Custom tag on Logon: `Y` cancels the session's orders when it ends or its site goes dark.
 pub const TAG_CANCEL_ON_DISCONNECT: u32 = 8013;
+/// Custom message (`U1`, CancelAfterRequest): the session's dead-man's switch.
+pub const MSG_CANCEL_AFTER: &str = "U1";
+/// Custom message (`U2`, CancelAfterReport): the switch's deadline once applied.
+pub const MSG_CANCEL_AFTER_REPORT: &str = "U2";
+/// Custom tag on U1: milliseconds until the session's orders are cancelled (0 disarms).
+pub const TAG_CANCEL_AFTER_MS: u32 = 8014;
+/// Custom tag on U2: the switch's deadline on log time, in nanoseconds (0: disarmed).
+pub const TAG_CANCEL_AFTER_DEADLINE: u32 = 8015;
 
 /// SessionRejectReason (373) values this gateway sends.
 pub mod session_reject {
@@ -113,6 +121,8 @@ pub enum Inbound {
         request: OrderId,
         symbol: Option<Symbol>,
     },
+    /// CancelAfterRequest (U1, custom): the session's dead-man's switch, in milliseconds.
+    CancelAfter { timeout_ms: u32 },
     /// A MsgType this gateway does not take: BusinessMessageReject, 380 = 3.
     Unsupported,
 }
@@ -252,6 +262,16 @@ pub fn parse(raw: &RawMessage<'_>, account: AccountId) -> Result<Inbound, Malfor
                 symbol: symbol(raw)?,
                 side: side(raw)?,
             })
+        }
+        MSG_CANCEL_AFTER => {
+            let text = required(raw, TAG_CANCEL_AFTER_MS, "CancelAfterMs")?;
+            let timeout_ms = text.parse::<u32>().map_err(|_| {
+                Malformed::value(
+                    TAG_CANCEL_AFTER_MS,
+                    "CancelAfterMs (8014) must be 0 to 4294967295 milliseconds",
+                )
+            })?;
+            Ok(Inbound::CancelAfter { timeout_ms })
         }
         "AF" => {
             check_account(raw, account)?;
@@ -659,6 +679,15 @@ pub fn mass_status_reports(
         out.push(m);
     }
     out
+}
+
+/// CancelAfterReport (U2, custom): the session's dead-man's switch fires at `deadline` (log
+/// time, ns; 0: disarmed).
+pub fn cancel_after_report(deadline: u64) -> OutboundMessage {
+    let msg_type = MsgType::new(MSG_CANCEL_AFTER_REPORT).expect("a valid custom MsgType");
+    let mut m = OutboundMessage::new(msg_type);
+    m.push_uint(TAG_CANCEL_AFTER_DEADLINE, deadline);
+    m
 }
 
 /// BusinessMessageReject (j) of the message numbered `ref_seq` (45), of type `ref_msg_type`

@@ -32,8 +32,8 @@ use crate::throttle::Bucket;
 
 use async_trait::async_trait;
 use engine::{
-    AccountId, AmendOrder, CancelOrder, CancelReason, CommandKind, MassCancel, OrderId, Price, Qty,
-    RejectReason, Request, Symbol,
+    AccountId, AmendOrder, CancelAfter, CancelOrder, CancelReason, CommandKind, MassCancel,
+    OrderId, Price, Qty, RejectReason, Request, Symbol,
 };
 use ironfix_core::error::StoreError;
 use ironfix_core::message::{MsgType, RawMessage};
@@ -247,6 +247,8 @@ struct Live {
     log_session: u64,
     /// Cancel-on-disconnect: the session's dead-man's switch, refreshed while it lives.
     dead_man: Mutex<Option<DeadMan>>,
+    /// CancelAfterRequests (U1) whose report (U2) is still to come.
+    switch_requests: AtomicU64,
     replies: mpsc::Sender<OutboundMessage>,
     bucket: Mutex<Bucket>,
     echoes: Mutex<Echoes>,
@@ -301,8 +303,17 @@ impl Live {
                     Ok(cancelled),
                 ))
             }
-            // FIX members have no CancelAfter request here: a switch report is not theirs.
-            ToSession::SwitchSet { .. } | ToSession::SlowConsumer => None,
+            // The answer to this session's CancelAfterRequest; the refreshes of a
+            // cancel-on-disconnect switch, and other sessions' switches, are not reported.
+            ToSession::SwitchSet { session, deadline } => {
+                let asked = session == self.log_session
+                    && self
+                        .switch_requests
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                        .is_ok();
+                asked.then(|| mapping::cancel_after_report(deadline))
+            }
+            ToSession::SlowConsumer => None,
         }
     }
 }
@@ -355,6 +366,7 @@ impl FixApp {
             account,
             log_session,
             dead_man: Mutex::new(dead_man),
+            switch_requests: AtomicU64::new(0),
             replies,
             bucket: Mutex::new(Bucket::new(self.config.max_msg_per_sec)),
             echoes: Mutex::new(Echoes::default()),
@@ -420,6 +432,7 @@ impl FixApp {
                 None => mapping::unknown_order_status(account, &order, &symbol, side),
             }),
             Inbound::MassStatus { .. } => unreachable!("from_app answers a mass status itself"),
+            Inbound::CancelAfter { timeout_ms } => self.cancel_after(live, timeout_ms, ref_seq),
             Inbound::Unsupported => {
                 bump(&self.counters.unsupported);
                 Some(mapping::business_message_reject(
@@ -431,6 +444,38 @@ impl FixApp {
                 ))
             }
         }
+    }
+
+    /// Sets the session's dead-man's switch (U1): its orders are cancelled `timeout_ms` after
+    /// this, at every site, unless refreshed (0 disarms); the member manages the switch from
+    /// now on. Answered by U2 once applied; refused, by a BusinessMessageReject.
+    fn cancel_after(
+        &self,
+        live: &Live,
+        timeout_ms: u32,
+        ref_seq: Option<u64>,
+    ) -> Option<OutboundMessage> {
+        let kind = CommandKind::CancelAfter(CancelAfter {
+            account: live.account,
+            session: live.log_session,
+            timeout_ns: u64::from(timeout_ms) * 1_000_000,
+        });
+        live.switch_requests.fetch_add(1, Ordering::Relaxed);
+        let Err(err) = self.hub.submit(kind) else {
+            if let Some(dead_man) = lock(&live.dead_man).as_ref() {
+                dead_man.stop_refreshing();
+            }
+            return None;
+        };
+        live.switch_requests.fetch_sub(1, Ordering::Relaxed);
+        let reason = self.refused(err);
+        Some(mapping::business_message_reject(
+            ref_seq,
+            mapping::MSG_CANCEL_AFTER,
+            None,
+            business_reject::OTHER,
+            reason.as_str(),
+        ))
     }
 
     /// Counts a submission the log refused; the reason to give for it.
