@@ -52,12 +52,6 @@ pub(crate) struct OrderRec {
     pub(crate) leaves: Lots,
     /// Total quantity (filled part included); above `leaves` once something filled.
     pub(crate) total: Lots,
-    /// Sum of price × quantity over its trades, in ticks × lots.
-    pub(crate) notional: u128,
-    /// The session that entered it.
-    pub(crate) session: u64,
-    /// The venue's order number (see [`EventKind::Accepted`]).
-    pub(crate) number: u64,
     /// Time priority: a global counter taken on entry and on re-entry after an amend.
     pub(crate) prio: u64,
     /// Hash of (account, order id) in the order index.
@@ -77,6 +71,18 @@ pub(crate) struct OrderRec {
     pub(crate) stp: Stp,
     pub(crate) post_only: bool,
     pub(crate) live: bool,
+}
+
+/// The part of a live order's record that only trades, finishing and queries touch: kept in a
+/// parallel array so that the records every move and cancel walks stay two cache lines.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OrderCold {
+    /// Sum of price × quantity over its trades, in ticks × lots.
+    pub(crate) notional: u128,
+    /// The session that entered it.
+    pub(crate) session: u64,
+    /// The venue's order number (see [`EventKind::Accepted`]).
+    pub(crate) number: u64,
 }
 
 /// A price level: the FIFO of orders resting at one price.
@@ -205,6 +211,34 @@ impl Book {
     }
 }
 
+/// The finished state of an order (`order`, `cold`) with `status`, at `now`.
+fn frozen(
+    order: &OrderRec,
+    cold: &OrderCold,
+    status: OrderStatus,
+    reason: Option<CancelReason>,
+    now: TimestampNs,
+) -> FinishedRec {
+    FinishedRec {
+        account: order.account,
+        order_id: order.order_id,
+        replaced_by: None,
+        symbol: order.symbol,
+        side: order.side,
+        ord_type: order.ord_type,
+        status,
+        reason,
+        price: order.price,
+        total: order.total,
+        filled: Lots(order.total.0 - order.leaves.0),
+        notional: cold.notional,
+        session: cold.session,
+        number: cold.number,
+        finished_at: now,
+        hash: order.hash,
+    }
+}
+
 /// A new order that passed its checks: where it goes and what it is in the book's units.
 struct CheckedNew {
     book: u32,
@@ -282,6 +316,8 @@ pub struct Engine {
     pub(crate) accounts: Vec<AccountRec>,
     pub(crate) account_index: Index,
     pub(crate) orders: Vec<OrderRec>,
+    /// `OrderCold` of each record, by record number.
+    pub(crate) order_cold: Vec<OrderCold>,
     pub(crate) order_index: Index,
     /// Head of the free order records (LIFO).
     pub(crate) free_order: u32,
@@ -414,6 +450,7 @@ impl Engine {
             accounts: reserve(config.accounts_max)?,
             account_index: Index::with_capacity(config.accounts_max as usize)?,
             orders,
+            order_cold: reserve(config.orders_max)?,
             order_index,
             free_order: NIL,
             finished,
@@ -451,9 +488,6 @@ impl Engine {
             price: Ticks(0),
             leaves: Lots(0),
             total: Lots(0),
-            notional: 0,
-            session: 0,
-            number: 0,
             prio: 0,
             hash: 0,
             level: NIL,
@@ -470,8 +504,19 @@ impl Engine {
             live: false,
         };
         commit_capacity(&mut self.orders, filler);
-        self.finished
-            .commit_memory(self.frozen(&filler, OrderStatus::Filled, None));
+        let cold = OrderCold {
+            notional: 0,
+            session: 0,
+            number: 0,
+        };
+        commit_capacity(&mut self.order_cold, cold);
+        self.finished.commit_memory(frozen(
+            &filler,
+            &cold,
+            OrderStatus::Filled,
+            None,
+            self.clock,
+        ));
         self.switches.commit_memory();
         let level = Level {
             price: Ticks(0),
@@ -605,7 +650,7 @@ impl Engine {
     pub fn order(&self, account: AccountId, order_id: &OrderId) -> Option<OrderView> {
         let hash = self.order_hash(account, order_id);
         if let Some(rec) = self.find_live(hash, account, order_id) {
-            return Some(self.live_view(&self.orders[rec as usize]));
+            return Some(self.live_view(rec));
         }
         let slot = self.find_finished(hash, account, order_id)?;
         Some(self.finished_view(self.finished.get(slot)))
@@ -618,10 +663,9 @@ impl Engine {
         let mut all: Vec<OrderView> =
             Vec::with_capacity(self.live_orders as usize + self.finished.len() as usize);
         all.extend(
-            self.orders
-                .iter()
-                .filter(|o| o.live)
-                .map(|o| self.live_view(o)),
+            (0..self.orders.len() as u32)
+                .filter(|&rec| self.orders[rec as usize].live)
+                .map(|rec| self.live_view(rec)),
         );
         all.extend(self.finished.iter().map(|(_, f)| self.finished_view(f)));
         all.sort_unstable_by_key(|o| (o.account, o.order_id));
@@ -662,7 +706,8 @@ impl Engine {
         self.switches.deadline(account, session).map(TimestampNs)
     }
 
-    fn live_view(&self, o: &OrderRec) -> OrderView {
+    fn live_view(&self, rec: u32) -> OrderView {
+        let (o, cold) = (&self.orders[rec as usize], &self.order_cold[rec as usize]);
         let book = &self.books[o.symbol as usize];
         let filled = Lots(o.total.0 - o.leaves.0);
         OrderView {
@@ -675,7 +720,7 @@ impl Engine {
             total: book.units().qty(o.total),
             filled: book.units().qty(filled),
             leaves: book.units().qty(o.leaves),
-            notional: book.units().notional(o.notional),
+            notional: book.units().notional(cold.notional),
             status: if filled.0 == 0 {
                 OrderStatus::New
             } else {
@@ -683,8 +728,8 @@ impl Engine {
             },
             reason: None,
             replaced_by: None,
-            session: o.session,
-            number: o.number,
+            session: cold.session,
+            number: cold.number,
             finished_at: None,
         }
     }
@@ -1009,30 +1054,35 @@ impl Engine {
         let prio = self.take_prio();
         let number = self.next_number;
         self.next_number += 1;
-        let rec = self.insert_live_order(OrderRec {
-            account: order.account,
-            order_id: order.order_id,
-            price: c.limit.unwrap_or(Ticks(0)),
-            leaves: c.lots,
-            total: c.lots,
+        let cold = OrderCold {
             notional: 0,
             session: order.session,
             number,
-            prio,
-            hash: c.hash,
-            level: NIL,
-            prev: NIL,
-            next: NIL,
-            acct_prev: NIL,
-            acct_next: NIL,
-            account_rec,
-            symbol: c.book,
-            side: order.side,
-            ord_type: order.ord_type,
-            stp: order.stp,
-            post_only: order.post_only,
-            live: true,
-        });
+        };
+        let rec = self.insert_live_order(
+            OrderRec {
+                account: order.account,
+                order_id: order.order_id,
+                price: c.limit.unwrap_or(Ticks(0)),
+                leaves: c.lots,
+                total: c.lots,
+                prio,
+                hash: c.hash,
+                level: NIL,
+                prev: NIL,
+                next: NIL,
+                acct_prev: NIL,
+                acct_next: NIL,
+                account_rec,
+                symbol: c.book,
+                side: order.side,
+                ord_type: order.ord_type,
+                stp: order.stp,
+                post_only: order.post_only,
+                live: true,
+            },
+            cold,
+        );
         let units = self.books[c.book as usize].units();
         out.push(EventKind::Accepted {
             account: order.account,
@@ -1169,7 +1219,7 @@ impl Engine {
         match c.outcome {
             AmendOutcome::Finishes => {
                 self.unrest(rec);
-                let mut frozen = self.frozen(&self.orders[rec as usize], OrderStatus::Filled, None);
+                let mut frozen = self.frozen(rec, OrderStatus::Filled, None);
                 frozen.price = c.price;
                 frozen.total = c.total;
                 self.release(rec);
@@ -1219,7 +1269,7 @@ impl Engine {
     /// (frozen as it is now), and the record goes by the new one.
     fn rename(&mut self, rec: u32, new_id: OrderId, new_hash: u32) {
         let order = self.orders[rec as usize];
-        let mut frozen = self.frozen(&order, OrderStatus::Replaced, None);
+        let mut frozen = self.frozen(rec, OrderStatus::Replaced, None);
         frozen.replaced_by = Some(new_id);
         self.order_index.remove(order.hash, rec);
         let o = &mut self.orders[rec as usize];
@@ -1260,7 +1310,8 @@ impl Engine {
         while rec != NIL {
             let order = &self.orders[rec as usize];
             if only_book.is_none_or(|book| book == order.symbol)
-                && only_session.is_none_or(|session| session == order.session)
+                && only_session
+                    .is_none_or(|session| session == self.order_cold[rec as usize].session)
             {
                 doomed.push(rec);
             }
@@ -1402,7 +1453,7 @@ impl Engine {
         let opposite = side_index(t.side.opposite());
         let (name, units) = (self.books[book].name, self.books[book].units());
         let mut taker_leaves = t.leaves.0;
-        let mut taker_notional = t.notional;
+        let mut taker_notional = self.order_cold[taker as usize].notional;
         let end = 'levels: loop {
             if taker_leaves == 0 {
                 break MatchEnd::Filled;
@@ -1438,9 +1489,8 @@ impl Engine {
                 let maker_leaves = m.leaves.0 - fill;
                 let value = level_price.0 as u128 * u128::from(fill);
                 taker_notional += value;
-                let mo = &mut self.orders[maker as usize];
-                mo.leaves = Lots(maker_leaves);
-                mo.notional += value;
+                self.orders[maker as usize].leaves = Lots(maker_leaves);
+                self.order_cold[maker as usize].notional += value;
                 self.levels[level as usize].total -= u128::from(fill);
                 let trade_id = self.trade(book as u32);
                 out.push(EventKind::Trade {
@@ -1468,9 +1518,8 @@ impl Engine {
                 maker = m.next;
             }
         };
-        let to = &mut self.orders[taker as usize];
-        to.leaves = Lots(taker_leaves);
-        to.notional = taker_notional;
+        self.orders[taker as usize].leaves = Lots(taker_leaves);
+        self.order_cold[taker as usize].notional = taker_notional;
         end
     }
 
@@ -1547,16 +1596,18 @@ impl Engine {
 
     /// Stores a new live `order` (not yet on the book), indexes its id and appends it to its
     /// account's list. The caller has checked that `live_orders < orders_max`.
-    pub(crate) fn insert_live_order(&mut self, order: OrderRec) -> u32 {
+    pub(crate) fn insert_live_order(&mut self, order: OrderRec, cold: OrderCold) -> u32 {
         assert!(order.live && order.level == NIL);
         assert!(self.live_orders < self.config.orders_max);
         let rec = if self.free_order != NIL {
             let rec = self.free_order;
             self.free_order = self.orders[rec as usize].next;
             self.orders[rec as usize] = order;
+            self.order_cold[rec as usize] = cold;
             rec
         } else {
             self.orders.push(order);
+            self.order_cold.push(cold);
             (self.orders.len() - 1) as u32
         };
         self.order_index.insert(order.hash, rec);
@@ -1598,36 +1649,20 @@ impl Engine {
     /// Live order `rec`, not on the book, is done with `status`: its final state is remembered
     /// for the dedup window and its record is freed.
     pub(crate) fn finish(&mut self, rec: u32, status: OrderStatus, reason: Option<CancelReason>) {
-        let frozen = self.frozen(&self.orders[rec as usize], status, reason);
+        let frozen = self.frozen(rec, status, reason);
         self.release(rec);
         self.remember(frozen);
     }
 
-    /// The finished state of `order` with `status`, as of now.
+    /// The finished state of live order `rec` with `status`, as of now.
     pub(crate) fn frozen(
         &self,
-        order: &OrderRec,
+        rec: u32,
         status: OrderStatus,
         reason: Option<CancelReason>,
     ) -> FinishedRec {
-        FinishedRec {
-            account: order.account,
-            order_id: order.order_id,
-            replaced_by: None,
-            symbol: order.symbol,
-            side: order.side,
-            ord_type: order.ord_type,
-            status,
-            reason,
-            price: order.price,
-            total: order.total,
-            filled: Lots(order.total.0 - order.leaves.0),
-            notional: order.notional,
-            session: order.session,
-            number: order.number,
-            finished_at: self.clock,
-            hash: order.hash,
-        }
+        let (order, cold) = (&self.orders[rec as usize], &self.order_cold[rec as usize]);
+        frozen(order, cold, status, reason, self.clock)
     }
 
     /// Remembers a finished order for the dedup window (not at all with a window of 0). Its

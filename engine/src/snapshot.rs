@@ -11,7 +11,7 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, EngineConfig};
-use crate::engine::{find_level, side_index, side_key, Engine, OrderRec, NIL};
+use crate::engine::{find_level, side_index, side_key, Engine, OrderCold, OrderRec, NIL};
 use crate::event::CancelReason;
 use crate::finished::FinishedRec;
 use crate::types::{
@@ -143,6 +143,7 @@ impl Engine {
                     let mut rec = self.levels[r.level as usize].head;
                     while rec != NIL {
                         let o = &self.orders[rec as usize];
+                        let cold = &self.order_cold[rec as usize];
                         orders.push(SnapOrder {
                             account: o.account,
                             order_id: o.order_id,
@@ -151,9 +152,9 @@ impl Engine {
                             price: o.price,
                             leaves: o.leaves,
                             total: o.total,
-                            notional: o.notional,
-                            session: o.session,
-                            number: o.number,
+                            notional: cold.notional,
+                            session: cold.session,
+                            number: cold.number,
                             prio: o.prio,
                             stp: o.stp,
                             post_only: o.post_only,
@@ -378,30 +379,35 @@ impl Engine {
             if self.id_known(hash, o.account, &o.order_id) {
                 return Err(duplicate(o.account, o.order_id));
             }
-            let rec = self.insert_live_order(OrderRec {
-                account: o.account,
-                order_id: o.order_id,
-                price: o.price,
-                leaves: o.leaves,
-                total: o.total,
+            let cold = OrderCold {
                 notional: o.notional,
                 session: o.session,
                 number: o.number,
-                prio: o.prio,
-                hash,
-                level: NIL,
-                prev: NIL,
-                next: NIL,
-                acct_prev: NIL,
-                acct_next: NIL,
-                account_rec,
-                symbol: o.symbol,
-                side: o.side,
-                ord_type: OrdType::Limit,
-                stp: o.stp,
-                post_only: o.post_only,
-                live: true,
-            });
+            };
+            let rec = self.insert_live_order(
+                OrderRec {
+                    account: o.account,
+                    order_id: o.order_id,
+                    price: o.price,
+                    leaves: o.leaves,
+                    total: o.total,
+                    prio: o.prio,
+                    hash,
+                    level: NIL,
+                    prev: NIL,
+                    next: NIL,
+                    acct_prev: NIL,
+                    acct_next: NIL,
+                    account_rec,
+                    symbol: o.symbol,
+                    side: o.side,
+                    ord_type: OrdType::Limit,
+                    stp: o.stp,
+                    post_only: o.post_only,
+                    live: true,
+                },
+                cold,
+            );
             self.rest(rec);
         }
         self.check_uncrossed()

@@ -117,13 +117,14 @@ impl Engine {
                     let mut rec = level.head;
                     while rec != NIL {
                         let order = &self.orders[rec as usize];
+                        let cold = &self.order_cold[rec as usize];
                         feed.u64(order.account.0);
                         feed.bytes(order.order_id.as_str());
                         feed.u64(order.leaves.0);
                         feed.u64(order.total.0);
-                        feed.u128(order.notional);
-                        feed.u64(order.session);
-                        feed.u64(order.number);
+                        feed.u128(cold.notional);
+                        feed.u64(cold.session);
+                        feed.u64(cold.number);
                         feed.u64(order.prio);
                         feed.u64(stp_code(order.stp) | (u64::from(order.post_only) << 8));
                         rec = order.next;
