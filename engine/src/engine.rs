@@ -1127,18 +1127,20 @@ impl Engine {
     }
 
     /// An amend's checks, in the contract's order (then `capacity`), and what it will do.
+    #[inline(always)]
     fn check_amend(&self, amend: &AmendOrder) -> Result<CheckedAmend, RejectReason> {
         let rec = self
             .find_resting(amend.account, &amend.symbol, &amend.order_id)
             .ok_or(RejectReason::UnknownOrder)?;
-        let order = self.orders[rec as usize];
+        let order = &self.orders[rec as usize];
         if self.disabled_accounts != 0 && self.accounts[order.account_rec as usize].disabled {
             return Err(RejectReason::AccountDisabled);
         }
-        if self.books[order.symbol as usize].status != TradingStatus::Open {
+        let book = &self.books[order.symbol as usize];
+        if book.status != TradingStatus::Open {
             return Err(RejectReason::CancelOnly);
         }
-        let units = self.books[order.symbol as usize].units();
+        let units = book.units();
         let price = match amend.price {
             None => order.price,
             Some(p) => units.ticks(p).ok_or(RejectReason::InvalidPrice)?,
@@ -1149,13 +1151,7 @@ impl Engine {
         };
         let new_hash = match &amend.new_order_id {
             None => None,
-            Some(new_id) => {
-                let hash = self.order_hash(amend.account, new_id);
-                if *new_id == amend.order_id || self.id_known(hash, amend.account, new_id) {
-                    return Err(RejectReason::DuplicateOrderId);
-                }
-                Some(hash)
-            }
+            Some(new_id) => Some(self.new_id_hash(amend, new_id)?),
         };
         if order.post_only && self.crosses_book(order.symbol, order.side, Some(price)) {
             return Err(RejectReason::PostOnly);
@@ -1186,6 +1182,17 @@ impl Engine {
         })
     }
 
+    /// The hash of an amend's new id, if the account may take it (not its live or remembered
+    /// ids, nor the order's own).
+    #[inline(never)]
+    fn new_id_hash(&self, amend: &AmendOrder, new_id: &OrderId) -> Result<u32, RejectReason> {
+        let hash = self.order_hash(amend.account, new_id);
+        if *new_id == amend.order_id || self.id_known(hash, amend.account, new_id) {
+            return Err(RejectReason::DuplicateOrderId);
+        }
+        Ok(hash)
+    }
+
     fn amend<S: EventSink>(&mut self, amend: &AmendOrder, out: &mut Emit<S>) {
         let c = match self.check_amend(amend) {
             Ok(checked) => checked,
@@ -1203,8 +1210,11 @@ impl Engine {
         if let (Some(new_id), Some(new_hash)) = (amend.new_order_id, c.new_hash) {
             self.rename(rec, new_id, new_hash);
         }
-        let order = self.orders[rec as usize];
-        let units = self.books[order.symbol as usize].units();
+        let (symbol, level, old_leaves) = {
+            let o = &self.orders[rec as usize];
+            (o.symbol, o.level, o.leaves)
+        };
+        let units = self.books[symbol as usize].units();
         let leaves = Lots(c.total.0.saturating_sub(c.filled.0));
         out.push(EventKind::Amended {
             account: amend.account,
@@ -1226,11 +1236,11 @@ impl Engine {
                 self.remember(frozen);
             }
             AmendOutcome::KeepsPlace => {
-                if leaves != order.leaves {
-                    self.touch(order.symbol);
+                if leaves != old_leaves {
+                    self.touch(symbol);
                 }
-                let level = &mut self.levels[order.level as usize];
-                level.total -= u128::from(order.leaves.0 - leaves.0);
+                let level = &mut self.levels[level as usize];
+                level.total -= u128::from(old_leaves.0 - leaves.0);
                 let o = &mut self.orders[rec as usize];
                 o.leaves = leaves;
                 o.total = c.total;
@@ -1250,9 +1260,12 @@ impl Engine {
         out: &mut Emit<S>,
     ) {
         let prio = self.take_prio();
-        self.orders[rec as usize].total = total;
-        let order = self.orders[rec as usize];
-        if self.crosses_book(order.symbol, order.side, Some(price)) {
+        let (symbol, side) = {
+            let o = &mut self.orders[rec as usize];
+            o.total = total;
+            (o.symbol, o.side)
+        };
+        if self.crosses_book(symbol, side, Some(price)) {
             self.unrest(rec);
             let o = &mut self.orders[rec as usize];
             o.price = price;
