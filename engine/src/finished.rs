@@ -1,16 +1,23 @@
 //! Finished orders (filled, cancelled, replaced), remembered with their final state for the
 //! dedup window.
 //!
-//! A FIFO ring of up to `retired_ids_max` entries in the order they finished, which is also the
-//! order they leave the window (log time never goes back): the engine pops expired entries from
-//! the head and pushes finished ones at the tail. It never overwrites: the engine keeps a place
-//! here for every live order (see `Engine::finished_room`), so a push always finds room. Kept
-//! apart from the live records so those stay few and hot, while this ring is written in order.
+//! A slab of up to `retired_ids_max` entries, linked in the order they finished, which is also
+//! the order they leave the window (log time never goes back): the engine unlinks expired
+//! entries from the head and links finished ones at the tail. A freed slot is reused first
+//! (most recently freed first), so the entries in use stay a compact, cache-warm set, the size
+//! of what one window finishes, however large the configured capacity: a ring would instead
+//! walk the whole capacity, writing every new entry to memory untouched for a long while. It
+//! never overwrites: the engine keeps a place here for every live order (see
+//! `Engine::finished_room`), so a push always finds room. Kept apart from the live records so
+//! those stay few and hot.
 
 use crate::alloc::{commit_capacity, reserve};
 use crate::config::ConfigError;
 use crate::event::CancelReason;
 use crate::types::{AccountId, Lots, OrdType, OrderId, OrderStatus, Side, Ticks, TimestampNs};
+
+/// "No slot".
+const NONE: u32 = u32::MAX;
 
 /// One finished order, frozen as it finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,20 +45,32 @@ pub(crate) struct FinishedRec {
     pub(crate) hash: u32,
 }
 
+/// A slot: an entry and the next slot in finishing order (or in the free list).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    rec: FinishedRec,
+    next: u32,
+}
+
 pub(crate) struct Finished {
-    recs: Vec<FinishedRec>,
+    slots: Vec<Slot>,
     capacity: u32,
-    /// Slot of the oldest entry.
+    /// The oldest entry and the newest (`NONE` when empty).
     head: u32,
+    tail: u32,
+    /// Freed slots, most recently freed first, linked through `next`.
+    free: u32,
     len: u32,
 }
 
 impl Finished {
     pub(crate) fn with_capacity(capacity: u32) -> Result<Finished, ConfigError> {
         Ok(Finished {
-            recs: reserve(capacity)?,
+            slots: reserve(capacity)?,
             capacity,
-            head: 0,
+            head: NONE,
+            tail: NONE,
+            free: NONE,
             len: 0,
         })
     }
@@ -60,18 +79,24 @@ impl Finished {
         self.len
     }
 
-    /// Maps the ring's memory now (see `Engine::commit_memory`).
+    /// Maps the slab's memory now (see `Engine::commit_memory`).
     pub(crate) fn commit_memory(&mut self, filler: FinishedRec) {
-        commit_capacity(&mut self.recs, filler);
+        commit_capacity(
+            &mut self.slots,
+            Slot {
+                rec: filler,
+                next: NONE,
+            },
+        );
     }
 
     pub(crate) fn get(&self, slot: u32) -> &FinishedRec {
-        &self.recs[slot as usize]
+        &self.slots[slot as usize].rec
     }
 
     /// The oldest entry.
     pub(crate) fn oldest(&self) -> Option<&FinishedRec> {
-        (self.len > 0).then(|| &self.recs[self.head as usize])
+        (self.head != NONE).then(|| &self.slots[self.head as usize].rec)
     }
 
     /// Appends `rec`, returning its slot. The caller keeps room (len below capacity).
@@ -80,30 +105,51 @@ impl Finished {
             self.len < self.capacity,
             "room for every finish is reserved"
         );
-        let slot = (self.head + self.len) % self.capacity;
-        if slot as usize == self.recs.len() {
-            self.recs.push(rec);
+        let entry = Slot { rec, next: NONE };
+        let slot = if self.free != NONE {
+            let slot = self.free;
+            self.free = self.slots[slot as usize].next;
+            self.slots[slot as usize] = entry;
+            slot
         } else {
-            self.recs[slot as usize] = rec;
+            self.slots.push(entry);
+            (self.slots.len() - 1) as u32
+        };
+        if self.tail == NONE {
+            self.head = slot;
+        } else {
+            self.slots[self.tail as usize].next = slot;
         }
+        self.tail = slot;
         self.len += 1;
         slot
     }
 
-    /// Takes the oldest entry off the ring, returning its slot and hash.
+    /// Takes the oldest entry off, returning its slot and hash.
     pub(crate) fn pop_oldest(&mut self) -> (u32, u32) {
         assert!(self.len > 0);
         let slot = self.head;
-        self.head = (self.head + 1) % self.capacity;
+        let entry = &mut self.slots[slot as usize];
+        let (next, hash) = (entry.next, entry.rec.hash);
+        entry.next = self.free;
+        self.free = slot;
+        self.head = next;
+        if next == NONE {
+            self.tail = NONE;
+        }
         self.len -= 1;
-        (slot, self.recs[slot as usize].hash)
+        (slot, hash)
     }
 
     /// Slots and entries, oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &FinishedRec)> + '_ {
-        (0..self.len).map(move |i| {
-            let slot = (self.head + i) % self.capacity;
-            (slot, &self.recs[slot as usize])
+        let mut at = self.head;
+        std::iter::from_fn(move || {
+            (at != NONE).then(|| {
+                let slot = at;
+                at = self.slots[slot as usize].next;
+                (slot, &self.slots[slot as usize].rec)
+            })
         })
     }
 }
@@ -134,17 +180,22 @@ mod tests {
     }
 
     #[test]
-    fn the_ring_is_first_in_first_out_and_wraps() {
+    fn entries_leave_first_in_first_out_and_freed_slots_are_reused() {
         let mut ring = Finished::with_capacity(3).unwrap();
         assert_eq!(ring.push(rec(1)), 0);
         ring.push(rec(2));
         ring.push(rec(3));
         assert_eq!(ring.pop_oldest(), (0, 1));
-        assert_eq!(ring.push(rec(4)), 0);
+        assert_eq!(ring.push(rec(4)), 0, "the freed slot first");
         let kept: Vec<u64> = ring.iter().map(|(_, e)| e.account.0).collect();
         assert_eq!(kept, [2, 3, 4]);
         assert_eq!(ring.oldest().map(|e| e.account.0), Some(2));
         assert_eq!(ring.len(), 3);
+        for expected in [(1, 2), (2, 3), (0, 4)] {
+            assert_eq!(ring.pop_oldest(), expected);
+        }
+        assert!(ring.oldest().is_none() && ring.iter().next().is_none());
+        assert_eq!(ring.push(rec(5)), 0, "most recently freed first");
     }
 
     #[test]
