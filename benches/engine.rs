@@ -84,20 +84,8 @@ fn prepare(name: &str, config: FlowConfig) -> Prepared {
 /// The flow's engine configuration; `BENCH_ORDERS_MAX` overrides its `orders_max` (live order
 /// records), which decides the size of the live-order index every cancel and amend probes.
 /// This changes no event as long as nothing is rejected for capacity (checked by `prepare`).
-/// The flow's engine, forgetting no finished order within the stream (see
-/// `FlowConfig::engine_config_without_expiry`); `BENCH_DEDUP_WINDOW_NS` sets a window instead
-/// (e.g. `100000000`, 100,000 commands: the steady state with expiry).
 fn engine_config(flow: &FlowConfig) -> EngineConfig {
-    let mut config = match std::env::var("BENCH_DEDUP_WINDOW_NS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(window) => EngineConfig {
-            dedup_window_ns: window,
-            ..flow.engine_config()
-        },
-        None => flow.engine_config_without_expiry(STREAM),
-    };
+    let mut config = flow.engine_config();
     if let Some(max) = std::env::var("BENCH_ORDERS_MAX")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -52,7 +52,7 @@ pub fn flow(name: &str, config: FlowConfig, commands: usize) -> Workload {
             generator.stats(),
             started.elapsed()
         ),
-        engine_config: config.engine_config_without_expiry(commands),
+        engine_config: config.engine_config(),
         setup,
         stream,
     }
@@ -173,7 +173,7 @@ pub fn sweep_heavy(commands: usize) -> Workload {
             SWEEP_LEVELS.1,
             started.elapsed()
         ),
-        engine_config: config.engine_config_without_expiry(commands),
+        engine_config: config.engine_config(),
         setup,
         stream,
     }

@@ -43,17 +43,13 @@ use crate::units::Units;
 pub(crate) const NIL: u32 = u32::MAX;
 
 /// One order record: a live order (resting, or being matched inside `apply`), or a free one.
-/// Two cache lines exactly (`repr(C)`, 64-byte aligned): a record never straddles a third.
 #[derive(Clone, Copy, Debug)]
-#[repr(C, align(64))]
 pub(crate) struct OrderRec {
-    // First cache line: what finding the order (its key) and most checks read.
-    pub(crate) order_id: OrderId,
     pub(crate) account: AccountId,
+    pub(crate) order_id: OrderId,
     pub(crate) price: Ticks,
     /// Open quantity. Filled is `total - leaves`.
     pub(crate) leaves: Lots,
-    // Second cache line: the rest (links, priority, flags).
     /// Total quantity (filled part included); above `leaves` once something filled.
     pub(crate) total: Lots,
     /// Time priority: a global counter taken on entry and on re-entry after an amend.

@@ -200,24 +200,6 @@ impl FlowConfig {
     }
 }
 
-impl FlowConfig {
-    /// [`FlowConfig::engine_config`] for an engine that forgets no finished order within
-    /// `commands` steady-state commands: a dedup window longer than their log time, and room
-    /// for every order they can finish. The benchmarks use it, so that their figures compare
-    /// with version 1's, whose ring of remembered ids never filled within a benchmark's stream
-    /// (what forgetting costs in a steady state is measured apart).
-    pub fn engine_config_without_expiry(&self, commands: usize) -> EngineConfig {
-        let config = self.engine_config();
-        let log_time = (commands as u64).saturating_mul(self.ts_step.max(1));
-        let room = 2 * u64::from(config.orders_max) + commands as u64;
-        EngineConfig {
-            dedup_window_ns: log_time.saturating_mul(2).max(FLOW_DEDUP_WINDOW_NS),
-            retired_ids_max: room.clamp(1, u64::from(COUNT_MAX)) as u32,
-            ..config
-        }
-    }
-}
-
 /// The dedup window of [`FlowConfig::engine_config`]: 100 ms of log time (100,000 commands at the
 /// default step of 1 µs).
 pub const FLOW_DEDUP_WINDOW_NS: u64 = 100_000_000;
