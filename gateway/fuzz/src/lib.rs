@@ -61,8 +61,9 @@ pub fn canonical(frame: &[u8]) -> Vec<u8> {
         }
     };
     match kind {
-        // Logon: 35 reserved.
+        // Logon: 35 reserved. CancelAfter: 4 reserved x4.
         0x01 => zero(35..36),
+        0x16 => zero(4..8),
         // NewOrder: 61 reserved x3; 64 price, ignored for a market order (ord_type 2).
         0x10 => {
             zero(61..64);
@@ -84,10 +85,11 @@ pub fn canonical(frame: &[u8]) -> Vec<u8> {
         0x81 => zero(10..16),
         0x82 => zero(2..8),
         0x84 => zero(3..8),
-        // ExecutionReport: 76 reserved x4. CancelReject: 42 x6. MassCancelReport: 20 x4.
+        // ExecutionReport: 76 reserved x4. CancelReject: 42 x6. MassCancelReport and
+        // MassStatusReport: 20 x4.
         0x90 => zero(76..80),
         0x91 => zero(42..48),
-        0x92 => zero(20..24),
+        0x92 | 0x93 => zero(20..24),
         _ => {}
     }
     out
