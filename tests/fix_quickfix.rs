@@ -30,6 +30,7 @@ const VENUE: &str = "EXCHANGE";
 const ALICE: &str = "alice";
 const BOB: &str = "bob";
 const WAIT: Duration = Duration::from_secs(10);
+const LOGON_WAIT: Duration = Duration::from_secs(30);
 
 fn token(member: &str) -> &'static str {
     match member {
@@ -248,7 +249,9 @@ impl Wires {
     /// Waits until an admin message of `msg_type` from the acceptor to `member` has arrived,
     /// and returns the last one.
     fn admin(&mut self, member: &str, msg_type: &str) -> Msg {
-        let until = Instant::now() + WAIT;
+        // A Logon can take longer than a report on a loaded machine: QuickFIX reconnects once a
+        // second, and a site on Kafka may still be starting.
+        let until = Instant::now() + LOGON_WAIT;
         loop {
             if let Some(msg) = self
                 .admin
@@ -259,7 +262,7 @@ impl Wires {
             }
             assert!(
                 Instant::now() < until,
-                "no 35={msg_type} for {member} within {WAIT:?}"
+                "no 35={msg_type} for {member} within {LOGON_WAIT:?}"
             );
             self.pump(Duration::from_millis(50));
         }
