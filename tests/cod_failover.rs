@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{next, report, runtime};
-use drill::sites::{drill_engine, members, node_config};
+use drill::sites::{drill_engine, free_port, members, node_config};
 use drill::tansu::Tansu;
 use engine::{OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
 use gateway::binary::{reason, ClientMessage, NewOrderMsg, ServerMessage};
@@ -27,11 +27,6 @@ use replicator::kafka::{create_topic, KafkaConfig};
 
 /// The surviving sites' idle `clock` interval.
 const CLOCK_EVERY_MS: u64 = 500;
-
-fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
 
 /// One site: an `exchange node` process and its binary gateway.
 struct Site {
@@ -43,7 +38,7 @@ impl Site {
     fn start(dir: &Path, name: &str, kafka: &KafkaConfig, token: (&str, &str, u64)) -> Site {
         let site_dir = dir.join(name);
         std::fs::create_dir_all(&site_dir).unwrap();
-        let (binary, http) = (free_port(), free_port());
+        let (binary, http) = (free_port().unwrap(), free_port().unwrap());
         let member = [(token.0.to_string(), token.1.to_string(), token.2)];
         let mut config = node_config(name, kafka, &drill_engine(7), (binary, http), &member, 1000);
         config.clock_every_ms = CLOCK_EVERY_MS;

@@ -219,7 +219,22 @@ impl Drop for LocalSite {
     }
 }
 
-fn free_port() -> Result<SocketAddr> {
+/// A loopback address free to listen on now, for a site to bind a moment later. Taken below
+/// Linux's ephemeral range (32768 and up), so no outgoing connection (a client's, a Kafka
+/// client's) can take it in between, and never the same twice from one process (a process-wide
+/// cursor), so sites started together do not race for one port.
+pub fn free_port() -> Result<SocketAddr> {
+    const FIRST: u32 = 20_000;
+    const PORTS: u32 = 12_000;
+    static CURSOR: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % PORTS;
+    for _ in 0..PORTS {
+        let step = CURSOR.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = FIRST + (start + step) % PORTS;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            return Ok(listener.local_addr()?);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
