@@ -11,6 +11,8 @@
 //! `Engine::finished_room`), so a push always finds room. Kept apart from the live records so
 //! those stay few and hot.
 
+use serde::{Deserialize, Serialize};
+
 use crate::alloc::{commit_capacity, reserve};
 use crate::config::ConfigError;
 use crate::event::CancelReason;
@@ -19,8 +21,8 @@ use crate::types::{AccountId, Lots, OrdType, OrderId, OrderStatus, Side, Ticks, 
 /// "No slot".
 const NONE: u32 = u32::MAX;
 
-/// One finished order, frozen as it finished.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One finished order, frozen as it finished. Snapshots hold it as it is, but for its hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct FinishedRec {
     pub(crate) account: AccountId,
     pub(crate) order_id: OrderId,
@@ -41,7 +43,8 @@ pub(crate) struct FinishedRec {
     pub(crate) number: u64,
     /// The engine time of the command that finished it.
     pub(crate) finished_at: TimestampNs,
-    /// Its hash in the finished index.
+    /// Its hash in the finished index (recomputed on restore).
+    #[serde(skip)]
     pub(crate) hash: u32,
 }
 

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, EngineConfig};
 use crate::engine::{find_level, side_index, side_key, Engine, OrderCold, OrderRec, NIL};
-use crate::event::CancelReason;
 use crate::finished::FinishedRec;
 use crate::types::{
     AccountId, Lots, OrdType, OrderId, OrderStatus, Price, Qty, Side, Stp, Symbol, Ticks,
@@ -63,7 +62,7 @@ struct SnapshotBody {
     /// Live orders, oldest time priority first.
     orders: Vec<SnapOrder>,
     /// Finished orders inside their window, oldest first.
-    finished: Vec<SnapFinished>,
+    finished: Vec<FinishedRec>,
     /// Armed dead-man's switches (account, session, deadline), by (deadline, account, session).
     switches: Vec<(AccountId, u64, u64)>,
 }
@@ -77,25 +76,6 @@ struct SnapSymbol {
     /// Market-data counters: book updates and trades.
     updates: u64,
     trades: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SnapFinished {
-    account: AccountId,
-    order_id: OrderId,
-    replaced_by: Option<OrderId>,
-    symbol: u32,
-    side: Side,
-    ord_type: OrdType,
-    status: OrderStatus,
-    reason: Option<CancelReason>,
-    price: Ticks,
-    total: Lots,
-    filled: Lots,
-    notional: u128,
-    session: u64,
-    number: u64,
-    finished_at: TimestampNs,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -165,11 +145,7 @@ impl Engine {
             }
         }
         orders.sort_unstable_by_key(|o| o.prio);
-        let finished = self
-            .finished
-            .iter()
-            .map(|(_, f)| snap_finished(f))
-            .collect();
+        let finished = self.finished.iter().map(|(_, f)| *f).collect();
         let switches = self
             .switches
             .sorted()
@@ -424,7 +400,7 @@ impl Engine {
         Ok(())
     }
 
-    fn rebuild_finished(&mut self, finished: &[SnapFinished]) -> Result<(), SnapshotError> {
+    fn rebuild_finished(&mut self, finished: &[FinishedRec]) -> Result<(), SnapshotError> {
         let window = self.config.dedup_window_ns;
         let reserved = finished.len() + self.live_orders as usize;
         if !finished.is_empty() && (window == 0 || reserved > self.config.retired_ids_max as usize)
@@ -466,24 +442,7 @@ impl Engine {
             if self.id_known(hash, f.account, &f.order_id) {
                 return Err(duplicate(f.account, f.order_id));
             }
-            self.remember(FinishedRec {
-                account: f.account,
-                order_id: f.order_id,
-                replaced_by: f.replaced_by,
-                symbol: f.symbol,
-                side: f.side,
-                ord_type: f.ord_type,
-                status: f.status,
-                reason: f.reason,
-                price: f.price,
-                total: f.total,
-                filled: f.filled,
-                notional: f.notional,
-                session: f.session,
-                number: f.number,
-                finished_at: f.finished_at,
-                hash,
-            });
+            self.remember(FinishedRec { hash, ..*f });
         }
         Ok(())
     }
@@ -519,26 +478,6 @@ impl Engine {
             self.switches.arm(account, session, deadline);
         }
         Ok(())
-    }
-}
-
-fn snap_finished(f: &FinishedRec) -> SnapFinished {
-    SnapFinished {
-        account: f.account,
-        order_id: f.order_id,
-        replaced_by: f.replaced_by,
-        symbol: f.symbol,
-        side: f.side,
-        ord_type: f.ord_type,
-        status: f.status,
-        reason: f.reason,
-        price: f.price,
-        total: f.total,
-        filled: f.filled,
-        notional: f.notional,
-        session: f.session,
-        number: f.number,
-        finished_at: f.finished_at,
     }
 }
 
