@@ -378,27 +378,39 @@ impl Session {
         }
     }
 
-    /// Submits a MassCancel; a refusal is answered with a SessionReject.
-    fn mass_cancel(&mut self, symbol: Option<Symbol>, throttled: bool) {
-        let account = self.account;
+    /// Submits `kind` for a request of `rejected_type` that has no report of its own; a
+    /// refusal (throttled, or by the log) is answered with a SessionReject. Whether it went.
+    fn submit_or_session_reject(
+        &mut self,
+        kind: CommandKind,
+        rejected_type: u8,
+        throttled: bool,
+    ) -> bool {
         let refused = if throttled {
             Some(session_reject::THROTTLED)
         } else {
             self.hub
-                .submit(CommandKind::MassCancel(MassCancel {
-                    account,
-                    symbol,
-                    session: None,
-                }))
+                .submit(kind)
                 .err()
                 .map(|err| u16::from(gateway_code(GatewayReason::from(err))))
         };
         if let Some(code) = refused {
             self.push(&ServerMessage::SessionReject {
                 code,
-                rejected_type: msg_type::MASS_CANCEL,
+                rejected_type,
             });
         }
+        refused.is_none()
+    }
+
+    /// Submits a MassCancel; a refusal is answered with a SessionReject.
+    fn mass_cancel(&mut self, symbol: Option<Symbol>, throttled: bool) {
+        let kind = CommandKind::MassCancel(MassCancel {
+            account: self.account,
+            symbol,
+            session: None,
+        });
+        self.submit_or_session_reject(kind, msg_type::MASS_CANCEL, throttled);
     }
 
     /// Answers an OrderStatus with the order's status report (or an unknown-order one);
@@ -429,25 +441,11 @@ impl Session {
             session: self.log_session,
             timeout_ns: u64::from(timeout_ms) * 1_000_000,
         });
-        let refused = if throttled {
-            Some(session_reject::THROTTLED)
-        } else {
-            self.hub
-                .submit(kind)
-                .err()
-                .map(|err| u16::from(gateway_code(GatewayReason::from(err))))
-        };
-        match refused {
-            Some(code) => self.push(&ServerMessage::SessionReject {
-                code,
-                rejected_type: msg_type::CANCEL_AFTER,
-            }),
-            None => {
-                if let Some(dead_man) = &self.dead_man {
-                    dead_man.stop_refreshing();
-                }
-                self.switch_requests += 1;
+        if self.submit_or_session_reject(kind, msg_type::CANCEL_AFTER, throttled) {
+            if let Some(dead_man) = &self.dead_man {
+                dead_man.stop_refreshing();
             }
+            self.switch_requests += 1;
         }
     }
 
