@@ -6,7 +6,9 @@
 //! `scripts/profile` collects only inside that function, so callgrind's instruction count
 //! divided by the command count is the engine's instructions per command, generation excluded.
 //!
-//! `cargo run --release --example engine_profile -- [COMMANDS]` also runs it natively.
+//! `cargo run --release --example engine_profile -- [COMMANDS] [SYMBOLS]` also runs it natively;
+//! SYMBOLS (default 1) gives the benchmark's other variant (`100`), each with 1,000 resting
+//! orders.
 
 use std::hint::black_box;
 
@@ -27,19 +29,10 @@ fn apply_stream(engine: &mut Engine, stream: &[Command], sink: &mut Vec<Event>) 
 }
 
 fn main() {
-    let commands = match std::env::args().nth(1) {
-        None => 200_000,
-        Some(arg) => match arg.parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                eprintln!("usage: engine_profile [COMMANDS (a positive count)]");
-                std::process::exit(2);
-            }
-        },
-    };
+    let commands = positive_arg(1, 200_000);
     let config = FlowConfig {
         seed: 0x00c0_ffee,
-        symbols: 1,
+        symbols: positive_arg(2, 1) as u32,
         accounts: 1000,
         book_depth: 1000,
         ..FlowConfig::default()
@@ -48,14 +41,33 @@ fn main() {
     let setup = flow.setup();
     let stream = flow.generate(commands);
     let mut engine = Engine::new(config.engine_config()).expect("the flow's config is valid");
+    engine.commit_memory();
     let mut sink = Vec::with_capacity(1 << 12);
     apply_setup(&mut engine, &setup, &mut sink);
+    let started = std::time::Instant::now();
     let events = apply_stream(&mut engine, &stream, &mut sink);
+    let elapsed = started.elapsed();
     println!(
-        "commands {commands}; events {events}; {}; state hash {}",
+        "commands {commands}; applied in {elapsed:.2?} ({:.2} M/s); events {events}; {}; \
+         state hash {}",
+        commands as f64 / elapsed.as_secs_f64() / 1e6,
         flow.stats(),
         engine.state_hash()
     );
+}
+
+/// The `n`th argument as a positive count, `default` when absent; exits with usage otherwise.
+fn positive_arg(n: usize, default: usize) -> usize {
+    match std::env::args().nth(n) {
+        None => default,
+        Some(arg) => match arg.parse::<usize>() {
+            Ok(value) if value > 0 && value <= u32::MAX as usize => value,
+            _ => {
+                eprintln!("usage: engine_profile [COMMANDS] [SYMBOLS] (positive counts)");
+                std::process::exit(2);
+            }
+        },
+    }
 }
 
 /// The setup phase, outside the collected function.

@@ -42,6 +42,30 @@ use crate::units::Units;
 /// "No record".
 pub(crate) const NIL: u32 = u32::MAX;
 
+/// How many of the next finished orders to forget have their index slots prefetched.
+const EXPIRY_PREFETCH: usize = 2;
+
+/// In the id index, the tag of a finished slot (an untagged value is a live record). Both are
+/// below `COUNT_MAX`, so the tag bit is free.
+pub(crate) const FINISHED_TAG: u32 = 1 << 31;
+
+/// What the id index knows of an (account, order id): a live record or a finished slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdRef {
+    Live(u32),
+    Finished(u32),
+}
+
+impl IdRef {
+    fn decode(value: u32) -> IdRef {
+        if value & FINISHED_TAG == 0 {
+            IdRef::Live(value)
+        } else {
+            IdRef::Finished(value & !FINISHED_TAG)
+        }
+    }
+}
+
 /// One order record: a live order (resting, or being matched inside `apply`), or a free one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OrderRec {
@@ -54,7 +78,7 @@ pub(crate) struct OrderRec {
     pub(crate) total: Lots,
     /// Time priority: a global counter taken on entry and on re-entry after an amend.
     pub(crate) prio: u64,
-    /// Hash of (account, order id) in the order index.
+    /// Hash of (account, order id) in the id index.
     pub(crate) hash: u32,
     /// The price level the order rests on, or `NIL`.
     pub(crate) level: u32,
@@ -196,6 +220,17 @@ pub(crate) fn find_level(refs: &[LevelRef], key: i64) -> Result<usize, usize> {
 }
 
 /// Whether an order on `side` with `limit` (`None`: market) trades with a resting `price`.
+/// The id index's capacity: every live order, and with a dedup window every finished one too,
+/// which the room rule keeps to `retired_ids_max` together with the live ones.
+fn ids_capacity(config: &EngineConfig) -> usize {
+    let ids = if config.dedup_window_ns == 0 {
+        config.orders_max
+    } else {
+        config.orders_max.max(config.retired_ids_max)
+    };
+    ids as usize
+}
+
 fn crosses(side: Side, limit: Option<Ticks>, price: Ticks) -> bool {
     match (limit, side) {
         (None, _) => true,
@@ -318,11 +353,13 @@ pub struct Engine {
     pub(crate) orders: Vec<OrderRec>,
     /// `OrderCold` of each record, by record number.
     pub(crate) order_cold: Vec<OrderCold>,
-    pub(crate) order_index: Index,
+    /// Every id the engine knows, live (its record) or finished inside the window (its slot,
+    /// tagged `FINISHED_TAG`): one table, so a new order's duplicate check is one probe and
+    /// finishing an order retags its entry in place.
+    pub(crate) ids: Index,
     /// Head of the free order records (LIFO).
     pub(crate) free_order: u32,
     pub(crate) finished: Finished,
-    pub(crate) finished_index: Index,
     /// When the oldest finished order leaves its window (`u64::MAX`: none remembered).
     pub(crate) next_expiry: u64,
     pub(crate) switches: Switches,
@@ -426,8 +463,7 @@ impl Engine {
         config.validate()?;
         let orders = reserve(config.orders_max)?;
         let finished = Finished::with_capacity(config.retired_ids_max)?;
-        let finished_index = Index::with_capacity(config.retired_ids_max as usize)?;
-        let order_index = Index::with_capacity(config.orders_max as usize)?;
+        let ids = Index::with_capacity(ids_capacity(&config))?;
         let levels = reserve(config.levels_max)?;
         // Every book's sides up front: listing a symbol must never depend on the allocator,
         // or the same log could give different events on different machines.
@@ -451,10 +487,9 @@ impl Engine {
             account_index: Index::with_capacity(config.accounts_max as usize)?,
             orders,
             order_cold: reserve(config.orders_max)?,
-            order_index,
+            ids,
             free_order: NIL,
             finished,
-            finished_index,
             next_expiry: u64::MAX,
             switches: Switches::with_capacity(config.switches_max, config.hash_seed)?,
             disabled_accounts: 0,
@@ -541,12 +576,7 @@ impl Engine {
         for side in sides.chain(&mut self.spare_sides).flatten() {
             commit_capacity(side, level_ref);
         }
-        for index in [
-            &mut self.order_index,
-            &mut self.finished_index,
-            &mut self.book_index,
-            &mut self.account_index,
-        ] {
+        for index in [&mut self.ids, &mut self.book_index, &mut self.account_index] {
             index.commit_memory();
         }
     }
@@ -649,11 +679,12 @@ impl Engine {
     /// dedup window (a replaced id answers as `replaced`, naming its successor).
     pub fn order(&self, account: AccountId, order_id: &OrderId) -> Option<OrderView> {
         let hash = self.order_hash(account, order_id);
-        if let Some(rec) = self.find_live(hash, account, order_id) {
-            return Some(self.live_view(rec));
-        }
-        let slot = self.find_finished(hash, account, order_id)?;
-        Some(self.finished_view(self.finished.get(slot)))
+        Some(
+            match self.find_id(self.ids.start(hash), account, order_id)? {
+                IdRef::Live(rec) => self.live_view(rec),
+                IdRef::Finished(slot) => self.finished_view(self.finished.get(slot)),
+            },
+        )
     }
 
     /// Every order the engine remembers (live, and finished inside the window), sorted by
@@ -827,10 +858,14 @@ impl Engine {
     /// The live record of (`account`, `order_id`), whose hash is `hash`.
     #[inline]
     fn find_live(&self, hash: u32, account: AccountId, order_id: &OrderId) -> Option<u32> {
-        self.order_index.find(hash, |rec| {
-            let order = &self.orders[rec as usize];
-            order.account == account && order.order_id == *order_id
-        })
+        self.ids
+            .find(hash, |value| {
+                value & FINISHED_TAG == 0 && {
+                    let order = &self.orders[value as usize];
+                    order.account == account && order.order_id == *order_id
+                }
+            })
+            .map(|rec| rec & !FINISHED_TAG)
     }
 
     /// The finished slot remembering (`account`, `order_id`), whose hash is `hash`.
@@ -840,25 +875,33 @@ impl Engine {
         account: AccountId,
         order_id: &OrderId,
     ) -> Option<u32> {
-        self.find_finished_from(self.finished_index.start(hash), account, order_id)
+        match self.find_id(self.ids.start(hash), account, order_id)? {
+            IdRef::Finished(slot) => Some(slot),
+            IdRef::Live(_) => None,
+        }
     }
 
-    fn find_finished_from(
-        &self,
-        probe: Probe,
-        account: AccountId,
-        order_id: &OrderId,
-    ) -> Option<u32> {
-        self.finished_index.find_from(probe, |slot| {
-            let id = self.finished.get(slot);
-            id.account == account && id.order_id == *order_id
-        })
+    /// The live record or finished slot of (`account`, `order_id`), a lookup started by `probe`.
+    #[inline]
+    fn find_id(&self, probe: Probe, account: AccountId, order_id: &OrderId) -> Option<IdRef> {
+        self.ids
+            .find_from(probe, |value| match IdRef::decode(value) {
+                IdRef::Live(rec) => {
+                    let order = &self.orders[rec as usize];
+                    order.account == account && order.order_id == *order_id
+                }
+                IdRef::Finished(slot) => {
+                    let f = self.finished.get(slot);
+                    f.account == account && f.order_id == *order_id
+                }
+            })
+            .map(IdRef::decode)
     }
 
     /// Whether the account has an order with this id that is live or finished inside the window.
     pub(crate) fn id_known(&self, hash: u32, account: AccountId, order_id: &OrderId) -> bool {
-        self.find_live(hash, account, order_id).is_some()
-            || self.find_finished(hash, account, order_id).is_some()
+        self.find_id(self.ids.start(hash), account, order_id)
+            .is_some()
     }
 
     /// Whether the finished-order memory has a place for one more order that will finish (a
@@ -971,9 +1014,9 @@ impl Engine {
     /// A new order's checks, in the contract's order (then `capacity`).
     #[inline(always)]
     fn check_new(&self, order: &NewOrder) -> Result<CheckedNew, RejectReason> {
-        // The finished-order index is large and its slot likely cold: start that lookup first.
+        // The id index is large and its slot likely cold: start that lookup first.
         let hash = self.order_hash(order.account, &order.order_id);
-        let finished_probe = self.finished_index.start(hash);
+        let id_probe = self.ids.start(hash);
         let book = self
             .find_book(&order.symbol)
             .ok_or(RejectReason::UnknownSymbol)?;
@@ -984,11 +1027,8 @@ impl Engine {
             return Err(RejectReason::CancelOnly);
         }
         if self
-            .find_live(hash, order.account, &order.order_id)
+            .find_id(id_probe, order.account, &order.order_id)
             .is_some()
-            || self
-                .find_finished_from(finished_probe, order.account, &order.order_id)
-                .is_some()
         {
             return Err(RejectReason::DuplicateOrderId);
         }
@@ -1233,7 +1273,7 @@ impl Engine {
                 frozen.price = c.price;
                 frozen.total = c.total;
                 self.release(rec);
-                self.remember(frozen);
+                self.remember(rec, frozen);
             }
             AmendOutcome::KeepsPlace => {
                 if leaves != old_leaves {
@@ -1281,15 +1321,13 @@ impl Engine {
     /// Live order `rec` gives up its id for `new_id`: the old id is finished as `replaced`
     /// (frozen as it is now), and the record goes by the new one.
     fn rename(&mut self, rec: u32, new_id: OrderId, new_hash: u32) {
-        let order = self.orders[rec as usize];
         let mut frozen = self.frozen(rec, OrderStatus::Replaced, None);
         frozen.replaced_by = Some(new_id);
-        self.order_index.remove(order.hash, rec);
+        self.remember(rec, frozen);
         let o = &mut self.orders[rec as usize];
         o.order_id = new_id;
         o.hash = new_hash;
-        self.order_index.insert(new_hash, rec);
-        self.remember(frozen);
+        self.ids.insert(new_hash, rec);
     }
 
     fn mass_cancel<S: EventSink>(&mut self, mass: &MassCancel, out: &mut Emit<S>) {
@@ -1623,7 +1661,7 @@ impl Engine {
             self.order_cold.push(cold);
             (self.orders.len() - 1) as u32
         };
-        self.order_index.insert(order.hash, rec);
+        self.ids.insert(order.hash, rec);
         self.live_orders += 1;
 
         let account = &mut self.accounts[order.account_rec as usize];
@@ -1664,7 +1702,7 @@ impl Engine {
     pub(crate) fn finish(&mut self, rec: u32, status: OrderStatus, reason: Option<CancelReason>) {
         let frozen = self.frozen(rec, status, reason);
         self.release(rec);
-        self.remember(frozen);
+        self.remember(rec, frozen);
     }
 
     /// The finished state of live order `rec` with `status`, as of now.
@@ -1678,18 +1716,27 @@ impl Engine {
         frozen(order, cold, status, reason, self.clock)
     }
 
-    /// Remembers a finished order for the dedup window (not at all with a window of 0). Its
-    /// place was reserved while it was live (or by the replace that froze it).
-    pub(crate) fn remember(&mut self, frozen: FinishedRec) {
+    /// Remembers a finished order for the dedup window (not at all with a window of 0): the
+    /// id's entry, which named live record `rec`, now names its finished slot. Its place was
+    /// reserved while it was live (or by the replace that froze it).
+    pub(crate) fn remember(&mut self, rec: u32, frozen: FinishedRec) {
+        match self.push_finished(frozen) {
+            Some(slot) => self.ids.retag(frozen.hash, rec, slot | FINISHED_TAG),
+            None => self.ids.remove(frozen.hash, rec),
+        }
+    }
+
+    /// Keeps `frozen` for the dedup window, returning its slot (`None` with a window of 0).
+    /// The caller indexes it.
+    pub(crate) fn push_finished(&mut self, frozen: FinishedRec) -> Option<u32> {
         let window = self.config.dedup_window_ns;
         if window == 0 {
-            return;
+            return None;
         }
         if self.finished.len() == 0 {
             self.next_expiry = frozen.finished_at.0.saturating_add(window);
         }
-        let slot = self.finished.push(frozen);
-        self.finished_index.insert(frozen.hash, slot);
+        Some(self.finished.push(frozen))
     }
 
     /// Forgets the finished orders whose window has passed at `now`.
@@ -1698,27 +1745,38 @@ impl Engine {
         let window = self.config.dedup_window_ns;
         while let Some(oldest) = self.finished.oldest() {
             // A finished_at + window past u64::MAX is never reached: that entry stays.
-            let expiry = oldest.finished_at.0.checked_add(window);
+            let expiry = oldest.finished_at.checked_add(window);
             if expiry.is_none_or(|expiry| expiry > now) {
                 self.next_expiry = expiry.unwrap_or(u64::MAX);
+                self.prefetch_expiring();
+                self.finished.prefetch_next();
                 return;
             }
-            let (slot, hash) = self.finished.pop_oldest();
-            self.finished_index.remove(hash, slot);
+            self.finished.pop_oldest();
+            self.ids.remove(oldest.hash, oldest.slot | FINISHED_TAG);
         }
         self.next_expiry = u64::MAX;
     }
 
-    /// Frees live order `rec` (not on the book): it leaves the order index and its account's
-    /// list, and its record goes to the free list.
+    /// Starts loading the index slots of the next finished orders to forget, so that their
+    /// removal, a few commands later, finds them in cache rather than in memory.
+    #[inline]
+    fn prefetch_expiring(&self) {
+        for n in 0..EXPIRY_PREFETCH {
+            if let Some(due) = self.finished.due_at(n) {
+                self.ids.prefetch(due.hash);
+            }
+        }
+    }
+
+    /// Frees live order `rec` (not on the book): it leaves its account's list and its record
+    /// goes to the free list. Its id's entry is the caller's (see `remember`).
     pub(crate) fn release(&mut self, rec: u32) {
         let order = &mut self.orders[rec as usize];
         assert!(order.live && order.level == NIL);
         order.live = false;
-        let hash = order.hash;
         let (account_rec, acct_prev, acct_next) =
             (order.account_rec, order.acct_prev, order.acct_next);
-        self.order_index.remove(hash, rec);
 
         let a = &mut self.accounts[account_rec as usize];
         a.live -= 1;

@@ -1,25 +1,27 @@
 //! Finished orders (filled, cancelled, replaced), remembered with their final state for the
 //! dedup window.
 //!
-//! A slab of up to `retired_ids_max` entries, linked in the order they finished, which is also
-//! the order they leave the window (log time never goes back): the engine unlinks expired
-//! entries from the head and links finished ones at the tail. A freed slot is reused first
-//! (most recently freed first), so the entries in use stay a compact, cache-warm set, the size
-//! of what one window finishes, however large the configured capacity: a ring would instead
-//! walk the whole capacity, writing every new entry to memory untouched for a long while. It
-//! never overwrites: the engine keeps a place here for every live order (see
+//! Two parts, so that forgetting costs little:
+//! - **Records**: a slab of up to `retired_ids_max` entries, a freed slot reused first (most
+//!   recently freed first), so the records in use stay a compact set the size of what one window
+//!   finishes, however large the configured capacity. Only lookups read a record.
+//! - **Due**: a ring of 16-byte entries `(finished_at, hash, slot)` in finishing order, which is
+//!   also the order they leave the window (log time never goes back). Forgetting reads only
+//!   this ring, front to back, a sequential stream the hardware prefetches: never the records.
+//!
+//! It never overwrites: the engine keeps a place here for every live order (see
 //! `Engine::finished_room`), so a push always finds room. Kept apart from the live records so
 //! those stay few and hot.
+
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
 use crate::alloc::{commit_capacity, reserve};
 use crate::config::ConfigError;
 use crate::event::CancelReason;
+use crate::prefetch::prefetch;
 use crate::types::{AccountId, Lots, OrdType, OrderId, OrderStatus, Side, Ticks, TimestampNs};
-
-/// "No slot".
-const NONE: u32 = u32::MAX;
 
 /// One finished order, frozen as it finished. Snapshots hold it as it is, but for its hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,112 +50,132 @@ pub(crate) struct FinishedRec {
     pub(crate) hash: u32,
 }
 
-/// A slot: an entry and the next slot in finishing order (or in the free list).
-#[derive(Clone, Copy, Debug)]
-struct Slot {
-    rec: FinishedRec,
-    next: u32,
+/// When a record finished, its index hash and its slot: what forgetting it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Due {
+    pub(crate) finished_at: u64,
+    pub(crate) hash: u32,
+    pub(crate) slot: u32,
 }
 
 pub(crate) struct Finished {
-    slots: Vec<Slot>,
+    records: Vec<FinishedRec>,
+    /// Freed slots, most recently freed last.
+    free: Vec<u32>,
+    /// Every record in use, oldest first.
+    due: VecDeque<Due>,
     capacity: u32,
-    /// The oldest entry and the newest (`NONE` when empty).
-    head: u32,
-    tail: u32,
-    /// Freed slots, most recently freed first, linked through `next`.
-    free: u32,
-    len: u32,
 }
 
 impl Finished {
     pub(crate) fn with_capacity(capacity: u32) -> Result<Finished, ConfigError> {
+        let mut due = VecDeque::new();
+        due.try_reserve_exact(capacity as usize)
+            .map_err(|_| ConfigError::OutOfMemory {
+                bytes: (capacity as usize).saturating_mul(std::mem::size_of::<Due>()),
+            })?;
         Ok(Finished {
-            slots: reserve(capacity)?,
+            records: reserve(capacity)?,
+            free: reserve(capacity)?,
+            due,
             capacity,
-            head: NONE,
-            tail: NONE,
-            free: NONE,
-            len: 0,
         })
     }
 
     pub(crate) fn len(&self) -> u32 {
-        self.len
+        self.due.len() as u32
     }
 
-    /// Maps the slab's memory now (see `Engine::commit_memory`).
+    /// Maps the memory of all three parts now (see `Engine::commit_memory`).
     pub(crate) fn commit_memory(&mut self, filler: FinishedRec) {
-        commit_capacity(
-            &mut self.slots,
-            Slot {
-                rec: filler,
-                next: NONE,
-            },
-        );
+        commit_capacity(&mut self.records, filler);
+        commit_capacity(&mut self.free, 0);
+        let (len, capacity) = (self.due.len(), self.due.capacity());
+        let filler = Due {
+            finished_at: 0,
+            hash: 0,
+            slot: 0,
+        };
+        self.due.resize(capacity, filler);
+        self.due.truncate(len);
+        assert_eq!(self.due.capacity(), capacity);
     }
 
     pub(crate) fn get(&self, slot: u32) -> &FinishedRec {
-        &self.slots[slot as usize].rec
+        &self.records[slot as usize]
     }
 
-    /// The oldest entry.
-    pub(crate) fn oldest(&self) -> Option<&FinishedRec> {
-        (self.head != NONE).then(|| &self.slots[self.head as usize].rec)
+    /// The oldest entry's due-ring entry.
+    #[inline]
+    pub(crate) fn oldest(&self) -> Option<Due> {
+        self.due.front().copied()
+    }
+
+    /// The due-ring entry `n` places after the oldest.
+    #[inline]
+    pub(crate) fn due_at(&self, n: usize) -> Option<Due> {
+        self.due.get(n).copied()
     }
 
     /// Appends `rec`, returning its slot. The caller keeps room (len below capacity).
     pub(crate) fn push(&mut self, rec: FinishedRec) -> u32 {
         assert!(
-            self.len < self.capacity,
+            self.len() < self.capacity,
             "room for every finish is reserved"
         );
-        let entry = Slot { rec, next: NONE };
-        let slot = if self.free != NONE {
-            let slot = self.free;
-            self.free = self.slots[slot as usize].next;
-            self.slots[slot as usize] = entry;
-            slot
-        } else {
-            self.slots.push(entry);
-            (self.slots.len() - 1) as u32
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.records[slot as usize] = rec;
+                slot
+            }
+            None => {
+                self.records.push(rec);
+                (self.records.len() - 1) as u32
+            }
         };
-        if self.tail == NONE {
-            self.head = slot;
-        } else {
-            self.slots[self.tail as usize].next = slot;
-        }
-        self.tail = slot;
-        self.len += 1;
+        self.due.push_back(Due {
+            finished_at: rec.finished_at.0,
+            hash: rec.hash,
+            slot,
+        });
+        self.prefetch_next();
         slot
     }
 
-    /// Takes the oldest entry off, returning its slot and hash.
-    pub(crate) fn pop_oldest(&mut self) -> (u32, u32) {
-        assert!(self.len > 0);
-        let slot = self.head;
-        let entry = &mut self.slots[slot as usize];
-        let (next, hash) = (entry.next, entry.rec.hash);
-        entry.next = self.free;
-        self.free = slot;
-        self.head = next;
-        if next == NONE {
-            self.tail = NONE;
-        }
-        self.len -= 1;
-        (slot, hash)
+    /// Starts loading the slot the next push will write (last written a window ago, so cold),
+    /// so that its write finds it in cache.
+    #[inline]
+    pub(crate) fn prefetch_next(&self) {
+        let next = match self.free.last() {
+            Some(&slot) => slot as usize,
+            None => self.records.len(),
+        };
+        let lines = std::mem::size_of::<FinishedRec>().div_ceil(64) + 1;
+        prefetch(self.records.as_ptr().wrapping_add(next), lines);
+    }
+
+    /// Takes the oldest entry off, returning its due-ring entry; its slot is free.
+    pub(crate) fn pop_oldest(&mut self) -> Due {
+        let due = self.due.pop_front().expect("an entry to forget");
+        self.free.push(due.slot);
+        due
+    }
+
+    /// Whether every due-ring entry has its record's hash and finish time, and no slot is
+    /// both in use and free (for `Engine::check_invariants`).
+    pub(crate) fn due_agrees(&self) -> bool {
+        let agree = self.due.iter().all(|due| {
+            let rec = &self.records[due.slot as usize];
+            rec.hash == due.hash && rec.finished_at.0 == due.finished_at
+        });
+        agree && self.due.len() + self.free.len() == self.records.len()
     }
 
     /// Slots and entries, oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &FinishedRec)> + '_ {
-        let mut at = self.head;
-        std::iter::from_fn(move || {
-            (at != NONE).then(|| {
-                let slot = at;
-                at = self.slots[slot as usize].next;
-                (slot, &self.slots[slot as usize].rec)
-            })
-        })
+        self.due
+            .iter()
+            .map(|due| (due.slot, &self.records[due.slot as usize]))
     }
 }
 
@@ -188,14 +210,19 @@ mod tests {
         assert_eq!(ring.push(rec(1)), 0);
         ring.push(rec(2));
         ring.push(rec(3));
-        assert_eq!(ring.pop_oldest(), (0, 1));
+        assert_eq!((ring.pop_oldest().slot, ring.get(0).number), (0, 1));
         assert_eq!(ring.push(rec(4)), 0, "the freed slot first");
         let kept: Vec<u64> = ring.iter().map(|(_, e)| e.account.0).collect();
         assert_eq!(kept, [2, 3, 4]);
-        assert_eq!(ring.oldest().map(|e| e.account.0), Some(2));
+        assert_eq!(ring.oldest().map(|due| due.finished_at), Some(2));
+        assert_eq!(ring.due_at(2).map(|due| due.hash), Some(4));
         assert_eq!(ring.len(), 3);
-        for expected in [(1, 2), (2, 3), (0, 4)] {
-            assert_eq!(ring.pop_oldest(), expected);
+        for (slot, hash) in [(1, 2), (2, 3), (0, 4)] {
+            let due = ring.pop_oldest();
+            assert_eq!(
+                (due.slot, due.hash, due.finished_at),
+                (slot, hash, hash.into())
+            );
         }
         assert!(ring.oldest().is_none() && ring.iter().next().is_none());
         assert_eq!(ring.push(rec(5)), 0, "most recently freed first");

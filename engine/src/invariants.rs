@@ -188,8 +188,8 @@ impl Engine {
             "live orders over capacity"
         );
         ensure!(
-            self.order_index.len() == self.live_orders as usize,
-            "order index size"
+            self.ids.len() == (self.live_orders + self.finished.len()) as usize,
+            "id index size: not one entry per live and per finished order"
         );
         for (rec, o) in self.orders.iter().enumerate().filter(|(_, o)| o.live) {
             ensure!(
@@ -205,8 +205,8 @@ impl Engine {
     fn check_finished(&self) -> Result<(), String> {
         let window = self.config.dedup_window_ns;
         ensure!(
-            self.finished_index.len() == self.finished.len() as usize,
-            "finished index size"
+            self.finished.due_agrees(),
+            "the due ring disagrees with the finished records"
         );
         ensure!(
             window == 0 || self.finished.len() + self.live_orders <= self.config.retired_ids_max,
@@ -240,7 +240,7 @@ impl Engine {
         let expiry = self
             .finished
             .oldest()
-            .map_or(u64::MAX, |f| f.finished_at.0.saturating_add(window));
+            .map_or(u64::MAX, |due| due.finished_at.saturating_add(window));
         ensure!(expiry == self.next_expiry, "cached next expiry is stale");
         Ok(())
     }

@@ -10,7 +10,8 @@
 //! Around it: [`ring`], a bounded lock-free SPSC ring (the crate's only `unsafe`, model-checked
 //! with loom), and [`runner`], the matcher thread between an input and an output ring.
 
-// `unsafe` is allowed in exactly one module, `ring`, where each block says why it is sound.
+// `unsafe` is allowed in `ring` and in `prefetch` (a cache hint), each block saying why it is
+// sound.
 #![deny(unsafe_code)]
 
 mod alloc;
@@ -21,6 +22,7 @@ mod event;
 mod finished;
 mod index;
 mod invariants;
+mod prefetch;
 pub mod ring;
 pub mod runner;
 mod snapshot;

@@ -11,7 +11,9 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, EngineConfig};
-use crate::engine::{find_level, side_index, side_key, Engine, OrderCold, OrderRec, NIL};
+use crate::engine::{
+    find_level, side_index, side_key, Engine, OrderCold, OrderRec, FINISHED_TAG, NIL,
+};
 use crate::finished::FinishedRec;
 use crate::types::{
     AccountId, Lots, OrdType, OrderId, OrderStatus, Price, Qty, Side, Stp, Symbol, Ticks,
@@ -442,7 +444,9 @@ impl Engine {
             if self.id_known(hash, f.account, &f.order_id) {
                 return Err(duplicate(f.account, f.order_id));
             }
-            self.remember(FinishedRec { hash, ..*f });
+            if let Some(slot) = self.push_finished(FinishedRec { hash, ..*f }) {
+                self.ids.insert(hash, slot | FINISHED_TAG);
+            }
         }
         Ok(())
     }

@@ -177,8 +177,10 @@ impl FlowConfig {
     /// runs its own engine with them; an engine replaying the flow should use them too.
     ///
     /// The dedup window is [`FLOW_DEDUP_WINDOW_NS`] of log time, so a long flow expires finished
-    /// orders in its steady state (as a node does) and benchmarks measure that. Finished orders
-    /// inside a window are at most the orders live at its start plus one per command in it.
+    /// orders in its steady state (as a node does) and benchmarks measure that. The engine needs
+    /// room for live plus finished-in-window orders, which together are at most the orders live
+    /// at the window's start plus one new id per command in it (a finish only ends an order
+    /// counted there): `orders_max` plus the window's commands.
     pub fn engine_config(&self) -> EngineConfig {
         let clamp = |n: u64| n.clamp(1, u64::from(COUNT_MAX)) as u32;
         let symbols = u64::from(self.symbols.max(1));
@@ -191,7 +193,7 @@ impl FlowConfig {
             symbols_max: clamp(symbols),
             accounts_max: clamp(u64::from(self.accounts.max(1))),
             orders_max,
-            retired_ids_max: clamp(2 * u64::from(orders_max) + per_window),
+            retired_ids_max: clamp(u64::from(orders_max) + per_window),
             dedup_window_ns: FLOW_DEDUP_WINDOW_NS,
             levels_max: clamp(symbols * 2 * u64::from(per_side)),
             levels_per_side_max: per_side,
