@@ -6,9 +6,9 @@
 //! `scripts/profile` collects only inside that function, so callgrind's instruction count
 //! divided by the command count is the engine's instructions per command, generation excluded.
 //!
-//! `cargo run --release --example engine_profile -- [COMMANDS] [SYMBOLS]` also runs it natively;
-//! SYMBOLS (default 1) gives the benchmark's other variant (`100`), each with 1,000 resting
-//! orders.
+//! `cargo run --release --example engine_profile -- [COMMANDS] [SYMBOLS] [DEPTH]` also runs it
+//! natively and prints the rate of `apply_stream`; SYMBOLS (default 1) and DEPTH (resting orders
+//! per symbol, default 1,000) give the benchmarks' other mixes (`100`; `10000 100`).
 
 use std::hint::black_box;
 
@@ -34,7 +34,7 @@ fn main() {
         seed: 0x00c0_ffee,
         symbols: positive_arg(2, 1) as u32,
         accounts: 1000,
-        book_depth: 1000,
+        book_depth: positive_arg(3, 1000),
         ..FlowConfig::default()
     };
     let mut flow = FlowGenerator::new(config);
@@ -63,7 +63,7 @@ fn positive_arg(n: usize, default: usize) -> usize {
         Some(arg) => match arg.parse::<usize>() {
             Ok(value) if value > 0 && value <= u32::MAX as usize => value,
             _ => {
-                eprintln!("usage: engine_profile [COMMANDS] [SYMBOLS] (positive counts)");
+                eprintln!("usage: engine_profile [COMMANDS] [SYMBOLS] [DEPTH] (positive counts)");
                 std::process::exit(2);
             }
         },

@@ -3,8 +3,8 @@
 //! The records themselves (orders, accounts, symbols) live in the engine's arrays; the index
 //! stores only `(hash, record + 1)` in one `u64` per slot and asks the caller to compare keys.
 //! Linear probing with backward-shift deletion: no tombstones, so it never needs a rehash, never
-//! allocates after construction, and its lookups stay short at the fixed load factor of at most
-//! one half. It is never iterated, so its layout cannot leak into behaviour.
+//! allocates after construction, and its lookups stay short at a load factor of at most two
+//! thirds. It is never iterated, so its layout cannot leak into behaviour.
 
 use crate::alloc::reserve_exact;
 use crate::config::ConfigError;
@@ -28,10 +28,12 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// An index for up to `capacity` keys (table of at least twice that, a power of two),
+    /// An index for up to `capacity` keys (a table of at least 1.5 times that, a power of two,
+    /// so a full index is at most two thirds loaded, where linear probing still finds a key in
+    /// about two probes; the engine's indexes run far below their capacity),
     /// or an error if the allocator refuses the memory.
     pub(crate) fn with_capacity(capacity: usize) -> Result<Index, ConfigError> {
-        let size = (capacity * 2).next_power_of_two().max(8);
+        let size = (capacity + capacity / 2 + 1).next_power_of_two().max(8);
         // Probe fallibly, then take zeroed memory, which the allocator maps lazily: an index
         // costs no time until it fills.
         drop(reserve_exact::<u64>(size)?);
