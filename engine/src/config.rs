@@ -24,7 +24,7 @@ pub struct EngineConfig {
     /// for when it finishes, so a new order (or a replace) is rejected with `capacity` while
     /// finished orders inside their window plus live orders fill it. Size it to at least
     /// `orders_max` plus the peak finishes per second times the window in seconds; each entry
-    /// costs about 170 bytes. 0 only with `dedup_window_ns` 0.
+    /// costs about 210 bytes. 0 only with `dedup_window_ns` 0.
     pub retired_ids_max: u32,
     /// How long, in log time, a finished order's id is refused for reuse
     /// (`duplicate_order_id`) and its final state answered: the horizon of a member's resends
