@@ -595,7 +595,13 @@ impl Watermarks {
         first: Duration,
         every: Duration,
     ) -> Result<Watermarks, KafkaLogError> {
-        let consumer: BaseConsumer = config.client().create()?;
+        // A watermark read that fails against a leader gone dark does not make librdkafka
+        // look for the new one (seen on the mock cluster: a site's committed end stuck for
+        // minutes after the leadership moved): refresh the partition's metadata every second.
+        let consumer: BaseConsumer = config
+            .client()
+            .set("topic.metadata.refresh.interval.ms", "1000")
+            .create()?;
         let (_, high) = consumer.fetch_watermarks(&config.topic, config.partition, first)?;
         let shared = Arc::new(WatermarkState {
             high: AtomicU64::new(high.max(0) as u64),

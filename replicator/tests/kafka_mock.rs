@@ -181,3 +181,58 @@ fn the_mock_cluster_keeps_the_producers_create_time_so_only_a_development_topic_
         "{err}"
     );
 }
+
+/// Seen in the drill on the mock cluster: after the partition's leader site went dark and came
+/// back, and the leadership moved back to its broker, that site's committed end stayed where
+/// it was (its watermark reads kept failing against the broker it last knew as the leader), so
+/// the site never caught up in its own eyes. Every move, down and up here must leave
+/// `Watermarks::high` following the log.
+#[test]
+fn the_committed_end_follows_the_log_through_leader_moves_and_dark_brokers() {
+    use replicator::kafka::Watermarks;
+    let cluster = MockCluster::new(3).unwrap();
+    cluster.create_topic(TOPIC, 1, 3).unwrap();
+    cluster.partition_leader(TOPIC, 0, Some(1)).unwrap();
+    let config = KafkaConfig {
+        allow_unsafe_topic: true,
+        delivery_timeout_ms: 20_000,
+        ..KafkaConfig::new(&cluster.bootstrap_servers(), TOPIC, 0)
+    };
+    let appender = KafkaAppender::new(&config).unwrap();
+    let every = Duration::from_millis(50);
+    let mut marks = vec![Watermarks::spawn(&config, TIMEOUT, every).unwrap()];
+    let mut written = 0u64;
+    let mut write_and_follow = |marks: &[Watermarks], step: &str| {
+        for _ in 0..100 {
+            appender.append(&command(written)).unwrap();
+            written += 1;
+        }
+        appender.flush(TIMEOUT).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for (k, marks) in marks.iter().enumerate() {
+            while marks.high() < written {
+                assert!(
+                    Instant::now() < deadline,
+                    "{step}: watcher {k}'s committed end stuck at {} of {written}",
+                    marks.high()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    write_and_follow(&marks, "at the start");
+    // The leader's site goes dark: its broker down, the leadership to broker 2.
+    cluster.broker_down(1).unwrap();
+    cluster.partition_leader(TOPIC, 0, Some(2)).unwrap();
+    write_and_follow(&marks, "leader moved to broker 2");
+    cluster.broker_up(1).unwrap();
+    // The site restarts: a watcher that has only known broker 2 as the leader.
+    marks.push(Watermarks::spawn(&config, TIMEOUT, every).unwrap());
+    write_and_follow(&marks, "broker 1 back as a follower");
+    // Now broker 2's site goes dark, and the leadership moves back to broker 1.
+    cluster.broker_down(2).unwrap();
+    cluster.partition_leader(TOPIC, 0, Some(1)).unwrap();
+    write_and_follow(&marks, "leader moved back to broker 1");
+    cluster.broker_up(2).unwrap();
+    write_and_follow(&marks, "broker 2 back");
+}
