@@ -181,6 +181,9 @@ pub struct DrillReport {
     pub kills: usize,
     pub kill_log: Vec<KillRecord>,
     pub rto_ms_max: Option<u64>,
+    /// RTO of every client that failed over from a killed site (milliseconds; `p999` is
+    /// the 99.9th percentile), none without failovers.
+    pub rto_client_ms: Option<Percentiles>,
     pub catch_up_ms_max: Option<u64>,
     pub failovers: usize,
     /// Unacknowledged orders at failovers: known at the new site, and resent.
@@ -231,10 +234,13 @@ impl DrillReport {
     /// The kills, failovers and refusals, one line per kill.
     fn write_kills(&self, out: &mut String) {
         let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+        let per_client = self.rto_client_ms.map_or("-".to_string(), |p| {
+            format!("p50 {} ms p99 {} ms max {} ms", p.p50, p.p99, p.max)
+        });
         let _ = writeln!(
             out,
             "kills {}  failovers {}  (orders known at the new site {}, resent {})  rto max {}  \
-             catch-up max {}",
+             (per client {per_client})  catch-up max {}",
             self.kills,
             self.failovers,
             self.reconciled_known,
@@ -303,8 +309,6 @@ struct ClientResult {
     acks: Vec<Ack>,
     unacknowledged: usize,
     failovers: Vec<crate::failover::Failover>,
-    /// The first acknowledgement after each failover (same order as `failovers`).
-    first_ack_after: Vec<Option<Instant>>,
     counts: crate::failover::ClientCounts,
     account: AccountId,
 }
@@ -454,27 +458,8 @@ async fn client_task(
     let mut next_send = Instant::now();
     let mut orders = 0u64;
     let mut acks = Vec::new();
-    let mut first_ack_after: Vec<Option<Instant>> = Vec::new();
-    let mut record = |client: &FailoverClient, new: Vec<Ack>, acks: &mut Vec<Ack>| {
-        let failovers = client.failovers();
-        while first_ack_after.len() < failovers.len() {
-            first_ack_after.push(None);
-        }
-        if let (Some(first), Some(failover)) = (first_ack_after.last_mut(), failovers.last()) {
-            if first.is_none() {
-                // The first acknowledgement from the new site (a pump call can also return
-                // acknowledgements the old site sent before it died).
-                *first = new
-                    .iter()
-                    .find(|ack| ack.site == failover.to && ack.at >= failover.logged_on)
-                    .map(|ack| ack.at);
-            }
-        }
-        acks.extend(new);
-    };
     while Instant::now() < load_end {
-        let new = client.pump(next_send).await;
-        record(&client, new, &mut acks);
+        acks.extend(client.pump(next_send).await);
         if Instant::now() < next_send {
             continue;
         }
@@ -491,14 +476,12 @@ async fn client_task(
                 .await;
         }
     }
-    let new = client.drain(config.drain_timeout).await;
-    record(&client, new, &mut acks);
+    acks.extend(client.drain(config.drain_timeout).await);
     Ok(ClientResult {
         orders,
         acks,
         unacknowledged: client.unacknowledged(),
         failovers: client.failovers().to_vec(),
-        first_ack_after,
         counts: client.counts(),
         account: client.account(),
     })
