@@ -47,7 +47,7 @@ const EXPIRY_PREFETCH: usize = 2;
 
 /// In the id index, the tag of a finished slot (an untagged value is a live record). Both are
 /// below `COUNT_MAX`, so the tag bit is free.
-pub(crate) const FINISHED_TAG: u32 = 1 << 31;
+const FINISHED_TAG: u32 = 1 << 31;
 
 /// What the id index knows of an (account, order id): a live record or a finished slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +57,14 @@ pub(crate) enum IdRef {
 }
 
 impl IdRef {
+    /// What the id index stores for it.
+    pub(crate) fn value(self) -> u32 {
+        match self {
+            IdRef::Live(rec) => rec,
+            IdRef::Finished(slot) => slot | FINISHED_TAG,
+        }
+    }
+
     fn decode(value: u32) -> IdRef {
         if value & FINISHED_TAG == 0 {
             IdRef::Live(value)
@@ -219,7 +227,6 @@ pub(crate) fn find_level(refs: &[LevelRef], key: i64) -> Result<usize, usize> {
     }
 }
 
-/// Whether an order on `side` with `limit` (`None`: market) trades with a resting `price`.
 /// The id index's capacity: every live order, and with a dedup window every finished one too,
 /// which the room rule keeps to `retired_ids_max` together with the live ones.
 fn ids_capacity(config: &EngineConfig) -> usize {
@@ -231,6 +238,7 @@ fn ids_capacity(config: &EngineConfig) -> usize {
     ids as usize
 }
 
+/// Whether an order on `side` with `limit` (`None`: market) trades with a resting `price`.
 fn crosses(side: Side, limit: Option<Ticks>, price: Ticks) -> bool {
     match (limit, side) {
         (None, _) => true,
@@ -858,14 +866,13 @@ impl Engine {
     /// The live record of (`account`, `order_id`), whose hash is `hash`.
     #[inline]
     fn find_live(&self, hash: u32, account: AccountId, order_id: &OrderId) -> Option<u32> {
-        self.ids
-            .find(hash, |value| {
-                value & FINISHED_TAG == 0 && {
-                    let order = &self.orders[value as usize];
-                    order.account == account && order.order_id == *order_id
-                }
-            })
-            .map(|rec| rec & !FINISHED_TAG)
+        self.ids.find(hash, |value| match IdRef::decode(value) {
+            IdRef::Live(rec) => {
+                let order = &self.orders[rec as usize];
+                order.account == account && order.order_id == *order_id
+            }
+            IdRef::Finished(_) => false,
+        })
     }
 
     /// The finished slot remembering (`account`, `order_id`), whose hash is `hash`.
@@ -1721,7 +1728,9 @@ impl Engine {
     /// reserved while it was live (or by the replace that froze it).
     pub(crate) fn remember(&mut self, rec: u32, frozen: FinishedRec) {
         match self.push_finished(frozen) {
-            Some(slot) => self.ids.retag(frozen.hash, rec, slot | FINISHED_TAG),
+            Some(slot) => self
+                .ids
+                .retag(frozen.hash, rec, IdRef::Finished(slot).value()),
             None => self.ids.remove(frozen.hash, rec),
         }
     }
@@ -1753,7 +1762,8 @@ impl Engine {
                 return;
             }
             self.finished.pop_oldest();
-            self.ids.remove(oldest.hash, oldest.slot | FINISHED_TAG);
+            self.ids
+                .remove(oldest.hash, IdRef::Finished(oldest.slot).value());
         }
         self.next_expiry = u64::MAX;
     }

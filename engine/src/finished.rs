@@ -69,15 +69,11 @@ pub(crate) struct Finished {
 
 impl Finished {
     pub(crate) fn with_capacity(capacity: u32) -> Result<Finished, ConfigError> {
-        let mut due = VecDeque::new();
-        due.try_reserve_exact(capacity as usize)
-            .map_err(|_| ConfigError::OutOfMemory {
-                bytes: (capacity as usize).saturating_mul(std::mem::size_of::<Due>()),
-            })?;
         Ok(Finished {
             records: reserve(capacity)?,
             free: reserve(capacity)?,
-            due,
+            // A vector's buffer becomes the deque's as it is (no reallocation).
+            due: VecDeque::from(reserve::<Due>(capacity)?),
             capacity,
         })
     }

@@ -7,8 +7,9 @@
 //! The exact semantics are those of `shared/replay-contract.md`; `ARCHITECTURE.md` lists the
 //! invariants and where this engine extends the contract (capacities, extra event fields).
 //!
-//! Around it: [`ring`], a bounded lock-free SPSC ring (the crate's only `unsafe`, model-checked
-//! with loom), and [`runner`], the matcher thread between an input and an output ring.
+//! Around it: [`ring`], a bounded lock-free SPSC ring (model-checked with loom; with the
+//! `prefetch` cache hint, the crate's only `unsafe`), and [`runner`], the matcher thread between
+//! an input and an output ring.
 
 // `unsafe` is allowed in `ring` and in `prefetch` (a cache hint), each block saying why it is
 // sound.

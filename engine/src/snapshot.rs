@@ -11,9 +11,7 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, EngineConfig};
-use crate::engine::{
-    find_level, side_index, side_key, Engine, OrderCold, OrderRec, FINISHED_TAG, NIL,
-};
+use crate::engine::{find_level, side_index, side_key, Engine, IdRef, OrderCold, OrderRec, NIL};
 use crate::finished::FinishedRec;
 use crate::types::{
     AccountId, Lots, OrdType, OrderId, OrderStatus, Price, Qty, Side, Stp, Symbol, Ticks,
@@ -445,7 +443,7 @@ impl Engine {
                 return Err(duplicate(f.account, f.order_id));
             }
             if let Some(slot) = self.push_finished(FinishedRec { hash, ..*f }) {
-                self.ids.insert(hash, slot | FINISHED_TAG);
+                self.ids.insert(hash, IdRef::Finished(slot).value());
             }
         }
         Ok(())
