@@ -83,8 +83,8 @@ impl KafkaConfig {
             .set("log_level", "3")
             // Learn where the partition's leader went within a fraction of a second. When the
             // leader's broker goes dark, librdkafka's own leader lookups back off to a second
-            // and more (measured on the mock cluster: producing and reading stalled 1-2 s after
-            // the leadership moved, 25-130 ms with this), and a watermark read that fails does
+            // and more (measured on the mock cluster: producing and reading stalled 1-3 s after
+            // the leadership moved, 110-220 ms with this), and a watermark read that fails does
             // not look at all. The cost is one small Metadata request per client per interval.
             .set(
                 "topic.metadata.refresh.interval.ms",

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engine::{AccountId, Command, CommandKind, MassCancel};
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use replicator::kafka::{check_topic, KafkaAppender, KafkaConfig, KafkaLogError, KafkaReader};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,19 +26,26 @@ fn command(n: u64) -> Command {
     )
 }
 
-#[test]
-fn leader_moves_and_a_broker_goes_down_mid_stream_without_loss_or_reordering() {
+/// Three brokers (one per site) holding `TOPIC`, one partition replicated on all three and
+/// led by broker 1, and the log's configuration for it, whose producer waits out a failover.
+fn three_brokers() -> (MockCluster<'static, DefaultProducerContext>, KafkaConfig) {
     let cluster = MockCluster::new(3).unwrap();
     cluster.create_topic(TOPIC, 1, 3).unwrap();
-    for (broker, rack) in [(1, "cloud-a"), (2, "cloud-b"), (3, "metal")] {
-        cluster.broker_rack(broker, rack).unwrap();
-    }
     cluster.partition_leader(TOPIC, 0, Some(1)).unwrap();
     let config = KafkaConfig {
         allow_unsafe_topic: true,
         delivery_timeout_ms: 20_000,
         ..KafkaConfig::new(&cluster.bootstrap_servers(), TOPIC, 0)
     };
+    (cluster, config)
+}
+
+#[test]
+fn leader_moves_and_a_broker_goes_down_mid_stream_without_loss_or_reordering() {
+    let (cluster, config) = three_brokers();
+    for (broker, rack) in [(1, "cloud-a"), (2, "cloud-b"), (3, "metal")] {
+        cluster.broker_rack(broker, rack).unwrap();
+    }
     let safety = check_topic(&config, TIMEOUT).unwrap();
     assert_eq!(safety.replication_factor, 3);
 
@@ -190,14 +198,7 @@ fn the_mock_cluster_keeps_the_producers_create_time_so_only_a_development_topic_
 #[test]
 fn the_committed_end_follows_the_log_through_leader_moves_and_dark_brokers() {
     use replicator::kafka::Watermarks;
-    let cluster = MockCluster::new(3).unwrap();
-    cluster.create_topic(TOPIC, 1, 3).unwrap();
-    cluster.partition_leader(TOPIC, 0, Some(1)).unwrap();
-    let config = KafkaConfig {
-        allow_unsafe_topic: true,
-        delivery_timeout_ms: 20_000,
-        ..KafkaConfig::new(&cluster.bootstrap_servers(), TOPIC, 0)
-    };
+    let (cluster, config) = three_brokers();
     let appender = KafkaAppender::new(&config).unwrap();
     let every = Duration::from_millis(50);
     let mut marks = vec![Watermarks::spawn(&config, TIMEOUT, every).unwrap()];
@@ -238,24 +239,17 @@ fn the_committed_end_follows_the_log_through_leader_moves_and_dark_brokers() {
 }
 
 /// Seen on the mock cluster: when the leader's broker went dark and the leadership moved at
-/// once, records appended then took 1-2 s to be read back (librdkafka's leader lookups backed
+/// once, records appended then took 1-3 s to be read back (librdkafka's leader lookups backed
 /// off), which every site's clients feel as a stall. Three such moves here, each must cost the
-/// log well under a second (25-130 ms measured; the bound leaves room for a loaded machine).
+/// log well under a second (110-220 ms measured; the bound leaves room for a loaded machine).
 #[test]
 fn the_log_stalls_well_under_a_second_when_the_leaders_broker_goes_dark() {
-    let cluster = MockCluster::new(3).unwrap();
-    cluster.create_topic(TOPIC, 1, 3).unwrap();
+    let (cluster, config) = three_brokers();
     for broker in 1..=3 {
         cluster
             .broker_round_trip_time(broker, Duration::from_millis(1))
             .unwrap();
     }
-    cluster.partition_leader(TOPIC, 0, Some(1)).unwrap();
-    let config = KafkaConfig {
-        allow_unsafe_topic: true,
-        delivery_timeout_ms: 20_000,
-        ..KafkaConfig::new(&cluster.bootstrap_servers(), TOPIC, 0)
-    };
     let appender = KafkaAppender::new(&config).unwrap();
     let mut reader = KafkaReader::new(&config, 0).unwrap();
     let wall_ns = || {
