@@ -1,13 +1,14 @@
 //! Failover drills, run as `exchange drill` processes: three sites, each an `exchange node`
 //! process on one Kafka log, under load from failover clients.
 //!
-//! - whole sites SIGKILLed and restarted (tansu as the Kafka cluster);
+//! - whole sites crashed and restarted: the node SIGKILLed and its broker taken down (the
+//!   drill's default cluster, librdkafka's mock cluster of three brokers racked as the sites,
+//!   in the drill's process; the drill moves the partition's leadership when its site goes);
 //! - the whole Kafka cluster stopped for 10 s under load (tansu killed and restarted): new
 //!   orders are refused as "unavailable" meanwhile, and trading resumes by itself;
-//! - Kafka's own failover, which tansu cannot show: librdkafka's mock cluster in this process
-//!   (three brokers racked as the sites, the partition replicated three ways), whose
-//!   partition leader moves to another site's broker and whose first leader's broker goes
-//!   down, mid-drill.
+//! - Kafka's own failover driven from outside (`--kafka`): a mock cluster in this process
+//!   whose partition leader moves to another site's broker and whose first leader's broker
+//!   goes down, mid-drill, while no node is killed at that moment.
 //!
 //! Each drill ends with its audit: no acknowledged order lost, no client order id executed
 //! twice, every site (the restarted ones too) on the log's state hash. The drills run one at
@@ -71,8 +72,12 @@ fn assert_sound(report: &Value) {
     assert_eq!(report["acked_orders"], report["orders"], "{report:#}");
 }
 
+/// The default drill: three brokers racked as the sites (the mock cluster in the drill's
+/// process), each site's crash taking its node and its broker. Seed 5 kills cloud-a first,
+/// whose broker leads the partition (the leadership moves to cloud-b's), then cloud-b, the
+/// new leader (it moves back to cloud-a's, up again by then).
 #[test]
-fn a_short_drill_with_two_site_kills_passes() {
+fn a_short_drill_with_two_site_crashes_passes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
@@ -86,13 +91,27 @@ fn a_short_drill_with_two_site_kills_passes() {
             "150",
             "--down-secs",
             "2,3",
+            "--seed",
+            "5",
         ],
         &report,
     );
     let report = finish(child, &report);
     assert_sound(&report);
     assert_eq!(report["kills"], 2);
-    for kill in report["kill_log"].as_array().unwrap() {
+    let kills = report["kill_log"].as_array().unwrap();
+    let moves: Vec<(&str, &str)> = kills
+        .iter()
+        .map(|k| {
+            assert_eq!(k["broker_down"], true, "{k}");
+            let moved = k["leader_moved_to"]
+                .as_str()
+                .expect("the leader's site crashed");
+            (k["site"].as_str().unwrap(), moved)
+        })
+        .collect();
+    assert_eq!(moves, [("cloud-a", "cloud-b"), ("cloud-b", "cloud-a")]);
+    for kill in kills {
         // Two clients were on the killed site; each failed over and was acknowledged again.
         assert!(kill["clients_failed_over"].as_u64().unwrap() >= 1, "{kill}");
         assert!(kill["rto_ms"].as_u64().is_some(), "{kill}");

@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+pub mod cluster;
 pub mod failover;
 pub mod sites;
 pub mod tansu;
@@ -63,14 +64,15 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 const MASS_CANCEL_EVERY: u64 = 500;
 
 /// A site the drill can kill and start.
-pub trait SiteControl: Send {
+pub trait SiteControl {
     fn name(&self) -> &str;
     /// The binary order-entry gateway.
     fn binary(&self) -> SocketAddr;
     /// Health and hashes (`/health`, `/v1/hashes`).
     fn http(&self) -> SocketAddr;
-    /// Takes the whole site down at once (SIGKILL of its node: no clean shutdown).
-    fn kill(&mut self) -> Result<()>;
+    /// Takes the whole site down at once (SIGKILL of its node: no clean shutdown, and its
+    /// Kafka broker where the drill runs the cluster), saying what went down with it.
+    fn kill(&mut self) -> Result<KillEffects>;
     /// Starts it again: it recovers from its snapshot and the log.
     fn start(&mut self) -> Result<()>;
 }
@@ -130,6 +132,9 @@ pub struct KillRecord {
     pub site: String,
     /// From the start of the load.
     pub killed_at_ms: u64,
+    /// What went dark with the node.
+    #[serde(flatten)]
+    pub effects: KillEffects,
     pub restarted_at_ms: Option<u64>,
     /// Clients that were on the site and failed over.
     pub clients_failed_over: usize,
@@ -138,6 +143,15 @@ pub struct KillRecord {
     pub rto_ms: Option<u64>,
     /// From the restart to the site having applied the whole log as it stood at the restart.
     pub catch_up_ms: Option<u64>,
+}
+
+/// What a site's kill took down besides its node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KillEffects {
+    /// Its Kafka broker went down too (the drill's own cluster).
+    pub broker_down: bool,
+    /// Its broker led the commands partition, and the leadership moved to this site's.
+    pub leader_moved_to: Option<String>,
 }
 
 /// A site's state hash at the audit position.
@@ -254,10 +268,15 @@ impl DrillReport {
             self.refused, self.refused_by_reason, self.returns_home
         );
         for kill in &self.kill_log {
+            let effects = match (&kill.effects.leader_moved_to, kill.effects.broker_down) {
+                (Some(leader), _) => format!(" (and its broker, the leader: now {leader}'s)"),
+                (None, true) => " (and its broker)".to_string(),
+                (None, false) => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  {:>8} killed at {:>6} ms, restarted at {:>6}, {} clients failed over, rto {}, \
-                 catch-up {}",
+                "  {:>8} killed{effects} at {:>6} ms, restarted at {:>6}, {} clients failed \
+                 over, rto {}, catch-up {}",
                 kill.site,
                 kill.killed_at_ms,
                 kill.restarted_at_ms
@@ -394,12 +413,13 @@ fn kill_and_restart<S: SiteControl>(
     for (at, site, down) in plan {
         sleep_until(started + at);
         let killed = Instant::now();
-        sites[site]
+        let effects = sites[site]
             .kill()
             .with_context(|| format!("killing {}", names[site]))?;
         let mut record = KillRecord {
             site: names[site].clone(),
             killed_at_ms: ms_between(started, killed),
+            effects,
             restarted_at_ms: None,
             clients_failed_over: 0,
             rto_ms: None,

@@ -1,9 +1,12 @@
 //! `exchange drill`: the failover drill on three local sites, or on a real deployment.
 //!
-//! Locally it starts a Kafka-protocol broker (tansu, or `--kafka` for a running cluster),
-//! creates the shard's topic, writes a node configuration per site (`cloud-a`, `cloud-b`,
-//! `metal`) and runs each site as its own `exchange node` process, so a kill is a real
-//! SIGKILL of a whole site. The drill itself (load, kills, audit) is [`run_drill`].
+//! Locally it runs a Kafka cluster of three brokers racked as the sites (librdkafka's mock
+//! cluster in this process, with each site's round-trip time: [`SiteCluster`]; or one tansu
+//! broker with `--broker tansu`; or `--kafka` for a running cluster), creates the shard's
+//! topic, writes a node configuration per site (`cloud-a`, `cloud-b`, `metal`) and runs each
+//! site as its own `exchange node` process, so a kill is a real SIGKILL of a whole site, and
+//! on the mock cluster its broker goes dark with it (the leadership moving to a surviving
+//! site's broker). The drill itself (load, kills, audit) is [`run_drill`].
 //!
 //! With `--deployment FILE` it drives an existing deployment instead: the file names each
 //! site's gateway and HTTP addresses and the shell commands that kill and start it (see
@@ -12,6 +15,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -23,8 +27,9 @@ use replicator::kafka::{check_topic, create_topic, KafkaConfig, KafkaLogError};
 use replicator::log::LogConfig;
 use serde::Deserialize;
 
+use crate::cluster::SiteCluster;
 use crate::tansu::Tansu;
-use crate::{run_drill, DrillConfig, DrillReport, SiteControl};
+use crate::{run_drill, DrillConfig, DrillReport, KillEffects, SiteControl};
 
 /// The three sites of a local drill.
 pub const SITES: [&str; 3] = ["cloud-a", "cloud-b", "metal"];
@@ -60,7 +65,21 @@ pub struct Args {
     /// Where the local sites keep their files (a temporary directory otherwise).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// A running Kafka cluster for the local sites instead of a local tansu broker.
+    /// The local sites' Kafka: `mock`, three brokers racked as the sites in this process
+    /// (librdkafka's mock cluster; a killed site's broker goes dark with it), or `tansu`, one
+    /// real broker process (for a whole-Kafka outage, or a restart on its data).
+    #[arg(long, value_enum, default_value_t = Broker::Mock)]
+    pub broker: Broker,
+    /// Each site's broker round-trip time on the mock cluster, milliseconds
+    /// (cloud-a,cloud-b,metal).
+    #[arg(long, value_delimiter = ',', default_value = "1,1,3")]
+    pub rtt_ms: Vec<u64>,
+    /// On the mock cluster, how long the partition has no leader after the leader's site goes
+    /// dark before the drill (as the controller) moves it: a real cluster's
+    /// `broker.session.timeout.ms`.
+    #[arg(long, default_value_t = 0)]
+    pub election_ms: u64,
+    /// A running Kafka cluster for the local sites instead of a local one.
     #[arg(long, value_name = "BOOTSTRAP_SERVERS")]
     pub kafka: Option<String>,
     /// The drill topic's replication factor on --kafka.
@@ -76,6 +95,24 @@ pub struct Args {
     /// Drill a running deployment instead (see config/drill-deployment.toml).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["kafka", "dir", "topic"])]
     pub deployment: Option<PathBuf>,
+}
+
+/// The local Kafka a drill starts (see [`Args::broker`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Broker {
+    Mock,
+    Tansu,
+}
+
+/// The Kafka a local drill started, kept until the drill ends.
+enum LocalBroker {
+    /// `--kafka`: someone else's.
+    External,
+    /// Kept for its drop, which stops the broker.
+    Tansu {
+        _broker: Tansu,
+    },
+    Mock(Rc<SiteCluster>),
 }
 
 impl Args {
@@ -116,6 +153,10 @@ pub fn drill(args: &Args, exe: &Path) -> Result<DrillReport> {
 /// A site this process runs as an `exchange node` child.
 struct LocalSite {
     name: String,
+    /// Its place in [`SITES`] (and its broker's in the cluster).
+    index: usize,
+    /// The drill's own cluster, whose broker for this site goes dark with it.
+    cluster: Option<Rc<SiteCluster>>,
     exe: PathBuf,
     config: PathBuf,
     log: PathBuf,
@@ -201,21 +242,38 @@ impl SiteControl for LocalSite {
     fn http(&self) -> SocketAddr {
         self.http
     }
-    fn kill(&mut self) -> Result<()> {
+    fn kill(&mut self) -> Result<KillEffects> {
+        self.kill_node()?;
+        let Some(cluster) = &self.cluster else {
+            return Ok(KillEffects::default());
+        };
+        Ok(KillEffects {
+            broker_down: true,
+            leader_moved_to: cluster.site_down(self.index)?,
+        })
+    }
+    fn start(&mut self) -> Result<()> {
+        if let Some(cluster) = &self.cluster {
+            cluster.site_up(self.index)?;
+        }
+        self.spawn()
+    }
+}
+
+impl LocalSite {
+    /// SIGKILL of the node, if it runs.
+    fn kill_node(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
             child.kill()?;
             child.wait()?;
         }
         Ok(())
     }
-    fn start(&mut self) -> Result<()> {
-        self.spawn()
-    }
 }
 
 impl Drop for LocalSite {
     fn drop(&mut self) {
-        let _ = SiteControl::kill(self);
+        let _ = self.kill_node();
     }
 }
 
@@ -364,13 +422,17 @@ fn drill_local_in(
     dir: &Path,
 ) -> Result<DrillReport> {
     std::fs::create_dir_all(dir)?;
-    let (_broker, kafka) = local_log(args, dir)?;
+    let (broker, kafka) = local_log(args, dir)?;
+    let cluster = match &broker {
+        LocalBroker::Mock(cluster) => Some(cluster.clone()),
+        LocalBroker::External | LocalBroker::Tansu { .. } => None,
+    };
     let engine = drill_engine(args.seed);
     let clients = SITES.len() * args.clients_per_site;
     let members = members(clients.max(1));
     let hash_every = 1000;
     let mut sites = Vec::new();
-    for name in SITES {
+    for (index, name) in SITES.into_iter().enumerate() {
         let site_dir = dir.join(name);
         std::fs::create_dir_all(&site_dir)?;
         let (binary, http) = (free_port()?, free_port()?);
@@ -379,6 +441,8 @@ fn drill_local_in(
         std::fs::write(&config, toml::to_string(&node)?)?;
         sites.push(LocalSite {
             name: name.into(),
+            index,
+            cluster: cluster.clone(),
             exe: exe.to_path_buf(),
             config,
             log: site_dir.join("node.log"),
@@ -420,24 +484,31 @@ fn drill_local_in(
     Ok(report)
 }
 
-/// The local sites' log: a tansu broker in `dir` (or `--kafka`), and the commands topic on
-/// it, created if missing. The broker, if any, stops when dropped.
-fn local_log(args: &Args, dir: &Path) -> Result<(Option<Tansu>, KafkaConfig)> {
-    let (broker, bootstrap, replication) = match &args.kafka {
-        Some(bootstrap) => (None, bootstrap.clone(), args.replication),
-        None => {
-            let broker = Tansu::start(&dir.join("kafka"))?;
-            let bootstrap = broker.bootstrap();
-            (Some(broker), bootstrap, 1)
-        }
-    };
+/// The local sites' log: the mock cluster (or a tansu broker in `dir`, or `--kafka`), and the
+/// commands topic on it, created if missing. A local broker stops when dropped.
+fn local_log(args: &Args, dir: &Path) -> Result<(LocalBroker, KafkaConfig)> {
     let topic = args
         .topic
         .clone()
         .unwrap_or_else(|| format!("drill-{}-{}.commands", args.seed, std::process::id()));
+    let (broker, bootstrap, replication) = match (&args.kafka, args.broker) {
+        (Some(bootstrap), _) => (LocalBroker::External, bootstrap.clone(), args.replication),
+        (None, Broker::Tansu) => {
+            let broker = Tansu::start(&dir.join("kafka"))?;
+            let bootstrap = broker.bootstrap();
+            (LocalBroker::Tansu { _broker: broker }, bootstrap, 1)
+        }
+        (None, Broker::Mock) => {
+            let cluster = mock_cluster(args, &topic)?;
+            let bootstrap = cluster.bootstrap();
+            (LocalBroker::Mock(Rc::new(cluster)), bootstrap, 3)
+        }
+    };
+    let mock = matches!(broker, LocalBroker::Mock(_));
     let kafka = KafkaConfig {
-        // A single development broker cannot have three replicas.
-        allow_unsafe_topic: args.allow_unsafe_topic || replication < 3,
+        // A single development broker cannot have three replicas; the mock cluster reports
+        // no topic settings and keeps producers' create time (see ARCHITECTURE.md, "Time").
+        allow_unsafe_topic: args.allow_unsafe_topic || replication < 3 || mock,
         ..KafkaConfig::new(&bootstrap, &topic, 0)
     };
     // An existing topic (created by the operators, or by a test's cluster) is used as it is.
@@ -446,6 +517,28 @@ fn local_log(args: &Args, dir: &Path) -> Result<(Option<Tansu>, KafkaConfig)> {
             .with_context(|| format!("creating topic {topic} on {bootstrap}"))?;
     }
     Ok((broker, kafka))
+}
+
+/// The drill's mock cluster: a broker per site with `--rtt-ms`, and the commands topic.
+fn mock_cluster(args: &Args, topic: &str) -> Result<SiteCluster> {
+    if args.rtt_ms.len() != SITES.len() {
+        bail!(
+            "--rtt-ms takes one round-trip time per site ({}), got {}",
+            SITES.join(","),
+            args.rtt_ms.len()
+        );
+    }
+    let rtts: Vec<Duration> = args
+        .rtt_ms
+        .iter()
+        .map(|ms| Duration::from_millis(*ms))
+        .collect();
+    SiteCluster::start(
+        &SITES,
+        &rtts,
+        topic,
+        Duration::from_millis(args.election_ms),
+    )
 }
 
 /// A site of an existing deployment, killed and started by shell commands.
@@ -472,8 +565,9 @@ impl SiteControl for DeployedSite {
     fn http(&self) -> SocketAddr {
         self.http
     }
-    fn kill(&mut self) -> Result<()> {
-        shell(&self.kill)
+    fn kill(&mut self) -> Result<KillEffects> {
+        shell(&self.kill)?;
+        Ok(KillEffects::default())
     }
     fn start(&mut self) -> Result<()> {
         shell(&self.start)
