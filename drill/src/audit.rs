@@ -414,6 +414,7 @@ mod tests {
         let record = KillRecord {
             site: "cloud-a".into(),
             killed_at_ms: 0,
+            effects: Default::default(),
             restarted_at_ms: None,
             clients_failed_over: 0,
             rto_ms: None,
