@@ -73,8 +73,11 @@ pub struct Rings {
 
 impl ShardView {
     /// `(durable end, next position applied)` of the shard's log, shard number `at` of `hub`.
+    /// The engine applies committed records only, so the durable end is at least the applied
+    /// position even when the last read of the log's end is older than the last record read.
     pub fn positions(&self, hub: &Hub, at: usize) -> (u64, u64) {
-        (self.log.durable(), hub.next_position(at))
+        let applied = hub.next_position(at);
+        (self.log.durable().max(applied), applied)
     }
 
     /// Why the shard stopped following its log, if it did.
