@@ -4,6 +4,7 @@
 //! - whole sites crashed and restarted: the node SIGKILLed and its broker taken down (the
 //!   drill's default cluster, librdkafka's mock cluster of three brokers racked as the sites,
 //!   in the drill's process; the drill moves the partition's leadership when its site goes);
+//! - a site frozen (SIGSTOP) and thawed (SIGCONT) while its broker carries on;
 //! - the whole Kafka cluster stopped for 10 s under load (tansu killed and restarted): new
 //!   orders are refused as "unavailable" meanwhile, and trading resumes by itself;
 //! - Kafka's own failover driven from outside (`--kafka`): a mock cluster in this process
@@ -122,6 +123,45 @@ fn a_short_drill_with_two_site_crashes_passes() {
         assert!(kill["catch_up_ms"].as_u64().is_some(), "{kill}");
     }
     assert!(report["rto_ms_max"].as_u64().is_some());
+}
+
+/// A site frozen for 6 s (SIGSTOP, then SIGCONT: a long GC-like pause) while its broker and
+/// the other sites carry on: its clients notice by their orders going unacknowledged, fail
+/// over and are acknowledged elsewhere; what the frozen node's producer still held reaches
+/// the log late and is deduplicated by client order id; the thawed site catches up.
+#[test]
+fn a_frozen_site_is_failed_over_and_catches_up_when_it_thaws() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let child = drill(
+        &[
+            "--duration",
+            "20",
+            "--kills",
+            "0",
+            "--pauses",
+            "1",
+            "--rate",
+            "150",
+            "--down-secs",
+            "6,6",
+        ],
+        &report,
+    );
+    let report = finish(child, &report);
+    assert_sound(&report);
+    let faults = report["kill_log"].as_array().unwrap();
+    assert_eq!(faults.len(), 1);
+    let pause = &faults[0];
+    assert_eq!(pause["fault"], "pause", "{pause}");
+    assert_eq!(pause["broker_down"], false, "{pause}");
+    assert!(
+        pause["clients_failed_over"].as_u64().unwrap() >= 1,
+        "{pause}"
+    );
+    assert!(pause["rto_ms"].as_u64().is_some(), "{pause}");
+    assert!(pause["catch_up_ms"].as_u64().is_some(), "{pause}");
 }
 
 #[test]

@@ -75,13 +75,32 @@ pub trait SiteControl {
     fn kill(&mut self) -> Result<KillEffects>;
     /// Starts it again: it recovers from its snapshot and the log.
     fn start(&mut self) -> Result<()>;
+    /// Freezes the site's node where it stands (SIGSTOP: a long GC-like pause); its broker,
+    /// and the other sites, carry on.
+    fn pause(&mut self) -> Result<()>;
+    /// Thaws it (SIGCONT): it carries on from where it froze.
+    fn resume(&mut self) -> Result<()>;
+}
+
+/// What a fault does to its site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fault {
+    /// SIGKILL of the node (and its broker on the drill's cluster), restarted after the
+    /// down time: it recovers from its snapshot and the log.
+    Crash,
+    /// SIGSTOP of the node, SIGCONT after the down time.
+    Pause,
 }
 
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct DrillConfig {
     pub duration: Duration,
+    /// Site crashes ([`Fault::Crash`]).
     pub kills: usize,
+    /// Site freezes ([`Fault::Pause`]), mixed in among the crashes.
+    pub pauses: usize,
     /// New orders per second over all clients.
     pub rate: u32,
     pub clients_per_site: usize,
@@ -126,15 +145,17 @@ impl DrillConfig {
     }
 }
 
-/// One kill and what followed.
+/// One fault (a kill, or a pause) and what followed.
 #[derive(Clone, Debug, Serialize)]
 pub struct KillRecord {
     pub site: String,
+    pub fault: Fault,
     /// From the start of the load.
     pub killed_at_ms: u64,
     /// What went dark with the node.
     #[serde(flatten)]
     pub effects: KillEffects,
+    /// When the site was started again (a crash) or thawed (a pause).
     pub restarted_at_ms: Option<u64>,
     /// Clients that were on the site and failed over.
     pub clients_failed_over: usize,
@@ -273,9 +294,13 @@ impl DrillReport {
                 (None, true) => " (and its broker)".to_string(),
                 (None, false) => String::new(),
             };
+            let (down, up) = match kill.fault {
+                Fault::Crash => ("killed", "restarted"),
+                Fault::Pause => ("paused", "resumed"),
+            };
             let _ = writeln!(
                 out,
-                "  {:>8} killed{effects} at {:>6} ms, restarted at {:>6}, {} clients failed \
+                "  {:>8} {down}{effects} at {:>6} ms, {up} at {:>6}, {} clients failed \
                  over, rto {}, catch-up {}",
                 kill.site,
                 kill.killed_at_ms,
@@ -410,14 +435,17 @@ fn kill_and_restart<S: SiteControl>(
 ) -> Result<Vec<(usize, KillRecord, Instant)>> {
     let mut kills = Vec::new();
     let plan = kill_plan(config, sites.len());
-    for (at, site, down) in plan {
+    for (at, site, down, fault) in plan {
         sleep_until(started + at);
         let killed = Instant::now();
-        let effects = sites[site]
-            .kill()
-            .with_context(|| format!("killing {}", names[site]))?;
+        let effects = match fault {
+            Fault::Crash => sites[site].kill(),
+            Fault::Pause => sites[site].pause().map(|()| KillEffects::default()),
+        }
+        .with_context(|| format!("{fault:?} of {}", names[site]))?;
         let mut record = KillRecord {
             site: names[site].clone(),
+            fault,
             killed_at_ms: ms_between(started, killed),
             effects,
             restarted_at_ms: None,
@@ -428,9 +456,11 @@ fn kill_and_restart<S: SiteControl>(
         sleep_until(killed + down);
         let target = log_end(https, site);
         let restarted = Instant::now();
-        sites[site]
-            .start()
-            .with_context(|| format!("starting {}", names[site]))?;
+        match fault {
+            Fault::Crash => sites[site].start(),
+            Fault::Pause => sites[site].resume(),
+        }
+        .with_context(|| format!("bringing {} back", names[site]))?;
         record.restarted_at_ms = Some(ms_between(started, restarted));
         record.catch_up_ms = wait_caught_up(https[site], target, CATCH_UP_TIMEOUT)
             .map(|caught_up| ms_between(restarted, caught_up));
@@ -439,27 +469,42 @@ fn kill_and_restart<S: SiteControl>(
     Ok(kills)
 }
 
-/// Kill times (from the start), sites and down times: one kill per equal slot of the middle
-/// of the run, the site down for a random time that ends within its slot.
-fn kill_plan(config: &DrillConfig, sites: usize) -> Vec<(Duration, usize, Duration)> {
+/// Fault times (from the start), sites, down times and kinds: one fault per equal slot of the
+/// middle of the run, the site down for a random time that ends within its slot. The pauses
+/// fall on slots drawn from their own stream, so a seed's crashes are the same with or
+/// without pauses only when there are none.
+fn kill_plan(config: &DrillConfig, sites: usize) -> Vec<(Duration, usize, Duration, Fault)> {
     let mut rng = SplitMix64(config.seed ^ 0x6b69_6c6c);
     let window_start = config.duration / 10;
     let window = config.duration.saturating_sub(window_start * 3);
-    let kills = config.kills as u32;
-    if kills == 0 {
+    let faults = (config.kills + config.pauses) as u32;
+    if faults == 0 {
         return Vec::new();
     }
-    let slot = window / kills;
-    (0..kills)
+    let slot = window / faults;
+    let kinds = fault_kinds(config);
+    (0..faults)
         .map(|k| {
             let slot_start = window_start + slot * k;
             let at = slot_start + slot.mul_f64(rng.below(250) as f64 / 1000.0);
             let span = config.down_max.saturating_sub(config.down_min);
             let down = (config.down_min + span.mul_f64(rng.below(1000) as f64 / 1000.0))
                 .min(slot.mul_f64(0.5));
-            (at, rng.below(sites as u64) as usize, down)
+            let site = rng.below(sites as u64) as usize;
+            (at, site, down, kinds[k as usize])
         })
         .collect()
+}
+
+/// `kills` crashes and `pauses` pauses in a seeded order.
+fn fault_kinds(config: &DrillConfig) -> Vec<Fault> {
+    let mut kinds = vec![Fault::Crash; config.kills];
+    kinds.extend(vec![Fault::Pause; config.pauses]);
+    let mut rng = SplitMix64(config.seed ^ 0x7061_7573);
+    for i in (1..kinds.len()).rev() {
+        kinds.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    kinds
 }
 
 async fn client_task(
@@ -697,6 +742,7 @@ mod tests {
         let config = DrillConfig {
             duration: Duration::from_secs(600),
             kills: 24,
+            pauses: 0,
             rate: 100,
             clients_per_site: 1,
             down_min: Duration::from_secs(3),
@@ -714,7 +760,8 @@ mod tests {
         let plan = kill_plan(&config, 3);
         assert_eq!(plan.len(), 24);
         let slot = Duration::from_secs(600 - 180) / 24;
-        for (k, (at, site, down)) in plan.iter().enumerate() {
+        for (k, (at, site, down, fault)) in plan.iter().enumerate() {
+            assert_eq!(*fault, Fault::Crash);
             assert!(*site < 3);
             assert!(
                 *down >= Duration::from_secs(3) && *down <= slot / 2,
@@ -727,5 +774,20 @@ mod tests {
             );
         }
         assert_eq!(plan, kill_plan(&config, 3), "the plan follows the seed");
+        // Four of the faults pauses instead: the same times, sites and down times.
+        let mixed = kill_plan(
+            &DrillConfig {
+                kills: 20,
+                pauses: 4,
+                ..config.clone()
+            },
+            3,
+        );
+        let pauses = mixed.iter().filter(|f| f.3 == Fault::Pause).count();
+        assert_eq!(pauses, 4);
+        let when = |plan: &[(Duration, usize, Duration, Fault)]| {
+            plan.iter().map(|f| (f.0, f.1, f.2)).collect::<Vec<_>>()
+        };
+        assert_eq!(when(&mixed), when(&plan));
     }
 }

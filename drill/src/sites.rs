@@ -49,6 +49,10 @@ pub struct Args {
     /// Whole-site kills (SIGKILL), one site down at a time, at random moments.
     #[arg(long, default_value_t = 3)]
     pub kills: usize,
+    /// Node freezes (SIGSTOP, then SIGCONT after the down time: a long GC-like pause; the
+    /// site's broker carries on), mixed in among the kills.
+    #[arg(long, default_value_t = 0)]
+    pub pauses: usize,
     /// New orders per second over all clients.
     #[arg(long, default_value_t = 300)]
     pub rate: u32,
@@ -258,9 +262,24 @@ impl SiteControl for LocalSite {
         }
         self.spawn()
     }
+    fn pause(&mut self) -> Result<()> {
+        self.signal("STOP")
+    }
+    fn resume(&mut self) -> Result<()> {
+        self.signal("CONT")
+    }
 }
 
 impl LocalSite {
+    /// Sends the node `SIG<name>` (by `kill`: this crate has no unsafe code).
+    fn signal(&self, name: &str) -> Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| anyhow!("{} is not running", self.name))?;
+        shell(&format!("kill -{name} {}", child.id()))
+    }
+
     /// SIGKILL of the node, if it runs.
     fn kill_node(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
@@ -376,6 +395,7 @@ fn drill_config(
     DrillConfig {
         duration: Duration::from_secs_f64(args.duration),
         kills: args.kills,
+        pauses: args.pauses,
         rate: args.rate,
         clients_per_site: args.clients_per_site,
         down_min: down.0,
@@ -553,6 +573,13 @@ struct DeployedSite {
     kill: String,
     /// Starts it again.
     start: String,
+    /// Freezes the site's node (for example `ssh metal sudo systemctl kill -s STOP
+    /// exchange-node`); needed for `--pauses`.
+    #[serde(default)]
+    pause: Option<String>,
+    /// Thaws it (`... -s CONT ...`).
+    #[serde(default)]
+    resume: Option<String>,
 }
 
 impl SiteControl for DeployedSite {
@@ -571,6 +598,20 @@ impl SiteControl for DeployedSite {
     }
     fn start(&mut self) -> Result<()> {
         shell(&self.start)
+    }
+    fn pause(&mut self) -> Result<()> {
+        shell(
+            self.pause.as_deref().ok_or_else(|| {
+                anyhow!("the deployment names no pause command for {}", self.name)
+            })?,
+        )
+    }
+    fn resume(&mut self) -> Result<()> {
+        shell(
+            self.resume.as_deref().ok_or_else(|| {
+                anyhow!("the deployment names no resume command for {}", self.name)
+            })?,
+        )
     }
 }
 
