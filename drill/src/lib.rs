@@ -663,13 +663,36 @@ async fn align_to_boundary(
                 .send(&ClientMessage::MassCancel { symbol: None })
                 .await;
         }
-        let _ = client
-            .pump(Instant::now() + Duration::from_millis(200))
-            .await;
+        // Let them land before asking again: a site settles at the old position while they
+        // are still on their way (the log slow after an outage), and sending the same number
+        // again overshot the boundary, round after round, for the whole wait.
+        let target = settled + missing;
+        let landing = (Instant::now() + LANDING_WAIT).min(deadline);
+        while Instant::now() < landing && !all_applied(https, target).await? {
+            let _ = client
+                .pump(Instant::now() + Duration::from_millis(100))
+                .await;
+        }
         if Instant::now() > deadline {
             bail!("the sites did not settle on a hash boundary in {CATCH_UP_TIMEOUT:?}");
         }
     }
+}
+
+/// How long the audit's filler mass cancels may take to reach every site before the rest
+/// (refused ones) is sent again.
+const LANDING_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether every site has applied the log up to `target`.
+async fn all_applied(https: &[SocketAddr], target: u64) -> Result<bool> {
+    let https = https.to_vec();
+    let seen = tokio::task::spawn_blocking(move || {
+        https
+            .iter()
+            .all(|h| health(*h).is_some_and(|(applied, _)| applied >= target))
+    })
+    .await?;
+    Ok(seen)
 }
 
 /// Waits until every site reports the same applied position, equal to the log's end, twice
