@@ -413,6 +413,7 @@ mod tests {
         let at = |ms| killed + Duration::from_millis(ms);
         let record = KillRecord {
             site: "cloud-a".into(),
+            fault: crate::Fault::Crash,
             killed_at_ms: 0,
             effects: Default::default(),
             restarted_at_ms: None,
