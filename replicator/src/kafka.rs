@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use engine::{Command, TimestampNs};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message, Timestamp};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
@@ -78,9 +78,11 @@ impl KafkaConfig {
     /// Client settings shared by every producer, consumer and admin client of this log.
     pub(crate) fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
+        // Warnings and errors reach the clients' contexts (`Logged`, `Deliveries`), which
+        // write them to standard error; rdkafka would otherwise keep only errors.
+        config.set_log_level(RDKafkaLogLevel::Warning);
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
-            .set("log_level", "3")
             // Learn where the partition's leader went within a fraction of a second. When the
             // leader's broker goes dark, librdkafka's own leader lookups back off to a second
             // and more (measured on the mock cluster: producing and reading stalled 1-3 s after
@@ -143,7 +145,42 @@ pub struct DeliveryCounts {
 /// Producer context that records delivery reports.
 pub struct Deliveries(Arc<DeliveryCounts>);
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        report("producer", level, facility, message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        report_error("producer", &error, reason);
+    }
+}
+
+/// The context of a site's Kafka consumers: librdkafka's warnings and errors go to the
+/// process's standard error, named by the client's role (rdkafka's default hands them to the
+/// `log` crate, which a node does not set up, so they were lost).
+pub struct Logged(pub &'static str);
+
+impl ClientContext for Logged {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        report(self.0, level, facility, message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        report_error(self.0, &error, reason);
+    }
+}
+
+impl ConsumerContext for Logged {}
+
+/// One librdkafka log line of a client in `role`, warnings and worse.
+fn report(role: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
+    if (level as i32) <= RDKafkaLogLevel::Warning as i32 {
+        eprintln!("kafka {role}: {level:?} {facility}: {message}");
+    }
+}
+
+/// A client error librdkafka reported (a broker down, a fatal producer error).
+fn report_error(role: &str, error: &KafkaError, reason: &str) {
+    eprintln!("kafka {role}: error: {error}: {reason}");
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -246,7 +283,7 @@ impl KafkaAppender {
 
 /// Reads a shard's partition from an offset, in order.
 pub struct KafkaReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<Logged>,
     next: u64,
     transient_errors: u64,
     /// Refuse a record whose timestamp is not the broker's log-append time (a safe topic).
@@ -272,7 +309,7 @@ fn is_fatal(code: RDKafkaErrorCode) -> bool {
 impl KafkaReader {
     /// A reader of `config`'s partition starting at offset `from`.
     pub fn new(config: &KafkaConfig, from: u64) -> Result<KafkaReader, KafkaLogError> {
-        let consumer: BaseConsumer = config
+        let consumer: BaseConsumer<Logged> = config
             .client()
             .set("group.id", format!("exchange-reader-{}", config.topic))
             .set("enable.auto.commit", "false")
@@ -280,7 +317,7 @@ impl KafkaReader {
             // Never jump to another offset on our own: a gap is an error.
             .set("auto.offset.reset", "error")
             .set("fetch.wait.max.ms", "10")
-            .create()?;
+            .create_with_context(Logged("reader"))?;
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(
             &config.topic,
@@ -633,7 +670,8 @@ impl Watermarks {
         // A watermark read that fails against a leader gone dark does not make librdkafka
         // look for the new one (a site's committed end stayed stuck for minutes after the
         // leadership moved): the client's periodic metadata refresh finds it.
-        let consumer: BaseConsumer = config.client().create()?;
+        let consumer: BaseConsumer<Logged> =
+            config.client().create_with_context(Logged("watermarks"))?;
         let (_, high) = consumer.fetch_watermarks(&config.topic, config.partition, first)?;
         let shared = Arc::new(WatermarkState {
             high: AtomicU64::new(high.max(0) as u64),
