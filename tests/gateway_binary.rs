@@ -349,6 +349,31 @@ fn bad_input_is_answered_and_never_crashes_the_gateway() {
     site.shutdown().unwrap();
 }
 
+/// A client with no order in flight asks whether the site still answers: a Heartbeat with a
+/// test id is answered at once with a Heartbeat carrying it; a plain one is not answered.
+#[test]
+fn a_test_request_is_answered_at_once_with_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Node::start(config(dir.path(), BinaryConfig::default())).unwrap();
+    let addr = site.binary_addr();
+    runtime().block_on(async {
+        let (mut alice, _) = BinaryClient::logon(addr, ALICE, false).await.unwrap();
+        alice
+            .send(&ClientMessage::Heartbeat { test_id: 0 })
+            .await
+            .unwrap();
+        alice
+            .send(&ClientMessage::Heartbeat { test_id: 42 })
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut alice).await,
+            ServerMessage::Heartbeat { test_id: 42 }
+        );
+    });
+    site.shutdown().unwrap();
+}
+
 #[test]
 fn limits_are_enforced_with_a_reject_never_a_silent_drop() {
     let dir = tempfile::tempdir().unwrap();

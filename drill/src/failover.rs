@@ -1,9 +1,10 @@
 //! A binary order-entry client that survives its site going dark.
 //!
 //! [`FailoverClient`] knows every site's gateway. It stays logged on at one; when that site
-//! stops answering (the connection closes, or an order goes unanswered for
-//! [`FailoverConfig::ack_timeout`]), it logs on at the next site that answers, reconciles and
-//! resends:
+//! stops answering (the connection closes, an order goes unanswered for
+//! [`FailoverConfig::ack_timeout`], or nothing at all comes for
+//! [`FailoverConfig::silence_timeout`] although the client asked with a test request), it logs
+//! on at the next site that answers, reconciles and resends:
 //!
 //! 1. every order sent but not yet acknowledged is asked for by an `OrderStatus` request: an
 //!    order the new site knows (it reached the log before the old site died) is acknowledged
@@ -40,6 +41,12 @@ pub struct FailoverConfig {
     pub token: String,
     /// An order unanswered this long means the site stopped answering.
     pub ack_timeout: Duration,
+    /// After this long without a frame from the site, the client sends a test request (a
+    /// Heartbeat with a test id, which the gateway answers at once).
+    pub probe_after: Duration,
+    /// Nothing from the site for this long, a test request included, means it stopped
+    /// answering: a frozen process, or a host gone dark without closing its connections.
+    pub silence_timeout: Duration,
     /// How long one logon attempt may take.
     pub connect_timeout: Duration,
     /// How long to wait before trying the sites again when none answered, and the first
@@ -60,6 +67,8 @@ impl FailoverConfig {
             sites,
             token: token.into(),
             ack_timeout: Duration::from_secs(3),
+            probe_after: Duration::from_millis(250),
+            silence_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             retry_after: Duration::from_millis(200),
             backoff_max: Duration::from_secs(2),
@@ -138,6 +147,10 @@ pub struct FailoverClient {
     failovers: Vec<Failover>,
     counts: ClientCounts,
     last_sent: Instant,
+    /// When the current site was last heard from, and whether a test request is out since.
+    last_heard: Instant,
+    probed: bool,
+    tests_sent: u64,
     /// Since when the client has had no site (the first detection of the current outage).
     down_since: Option<Instant>,
     /// The site the client started at, and since when it has taken a probe logon.
@@ -165,6 +178,9 @@ impl FailoverClient {
             failovers: Vec::new(),
             counts: ClientCounts::default(),
             last_sent: Instant::now(),
+            last_heard: Instant::now(),
+            probed: false,
+            tests_sent: 0,
             down_since: None,
             home,
             home_up_since: None,
@@ -249,6 +265,7 @@ impl FailoverClient {
             if now.duration_since(self.last_sent) > IDLE_HEARTBEAT {
                 self.send(&ClientMessage::Heartbeat { test_id: 0 }).await;
             }
+            self.probe_if_quiet().await;
             // Wake for the caller's deadline, or to resend or check for overdue orders.
             let wake = until.min(now + self.config.retry_after);
             let Some(conn) = self.conn.as_mut() else {
@@ -289,12 +306,33 @@ impl FailoverClient {
         sent
     }
 
+    /// An order unanswered for the ack timeout, or the site silent for the silence timeout.
     fn overdue(&self) -> bool {
         let now = Instant::now();
-        self.pending.values().any(|p| {
-            p.sent
-                .is_some_and(|sent| now.duration_since(sent) > self.config.ack_timeout)
-        })
+        let silent = now.duration_since(self.last_heard) > self.config.silence_timeout;
+        silent
+            || self.pending.values().any(|p| {
+                p.sent
+                    .is_some_and(|sent| now.duration_since(sent) > self.config.ack_timeout)
+            })
+    }
+
+    /// Sends a test request when the site has been quiet for the probe interval and none is
+    /// out yet.
+    async fn probe_if_quiet(&mut self) {
+        if self.conn.is_none() || self.probed || self.last_heard.elapsed() < self.config.probe_after
+        {
+            return;
+        }
+        self.tests_sent += 1;
+        let test_id = self.tests_sent;
+        self.probed = self.send(&ClientMessage::Heartbeat { test_id }).await;
+    }
+
+    /// The site answered: it is alive.
+    fn heard(&mut self) {
+        self.last_heard = Instant::now();
+        self.probed = false;
     }
 
     /// Sends every order waiting to be sent whose time has come.
@@ -322,6 +360,7 @@ impl FailoverClient {
     }
 
     fn on_message(&mut self, message: ServerMessage, acks: &mut Vec<Ack>) {
+        self.heard();
         match message {
             ServerMessage::ExecutionReport(report) => self.on_report(&report, acks),
             ServerMessage::Logout { .. } => self.conn = None,
@@ -429,6 +468,7 @@ impl FailoverClient {
             return;
         }
         self.conn = Some(conn);
+        self.heard();
         self.account = account;
         self.site = self.home;
         self.home_up_since = None;
@@ -449,6 +489,7 @@ impl FailoverClient {
         match tokio::time::timeout(self.config.connect_timeout, logon).await {
             Ok(Ok((conn, account))) => {
                 self.conn = Some(conn);
+                self.heard();
                 self.account = account;
                 self.site = site;
                 self.last_sent = Instant::now();

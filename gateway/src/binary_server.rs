@@ -304,7 +304,12 @@ impl Session {
         if matches!(message, ClientMessage::Logout) {
             return Some(End::Logout(logout::REQUESTED));
         }
-        if matches!(message, ClientMessage::Heartbeat { .. }) {
+        if let ClientMessage::Heartbeat { test_id } = message {
+            // A test request: answered at once, so a client can tell a live site from a
+            // frozen one with no order in flight.
+            if test_id != 0 {
+                self.push(&ServerMessage::Heartbeat { test_id });
+            }
             return None;
         }
         let throttled = !self.bucket.take();
