@@ -40,7 +40,14 @@ impl Site {
         std::fs::create_dir_all(&site_dir).unwrap();
         let (binary, http) = (free_port().unwrap(), free_port().unwrap());
         let member = [(token.0.to_string(), token.1.to_string(), token.2)];
-        let mut config = node_config(name, kafka, &drill_engine(7), (binary, http), &member, 1000);
+        let mut config = node_config(
+            name,
+            kafka,
+            &drill_engine(7, Duration::from_secs(60)),
+            (binary, http),
+            &member,
+            1000,
+        );
         config.clock_every_ms = CLOCK_EVERY_MS;
         let path: PathBuf = site_dir.join("node.toml");
         std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();

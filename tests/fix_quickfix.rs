@@ -738,6 +738,7 @@ fn kafka_site(dir: &Path, name: &str, bootstrap: &str) -> Node {
         topic: "fix-failover.commands".into(),
         partition: Some(0),
         delivery_timeout_ms: 30_000,
+        request_timeout_ms: replicator::kafka::DEFAULT_REQUEST_TIMEOUT_MS,
         allow_unsafe_topic: true,
     };
     Node::start(config).unwrap()

@@ -1,16 +1,15 @@
-//! The drill's audit: the shard's whole log, read from Kafka and replayed through an engine
-//! with the sites' configuration, against what the members were told and the state hashes
+//! The drill's audit: the shard's whole log, copied from Kafka as the drill ran (`tap`) and
+//! replayed through an engine with the sites' configuration, against what the members were told and the state hashes
 //! every site reported.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Result};
-use engine::{AccountId, Engine, Event, EventKind, OrderId};
+use anyhow::{anyhow, Result};
+use engine::{AccountId, Command, Engine, Event, EventKind, OrderId};
 use hdrhistogram::Histogram;
 use replicator::divergence::HashReport;
-use replicator::kafka::KafkaReader;
 
 use crate::failover::{Ack, Outcome};
 use crate::{
@@ -26,27 +25,19 @@ struct History {
     hashes: BTreeMap<u64, String>,
 }
 
-/// Replays the log from its start up to `end`, hashing the state at `positions`.
-fn replay(config: &DrillConfig, end: u64, positions: &[u64]) -> Result<History> {
+/// Replays `log` (the shard's log from its start), hashing the state at `positions`.
+fn replay(config: &DrillConfig, log: &[Command], positions: &[u64]) -> Result<History> {
     let mut engine =
         Engine::new(config.engine).map_err(|e| anyhow!("the sites' engine config: {e:?}"))?;
-    let mut reader = KafkaReader::new(&config.kafka, 0)?;
     let mut events: Vec<Event> = Vec::with_capacity(64);
     let mut history = History {
         accepted: HashMap::new(),
         hashes: BTreeMap::new(),
     };
     let mut wanted = positions.iter().copied().peekable();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while reader.position() < end {
-        if Instant::now() > deadline {
-            bail!("reading the log stalled at {}", reader.position());
-        }
-        let Some((_, command)) = reader.poll(Duration::from_millis(200))? else {
-            continue;
-        };
+    for (at, command) in log.iter().enumerate() {
         events.clear();
-        engine.apply(&command, &mut events);
+        engine.apply(command, &mut events);
         for event in &events {
             if let EventKind::Accepted {
                 account, order_id, ..
@@ -55,7 +46,7 @@ fn replay(config: &DrillConfig, end: u64, positions: &[u64]) -> Result<History> 
                 *history.accepted.entry((account, order_id)).or_default() += 1;
             }
         }
-        let next = reader.position();
+        let next = at as u64 + 1;
         while wanted.peek().is_some_and(|p| *p < next) {
             wanted.next();
         }
@@ -82,18 +73,19 @@ pub(crate) fn audit(
     config: &DrillConfig,
     names: &[String],
     https: &[SocketAddr],
-    position: u64,
+    log: &[Command],
     kills: Vec<(usize, KillRecord, Instant)>,
     results: Vec<ClientResult>,
     load_seconds: f64,
 ) -> Result<DrillReport> {
+    let position = log.len() as u64;
     let reports: Vec<Vec<HashReport>> =
         https.iter().map(|h| site_hashes_at(*h, position)).collect();
     let mut positions: Vec<u64> = reports.iter().flatten().map(|r| r.position).collect();
     positions.push(position);
     positions.sort_unstable();
     positions.dedup();
-    let history = replay(config, position, &positions)?;
+    let history = replay(config, log, &positions)?;
 
     let (hashes, hash_mismatches) = convergence(names, &reports, &history, position);
     let sites_converged = hash_mismatches.is_empty() && hashes.iter().all(|h| h.matches_log);

@@ -7,8 +7,9 @@
 //!  end: drain the acknowledgements; bring the log to a hash boundary; audit
 //! ```
 //!
-//! The audit reads the shard's whole log from Kafka and replays it through an engine with the
-//! sites' configuration:
+//! The audit replays the shard's whole log (copied from Kafka as the drill runs, by `tap`,
+//! since a cluster may drop the oldest records) through an engine with the sites'
+//! configuration:
 //! - `lost_acked`: orders a member was told were accepted that the log's event history does
 //!   not accept;
 //! - `duplicates`: client order ids the history accepts more than once;
@@ -35,6 +36,7 @@ pub mod cluster;
 pub mod failover;
 pub mod sites;
 pub mod tansu;
+mod tap;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -52,6 +54,7 @@ use tokio::task::JoinHandle;
 
 use crate::failover::{Ack, FailoverClient, FailoverConfig};
 pub use crate::sites::{drill, positive_seconds, Args};
+use crate::tap::LogTap;
 use flow::SplitMix64;
 
 /// How long `/health` and `/v1/hashes` may take to answer.
@@ -60,6 +63,8 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
 const HASH_WAIT: Duration = Duration::from_secs(30);
 /// A restarted site that has not caught up by then counts as not caught up.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the audit may wait for its copy of the log to reach the audit position.
+const LOG_READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// Mass cancels a client sends every this many orders, so the books stay small.
 const MASS_CANCEL_EVERY: u64 = 500;
 
@@ -368,6 +373,7 @@ pub fn run_drill<S: SiteControl>(config: &DrillConfig, sites: &mut [S]) -> Resul
         wait_healthy(*http, Duration::from_secs(60)).with_context(|| format!("site {name}"))?;
     }
 
+    let tap = LogTap::start(&config.kafka)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -390,15 +396,8 @@ pub fn run_drill<S: SiteControl>(config: &DrillConfig, sites: &mut [S]) -> Resul
     // Bring every site to the same hash boundary, then audit.
     let position = runtime.block_on(align_to_boundary(config, &gateways, &https))?;
     drop(runtime);
-    audit::audit(
-        config,
-        &names,
-        &https,
-        position,
-        kills,
-        results,
-        load_seconds,
-    )
+    let log = tap.until(position, LOG_READ_TIMEOUT)?;
+    audit::audit(config, &names, &https, &log, kills, results, load_seconds)
 }
 
 /// Starts one client task per member in use, spread over the sites, each sending its share

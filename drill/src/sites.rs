@@ -63,6 +63,12 @@ pub struct Args {
     pub down_secs: Vec<f64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// How long the local sites remember a finished order's client order id (log time,
+    /// milliseconds): an id sent again within it is refused as a duplicate. Shorter than a
+    /// site's longest silence (a freeze, a partition, the producer's delivery timeout) lets a
+    /// late copy execute twice, which the audit's `duplicates` must catch.
+    #[arg(long, default_value_t = 60_000)]
+    pub dedup_window_ms: u64,
     /// The report as JSON.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -329,12 +335,13 @@ pub fn members(count: usize) -> Vec<(String, String, u64)> {
 }
 
 /// The engine every site and the audit use: room for every order of a 10-minute drill, and
-/// every client order id remembered for deduplication.
-pub fn drill_engine(seed: u64) -> EngineConfig {
+/// finished orders' client order ids remembered for `dedup_window`.
+pub fn drill_engine(seed: u64, dedup_window: Duration) -> EngineConfig {
     EngineConfig {
         orders_max: 1 << 18,
         retired_ids_max: 1 << 21,
         hash_seed: seed | 1,
+        dedup_window_ns: dedup_window.as_nanos() as u64,
         ..EngineConfig::default()
     }
 }
@@ -364,6 +371,7 @@ pub fn node_config(
         topic: kafka.topic.clone(),
         partition: Some(kafka.partition),
         delivery_timeout_ms: kafka.delivery_timeout_ms,
+        request_timeout_ms: kafka.request_timeout_ms,
         allow_unsafe_topic: kafka.allow_unsafe_topic,
     };
     config.listen = ListenSection {
@@ -447,7 +455,7 @@ fn drill_local_in(
         LocalBroker::Mock(cluster) => Some(cluster.clone()),
         LocalBroker::External | LocalBroker::Tansu { .. } => None,
     };
-    let engine = drill_engine(args.seed);
+    let engine = drill_engine(args.seed, Duration::from_millis(args.dedup_window_ms));
     let clients = SITES.len() * args.clients_per_site;
     let members = members(clients.max(1));
     let hash_every = 1000;
@@ -703,7 +711,14 @@ mod tests {
             "127.0.0.1:7001".parse().unwrap(),
             "127.0.0.1:8080".parse().unwrap(),
         );
-        let config = node_config("metal", &kafka, &drill_engine(7), addrs, &members(2), 1000);
+        let config = node_config(
+            "metal",
+            &kafka,
+            &drill_engine(7, Duration::from_secs(60)),
+            addrs,
+            &members(2),
+            1000,
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.toml");
         std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
@@ -712,7 +727,7 @@ mod tests {
         assert_eq!(loaded.site, "metal");
         assert_eq!(plan.shards[0].log.kafka(), Some(kafka));
         assert_eq!(loaded.members.len(), 2);
-        assert_eq!(loaded.engine, drill_engine(7));
+        assert_eq!(loaded.engine, drill_engine(7, Duration::from_secs(60)));
         assert_eq!(loaded.data_dir, dir.path().join("data"));
         assert_eq!(loaded.listen.http, Some(addrs.1));
     }

@@ -460,6 +460,7 @@ mod tests {
             topic: "exchange.commands".into(),
             partition: None,
             delivery_timeout_ms: 30_000,
+            request_timeout_ms: replicator::kafka::DEFAULT_REQUEST_TIMEOUT_MS,
             allow_unsafe_topic: false,
         };
         let err = config.plan().unwrap_err().to_string();

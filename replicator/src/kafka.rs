@@ -59,6 +59,10 @@ pub struct KafkaConfig {
     pub delivery_timeout_ms: u32,
     /// Requests in flight per broker connection (at most 5 keeps idempotent ordering).
     pub max_in_flight: u32,
+    /// How long any request to a broker may take (librdkafka's `socket.timeout.ms`): see
+    /// [`DEFAULT_REQUEST_TIMEOUT_MS`].
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u32,
     /// Development only: trade on a topic that does not meet the durability requirements.
     pub allow_unsafe_topic: bool,
 }
@@ -71,6 +75,7 @@ impl KafkaConfig {
             partition,
             delivery_timeout_ms: 30_000,
             max_in_flight: 5,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             allow_unsafe_topic: false,
         }
     }
@@ -92,7 +97,7 @@ impl KafkaConfig {
                 "topic.metadata.refresh.interval.ms",
                 METADATA_REFRESH_MS.to_string(),
             )
-            .set("socket.timeout.ms", SOCKET_TIMEOUT_MS.to_string());
+            .set("socket.timeout.ms", self.request_timeout_ms.to_string());
         config
     }
 }
@@ -100,16 +105,24 @@ impl KafkaConfig {
 /// How often every Kafka client of a site refreshes the partition's metadata (its leader).
 pub const METADATA_REFRESH_MS: u64 = 100;
 
-/// How long any request to a broker may take (librdkafka's `socket.timeout.ms`, 60 s by
-/// default). It also bounds how long a client waits for a metadata answer that never comes:
-/// when the leader's broker goes dark with a metadata request of a client in flight, the
-/// client drops the broker (it has left the cluster's metadata) and the request with it, and
-/// asks about the topic again only once this time has passed. Seen in the drill on the mock
-/// cluster: every Kafka client of one site, producer and readers, stalled for a minute after a
-/// leader move while the other sites traded; with 1 s the stall was 1.0-1.9 s, with 500 ms
-/// 0.5-1.0 s. A produce with `acks=all` that takes longer is retried (the idempotent producer
-/// keeps it once, in order) and a fetch waits `fetch.wait.max.ms` more.
-pub const SOCKET_TIMEOUT_MS: u64 = 500;
+/// The default of [`KafkaConfig::request_timeout_ms`]: how long any request to a broker may
+/// take (librdkafka's `socket.timeout.ms`, 60 s by default).
+///
+/// It also bounds how long a client waits for a metadata answer that never comes: when the
+/// leader's broker goes dark with a metadata request of a client in flight, librdkafka skips
+/// its refreshes of the topic until this time has passed. Seen in the drill on the mock
+/// cluster: every Kafka client of one surviving site, producer and readers, stalled for a
+/// minute after a leader move while the other sites traded; with 1 s the stall was 1.0-1.9 s,
+/// with 500 ms 0.5-1.0 s. The price: librdkafka drops a connection on one timed-out request,
+/// so a broker slower than this for a while (a loaded test broker; a leader waiting out a dead
+/// follower's `replica.lag.time.max.ms` before it shrinks the ISR) sees its clients reconnect
+/// and resend (the idempotent producer keeps each record once and in order). Raise it where
+/// the brokers' answers are slower.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 500;
+
+fn default_request_timeout_ms() -> u32 {
+    DEFAULT_REQUEST_TIMEOUT_MS
+}
 
 /// Kafka log failures.
 #[derive(Debug, thiserror::Error)]

@@ -57,6 +57,10 @@ pub enum LogConfig {
         /// A produce not acknowledged by then has an unknown fate (the client resends).
         #[serde(default = "default_delivery_timeout_ms")]
         delivery_timeout_ms: u32,
+        /// How long any request to a broker may take (500 ms by default; see
+        /// `replicator::kafka::DEFAULT_REQUEST_TIMEOUT_MS` for the trade-off).
+        #[serde(default = "default_request_timeout_ms")]
+        request_timeout_ms: u32,
         /// Development only: trade on a topic without replication factor 3,
         /// `min.insync.replicas` 2, unclean leader election off and log-append timestamps (a
         /// single tansu broker), and take records' create times as the log's time.
@@ -71,6 +75,10 @@ fn per_batch() -> FsyncPolicy {
 
 fn default_delivery_timeout_ms() -> u32 {
     30_000
+}
+
+fn default_request_timeout_ms() -> u32 {
+    crate::kafka::DEFAULT_REQUEST_TIMEOUT_MS
 }
 
 impl Default for LogConfig {
@@ -90,9 +98,11 @@ impl LogConfig {
                 topic,
                 partition,
                 delivery_timeout_ms,
+                request_timeout_ms,
                 allow_unsafe_topic,
             } => Some(KafkaConfig {
                 delivery_timeout_ms: *delivery_timeout_ms,
+                request_timeout_ms: *request_timeout_ms,
                 allow_unsafe_topic: *allow_unsafe_topic,
                 ..KafkaConfig::new(bootstrap_servers, topic, partition.unwrap_or(0))
             }),
@@ -437,6 +447,7 @@ mod tests {
                 topic: "x.commands".into(),
                 partition: Some(2),
                 delivery_timeout_ms: 5_000,
+                request_timeout_ms: 2_000,
                 allow_unsafe_topic: true,
             },
         ] {
