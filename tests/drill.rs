@@ -167,6 +167,39 @@ fn a_frozen_site_is_failed_over_and_catches_up_when_it_thaws() {
     assert!(pause["catch_up_ms"].as_u64().is_some(), "{pause}");
 }
 
+/// A site dark for a minute under load (its node and its broker, the partition's leader at
+/// first), then back: it recovers from its last snapshot, replays the minute it missed and
+/// converges on the log's hash; nothing acknowledged meanwhile at the other sites is lost.
+#[test]
+fn a_site_dark_for_a_minute_catches_up_and_converges() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let child = drill(
+        &[
+            "--duration",
+            "175",
+            "--kills",
+            "1",
+            "--rate",
+            "100",
+            "--down-secs",
+            "60,60",
+            "--seed",
+            "5",
+        ],
+        &report,
+    );
+    let report = finish(child, &report);
+    assert_sound(&report);
+    let kill = &report["kill_log"][0];
+    let dark_ms =
+        kill["restarted_at_ms"].as_u64().unwrap() - kill["killed_at_ms"].as_u64().unwrap();
+    assert!(dark_ms >= 60_000, "{kill}");
+    assert!(kill["clients_failed_over"].as_u64().unwrap() >= 1, "{kill}");
+    assert!(kill["catch_up_ms"].as_u64().is_some(), "{kill}");
+}
+
 #[test]
 fn a_whole_kafka_outage_is_refused_clearly_and_trading_resumes_by_itself() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
