@@ -89,6 +89,7 @@ fn a_short_drill_with_two_site_crashes_passes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
+    let timeline = dir.path().join("timeline.html");
     let child = drill(
         &[
             "--duration",
@@ -101,12 +102,21 @@ fn a_short_drill_with_two_site_crashes_passes() {
             "2,3",
             "--seed",
             "5",
+            "--timeline",
+            timeline.to_str().unwrap(),
         ],
         &report,
     );
     let report = finish(child, &report);
     assert_sound(&report);
     assert_eq!(report["kills"], 2);
+    // The timeline: two plots, each shading both crashes, and a row per crash.
+    let page = std::fs::read_to_string(&timeline).expect("the drill wrote its timeline");
+    assert_eq!(page.matches("<svg").count(), 2, "{page}");
+    assert_eq!(page.matches("Crash at").count(), 4, "{page}");
+    assert_eq!(page.matches("<tr><td>cloud-").count(), 2, "{page}");
+    let seconds = report["timeline"]["acked"][0].as_array().unwrap().len();
+    assert!(seconds >= 20, "{seconds} seconds");
     let kills = report["kill_log"].as_array().unwrap();
     let moves: Vec<(&str, &str)> = kills
         .iter()

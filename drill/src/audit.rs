@@ -120,6 +120,7 @@ pub(crate) fn audit(
         reconciled_known: tally.reconciled_known,
         resent: tally.resent,
         refused: tally.refused,
+        timeline: Default::default(),
         refused_by_reason: tally.refused_by_reason,
         returns_home: tally.returns_home,
         ack_latency_us: Percentiles {

@@ -37,6 +37,7 @@ pub mod failover;
 pub mod sites;
 pub mod tansu;
 mod tap;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -55,6 +56,7 @@ use tokio::task::JoinHandle;
 use crate::failover::{Ack, FailoverClient, FailoverConfig};
 pub use crate::sites::{drill, positive_seconds, Args};
 use crate::tap::LogTap;
+use crate::timeline::Timeline;
 use flow::SplitMix64;
 
 /// How long `/health` and `/v1/hashes` may take to answer.
@@ -236,6 +238,8 @@ pub struct DrillReport {
     pub returns_home: u64,
     /// Order → acknowledgement, from the first send (across failovers).
     pub ack_latency_us: Percentiles,
+    /// What the members saw, second by second.
+    pub timeline: Timeline,
     /// Why the drill failed; empty when it passed.
     pub problems: Vec<String>,
 }
@@ -397,7 +401,11 @@ pub fn run_drill<S: SiteControl>(config: &DrillConfig, sites: &mut [S]) -> Resul
     let position = runtime.block_on(align_to_boundary(config, &gateways, &https))?;
     drop(runtime);
     let log = tap.until(position, LOG_READ_TIMEOUT)?;
-    audit::audit(config, &names, &https, &log, kills, results, load_seconds)
+    let acks = results.iter().flat_map(|r| r.acks.iter());
+    let timeline = Timeline::of(acks, sites.len(), started);
+    let mut report = audit::audit(config, &names, &https, &log, kills, results, load_seconds)?;
+    report.timeline = timeline;
+    Ok(report)
 }
 
 /// Starts one client task per member in use, spread over the sites, each sending its share

@@ -72,6 +72,10 @@ pub struct Args {
     /// The report as JSON.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// The timeline as a self-contained HTML page: orders acknowledged per second by site,
+    /// the slowest acknowledgement of each second, each fault shaded, its RTO marked.
+    #[arg(long, value_name = "FILE")]
+    pub timeline: Option<PathBuf>,
     /// Where the local sites keep their files (a temporary directory otherwise).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,

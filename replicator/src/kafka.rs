@@ -183,11 +183,18 @@ impl ClientContext for Logged {
 
 impl ConsumerContext for Logged {}
 
-/// One librdkafka log line of a client in `role`, warnings and worse.
+/// One librdkafka log line of a client in `role`, warnings and worse. A configuration
+/// warning is the same for every client of the process (librdkafka advises a request timeout
+/// a second above `fetch.wait.max.ms`, which [`DEFAULT_REQUEST_TIMEOUT_MS`] is not on
+/// purpose): it is written once.
 fn report(role: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
-    if (level as i32) <= RDKafkaLogLevel::Warning as i32 {
-        eprintln!("kafka {role}: {level:?} {facility}: {message}");
+    static CONFIG_WARNED: AtomicBool = AtomicBool::new(false);
+    if (level as i32) > RDKafkaLogLevel::Warning as i32
+        || (facility == "CONFWARN" && CONFIG_WARNED.swap(true, Ordering::Relaxed))
+    {
+        return;
     }
+    eprintln!("kafka {role}: {level:?} {facility}: {message}");
 }
 
 /// A client error librdkafka reported (a broker down, a fatal producer error).

@@ -13,6 +13,10 @@ pub fn run(args: Args) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&result)?)?;
         println!("report: {}", path.display());
     }
+    if let Some(path) = &args.timeline {
+        std::fs::write(path, drill::timeline::html(&result))?;
+        println!("timeline: {}", path.display());
+    }
     if !result.passed() {
         bail!("the drill failed: {}", result.problems.join("; "));
     }
