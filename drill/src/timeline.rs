@@ -160,13 +160,29 @@ impl Frame {
             );
             second += step;
         }
-        let _ = writeln!(
-            out,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
-            x0 - 4.0,
-            TOP + 4.0,
-            self.y_max
-        );
+        self.y_ticks(out);
+    }
+
+    /// Labels and faint grid lines: each power of ten on a log axis, else 0 and the top.
+    fn y_ticks(&self, out: &mut String) {
+        let mut ticks = vec![if self.log { 1.0 } else { 0.0 }];
+        let mut tick = 10.0;
+        while self.log && tick < self.y_max {
+            ticks.push(tick);
+            tick *= 10.0;
+        }
+        ticks.push(self.y_max);
+        for value in ticks {
+            let y = self.y(value);
+            let _ = writeln!(
+                out,
+                "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
+                 <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{value}</text>",
+                WIDTH - RIGHT,
+                LEFT - 4.0,
+                y + 4.0
+            );
+        }
     }
 }
 
