@@ -142,6 +142,20 @@ fn a_short_drill_with_two_site_crashes_passes() {
     assert!(report["rto_ms_max"].as_u64().is_some());
 }
 
+/// A 20 s drill whose one fault freezes a site for 6 s.
+const FREEZE: [&str; 10] = [
+    "--duration",
+    "20",
+    "--kills",
+    "0",
+    "--pauses",
+    "1",
+    "--rate",
+    "150",
+    "--down-secs",
+    "6,6",
+];
+
 /// A site frozen for 6 s (SIGSTOP, then SIGCONT: a long GC-like pause) while its broker and
 /// the other sites carry on: its clients notice within a second (their test requests go
 /// unanswered), fail over and are acknowledged elsewhere; what the frozen node's producer
@@ -153,21 +167,7 @@ fn a_frozen_site_is_failed_over_and_catches_up_when_it_thaws() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
-    let child = drill(
-        &[
-            "--duration",
-            "20",
-            "--kills",
-            "0",
-            "--pauses",
-            "1",
-            "--rate",
-            "150",
-            "--down-secs",
-            "6,6",
-        ],
-        &report,
-    );
+    let child = drill(&FREEZE, &report);
     let report = finish(child, &report);
     assert_sound(&report);
     let faults = report["kill_log"].as_array().unwrap();
@@ -228,20 +228,7 @@ fn a_dedup_window_shorter_than_a_freeze_lets_late_copies_execute_twice_and_fails
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
     let child = drill(
-        &[
-            "--duration",
-            "20",
-            "--kills",
-            "0",
-            "--pauses",
-            "1",
-            "--rate",
-            "150",
-            "--down-secs",
-            "6,6",
-            "--dedup-window-ms",
-            "0",
-        ],
+        &[&FREEZE[..], &["--dedup-window-ms", "0"]].concat(),
         &report,
     );
     let (passed, output, report) = outcome(child, &report);

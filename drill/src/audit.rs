@@ -410,6 +410,21 @@ mod tests {
         }
     }
 
+    /// cloud-a's crash at `killed_at_ms` from the start, back at `restarted_at_ms`, before
+    /// its failovers are counted.
+    fn crash(killed_at_ms: u64, restarted_at_ms: Option<u64>) -> KillRecord {
+        KillRecord {
+            site: "cloud-a".into(),
+            fault: crate::Fault::Crash,
+            killed_at_ms,
+            effects: Default::default(),
+            restarted_at_ms,
+            clients_failed_over: 0,
+            rto_ms: None,
+            catch_up_ms: None,
+        }
+    }
+
     /// Seen in the drill on the mock cluster: a client that failed over from the killed site,
     /// then again from a site that had stalled too, before any acknowledgement, had no RTO
     /// (it was measured per move, from the new site only), so the kill had none either.
@@ -417,16 +432,7 @@ mod tests {
     fn a_client_that_moves_twice_before_an_acknowledgement_has_an_rto() {
         let killed = Instant::now();
         let at = |ms| killed + Duration::from_millis(ms);
-        let record = KillRecord {
-            site: "cloud-a".into(),
-            fault: crate::Fault::Crash,
-            killed_at_ms: 0,
-            effects: Default::default(),
-            restarted_at_ms: None,
-            clients_failed_over: 0,
-            rto_ms: None,
-            catch_up_ms: None,
-        };
+        let record = crash(0, None);
         let twice = client(
             vec![failover(0, 1, at(3000)), failover(1, 2, at(6000))],
             vec![(0, at(100)), (2, at(7000))],
@@ -442,7 +448,7 @@ mod tests {
 
         // A client that never hears from another site leaves the kill without an RTO.
         let silent = client(vec![failover(0, 1, at(3000))], vec![(0, at(100))]);
-        let (log, rtos) = kill_log(vec![(0, record.clone(), killed)], &[silent]);
+        let (log, rtos) = kill_log(vec![(0, record, killed)], &[silent]);
         assert_eq!((log[0].clients_failed_over, log[0].rto_ms), (1, None));
         assert!(rtos.is_empty());
     }
@@ -454,16 +460,7 @@ mod tests {
     fn a_move_away_from_the_site_after_it_is_back_is_not_the_faults() {
         let killed = Instant::now();
         let at = |ms| killed + Duration::from_millis(ms);
-        let record = KillRecord {
-            site: "cloud-a".into(),
-            fault: crate::Fault::Crash,
-            killed_at_ms: 1_000,
-            effects: Default::default(),
-            restarted_at_ms: Some(5_000),
-            clients_failed_over: 0,
-            rto_ms: None,
-            catch_up_ms: None,
-        };
+        let record = crash(1_000, Some(5_000));
         let prompt = client(vec![failover(0, 1, at(10))], vec![(1, at(60))]);
         let later = client(vec![failover(0, 2, at(20_000))], vec![(2, at(21_600))]);
         let (log, rtos) = kill_log(vec![(0, record, killed)], &[prompt, later]);
