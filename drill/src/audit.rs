@@ -422,6 +422,8 @@ mod tests {
             clients_failed_over: 0,
             rto_ms: None,
             catch_up_ms: None,
+            backlog: None,
+            replay_per_s: None,
         }
     }
 

@@ -114,6 +114,9 @@ pub struct DrillConfig {
     /// A killed site stays down a random time in this range.
     pub down_min: Duration,
     pub down_max: Duration,
+    /// A long outage instead of the kills and pauses: one site (drawn by the seed) crashed
+    /// at a tenth of the run and started again this long after.
+    pub outage: Option<Duration>,
     pub seed: u64,
     /// Members as (token, account); client `k` logs on as member `k`.
     pub members: Vec<(String, u64)>,
@@ -148,6 +151,15 @@ impl DrillConfig {
         if self.down_min > self.down_max {
             bail!("down_min is above down_max");
         }
+        if let Some(outage) = self.outage {
+            if self.duration / 10 + outage > self.duration.mul_f64(0.9) {
+                bail!(
+                    "an outage of {outage:?} needs a run of at least {:?}, to start at a tenth \
+                     of it and leave a tenth for the catch-up",
+                    outage.mul_f64(1.25)
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -171,6 +183,11 @@ pub struct KillRecord {
     pub rto_ms: Option<u64>,
     /// From the restart to the site having applied the whole log as it stood at the restart.
     pub catch_up_ms: Option<u64>,
+    /// Records the rest of the sites appended while it was down: its backlog at the restart
+    /// (on top of whatever followed its last snapshot).
+    pub backlog: Option<u64>,
+    /// `backlog` over `catch_up_ms`: how fast it replayed, records per second.
+    pub replay_per_s: Option<u64>,
 }
 
 /// What a site's kill took down besides its node.
@@ -310,14 +327,18 @@ impl DrillReport {
             let _ = writeln!(
                 out,
                 "  {:>8} {down}{effects} at {:>6} ms, {up} at {:>6}, {} clients failed \
-                 over, rto {}, catch-up {}",
+                 over, rto {}, catch-up {}{}",
                 kill.site,
                 kill.killed_at_ms,
                 kill.restarted_at_ms
                     .map_or("-".to_string(), |t| format!("{t} ms")),
                 kill.clients_failed_over,
                 ms(kill.rto_ms),
-                ms(kill.catch_up_ms)
+                ms(kill.catch_up_ms),
+                match (kill.backlog, kill.replay_per_s) {
+                    (Some(backlog), Some(rate)) => format!(" ({backlog} records, {rate}/s)"),
+                    _ => String::new(),
+                }
             );
         }
     }
@@ -445,6 +466,7 @@ fn kill_and_restart<S: SiteControl>(
     for (at, site, down, fault) in plan {
         sleep_until(started + at);
         let killed = Instant::now();
+        let end_at_kill = log_end(https, site);
         let effects = match fault {
             Fault::Crash => sites[site].kill(),
             Fault::Pause => sites[site].pause().map(|()| KillEffects::default()),
@@ -459,6 +481,8 @@ fn kill_and_restart<S: SiteControl>(
             clients_failed_over: 0,
             rto_ms: None,
             catch_up_ms: None,
+            backlog: None,
+            replay_per_s: None,
         };
         sleep_until(killed + down);
         let target = log_end(https, site);
@@ -469,20 +493,30 @@ fn kill_and_restart<S: SiteControl>(
         }
         .with_context(|| format!("bringing {} back", names[site]))?;
         record.restarted_at_ms = Some(ms_between(started, restarted));
-        record.catch_up_ms = wait_caught_up(https[site], target, CATCH_UP_TIMEOUT)
+        record.catch_up_ms = wait_caught_up(https[site], target, CATCH_UP_TIMEOUT.max(down))
             .map(|caught_up| ms_between(restarted, caught_up));
+        let backlog = target.saturating_sub(end_at_kill);
+        record.backlog = Some(backlog);
+        record.replay_per_s = record
+            .catch_up_ms
+            .map(|ms| backlog.saturating_mul(1000) / ms.max(1));
         kills.push((site, record, killed));
     }
     Ok(kills)
 }
 
 /// Fault times (from the start), sites, down times and kinds: one fault per equal slot of the
-/// middle of the run, the site down for a random time that ends within its slot. The pauses
+/// middle of the run, the site down for a random time that ends within its slot; or the one
+/// long outage, at a tenth of the run. The pauses
 /// fall on slots drawn from their own stream, so a seed's crashes are the same with or
 /// without pauses only when there are none.
 fn kill_plan(config: &DrillConfig, sites: usize) -> Vec<(Duration, usize, Duration, Fault)> {
     let mut rng = SplitMix64(config.seed ^ 0x6b69_6c6c);
     let window_start = config.duration / 10;
+    if let Some(outage) = config.outage {
+        let site = rng.below(sites as u64) as usize;
+        return vec![(window_start, site, outage, Fault::Crash)];
+    }
     let window = config.duration.saturating_sub(window_start * 3);
     let faults = (config.kills + config.pauses) as u32;
     if faults == 0 {
@@ -777,6 +811,7 @@ mod tests {
             clients_per_site: 1,
             down_min: Duration::from_secs(3),
             down_max: Duration::from_secs(8),
+            outage: None,
             seed: 7,
             members: Vec::new(),
             symbol: Symbol::new("BTC-USD").unwrap(),
@@ -819,5 +854,49 @@ mod tests {
             plan.iter().map(|f| (f.0, f.1, f.2)).collect::<Vec<_>>()
         };
         assert_eq!(when(&mixed), when(&plan));
+    }
+
+    /// `--outage`: the one crash at a tenth of the run, as long as asked, even past the half
+    /// slot that caps the kills; refused when the run ends before a tenth is left to catch up.
+    #[test]
+    fn a_long_outage_is_the_runs_one_crash_and_must_fit_in_it() {
+        let config = DrillConfig {
+            duration: Duration::from_secs(4800),
+            kills: 0,
+            pauses: 0,
+            rate: 100,
+            clients_per_site: 1,
+            down_min: Duration::from_secs(2),
+            down_max: Duration::from_secs(6),
+            outage: Some(Duration::from_secs(3780)),
+            seed: 7,
+            members: vec![("t".into(), 1); 3],
+            symbol: Symbol::new("BTC-USD").unwrap(),
+            tick: Price(1),
+            lot: Qty(1),
+            kafka: KafkaConfig::new("127.0.0.1:9092", "t", 0),
+            engine: EngineConfig::default(),
+            hash_every: 1000,
+            drain_timeout: Duration::from_secs(1),
+        };
+        config.check(3).unwrap();
+        let plan = kill_plan(&config, 3);
+        assert_eq!(plan.len(), 1);
+        let (at, site, down, fault) = plan[0];
+        assert_eq!(
+            (at, down, fault),
+            (
+                Duration::from_secs(480),
+                Duration::from_secs(3780),
+                Fault::Crash
+            )
+        );
+        assert!(site < 3);
+        let short = DrillConfig {
+            duration: Duration::from_secs(4000),
+            ..config
+        };
+        let error = short.check(3).unwrap_err().to_string();
+        assert!(error.contains("needs a run of at least 4725s"), "{error}");
     }
 }

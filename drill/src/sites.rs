@@ -61,6 +61,13 @@ pub struct Args {
     /// A killed site stays down between these many seconds (MIN,MAX).
     #[arg(long, value_delimiter = ',', default_value = "2,6")]
     pub down_secs: Vec<f64>,
+    /// A long outage instead of --kills and --pauses: one site (drawn by the seed) crashed,
+    /// with its broker, at a tenth of the run and started again this many seconds later;
+    /// it then catches up from the backlog (the report says how many records, how fast).
+    /// The run must last a quarter longer than the outage.
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds,
+          conflicts_with_all = ["kills", "pauses", "down_secs"])]
+    pub outage: Option<f64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// How long the local sites remember a finished order's client order id (log time,
@@ -406,12 +413,18 @@ fn drill_config(
 ) -> DrillConfig {
     DrillConfig {
         duration: Duration::from_secs_f64(args.duration),
-        kills: args.kills,
-        pauses: args.pauses,
+        // `--outage` is the run's one fault.
+        kills: if args.outage.is_some() { 0 } else { args.kills },
+        pauses: if args.outage.is_some() {
+            0
+        } else {
+            args.pauses
+        },
         rate: args.rate,
         clients_per_site: args.clients_per_site,
         down_min: down.0,
         down_max: down.1,
+        outage: args.outage.map(Duration::from_secs_f64),
         seed: args.seed,
         members,
         symbol,
