@@ -16,7 +16,8 @@
 //!
 //! An order is acknowledged only by a report the engine caused (new, fill, engine reject, or
 //! state). A gateway refusal (busy, unavailable, throttled) means the order never reached the
-//! log: it stays unacknowledged and is sent again after [`FailoverConfig::retry_after`].
+//! log: it stays unacknowledged and is sent again after [`FailoverConfig::retry_after`]. An
+//! "unavailable" (the site cannot reach the log) also moves the client to the next site.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -397,6 +398,11 @@ impl FailoverClient {
                 }
                 self.requeue(id);
                 self.back_off();
+                if code == reason::UNAVAILABLE {
+                    // The site cannot reach the log (cut off, or its journal failed): another
+                    // may. Busy and throttled are this member's to wait out where it is.
+                    self.conn = None;
+                }
                 return;
             }
             (_, reason::UNKNOWN_ORDER) if report.exec_type == exec_type::ORDER_STATUS => {

@@ -34,6 +34,7 @@
 mod audit;
 pub mod cluster;
 pub mod failover;
+pub mod partition;
 pub mod sites;
 pub mod tansu;
 mod tap;
@@ -54,6 +55,7 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 use crate::failover::{Ack, FailoverClient, FailoverConfig};
+pub use crate::partition::Cut;
 pub use crate::sites::{drill, positive_seconds, Args};
 use crate::tap::LogTap;
 use crate::timeline::Timeline;
@@ -87,6 +89,11 @@ pub trait SiteControl {
     fn pause(&mut self) -> Result<()>;
     /// Thaws it (SIGCONT): it carries on from where it froze.
     fn resume(&mut self) -> Result<()>;
+    /// Cuts the running node off from the Kafka brokers (and from its members, as `cut`
+    /// says); it stays up.
+    fn partition(&mut self, cut: Cut) -> Result<()>;
+    /// Ends the partition.
+    fn heal(&mut self) -> Result<()>;
 }
 
 /// What a fault does to its site.
@@ -98,6 +105,11 @@ pub enum Fault {
     Crash,
     /// SIGSTOP of the node, SIGCONT after the down time.
     Pause,
+    /// The node cut off from the brokers (so from the other sites), its members still
+    /// reaching it; healed after the down time.
+    Partition,
+    /// The node cut off from the brokers and from its members; healed after the down time.
+    Isolation,
 }
 
 /// What to run.
@@ -108,6 +120,10 @@ pub struct DrillConfig {
     pub kills: usize,
     /// Site freezes ([`Fault::Pause`]), mixed in among the crashes.
     pub pauses: usize,
+    /// Partitions from the log ([`Fault::Partition`]) and from the log and the members
+    /// ([`Fault::Isolation`]), mixed in too.
+    pub partitions: usize,
+    pub isolations: usize,
     /// New orders per second over all clients.
     pub rate: u32,
     pub clients_per_site: usize,
@@ -323,6 +339,8 @@ impl DrillReport {
             let (down, up) = match kill.fault {
                 Fault::Crash => ("killed", "restarted"),
                 Fault::Pause => ("paused", "resumed"),
+                Fault::Partition => ("cut from the log", "healed"),
+                Fault::Isolation => ("cut from the log and its members", "healed"),
             };
             let _ = writeln!(
                 out,
@@ -470,6 +488,12 @@ fn kill_and_restart<S: SiteControl>(
         let effects = match fault {
             Fault::Crash => sites[site].kill(),
             Fault::Pause => sites[site].pause().map(|()| KillEffects::default()),
+            Fault::Partition => sites[site]
+                .partition(Cut::Log)
+                .map(|()| KillEffects::default()),
+            Fault::Isolation => sites[site]
+                .partition(Cut::LogAndMembers)
+                .map(|()| KillEffects::default()),
         }
         .with_context(|| format!("{fault:?} of {}", names[site]))?;
         let mut record = KillRecord {
@@ -490,6 +514,7 @@ fn kill_and_restart<S: SiteControl>(
         match fault {
             Fault::Crash => sites[site].start(),
             Fault::Pause => sites[site].resume(),
+            Fault::Partition | Fault::Isolation => sites[site].heal(),
         }
         .with_context(|| format!("bringing {} back", names[site]))?;
         record.restarted_at_ms = Some(ms_between(started, restarted));
@@ -518,7 +543,7 @@ fn kill_plan(config: &DrillConfig, sites: usize) -> Vec<(Duration, usize, Durati
         return vec![(window_start, site, outage, Fault::Crash)];
     }
     let window = config.duration.saturating_sub(window_start * 3);
-    let faults = (config.kills + config.pauses) as u32;
+    let faults = (config.kills + config.pauses + config.partitions + config.isolations) as u32;
     if faults == 0 {
         return Vec::new();
     }
@@ -537,10 +562,12 @@ fn kill_plan(config: &DrillConfig, sites: usize) -> Vec<(Duration, usize, Durati
         .collect()
 }
 
-/// `kills` crashes and `pauses` pauses in a seeded order.
+/// The configured crashes, pauses, partitions and isolations in a seeded order.
 fn fault_kinds(config: &DrillConfig) -> Vec<Fault> {
     let mut kinds = vec![Fault::Crash; config.kills];
     kinds.extend(vec![Fault::Pause; config.pauses]);
+    kinds.extend(vec![Fault::Partition; config.partitions]);
+    kinds.extend(vec![Fault::Isolation; config.isolations]);
     let mut rng = SplitMix64(config.seed ^ 0x7061_7573);
     for i in (1..kinds.len()).rev() {
         kinds.swap(i, rng.below(i as u64 + 1) as usize);
@@ -807,6 +834,8 @@ mod tests {
             duration: Duration::from_secs(600),
             kills: 24,
             pauses: 0,
+            partitions: 0,
+            isolations: 0,
             rate: 100,
             clients_per_site: 1,
             down_min: Duration::from_secs(3),
@@ -864,6 +893,8 @@ mod tests {
             duration: Duration::from_secs(4800),
             kills: 0,
             pauses: 0,
+            partitions: 0,
+            isolations: 0,
             rate: 100,
             clients_per_site: 1,
             down_min: Duration::from_secs(2),

@@ -28,6 +28,7 @@ use replicator::log::LogConfig;
 use serde::Deserialize;
 
 use crate::cluster::SiteCluster;
+use crate::partition::{Cut, Firewall, SiteCgroup};
 use crate::tansu::Tansu;
 use crate::{run_drill, DrillConfig, DrillReport, KillEffects, SiteControl};
 
@@ -53,6 +54,14 @@ pub struct Args {
     /// site's broker carries on), mixed in among the kills.
     #[arg(long, default_value_t = 0)]
     pub pauses: usize,
+    /// Partitions (the node cut off from the brokers, so from the other sites, while its
+    /// members still reach it; healed after the down time), mixed in among the kills. Cut
+    /// for real with nftables on the node's cgroup: local sites only, as root.
+    #[arg(long, default_value_t = 0)]
+    pub partitions: usize,
+    /// Isolations: partitions that cut the node off from its members too.
+    #[arg(long, default_value_t = 0)]
+    pub isolations: usize,
     /// New orders per second over all clients.
     #[arg(long, default_value_t = 300)]
     pub rate: u32,
@@ -66,7 +75,7 @@ pub struct Args {
     /// it then catches up from the backlog (the report says how many records, how fast).
     /// The run must last a quarter longer than the outage.
     #[arg(long, value_name = "SECS", value_parser = positive_seconds,
-          conflicts_with_all = ["kills", "pauses", "down_secs"])]
+          conflicts_with_all = ["kills", "pauses", "partitions", "isolations", "down_secs"])]
     pub outage: Option<f64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -184,6 +193,15 @@ struct LocalSite {
     binary: SocketAddr,
     http: SocketAddr,
     child: Option<Child>,
+    /// Where the drill partitions: the firewall, the node's cgroup and the brokers' ports.
+    fence: Option<Fence>,
+}
+
+/// What partitioning a local site takes.
+struct Fence {
+    firewall: Rc<Firewall>,
+    cgroup: SiteCgroup,
+    brokers: Vec<u16>,
 }
 
 impl LocalSite {
@@ -193,7 +211,18 @@ impl LocalSite {
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
-        let child = Command::new(&self.exe)
+        let mut command = match &self.fence {
+            // Started in its cgroup, before it opens a socket: `sh` joins it, then execs.
+            Some(fence) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", "echo $$ > \"$0\" && exec \"$@\""])
+                    .arg(&fence.cgroup.procs)
+                    .arg(&self.exe);
+                sh
+            }
+            None => Command::new(&self.exe),
+        };
+        let child = command
             .arg("node")
             .arg("--config")
             .arg(&self.config)
@@ -285,9 +314,24 @@ impl SiteControl for LocalSite {
     fn resume(&mut self) -> Result<()> {
         self.signal("CONT")
     }
+    fn partition(&mut self, cut: Cut) -> Result<()> {
+        let fence = self.fence()?;
+        let members = (cut == Cut::LogAndMembers).then_some(self.binary.port());
+        fence.firewall.cut(&fence.cgroup, &fence.brokers, members)
+    }
+    fn heal(&mut self) -> Result<()> {
+        let fence = self.fence()?;
+        fence.firewall.heal(&fence.cgroup)
+    }
 }
 
 impl LocalSite {
+    fn fence(&self) -> Result<&Fence> {
+        self.fence
+            .as_ref()
+            .ok_or_else(|| anyhow!("{} was started without a partitions firewall", self.name))
+    }
+
     /// Sends the node `SIG<name>` (by `kill`: this crate has no unsafe code).
     fn signal(&self, name: &str) -> Result<()> {
         let child = self
@@ -411,15 +455,14 @@ fn drill_config(
     hash_every: u64,
     (symbol, tick, lot): (Symbol, Price, Qty),
 ) -> DrillConfig {
+    // `--outage` is the run's one fault.
+    let faults = |count: usize| if args.outage.is_some() { 0 } else { count };
     DrillConfig {
         duration: Duration::from_secs_f64(args.duration),
-        // `--outage` is the run's one fault.
-        kills: if args.outage.is_some() { 0 } else { args.kills },
-        pauses: if args.outage.is_some() {
-            0
-        } else {
-            args.pauses
-        },
+        kills: faults(args.kills),
+        pauses: faults(args.pauses),
+        partitions: faults(args.partitions),
+        isolations: faults(args.isolations),
         rate: args.rate,
         clients_per_site: args.clients_per_site,
         down_min: down.0,
@@ -476,26 +519,13 @@ fn drill_local_in(
     let clients = SITES.len() * args.clients_per_site;
     let members = members(clients.max(1));
     let hash_every = 1000;
-    let mut sites = Vec::new();
-    for (index, name) in SITES.into_iter().enumerate() {
-        let site_dir = dir.join(name);
-        std::fs::create_dir_all(&site_dir)?;
-        let (binary, http) = (free_port()?, free_port()?);
-        let config = site_dir.join("node.toml");
-        let node = node_config(name, &kafka, &engine, (binary, http), &members, hash_every);
-        std::fs::write(&config, toml::to_string(&node)?)?;
-        sites.push(LocalSite {
-            name: name.into(),
-            index,
-            cluster: cluster.clone(),
-            exe: exe.to_path_buf(),
-            config,
-            log: site_dir.join("node.log"),
-            binary,
-            http,
-            child: None,
-        });
-    }
+    let shard = Shard {
+        kafka: &kafka,
+        engine: &engine,
+        members: &members,
+        hash_every,
+    };
+    let mut sites = local_sites(args, exe, dir, &shard, cluster)?;
     for site in &mut sites {
         site.spawn()?;
     }
@@ -527,6 +557,84 @@ fn drill_local_in(
         bail!("stopping the sites: {}", stop_errors.join("; "));
     }
     Ok(report)
+}
+
+/// What every local site runs: the shard's log, engine, members and hash interval.
+struct Shard<'a> {
+    kafka: &'a KafkaConfig,
+    engine: &'a EngineConfig,
+    members: &'a [(String, String, u64)],
+    hash_every: u64,
+}
+
+/// The three local sites, configured in `dir` (not started), each in a cgroup of its own
+/// behind the partitions' firewall when the drill partitions.
+fn local_sites(
+    args: &Args,
+    exe: &Path,
+    dir: &Path,
+    shard: &Shard,
+    cluster: Option<Rc<SiteCluster>>,
+) -> Result<Vec<LocalSite>> {
+    let mut firewall = (args.partitions + args.isolations > 0)
+        .then(Firewall::new)
+        .transpose()?;
+    let cgroups = SITES
+        .iter()
+        .map(|name| firewall.as_mut().map(|f| f.site(name)).transpose())
+        .collect::<Result<Vec<_>>>()?;
+    let firewall = firewall.map(Rc::new);
+    let brokers = broker_ports(&shard.kafka.bootstrap_servers)?;
+    let mut sites = Vec::new();
+    for ((index, name), cgroup) in SITES.into_iter().enumerate().zip(cgroups) {
+        let site_dir = dir.join(name);
+        std::fs::create_dir_all(&site_dir)?;
+        let (binary, http) = (free_port()?, free_port()?);
+        let config = site_dir.join("node.toml");
+        let node = node_config(
+            name,
+            shard.kafka,
+            shard.engine,
+            (binary, http),
+            shard.members,
+            shard.hash_every,
+        );
+        std::fs::write(&config, toml::to_string(&node)?)?;
+        let fence = firewall
+            .clone()
+            .zip(cgroup)
+            .map(|(firewall, cgroup)| Fence {
+                firewall,
+                cgroup,
+                brokers: brokers.clone(),
+            });
+        sites.push(LocalSite {
+            name: name.into(),
+            index,
+            cluster: cluster.clone(),
+            exe: exe.to_path_buf(),
+            config,
+            log: site_dir.join("node.log"),
+            binary,
+            http,
+            child: None,
+            fence,
+        });
+    }
+    Ok(sites)
+}
+
+/// The ports of a `host:port,host:port` bootstrap list: the brokers a partition cuts a site
+/// off from (all of them: the mock cluster's, tansu's, or a local `--kafka`'s).
+fn broker_ports(bootstrap: &str) -> Result<Vec<u16>> {
+    bootstrap
+        .split(',')
+        .map(|broker| {
+            let port = broker.trim().rsplit_once(':').map(|(_, port)| port);
+            port.and_then(|p| p.parse().ok())
+                .ok_or_else(|| anyhow!("no port in the broker address {broker:?}"))
+        })
+        .collect()
 }
 
 /// The local sites' log: the mock cluster (or a tansu broker in `dir`, or `--kafka`), and the
@@ -605,6 +713,27 @@ struct DeployedSite {
     /// Thaws it (`... -s CONT ...`).
     #[serde(default)]
     resume: Option<String>,
+    /// Cuts the site's node off from the Kafka brokers, its members still reaching it (for
+    /// example firewall rules on the site's egress); needed for `--partitions`.
+    #[serde(default)]
+    partition: Option<String>,
+    /// Cuts it off from the brokers and from its members; needed for `--isolations`.
+    #[serde(default)]
+    isolate: Option<String>,
+    /// Ends either cut.
+    #[serde(default)]
+    heal: Option<String>,
+}
+
+impl DeployedSite {
+    /// Runs the optional command `what`, or says the deployment names none.
+    fn run(&self, command: Option<&str>, what: &str) -> Result<()> {
+        shell(
+            command.ok_or_else(|| {
+                anyhow!("the deployment names no {what} command for {}", self.name)
+            })?,
+        )
+    }
 }
 
 impl SiteControl for DeployedSite {
@@ -625,18 +754,19 @@ impl SiteControl for DeployedSite {
         shell(&self.start)
     }
     fn pause(&mut self) -> Result<()> {
-        shell(
-            self.pause.as_deref().ok_or_else(|| {
-                anyhow!("the deployment names no pause command for {}", self.name)
-            })?,
-        )
+        self.run(self.pause.as_deref(), "pause")
     }
     fn resume(&mut self) -> Result<()> {
-        shell(
-            self.resume.as_deref().ok_or_else(|| {
-                anyhow!("the deployment names no resume command for {}", self.name)
-            })?,
-        )
+        self.run(self.resume.as_deref(), "resume")
+    }
+    fn partition(&mut self, cut: Cut) -> Result<()> {
+        match cut {
+            Cut::Log => self.run(self.partition.as_deref(), "partition"),
+            Cut::LogAndMembers => self.run(self.isolate.as_deref(), "isolate"),
+        }
+    }
+    fn heal(&mut self) -> Result<()> {
+        self.run(self.heal.as_deref(), "heal")
     }
 }
 

@@ -204,6 +204,8 @@ fn shade_faults(out: &mut String, frame: &Frame, report: &DrillReport) {
         let colour = match fault.fault {
             Fault::Crash => "#d62728",
             Fault::Pause => "#ff7f0e",
+            Fault::Partition => "#9467bd",
+            Fault::Isolation => "#8c564b",
         };
         let (x0, x1) = (frame.x(from), frame.x(to));
         let _ = writeln!(

@@ -97,7 +97,14 @@ impl KafkaConfig {
                 "topic.metadata.refresh.interval.ms",
                 METADATA_REFRESH_MS.to_string(),
             )
-            .set("socket.timeout.ms", self.request_timeout_ms.to_string());
+            .set("socket.timeout.ms", self.request_timeout_ms.to_string())
+            // Reconnect within a second once a cut-off site's network is back. A connection
+            // opened while the cut lasted waits out TCP's SYN retransmissions (1, 3, 7, 15 s)
+            // for up to 30 s, and failed connects back off to 10 s, by default: seen in the
+            // drill, a site cut off for 6 s took 6.2 s after the cut ended to catch up on
+            // 2,913 records. 1 s is librdkafka's shortest setup timeout.
+            .set("socket.connection.setup.timeout.ms", "1000")
+            .set("reconnect.backoff.max.ms", "1000");
         config
     }
 }
