@@ -66,7 +66,19 @@ fn outcome(child: Child, report: &Path) -> (bool, String, Value) {
 /// The must-be-zero figures and convergence.
 fn assert_sound(report: &Value) {
     assert_eq!(report["lost_acked"], 0, "{report:#}");
+    assert_eq!(report["false_reports"], 0, "{report:#}");
     assert_eq!(report["duplicates"], 0, "{report:#}");
+    assert_eq!(report["overfills"], 0, "{report:#}");
+    assert_eq!(report["status"]["mismatches"], 0, "{report:#}");
+    assert!(
+        report["status"]["questions"].as_u64().unwrap() > 3,
+        "{report:#}"
+    );
+    assert_eq!(report["diverged"], 0, "{report:#}");
+    assert!(
+        report["hash_reports_checked"].as_u64().unwrap() >= 3,
+        "{report:#}"
+    );
     assert_eq!(report["sites_converged"], true, "{report:#}");
     assert_eq!(report["unacknowledged"], 0, "{report:#}");
     let hashes = report["hashes"].as_array().unwrap();

@@ -2,27 +2,91 @@
 //! replayed through an engine with the sites' configuration, against what the members were told and the state hashes
 //! every site reported.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use engine::{AccountId, Command, Engine, Event, EventKind, OrderId};
+use engine::{AccountId, Command, Engine, Event, EventKind, OrderId, Qty, RejectReason, Request};
 use hdrhistogram::Histogram;
 use replicator::divergence::HashReport;
 
 use crate::failover::{Ack, Outcome};
 use crate::{
     ms_between, site_hashes_at, ClientResult, DrillConfig, DrillReport, KillRecord, Percentiles,
-    SiteHash,
+    SiteHash, StatusCheck,
 };
 
 /// What the log's replay says.
+#[derive(Default)]
 struct History {
     /// Accepted events per (account, client order id).
     accepted: HashMap<(AccountId, OrderId), u32>,
+    /// Orders the engine refused (a `new` rejected).
+    rejected: HashSet<(AccountId, OrderId)>,
+    /// Each live order's total quantity (as accepted, or as last amended).
+    totals: HashMap<(AccountId, OrderId), Qty>,
+    /// Trades that left an order filled beyond its total quantity.
+    overfills: u64,
     /// The replay's state hash at each position a site reported.
     hashes: BTreeMap<u64, String>,
+}
+
+impl History {
+    /// Takes in one event of the replay.
+    fn record(&mut self, event: &EventKind) {
+        match *event {
+            EventKind::Accepted {
+                account,
+                order_id,
+                qty,
+                ..
+            } => {
+                *self.accepted.entry((account, order_id)).or_default() += 1;
+                self.totals.insert((account, order_id), qty);
+            }
+            // A duplicate's refusal says nothing of the order that holds the id.
+            EventKind::Rejected {
+                account,
+                order_id,
+                request: Request::New,
+                reason,
+                ..
+            } if reason != RejectReason::DuplicateOrderId => {
+                self.rejected.insert((account, order_id));
+            }
+            EventKind::Amended {
+                account,
+                order_id,
+                total,
+                new_order_id,
+                ..
+            } => {
+                self.totals.remove(&(account, order_id));
+                self.totals
+                    .insert((account, new_order_id.unwrap_or(order_id)), total);
+            }
+            EventKind::Trade {
+                maker_account,
+                maker_order_id,
+                taker_account,
+                taker_order_id,
+                maker_filled,
+                taker_filled,
+                ..
+            } => {
+                for (order, filled) in [
+                    ((maker_account, maker_order_id), maker_filled),
+                    ((taker_account, taker_order_id), taker_filled),
+                ] {
+                    if self.totals.get(&order).is_some_and(|total| filled > *total) {
+                        self.overfills += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Replays `log` (the shard's log from its start), hashing the state at `positions`.
@@ -30,21 +94,13 @@ fn replay(config: &DrillConfig, log: &[Command], positions: &[u64]) -> Result<Hi
     let mut engine =
         Engine::new(config.engine).map_err(|e| anyhow!("the sites' engine config: {e:?}"))?;
     let mut events: Vec<Event> = Vec::with_capacity(64);
-    let mut history = History {
-        accepted: HashMap::new(),
-        hashes: BTreeMap::new(),
-    };
+    let mut history = History::default();
     let mut wanted = positions.iter().copied().peekable();
     for (at, command) in log.iter().enumerate() {
         events.clear();
         engine.apply(command, &mut events);
         for event in &events {
-            if let EventKind::Accepted {
-                account, order_id, ..
-            } = event.kind
-            {
-                *history.accepted.entry((account, order_id)).or_default() += 1;
-            }
+            history.record(&event.kind);
         }
         let next = at as u64 + 1;
         while wanted.peek().is_some_and(|p| *p < next) {
@@ -62,9 +118,25 @@ fn is_lost(history: &History, account: AccountId, ack: &Ack) -> bool {
     ack.outcome == Outcome::Accepted && !history.accepted.contains_key(&(account, ack.cl_ord_id))
 }
 
+/// An order a member was told the engine rejected that the history accepted, or never saw.
+fn is_false_reject(history: &History, account: AccountId, ack: &Ack) -> bool {
+    let order = (account, ack.cl_ord_id);
+    matches!(ack.outcome, Outcome::Rejected(_)) && !history.rejected.contains(&order)
+}
+
 /// Client order ids the history accepted more than once.
 fn duplicates(history: &History) -> u64 {
     history.accepted.values().filter(|n| **n > 1).count() as u64
+}
+
+/// What the audit is given besides the clients' results.
+pub(crate) struct Evidence {
+    /// The shard's log from its start to the audit position.
+    pub log: Vec<Command>,
+    /// Every hash each site wrote over the run (its `hashes.jsonl`; empty when unreadable).
+    pub hash_files: Vec<Vec<HashReport>>,
+    /// The sites' answers to the same status questions.
+    pub status: StatusCheck,
 }
 
 /// Audits a finished drill whose sites all applied the log up to `position`, a hash boundary:
@@ -73,14 +145,18 @@ pub(crate) fn audit(
     config: &DrillConfig,
     names: &[String],
     https: &[SocketAddr],
-    log: &[Command],
+    evidence: Evidence,
     kills: Vec<(usize, KillRecord, Instant)>,
     results: Vec<ClientResult>,
     load_seconds: f64,
 ) -> Result<DrillReport> {
+    let log = &evidence.log;
     let position = log.len() as u64;
-    let reports: Vec<Vec<HashReport>> =
-        https.iter().map(|h| site_hashes_at(*h, position)).collect();
+    let reports: Vec<Vec<HashReport>> = https
+        .iter()
+        .zip(evidence.hash_files)
+        .map(|(h, file)| merged(site_hashes_at(*h, position), file))
+        .collect();
     let mut positions: Vec<u64> = reports.iter().flatten().map(|r| r.position).collect();
     positions.push(position);
     positions.sort_unstable();
@@ -92,7 +168,16 @@ pub(crate) fn audit(
     let tally = Tally::of(&results, &history)?;
     let duplicates = duplicates(&history);
     let (kill_log, client_rtos) = kill_log(kills, &results);
-    let problems = problems(&tally, duplicates, sites_converged, &kill_log);
+    let problems = problems(
+        &tally,
+        &Figures {
+            duplicates,
+            overfills: history.overfills,
+            status_mismatches: evidence.status.mismatches,
+            sites_converged,
+        },
+        &kill_log,
+    );
     let latency = &tally.latency;
     let pct = |q: f64| latency.value_at_quantile(q);
     Ok(DrillReport {
@@ -106,7 +191,12 @@ pub(crate) fn audit(
         unacknowledged: tally.unacked,
         lost_acked: tally.lost,
         lost_examples: tally.lost_examples,
+        false_reports: tally.false_reports,
         duplicates,
+        overfills: history.overfills,
+        status: evidence.status,
+        hash_reports_checked: reports.iter().map(|r| r.len() as u64).sum(),
+        diverged: hash_mismatches.len() as u64,
         sites_converged,
         audit_position: position,
         hashes,
@@ -131,6 +221,17 @@ pub(crate) fn audit(
         },
         problems,
     })
+}
+
+/// A site's hash reports from `/v1/hashes` and from its file, in position order, each
+/// (position, hash) once: a position reported again after a restart is compared again, and
+/// kept twice if the hashes differ.
+fn merged(recent: Vec<HashReport>, file: Vec<HashReport>) -> Vec<HashReport> {
+    let mut distinct: BTreeMap<(u64, String), HashReport> = BTreeMap::new();
+    for report in file.into_iter().chain(recent) {
+        distinct.insert((report.position, report.hash.clone()), report);
+    }
+    distinct.into_values().collect()
 }
 
 /// Every site's hash at `position` against the replay's, and every reported hash (any
@@ -180,6 +281,9 @@ struct Tally {
     rejected: u64,
     lost: u64,
     lost_examples: Vec<String>,
+    /// Members told something the history contradicts (an engine reject of an order the
+    /// history accepted or never saw).
+    false_reports: u64,
     unacked: u64,
     refused: u64,
     refused_by_reason: BTreeMap<String, u64>,
@@ -200,6 +304,7 @@ impl Tally {
             rejected: 0,
             lost: 0,
             lost_examples: Vec::new(),
+            false_reports: 0,
             unacked: 0,
             refused: 0,
             refused_by_reason: BTreeMap::new(),
@@ -254,7 +359,12 @@ impl Tally {
                     }
                 }
             }
-            Outcome::Rejected(_) => self.rejected += 1,
+            Outcome::Rejected(_) => {
+                self.rejected += 1;
+                if is_false_reject(history, account, ack) {
+                    self.false_reports += 1;
+                }
+            }
         }
     }
 }
@@ -331,22 +441,40 @@ fn percentiles(mut values: Vec<u64>) -> Option<Percentiles> {
 }
 
 /// Why the drill failed; empty when it passed.
-fn problems(
-    tally: &Tally,
+/// The history's must-be-zero figures, and convergence.
+struct Figures {
     duplicates: u64,
+    overfills: u64,
+    status_mismatches: u64,
     sites_converged: bool,
-    kill_log: &[KillRecord],
-) -> Vec<String> {
+}
+
+fn problems(tally: &Tally, figures: &Figures, kill_log: &[KillRecord]) -> Vec<String> {
     let mut problems = Vec::new();
-    if tally.lost > 0 {
-        problems.push(format!(
-            "{} acknowledged orders are not in the log's history",
-            tally.lost
-        ));
+    for (count, what) in [
+        (
+            tally.lost,
+            "acknowledged orders are not in the log's history",
+        ),
+        (
+            tally.false_reports,
+            "engine rejects the history contradicts",
+        ),
+        (figures.duplicates, "client order ids were accepted twice"),
+        (
+            figures.overfills,
+            "trades filled an order beyond its quantity",
+        ),
+        (
+            figures.status_mismatches,
+            "status questions were answered differently by two sites",
+        ),
+    ] {
+        if count > 0 {
+            problems.push(format!("{count} {what}"));
+        }
     }
-    if duplicates > 0 {
-        problems.push(format!("{duplicates} client order ids were accepted twice"));
-    }
+    let sites_converged = figures.sites_converged;
     if !sites_converged {
         problems.push("the sites did not converge on the log's state".into());
     }
@@ -475,10 +603,7 @@ mod tests {
     #[test]
     fn the_audit_finds_lost_and_duplicate_orders() {
         let account = AccountId(7);
-        let mut history = History {
-            accepted: HashMap::new(),
-            hashes: BTreeMap::new(),
-        };
+        let mut history = History::default();
         history.accepted.insert((account, id("in-log")), 1);
         assert!(!is_lost(
             &history,
@@ -504,5 +629,110 @@ mod tests {
         assert_eq!(duplicates(&history), 0);
         history.accepted.insert((account, id("twice")), 2);
         assert_eq!(duplicates(&history), 1);
+    }
+
+    fn accepted(account: AccountId, order: &str, qty: i64) -> EventKind {
+        EventKind::Accepted {
+            account,
+            order_id: id(order),
+            symbol: engine::Symbol::new("BTC-USD").unwrap(),
+            side: engine::Side::Buy,
+            price: None,
+            qty: Qty(qty),
+            number: 0,
+        }
+    }
+
+    fn trade(maker: (AccountId, &str, i64), taker: (AccountId, &str, i64)) -> EventKind {
+        EventKind::Trade {
+            symbol: engine::Symbol::new("BTC-USD").unwrap(),
+            price: engine::Price(1),
+            qty: Qty(1),
+            maker_account: maker.0,
+            maker_order_id: id(maker.1),
+            taker_account: taker.0,
+            taker_order_id: id(taker.1),
+            taker_side: engine::Side::Sell,
+            maker_leaves: Qty(0),
+            taker_leaves: Qty(0),
+            maker_filled: Qty(maker.2),
+            taker_filled: Qty(taker.2),
+            trade_id: 1,
+        }
+    }
+
+    /// A trade that leaves an order filled beyond its quantity (as accepted, or as amended
+    /// since) is an overfill; filled up to it is not.
+    #[test]
+    fn the_audit_finds_overfills() {
+        let (a, b) = (AccountId(1), AccountId(2));
+        let mut history = History::default();
+        history.record(&accepted(a, "m", 5));
+        history.record(&accepted(b, "t", 3));
+        history.record(&trade((a, "m", 3), (b, "t", 3)));
+        assert_eq!(history.overfills, 0);
+        history.record(&trade((a, "m", 6), (b, "t", 3)));
+        assert_eq!(history.overfills, 1, "the maker filled 6 of 5");
+        history.record(&EventKind::Amended {
+            account: a,
+            order_id: id("m"),
+            symbol: engine::Symbol::new("BTC-USD").unwrap(),
+            price: engine::Price(1),
+            total: Qty(8),
+            leaves: Qty(2),
+            filled: Qty(6),
+            new_order_id: Some(id("m2")),
+        });
+        history.record(&trade((a, "m2", 8), (b, "t", 3)));
+        assert_eq!(history.overfills, 1, "8 of the amended 8");
+        history.record(&trade((a, "m2", 9), (b, "t", 4)));
+        assert_eq!(history.overfills, 3, "both sides beyond their totals");
+    }
+
+    /// A member told the engine rejected an order is told the truth only when the history
+    /// rejected it; a duplicate copy refused does not make the order rejected.
+    #[test]
+    fn the_audit_finds_false_rejects() {
+        let account = AccountId(7);
+        let mut history = History::default();
+        let rejected = |order: &str, reason| EventKind::Rejected {
+            account,
+            order_id: id(order),
+            symbol: engine::Symbol::new("BTC-USD").unwrap(),
+            request: Request::New,
+            reason,
+        };
+        history.record(&rejected("bad", RejectReason::InvalidQty));
+        history.record(&accepted(account, "good", 1));
+        history.record(&rejected("good", RejectReason::DuplicateOrderId));
+        let told = |order| ack(order, Outcome::Rejected(3));
+        assert!(!is_false_reject(&history, account, &told("bad")));
+        assert!(is_false_reject(&history, account, &told("good")));
+        assert!(is_false_reject(&history, account, &told("never-seen")));
+        assert!(!is_false_reject(
+            &history,
+            account,
+            &ack("good", Outcome::Accepted)
+        ));
+    }
+
+    /// A position a restarted site reports again is compared again: a different hash there
+    /// is kept beside the first, the same one once.
+    #[test]
+    fn every_hash_a_site_wrote_is_compared_once() {
+        let report = |position, hash: &str| HashReport {
+            site: "metal".into(),
+            shard: 0,
+            position,
+            hash: hash.into(),
+        };
+        let file = vec![report(1000, "a"), report(2000, "b"), report(2000, "x")];
+        let recent = vec![report(2000, "b"), report(3000, "c")];
+        let merged = merged(recent, file);
+        let pairs: Vec<(u64, &str)> = merged
+            .iter()
+            .map(|r| (r.position, r.hash.as_str()))
+            .collect();
+        assert_eq!(pairs, [(1000, "a"), (2000, "b"), (2000, "x"), (3000, "c")]);
     }
 }

@@ -36,6 +36,7 @@ pub mod cluster;
 pub mod failover;
 pub mod partition;
 pub mod sites;
+mod status;
 pub mod tansu;
 mod tap;
 pub mod timeline;
@@ -57,6 +58,7 @@ use tokio::task::JoinHandle;
 use crate::failover::{Ack, FailoverClient, FailoverConfig};
 pub use crate::partition::Cut;
 pub use crate::sites::{drill, positive_seconds, Args};
+pub use crate::status::StatusCheck;
 use crate::tap::LogTap;
 use crate::timeline::Timeline;
 use flow::SplitMix64;
@@ -89,6 +91,11 @@ pub trait SiteControl {
     fn pause(&mut self) -> Result<()>;
     /// Thaws it (SIGCONT): it carries on from where it froze.
     fn resume(&mut self) -> Result<()>;
+    /// Every state hash the site has written over the drill, across its restarts (a local
+    /// site's `hashes.jsonl`); empty where only `/v1/hashes`' recent ones can be read.
+    fn hash_history(&self) -> Vec<HashReport> {
+        Vec::new()
+    }
     /// Cuts the running node off from the Kafka brokers (and from its members, as `cut`
     /// says); it stays up.
     fn partition(&mut self, cut: Cut) -> Result<()>;
@@ -247,7 +254,19 @@ pub struct DrillReport {
     pub unacknowledged: u64,
     pub lost_acked: u64,
     pub lost_examples: Vec<String>,
+    /// Members told an engine reject the history contradicts (it accepted the order, or
+    /// never saw it).
+    pub false_reports: u64,
     pub duplicates: u64,
+    /// Trades in the history that filled an order beyond its quantity.
+    pub overfills: u64,
+    /// The same questions (order status, mass status) asked of every site at the audit
+    /// position, and those answered differently.
+    pub status: StatusCheck,
+    /// Hash reports compared with the replay (every site, every position it reported over
+    /// the run, restarts included), and how many differed.
+    pub hash_reports_checked: u64,
+    pub diverged: u64,
     pub sites_converged: bool,
     pub audit_position: u64,
     pub hashes: Vec<SiteHash>,
@@ -373,8 +392,21 @@ impl DrillReport {
         );
         let _ = writeln!(
             out,
-            "lost_acked {}  duplicates {}  sites_converged {} (position {})",
-            self.lost_acked, self.duplicates, self.sites_converged, self.audit_position
+            "lost_acked {}  false_reports {}  duplicates {}  overfills {}  status_mismatches {} \
+             (of {} questions)  diverged {} (of {} hash reports)",
+            self.lost_acked,
+            self.false_reports,
+            self.duplicates,
+            self.overfills,
+            self.status.mismatches,
+            self.status.questions,
+            self.diverged,
+            self.hash_reports_checked
+        );
+        let _ = writeln!(
+            out,
+            "sites_converged {} (position {})",
+            self.sites_converged, self.audit_position
         );
         for hash in &self.hashes {
             let _ = writeln!(
@@ -438,13 +470,47 @@ pub fn run_drill<S: SiteControl>(config: &DrillConfig, sites: &mut [S]) -> Resul
 
     // Bring every site to the same hash boundary, then audit.
     let position = runtime.block_on(align_to_boundary(config, &gateways, &https))?;
+    let questions = status_questions(config, &results);
+    let status = runtime.block_on(status::check(&gateways, &questions, config.symbol))?;
     drop(runtime);
-    let log = tap.until(position, LOG_READ_TIMEOUT)?;
+    let evidence = audit::Evidence {
+        log: tap.until(position, LOG_READ_TIMEOUT)?,
+        hash_files: sites.iter().map(|s| s.hash_history()).collect(),
+        status,
+    };
     let acks = results.iter().flat_map(|r| r.acks.iter());
     let timeline = Timeline::of(acks, sites.len(), started);
-    let mut report = audit::audit(config, &names, &https, &log, kills, results, load_seconds)?;
+    let mut report = audit::audit(
+        config,
+        &names,
+        &https,
+        evidence,
+        kills,
+        results,
+        load_seconds,
+    )?;
     report.timeline = timeline;
     Ok(report)
+}
+
+/// Each member's status questions: a sample of its acknowledged orders, spread over the run.
+fn status_questions(config: &DrillConfig, results: &[ClientResult]) -> Vec<status::Member> {
+    results
+        .iter()
+        .enumerate()
+        .map(|(k, result)| {
+            let step = (result.acks.len() / status::SAMPLE_PER_MEMBER).max(1);
+            status::Member {
+                token: config.members[k].0.clone(),
+                orders: result
+                    .acks
+                    .iter()
+                    .step_by(step)
+                    .map(|a| a.cl_ord_id)
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 /// Starts one client task per member in use, spread over the sites, each sending its share

@@ -23,6 +23,7 @@ use engine::{EngineConfig, Price, Qty, Symbol};
 use gateway::Member;
 use node::config::{ListenSection, SnapshotSection};
 use node::NodeConfig;
+use replicator::divergence::HashReport;
 use replicator::kafka::{check_topic, create_topic, KafkaConfig, KafkaLogError};
 use replicator::log::LogConfig;
 use serde::Deserialize;
@@ -322,6 +323,14 @@ impl SiteControl for LocalSite {
     fn heal(&mut self) -> Result<()> {
         let fence = self.fence()?;
         fence.firewall.heal(&fence.cgroup)
+    }
+    fn hash_history(&self) -> Vec<HashReport> {
+        let path = self.config.with_file_name("data").join("hashes.jsonl");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        // A SIGKILL can leave the last line torn; every whole line is a report.
+        text.lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 }
 

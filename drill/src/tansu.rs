@@ -1,6 +1,6 @@
 //! A local Kafka-protocol broker for development, tests and failover drills: tansu 0.6.0
-//! (`scripts/setup` installs it), on a loopback port, with SQLite storage in a directory of
-//! its own.
+//! (`scripts/setup` installs it), on a loopback port, with SQLite storage and its log
+//! (`tansu.log`) in a directory of its own.
 //!
 //! tansu does not replicate and reports one broker, so it stands in for the cluster as a
 //! whole: stopping it is a whole-Kafka outage. Leader moves and broker failures are exercised
@@ -49,14 +49,19 @@ impl Tansu {
     /// Starts the broker again after [`Tansu::stop`], on the same port and database.
     pub fn resume(&mut self) -> Result<(), TansuError> {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        // Its own log beside its database, to see why it stalls or refuses when it does.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))?;
         let child = Command::new("tansu")
             .args(["broker", "--listener-url", &url])
             .args(["--advertised-listener-url", &url])
             // Relative: tansu's SQLite URL is resolved in its working directory.
             .args(["--storage-engine", "sqlite://tansu.db"])
             .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
             .spawn()
             .map_err(TansuError::Spawn)?;
         self.child = Some(child);

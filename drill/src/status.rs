@@ -1,0 +1,170 @@
+//! `status_mismatches`: the same questions asked of every site at the same log position.
+//!
+//! Once every site has applied the log up to the audit position (and nothing more is sent),
+//! each member asks every site the status of a sample of its orders (OrderStatus) and for
+//! the state of all its live orders (MassStatus). A member who fails over must be told the
+//! same wherever it asks: any field of an answer that differs between two sites is a
+//! mismatch (the session's own sequence number excepted).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use engine::{OrderId, Symbol};
+use gateway::binary::{exec_type, ClientMessage, ExecReport, ServerMessage};
+use gateway::binary_client::BinaryClient;
+use serde::Serialize;
+
+/// How long one answer may take.
+const ANSWER_WAIT: Duration = Duration::from_secs(5);
+/// Orders asked about per member, spread over its acknowledged orders.
+pub(crate) const SAMPLE_PER_MEMBER: usize = 40;
+/// A refused request (over the session's message rate) is asked again after this.
+const THROTTLE_PAUSE: Duration = Duration::from_millis(200);
+
+/// What the status check found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StatusCheck {
+    /// Questions asked of every site (each order's status, each member's mass status).
+    pub questions: u64,
+    /// Questions some two sites answered differently.
+    pub mismatches: u64,
+    /// The first few, each with every site's answer.
+    pub examples: Vec<String>,
+}
+
+/// One member's questions: its token and the orders to ask about.
+pub(crate) struct Member {
+    pub token: String,
+    pub orders: Vec<OrderId>,
+}
+
+/// Asks every site at `gateways` the same questions for each of `members` on `symbol`.
+pub(crate) async fn check(
+    gateways: &[SocketAddr],
+    members: &[Member],
+    symbol: Symbol,
+) -> Result<StatusCheck> {
+    let mut result = StatusCheck::default();
+    for member in members {
+        let mut answers = Vec::new();
+        for gateway in gateways {
+            answers.push(ask(*gateway, member, symbol).await?);
+        }
+        compare(&answers, &mut result);
+    }
+    Ok(result)
+}
+
+/// Counts the questions in `answers` (one list per site, in the same order) and those two
+/// sites answered differently.
+fn compare(answers: &[Vec<String>], result: &mut StatusCheck) {
+    let Some(first_site) = answers.first() else {
+        return;
+    };
+    for (question, first) in first_site.iter().enumerate() {
+        result.questions += 1;
+        if answers.iter().any(|site| site.get(question) != Some(first)) {
+            result.mismatches += 1;
+            if result.examples.len() < 10 {
+                let each: Vec<Option<&String>> =
+                    answers.iter().map(|site| site.get(question)).collect();
+                result.examples.push(format!("{each:?}"));
+            }
+        }
+    }
+}
+
+/// One site's answers for `member`: each order's status, then its mass status, each as text
+/// without the session's sequence number.
+async fn ask(gateway: SocketAddr, member: &Member, symbol: Symbol) -> Result<Vec<String>> {
+    let (mut client, _) = BinaryClient::logon(gateway, &member.token, false)
+        .await
+        .map_err(|e| anyhow!("status check logon at {gateway}: {e}"))?;
+    let mut answers = Vec::new();
+    for id in &member.orders {
+        let request = ClientMessage::OrderStatus {
+            cl_ord_id: *id,
+            symbol,
+        };
+        let reports = request_until(&mut client, &request, |m| match m {
+            ServerMessage::ExecutionReport(r) => {
+                r.exec_type == exec_type::ORDER_STATUS && r.cl_ord_id == *id
+            }
+            _ => false,
+        })
+        .await?;
+        answers.push(reports.join(" "));
+    }
+    let request = ClientMessage::MassStatus {
+        symbol: Some(symbol),
+    };
+    let reports = request_until(&mut client, &request, |m| {
+        matches!(m, ServerMessage::MassStatusReport { .. })
+    })
+    .await?;
+    answers.push(reports.join(" "));
+    Ok(answers)
+}
+
+/// Sends `request` and collects the answers up to and including the one `last` picks, as
+/// text; asks again when the session refuses it (over its message rate).
+async fn request_until(
+    client: &mut BinaryClient,
+    request: &ClientMessage,
+    last: impl Fn(&ServerMessage) -> bool,
+) -> Result<Vec<String>> {
+    'again: loop {
+        client.send(request).await?;
+        let mut answers = Vec::new();
+        loop {
+            let message = tokio::time::timeout(ANSWER_WAIT, client.recv())
+                .await
+                .map_err(|_| anyhow!("no answer to {request:?} within {ANSWER_WAIT:?}"))??
+                .ok_or_else(|| anyhow!("the site closed the session"))?;
+            match &message {
+                ServerMessage::SessionReject { .. } => {
+                    tokio::time::sleep(THROTTLE_PAUSE).await;
+                    continue 'again;
+                }
+                ServerMessage::ExecutionReport(report) => answers.push(describe(report)),
+                ServerMessage::Heartbeat { .. } => continue,
+                other => answers.push(format!("{other:?}")),
+            }
+            if last(&message) {
+                return Ok(answers);
+            }
+        }
+    }
+}
+
+/// An execution report without the session's sequence number.
+fn describe(report: &ExecReport) -> String {
+    format!("{:?}", ExecReport { seq: 0, ..*report })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A question any two sites answered differently is one mismatch, with every site's
+    /// answer as its example; a site that gave fewer answers differs too.
+    #[test]
+    fn answers_that_differ_between_sites_are_mismatches() {
+        let site = |answers: &[&str]| answers.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        let mut result = StatusCheck::default();
+        compare(
+            &[
+                site(&["filled 5", "new 0", "mass: 2"]),
+                site(&["filled 5", "new 0", "mass: 2"]),
+                site(&["filled 5", "cancelled 0"]),
+            ],
+            &mut result,
+        );
+        assert_eq!((result.questions, result.mismatches), (3, 2));
+        assert!(result.examples[0].contains("cancelled 0"), "{result:?}");
+        let mut same = StatusCheck::default();
+        compare(&[site(&["a"]), site(&["a"]), site(&["a"])], &mut same);
+        assert_eq!((same.questions, same.mismatches), (1, 0));
+    }
+}
