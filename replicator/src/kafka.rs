@@ -98,12 +98,17 @@ impl KafkaConfig {
                 METADATA_REFRESH_MS.to_string(),
             )
             .set("socket.timeout.ms", self.request_timeout_ms.to_string())
-            // Reconnect within a second once a cut-off site's network is back. A connection
-            // opened while the cut lasted waits out TCP's SYN retransmissions (1, 3, 7, 15 s)
-            // for up to 30 s, and failed connects back off to 10 s, by default: seen in the
-            // drill, a site cut off for 6 s took 6.2 s after the cut ended to catch up on
-            // 2,913 records. 1 s is librdkafka's shortest setup timeout.
-            .set("socket.connection.setup.timeout.ms", "1000")
+            // Reconnect within seconds once a cut-off site's network is back. A connection
+            // opened while the cut lasted waits out TCP's SYN retransmissions (1, 3, 7, 15 s
+            // after the first) for up to 30 s, and failed connects back off to 10 s, by
+            // default: seen in the drill, a site cut off for 6 s took 6.2 s after the cut
+            // ended to catch up on 2,913 records. Not librdkafka's shortest (1 s): a loaded
+            // broker can take longer than that to answer a new connection's ApiVersions
+            // (tansu took 1.3-1.5 s beside a drill here, and a node then never connected).
+            .set(
+                "socket.connection.setup.timeout.ms",
+                CONNECTION_SETUP_TIMEOUT_MS.to_string(),
+            )
             .set("reconnect.backoff.max.ms", "1000");
         config
     }
@@ -111,6 +116,10 @@ impl KafkaConfig {
 
 /// How often every Kafka client of a site refreshes the partition's metadata (its leader).
 pub const METADATA_REFRESH_MS: u64 = 100;
+
+/// How long a new broker connection may take to be ready (TCP connect and the ApiVersions
+/// handshake) before it is dropped and made again (librdkafka's default: 30 s).
+pub const CONNECTION_SETUP_TIMEOUT_MS: u64 = 5_000;
 
 /// The default of [`KafkaConfig::request_timeout_ms`]: how long any request to a broker may
 /// take (librdkafka's `socket.timeout.ms`, 60 s by default).
