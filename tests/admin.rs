@@ -309,6 +309,9 @@ fn the_admin_cli_shows_and_sets_the_controls() {
         assert_eq!(shown, controls(site));
         shown
     };
+    // The symbol is listed by a command the node logs at start: applied a moment later (on
+    // a loaded machine the CLI once read the controls before it, and the node's after).
+    wait_controls(&site, state("open", &[]));
     assert_eq!(shown(&site), state("open", &[]));
 
     let (ok, out, err) = cli(
