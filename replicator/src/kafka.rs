@@ -578,7 +578,12 @@ pub fn create_topic(
     timeout: Duration,
 ) -> Result<(), KafkaLogError> {
     let admin: AdminClient<DefaultClientContext> = config.client().create()?;
-    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    // The request itself may take the whole timeout: creating a topic is slower than the
+    // clients' request timeout on a loaded broker (tansu beside a drill here), and a request
+    // that times out is not retried (CI's tansu tests failed so).
+    let options = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
     // Two in-sync replicas when there are three sites; a development topic with fewer replicas
     // could not take an `acks=all` write otherwise.
     let min_insync = replication.clamp(1, 2).to_string();
