@@ -28,11 +28,7 @@ pub fn members(n: usize) -> Vec<(String, u64)> {
 /// How the benchmark site's matcher waits when idle: spin briefly, then park 20 µs. On a
 /// machine with fewer cores than busy threads (this 2-core VM runs the site and the load
 /// generator), spinning or yielding in a loop starves the threads the matcher waits for.
-pub const MATCHER_WAIT: WaitStrategy = WaitStrategy::Park {
-    spins: 200,
-    yields: 20,
-    park_us: 20,
-};
+pub const MATCHER_WAIT: WaitStrategy = node::config::SHARED_CORES_WAIT;
 
 /// A site configured for `flow` and `members`, listening on `listen`, on the embedded journal
 /// in `dir` with `fsync`.
