@@ -38,10 +38,10 @@ pub mod shard;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
-use engine::CommandKind;
+use anyhow::{anyhow, bail, Context};
+use engine::{AddSymbol, CommandKind};
 use gateway::{binary_server, FixGateway};
 use gateway::{Hub, MdServer, Members, Sequencer};
 use tokio::net::TcpListener;
@@ -134,8 +134,7 @@ impl Node {
         let hashes = RecentHashes::default();
         let (shards, writer) = start_shards(opened, &views, &hub, &config, hashes.clone())?;
         for add in missing {
-            hub.submit(CommandKind::AddSymbol(add))
-                .map_err(|e| anyhow!("listing {}: {e}", add.symbol))?;
+            list_symbol(&hub, add)?;
         }
         let (runtime, stop_servers, stop_rx) = gateway_runtime()?;
         let http = HttpRoutes { hashes, admin };
@@ -372,4 +371,24 @@ async fn serve_http(
             md.shutdown();
         })
         .await;
+}
+
+/// How long a starting node keeps trying to list a configured symbol while its log is busy or
+/// unreachable (a broker still starting, or slow to answer on a loaded machine).
+const LISTING_WAIT: Duration = Duration::from_secs(30);
+
+/// Submits the listing of a configured symbol the recovered engine does not list, trying again
+/// while the log refuses it as busy or unavailable, up to [`LISTING_WAIT`]. Seen on tansu beside
+/// a drill: the partition's leader unanswered for a second at start, and the node exited.
+fn list_symbol(hub: &Hub, add: AddSymbol) -> anyhow::Result<()> {
+    let deadline = Instant::now() + LISTING_WAIT;
+    loop {
+        match hub.submit(CommandKind::AddSymbol(add)) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                bail!("listing {} (tried for {LISTING_WAIT:?}): {e}", add.symbol)
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
