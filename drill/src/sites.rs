@@ -35,8 +35,11 @@ use crate::{run_drill, DrillConfig, DrillReport, KillEffects, SiteControl};
 
 /// The three sites of a local drill.
 pub const SITES: [&str; 3] = ["cloud-a", "cloud-b", "metal"];
-/// How long a node may take to answer on HTTP after it was started.
-const NODE_START: Duration = Duration::from_secs(60);
+/// How long a node may take to answer on HTTP after it was started. A restarted node replays
+/// what it missed before it listens, an hour's outage being over a million records: with 60 s
+/// the hour-long drill gave up on the returning site (whose broker, tansu, had also failed
+/// under the catch-up).
+const NODE_START: Duration = Duration::from_secs(900);
 /// How long a node may take to stop after SIGTERM before it is killed: twice the node's own
 /// bound before its final snapshot (`node::STOP_BOUND`, 17 s), for the snapshot and a loaded
 /// machine.
