@@ -143,14 +143,21 @@ fn a_short_drill_with_two_site_crashes_passes() {
         })
         .collect();
     assert_eq!(moves, [("cloud-a", "cloud-b"), ("cloud-b", "cloud-a")]);
+    // The first site's clients fail over and are acknowledged again, well before a client
+    // gives up on a site (3 s without an acknowledgement). Before the clients' socket timeout
+    // was cut to 500 ms, every client of one surviving site stalled after each move, and the
+    // RTO was that 3 s and more. The second site may have no clients left by its crash: a
+    // client moves on an `unavailable`, which every site answers for a moment while the
+    // first crash moves the leader (seen in CI).
+    assert!(
+        kills[0]["clients_failed_over"].as_u64().unwrap() >= 1,
+        "{report:#}"
+    );
     for kill in kills {
-        // Two clients were on the killed site; each failed over and was acknowledged again,
-        // well before a client gives up on a site (3 s without an acknowledgement). Before
-        // the clients' socket timeout was cut to 500 ms, every client of one surviving site
-        // stalled after each move, and the RTO was that 3 s and more.
-        assert!(kill["clients_failed_over"].as_u64().unwrap() >= 1, "{kill}");
-        let rto = kill["rto_ms"].as_u64().expect("an RTO");
-        assert!(rto < 2_500, "{kill}");
+        if kill["clients_failed_over"].as_u64().unwrap() > 0 {
+            let rto = kill["rto_ms"].as_u64().expect("an RTO");
+            assert!(rto < 2_500, "{kill}");
+        }
         assert!(kill["catch_up_ms"].as_u64().is_some(), "{kill}");
     }
     assert!(report["rto_ms_max"].as_u64().is_some());
