@@ -152,16 +152,8 @@ pub(crate) fn audit(
 ) -> Result<DrillReport> {
     let log = &evidence.log;
     let position = log.len() as u64;
-    let reports: Vec<Vec<HashReport>> = https
-        .iter()
-        .zip(evidence.hash_files)
-        .map(|(h, file)| merged(site_hashes_at(*h, position), file))
-        .collect();
-    let mut positions: Vec<u64> = reports.iter().flatten().map(|r| r.position).collect();
-    positions.push(position);
-    positions.sort_unstable();
-    positions.dedup();
-    let history = replay(config, log, &positions)?;
+    let reports = site_reports(https, evidence.hash_files, position);
+    let history = replay(config, log, &hash_positions(&reports, position))?;
 
     let (hashes, hash_mismatches) = convergence(names, &reports, &history, position);
     let sites_converged = hash_mismatches.is_empty() && hashes.iter().all(|h| h.matches_log);
@@ -178,8 +170,7 @@ pub(crate) fn audit(
         },
         &kill_log,
     );
-    let latency = &tally.latency;
-    let pct = |q: f64| latency.value_at_quantile(q);
+    let ack_latency_us = tally.latency_percentiles();
     Ok(DrillReport {
         sites: names.to_vec(),
         duration_s: load_seconds,
@@ -213,14 +204,32 @@ pub(crate) fn audit(
         timeline: Default::default(),
         refused_by_reason: tally.refused_by_reason,
         returns_home: tally.returns_home,
-        ack_latency_us: Percentiles {
-            p50: pct(0.5),
-            p99: pct(0.99),
-            p999: pct(0.999),
-            max: latency.max(),
-        },
+        ack_latency_us,
         problems,
     })
+}
+
+/// Every site's hash reports: `/v1/hashes` (once it has reported at `position`) merged with
+/// its file.
+fn site_reports(
+    https: &[SocketAddr],
+    files: Vec<Vec<HashReport>>,
+    position: u64,
+) -> Vec<Vec<HashReport>> {
+    https
+        .iter()
+        .zip(files)
+        .map(|(h, file)| merged(site_hashes_at(*h, position), file))
+        .collect()
+}
+
+/// The positions the replay hashes at: every reported one and `position`, in order, once.
+fn hash_positions(reports: &[Vec<HashReport>], position: u64) -> Vec<u64> {
+    let mut positions: Vec<u64> = reports.iter().flatten().map(|r| r.position).collect();
+    positions.push(position);
+    positions.sort_unstable();
+    positions.dedup();
+    positions
 }
 
 /// A site's hash reports from `/v1/hashes` and from its file, in position order, each
@@ -338,6 +347,17 @@ impl Tally {
             tally.resent += result.failovers.iter().map(|f| f.resent).sum::<usize>();
         }
         Ok(tally)
+    }
+
+    /// Order → acknowledgement latency, microseconds.
+    fn latency_percentiles(&self) -> Percentiles {
+        let pct = |q: f64| self.latency.value_at_quantile(q);
+        Percentiles {
+            p50: pct(0.5),
+            p99: pct(0.99),
+            p999: pct(0.999),
+            max: self.latency.max(),
+        }
     }
 
     fn ack(&mut self, history: &History, account: AccountId, ack: &Ack) {

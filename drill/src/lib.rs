@@ -894,9 +894,9 @@ mod tests {
 
     /// Kills fall inside the run's middle, one per slot, in order, each down for less than
     /// half its slot (so one site is down at a time).
-    #[test]
-    fn the_kill_plan_spreads_kills_over_the_run() {
-        let config = DrillConfig {
+    /// A 600 s run of 24 crashes, 3-8 s down, seed 7; no members or cluster behind it.
+    fn config() -> DrillConfig {
+        DrillConfig {
             duration: Duration::from_secs(600),
             kills: 24,
             pauses: 0,
@@ -916,7 +916,12 @@ mod tests {
             engine: EngineConfig::default(),
             hash_every: 1000,
             drain_timeout: Duration::from_secs(1),
-        };
+        }
+    }
+
+    #[test]
+    fn the_kill_plan_spreads_kills_over_the_run() {
+        let config = config();
         let plan = kill_plan(&config, 3);
         assert_eq!(plan.len(), 24);
         let slot = Duration::from_secs(600 - 180) / 24;
@@ -958,23 +963,9 @@ mod tests {
         let config = DrillConfig {
             duration: Duration::from_secs(4800),
             kills: 0,
-            pauses: 0,
-            partitions: 0,
-            isolations: 0,
-            rate: 100,
-            clients_per_site: 1,
-            down_min: Duration::from_secs(2),
-            down_max: Duration::from_secs(6),
             outage: Some(Duration::from_secs(3780)),
-            seed: 7,
             members: vec![("t".into(), 1); 3],
-            symbol: Symbol::new("BTC-USD").unwrap(),
-            tick: Price(1),
-            lot: Qty(1),
-            kafka: KafkaConfig::new("127.0.0.1:9092", "t", 0),
-            engine: EngineConfig::default(),
-            hash_every: 1000,
-            drain_timeout: Duration::from_secs(1),
+            ..config()
         };
         config.check(3).unwrap();
         let plan = kill_plan(&config, 3);
