@@ -501,6 +501,13 @@ fn problems(tally: &Tally, figures: &Figures, kill_log: &[KillRecord]) -> Vec<St
     if tally.acked == 0 {
         problems.push("no order was acknowledged".into());
     }
+    for lost in kill_log.iter().filter(|k| k.return_error.is_some()) {
+        problems.push(format!(
+            "{} did not come back: {}",
+            lost.site,
+            lost.return_error.as_deref().unwrap_or_default()
+        ));
+    }
     if kill_log.iter().any(|k| k.catch_up_ms.is_none()) {
         problems.push("a restarted site did not catch up".into());
     }
@@ -572,6 +579,7 @@ mod tests {
             catch_up_ms: None,
             backlog: None,
             replay_per_s: None,
+            return_error: None,
         }
     }
 

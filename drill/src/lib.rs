@@ -211,6 +211,10 @@ pub struct KillRecord {
     pub backlog: Option<u64>,
     /// `backlog` over `catch_up_ms`: how fast it replayed, records per second.
     pub replay_per_s: Option<u64>,
+    /// Why the site could not be brought back (it then takes no further faults, and the
+    /// audit goes on with the others).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub return_error: Option<String>,
 }
 
 /// What a site's kill took down besides its node.
@@ -372,8 +376,11 @@ impl DrillReport {
                 kill.clients_failed_over,
                 ms(kill.rto_ms),
                 ms(kill.catch_up_ms),
-                match (kill.backlog, kill.replay_per_s) {
-                    (Some(backlog), Some(rate)) => format!(" ({backlog} records, {rate}/s)"),
+                match (kill.backlog, kill.replay_per_s, &kill.return_error) {
+                    (_, _, Some(error)) => format!(": did not come back ({error})"),
+                    (Some(backlog), Some(rate), None) => {
+                        format!(" ({backlog} records, {rate}/s)")
+                    }
                     _ => String::new(),
                 }
             );
@@ -468,10 +475,22 @@ pub fn run_drill<S: SiteControl>(config: &DrillConfig, sites: &mut [S]) -> Resul
     })?;
     let load_seconds = started.elapsed().as_secs_f64();
 
-    // Bring every site to the same hash boundary, then audit.
-    let position = runtime.block_on(align_to_boundary(config, &gateways, &https))?;
+    // Bring every site still up to the same hash boundary, then audit.
+    let up = |all: &[SocketAddr]| -> Vec<SocketAddr> {
+        let lost = |site: usize| {
+            kills
+                .iter()
+                .any(|(s, r, _)| *s == site && r.return_error.is_some())
+        };
+        all.iter()
+            .enumerate()
+            .filter(|(site, _)| !lost(*site))
+            .map(|(_, a)| *a)
+            .collect()
+    };
+    let position = runtime.block_on(align_to_boundary(config, &gateways, &up(&https)))?;
     let questions = status_questions(config, &results);
-    let status = runtime.block_on(status::check(&gateways, &questions, config.symbol))?;
+    let status = runtime.block_on(status::check(&up(&gateways), &questions, config.symbol))?;
     drop(runtime);
     let evidence = audit::Evidence {
         log: tap.until(position, LOG_READ_TIMEOUT)?,
@@ -545,9 +564,15 @@ fn kill_and_restart<S: SiteControl>(
     https: &[SocketAddr],
     started: Instant,
 ) -> Result<Vec<(usize, KillRecord, Instant)>> {
-    let mut kills = Vec::new();
+    let mut kills: Vec<(usize, KillRecord, Instant)> = Vec::new();
     let plan = kill_plan(config, sites.len());
     for (at, site, down, fault) in plan {
+        if kills
+            .iter()
+            .any(|(lost, record, _)| *lost == site && record.return_error.is_some())
+        {
+            continue;
+        }
         sleep_until(started + at);
         let killed = Instant::now();
         let end_at_kill = log_end(https, site);
@@ -573,16 +598,21 @@ fn kill_and_restart<S: SiteControl>(
             catch_up_ms: None,
             backlog: None,
             replay_per_s: None,
+            return_error: None,
         };
         sleep_until(killed + down);
         let target = log_end(https, site);
         let restarted = Instant::now();
-        match fault {
+        let back = match fault {
             Fault::Crash => sites[site].start(),
             Fault::Pause => sites[site].resume(),
             Fault::Partition | Fault::Isolation => sites[site].heal(),
+        };
+        if let Err(error) = back {
+            record.return_error = Some(format!("{error:#}"));
+            kills.push((site, record, killed));
+            continue;
         }
-        .with_context(|| format!("bringing {} back", names[site]))?;
         record.restarted_at_ms = Some(ms_between(started, restarted));
         record.catch_up_ms = wait_caught_up(https[site], target, CATCH_UP_TIMEOUT.max(down))
             .map(|caught_up| ms_between(restarted, caught_up));
@@ -986,5 +1016,74 @@ mod tests {
         };
         let error = short.check(3).unwrap_err().to_string();
         assert!(error.contains("needs a run of at least 4725s"), "{error}");
+    }
+
+    /// A local site whose node never comes back (it does not listen, its data unreadable,
+    /// its machine gone).
+    struct Unreturning {
+        kills: usize,
+    }
+
+    impl SiteControl for Unreturning {
+        fn name(&self) -> &str {
+            "cloud-b"
+        }
+        fn binary(&self) -> SocketAddr {
+            "127.0.0.1:1".parse().unwrap()
+        }
+        fn http(&self) -> SocketAddr {
+            "127.0.0.1:1".parse().unwrap()
+        }
+        fn kill(&mut self) -> Result<KillEffects> {
+            self.kills += 1;
+            Ok(KillEffects::default())
+        }
+        fn start(&mut self) -> Result<()> {
+            bail!("site cloud-b did not listen within 900s")
+        }
+        fn pause(&mut self) -> Result<()> {
+            unreachable!("the plan has crashes only")
+        }
+        fn resume(&mut self) -> Result<()> {
+            unreachable!("the plan has crashes only")
+        }
+        fn partition(&mut self, _: Cut) -> Result<()> {
+            unreachable!("the plan has crashes only")
+        }
+        fn heal(&mut self) -> Result<()> {
+            unreachable!("the plan has crashes only")
+        }
+    }
+
+    /// Seen in the hour-long drill: a site that did not come back ended the drill with an
+    /// error and no report, after an hour of trading. Now its fault records why, the site
+    /// takes no further faults, and the drill goes on to audit the others.
+    #[test]
+    fn a_site_that_does_not_come_back_is_recorded_and_takes_no_more_faults() {
+        let config = DrillConfig {
+            duration: Duration::from_millis(400),
+            kills: 3,
+            down_min: Duration::from_millis(1),
+            down_max: Duration::from_millis(2),
+            ..config()
+        };
+        let mut sites = [Unreturning { kills: 0 }];
+        let https = [sites[0].http()];
+        let kills = kill_and_restart(
+            &config,
+            &mut sites,
+            &["cloud-b".into()],
+            &https,
+            Instant::now(),
+        )
+        .unwrap();
+        assert_eq!(sites[0].kills, 1, "no fault after the first");
+        assert_eq!(kills.len(), 1);
+        let record = &kills[0].1;
+        assert_eq!(
+            record.return_error.as_deref(),
+            Some("site cloud-b did not listen within 900s")
+        );
+        assert_eq!((record.restarted_at_ms, record.catch_up_ms), (None, None));
     }
 }

@@ -24,7 +24,9 @@ use gateway::Member;
 use node::config::{ListenSection, SnapshotSection};
 use node::NodeConfig;
 use replicator::divergence::HashReport;
-use replicator::kafka::{check_topic, create_topic, KafkaConfig, KafkaLogError};
+use replicator::kafka::{
+    check_topic, create_topic, KafkaConfig, KafkaLogError, DEFAULT_REQUEST_TIMEOUT_MS,
+};
 use replicator::log::LogConfig;
 use serde::Deserialize;
 
@@ -649,6 +651,13 @@ fn broker_ports(bootstrap: &str) -> Result<Vec<u16>> {
         .collect()
 }
 
+/// How long a request to tansu may take. Its SQLite storage answers in seconds when loaded
+/// (a returning site reading its backlog, or builds beside the drill), and with the default
+/// 500 ms every client of every site kept dropping its connection and resending (`Timed out 5
+/// in-flight` all through the hour-long drill's log). tansu has one broker, so no leader move
+/// is waited out here.
+const TANSU_REQUEST_TIMEOUT_MS: u32 = 5_000;
+
 /// The local sites' log: the mock cluster (or a tansu broker in `dir`, or `--kafka`), and the
 /// commands topic on it, created if missing. A local broker stops when dropped.
 fn local_log(args: &Args, dir: &Path) -> Result<(LocalBroker, KafkaConfig)> {
@@ -670,10 +679,16 @@ fn local_log(args: &Args, dir: &Path) -> Result<(LocalBroker, KafkaConfig)> {
         }
     };
     let mock = matches!(broker, LocalBroker::Mock(_));
+    let tansu = matches!(broker, LocalBroker::Tansu { .. });
     let kafka = KafkaConfig {
         // A single development broker cannot have three replicas; the mock cluster reports
         // no topic settings and keeps producers' create time (see ARCHITECTURE.md, "Time").
         allow_unsafe_topic: args.allow_unsafe_topic || replication < 3 || mock,
+        request_timeout_ms: if tansu {
+            TANSU_REQUEST_TIMEOUT_MS
+        } else {
+            DEFAULT_REQUEST_TIMEOUT_MS
+        },
         ..KafkaConfig::new(&bootstrap, &topic, 0)
     };
     // An existing topic (created by the operators, or by a test's cluster) is used as it is.
