@@ -22,6 +22,7 @@ use drill::tansu::Tansu;
 use engine::{OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
 use gateway::binary::{reason, ClientMessage, NewOrderMsg, ServerMessage};
 use gateway::binary_client::BinaryClient;
+use gateway::binary_server::logout;
 use gateway::switch::COD_TIMEOUT;
 use replicator::kafka::{create_topic, KafkaConfig};
 
@@ -173,5 +174,61 @@ fn a_dead_site_s_switch_fires_at_every_surviving_site_and_spares_later_sessions(
             next(&mut at_b).await,
             ServerMessage::MassStatusReport { reports: 2, .. }
         ));
+    });
+}
+
+/// A site cut off from the log stays up and answers heartbeats, so a quoting member with
+/// nothing in flight would never notice while its switch fires at the other sites. Here the
+/// log goes away (the broker stops): the cancel-on-disconnect session is logged out with
+/// reason 16 within the switch's timeout (plus the broker connection's own timeouts on a
+/// loaded machine); a session without cancel-on-disconnect is left alone (its next order is
+/// refused `unavailable`).
+#[test]
+fn a_cancel_on_disconnect_session_whose_site_lost_the_log_is_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Tansu::start(&dir.path().join("kafka"))
+        .expect("tansu 0.6.0 must be installed (run scripts/setup); this test needs a broker");
+    let kafka = KafkaConfig {
+        allow_unsafe_topic: true,
+        ..KafkaConfig::new(&broker.bootstrap(), "lost.commands", 0)
+    };
+    create_topic(&kafka, 1, 1, Duration::from_secs(20)).unwrap();
+    let member = members(1).remove(0);
+    let token = (member.0.as_str(), member.1.as_str(), member.2);
+    let site = Site::start(dir.path(), "cloud-a", &kafka, token);
+    runtime().block_on(async {
+        let mut quoter = logon(site.binary, token.1, true).await;
+        let mut plain = logon(site.binary, token.1, false).await;
+        quoter.send(&order("q1", Side::Buy, "100")).await.unwrap();
+        report_of(&mut quoter, "q1", b'0').await;
+
+        broker.stop();
+        let stopped = Instant::now();
+        let reason = loop {
+            match next(&mut quoter).await {
+                ServerMessage::Logout { reason } => break reason,
+                _ => continue,
+            }
+        };
+        assert_eq!(reason, logout::LOG_UNAVAILABLE);
+        let told = stopped.elapsed();
+        assert!(
+            told <= COD_TIMEOUT + Duration::from_secs(3),
+            "told {told:?} after the log went away"
+        );
+        eprintln!("the cancel-on-disconnect session was told {told:?} after the log went away");
+        plain
+            .send(&ClientMessage::Heartbeat { test_id: 9 })
+            .await
+            .unwrap();
+        loop {
+            match next(&mut plain).await {
+                ServerMessage::Heartbeat { test_id: 9 } => break,
+                ServerMessage::Logout { reason } => {
+                    panic!("the plain session logged out: {reason}")
+                }
+                _ => continue,
+            }
+        }
     });
 }

@@ -61,6 +61,9 @@ pub mod logout {
     pub const SLOW_CONSUMER: u16 = 13;
     pub const HEARTBEAT_TIMEOUT: u16 = 14;
     pub const SHUTTING_DOWN: u16 = 15;
+    /// A cancel-on-disconnect session whose site has lost the log: its switch fires
+    /// elsewhere.
+    pub const LOG_UNAVAILABLE: u16 = 16;
 }
 
 /// Serves binary sessions on `listener` until `shutdown` turns true; sessions then log out
@@ -216,6 +219,7 @@ impl Session {
         ticker.tick().await;
         let mut heard = Instant::now();
         let mut chunk = vec![0u8; 64 * 1024];
+        let mut lost = self.dead_man.as_ref().map(DeadMan::lost);
         loop {
             tokio::select! {
                 n = read.read(&mut chunk) => {
@@ -242,6 +246,7 @@ impl Session {
                     self.push(&ServerMessage::Heartbeat { test_id: 0 });
                 }
                 _ = shutdown.wait_for(|stop| *stop) => break End::Logout(logout::SHUTTING_DOWN),
+                _ = log_lost(&mut lost) => break End::Logout(logout::LOG_UNAVAILABLE),
             }
             if !self.out.is_empty() {
                 if write.write_all(&self.out).await.is_err() {
@@ -535,6 +540,17 @@ impl Session {
         self.push(&message);
         None
     }
+}
+
+/// Resolves when a cancel-on-disconnect session's switch is lost (its refreshes refused for
+/// long enough); never for a session without one, or whose member manages it.
+async fn log_lost(lost: &mut Option<watch::Receiver<bool>>) {
+    if let Some(lost) = lost {
+        if lost.wait_for(|lost| *lost).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 /// Waits (at most the logon timeout) for the first frame, which must be a Logon; returns its

@@ -11,7 +11,7 @@
 //! (the session id is part of each order).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engine::{AccountId, CancelAfter, CommandKind, MassCancel};
 use tokio::sync::watch;
@@ -52,20 +52,37 @@ pub struct DeadMan {
     account: AccountId,
     session: u64,
     stop: watch::Sender<bool>,
+    lost: watch::Receiver<bool>,
 }
+
+/// How long the log may refuse a session's refreshes before the session is told its switch is
+/// about to fire (or has fired) on the log: the timeout less one refresh interval, so the
+/// member hears of it by the time the other sites cancel its orders, and can move.
+pub const COD_LOST_AFTER: Duration = COD_TIMEOUT.saturating_sub(COD_REFRESH);
 
 impl DeadMan {
     /// Arms the switch of (`account`, `session`) and starts refreshing it. A refresh the log
-    /// refuses is retried at the next tick; the switch fires if none gets through in time.
+    /// refuses is retried at the next tick; the switch fires if none gets through in time,
+    /// and [`DeadMan::lost`] turns true once refreshes have been refused for
+    /// [`COD_LOST_AFTER`] (the site has lost the log).
     pub fn arm(hub: Arc<Hub>, account: AccountId, session: u64) -> DeadMan {
         let (stop, mut stopped) = watch::channel(false);
+        let (lost_tx, lost) = watch::channel(false);
         let refresher = hub.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(COD_REFRESH);
+            let mut refreshed = Instant::now();
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        let _ = refresher.submit(cancel_after(account, session, COD_TIMEOUT));
+                        match refresher.submit(cancel_after(account, session, COD_TIMEOUT)) {
+                            Ok(()) => refreshed = Instant::now(),
+                            Err(_) if refreshed.elapsed() >= COD_LOST_AFTER => {
+                                let _ = lost_tx.send(true);
+                                return;
+                            }
+                            Err(_) => {}
+                        }
                     }
                     _ = stopped.changed() => return,
                 }
@@ -76,7 +93,14 @@ impl DeadMan {
             account,
             session,
             stop,
+            lost,
         }
+    }
+
+    /// Turns true when the log has refused the session's refreshes for [`COD_LOST_AFTER`]:
+    /// the switch fires on the log (or already has) while this site cannot say so.
+    pub fn lost(&self) -> watch::Receiver<bool> {
+        self.lost.clone()
     }
 
     /// Stops refreshing (the member manages the switch itself from now on, or the session
