@@ -69,6 +69,8 @@ fn assert_sound(report: &Value) {
     assert_eq!(report["false_reports"], 0, "{report:#}");
     assert_eq!(report["duplicates"], 0, "{report:#}");
     assert_eq!(report["overfills"], 0, "{report:#}");
+    assert_eq!(report["cod"]["late"], 0, "{report:#}");
+    assert_eq!(report["cod"]["wrong_session"], 0, "{report:#}");
     assert_eq!(report["status"]["mismatches"], 0, "{report:#}");
     assert!(
         report["status"]["questions"].as_u64().unwrap() > 3,
@@ -210,7 +212,8 @@ fn a_frozen_site_is_failed_over_and_catches_up_when_it_thaws() {
 /// too: the node stays up, its gateway answers "unavailable" once the partition's leader has
 /// not answered for a second, and its members fail over on that answer (before, the gateway
 /// waited 4 s and the clients only their 3 s acknowledgement timeout: RTO 3.1 s); the
-/// isolated site's members notice the silence. Healed, both catch up and converge, and the
+/// isolated site's members notice the silence. Its quoters, with nothing in flight, are
+/// logged out (16) once their switch cannot be refreshed. Healed, both catch up and converge, and the
 /// drill leaves no rule or cgroup behind. Needs root and nftables (CI has both).
 #[test]
 fn sites_cut_off_from_the_log_and_from_their_members_are_failed_over_and_heal() {
@@ -258,6 +261,19 @@ fn sites_cut_off_from_the_log_and_from_their_members_are_failed_over_and_heal() 
         assert!(rto < 3_000, "{fault}");
         assert!(fault["catch_up_ms"].as_u64().is_some(), "{fault}");
     }
+    // The cut-off sites' quoters (cancel-on-disconnect, nothing in flight) moved: told by
+    // Logout 16 (cut from the log) or by the silence (isolated), within the switch's timeout;
+    // their old sessions' switches fired on the log, on time.
+    let quoters_moved: u64 = faults
+        .iter()
+        .map(|f| f["quoters_moved"].as_u64().unwrap())
+        .sum();
+    assert!(quoters_moved >= 1, "{report:#}");
+    for fault in faults.iter().filter(|f| f["quoters_moved"] != 0) {
+        let rto = fault["quote_rto_ms"].as_u64().expect("a quoter's RTO");
+        assert!(rto < 5_000, "{fault}");
+    }
+    assert!(report["cod"]["fired"].as_u64().unwrap() >= 1, "{report:#}");
     let tables = Command::new("nft")
         .args(["list", "tables"])
         .output()

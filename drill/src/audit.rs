@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use replicator::divergence::HashReport;
 
 use crate::failover::{Ack, Outcome};
+use crate::switches::{CodCheck, SwitchWatch};
 use crate::{
     ms_between, site_hashes_at, ClientResult, DrillConfig, DrillReport, KillRecord, Percentiles,
     SiteHash, StatusCheck,
@@ -30,6 +31,8 @@ struct History {
     overfills: u64,
     /// The replay's state hash at each position a site reported.
     hashes: BTreeMap<u64, String>,
+    /// The dead-man's switches: when each fired, whose orders it cancelled.
+    cod: CodCheck,
 }
 
 impl History {
@@ -96,12 +99,14 @@ fn replay(config: &DrillConfig, log: &[Command], positions: &[u64]) -> Result<Hi
     let mut events: Vec<Event> = Vec::with_capacity(64);
     let mut history = History::default();
     let mut wanted = positions.iter().copied().peekable();
+    let mut switches = SwitchWatch::new(config.clock_every);
     for (at, command) in log.iter().enumerate() {
         events.clear();
         engine.apply(command, &mut events);
         for event in &events {
             history.record(&event.kind);
         }
+        switches.apply(command, &events);
         let next = at as u64 + 1;
         while wanted.peek().is_some_and(|p| *p < next) {
             wanted.next();
@@ -110,6 +115,7 @@ fn replay(config: &DrillConfig, log: &[Command], positions: &[u64]) -> Result<Hi
             history.hashes.insert(next, engine.state_hash().to_string());
         }
     }
+    history.cod = switches.finish();
     Ok(history)
 }
 
@@ -159,13 +165,19 @@ pub(crate) fn audit(
     let sites_converged = hash_mismatches.is_empty() && hashes.iter().all(|h| h.matches_log);
     let tally = Tally::of(&results, &history)?;
     let duplicates = duplicates(&history);
-    let (kill_log, client_rtos) = kill_log(kills, &results);
+    let KillLog {
+        records: kill_log,
+        client_rtos,
+        quote_rtos,
+    } = kill_log(kills, &results);
     let problems = problems(
         &tally,
         &Figures {
             duplicates,
             overfills: history.overfills,
             status_mismatches: evidence.status.mismatches,
+            cod_late: history.cod.late,
+            cod_wrong_session: history.cod.wrong_session,
             sites_converged,
         },
         &kill_log,
@@ -185,6 +197,7 @@ pub(crate) fn audit(
         false_reports: tally.false_reports,
         duplicates,
         overfills: history.overfills,
+        cod: history.cod,
         status: evidence.status,
         hash_reports_checked: reports.iter().map(|r| r.len() as u64).sum(),
         diverged: hash_mismatches.len() as u64,
@@ -195,6 +208,7 @@ pub(crate) fn audit(
         kills: kill_log.len(),
         rto_ms_max: kill_log.iter().filter_map(|k| k.rto_ms).max(),
         rto_client_ms: percentiles(client_rtos),
+        quote_rto_ms: percentiles(quote_rtos),
         catch_up_ms_max: kill_log.iter().filter_map(|k| k.catch_up_ms).max(),
         kill_log,
         failovers: tally.failovers,
@@ -393,32 +407,46 @@ impl Tally {
 /// kill, from the kill to its first acknowledgement at any other site after it noticed
 /// (wherever it went, however many moves it took); the slowest client's. Also every
 /// client's RTO, for the percentiles.
-fn kill_log(
-    kills: Vec<(usize, KillRecord, Instant)>,
-    results: &[ClientResult],
-) -> (Vec<KillRecord>, Vec<u64>) {
-    let mut kill_log = Vec::new();
-    let mut client_rtos = Vec::new();
+fn kill_log(kills: Vec<(usize, KillRecord, Instant)>, results: &[ClientResult]) -> KillLog {
+    let mut log = KillLog::default();
     for (site, mut record, killed) in kills {
         // Failovers from the site once it was back are not this fault's.
         let back = record
             .restarted_at_ms
             .map(|at| killed + Duration::from_millis(at.saturating_sub(record.killed_at_ms)));
-        let rtos: Vec<Option<u64>> = results
-            .iter()
-            .filter_map(|result| client_rto(result, site, killed, back))
-            .collect();
-        record.clients_failed_over = rtos.len();
-        // A client that never got an acknowledgement elsewhere leaves the kill without one.
-        record.rto_ms = rtos
-            .iter()
-            .copied()
-            .collect::<Option<Vec<u64>>>()
-            .and_then(|r| r.into_iter().max());
-        client_rtos.extend(rtos.into_iter().flatten());
-        kill_log.push(record);
+        let rtos = |quoters: bool| -> Vec<Option<u64>> {
+            results
+                .iter()
+                .filter(|result| result.quoter == quoters)
+                .filter_map(|result| client_rto(result, site, killed, back))
+                .collect()
+        };
+        let (clients, quoters) = (rtos(false), rtos(true));
+        record.clients_failed_over = clients.len();
+        record.rto_ms = slowest(&clients);
+        record.quoters_moved = quoters.len();
+        record.quote_rto_ms = slowest(&quoters);
+        log.client_rtos.extend(clients.into_iter().flatten());
+        log.quote_rtos.extend(quoters.into_iter().flatten());
+        log.records.push(record);
     }
-    (kill_log, client_rtos)
+    log
+}
+
+/// Every fault's record, and the RTO of every client and every quoter that moved.
+#[derive(Default)]
+struct KillLog {
+    records: Vec<KillRecord>,
+    client_rtos: Vec<u64>,
+    quote_rtos: Vec<u64>,
+}
+
+/// The slowest of `rtos`; none if any client never got an acknowledgement elsewhere.
+fn slowest(rtos: &[Option<u64>]) -> Option<u64> {
+    rtos.iter()
+        .copied()
+        .collect::<Option<Vec<u64>>>()
+        .and_then(|r| r.into_iter().max())
 }
 
 /// For a client that failed over from `site` after `killed`, before the site was `back` and
@@ -466,6 +494,8 @@ struct Figures {
     duplicates: u64,
     overfills: u64,
     status_mismatches: u64,
+    cod_late: u64,
+    cod_wrong_session: u64,
     sites_converged: bool,
 }
 
@@ -488,6 +518,14 @@ fn problems(tally: &Tally, figures: &Figures, kill_log: &[KillRecord]) -> Vec<St
         (
             figures.status_mismatches,
             "status questions were answered differently by two sites",
+        ),
+        (
+            figures.cod_late,
+            "dead-man's switches fired later than their timeout plus a clock interval",
+        ),
+        (
+            figures.cod_wrong_session,
+            "orders were cancelled by another session's dead-man's switch",
         ),
     ] {
         if count > 0 {
@@ -562,6 +600,7 @@ mod tests {
             failovers,
             counts: Default::default(),
             account: AccountId(1),
+            quoter: false,
         }
     }
 
@@ -580,6 +619,8 @@ mod tests {
             backlog: None,
             replay_per_s: None,
             return_error: None,
+            quoters_moved: 0,
+            quote_rto_ms: None,
         }
     }
 
@@ -597,16 +638,34 @@ mod tests {
         );
         let once = client(vec![failover(0, 2, at(3000))], vec![(2, at(3200))]);
         let elsewhere = client(vec![], vec![(1, at(500))]);
-        let (log, rtos) = kill_log(vec![(0, record.clone(), killed)], &[twice, once, elsewhere]);
+        let quoter = ClientResult {
+            quoter: true,
+            ..client(vec![failover(0, 1, at(2000))], vec![(1, at(2500))])
+        };
+        let KillLog {
+            records: log,
+            client_rtos: rtos,
+            quote_rtos,
+        } = kill_log(
+            vec![(0, record.clone(), killed)],
+            &[twice, once, elsewhere, quoter],
+        );
         assert_eq!((log[0].clients_failed_over, log[0].rto_ms), (2, Some(7000)));
         assert_eq!(rtos, [7000, 3200]);
+        // A quoter's move is counted apart: it has no order in flight to be answered.
+        assert_eq!((log[0].quoters_moved, log[0].quote_rto_ms), (1, Some(2500)));
+        assert_eq!(quote_rtos, [2500]);
         let p = percentiles(rtos).unwrap();
         assert_eq!((p.p50, p.p99, p.max), (3200, 7000, 7000));
         assert!(percentiles(Vec::new()).is_none());
 
         // A client that never hears from another site leaves the kill without an RTO.
         let silent = client(vec![failover(0, 1, at(3000))], vec![(0, at(100))]);
-        let (log, rtos) = kill_log(vec![(0, record, killed)], &[silent]);
+        let KillLog {
+            records: log,
+            client_rtos: rtos,
+            ..
+        } = kill_log(vec![(0, record, killed)], &[silent]);
         assert_eq!((log[0].clients_failed_over, log[0].rto_ms), (1, None));
         assert!(rtos.is_empty());
     }
@@ -621,7 +680,11 @@ mod tests {
         let record = crash(1_000, Some(5_000));
         let prompt = client(vec![failover(0, 1, at(10))], vec![(1, at(60))]);
         let later = client(vec![failover(0, 2, at(20_000))], vec![(2, at(21_600))]);
-        let (log, rtos) = kill_log(vec![(0, record, killed)], &[prompt, later]);
+        let KillLog {
+            records: log,
+            client_rtos: rtos,
+            ..
+        } = kill_log(vec![(0, record, killed)], &[prompt, later]);
         assert_eq!((log[0].clients_failed_over, log[0].rto_ms), (1, Some(60)));
         assert_eq!(rtos, [60]);
     }

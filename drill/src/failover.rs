@@ -60,6 +60,9 @@ pub struct FailoverConfig {
     /// caught up meanwhile). `None`: stay where it is.
     pub home_every: Option<Duration>,
     pub home_settle: Duration,
+    /// Log on with cancel-on-disconnect: the session's orders end with it (at once when it
+    /// ends cleanly, by the dead-man's switch on the log when its site goes dark).
+    pub cancel_on_disconnect: bool,
 }
 
 impl FailoverConfig {
@@ -75,6 +78,7 @@ impl FailoverConfig {
             backoff_max: Duration::from_secs(2),
             home_every: Some(Duration::from_secs(3)),
             home_settle: Duration::from_secs(6),
+            cancel_on_disconnect: false,
         }
     }
 }
@@ -462,7 +466,7 @@ impl FailoverClient {
         }
         self.next_home_probe = now + every;
         let addr = self.config.sites[self.home];
-        let probe = BinaryClient::logon(addr, &self.config.token, false);
+        let probe = BinaryClient::logon(addr, &self.config.token, self.config.cancel_on_disconnect);
         let Ok(Ok((conn, account))) =
             tokio::time::timeout(self.config.connect_timeout, probe).await
         else {
@@ -491,7 +495,7 @@ impl FailoverClient {
 
     async fn try_logon(&mut self, site: usize) -> bool {
         let addr = self.config.sites[site];
-        let logon = BinaryClient::logon(addr, &self.config.token, false);
+        let logon = BinaryClient::logon(addr, &self.config.token, self.config.cancel_on_disconnect);
         match tokio::time::timeout(self.config.connect_timeout, logon).await {
             Ok(Ok((conn, account))) => {
                 self.conn = Some(conn);

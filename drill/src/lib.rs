@@ -35,8 +35,10 @@ mod audit;
 pub mod cluster;
 pub mod failover;
 pub mod partition;
+mod quoter;
 pub mod sites;
 mod status;
+mod switches;
 pub mod tansu;
 mod tap;
 pub mod timeline;
@@ -59,6 +61,7 @@ use crate::failover::{Ack, FailoverClient, FailoverConfig};
 pub use crate::partition::Cut;
 pub use crate::sites::{drill, positive_seconds, Args};
 pub use crate::status::StatusCheck;
+pub use crate::switches::CodCheck;
 use crate::tap::LogTap;
 use crate::timeline::Timeline;
 use flow::SplitMix64;
@@ -134,6 +137,12 @@ pub struct DrillConfig {
     /// New orders per second over all clients.
     pub rate: u32,
     pub clients_per_site: usize,
+    /// Quote-only members with cancel-on-disconnect per site (see `quoter`), on the members
+    /// after the clients'.
+    pub quoters_per_site: usize,
+    /// The sites' idle `clock` interval: a dead-man's switch must fire within its timeout
+    /// plus this (log time).
+    pub clock_every: Duration,
     /// A killed site stays down a random time in this range.
     pub down_min: Duration,
     pub down_max: Duration,
@@ -162,9 +171,10 @@ impl DrillConfig {
             bail!("a drill needs sites");
         }
         let clients = sites * self.clients_per_site;
-        if clients == 0 || self.members.len() < clients {
+        let quoters = sites * self.quoters_per_site;
+        if clients == 0 || self.members.len() < clients + quoters {
             bail!(
-                "{clients} clients need as many members ({} given)",
+                "{clients} clients and {quoters} quoters need as many members ({} given)",
                 self.members.len()
             );
         }
@@ -204,6 +214,10 @@ pub struct KillRecord {
     /// From the kill to the first acknowledgement of a failed-over client at another site
     /// (the slowest client's).
     pub rto_ms: Option<u64>,
+    /// Quoters that were on the site and moved, and from the fault to the slowest one's
+    /// first quote acknowledged at another site.
+    pub quoters_moved: usize,
+    pub quote_rto_ms: Option<u64>,
     /// From the restart to the site having applied the whole log as it stood at the restart.
     pub catch_up_ms: Option<u64>,
     /// Records the rest of the sites appended while it was down: its backlog at the restart
@@ -264,6 +278,8 @@ pub struct DrillReport {
     pub duplicates: u64,
     /// Trades in the history that filled an order beyond its quantity.
     pub overfills: u64,
+    /// The dead-man's switches (cancel-on-disconnect): `late` and `wrong_session` must be 0.
+    pub cod: CodCheck,
     /// The same questions (order status, mass status) asked of every site at the audit
     /// position, and those answered differently.
     pub status: StatusCheck,
@@ -282,6 +298,8 @@ pub struct DrillReport {
     /// RTO of every client that failed over from a killed site (milliseconds; `p999` is
     /// the 99.9th percentile), none without failovers.
     pub rto_client_ms: Option<Percentiles>,
+    /// The same for the quoters: from the fault to their first quote at another site.
+    pub quote_rto_ms: Option<Percentiles>,
     pub catch_up_ms_max: Option<u64>,
     pub failovers: usize,
     /// Unacknowledged orders at failovers: known at the new site, and resent.
@@ -350,8 +368,13 @@ impl DrillReport {
         );
         let _ = writeln!(
             out,
-            "gateway refusals {} {:?}  returns to the first site {}",
-            self.refused, self.refused_by_reason, self.returns_home
+            "gateway refusals {} {:?}  returns to the first site {}  quoters' rto {}",
+            self.refused,
+            self.refused_by_reason,
+            self.returns_home,
+            self.quote_rto_ms.map_or("-".to_string(), |p| {
+                format!("p50 {} ms p99 {} ms max {} ms", p.p50, p.p99, p.max)
+            })
         );
         for kill in &self.kill_log {
             let effects = match (&kill.effects.leader_moved_to, kill.effects.broker_down) {
@@ -368,13 +391,15 @@ impl DrillReport {
             let _ = writeln!(
                 out,
                 "  {:>8} {down}{effects} at {:>6} ms, {up} at {:>6}, {} clients failed \
-                 over, rto {}, catch-up {}{}",
+                 over, rto {}, {} quoters moved, rto {}, catch-up {}{}",
                 kill.site,
                 kill.killed_at_ms,
                 kill.restarted_at_ms
                     .map_or("-".to_string(), |t| format!("{t} ms")),
                 kill.clients_failed_over,
                 ms(kill.rto_ms),
+                kill.quoters_moved,
+                ms(kill.quote_rto_ms),
                 ms(kill.catch_up_ms),
                 match (kill.backlog, kill.replay_per_s, &kill.return_error) {
                     (_, _, Some(error)) => format!(": did not come back ({error})"),
@@ -399,12 +424,17 @@ impl DrillReport {
         );
         let _ = writeln!(
             out,
-            "lost_acked {}  false_reports {}  duplicates {}  overfills {}  status_mismatches {} \
-             (of {} questions)  diverged {} (of {} hash reports)",
+            "lost_acked {}  false_reports {}  duplicates {}  overfills {}  cod_late {} (of {} \
+             switches fired, latest {} ms after its deadline)  cod_wrong_session {}  \
+             status_mismatches {} (of {} questions)  diverged {} (of {} hash reports)",
             self.lost_acked,
             self.false_reports,
             self.duplicates,
             self.overfills,
+            self.cod.late,
+            self.cod.fired,
+            self.cod.late_max_ms,
+            self.cod.wrong_session,
             self.status.mismatches,
             self.status.questions,
             self.diverged,
@@ -442,6 +472,8 @@ struct ClientResult {
     failovers: Vec<crate::failover::Failover>,
     counts: crate::failover::ClientCounts,
     account: AccountId,
+    /// A quote-only member (`quoter`), not an order-entry client.
+    quoter: bool,
 }
 
 /// Runs the drill on `sites` (all up) and audits. Errors only when the drill could not run;
@@ -532,8 +564,8 @@ fn status_questions(config: &DrillConfig, results: &[ClientResult]) -> Vec<statu
         .collect()
 }
 
-/// Starts one client task per member in use, spread over the sites, each sending its share
-/// of the rate until `load_end`.
+/// Starts one task per member in use, spread over the sites: the clients, each sending its
+/// share of the rate until `load_end`, then the quoters.
 fn spawn_clients(
     runtime: &Runtime,
     config: &DrillConfig,
@@ -541,16 +573,22 @@ fn spawn_clients(
     load_end: Instant,
 ) -> Vec<JoinHandle<Result<ClientResult>>> {
     let clients = gateways.len() * config.clients_per_site;
+    let quoters = gateways.len() * config.quoters_per_site;
     let per_client = f64::from(config.rate) / clients as f64;
-    (0..clients)
+    (0..clients + quoters)
         .map(|k| {
             let (token, _) = config.members[k].clone();
             let failover = FailoverConfig::new(gateways.to_vec(), &token);
             let config = config.clone();
             let first = k % gateways.len();
-            runtime.spawn(async move {
-                client_task(k, first, failover, config, per_client, load_end).await
-            })
+            if k < clients {
+                runtime.spawn(async move {
+                    client_task(k, first, failover, config, per_client, load_end).await
+                })
+            } else {
+                let q = k - clients;
+                runtime.spawn(quoter::quoter_task(q, first, failover, config, load_end))
+            }
         })
         .collect()
 }
@@ -599,6 +637,8 @@ fn kill_and_restart<S: SiteControl>(
             backlog: None,
             replay_per_s: None,
             return_error: None,
+            quoters_moved: 0,
+            quote_rto_ms: None,
         };
         sleep_until(killed + down);
         let target = log_end(https, site);
@@ -713,6 +753,7 @@ async fn client_task(
         failovers: client.failovers().to_vec(),
         counts: client.counts(),
         account: client.account(),
+        quoter: false,
     })
 }
 
@@ -934,6 +975,8 @@ mod tests {
             isolations: 0,
             rate: 100,
             clients_per_site: 1,
+            quoters_per_site: 0,
+            clock_every: Duration::from_millis(500),
             down_min: Duration::from_secs(3),
             down_max: Duration::from_secs(8),
             outage: None,

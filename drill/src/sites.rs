@@ -73,6 +73,11 @@ pub struct Args {
     pub rate: u32,
     #[arg(long, default_value_t = 2)]
     pub clients_per_site: usize,
+    /// Quote-only members per site: cancel-on-disconnect sessions that keep a bid and an
+    /// offer resting away from the market and send nothing else; they move when their site
+    /// goes silent or tells them it lost the log, and quote again there.
+    #[arg(long, default_value_t = 1)]
+    pub quoters_per_site: usize,
     /// A killed site stays down between these many seconds (MIN,MAX).
     #[arg(long, value_delimiter = ',', default_value = "2,6")]
     pub down_secs: Vec<f64>,
@@ -415,6 +420,10 @@ pub fn drill_engine(seed: u64, dedup_window: Duration) -> EngineConfig {
     }
 }
 
+/// The local sites' idle `clock` interval: a quiet gateway moves log time this often, so a
+/// dead-man's switch fires within its timeout plus this.
+pub const CLOCK_EVERY: Duration = Duration::from_millis(500);
+
 /// The node configuration of one local site, on the Kafka log `kafka`: the tests' small site
 /// (BTC-USD, tick 0.5, lot 1) with the drill's engine, members and hash cadence, its files in
 /// `data` beside the configuration file.
@@ -450,6 +459,7 @@ pub fn node_config(
     };
     config.engine = *engine;
     config.hash_every = hash_every;
+    config.clock_every_ms = CLOCK_EVERY.as_millis() as u64;
     config.snapshots = SnapshotSection {
         every_records: 20_000,
         every_seconds: 10,
@@ -459,14 +469,15 @@ pub fn node_config(
 }
 
 /// The one place a [`DrillConfig`] is made: from the arguments (`down` is
-/// [`Args::down`]'s) and the shard the sites run.
+/// [`Args::down`]'s) and the shard the sites run, with their `hash_every` and idle clock
+/// interval.
 fn drill_config(
     args: &Args,
     down: (Duration, Duration),
     kafka: KafkaConfig,
     engine: EngineConfig,
     members: Vec<(String, u64)>,
-    hash_every: u64,
+    (hash_every, clock_every): (u64, Duration),
     (symbol, tick, lot): (Symbol, Price, Qty),
 ) -> DrillConfig {
     // `--outage` is the run's one fault.
@@ -479,6 +490,8 @@ fn drill_config(
         isolations: faults(args.isolations),
         rate: args.rate,
         clients_per_site: args.clients_per_site,
+        quoters_per_site: args.quoters_per_site,
+        clock_every,
         down_min: down.0,
         down_max: down.1,
         outage: args.outage.map(Duration::from_secs_f64),
@@ -530,7 +543,7 @@ fn drill_local_in(
         LocalBroker::External | LocalBroker::Tansu { .. } => None,
     };
     let engine = drill_engine(args.seed, Duration::from_millis(args.dedup_window_ms));
-    let clients = SITES.len() * args.clients_per_site;
+    let clients = SITES.len() * (args.clients_per_site + args.quoters_per_site);
     let members = members(clients.max(1));
     let hash_every = 1000;
     let shard = Shard {
@@ -556,7 +569,7 @@ fn drill_local_in(
         kafka,
         engine,
         members.iter().map(|(_, t, a)| (t.clone(), *a)).collect(),
-        hash_every,
+        (hash_every, CLOCK_EVERY),
         btc()?,
     );
     let report = run_drill(&config, &mut sites)?;
@@ -822,12 +835,19 @@ struct Deployment {
     engine: EngineConfig,
     /// The nodes' `hash_every`.
     hash_every: u64,
+    /// The nodes' `clock_every_ms` (the node's default when absent).
+    #[serde(default = "default_clock_every_ms")]
+    clock_every_ms: u64,
     symbol: String,
     tick: String,
     lot: String,
     sites: Vec<DeployedSite>,
-    /// One per client (sites × clients per site).
+    /// One per client and quoter (sites × (clients + quoters per site)).
     members: Vec<DeployedMember>,
+}
+
+fn default_clock_every_ms() -> u64 {
+    node::config::DEFAULT_CLOCK_EVERY_MS
 }
 
 fn drill_deployment(args: &Args, down: (Duration, Duration), path: &Path) -> Result<DrillReport> {
@@ -850,7 +870,10 @@ fn drill_deployment(args: &Args, down: (Duration, Duration), path: &Path) -> Res
             .iter()
             .map(|m| (m.token.clone(), m.account))
             .collect(),
-        deployment.hash_every,
+        (
+            deployment.hash_every,
+            Duration::from_millis(deployment.clock_every_ms),
+        ),
         symbol,
     );
     let mut sites = deployment.sites;
@@ -862,14 +885,14 @@ mod tests {
     use super::*;
 
     /// The shipped deployment example parses, and names three sites with enough members for
-    /// the default two clients per site.
+    /// the default two clients and one quoter per site.
     #[test]
     fn the_example_deployment_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/drill-deployment.toml");
         let deployment: Deployment = toml::from_str(&std::fs::read_to_string(path).unwrap())
             .expect("config/drill-deployment.toml is a valid deployment");
         assert_eq!(deployment.sites.len(), 3);
-        assert_eq!(deployment.members.len(), 6);
+        assert_eq!(deployment.members.len(), 9);
         assert_ne!(deployment.engine.hash_seed, 0);
     }
 

@@ -4,7 +4,8 @@
 //! each member asks every site the status of a sample of its orders (OrderStatus) and for
 //! the state of all its live orders (MassStatus). A member who fails over must be told the
 //! same wherever it asks: any field of an answer that differs between two sites is a
-//! mismatch (the session's own sequence number excepted).
+//! mismatch (the session's own sequence number excepted, and a status answer's as-of time:
+//! idle sites' `clock` commands keep moving log time while the questions are asked).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -138,9 +139,24 @@ async fn request_until(
     }
 }
 
-/// An execution report without the session's sequence number.
+/// An execution report without the session's sequence number, and without a status
+/// answer's time: that is the site's engine time when it answered (the order's state as of
+/// then), and idle sites' `clock` commands move log time between one site's answer and the
+/// next while the state asked about stays as it is.
 fn describe(report: &ExecReport) -> String {
-    format!("{:?}", ExecReport { seq: 0, ..*report })
+    let ts = if report.exec_type == exec_type::ORDER_STATUS {
+        0
+    } else {
+        report.ts
+    };
+    format!(
+        "{:?}",
+        ExecReport {
+            seq: 0,
+            ts,
+            ..*report
+        }
+    )
 }
 
 #[cfg(test)]
@@ -166,5 +182,40 @@ mod tests {
         let mut same = StatusCheck::default();
         compare(&[site(&["a"]), site(&["a"]), site(&["a"])], &mut same);
         assert_eq!((same.questions, same.mismatches), (1, 0));
+    }
+
+    /// Seen in the drill once the sites sent idle clocks: every status answer's time differed
+    /// between sites asked a moment apart (51 of 281 questions). A status answer's time is left
+    /// out; an execution report's is the event's and is compared.
+    #[test]
+    fn a_status_answers_time_is_not_compared_an_events_is() {
+        let status = ExecReport {
+            seq: 3,
+            ts: 1_000,
+            cl_ord_id: OrderId::new("a").unwrap(),
+            symbol: Symbol::new("BTC-USD").unwrap(),
+            exec_type: exec_type::ORDER_STATUS,
+            ord_status: b'4',
+            side: engine::Side::Buy,
+            reason: 21,
+            price: engine::Price(5),
+            order_qty: engine::Qty(1),
+            last_px: engine::Price(0),
+            last_qty: engine::Qty(0),
+            cum_qty: engine::Qty(0),
+            leaves_qty: engine::Qty(0),
+            avg_px: engine::Price(0),
+        };
+        let later = ExecReport {
+            seq: 9,
+            ts: 2_000,
+            ..status
+        };
+        assert_eq!(describe(&status), describe(&later));
+        let fill = ExecReport {
+            exec_type: b'F',
+            ..status
+        };
+        assert_ne!(describe(&fill), describe(&ExecReport { ts: 2_000, ..fill }));
     }
 }

@@ -165,8 +165,11 @@ fn default_hash_every() -> u64 {
     100_000
 }
 
+/// A node's idle `clock` interval unless its file says otherwise.
+pub const DEFAULT_CLOCK_EVERY_MS: u64 = 1_000;
+
 fn default_clock_every_ms() -> u64 {
-    1_000
+    DEFAULT_CLOCK_EVERY_MS
 }
 
 /// Flags that override the file.

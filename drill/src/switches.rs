@@ -1,0 +1,268 @@
+//! The dead-man's switches in the log's history: when each fired against its deadline, and
+//! whose orders it cancelled.
+//!
+//! The engine's clock is the largest `ts` it has seen, and a switch fires before the first
+//! command that brings the clock to its deadline. So a switch fires late (in log time) only
+//! when the log has a gap: no site stamped anything (not even an idle `clock`) for a while
+//! after the deadline, as when the gateways refuse their own clock commands during a stall.
+//! A switch's cancels (reason `expired`) must hit only the orders its own session entered.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use engine::{AccountId, CancelReason, Command, CommandKind, Event, EventKind, OrderId};
+use serde::Serialize;
+
+/// What the audit found about the switches.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CodCheck {
+    /// Switches that fired (deadline reached without a refresh).
+    pub fired: u64,
+    /// Of those, fired more than one clock interval after their deadline (log time): must
+    /// be 0.
+    pub late: u64,
+    /// The latest any fired after its deadline, milliseconds of log time.
+    pub late_max_ms: u64,
+    /// Orders a switch cancelled that another session entered: must be 0.
+    pub wrong_session: u64,
+    /// A few of either, described.
+    pub examples: Vec<String>,
+}
+
+/// Follows the switches through a replay, one command at a time.
+#[derive(Default)]
+pub(crate) struct SwitchWatch {
+    clock: u64,
+    /// Armed switches' deadlines by (account, session).
+    armed: BTreeMap<(AccountId, u64), u64>,
+    /// The session each order was entered by (amends and replaces keep it).
+    sessions: HashMap<(AccountId, OrderId), u64>,
+    slack_ns: u64,
+    check: CodCheck,
+}
+
+impl SwitchWatch {
+    /// A switch may fire up to `clock_every` after its deadline.
+    pub(crate) fn new(clock_every: Duration) -> SwitchWatch {
+        SwitchWatch {
+            slack_ns: clock_every.as_nanos() as u64,
+            ..SwitchWatch::default()
+        }
+    }
+
+    /// Takes in `command` and the events the engine made of it.
+    pub(crate) fn apply(&mut self, command: &Command, events: &[Event]) {
+        self.clock = self.clock.max(command.ts.0);
+        let due = self.fire_due();
+        if let CommandKind::New(new) = &command.kind {
+            self.sessions
+                .insert((new.account, new.order_id), new.session);
+        }
+        for event in events {
+            self.event(&event.kind, &due);
+        }
+    }
+
+    pub(crate) fn finish(self) -> CodCheck {
+        self.check
+    }
+
+    /// The switches the clock has reached: they fire before the command. Returns them.
+    fn fire_due(&mut self) -> BTreeSet<(AccountId, u64)> {
+        let due: BTreeSet<(AccountId, u64)> = self
+            .armed
+            .iter()
+            .filter(|(_, deadline)| **deadline <= self.clock)
+            .map(|(switch, _)| *switch)
+            .collect();
+        for switch in &due {
+            let deadline = self.armed.remove(switch).unwrap_or(self.clock);
+            let late_ns = self.clock - deadline;
+            self.check.fired += 1;
+            self.check.late_max_ms = self.check.late_max_ms.max(late_ns / 1_000_000);
+            if late_ns > self.slack_ns {
+                self.check.late += 1;
+                self.example(format!(
+                    "account {} session {:x}: fired {} ms after its deadline",
+                    switch.0 .0,
+                    switch.1,
+                    late_ns / 1_000_000
+                ));
+            }
+        }
+        due
+    }
+
+    fn event(&mut self, event: &EventKind, due: &BTreeSet<(AccountId, u64)>) {
+        match *event {
+            EventKind::CancelAfter {
+                account,
+                session,
+                deadline,
+            } if deadline.0 > 0 => {
+                self.armed.insert((account, session), deadline.0);
+            }
+            EventKind::CancelAfter {
+                account, session, ..
+            } => {
+                self.armed.remove(&(account, session));
+            }
+            EventKind::Amended {
+                account,
+                order_id,
+                new_order_id: Some(new_id),
+                ..
+            } => {
+                if let Some(session) = self.sessions.get(&(account, order_id)).copied() {
+                    self.sessions.insert((account, new_id), session);
+                }
+            }
+            EventKind::Cancelled {
+                account,
+                order_id,
+                reason: CancelReason::Expired,
+                ..
+            } => {
+                let session = self.sessions.get(&(account, order_id)).copied();
+                if !session.is_some_and(|s| due.contains(&(account, s))) {
+                    self.check.wrong_session += 1;
+                    self.example(format!(
+                        "account {} order {}: expired, entered by session {session:x?}",
+                        account.0,
+                        order_id.as_str()
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn example(&mut self, text: String) {
+        if self.check.examples.len() < 10 {
+            self.check.examples.push(text);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use engine::{
+        AddSymbol, CancelAfter, Engine, EngineConfig, NewOrder, OrdType, Price, Qty, Side, Stp,
+        Symbol, Tif, TimestampNs,
+    };
+
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+    const ACCOUNT: AccountId = AccountId(5);
+
+    fn at(ts: u64, kind: CommandKind) -> Command {
+        Command {
+            ts: TimestampNs(ts),
+            kind,
+        }
+    }
+
+    fn quote(id: &str, session: u64) -> CommandKind {
+        CommandKind::New(NewOrder {
+            account: ACCOUNT,
+            order_id: OrderId::new(id).unwrap(),
+            symbol: Symbol::new("BTC-USD").unwrap(),
+            side: Side::Buy,
+            ord_type: OrdType::Limit,
+            price: Some(Price(100)),
+            qty: Qty(1),
+            tif: Tif::Gtc,
+            post_only: false,
+            stp: Stp::CancelTaker,
+            session,
+        })
+    }
+
+    fn arm(session: u64, timeout_s: u64) -> CommandKind {
+        CommandKind::CancelAfter(CancelAfter {
+            account: ACCOUNT,
+            session,
+            timeout_ns: timeout_s * SECOND,
+        })
+    }
+
+    /// Replays `log` through a real engine, watching its switches (clock interval 500 ms).
+    fn watch(log: &[Command]) -> CodCheck {
+        let mut engine = Engine::new(EngineConfig::default()).unwrap();
+        let mut watch = SwitchWatch::new(Duration::from_millis(500));
+        let mut events = Vec::new();
+        for command in log {
+            events.clear();
+            engine.apply(command, &mut events);
+            watch.apply(command, &events);
+        }
+        watch.finish()
+    }
+
+    fn listing() -> Command {
+        at(
+            0,
+            CommandKind::AddSymbol(AddSymbol {
+                symbol: Symbol::new("BTC-USD").unwrap(),
+                tick: Price(1),
+                lot: Qty(1),
+            }),
+        )
+    }
+
+    /// A switch armed for 3 s fires at the first command at or past its deadline: on time
+    /// while the sites' clocks keep log time moving, late when the log has a gap after the
+    /// deadline (the check must be able to fail).
+    #[test]
+    fn a_switch_is_late_only_when_the_log_has_a_gap_after_its_deadline() {
+        let mut log = vec![listing(), at(SECOND, arm(1, 3)), at(SECOND, quote("a", 1))];
+        log.extend((3..=8).map(|half| at(half * SECOND / 2, CommandKind::Clock)));
+        let check = watch(&log);
+        assert_eq!((check.fired, check.late, check.wrong_session), (1, 0, 0));
+        assert_eq!(
+            check.late_max_ms, 0,
+            "fired at the clock tick on its deadline"
+        );
+
+        log.push(at(5 * SECOND, arm(2, 3)));
+        log.push(at(5 * SECOND, quote("b", 2)));
+        log.push(at(9 * SECOND, CommandKind::Clock)); // nothing from 5 s to 9 s
+        let check = watch(&log);
+        assert_eq!((check.fired, check.late, check.late_max_ms), (2, 1, 1000));
+        assert_eq!(check.examples.len(), 1, "{:?}", check.examples);
+    }
+
+    /// A refreshed or disarmed switch does not fire, and a switch's cancels of orders another
+    /// session entered are counted (here two sessions of the member share an id, which the
+    /// gateways' random session ids make all but impossible).
+    #[test]
+    fn refreshes_and_disarms_hold_a_switch_and_another_sessions_orders_are_flagged() {
+        let log = vec![
+            listing(),
+            at(SECOND, arm(1, 3)),
+            at(SECOND, quote("a", 1)),
+            at(3 * SECOND, arm(1, 3)),
+            at(5 * SECOND, arm(1, 0)),
+            at(9 * SECOND, CommandKind::Clock),
+        ];
+        let check = watch(&log);
+        assert_eq!((check.fired, check.late), (0, 0));
+
+        let mut watch = SwitchWatch::new(Duration::from_millis(500));
+        watch.apply(&at(SECOND, quote("mine", 7)), &[]);
+        let expired = Event {
+            seq: 0,
+            ts: TimestampNs(4 * SECOND),
+            kind: EventKind::Cancelled {
+                account: ACCOUNT,
+                order_id: OrderId::new("mine").unwrap(),
+                symbol: Symbol::new("BTC-USD").unwrap(),
+                reason: CancelReason::Expired,
+                qty: Qty(1),
+            },
+        };
+        watch.apply(&at(4 * SECOND, CommandKind::Clock), &[expired]);
+        assert_eq!(watch.finish().wrong_session, 1);
+    }
+}
