@@ -93,13 +93,18 @@ impl History {
 }
 
 /// Replays `log` (the shard's log from its start), hashing the state at `positions`.
-fn replay(config: &DrillConfig, log: &[Command], positions: &[u64]) -> Result<History> {
+fn replay(
+    config: &DrillConfig,
+    log: &[Command],
+    positions: &[u64],
+    outages: &[(u64, u64)],
+) -> Result<History> {
     let mut engine =
         Engine::new(config.engine).map_err(|e| anyhow!("the sites' engine config: {e:?}"))?;
     let mut events: Vec<Event> = Vec::with_capacity(64);
     let mut history = History::default();
     let mut wanted = positions.iter().copied().peekable();
-    let mut switches = SwitchWatch::new(config.clock_every);
+    let mut switches = SwitchWatch::new(config.clock_every, outages);
     for (at, command) in log.iter().enumerate() {
         events.clear();
         engine.apply(command, &mut events);
@@ -143,6 +148,9 @@ pub(crate) struct Evidence {
     pub hash_files: Vec<Vec<HashReport>>,
     /// The sites' answers to the same status questions.
     pub status: StatusCheck,
+    /// Whole-Kafka outages, from stop to start in log-time nanoseconds: a switch due while
+    /// the log was down fires when it is back, before anything else is applied.
+    pub log_outages: Vec<(u64, u64)>,
 }
 
 /// Audits a finished drill whose sites all applied the log up to `position`, a hash boundary:
@@ -159,7 +167,12 @@ pub(crate) fn audit(
     let log = &evidence.log;
     let position = log.len() as u64;
     let reports = site_reports(https, evidence.hash_files, position);
-    let history = replay(config, log, &hash_positions(&reports, position))?;
+    let history = replay(
+        config,
+        log,
+        &hash_positions(&reports, position),
+        &evidence.log_outages,
+    )?;
 
     let (hashes, hash_mismatches) = convergence(names, &reports, &history, position);
     let sites_converged = hash_mismatches.is_empty() && hashes.iter().all(|h| h.matches_log);

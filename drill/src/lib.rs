@@ -46,7 +46,7 @@ pub mod timeline;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
 use engine::{AccountId, EngineConfig, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
@@ -106,6 +106,13 @@ pub trait SiteControl {
     fn heal(&mut self) -> Result<()>;
 }
 
+/// The shard's whole log, which the drill can take down at once: a whole-Kafka outage (a
+/// local tansu broker stopped and started again on its data).
+pub trait LogControl {
+    fn stop(&mut self) -> Result<()>;
+    fn start(&mut self) -> Result<()>;
+}
+
 /// What a fault does to its site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,6 +127,10 @@ pub enum Fault {
     Partition,
     /// The node cut off from the brokers and from its members; healed after the down time.
     Isolation,
+    /// The whole log down (every broker), every site up: the gateways refuse `unavailable`,
+    /// and trading resumes by itself when the log is back.
+    #[serde(rename = "kafka_outage")]
+    KafkaOutage,
 }
 
 /// What to run.
@@ -134,6 +145,8 @@ pub struct DrillConfig {
     /// ([`Fault::Isolation`]), mixed in too.
     pub partitions: usize,
     pub isolations: usize,
+    /// Whole-Kafka outages ([`Fault::KafkaOutage`]), mixed in too; they need a [`LogControl`].
+    pub kafka_outages: usize,
     /// New orders per second over all clients.
     pub rate: u32,
     pub clients_per_site: usize,
@@ -387,6 +400,7 @@ impl DrillReport {
                 Fault::Pause => ("paused", "resumed"),
                 Fault::Partition => ("cut from the log", "healed"),
                 Fault::Isolation => ("cut from the log and its members", "healed"),
+                Fault::KafkaOutage => ("down, every broker", "started"),
             };
             let _ = writeln!(
                 out,
@@ -425,14 +439,16 @@ impl DrillReport {
         let _ = writeln!(
             out,
             "lost_acked {}  false_reports {}  duplicates {}  overfills {}  cod_late {} (of {} \
-             switches fired, latest {} ms after its deadline)  cod_wrong_session {}  \
-             status_mismatches {} (of {} questions)  diverged {} (of {} hash reports)",
+             switches fired, {} held by a whole-Kafka outage, latest {} ms after its \
+             deadline)  cod_wrong_session {}  status_mismatches {} (of {} questions)  \
+             diverged {} (of {} hash reports)",
             self.lost_acked,
             self.false_reports,
             self.duplicates,
             self.overfills,
             self.cod.late,
             self.cod.fired,
+            self.cod.held_by_outage,
             self.cod.late_max_ms,
             self.cod.wrong_session,
             self.status.mismatches,
@@ -453,6 +469,15 @@ impl DrillReport {
                 hash.hash.as_deref().unwrap_or("(no report)"),
                 if hash.matches_log { "= log" } else { "DIFFERS" }
             );
+        }
+        for example in self
+            .status
+            .examples
+            .iter()
+            .chain(&self.cod.examples)
+            .take(3)
+        {
+            let _ = writeln!(out, "  e.g. {example}");
         }
         if self.passed() {
             let _ = writeln!(out, "PASSED");
@@ -478,8 +503,15 @@ struct ClientResult {
 
 /// Runs the drill on `sites` (all up) and audits. Errors only when the drill could not run;
 /// a failed audit is in the report.
-pub fn run_drill<S: SiteControl>(config: &DrillConfig, sites: &mut [S]) -> Result<DrillReport> {
+pub fn run_drill<S: SiteControl>(
+    config: &DrillConfig,
+    sites: &mut [S],
+    log: Option<&mut dyn LogControl>,
+) -> Result<DrillReport> {
     config.check(sites.len())?;
+    if config.kafka_outages > 0 && log.is_none() {
+        bail!("whole-Kafka outages need a broker the drill runs (--broker tansu)");
+    }
     let names: Vec<String> = sites.iter().map(|s| s.name().to_string()).collect();
     let gateways: Vec<SocketAddr> = sites.iter().map(|s| s.binary()).collect();
     let https: Vec<SocketAddr> = sites.iter().map(|s| s.http()).collect();
@@ -493,8 +525,9 @@ pub fn run_drill<S: SiteControl>(config: &DrillConfig, sites: &mut [S]) -> Resul
         .enable_all()
         .build()?;
     let started = Instant::now();
+    let started_wall = SystemTime::now();
     let tasks = spawn_clients(&runtime, config, &gateways, started + config.duration);
-    let kills = kill_and_restart(config, sites, &names, &https, started)?;
+    let kills = kill_and_restart(config, sites, log, &https, started)?;
     let results: Vec<ClientResult> = runtime.block_on(async {
         let mut results = Vec::new();
         for task in tasks {
@@ -528,6 +561,7 @@ pub fn run_drill<S: SiteControl>(config: &DrillConfig, sites: &mut [S]) -> Resul
         log: tap.until(position, LOG_READ_TIMEOUT)?,
         hash_files: sites.iter().map(|s| s.hash_history()).collect(),
         status,
+        log_outages: log_outages(&kills, started_wall),
     };
     let acks = results.iter().flat_map(|r| r.acks.iter());
     let timeline = Timeline::of(acks, sites.len(), started);
@@ -542,6 +576,24 @@ pub fn run_drill<S: SiteControl>(config: &DrillConfig, sites: &mut [S]) -> Resul
     )?;
     report.timeline = timeline;
     Ok(report)
+}
+
+/// The whole-Kafka outages' windows, in wall-clock nanoseconds since the epoch (what log time
+/// is stamped in): from the stop to the start (to the end of time if it never came back).
+fn log_outages(kills: &[(usize, KillRecord, Instant)], started: SystemTime) -> Vec<(u64, u64)> {
+    let epoch_ns = |ms: u64| {
+        (started + Duration::from_millis(ms))
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    };
+    kills
+        .iter()
+        .filter(|(_, record, _)| record.fault == Fault::KafkaOutage)
+        .map(|(_, record, _)| {
+            let back = record.restarted_at_ms.map_or(u64::MAX, epoch_ns);
+            (epoch_ns(record.killed_at_ms), back)
+        })
+        .collect()
 }
 
 /// Each member's status questions: a sample of its acknowledged orders, spread over the run.
@@ -594,17 +646,22 @@ fn spawn_clients(
 }
 
 /// The control thread: kills and restarts, one site down at a time, as the kill plan says.
-/// Returns each kill's record (RTO still to fill in), its site and when it happened.
+/// Returns each kill's record (RTO still to fill in), its site ([`WHOLE_LOG`] for a
+/// whole-Kafka outage) and when it happened.
 fn kill_and_restart<S: SiteControl>(
     config: &DrillConfig,
     sites: &mut [S],
-    names: &[String],
+    mut log: Option<&mut dyn LogControl>,
     https: &[SocketAddr],
     started: Instant,
 ) -> Result<Vec<(usize, KillRecord, Instant)>> {
     let mut kills: Vec<(usize, KillRecord, Instant)> = Vec::new();
-    let plan = kill_plan(config, sites.len());
-    for (at, site, down, fault) in plan {
+    for (at, site, down, fault) in kill_plan(config, sites.len()) {
+        let site = if fault == Fault::KafkaOutage {
+            WHOLE_LOG
+        } else {
+            site
+        };
         if kills
             .iter()
             .any(|(lost, record, _)| *lost == site && record.return_error.is_some())
@@ -614,19 +671,9 @@ fn kill_and_restart<S: SiteControl>(
         sleep_until(started + at);
         let killed = Instant::now();
         let end_at_kill = log_end(https, site);
-        let effects = match fault {
-            Fault::Crash => sites[site].kill(),
-            Fault::Pause => sites[site].pause().map(|()| KillEffects::default()),
-            Fault::Partition => sites[site]
-                .partition(Cut::Log)
-                .map(|()| KillEffects::default()),
-            Fault::Isolation => sites[site]
-                .partition(Cut::LogAndMembers)
-                .map(|()| KillEffects::default()),
-        }
-        .with_context(|| format!("{fault:?} of {}", names[site]))?;
+        let effects = take_down(fault, sites, site, log.as_deref_mut())?;
         let mut record = KillRecord {
-            site: names[site].clone(),
+            site: sites.get(site).map_or("kafka", |s| s.name()).to_string(),
             fault,
             killed_at_ms: ms_between(started, killed),
             effects,
@@ -643,19 +690,18 @@ fn kill_and_restart<S: SiteControl>(
         sleep_until(killed + down);
         let target = log_end(https, site);
         let restarted = Instant::now();
-        let back = match fault {
-            Fault::Crash => sites[site].start(),
-            Fault::Pause => sites[site].resume(),
-            Fault::Partition | Fault::Isolation => sites[site].heal(),
-        };
-        if let Err(error) = back {
+        if let Err(error) = bring_back(fault, sites, site, log.as_deref_mut()) {
             record.return_error = Some(format!("{error:#}"));
             kills.push((site, record, killed));
             continue;
         }
         record.restarted_at_ms = Some(ms_between(started, restarted));
-        record.catch_up_ms = wait_caught_up(https[site], target, CATCH_UP_TIMEOUT.max(down))
-            .map(|caught_up| ms_between(restarted, caught_up));
+        let patience = CATCH_UP_TIMEOUT.max(down);
+        record.catch_up_ms = match https.get(site) {
+            Some(http) => wait_caught_up(*http, target, patience),
+            None => wait_log_moves(https, target, patience),
+        }
+        .map(|caught_up| ms_between(restarted, caught_up));
         let backlog = target.saturating_sub(end_at_kill);
         record.backlog = Some(backlog);
         record.replay_per_s = record
@@ -664,6 +710,56 @@ fn kill_and_restart<S: SiteControl>(
         kills.push((site, record, killed));
     }
     Ok(kills)
+}
+
+/// The site index of a fault that takes no site but the whole log.
+const WHOLE_LOG: usize = usize::MAX;
+
+/// Starts `fault` on `sites[site]` (or on the whole log); says what went down with it.
+fn take_down<S: SiteControl>(
+    fault: Fault,
+    sites: &mut [S],
+    site: usize,
+    log: Option<&mut (dyn LogControl + '_)>,
+) -> Result<KillEffects> {
+    let no_effects = |()| KillEffects::default();
+    match fault {
+        Fault::KafkaOutage => {
+            let log = log.ok_or_else(|| anyhow!("a whole-Kafka outage needs a local broker"))?;
+            log.stop().map(|()| KillEffects {
+                broker_down: true,
+                leader_moved_to: None,
+            })
+        }
+        Fault::Crash => sites[site].kill(),
+        Fault::Pause => sites[site].pause().map(no_effects),
+        Fault::Partition => sites[site].partition(Cut::Log).map(no_effects),
+        Fault::Isolation => sites[site].partition(Cut::LogAndMembers).map(no_effects),
+    }
+    .with_context(|| {
+        format!(
+            "{fault:?} of {}",
+            sites.get(site).map_or("kafka", |s| s.name())
+        )
+    })
+}
+
+/// Ends `fault`: the site (or the log) started, thawed or healed.
+fn bring_back<S: SiteControl>(
+    fault: Fault,
+    sites: &mut [S],
+    site: usize,
+    log: Option<&mut (dyn LogControl + '_)>,
+) -> Result<()> {
+    match fault {
+        Fault::KafkaOutage => match log {
+            Some(log) => log.start(),
+            None => bail!("no log to start"),
+        },
+        Fault::Crash => sites[site].start(),
+        Fault::Pause => sites[site].resume(),
+        Fault::Partition | Fault::Isolation => sites[site].heal(),
+    }
 }
 
 /// Fault times (from the start), sites, down times and kinds: one fault per equal slot of the
@@ -679,7 +775,11 @@ fn kill_plan(config: &DrillConfig, sites: usize) -> Vec<(Duration, usize, Durati
         return vec![(window_start, site, outage, Fault::Crash)];
     }
     let window = config.duration.saturating_sub(window_start * 3);
-    let faults = (config.kills + config.pauses + config.partitions + config.isolations) as u32;
+    let faults = (config.kills
+        + config.pauses
+        + config.partitions
+        + config.isolations
+        + config.kafka_outages) as u32;
     if faults == 0 {
         return Vec::new();
     }
@@ -704,6 +804,7 @@ fn fault_kinds(config: &DrillConfig) -> Vec<Fault> {
     kinds.extend(vec![Fault::Pause; config.pauses]);
     kinds.extend(vec![Fault::Partition; config.partitions]);
     kinds.extend(vec![Fault::Isolation; config.isolations]);
+    kinds.extend(vec![Fault::KafkaOutage; config.kafka_outages]);
     let mut rng = SplitMix64(config.seed ^ 0x7061_7573);
     for i in (1..kinds.len()).rev() {
         kinds.swap(i, rng.below(i as u64 + 1) as usize);
@@ -829,6 +930,19 @@ fn log_end(https: &[SocketAddr], down: usize) -> u64 {
         .filter_map(|(_, http)| health(*http).map(|(_, durable)| durable))
         .max()
         .unwrap_or(0)
+}
+
+/// Waits until some site's committed log end passes `target` (trading resumed after a
+/// whole-log outage); when it did, if it did in time.
+fn wait_log_moves(https: &[SocketAddr], target: u64, timeout: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if log_end(https, WHOLE_LOG) > target {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 /// Waits until the site has applied up to `target`; when it did, if it did in time.
@@ -973,6 +1087,7 @@ mod tests {
             pauses: 0,
             partitions: 0,
             isolations: 0,
+            kafka_outages: 0,
             rate: 100,
             clients_per_site: 1,
             quoters_per_site: 0,
@@ -1112,14 +1227,7 @@ mod tests {
         };
         let mut sites = [Unreturning { kills: 0 }];
         let https = [sites[0].http()];
-        let kills = kill_and_restart(
-            &config,
-            &mut sites,
-            &["cloud-b".into()],
-            &https,
-            Instant::now(),
-        )
-        .unwrap();
+        let kills = kill_and_restart(&config, &mut sites, None, &https, Instant::now()).unwrap();
         assert_eq!(sites[0].kills, 1, "no fault after the first");
         assert_eq!(kills.len(), 1);
         let record = &kills[0].1;

@@ -33,7 +33,7 @@ use serde::Deserialize;
 use crate::cluster::SiteCluster;
 use crate::partition::{Cut, Firewall, SiteCgroup};
 use crate::tansu::Tansu;
-use crate::{run_drill, DrillConfig, DrillReport, KillEffects, SiteControl};
+use crate::{run_drill, DrillConfig, DrillReport, KillEffects, LogControl, SiteControl};
 
 /// The three sites of a local drill.
 pub const SITES: [&str; 3] = ["cloud-a", "cloud-b", "metal"];
@@ -68,6 +68,10 @@ pub struct Args {
     /// Isolations: partitions that cut the node off from its members too.
     #[arg(long, default_value_t = 0)]
     pub isolations: usize,
+    /// Whole-Kafka outages (the local tansu broker stopped, every site up, then started
+    /// again on its data), mixed in among the kills: `--broker tansu` only.
+    #[arg(long, default_value_t = 0)]
+    pub kafka_outages: usize,
     /// New orders per second over all clients.
     #[arg(long, default_value_t = 300)]
     pub rate: u32,
@@ -86,7 +90,8 @@ pub struct Args {
     /// it then catches up from the backlog (the report says how many records, how fast).
     /// The run must last a quarter longer than the outage.
     #[arg(long, value_name = "SECS", value_parser = positive_seconds,
-          conflicts_with_all = ["kills", "pauses", "partitions", "isolations", "down_secs"])]
+          conflicts_with_all = ["kills", "pauses", "partitions", "isolations", "kafka_outages",
+                                "down_secs"])]
     pub outage: Option<f64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -149,10 +154,8 @@ pub enum Broker {
 enum LocalBroker {
     /// `--kafka`: someone else's.
     External,
-    /// Kept for its drop, which stops the broker.
-    Tansu {
-        _broker: Tansu,
-    },
+    /// Stopped and started for whole-Kafka outages; stopped when dropped.
+    Tansu(Tansu),
     Mock(Rc<SiteCluster>),
 }
 
@@ -488,6 +491,7 @@ fn drill_config(
         pauses: faults(args.pauses),
         partitions: faults(args.partitions),
         isolations: faults(args.isolations),
+        kafka_outages: faults(args.kafka_outages),
         rate: args.rate,
         clients_per_site: args.clients_per_site,
         quoters_per_site: args.quoters_per_site,
@@ -537,10 +541,10 @@ fn drill_local_in(
     dir: &Path,
 ) -> Result<DrillReport> {
     std::fs::create_dir_all(dir)?;
-    let (broker, kafka) = local_log(args, dir)?;
+    let (mut broker, kafka) = local_log(args, dir)?;
     let cluster = match &broker {
         LocalBroker::Mock(cluster) => Some(cluster.clone()),
-        LocalBroker::External | LocalBroker::Tansu { .. } => None,
+        LocalBroker::External | LocalBroker::Tansu(_) => None,
     };
     let engine = drill_engine(args.seed, Duration::from_millis(args.dedup_window_ms));
     let clients = SITES.len() * (args.clients_per_site + args.quoters_per_site);
@@ -572,7 +576,11 @@ fn drill_local_in(
         (hash_every, CLOCK_EVERY),
         btc()?,
     );
-    let report = run_drill(&config, &mut sites)?;
+    let log: Option<&mut dyn LogControl> = match &mut broker {
+        LocalBroker::Tansu(tansu) => Some(tansu),
+        LocalBroker::External | LocalBroker::Mock(_) => None,
+    };
+    let report = run_drill(&config, &mut sites, log)?;
     // Clean stops: each node applies what is committed and writes its final snapshot.
     let mut stop_errors = Vec::new();
     for site in &mut sites {
@@ -683,7 +691,7 @@ fn local_log(args: &Args, dir: &Path) -> Result<(LocalBroker, KafkaConfig)> {
         (None, Broker::Tansu) => {
             let broker = Tansu::start(&dir.join("kafka"))?;
             let bootstrap = broker.bootstrap();
-            (LocalBroker::Tansu { _broker: broker }, bootstrap, 1)
+            (LocalBroker::Tansu(broker), bootstrap, 1)
         }
         (None, Broker::Mock) => {
             let cluster = mock_cluster(args, &topic)?;
@@ -692,7 +700,7 @@ fn local_log(args: &Args, dir: &Path) -> Result<(LocalBroker, KafkaConfig)> {
         }
     };
     let mock = matches!(broker, LocalBroker::Mock(_));
-    let tansu = matches!(broker, LocalBroker::Tansu { .. });
+    let tansu = matches!(broker, LocalBroker::Tansu(_));
     let kafka = KafkaConfig {
         // A single development broker cannot have three replicas; the mock cluster reports
         // no topic settings and keeps producers' create time (see ARCHITECTURE.md, "Time").
@@ -877,7 +885,7 @@ fn drill_deployment(args: &Args, down: (Duration, Duration), path: &Path) -> Res
         symbol,
     );
     let mut sites = deployment.sites;
-    run_drill(&config, &mut sites)
+    run_drill(&config, &mut sites, None)
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ pub struct CodCheck {
     pub late: u64,
     /// The latest any fired after its deadline, milliseconds of log time.
     pub late_max_ms: u64,
+    /// Fired late because the whole log was down past their deadline: nothing could be
+    /// applied meanwhile, and they fired before anything else once it was back. Not `late`.
+    pub held_by_outage: u64,
     /// Orders a switch cancelled that another session entered: must be 0.
     pub wrong_session: u64,
     /// A few of either, described.
@@ -38,14 +41,18 @@ pub(crate) struct SwitchWatch {
     /// The session each order was entered by (amends and replaces keep it).
     sessions: HashMap<(AccountId, OrderId), u64>,
     slack_ns: u64,
+    /// Whole-log outages (log-time nanoseconds, from, to).
+    outages: Vec<(u64, u64)>,
     check: CodCheck,
 }
 
 impl SwitchWatch {
-    /// A switch may fire up to `clock_every` after its deadline.
-    pub(crate) fn new(clock_every: Duration) -> SwitchWatch {
+    /// A switch may fire up to `clock_every` after its deadline, or later if the whole log
+    /// was down for part of that time (`outages`).
+    pub(crate) fn new(clock_every: Duration, outages: &[(u64, u64)]) -> SwitchWatch {
         SwitchWatch {
             slack_ns: clock_every.as_nanos() as u64,
+            outages: outages.to_vec(),
             ..SwitchWatch::default()
         }
     }
@@ -80,7 +87,10 @@ impl SwitchWatch {
             let late_ns = self.clock - deadline;
             self.check.fired += 1;
             self.check.late_max_ms = self.check.late_max_ms.max(late_ns / 1_000_000);
-            if late_ns > self.slack_ns {
+            let held = |(from, to): &(u64, u64)| *from < self.clock && deadline < *to;
+            if late_ns > self.slack_ns && self.outages.iter().any(held) {
+                self.check.held_by_outage += 1;
+            } else if late_ns > self.slack_ns {
                 self.check.late += 1;
                 self.example(format!(
                     "account {} session {:x}: fired {} ms after its deadline",
@@ -190,7 +200,7 @@ mod tests {
     /// Replays `log` through a real engine, watching its switches (clock interval 500 ms).
     fn watch(log: &[Command]) -> CodCheck {
         let mut engine = Engine::new(EngineConfig::default()).unwrap();
-        let mut watch = SwitchWatch::new(Duration::from_millis(500));
+        let mut watch = SwitchWatch::new(Duration::from_millis(500), &[]);
         let mut events = Vec::new();
         for command in log {
             events.clear();
@@ -231,6 +241,19 @@ mod tests {
         let check = watch(&log);
         assert_eq!((check.fired, check.late, check.late_max_ms), (2, 1, 1000));
         assert_eq!(check.examples.len(), 1, "{:?}", check.examples);
+
+        // The same gap while the whole log was down (6 s to 8.5 s): held, not late.
+        let mut engine = Engine::new(EngineConfig::default()).unwrap();
+        let mut watch =
+            SwitchWatch::new(Duration::from_millis(500), &[(6 * SECOND, 17 * SECOND / 2)]);
+        let mut events = Vec::new();
+        for command in &log {
+            events.clear();
+            engine.apply(command, &mut events);
+            watch.apply(command, &events);
+        }
+        let check = watch.finish();
+        assert_eq!((check.fired, check.late, check.held_by_outage), (2, 0, 1));
     }
 
     /// A refreshed or disarmed switch does not fire, and a switch's cancels of orders another
@@ -249,7 +272,7 @@ mod tests {
         let check = watch(&log);
         assert_eq!((check.fired, check.late), (0, 0));
 
-        let mut watch = SwitchWatch::new(Duration::from_millis(500));
+        let mut watch = SwitchWatch::new(Duration::from_millis(500), &[]);
         watch.apply(&at(SECOND, quote("mine", 7)), &[]);
         let expired = Event {
             seq: 0,

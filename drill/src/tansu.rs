@@ -100,3 +100,15 @@ impl Drop for Tansu {
         self.stop();
     }
 }
+
+/// Whole-Kafka outages in drills: the broker killed, then started on its data.
+impl crate::LogControl for Tansu {
+    fn stop(&mut self) -> anyhow::Result<()> {
+        Tansu::stop(self);
+        Ok(())
+    }
+
+    fn start(&mut self) -> anyhow::Result<()> {
+        Ok(self.resume()?)
+    }
+}

@@ -206,6 +206,7 @@ fn shade_faults(out: &mut String, frame: &Frame, report: &DrillReport) {
             Fault::Pause => "#ff7f0e",
             Fault::Partition => "#9467bd",
             Fault::Isolation => "#8c564b",
+            Fault::KafkaOutage => "#7f7f7f",
         };
         let (x0, x1) = (frame.x(from), frame.x(to));
         let _ = writeln!(
