@@ -440,8 +440,8 @@ impl DrillReport {
             out,
             "lost_acked {}  false_reports {}  duplicates {}  overfills {}  cod_late {} (of {} \
              switches fired, {} held by a whole-Kafka outage, latest {} ms after its \
-             deadline)  cod_wrong_session {}  status_mismatches {} (of {} questions)  \
-             diverged {} (of {} hash reports)",
+             deadline)  cod_wrong_session {}  status_mismatches {} (of {} questions, asked \
+             up to {} times)  diverged {} (of {} hash reports)",
             self.lost_acked,
             self.false_reports,
             self.duplicates,
@@ -453,6 +453,7 @@ impl DrillReport {
             self.cod.wrong_session,
             self.status.mismatches,
             self.status.questions,
+            self.status.rounds_max,
             self.diverged,
             self.hash_reports_checked
         );

@@ -1,11 +1,18 @@
 //! `status_mismatches`: the same questions asked of every site at the same log position.
 //!
-//! Once every site has applied the log up to the audit position (and nothing more is sent),
-//! each member asks every site the status of a sample of its orders (OrderStatus) and for
-//! the state of all its live orders (MassStatus). A member who fails over must be told the
-//! same wherever it asks: any field of an answer that differs between two sites is a
-//! mismatch (the session's own sequence number excepted, and a status answer's as-of time:
-//! idle sites' `clock` commands keep moving log time while the questions are asked).
+//! Once every site has applied the log up to the audit position (and no member sends
+//! anything more), each member asks every site the status of a sample of its orders
+//! (OrderStatus) and for the state of its orders (MassStatus). A member who fails over must
+//! be told the same wherever it asks: any field of an answer that differs between two sites
+//! is a mismatch (the session's own sequence number excepted).
+//!
+//! The log does not stand still meanwhile: idle sites send `clock` commands, and as log time
+//! moves, answers change by right (a status answer's time is the site's engine time, and
+//! finished orders leave the dedup window and with it the answers). So a member's questions
+//! are asked of every site at the same moment, and asked again, up to [`ROUNDS`] times, until
+//! all sites answer alike: a site that answers differently at the same position (diverged, or
+//! stale) does so every round. A status answer's time is not compared at all: the sites may
+//! be asked a moment apart, at the same position but with a `clock` just applied at one.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,11 +37,14 @@ pub struct StatusCheck {
     pub questions: u64,
     /// Questions some two sites answered differently.
     pub mismatches: u64,
+    /// The most rounds one member's questions took to be answered alike everywhere.
+    pub rounds_max: u32,
     /// The first few, each with every site's answer.
     pub examples: Vec<String>,
 }
 
 /// One member's questions: its token and the orders to ask about.
+#[derive(Clone)]
 pub(crate) struct Member {
     pub token: String,
     pub orders: Vec<OrderId>,
@@ -48,13 +58,40 @@ pub(crate) async fn check(
 ) -> Result<StatusCheck> {
     let mut result = StatusCheck::default();
     for member in members {
-        let mut answers = Vec::new();
-        for gateway in gateways {
-            answers.push(ask(*gateway, member, symbol).await?);
+        let mut answers = ask_everywhere(gateways, member, symbol).await?;
+        let mut rounds = 1;
+        while rounds < ROUNDS && answers.iter().any(|site| *site != answers[0]) {
+            answers = ask_everywhere(gateways, member, symbol).await?;
+            rounds += 1;
         }
+        result.rounds_max = result.rounds_max.max(rounds);
         compare(&answers, &mut result);
     }
     Ok(result)
+}
+
+/// How many times a member's questions are asked of every site at once before answers that
+/// still differ count as mismatches.
+const ROUNDS: u32 = 20;
+
+/// Every site's answers to `member`'s questions, asked of all of them at the same time.
+async fn ask_everywhere(
+    gateways: &[SocketAddr],
+    member: &Member,
+    symbol: Symbol,
+) -> Result<Vec<Vec<String>>> {
+    let asks: Vec<_> = gateways
+        .iter()
+        .map(|gateway| {
+            let (gateway, member) = (*gateway, member.clone());
+            tokio::spawn(async move { ask(gateway, &member, symbol).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for ask in asks {
+        answers.push(ask.await??);
+    }
+    Ok(answers)
 }
 
 /// Counts the questions in `answers` (one list per site, in the same order) and those two
@@ -68,8 +105,13 @@ fn compare(answers: &[Vec<String>], result: &mut StatusCheck) {
         if answers.iter().any(|site| site.get(question) != Some(first)) {
             result.mismatches += 1;
             if result.examples.len() < 10 {
-                let each: Vec<Option<&String>> =
-                    answers.iter().map(|site| site.get(question)).collect();
+                let each: Vec<String> = answers
+                    .iter()
+                    .map(|site| {
+                        site.get(question)
+                            .map_or("(none)".into(), |a| around_difference(a, first))
+                    })
+                    .collect();
                 result.examples.push(format!("{each:?}"));
             }
         }
@@ -137,6 +179,21 @@ async fn request_until(
             }
         }
     }
+}
+
+/// `answer` from a little before where it first differs from `first` (a mass status answer
+/// runs to thousands of reports).
+fn around_difference(answer: &str, first: &str) -> String {
+    let at = answer
+        .char_indices()
+        .zip(first.chars())
+        .find(|((_, a), b)| a != b)
+        .map_or(answer.len().min(first.len()), |((at, _), _)| at);
+    answer
+        .char_indices()
+        .filter(|(i, _)| *i + 120 >= at && *i < at + 240)
+        .map(|(_, c)| c)
+        .collect()
 }
 
 /// An execution report without the session's sequence number, and without a status
