@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -103,20 +103,39 @@ pub struct FileHashSink {
 }
 
 impl FileHashSink {
+    /// Opens `path` for appending. A line a crash left torn at its end is ended first, so the
+    /// next report starts a line of its own (appended to the torn one, it was unreadable too).
     pub fn open(path: &Path) -> Result<FileHashSink, DivergenceError> {
-        let file = OpenOptions::new()
+        let io = |source| DivergenceError::Io {
+            path: path.into(),
+            source,
+        };
+        let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
-            .map_err(|source| DivergenceError::Io {
-                path: path.into(),
-                source,
-            })?;
+            .map_err(io)?;
+        if ends_torn(&mut file).map_err(io)? {
+            file.write_all(b"\n").map_err(io)?;
+        }
         Ok(FileHashSink {
             file,
             path: path.into(),
         })
     }
+}
+
+/// Whether `file` is not empty and does not end with a newline.
+fn ends_torn(file: &mut File) -> std::io::Result<bool> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 impl HashSink for FileHashSink {
@@ -129,7 +148,8 @@ impl HashSink for FileHashSink {
     }
 }
 
-/// Reads a file of JSON-line reports.
+/// Reads a file of JSON-line reports. A line cut short (a crash in the middle of writing it:
+/// the JSON ends early) is skipped; any other line that is not a report is an error.
 pub fn read_file(path: &Path) -> Result<Vec<HashReport>, DivergenceError> {
     let io = |source| DivergenceError::Io {
         path: path.into(),
@@ -142,12 +162,17 @@ pub fn read_file(path: &Path) -> Result<Vec<HashReport>, DivergenceError> {
         if line.trim().is_empty() {
             continue;
         }
-        let report = serde_json::from_str(&line).map_err(|err| DivergenceError::BadReport {
-            path: path.into(),
-            line: at + 1,
-            reason: err.to_string(),
-        })?;
-        reports.push(report);
+        match serde_json::from_str(&line) {
+            Ok(report) => reports.push(report),
+            Err(err) if err.classify() == serde_json::error::Category::Eof => {}
+            Err(err) => {
+                return Err(DivergenceError::BadReport {
+                    path: path.into(),
+                    line: at + 1,
+                    reason: err.to_string(),
+                })
+            }
+        }
     }
     Ok(reports)
 }
@@ -342,5 +367,33 @@ mod tests {
     fn a_site_contradicting_itself_is_a_divergence() {
         let verdict = compare(&[report("metal", 5, "aa"), report("metal", 5, "ab")]);
         assert_eq!(verdict.divergences.len(), 1);
+    }
+
+    /// A SIGKILL in the middle of a report leaves a torn last line. The node appended its
+    /// next report to it after the restart, which made both unreadable (the drill's reader
+    /// skipped the line, `exchange verify` refused the file). Now the torn line is ended at
+    /// open and skipped when read; a line that is not a report at all is still an error.
+    #[test]
+    fn a_torn_last_line_is_sealed_at_open_and_skipped_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hashes.jsonl");
+        let whole = serde_json::to_string(&report("metal", 1000, "aa")).unwrap();
+        std::fs::write(&path, format!("{whole}\n{}", &whole[..20])).unwrap();
+        FileHashSink::open(&path)
+            .unwrap()
+            .publish(&report("metal", 2000, "bb"))
+            .unwrap();
+        let positions: Vec<u64> = read_file(&path)
+            .unwrap()
+            .iter()
+            .map(|r| r.position)
+            .collect();
+        assert_eq!(positions, [1000, 2000]);
+
+        std::fs::write(&path, format!("{whole}\n{{\"site\": 7}}\n")).unwrap();
+        assert!(matches!(
+            read_file(&path),
+            Err(DivergenceError::BadReport { line: 2, .. })
+        ));
     }
 }
