@@ -68,6 +68,7 @@ fn assert_sound(report: &Value) {
     assert_eq!(report["false_reports"], 0, "{report:#}");
     assert_eq!(report["duplicates"], 0, "{report:#}");
     assert_eq!(report["overfills"], 0, "{report:#}");
+    assert_eq!(report["missed_fills"], 0, "{report:#}");
     assert_eq!(report["cod"]["late"], 0, "{report:#}");
     assert_eq!(report["cod"]["wrong_session"], 0, "{report:#}");
     assert_eq!(report["status"]["mismatches"], 0, "{report:#}");

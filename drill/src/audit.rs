@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use replicator::divergence::HashReport;
 
 use crate::failover::{Ack, Outcome};
+use crate::fills;
 use crate::switches::{CodCheck, SwitchWatch};
 use crate::{
     ms_between, site_hashes_at, ClientResult, DrillConfig, DrillReport, KillRecord, Percentiles,
@@ -27,6 +28,8 @@ struct History {
     rejected: HashSet<(AccountId, OrderId)>,
     /// Each live order's total quantity (as accepted, or as last amended).
     totals: HashMap<(AccountId, OrderId), Qty>,
+    /// Each order's filled quantity, once it has traded (under its latest id).
+    filled: HashMap<(AccountId, OrderId), Qty>,
     /// Trades that left an order filled beyond its total quantity.
     overfills: u64,
     /// The replay's state hash at each position a site reported.
@@ -68,6 +71,10 @@ impl History {
                 self.totals.remove(&(account, order_id));
                 self.totals
                     .insert((account, new_order_id.unwrap_or(order_id)), total);
+                if let Some(filled) = self.filled.remove(&(account, order_id)) {
+                    self.filled
+                        .insert((account, new_order_id.unwrap_or(order_id)), filled);
+                }
             }
             EventKind::Trade {
                 maker_account,
@@ -85,6 +92,7 @@ impl History {
                     if self.totals.get(&order).is_some_and(|total| filled > *total) {
                         self.overfills += 1;
                     }
+                    self.filled.insert(order, filled);
                 }
             }
             _ => {}
@@ -148,6 +156,8 @@ pub(crate) struct Evidence {
     pub hash_files: Vec<Vec<HashReport>>,
     /// The sites' answers to the same status questions.
     pub status: StatusCheck,
+    /// Each member's orders' filled quantities in its last mass status (the status check's).
+    pub final_filled: Vec<BTreeMap<OrderId, Qty>>,
     /// Whole-Kafka outages, from stop to start in log-time nanoseconds: a switch due while
     /// the log was down fires when it is back, before anything else is applied.
     pub log_outages: Vec<(u64, u64)>,
@@ -177,6 +187,7 @@ pub(crate) fn audit(
     let (hashes, hash_mismatches) = convergence(names, &reports, &history, position);
     let sites_converged = hash_mismatches.is_empty() && hashes.iter().all(|h| h.matches_log);
     let tally = Tally::of(&results, &history)?;
+    let fills = fills::check(&history.filled, &results, &evidence.final_filled);
     let duplicates = duplicates(&history);
     let KillLog {
         records: kill_log,
@@ -189,6 +200,8 @@ pub(crate) fn audit(
             duplicates,
             overfills: history.overfills,
             status_mismatches: evidence.status.mismatches,
+            missed_fills: fills.missed,
+            false_fills: fills.false_fills,
             cod_late: history.cod.late,
             cod_wrong_session: history.cod.wrong_session,
             sites_converged,
@@ -207,7 +220,10 @@ pub(crate) fn audit(
         unacknowledged: tally.unacked,
         lost_acked: tally.lost,
         lost_examples: tally.lost_examples,
-        false_reports: tally.false_reports,
+        false_reports: tally.false_reports + fills.false_fills,
+        missed_fills: fills.missed,
+        false_fills: fills.false_fills,
+        fill_examples: fills.examples,
         duplicates,
         overfills: history.overfills,
         cod: history.cod,
@@ -507,6 +523,8 @@ struct Figures {
     duplicates: u64,
     overfills: u64,
     status_mismatches: u64,
+    missed_fills: u64,
+    false_fills: u64,
     cod_late: u64,
     cod_wrong_session: u64,
     sites_converged: bool,
@@ -522,6 +540,14 @@ fn problems(tally: &Tally, figures: &Figures, kill_log: &[KillRecord]) -> Vec<St
         (
             tally.false_reports,
             "engine rejects the history contradicts",
+        ),
+        (
+            figures.false_fills,
+            "orders were told filled further than the history filled them",
+        ),
+        (
+            figures.missed_fills,
+            "orders were filled further than their members were told",
         ),
         (figures.duplicates, "client order ids were accepted twice"),
         (
@@ -614,6 +640,7 @@ mod tests {
             counts: Default::default(),
             account: AccountId(1),
             quoter: false,
+            told: BTreeMap::new(),
         }
     }
 
@@ -838,5 +865,26 @@ mod tests {
             .map(|r| (r.position, r.hash.as_str()))
             .collect();
         assert_eq!(pairs, [(1000, "a"), (2000, "b"), (2000, "x"), (3000, "c")]);
+    }
+
+    /// The fills check: a fill the member was never told (not in a report, not in a mass
+    /// status) is missed; one told beyond the history is false; the last mass status makes
+    /// up for reports lost while moving.
+    #[test]
+    fn the_audit_finds_missed_and_false_fills() {
+        let account = AccountId(1);
+        let mut history = History::default();
+        for (order, filled) in [("a", 3), ("b", 2), ("c", 5)] {
+            history.filled.insert((account, id(order)), Qty(filled));
+        }
+        let mut member = client(vec![], vec![]);
+        member.told = [(id("a"), Qty(3)), (id("b"), Qty(1)), (id("d"), Qty(1))].into();
+        let final_status = [(id("c"), Qty(5))].into();
+        let check = fills::check(&history.filled, &[member], &[final_status]);
+        // b: told 1 of 2 (missed); d: told a fill the history never made (false).
+        assert_eq!((check.missed, check.false_fills), (1, 1), "{check:?}");
+        assert_eq!(check.examples.len(), 2);
+        let none = fills::check(&history.filled, &[client(vec![], vec![])], &[]);
+        assert_eq!(none.missed, 3, "nothing told, nothing reconciled");
     }
 }

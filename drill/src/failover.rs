@@ -24,7 +24,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use engine::{AccountId, OrderId};
+use engine::{AccountId, OrderId, Qty};
 use gateway::binary::{
     exec_type, msg_type, ord_status, reason, ClientMessage, ExecReport, NewOrderMsg, ServerMessage,
 };
@@ -165,6 +165,8 @@ pub struct FailoverClient {
     /// No new sends before this (after gateway refusals), and the current pause.
     hold_until: Instant,
     backoff: Duration,
+    /// The most filled quantity the member was told of, per order (reports, status answers).
+    told: BTreeMap<OrderId, Qty>,
 }
 
 impl FailoverClient {
@@ -192,6 +194,7 @@ impl FailoverClient {
             next_home_probe: Instant::now(),
             hold_until: Instant::now(),
             backoff: Duration::ZERO,
+            told: BTreeMap::new(),
         };
         let deadline = Instant::now() + client.config.connect_timeout * 10;
         while !client.try_logon(client.site).await {
@@ -228,6 +231,12 @@ impl FailoverClient {
 
     pub fn counts(&self) -> ClientCounts {
         self.counts
+    }
+
+    /// The most filled quantity the member was told of, per order: from its reports, and
+    /// from the mass status it asks for after every move (fills while it was between sites).
+    pub fn told(&self) -> &BTreeMap<OrderId, Qty> {
+        &self.told
     }
 
     /// Sends a new order; it is followed until acknowledged, across failovers. An id already
@@ -384,6 +393,10 @@ impl FailoverClient {
 
     fn on_report(&mut self, report: &ExecReport, acks: &mut Vec<Ack>) {
         let id = report.cl_ord_id;
+        if report.cum_qty.0 > 0 {
+            let told = self.told.entry(id).or_insert(Qty(0));
+            *told = (*told).max(report.cum_qty);
+        }
         let Some(pending) = self.pending.get(&id).copied() else {
             if report.last_qty.0 > 0 {
                 self.counts.fills += 1;
@@ -484,6 +497,14 @@ impl FailoverClient {
         self.home_up_since = None;
         self.counts.returns_home += 1;
         self.reconcile(acks).await;
+        self.ask_mass_status().await;
+    }
+
+    /// Asks the site for the state of every order of the member it knows (live, and
+    /// finished within the dedup window): the fills it missed between sites arrive as status
+    /// answers.
+    async fn ask_mass_status(&mut self) {
+        self.send(&ClientMessage::MassStatus { symbol: None }).await;
     }
 
     fn requeue_in_flight(&mut self) {
@@ -533,6 +554,7 @@ impl FailoverClient {
         self.down_since = None;
         let logged_on = Instant::now();
         let (known, resent) = self.reconcile(acks).await;
+        self.ask_mass_status().await;
         self.failovers.push(Failover {
             from,
             to: self.site,

@@ -34,6 +34,7 @@
 mod audit;
 pub mod cluster;
 pub mod failover;
+mod fills;
 pub mod partition;
 mod quoter;
 pub mod sites;
@@ -291,6 +292,12 @@ pub struct DrillReport {
     pub duplicates: u64,
     /// Trades in the history that filled an order beyond its quantity.
     pub overfills: u64,
+    /// Orders the history filled further than their member was ever told (reports, the
+    /// mass status after each move and at the end).
+    pub missed_fills: u64,
+    /// Of `false_reports`, orders a member was told were filled further than the history.
+    pub false_fills: u64,
+    pub fill_examples: Vec<String>,
     /// The dead-man's switches (cancel-on-disconnect): `late` and `wrong_session` must be 0.
     pub cod: CodCheck,
     /// The same questions (order status, mass status) asked of every site at the audit
@@ -438,12 +445,15 @@ impl DrillReport {
         );
         let _ = writeln!(
             out,
-            "lost_acked {}  false_reports {}  duplicates {}  overfills {}  cod_late {} (of {} \
+            "lost_acked {}  false_reports {} ({} of fills)  missed_fills {}  duplicates {}  \
+             overfills {}  cod_late {} (of {} \
              switches fired, {} held by a whole-Kafka outage, latest {} ms after its \
              deadline)  cod_wrong_session {}  status_mismatches {} (of {} questions, asked \
              up to {} times)  diverged {} (of {} hash reports)",
             self.lost_acked,
             self.false_reports,
+            self.false_fills,
+            self.missed_fills,
             self.duplicates,
             self.overfills,
             self.cod.late,
@@ -471,13 +481,8 @@ impl DrillReport {
                 if hash.matches_log { "= log" } else { "DIFFERS" }
             );
         }
-        for example in self
-            .status
-            .examples
-            .iter()
-            .chain(&self.cod.examples)
-            .take(3)
-        {
+        let examples = self.status.examples.iter().chain(&self.cod.examples);
+        for example in examples.chain(&self.fill_examples).take(3) {
             let _ = writeln!(out, "  e.g. {example}");
         }
         if self.passed() {
@@ -500,6 +505,8 @@ struct ClientResult {
     account: AccountId,
     /// A quote-only member (`quoter`), not an order-entry client.
     quoter: bool,
+    /// The most filled quantity it was told of, per order ([`FailoverClient::told`]).
+    told: BTreeMap<OrderId, Qty>,
 }
 
 /// Runs the drill on `sites` (all up) and audits. Errors only when the drill could not run;
@@ -556,12 +563,14 @@ pub fn run_drill<S: SiteControl>(
     };
     let position = runtime.block_on(align_to_boundary(config, &gateways, &up(&https)))?;
     let questions = status_questions(config, &results);
-    let status = runtime.block_on(status::check(&up(&gateways), &questions, config.symbol))?;
+    let (status, final_filled) =
+        runtime.block_on(status::check(&up(&gateways), &questions, config.symbol))?;
     drop(runtime);
     let evidence = audit::Evidence {
         log: tap.until(position, LOG_READ_TIMEOUT)?,
         hash_files: sites.iter().map(|s| s.hash_history()).collect(),
         status,
+        final_filled,
         log_outages: log_outages(&kills, started_wall),
     };
     let acks = results.iter().flat_map(|r| r.acks.iter());
@@ -856,6 +865,7 @@ async fn client_task(
         counts: client.counts(),
         account: client.account(),
         quoter: false,
+        told: client.told().clone(),
     })
 }
 

@@ -65,6 +65,7 @@ pub(crate) async fn quoter_task(
         counts: client.counts(),
         account: client.account(),
         quoter: true,
+        told: client.told().clone(),
     })
 }
 

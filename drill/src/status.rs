@@ -14,11 +14,12 @@
 //! stale) does so every round. A status answer's time is not compared at all: the sites may
 //! be asked a moment apart, at the same position but with a `clock` just applied at one.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use engine::{OrderId, Symbol};
+use engine::{OrderId, Qty, Symbol};
 use gateway::binary::{exec_type, ClientMessage, ExecReport, ServerMessage};
 use gateway::binary_client::BinaryClient;
 use serde::Serialize;
@@ -50,24 +51,37 @@ pub(crate) struct Member {
     pub orders: Vec<OrderId>,
 }
 
-/// Asks every site at `gateways` the same questions for each of `members` on `symbol`.
+/// Asks every site at `gateways` the same questions for each of `members` on `symbol`. Also
+/// returns, per member, the filled quantity of each order its mass status listed (the first
+/// site's answer): what a member reconciling at the end is told.
 pub(crate) async fn check(
     gateways: &[SocketAddr],
     members: &[Member],
     symbol: Symbol,
-) -> Result<StatusCheck> {
+) -> Result<(StatusCheck, Vec<BTreeMap<OrderId, Qty>>)> {
     let mut result = StatusCheck::default();
+    let mut filled = Vec::new();
     for member in members {
         let mut answers = ask_everywhere(gateways, member, symbol).await?;
         let mut rounds = 1;
-        while rounds < ROUNDS && answers.iter().any(|site| *site != answers[0]) {
+        while rounds < ROUNDS && answers.iter().any(|site| site.text != answers[0].text) {
             answers = ask_everywhere(gateways, member, symbol).await?;
             rounds += 1;
         }
         result.rounds_max = result.rounds_max.max(rounds);
-        compare(&answers, &mut result);
+        let texts: Vec<Vec<String>> = answers.iter().map(|a| a.text.clone()).collect();
+        compare(&texts, &mut result);
+        filled.push(answers.swap_remove(0).filled);
     }
-    Ok(result)
+    Ok((result, filled))
+}
+
+/// One site's answers to a member's questions.
+struct Answers {
+    /// Each question's answer as text (see [`describe`]).
+    text: Vec<String>,
+    /// The filled quantity of each order the mass status listed.
+    filled: BTreeMap<OrderId, Qty>,
 }
 
 /// How many times a member's questions are asked of every site at once before answers that
@@ -79,7 +93,7 @@ async fn ask_everywhere(
     gateways: &[SocketAddr],
     member: &Member,
     symbol: Symbol,
-) -> Result<Vec<Vec<String>>> {
+) -> Result<Vec<Answers>> {
     let asks: Vec<_> = gateways
         .iter()
         .map(|gateway| {
@@ -120,43 +134,50 @@ fn compare(answers: &[Vec<String>], result: &mut StatusCheck) {
 
 /// One site's answers for `member`: each order's status, then its mass status, each as text
 /// without the session's sequence number.
-async fn ask(gateway: SocketAddr, member: &Member, symbol: Symbol) -> Result<Vec<String>> {
+async fn ask(gateway: SocketAddr, member: &Member, symbol: Symbol) -> Result<Answers> {
     let (mut client, _) = BinaryClient::logon(gateway, &member.token, false)
         .await
         .map_err(|e| anyhow!("status check logon at {gateway}: {e}"))?;
-    let mut answers = Vec::new();
+    let mut text = Vec::new();
     for id in &member.orders {
         let request = ClientMessage::OrderStatus {
             cl_ord_id: *id,
             symbol,
         };
-        let reports = request_until(&mut client, &request, |m| match m {
+        let answers = request_until(&mut client, &request, |m| match m {
             ServerMessage::ExecutionReport(r) => {
                 r.exec_type == exec_type::ORDER_STATUS && r.cl_ord_id == *id
             }
             _ => false,
         })
         .await?;
-        answers.push(reports.join(" "));
+        text.push(as_text(&answers));
     }
     let request = ClientMessage::MassStatus {
         symbol: Some(symbol),
     };
-    let reports = request_until(&mut client, &request, |m| {
+    let answers = request_until(&mut client, &request, |m| {
         matches!(m, ServerMessage::MassStatusReport { .. })
     })
     .await?;
-    answers.push(reports.join(" "));
-    Ok(answers)
+    text.push(as_text(&answers));
+    let filled = answers
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::ExecutionReport(r) => Some((r.cl_ord_id, r.cum_qty)),
+            _ => None,
+        })
+        .collect();
+    Ok(Answers { text, filled })
 }
 
-/// Sends `request` and collects the answers up to and including the one `last` picks, as
-/// text; asks again when the session refuses it (over its message rate).
+/// Sends `request` and collects the answers up to and including the one `last` picks;
+/// asks again when the session refuses it (over its message rate).
 async fn request_until(
     client: &mut BinaryClient,
     request: &ClientMessage,
     last: impl Fn(&ServerMessage) -> bool,
-) -> Result<Vec<String>> {
+) -> Result<Vec<ServerMessage>> {
     'again: loop {
         client.send(request).await?;
         let mut answers = Vec::new();
@@ -170,15 +191,28 @@ async fn request_until(
                     tokio::time::sleep(THROTTLE_PAUSE).await;
                     continue 'again;
                 }
-                ServerMessage::ExecutionReport(report) => answers.push(describe(report)),
                 ServerMessage::Heartbeat { .. } => continue,
-                other => answers.push(format!("{other:?}")),
+                _ => {}
             }
-            if last(&message) {
+            let done = last(&message);
+            answers.push(message);
+            if done {
                 return Ok(answers);
             }
         }
     }
+}
+
+/// Answers as one text: execution reports as [`describe`] puts them, the rest as they are.
+fn as_text(answers: &[ServerMessage]) -> String {
+    let each: Vec<String> = answers
+        .iter()
+        .map(|m| match m {
+            ServerMessage::ExecutionReport(report) => describe(report),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    each.join(" ")
 }
 
 /// `answer` from a little before where it first differs from `first` (a mass status answer

@@ -1,0 +1,72 @@
+//! `missed_fills`: what each member was told of its fills against the log's history.
+//!
+//! A member hears of fills from its execution reports, and of those it missed while moving
+//! between sites from the mass status it asks for at the new site; at the end it reconciles
+//! once more (the status check's mass status). For every order, the most filled quantity
+//! it was told must be the history's: less is a missed fill, more a false report.
+
+use std::collections::{BTreeMap, HashMap};
+
+use engine::{AccountId, OrderId, Qty};
+
+use crate::ClientResult;
+
+/// What the fills check found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct FillCheck {
+    /// Orders the history filled further than their member was ever told.
+    pub missed: u64,
+    /// Orders a member was told were filled further than the history filled them.
+    pub false_fills: u64,
+    pub examples: Vec<String>,
+}
+
+/// Each member's told fills (`results`, with `final_filled` from its last mass status, in the
+/// same order) against `filled`, the history's filled quantity per (account, order).
+pub(crate) fn check(
+    filled: &HashMap<(AccountId, OrderId), Qty>,
+    results: &[ClientResult],
+    final_filled: &[BTreeMap<OrderId, Qty>],
+) -> FillCheck {
+    let mut by_account: HashMap<AccountId, Vec<(OrderId, Qty)>> = HashMap::new();
+    for ((account, order), qty) in filled {
+        by_account.entry(*account).or_default().push((*order, *qty));
+    }
+    let mut check = FillCheck::default();
+    for (k, result) in results.iter().enumerate() {
+        let mut told = result.told.clone();
+        for (order, qty) in final_filled.get(k).into_iter().flatten() {
+            let entry = told.entry(*order).or_insert(Qty(0));
+            *entry = (*entry).max(*qty);
+        }
+        let history = |order: &OrderId| filled.get(&(result.account, *order)).copied();
+        for (order, qty) in &told {
+            if *qty > history(order).unwrap_or(Qty(0)) {
+                check.false_fills += 1;
+                check.example(result.account, order, *qty, history(order));
+            }
+        }
+        for (order, qty) in by_account.get(&result.account).into_iter().flatten() {
+            let was_told = told.get(order).copied().unwrap_or(Qty(0));
+            if was_told < *qty {
+                check.missed += 1;
+                check.example(result.account, order, was_told, Some(*qty));
+            }
+        }
+    }
+    check
+}
+
+impl FillCheck {
+    fn example(&mut self, account: AccountId, order: &OrderId, told: Qty, history: Option<Qty>) {
+        if self.examples.len() < 10 {
+            self.examples.push(format!(
+                "account {} order {}: told filled {}, the history {}",
+                account.0,
+                order.as_str(),
+                told.0,
+                history.map_or("nothing".to_string(), |q| q.0.to_string())
+            ));
+        }
+    }
+}
