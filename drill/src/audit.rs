@@ -443,14 +443,19 @@ fn kill_log(kills: Vec<(usize, KillRecord, Instant)>, results: &[ClientResult]) 
         let back = record
             .restarted_at_ms
             .map(|at| killed + Duration::from_millis(at.saturating_sub(record.killed_at_ms)));
-        let rtos = |quoters: bool| -> Vec<Option<u64>> {
+        let moves = |quoters: bool| -> Vec<(u64, Option<u64>)> {
             results
                 .iter()
                 .filter(|result| result.quoter == quoters)
                 .filter_map(|result| client_rto(result, site, killed, back))
                 .collect()
         };
-        let (clients, quoters) = (rtos(false), rtos(true));
+        let (clients, quoters) = (moves(false), moves(true));
+        record.detect_ms = clients.iter().map(|(detected, _)| *detected).max();
+        let rtos = |moves: Vec<(u64, Option<u64>)>| -> Vec<Option<u64>> {
+            moves.into_iter().map(|(_, rto)| rto).collect()
+        };
+        let (clients, quoters) = (rtos(clients), rtos(quoters));
         record.clients_failed_over = clients.len();
         record.rto_ms = slowest(&clients);
         record.quoters_moved = quoters.len();
@@ -479,14 +484,14 @@ fn slowest(rtos: &[Option<u64>]) -> Option<u64> {
 }
 
 /// For a client that failed over from `site` after `killed`, before the site was `back` and
-/// within 30 s: `Some` of its RTO (`None` inside if no other site acknowledged anything
-/// afterwards); `None` for any other.
+/// within 30 s: `Some` of when it noticed and its RTO (`None` if no other site acknowledged
+/// anything afterwards), in milliseconds from `killed`; `None` for any other.
 fn client_rto(
     result: &ClientResult,
     site: usize,
     killed: Instant,
     back: Option<Instant>,
-) -> Option<Option<u64>> {
+) -> Option<(u64, Option<u64>)> {
     let window_end = match back {
         Some(back) => back.min(killed + Duration::from_secs(30)),
         None => killed + Duration::from_secs(30),
@@ -495,13 +500,12 @@ fn client_rto(
         .failovers
         .iter()
         .find(|f| f.from == site && f.detected >= killed && f.detected <= window_end)?;
-    Some(
-        result
-            .acks
-            .iter()
-            .find(|ack| ack.site != site && ack.at >= failover.detected)
-            .map(|ack| ms_between(killed, ack.at)),
-    )
+    let rto = result
+        .acks
+        .iter()
+        .find(|ack| ack.site != site && ack.at >= failover.detected)
+        .map(|ack| ms_between(killed, ack.at));
+    Some((ms_between(killed, failover.detected), rto))
 }
 
 /// p50, p99, p99.9 and max of `values` (nearest rank), none if empty.
@@ -661,6 +665,7 @@ mod tests {
             return_error: None,
             quoters_moved: 0,
             quote_rto_ms: None,
+            detect_ms: None,
         }
     }
 

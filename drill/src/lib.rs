@@ -228,6 +228,9 @@ pub struct KillRecord {
     /// From the kill to the first acknowledgement of a failed-over client at another site
     /// (the slowest client's).
     pub rto_ms: Option<u64>,
+    /// From the fault to the slowest of those clients noticing (the rest of its RTO is the
+    /// move and the first acknowledgement elsewhere).
+    pub detect_ms: Option<u64>,
     /// Quoters that were on the site and moved, and from the fault to the slowest one's
     /// first quote acknowledged at another site.
     pub quoters_moved: usize,
@@ -412,12 +415,13 @@ impl DrillReport {
             let _ = writeln!(
                 out,
                 "  {:>8} {down}{effects} at {:>6} ms, {up} at {:>6}, {} clients failed \
-                 over, rto {}, {} quoters moved, rto {}, catch-up {}{}",
+                 over (noticed by {}), rto {}, {} quoters moved, rto {}, catch-up {}{}",
                 kill.site,
                 kill.killed_at_ms,
                 kill.restarted_at_ms
                     .map_or("-".to_string(), |t| format!("{t} ms")),
                 kill.clients_failed_over,
+                ms(kill.detect_ms),
                 ms(kill.rto_ms),
                 kill.quoters_moved,
                 ms(kill.quote_rto_ms),
@@ -696,6 +700,7 @@ fn kill_and_restart<S: SiteControl>(
             return_error: None,
             quoters_moved: 0,
             quote_rto_ms: None,
+            detect_ms: None,
         };
         sleep_until(killed + down);
         let target = log_end(https, site);
