@@ -152,9 +152,9 @@ pub struct FailoverClient {
     failovers: Vec<Failover>,
     counts: ClientCounts,
     last_sent: Instant,
-    /// When the current site was last heard from, and whether a test request is out since.
+    /// When the current site was last heard from, and when a test request went out since.
     last_heard: Instant,
-    probed: bool,
+    probed: Option<Instant>,
     tests_sent: u64,
     /// Since when the client has had no site (the first detection of the current outage).
     down_since: Option<Instant>,
@@ -186,7 +186,7 @@ impl FailoverClient {
             counts: ClientCounts::default(),
             last_sent: Instant::now(),
             last_heard: Instant::now(),
-            probed: false,
+            probed: None,
             tests_sent: 0,
             down_since: None,
             home,
@@ -320,10 +320,20 @@ impl FailoverClient {
         sent
     }
 
-    /// An order unanswered for the ack timeout, or the site silent for the silence timeout.
+    /// An order unanswered for the ack timeout, or the site silent for the silence timeout: a
+    /// test request unanswered for the part of it after the probe. Counted from the probe,
+    /// not from the last frame: a client that has not read for a while (busy elsewhere) has
+    /// not been ignored by the site (seen: the drill's audit client, pausing between its
+    /// reads, moved round every site again and again).
     fn overdue(&self) -> bool {
         let now = Instant::now();
-        let silent = now.duration_since(self.last_heard) > self.config.silence_timeout;
+        let unanswered = self
+            .config
+            .silence_timeout
+            .saturating_sub(self.config.probe_after);
+        let silent = self
+            .probed
+            .is_some_and(|at| now.duration_since(at) > unanswered);
         silent
             || self.pending.values().any(|p| {
                 p.sent
@@ -334,19 +344,22 @@ impl FailoverClient {
     /// Sends a test request when the site has been quiet for the probe interval and none is
     /// out yet.
     async fn probe_if_quiet(&mut self) {
-        if self.conn.is_none() || self.probed || self.last_heard.elapsed() < self.config.probe_after
+        if self.conn.is_none()
+            || self.probed.is_some()
+            || self.last_heard.elapsed() < self.config.probe_after
         {
             return;
         }
         self.tests_sent += 1;
         let test_id = self.tests_sent;
-        self.probed = self.send(&ClientMessage::Heartbeat { test_id }).await;
+        let sent = self.send(&ClientMessage::Heartbeat { test_id }).await;
+        self.probed = sent.then(Instant::now);
     }
 
     /// The site answered: it is alive.
     fn heard(&mut self) {
         self.last_heard = Instant::now();
-        self.probed = false;
+        self.probed = None;
     }
 
     /// Sends every order waiting to be sent whose time has come.
