@@ -33,6 +33,9 @@ use gateway::binary_client::BinaryClient;
 /// A session silent this long sends a heartbeat (the server's interval is 30 s).
 const IDLE_HEARTBEAT: Duration = Duration::from_secs(10);
 
+/// How long a probe logon at the first site may take (a live site answers in milliseconds).
+const HOME_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// Where the sites are and how patient to be.
 #[derive(Clone, Debug)]
 pub struct FailoverConfig {
@@ -493,9 +496,11 @@ impl FailoverClient {
         self.next_home_probe = now + every;
         let addr = self.config.sites[self.home];
         let probe = BinaryClient::logon(addr, &self.config.token, self.config.cancel_on_disconnect);
-        let Ok(Ok((conn, account))) =
-            tokio::time::timeout(self.config.connect_timeout, probe).await
-        else {
+        // Short: the probe holds up reading the current site's answers, and a frozen or
+        // cut-off first site never answers (with the whole connect timeout, a client that had
+        // just moved read nothing for a second, took its new site for silent and moved again:
+        // half the RTO of a freeze).
+        let Ok(Ok((conn, account))) = tokio::time::timeout(HOME_PROBE_TIMEOUT, probe).await else {
             self.home_up_since = None;
             return;
         };
@@ -566,6 +571,10 @@ impl FailoverClient {
         }
         self.down_since = None;
         let logged_on = Instant::now();
+        // Not straight back: the first site has only just failed.
+        if let Some(every) = self.config.home_every {
+            self.next_home_probe = logged_on + every;
+        }
         let (known, resent) = self.reconcile(acks).await;
         self.ask_mass_status().await;
         self.failovers.push(Failover {
