@@ -20,7 +20,9 @@ use common::{next, report, runtime};
 use drill::sites::{drill_engine, free_port, members, node_config};
 use drill::tansu::Tansu;
 use engine::{OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
-use gateway::binary::{reason, ClientMessage, NewOrderMsg, ServerMessage};
+use gateway::binary::{
+    msg_type, reason, session_reject, ClientMessage, NewOrderMsg, ServerMessage,
+};
 use gateway::binary_client::BinaryClient;
 use gateway::binary_server::logout;
 use gateway::switch::COD_TIMEOUT;
@@ -181,8 +183,8 @@ fn a_dead_site_s_switch_fires_at_every_surviving_site_and_spares_later_sessions(
 /// nothing in flight would never notice while its switch fires at the other sites. Here the
 /// log goes away (the broker stops): the cancel-on-disconnect session is logged out with
 /// reason 16 within the switch's timeout (plus the broker connection's own timeouts on a
-/// loaded machine); a session without cancel-on-disconnect is left alone (its next order is
-/// refused `unavailable`).
+/// loaded machine); a session without cancel-on-disconnect is left alone, but its status
+/// questions are refused `unavailable` (the site may be behind without knowing it).
 #[test]
 fn a_cancel_on_disconnect_session_whose_site_lost_the_log_is_told_so() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,6 +219,31 @@ fn a_cancel_on_disconnect_session_whose_site_lost_the_log_is_told_so() {
             "told {told:?} after the log went away"
         );
         eprintln!("the cancel-on-disconnect session was told {told:?} after the log went away");
+        // Cut off, the site may be behind the others without knowing it: it answers no
+        // status question, and says why.
+        plain
+            .send(&ClientMessage::OrderStatus {
+                cl_ord_id: OrderId::new("q1").unwrap(),
+                symbol: Symbol::new("BTC-USD").unwrap(),
+            })
+            .await
+            .unwrap();
+        loop {
+            match next(&mut plain).await {
+                ServerMessage::SessionReject {
+                    code,
+                    rejected_type,
+                } => {
+                    assert_eq!(code, session_reject::UNAVAILABLE);
+                    assert_eq!(rejected_type, msg_type::ORDER_STATUS);
+                    break;
+                }
+                ServerMessage::Heartbeat { .. } => continue,
+                // The member's own reports (its order from the other session).
+                ServerMessage::ExecutionReport(r) if r.exec_type != b'I' => continue,
+                other => panic!("a status answer from a site cut off from the log: {other:?}"),
+            }
+        }
         plain
             .send(&ClientMessage::Heartbeat { test_id: 9 })
             .await

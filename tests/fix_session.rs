@@ -411,12 +411,16 @@ fn a_dropped_connection_cancels_the_orders_of_a_member_who_asked() {
     site.shutdown().unwrap();
 }
 
-/// A log that refuses everything.
+/// A log that refuses everything: busy (the site still reaches it), or unavailable (cut off).
 struct Refusing(SubmitError);
 
 impl Sequencer for Refusing {
     fn submit(&self, _command: Command) -> Result<(), SubmitError> {
         Err(self.0)
+    }
+
+    fn available(&self) -> bool {
+        self.0 != SubmitError::Unavailable
     }
 }
 
@@ -452,6 +456,22 @@ fn requests_the_log_refuses_are_rejected_never_dropped() {
         alice
             .next()
             .check(&[(35, "r"), (11, "m1"), (531, "0"), (58, text)]);
+        // Status questions: a busy site answers from its state; a site cut off from the log
+        // may be behind without knowing it, and says so instead.
+        alice.send("H", &[(11, "o1"), (55, "BTC-USD"), (54, "1")]);
+        alice.send("AF", &[(584, "s1"), (585, "7")]);
+        for asked in ["H", "AF"] {
+            let answer = alice.next();
+            if error == SubmitError::Unavailable {
+                answer.check(&[(35, "j"), (372, asked)]);
+                assert!(
+                    answer.get(58).unwrap().starts_with("unavailable"),
+                    "{answer:?}"
+                );
+            } else {
+                answer.check(&[(35, "8"), (150, "I")]);
+            }
+        }
         alice.send("5", &[]);
         alice.next().check(&[(35, "5")]);
     }

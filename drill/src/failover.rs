@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use engine::{AccountId, OrderId, Qty};
 use gateway::binary::{
-    exec_type, msg_type, ord_status, reason, ClientMessage, ExecReport, NewOrderMsg, ServerMessage,
+    exec_type, msg_type, ord_status, reason, session_reject, ClientMessage, ExecReport,
+    NewOrderMsg, ServerMessage,
 };
 use gateway::binary_client::BinaryClient;
 
@@ -394,6 +395,14 @@ impl FailoverClient {
         match message {
             ServerMessage::ExecutionReport(report) => self.on_report(&report, acks),
             ServerMessage::Logout { .. } => self.conn = None,
+            ServerMessage::SessionReject {
+                code: session_reject::UNAVAILABLE,
+                ..
+            } => {
+                // A status question (or a mass cancel) the site cannot answer: it is cut off
+                // from the log. Another site can.
+                self.conn = None;
+            }
             ServerMessage::SessionReject {
                 rejected_type: msg_type::NEW_ORDER,
                 ..

@@ -427,9 +427,9 @@ impl Session {
     /// throttled, with a SessionReject.
     fn order_status(&mut self, cl_ord_id: OrderId, symbol: Symbol, throttled: bool) {
         let account = self.account;
-        if throttled {
+        if let Some(code) = self.status_refusal(Some(&symbol), throttled) {
             self.push(&ServerMessage::SessionReject {
-                code: session_reject::THROTTLED,
+                code,
                 rejected_type: msg_type::ORDER_STATUS,
             });
             return;
@@ -462,10 +462,22 @@ impl Session {
     /// Answers a MassStatus: an OrderStatus report for every order of the account the venue
     /// remembers (in the symbol, if given), then a MassStatusReport with their count;
     /// throttled, with a SessionReject.
-    fn mass_status(&mut self, symbol: Option<Symbol>, throttled: bool) {
+    /// Why a status question is not answered: over the session's rate, or the site cut off
+    /// from the log (its answer could be stale without its knowing).
+    fn status_refusal(&self, symbol: Option<&Symbol>, throttled: bool) -> Option<u16> {
         if throttled {
+            Some(session_reject::THROTTLED)
+        } else if !self.hub.log_available(symbol) {
+            Some(session_reject::UNAVAILABLE)
+        } else {
+            None
+        }
+    }
+
+    fn mass_status(&mut self, symbol: Option<Symbol>, throttled: bool) {
+        if let Some(code) = self.status_refusal(symbol.as_ref(), throttled) {
             self.push(&ServerMessage::SessionReject {
-                code: session_reject::THROTTLED,
+                code,
                 rejected_type: msg_type::MASS_STATUS,
             });
             return;

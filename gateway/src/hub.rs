@@ -48,6 +48,12 @@ pub trait Sequencer: Send + Sync + 'static {
     /// when the engine applies it from the committed log. With Kafka, an `Ok` whose delivery
     /// later fails is *unknown*: the client resends with the same id and the engine dedups.
     fn submit(&self, command: Command) -> Result<(), SubmitError>;
+
+    /// Whether the log takes commands now (this site is not cut off from it): only then is
+    /// this site's state current enough to answer a status question from.
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 /// Outbound reports a session may have queued before it is disconnected as too slow.
@@ -172,6 +178,16 @@ impl Hub {
     /// it).
     pub fn shard_of(&self, symbol: &Symbol) -> usize {
         self.shard_of.get(symbol).copied().unwrap_or(0)
+    }
+
+    /// Whether `symbol`'s shard's log (every shard's, for `None`) is available here: a site
+    /// that cannot reach its log may be behind the others without knowing it, so it answers
+    /// no status question (see [`Sequencer::available`]).
+    pub fn log_available(&self, symbol: Option<&Symbol>) -> bool {
+        match symbol {
+            Some(symbol) => self.shards[self.shard_of(symbol)].available(),
+            None => self.shards.iter().all(|shard| shard.available()),
+        }
     }
 
     /// The log position of the next command shard `shard`'s engine will apply.

@@ -170,6 +170,10 @@ impl Sequencer for ShardSequencer {
                 Refused::Unavailable => SubmitError::Unavailable,
             })
     }
+
+    fn available(&self) -> bool {
+        self.0.failure().is_none() && self.0.log.available()
+    }
 }
 
 // ----- 2.-4. run -----------------------------------------------------------------------------

@@ -423,6 +423,9 @@ impl FixApp {
                     Err(self.refused(err)),
                 ))
             }
+            Inbound::Status { symbol, .. } if !self.hub.log_available(Some(&symbol)) => {
+                Some(log_unavailable(ref_seq, msg_type))
+            }
             Inbound::Status {
                 order,
                 symbol,
@@ -643,6 +646,12 @@ impl Application for FixApp {
             bump(&self.counters.malformed);
             FixReject::new(malformed.reason, malformed.text).with_ref_tag(malformed.tag)
         })?;
+        if let Inbound::MassStatus { symbol, .. } = &inbound {
+            if !self.hub.log_available(symbol.as_ref()) {
+                live.reply(log_unavailable(ref_seq, msg_type)).await;
+                return Ok(());
+            }
+        }
         if let Inbound::MassStatus { request, symbol } = inbound {
             // Several answers: one report per order, then done.
             let states = self.hub.mass_status(live.account, symbol.as_ref());
@@ -656,6 +665,18 @@ impl Application for FixApp {
         }
         Ok(())
     }
+}
+
+/// The answer to a status question at a site cut off from the log: its state may be behind
+/// the other sites' without its knowing, so it says so instead (the member asks elsewhere).
+fn log_unavailable(ref_seq: Option<u64>, msg_type: &str) -> OutboundMessage {
+    mapping::business_message_reject(
+        ref_seq,
+        msg_type,
+        None,
+        business_reject::OTHER,
+        "unavailable: this site cannot reach the log; ask another site",
+    )
 }
 
 /// Admits a session for a Logon whose SenderCompID is a member's name and whose TargetCompID
