@@ -169,23 +169,19 @@ pub(crate) fn audit(
     config: &DrillConfig,
     names: &[String],
     https: &[SocketAddr],
-    evidence: Evidence,
+    mut evidence: Evidence,
     kills: Vec<(usize, KillRecord, Instant)>,
     results: Vec<ClientResult>,
     load_seconds: f64,
 ) -> Result<DrillReport> {
-    let log = &evidence.log;
-    let position = log.len() as u64;
-    let reports = site_reports(https, evidence.hash_files, position);
-    let history = replay(
-        config,
-        log,
-        &hash_positions(&reports, position),
-        &evidence.log_outages,
-    )?;
-
-    let (hashes, hash_mismatches) = convergence(names, &reports, &history, position);
-    let sites_converged = hash_mismatches.is_empty() && hashes.iter().all(|h| h.matches_log);
+    let position = evidence.log.len() as u64;
+    let Replayed {
+        history,
+        reports,
+        hashes,
+        hash_mismatches,
+        sites_converged,
+    } = replayed(config, names, https, &mut evidence)?;
     let tally = Tally::of(&results, &history)?;
     let fills = fills::check(&history.filled, &results, &evidence.final_filled);
     let duplicates = duplicates(&history);
@@ -194,20 +190,14 @@ pub(crate) fn audit(
         client_rtos,
         quote_rtos,
     } = kill_log(kills, &results);
-    let problems = problems(
-        &tally,
-        &Figures {
-            duplicates,
-            overfills: history.overfills,
-            status_mismatches: evidence.status.mismatches,
-            missed_fills: fills.missed,
-            false_fills: fills.false_fills,
-            cod_late: history.cod.late,
-            cod_wrong_session: history.cod.wrong_session,
-            sites_converged,
-        },
-        &kill_log,
+    let figures = Figures::of(
+        &history,
+        &fills,
+        &evidence.status,
+        duplicates,
+        sites_converged,
     );
+    let problems = problems(&tally, &figures, &kill_log);
     let ack_latency_us = tally.latency_percentiles();
     Ok(DrillReport {
         sites: names.to_vec(),
@@ -249,6 +239,39 @@ pub(crate) fn audit(
         returns_home: tally.returns_home,
         ack_latency_us,
         problems,
+    })
+}
+
+/// The log's replay, and every site's hash reports against it.
+struct Replayed {
+    history: History,
+    reports: Vec<Vec<HashReport>>,
+    hashes: Vec<SiteHash>,
+    hash_mismatches: Vec<String>,
+    sites_converged: bool,
+}
+
+/// Replays `evidence`'s log, hashing at every position a site reported (its hash files are
+/// taken), and compares.
+fn replayed(
+    config: &DrillConfig,
+    names: &[String],
+    https: &[SocketAddr],
+    evidence: &mut Evidence,
+) -> Result<Replayed> {
+    let position = evidence.log.len() as u64;
+    let files = std::mem::take(&mut evidence.hash_files);
+    let reports = site_reports(https, files, position);
+    let positions = hash_positions(&reports, position);
+    let history = replay(config, &evidence.log, &positions, &evidence.log_outages)?;
+    let (hashes, hash_mismatches) = convergence(names, &reports, &history, position);
+    let sites_converged = hash_mismatches.is_empty() && hashes.iter().all(|h| h.matches_log);
+    Ok(Replayed {
+        history,
+        reports,
+        hashes,
+        hash_mismatches,
+        sites_converged,
     })
 }
 
@@ -532,6 +555,27 @@ struct Figures {
     cod_late: u64,
     cod_wrong_session: u64,
     sites_converged: bool,
+}
+
+impl Figures {
+    fn of(
+        history: &History,
+        fills: &fills::FillCheck,
+        status: &StatusCheck,
+        duplicates: u64,
+        sites_converged: bool,
+    ) -> Figures {
+        Figures {
+            duplicates,
+            overfills: history.overfills,
+            status_mismatches: status.mismatches,
+            missed_fills: fills.missed,
+            false_fills: fills.false_fills,
+            cod_late: history.cod.late,
+            cod_wrong_session: history.cod.wrong_session,
+            sites_converged,
+        }
+    }
 }
 
 fn problems(tally: &Tally, figures: &Figures, kill_log: &[KillRecord]) -> Vec<String> {
