@@ -401,6 +401,7 @@ impl DrillReport {
         );
         for kill in &self.kill_log {
             let effects = match (&kill.effects.leader_moved_to, kill.effects.broker_down) {
+                _ if kill.fault == Fault::KafkaOutage => String::new(),
                 (Some(leader), _) => format!(" (and its broker, the leader: now {leader}'s)"),
                 (None, true) => " (and its broker)".to_string(),
                 (None, false) => String::new(),

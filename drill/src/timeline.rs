@@ -96,9 +96,11 @@ pub fn html(report: &DrillReport) -> String {
         if report.passed() { "passed" } else { "FAILED" },
     );
     out.push_str(
-        "<p>Shaded: a site down (red: crashed with its broker; orange: frozen), from the fault \
-         to its restart or thaw. Dashed: when the last of its clients was acknowledged \
-         elsewhere (the RTO).</p>\n<h2>Orders acknowledged per second, by site</h2>\n",
+        "<p>Shaded: a fault, from its start to its end (red: a site crashed, with its broker \
+         on the drill's cluster; orange: frozen; purple: cut off from the log; brown: cut off \
+         from the log and its members; grey: the whole of Kafka down). Dashed: when the last \
+         of its clients was acknowledged elsewhere (the RTO).</p>\n\
+         <h2>Orders acknowledged per second, by site</h2>\n",
     );
     throughput_plot(&mut out, report);
     out.push_str("<h2>Slowest acknowledgement of each second (log scale)</h2>\n");
@@ -298,14 +300,15 @@ fn fault_table(out: &mut String, report: &DrillReport) {
     out.push_str(
         "<h2>Faults</h2>\n<table><tr><th>site</th><th>fault</th><th>at (ms)</th>\
          <th>back at (ms)</th><th>broker down</th><th>leader moved to</th>\
-         <th>clients failed over</th><th>RTO (ms)</th><th>catch-up (ms)</th></tr>\n",
+         <th>clients failed over</th><th>noticed by (ms)</th><th>RTO (ms)</th>\
+         <th>quoters moved</th><th>quoters' RTO (ms)</th><th>catch-up (ms)</th></tr>\n",
     );
     let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
     for fault in &report.kill_log {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             fault.site,
             fault.fault,
             fault.killed_at_ms,
@@ -313,7 +316,10 @@ fn fault_table(out: &mut String, report: &DrillReport) {
             fault.effects.broker_down,
             fault.effects.leader_moved_to.as_deref().unwrap_or("-"),
             fault.clients_failed_over,
+            ms(fault.detect_ms),
             ms(fault.rto_ms),
+            fault.quoters_moved,
+            ms(fault.quote_rto_ms),
             ms(fault.catch_up_ms)
         );
     }
