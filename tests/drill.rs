@@ -385,6 +385,10 @@ fn a_whole_kafka_outage_is_refused_clearly_and_trading_resumes_by_itself() {
     // The quoters' switches came due while the log was down: they fired when it was back,
     // before anything else was applied (held, not late).
     assert_eq!(report["cod"]["late"], 0, "{report:#}");
+    // Every site refused while the log was down; the clients' moves are paced by their
+    // refusals in a row (2,703 moves in such a 30 s drill when a refused status question
+    // sent a client on at once, round the sites as fast as they took its logons; 39 since).
+    assert!(report["failovers"].as_u64().unwrap() < 300, "{report:#}");
 }
 
 #[test]

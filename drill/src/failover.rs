@@ -400,7 +400,9 @@ impl FailoverClient {
                 ..
             } => {
                 // A status question (or a mass cancel) the site cannot answer: it is cut off
-                // from the log. Another site can.
+                // from the log. Another site can, unless every site is refusing (a leader
+                // move, Kafka down): the refusals in a row pace the moves.
+                self.back_off();
                 self.conn = None;
             }
             ServerMessage::SessionReject {
@@ -564,6 +566,12 @@ impl FailoverClient {
         let from = self.site;
         let detected = *self.down_since.get_or_insert_with(Instant::now);
         self.conn = None;
+        if self.backoff > self.config.retry_after {
+            // Refused again and again, wherever it went: every site is refusing for now.
+            // The first refusal moves at once; the next ones wait their pause, or the client
+            // would go round the sites as fast as they answer its logons.
+            tokio::time::sleep_until(self.hold_until.into()).await;
+        }
         let sites = self.config.sites.len();
         let mut next = (from + 1) % sites;
         loop {
