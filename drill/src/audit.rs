@@ -936,4 +936,28 @@ mod tests {
         let none = fills::check(&history.filled, &[client(vec![], vec![])], &[]);
         assert_eq!(none.missed, 3, "nothing told, nothing reconciled");
     }
+
+    /// A site that did not come back fails the drill, naming the site and why.
+    #[test]
+    fn a_site_that_did_not_come_back_is_a_problem() {
+        let tally = Tally::of(&[], &History::default()).unwrap();
+        let figures = Figures::of(
+            &History::default(),
+            &fills::FillCheck::default(),
+            &StatusCheck::default(),
+            0,
+            true,
+        );
+        let lost = KillRecord {
+            return_error: Some("site cloud-a did not listen within 900s".into()),
+            ..crash(1_000, None)
+        };
+        let problems = problems(&tally, &figures, &[lost]);
+        assert!(
+            problems.contains(
+                &"cloud-a did not come back: site cloud-a did not listen within 900s".to_string()
+            ),
+            "{problems:?}"
+        );
+    }
 }
