@@ -208,6 +208,8 @@ pub(crate) fn audit(
         accepted: tally.accepted,
         rejected_by_engine: tally.rejected,
         unacknowledged: tally.unacked,
+        amends_sent: results.iter().map(|r| r.changes.amends).sum(),
+        cancels_sent: results.iter().map(|r| r.changes.cancels).sum(),
         lost_acked: tally.lost,
         lost_examples: tally.lost_examples,
         false_reports: tally.false_reports + fills.false_fills,
@@ -689,6 +691,7 @@ mod tests {
             account: AccountId(1),
             quoter: false,
             told: BTreeMap::new(),
+            changes: Default::default(),
         }
     }
 

@@ -44,7 +44,7 @@ pub mod tansu;
 mod tap;
 pub mod timeline;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
@@ -287,6 +287,10 @@ pub struct DrillReport {
     pub rejected_by_engine: u64,
     /// Orders never acknowledged (each client's last, unanswered by the end).
     pub unacknowledged: u64,
+    /// Amends (a resting order's price a tick nearer the middle) and cancels the clients
+    /// sent besides their new orders.
+    pub amends_sent: u64,
+    pub cancels_sent: u64,
     pub lost_acked: u64,
     pub lost_examples: Vec<String>,
     /// Members told an engine reject the history contradicts (it accepted the order, or
@@ -360,7 +364,7 @@ impl DrillReport {
         let _ = writeln!(
             out,
             "drill over {} ({:.0} s at {}/s): {} orders, {} acknowledged ({} accepted, {} \
-             rejected by the engine), {} unacknowledged",
+             rejected by the engine), {} unacknowledged; {} amends and {} cancels sent",
             self.sites.join(", "),
             self.duration_s,
             self.rate_target,
@@ -368,7 +372,9 @@ impl DrillReport {
             self.acked_orders,
             self.accepted,
             self.rejected_by_engine,
-            self.unacknowledged
+            self.unacknowledged,
+            self.amends_sent,
+            self.cancels_sent
         );
     }
 
@@ -512,6 +518,8 @@ struct ClientResult {
     quoter: bool,
     /// The most filled quantity it was told of, per order ([`FailoverClient::told`]).
     told: BTreeMap<OrderId, Qty>,
+    /// The amends and cancels it sent.
+    changes: Changes,
 }
 
 /// Runs the drill on `sites` (all up) and audits. Errors only when the drill could not run;
@@ -844,6 +852,8 @@ async fn client_task(
     let mut next_send = Instant::now();
     let mut orders = 0u64;
     let mut acks = Vec::new();
+    let mut resting = VecDeque::new();
+    let mut changes = Changes::default();
     while Instant::now() < load_end {
         acks.extend(client.pump(next_send).await);
         if Instant::now() < next_send {
@@ -853,7 +863,19 @@ async fn client_task(
         orders += 1;
         let id = OrderId::new(&format!("d{k}-{orders}"))
             .map_err(|e| anyhow!("client order id: {e:?}"))?;
-        client.submit(order(&config, &mut rng, id)).await?;
+        let new = order(&config, &mut rng, id);
+        if new.tif == Tif::Gtc {
+            resting.push_back(new);
+            if resting.len() > RESTING_KEPT {
+                resting.pop_front();
+            }
+        }
+        client.submit(new).await?;
+        if let Some(change) = amend_or_cancel(&mut resting, orders, config.tick) {
+            if client.send(&change).await {
+                changes.count(&change);
+            }
+        }
         if orders.is_multiple_of(MASS_CANCEL_EVERY) {
             client
                 .send(&ClientMessage::MassCancel {
@@ -872,6 +894,64 @@ async fn client_task(
         account: client.account(),
         quoter: false,
         told: client.told().clone(),
+        changes,
+    })
+}
+
+/// Every this many new orders a client amends one of its resting orders (a tick nearer the
+/// middle: it may trade), and every `CANCEL_EVERY` it cancels one.
+const AMEND_EVERY: u64 = 10;
+const CANCEL_EVERY: u64 = 25;
+/// The recent GTC orders a client keeps to amend or cancel (some have traded or been mass
+/// cancelled meanwhile: the request is then refused, as it would be for a member).
+const RESTING_KEPT: usize = 32;
+
+/// Amends and cancels a client sent.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Changes {
+    pub amends: u64,
+    pub cancels: u64,
+}
+
+impl Changes {
+    fn count(&mut self, change: &ClientMessage) {
+        match change {
+            ClientMessage::Replace { .. } => self.amends += 1,
+            ClientMessage::Cancel { .. } => self.cancels += 1,
+            _ => {}
+        }
+    }
+}
+
+/// After the client's `orders`-th order: the amend or cancel due then, of one of its recent
+/// GTC orders (`resting`, oldest first), if any.
+fn amend_or_cancel(
+    resting: &mut VecDeque<NewOrderMsg>,
+    orders: u64,
+    tick: Price,
+) -> Option<ClientMessage> {
+    if orders.is_multiple_of(CANCEL_EVERY) {
+        let order = resting.pop_front()?;
+        return Some(ClientMessage::Cancel {
+            cl_ord_id: order.cl_ord_id,
+            symbol: order.symbol,
+        });
+    }
+    if !orders.is_multiple_of(AMEND_EVERY) {
+        return None;
+    }
+    let order = resting.front_mut()?;
+    let nearer = match order.side {
+        Side::Buy => tick.0,
+        Side::Sell => -tick.0,
+    };
+    let price = Price(order.price?.0 + nearer);
+    order.price = Some(price);
+    Some(ClientMessage::Replace {
+        cl_ord_id: order.cl_ord_id,
+        symbol: order.symbol,
+        price: Some(price),
+        qty: None,
     })
 }
 
@@ -1253,5 +1333,43 @@ mod tests {
             Some("site cloud-b did not listen within 900s")
         );
         assert_eq!((record.restarted_at_ms, record.catch_up_ms), (None, None));
+    }
+
+    /// The clients' amends and cancels: every 10th order amends the oldest remembered GTC
+    /// order a tick nearer the middle, every 25th cancels it; nothing to change, nothing sent.
+    #[test]
+    fn clients_amend_and_cancel_their_resting_orders_on_schedule() {
+        let config = config();
+        let mut rng = SplitMix64(3);
+        let mut resting: VecDeque<NewOrderMsg> = (1..=3)
+            .map(|n| NewOrderMsg {
+                side: Side::Buy,
+                tif: Tif::Gtc,
+                price: Some(Price(97)),
+                ..order(&config, &mut rng, OrderId::new(&format!("o{n}")).unwrap())
+            })
+            .collect();
+        assert!(amend_or_cancel(&mut resting, 7, Price(1)).is_none());
+        match amend_or_cancel(&mut resting, 10, Price(1)) {
+            Some(ClientMessage::Replace {
+                cl_ord_id,
+                price,
+                qty,
+                ..
+            }) => {
+                assert_eq!(
+                    (cl_ord_id.as_str(), price, qty),
+                    ("o1", Some(Price(98)), None)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match amend_or_cancel(&mut resting, 25, Price(1)) {
+            Some(ClientMessage::Cancel { cl_ord_id, .. }) => assert_eq!(cl_ord_id.as_str(), "o1"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(resting.len(), 2);
+        resting.clear();
+        assert!(amend_or_cancel(&mut resting, 50, Price(1)).is_none());
     }
 }

@@ -66,6 +66,7 @@ pub(crate) async fn quoter_task(
         account: client.account(),
         quoter: true,
         told: client.told().clone(),
+        changes: Default::default(),
     })
 }
 
