@@ -1054,10 +1054,11 @@ fn wait_caught_up(http: SocketAddr, target: u64, timeout: Duration) -> Option<In
     None
 }
 
-/// Waits until every site has applied the same, settled log end; then, if that is not a
-/// multiple of `hash_every`, fills the log up to the next one with mass cancels (no-ops once
-/// the drill's orders are cancelled) so every site reports its state hash there. Returns that
-/// position.
+/// Brings the log to a hash boundary every site passes: the first multiple of `hash_every`
+/// at or above the log's end, filled up to with mass cancels (no-ops once the drill's orders
+/// are cancelled); returns it once every site has applied it (each reports its state hash
+/// there). The log need not stand still: idle sites' clocks keep adding to it (with them,
+/// waiting for every site to settle on one position failed under load: no report).
 async fn align_to_boundary(
     config: &DrillConfig,
     gateways: &[SocketAddr],
@@ -1068,29 +1069,29 @@ async fn align_to_boundary(
     let mut client = FailoverClient::connect(FailoverConfig::new(gateways.to_vec(), token), 0)
         .await
         .context("the audit client's logon")?;
+    let https_owned = https.to_vec();
+    let end = tokio::task::spawn_blocking(move || log_end(&https_owned, WHOLE_LOG)).await?;
+    let boundary = end.max(1).div_ceil(config.hash_every) * config.hash_every;
     loop {
-        let settled = settled_position(https, deadline).await?;
-        let missing = (config.hash_every - settled % config.hash_every) % config.hash_every;
-        if missing == 0 {
-            return Ok(settled);
-        }
-        for _ in 0..missing {
+        let https_owned = https.to_vec();
+        let end = tokio::task::spawn_blocking(move || log_end(&https_owned, WHOLE_LOG)).await?;
+        for _ in end..boundary {
             client
                 .send(&ClientMessage::MassCancel { symbol: None })
                 .await;
         }
-        // Let them land before asking again: a site settles at the old position while they
-        // are still on their way (the log slow after an outage), and sending the same number
-        // again overshot the boundary, round after round, for the whole wait.
-        let target = settled + missing;
+        // Let them land before counting again (refused ones are sent again).
         let landing = (Instant::now() + LANDING_WAIT).min(deadline);
-        while Instant::now() < landing && !all_applied(https, target).await? {
+        while Instant::now() < landing && !all_applied(https, boundary).await? {
             let _ = client
                 .pump(Instant::now() + Duration::from_millis(100))
                 .await;
         }
+        if all_applied(https, boundary).await? {
+            return Ok(boundary);
+        }
         if Instant::now() > deadline {
-            bail!("the sites did not settle on a hash boundary in {CATCH_UP_TIMEOUT:?}");
+            bail!("the sites did not reach the hash boundary {boundary} in {CATCH_UP_TIMEOUT:?}");
         }
     }
 }
@@ -1109,39 +1110,6 @@ async fn all_applied(https: &[SocketAddr], target: u64) -> Result<bool> {
     })
     .await?;
     Ok(seen)
-}
-
-/// Waits until every site reports the same applied position, equal to the log's end, twice
-/// in a row 300 ms apart.
-async fn settled_position(https: &[SocketAddr], deadline: Instant) -> Result<u64> {
-    let mut last = None;
-    loop {
-        let https = https.to_vec();
-        let seen = tokio::task::spawn_blocking(move || {
-            https.iter().map(|h| health(*h)).collect::<Vec<_>>()
-        })
-        .await?;
-        let described = format!("{seen:?}");
-        let positions: Option<Vec<(u64, u64)>> = seen.into_iter().collect();
-        if let Some(positions) = positions {
-            let (applied, durable) = positions[0];
-            if positions.iter().all(|p| *p == (applied, durable)) && applied == durable {
-                if last == Some(applied) {
-                    return Ok(applied);
-                }
-                last = Some(applied);
-            } else {
-                last = None;
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the sites did not settle on one log position: (applied, durable) per site \
-                 {described} (see each site's /health)"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 /// Every state hash a site reports (`/v1/hashes`), once it reports the one at `position`
