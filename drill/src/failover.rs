@@ -237,6 +237,11 @@ impl FailoverClient {
         self.counts
     }
 
+    /// Whether it logs on with cancel-on-disconnect.
+    pub fn cancel_on_disconnect(&self) -> bool {
+        self.config.cancel_on_disconnect
+    }
+
     /// The most filled quantity the member was told of, per order: from its reports, and
     /// from the mass status it asks for after every move (fills while it was between sites).
     pub fn told(&self) -> &BTreeMap<OrderId, Qty> {

@@ -563,16 +563,8 @@ pub fn run_drill<S: SiteControl>(
 
     // Bring every site still up to the same hash boundary, then audit.
     let up = |all: &[SocketAddr]| -> Vec<SocketAddr> {
-        let lost = |site: usize| {
-            kills
-                .iter()
-                .any(|(s, r, _)| *s == site && r.return_error.is_some())
-        };
-        all.iter()
-            .enumerate()
-            .filter(|(site, _)| !lost(*site))
-            .map(|(_, a)| *a)
-            .collect()
+        let up = |(site, _): &(usize, &SocketAddr)| !is_lost(&kills, *site);
+        all.iter().enumerate().filter(up).map(|(_, a)| *a).collect()
     };
     let position = runtime.block_on(align_to_boundary(config, &gateways, &up(&https)))?;
     let questions = status_questions(config, &results);
@@ -685,10 +677,7 @@ fn kill_and_restart<S: SiteControl>(
         } else {
             site
         };
-        if kills
-            .iter()
-            .any(|(lost, record, _)| *lost == site && record.return_error.is_some())
-        {
+        if is_lost(&kills, site) {
             continue;
         }
         sleep_until(started + at);
@@ -734,6 +723,13 @@ fn kill_and_restart<S: SiteControl>(
         kills.push((site, record, killed));
     }
     Ok(kills)
+}
+
+/// Whether `site` (or [`WHOLE_LOG`]) failed to come back after one of `kills`.
+fn is_lost(kills: &[(usize, KillRecord, Instant)], site: usize) -> bool {
+    kills
+        .iter()
+        .any(|(lost, record, _)| *lost == site && record.return_error.is_some())
 }
 
 /// The site index of a fault that takes no site but the whole log.
@@ -885,17 +881,25 @@ async fn client_task(
         }
     }
     acks.extend(client.drain(config.drain_timeout).await);
-    Ok(ClientResult {
-        orders,
-        acks,
-        unacknowledged: client.unacknowledged(),
-        failovers: client.failovers().to_vec(),
-        counts: client.counts(),
-        account: client.account(),
-        quoter: false,
-        told: client.told().clone(),
-        changes,
-    })
+    Ok(ClientResult::of(&client, orders, acks, changes))
+}
+
+impl ClientResult {
+    /// What `client` sent (`orders` new orders and `changes`) and was told (`acks`); a
+    /// quoter's if it logged on with cancel-on-disconnect.
+    fn of(client: &FailoverClient, orders: u64, acks: Vec<Ack>, changes: Changes) -> Self {
+        ClientResult {
+            orders,
+            acks,
+            unacknowledged: client.unacknowledged(),
+            failovers: client.failovers().to_vec(),
+            counts: client.counts(),
+            account: client.account(),
+            quoter: client.cancel_on_disconnect(),
+            told: client.told().clone(),
+            changes,
+        }
+    }
 }
 
 /// Every this many new orders a client amends one of its resting orders (a tick nearer the
@@ -1069,12 +1073,9 @@ async fn align_to_boundary(
     let mut client = FailoverClient::connect(FailoverConfig::new(gateways.to_vec(), token), 0)
         .await
         .context("the audit client's logon")?;
-    let https_owned = https.to_vec();
-    let end = tokio::task::spawn_blocking(move || log_end(&https_owned, WHOLE_LOG)).await?;
+    let mut end = log_end_now(https).await?;
     let boundary = end.max(1).div_ceil(config.hash_every) * config.hash_every;
     loop {
-        let https_owned = https.to_vec();
-        let end = tokio::task::spawn_blocking(move || log_end(&https_owned, WHOLE_LOG)).await?;
         for _ in end..boundary {
             client
                 .send(&ClientMessage::MassCancel { symbol: None })
@@ -1093,7 +1094,14 @@ async fn align_to_boundary(
         if Instant::now() > deadline {
             bail!("the sites did not reach the hash boundary {boundary} in {CATCH_UP_TIMEOUT:?}");
         }
+        end = log_end_now(https).await?;
     }
+}
+
+/// [`log_end`] over every site, off the runtime's threads.
+async fn log_end_now(https: &[SocketAddr]) -> Result<u64> {
+    let https = https.to_vec();
+    Ok(tokio::task::spawn_blocking(move || log_end(&https, WHOLE_LOG)).await?)
 }
 
 /// How long the audit's filler mass cancels may take to reach every site before the rest

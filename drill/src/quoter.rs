@@ -57,17 +57,7 @@ pub(crate) async fn quoter_task(
         );
     }
     acks.extend(client.drain(config.drain_timeout).await);
-    Ok(ClientResult {
-        orders,
-        acks,
-        unacknowledged: client.unacknowledged(),
-        failovers: client.failovers().to_vec(),
-        counts: client.counts(),
-        account: client.account(),
-        quoter: true,
-        told: client.told().clone(),
-        changes: Default::default(),
-    })
+    Ok(ClientResult::of(&client, orders, acks, Default::default()))
 }
 
 /// A GTC order of one lot, `QUOTE_OFFSET_TICKS` from the middle on `side`.
