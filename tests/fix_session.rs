@@ -411,7 +411,8 @@ fn a_dropped_connection_cancels_the_orders_of_a_member_who_asked() {
     site.shutdown().unwrap();
 }
 
-/// A log that refuses everything: busy (the site still reaches it), or unavailable (cut off).
+/// A log that refuses everything: busy (the site still reaches it), unavailable (cut off) or
+/// catching up (far behind it).
 struct Refusing(SubmitError);
 
 impl Sequencer for Refusing {
@@ -419,8 +420,11 @@ impl Sequencer for Refusing {
         Err(self.0)
     }
 
-    fn available(&self) -> bool {
-        self.0 != SubmitError::Unavailable
+    fn ready(&self) -> Result<(), SubmitError> {
+        match self.0 {
+            SubmitError::Busy => Ok(()),
+            refused => Err(refused),
+        }
     }
 }
 
@@ -430,6 +434,7 @@ fn requests_the_log_refuses_are_rejected_never_dropped() {
     for (error, text) in [
         (SubmitError::Busy, "busy"),
         (SubmitError::Unavailable, "unavailable"),
+        (SubmitError::CatchingUp, "catching_up"),
     ] {
         let hub = Hub::new(
             Arc::new(Refusing(error)),
@@ -457,17 +462,14 @@ fn requests_the_log_refuses_are_rejected_never_dropped() {
             .next()
             .check(&[(35, "r"), (11, "m1"), (531, "0"), (58, text)]);
         // Status questions: a busy site answers from its state; a site cut off from the log
-        // may be behind without knowing it, and says so instead.
+        // may be behind without knowing it, and one catching up knows it is: both say so.
         alice.send("H", &[(11, "o1"), (55, "BTC-USD"), (54, "1")]);
         alice.send("AF", &[(584, "s1"), (585, "7")]);
         for asked in ["H", "AF"] {
             let answer = alice.next();
-            if error == SubmitError::Unavailable {
+            if error != SubmitError::Busy {
                 answer.check(&[(35, "j"), (372, asked)]);
-                assert!(
-                    answer.get(58).unwrap().starts_with("unavailable"),
-                    "{answer:?}"
-                );
+                assert!(answer.get(58).unwrap().starts_with(text), "{answer:?}");
             } else {
                 answer.check(&[(35, "8"), (150, "I")]);
             }

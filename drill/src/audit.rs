@@ -395,10 +395,14 @@ impl Tally {
             tally.orders += result.orders;
             tally.unacked += result.unacknowledged as u64;
             let c = &result.counts;
-            tally.refused += c.refused_busy + c.refused_unavailable + c.refused_throttled;
+            tally.refused += c.refused_busy
+                + c.refused_unavailable
+                + c.refused_catching_up
+                + c.refused_throttled;
             for (reason, n) in [
                 ("busy", c.refused_busy),
                 ("unavailable", c.refused_unavailable),
+                ("catching_up", c.refused_catching_up),
                 ("throttled", c.refused_throttled),
             ] {
                 *tally

@@ -15,9 +15,11 @@
 //!    original's state: a client order id is never executed twice.
 //!
 //! An order is acknowledged only by a report the engine caused (new, fill, engine reject, or
-//! state). A gateway refusal (busy, unavailable, throttled) means the order never reached the
-//! log: it stays unacknowledged and is sent again after [`FailoverConfig::retry_after`]. An
-//! "unavailable" (the site cannot reach the log) also moves the client to the next site.
+//! state). A gateway refusal (busy, unavailable, catching up, throttled) means the order never
+//! reached the log: it stays unacknowledged and is sent again after
+//! [`FailoverConfig::retry_after`]. An "unavailable" (the site cannot reach the log) or a
+//! "catching up" (the site is far behind it: a restarted site replaying its backlog) also
+//! moves the client to the next site.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -139,6 +141,7 @@ pub struct ClientCounts {
     /// Orders a gateway refused without logging them, by reason.
     pub refused_busy: u64,
     pub refused_unavailable: u64,
+    pub refused_catching_up: u64,
     pub refused_throttled: u64,
     /// Moves back to the first site after a failover.
     pub returns_home: u64,
@@ -401,12 +404,12 @@ impl FailoverClient {
             ServerMessage::ExecutionReport(report) => self.on_report(&report, acks),
             ServerMessage::Logout { .. } => self.conn = None,
             ServerMessage::SessionReject {
-                code: session_reject::UNAVAILABLE,
+                code: session_reject::UNAVAILABLE | session_reject::CATCHING_UP,
                 ..
             } => {
                 // A status question (or a mass cancel) the site cannot answer: it is cut off
-                // from the log. Another site can, unless every site is refusing (a leader
-                // move, Kafka down): the refusals in a row pace the moves.
+                // from the log, or far behind it. Another site can, unless every site is
+                // refusing (a leader move, Kafka down): the refusals in a row pace the moves.
                 self.back_off();
                 self.conn = None;
             }
@@ -438,20 +441,12 @@ impl FailoverClient {
         let outcome = match (report.exec_type, report.reason) {
             (
                 exec_type::REJECTED,
-                code @ (reason::BUSY | reason::UNAVAILABLE | reason::THROTTLED),
+                code @ (reason::BUSY
+                | reason::UNAVAILABLE
+                | reason::CATCHING_UP
+                | reason::THROTTLED),
             ) => {
-                match code {
-                    reason::BUSY => self.counts.refused_busy += 1,
-                    reason::UNAVAILABLE => self.counts.refused_unavailable += 1,
-                    _ => self.counts.refused_throttled += 1,
-                }
-                self.requeue(id);
-                self.back_off();
-                if code == reason::UNAVAILABLE {
-                    // The site cannot reach the log (cut off, or its journal failed): another
-                    // may. Busy and throttled are this member's to wait out where it is.
-                    self.conn = None;
-                }
+                self.on_refused(id, code);
                 return;
             }
             (_, reason::UNKNOWN_ORDER) if report.exec_type == exec_type::ORDER_STATUS => {
@@ -481,6 +476,23 @@ impl FailoverClient {
             sent: pending.first_sent,
             at: Instant::now(),
         });
+    }
+
+    /// A new order the gateway refused without logging it: sent again later. A site that
+    /// cannot reach the log (cut off, or its journal failed) or is far behind it sends the
+    /// client to the next site; busy and throttled are this member's to wait out where it is.
+    fn on_refused(&mut self, id: OrderId, code: u8) {
+        match code {
+            reason::BUSY => self.counts.refused_busy += 1,
+            reason::UNAVAILABLE => self.counts.refused_unavailable += 1,
+            reason::CATCHING_UP => self.counts.refused_catching_up += 1,
+            _ => self.counts.refused_throttled += 1,
+        }
+        self.requeue(id);
+        self.back_off();
+        if matches!(code, reason::UNAVAILABLE | reason::CATCHING_UP) {
+            self.conn = None;
+        }
     }
 
     fn requeue(&mut self, id: OrderId) {

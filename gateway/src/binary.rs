@@ -55,6 +55,8 @@ pub mod reason {
     pub const THROTTLED: u8 = 32;
     /// FIX only: TimeInForce Day, which a market that never closes does not have.
     pub const DAY_NOT_SUPPORTED: u8 = 33;
+    /// This site is behind the log (restarted, or slow): another site answers sooner.
+    pub const CATCHING_UP: u8 = 34;
 }
 
 /// ExecutionReport `exec_type`: FIX's letters as ASCII bytes.
@@ -97,6 +99,8 @@ pub mod session_reject {
     pub const BUSY: u16 = super::reason::BUSY as u16;
     /// A MassCancel the log could not take: it takes no orders now.
     pub const UNAVAILABLE: u16 = super::reason::UNAVAILABLE as u16;
+    /// A MassCancel, OrderStatus or MassStatus at a site behind the log: ask another site.
+    pub const CATCHING_UP: u16 = super::reason::CATCHING_UP as u16;
 }
 
 /// Message types (a SessionReject names the type it refuses).

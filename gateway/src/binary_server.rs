@@ -462,16 +462,17 @@ impl Session {
     /// Answers a MassStatus: an OrderStatus report for every order of the account the venue
     /// remembers (in the symbol, if given), then a MassStatusReport with their count;
     /// throttled, with a SessionReject.
-    /// Why a status question is not answered: over the session's rate, or the site cut off
-    /// from the log (its answer could be stale without its knowing).
+    /// Why a status question is not answered: over the session's rate, the site cut off
+    /// from the log (its answer could be stale without its knowing), or catching up (its
+    /// answer would be stale and it knows).
     fn status_refusal(&self, symbol: Option<&Symbol>, throttled: bool) -> Option<u16> {
         if throttled {
-            Some(session_reject::THROTTLED)
-        } else if !self.hub.log_available(symbol) {
-            Some(session_reject::UNAVAILABLE)
-        } else {
-            None
+            return Some(session_reject::THROTTLED);
         }
+        self.hub
+            .log_ready(symbol)
+            .err()
+            .map(|refused| u16::from(gateway_code(refused.into())))
     }
 
     fn mass_status(&mut self, symbol: Option<Symbol>, throttled: bool) {
@@ -722,6 +723,7 @@ fn gateway_code(why: GatewayReason) -> u8 {
     match why {
         GatewayReason::Busy => reason::BUSY,
         GatewayReason::Unavailable => reason::UNAVAILABLE,
+        GatewayReason::CatchingUp => reason::CATCHING_UP,
         GatewayReason::Throttled => reason::THROTTLED,
         GatewayReason::DayNotSupported => reason::DAY_NOT_SUPPORTED,
     }

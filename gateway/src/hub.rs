@@ -49,10 +49,11 @@ pub trait Sequencer: Send + Sync + 'static {
     /// later fails is *unknown*: the client resends with the same id and the engine dedups.
     fn submit(&self, command: Command) -> Result<(), SubmitError>;
 
-    /// Whether the log takes commands now (this site is not cut off from it): only then is
-    /// this site's state current enough to answer a status question from.
-    fn available(&self) -> bool {
-        true
+    /// Whether this site's state is current enough to take orders and answer a status
+    /// question from: the log takes commands now (the site is not cut off from it) and the
+    /// site is not far behind it. Otherwise why not, as [`Sequencer::submit`] would say.
+    fn ready(&self) -> Result<(), SubmitError> {
+        Ok(())
     }
 }
 
@@ -180,13 +181,13 @@ impl Hub {
         self.shard_of.get(symbol).copied().unwrap_or(0)
     }
 
-    /// Whether `symbol`'s shard's log (every shard's, for `None`) is available here: a site
-    /// that cannot reach its log may be behind the others without knowing it, so it answers
-    /// no status question (see [`Sequencer::available`]).
-    pub fn log_available(&self, symbol: Option<&Symbol>) -> bool {
+    /// Whether `symbol`'s shard (every shard, for `None`) is ready here: a site that cannot
+    /// reach its log may be behind the others without knowing it, and one catching up knows
+    /// it is, so neither answers a status question (see [`Sequencer::ready`]).
+    pub fn log_ready(&self, symbol: Option<&Symbol>) -> Result<(), SubmitError> {
         match symbol {
-            Some(symbol) => self.shards[self.shard_of(symbol)].available(),
-            None => self.shards.iter().all(|shard| shard.available()),
+            Some(symbol) => self.shards[self.shard_of(symbol)].ready(),
+            None => self.shards.iter().try_for_each(|shard| shard.ready()),
         }
     }
 
@@ -284,6 +285,7 @@ impl Hub {
             Ok(()) => &self.counters.submitted,
             Err(SubmitError::Busy) => &self.counters.submit_busy,
             Err(SubmitError::Unavailable) => &self.counters.submit_unavailable,
+            Err(SubmitError::CatchingUp) => &self.counters.submit_catching_up,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         result

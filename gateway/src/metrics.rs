@@ -97,6 +97,7 @@ pub struct HubCounters {
     pub submitted: AtomicU64,
     pub submit_busy: AtomicU64,
     pub submit_unavailable: AtomicU64,
+    pub submit_catching_up: AtomicU64,
     pub events: AtomicU64,
     pub applied: AtomicU64,
     pub reports: AtomicU64,

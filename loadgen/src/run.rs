@@ -651,8 +651,16 @@ enum Answer {
     Done,
     /// Applied by the engine and rejected with this reason code.
     Rejected(u8),
-    /// Refused by the gateway (busy, unavailable, throttled).
+    /// Refused by the gateway (busy, unavailable, catching up, throttled).
     Refused(u8),
+}
+
+/// Whether a reject's reason is the gateway's refusal (never logged), not the engine's.
+fn is_refusal(code: u8) -> bool {
+    matches!(
+        code,
+        reason::BUSY | reason::UNAVAILABLE | reason::CATCHING_UP | reason::THROTTLED
+    )
 }
 
 /// Requests sent and not yet answered, by (order number or symbol, type), oldest first.
@@ -845,9 +853,7 @@ impl SessionReader {
             }
         };
         let answer = match (report.exec_type, report.reason) {
-            (exec_type::REJECTED, reason::BUSY | reason::UNAVAILABLE | reason::THROTTLED) => {
-                Answer::Refused(report.reason)
-            }
+            (exec_type::REJECTED, refused) if is_refusal(refused) => Answer::Refused(refused),
             (exec_type::REJECTED, code) => Answer::Rejected(code),
             // The state of an order whose id was already used.
             (exec_type::ORDER_STATUS, _) => Answer::Rejected(reason::DUPLICATE_ORDER_ID),
@@ -868,7 +874,7 @@ impl SessionReader {
             CancelRequest::Replace => RequestKind::Replace,
         };
         let answer = match code {
-            reason::BUSY | reason::UNAVAILABLE | reason::THROTTLED => Answer::Refused(code),
+            code if is_refusal(code) => Answer::Refused(code),
             code => Answer::Rejected(code),
         };
         if let Some(index) = self.pending.take(&(num, kind)) {
@@ -903,6 +909,7 @@ impl SessionReader {
             (msg_type::MASS_CANCEL, session_reject::THROTTLED) => Some(reason::THROTTLED),
             (msg_type::MASS_CANCEL, session_reject::BUSY) => Some(reason::BUSY),
             (msg_type::MASS_CANCEL, session_reject::UNAVAILABLE) => Some(reason::UNAVAILABLE),
+            (msg_type::MASS_CANCEL, session_reject::CATCHING_UP) => Some(reason::CATCHING_UP),
             _ => None,
         };
         match refused.zip(self.pending.any_mass_cancel()) {
@@ -920,7 +927,9 @@ impl SessionReader {
         let planned: Planned = self.shared.plan.sessions[self.session][index as usize];
         match answer {
             Answer::Refused(reason::BUSY) => self.error(|e| &mut e.busy),
-            Answer::Refused(reason::UNAVAILABLE) => self.error(|e| &mut e.unavailable),
+            Answer::Refused(reason::UNAVAILABLE | reason::CATCHING_UP) => {
+                self.error(|e| &mut e.unavailable)
+            }
             Answer::Refused(_) => self.error(|e| &mut e.throttled),
             Answer::Rejected(reason) => *self.tally.rejects.entry(reason).or_default() += 1,
             Answer::Done => {}

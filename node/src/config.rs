@@ -57,6 +57,12 @@ pub struct NodeConfig {
     /// switches fire at most this late (0: never; for tests that count log records).
     #[serde(default = "default_clock_every_ms")]
     pub clock_every_ms: u64,
+    /// On a Kafka log, a shard that has not read up to the log's committed end as it was
+    /// this many milliseconds ago (or has not yet read the end it saw at start) refuses its
+    /// orders and status questions with `catching_up`, and `/health` says so: its members
+    /// get a late answer here and a prompt one at another site (0: never).
+    #[serde(default = "default_max_lag_ms")]
+    pub max_lag_ms: u64,
     #[serde(default)]
     pub binary: BinaryConfig,
     #[serde(default)]
@@ -172,6 +178,14 @@ fn default_clock_every_ms() -> u64 {
     DEFAULT_CLOCK_EVERY_MS
 }
 
+/// How far behind its Kafka log a site may read before it refuses orders (as long as the log
+/// may go unanswered before the site calls it unreachable).
+pub const DEFAULT_MAX_LAG_MS: u64 = 1_000;
+
+fn default_max_lag_ms() -> u64 {
+    DEFAULT_MAX_LAG_MS
+}
+
 /// Flags that override the file.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -254,6 +268,7 @@ impl NodeConfig {
             },
             hash_every: 0,
             clock_every_ms: 0,
+            max_lag_ms: DEFAULT_MAX_LAG_MS,
             binary: BinaryConfig::default(),
             market_data: MdConfig::default(),
             fix: FixConfig::default(),

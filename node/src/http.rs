@@ -51,11 +51,13 @@ pub fn failure(metrics: &NodeMetrics) -> Option<String> {
 }
 
 /// The body and status of `GET /health`: `failed` when a shard can no longer read its log,
-/// `unavailable` when a shard's log takes no commands, else `ok`; each shard's log
-/// positions, and under `log` their sums.
+/// `unavailable` when a shard's log takes no commands, `catching_up` when a shard is too far
+/// behind its log (each refuses orders; 503), else `ok`; each shard's log positions, how
+/// long it has been behind (`behind_ms`, null when since it started), and under `log` the
+/// positions' sums.
 fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
     let failure = failure(metrics);
-    let mut available = failure.is_none();
+    let (mut available, mut catching_up) = (failure.is_none(), false);
     let (mut durable_sum, mut applied_sum) = (0, 0);
     let shards: Vec<serde_json::Value> = metrics
         .shards
@@ -67,9 +69,13 @@ fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
             applied_sum += applied;
             let up = shard.log.available() && shard.failure().is_none();
             available &= up;
+            let behind = shard.freshness.catching_up();
+            catching_up |= behind;
             serde_json::json!({
                 "name": shard.name,
                 "available": up,
+                "catching_up": behind,
+                "behind_ms": shard.freshness.behind().map(|d| d.as_millis() as u64),
                 "log": {
                     "kind": shard.log.kind(),
                     "durable": durable,
@@ -79,10 +85,11 @@ fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
             })
         })
         .collect();
-    let status = match (&failure, available) {
-        (Some(_), _) => "failed",
-        (None, true) => "ok",
-        (None, false) => "unavailable",
+    let status = match (&failure, available, catching_up) {
+        (Some(_), _, _) => "failed",
+        (None, false, _) => "unavailable",
+        (None, true, true) => "catching_up",
+        (None, true, false) => "ok",
     };
     let body = serde_json::json!({
         "status": status,
@@ -96,5 +103,5 @@ fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
         },
         "shards": shards,
     });
-    (available, body)
+    (available && !catching_up, body)
 }

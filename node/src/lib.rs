@@ -30,6 +30,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod freshness;
 pub mod http;
 pub mod metrics;
 pub mod persist;
@@ -109,10 +110,11 @@ impl Node {
                 .with_context(|| format!("shard {}", shard.name))
             })
             .collect::<anyhow::Result<Vec<OpenedShard>>>()?;
+        let max_lag = Some(Duration::from_millis(config.max_lag_ms)).filter(|lag| !lag.is_zero());
         let views: Vec<Arc<ShardView>> = opened
             .iter()
             .zip(&plan.shards)
-            .map(|(shard, planned)| Arc::new(shard.view(&planned.name)))
+            .map(|(shard, planned)| Arc::new(shard.view(&planned.name, max_lag)))
             .collect();
         let sequencers = views
             .iter()

@@ -86,6 +86,7 @@ impl NodeMetrics {
         };
         hub_families(&mut text, hub);
         self.shard_families(&mut text, hub);
+        self.readiness_families(&mut text);
         self.latency_families(&mut text, hub);
         if let Some(md) = &self.md {
             md_families(&mut text, md);
@@ -145,16 +146,6 @@ impl NodeMetrics {
             "Durable records of a shard's log its engine has not applied yet.",
             &lag,
         );
-        let available = self.per_shard(|_, shard| {
-            let up = u64::from(shard.log.available());
-            vec![(format!(",log=\"{}\"", shard.log.kind()), up)]
-        });
-        text.metric(
-            "log_available",
-            "gauge",
-            "1 when a shard's log takes commands (journal not failed, Kafka leader reachable).",
-            &available,
-        );
         let deliveries = self.per_shard(|_, shard| match shard.log.deliveries() {
             Some(counts) => vec![
                 (",outcome=\"delivered\"".into(), load(&counts.delivered)),
@@ -170,6 +161,28 @@ impl NodeMetrics {
                 &deliveries,
             );
         }
+    }
+
+    /// Whether each shard takes orders: its log is available, it is not catching up.
+    fn readiness_families(&self, text: &mut Exposition) {
+        let available = self.per_shard(|_, shard| {
+            let up = u64::from(shard.log.available());
+            vec![(format!(",log=\"{}\"", shard.log.kind()), up)]
+        });
+        text.metric(
+            "log_available",
+            "gauge",
+            "1 when a shard's log takes commands (journal not failed, Kafka leader reachable).",
+            &available,
+        );
+        let catching_up = self
+            .per_shard(|_, shard| vec![(String::new(), u64::from(shard.freshness.catching_up()))]);
+        text.metric(
+            "catching_up",
+            "gauge",
+            "1 while a shard is too far behind its log to take orders (max_lag_ms).",
+            &catching_up,
+        );
     }
 
     fn latency_families(&self, text: &mut Exposition, hub: &Hub) {
@@ -203,6 +216,7 @@ fn hub_families(text: &mut Exposition, hub: &Hub) {
             ("queued", &c.submitted),
             ("busy", &c.submit_busy),
             ("unavailable", &c.submit_unavailable),
+            ("catching_up", &c.submit_catching_up),
         ]),
     );
     text.counter(

@@ -31,6 +31,7 @@ use replicator::snapshots::SnapshotStore;
 use replicator::{CommandLog, LogReader};
 
 use crate::config::{NodeConfig, ShardPlan};
+use crate::freshness::Freshness;
 use crate::persist::{Checkpoints, Persist};
 
 /// Command ring from the feeder to the matcher.
@@ -62,6 +63,8 @@ pub struct ShardView {
     /// batch, before its write and fsync; a Kafka record's timestamp, in whole milliseconds) to
     /// the feeder reading it back from the committed log: the log's commit latency.
     pub sequenced_latency: LatencyHistogram,
+    /// How far behind the log the shard reads.
+    pub freshness: Freshness,
     read_failure: OnceLock<String>,
 }
 
@@ -139,10 +142,16 @@ impl OpenedShard {
     }
 
     /// The shard's view, before it runs: what the hub submits through and metrics read.
-    pub fn view(&self, name: &str) -> ShardView {
+    /// On a Kafka log the site refuses the shard's orders and status questions while it is
+    /// more than `max_lag` behind the log (`None`: never); a journal's only site never is.
+    pub fn view(&self, name: &str, max_lag: Option<Duration>) -> ShardView {
+        let log = self.log.handle();
+        let max_lag = max_lag.filter(|_| log.kind() == "kafka");
+        let read = self.recovery.position;
         ShardView {
             name: name.into(),
-            log: self.log.handle(),
+            freshness: Freshness::new(max_lag, read, log.durable().max(read)),
+            log,
             rings: OnceLock::new(),
             sequenced_latency: LatencyHistogram::default(),
             read_failure: OnceLock::new(),
@@ -153,14 +162,17 @@ impl OpenedShard {
 // ----- 1. submit -----------------------------------------------------------------------------
 
 /// The gateway's way into a shard's log. A full queue is "busy"; a failed journal, an
-/// unreachable Kafka leader or a log this site can no longer read is "unavailable" (answered
-/// at once, never held).
+/// unreachable Kafka leader or a log this site can no longer read is "unavailable"; a shard
+/// too far behind its log is "catching up" (each answered at once, never held).
 pub struct ShardSequencer(pub Arc<ShardView>);
 
 impl Sequencer for ShardSequencer {
     fn submit(&self, command: Command) -> Result<(), SubmitError> {
         if self.0.failure().is_some() {
             return Err(SubmitError::Unavailable);
+        }
+        if self.0.freshness.catching_up() {
+            return Err(SubmitError::CatchingUp);
         }
         self.0
             .log
@@ -171,8 +183,14 @@ impl Sequencer for ShardSequencer {
             })
     }
 
-    fn available(&self) -> bool {
-        self.0.failure().is_none() && self.0.log.available()
+    fn ready(&self) -> Result<(), SubmitError> {
+        if self.0.failure().is_some() || !self.0.log.available() {
+            Err(SubmitError::Unavailable)
+        } else if self.0.freshness.catching_up() {
+            Err(SubmitError::CatchingUp)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -273,6 +291,8 @@ fn feed<const N: usize>(
             }
             waiter.reset();
         });
+        view.freshness
+            .observe(reader.position(), view.log.durable());
         let fed = polled.map_err(|err| {
             // The site can no longer follow the log: it refuses the shard's orders and says so
             // on /health; the node exits so its supervisor restarts it into recovery.

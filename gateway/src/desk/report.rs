@@ -77,6 +77,8 @@ pub enum GatewayReason {
     Busy,
     /// The log cannot take orders now.
     Unavailable,
+    /// This site is behind its log: its answers would be late, another site's are not.
+    CatchingUp,
     /// The session sent more messages per second than its limit.
     Throttled,
     /// A FIX order with TimeInForce Day (59=0): this market never closes, so it has no day.
@@ -88,6 +90,7 @@ impl GatewayReason {
         match self {
             GatewayReason::Busy => "busy",
             GatewayReason::Unavailable => "unavailable",
+            GatewayReason::CatchingUp => "catching_up",
             GatewayReason::Throttled => "throttled",
             GatewayReason::DayNotSupported => "day_not_supported",
         }
@@ -103,6 +106,10 @@ pub enum SubmitError {
     /// The log cannot take commands (stopped, failed, or the brokers are unreachable).
     #[error("unavailable: the log cannot take orders")]
     Unavailable,
+    /// This site is behind its log by more than its limit (restarted, or slow): the order
+    /// would be acknowledged late and its status would be old; another site answers sooner.
+    #[error("catching_up: this site is behind the log; another site answers sooner")]
+    CatchingUp,
 }
 
 impl From<SubmitError> for GatewayReason {
@@ -110,6 +117,7 @@ impl From<SubmitError> for GatewayReason {
         match err {
             SubmitError::Busy => GatewayReason::Busy,
             SubmitError::Unavailable => GatewayReason::Unavailable,
+            SubmitError::CatchingUp => GatewayReason::CatchingUp,
         }
     }
 }

@@ -423,8 +423,9 @@ impl FixApp {
                     Err(self.refused(err)),
                 ))
             }
-            Inbound::Status { symbol, .. } if !self.hub.log_available(Some(&symbol)) => {
-                Some(log_unavailable(ref_seq, msg_type))
+            Inbound::Status { symbol, .. } if self.hub.log_ready(Some(&symbol)).is_err() => {
+                let refused = self.hub.log_ready(Some(&symbol));
+                Some(status_refused(refused.err()?, ref_seq, msg_type))
             }
             Inbound::Status {
                 order,
@@ -647,8 +648,8 @@ impl Application for FixApp {
             FixReject::new(malformed.reason, malformed.text).with_ref_tag(malformed.tag)
         })?;
         if let Inbound::MassStatus { symbol, .. } = &inbound {
-            if !self.hub.log_available(symbol.as_ref()) {
-                live.reply(log_unavailable(ref_seq, msg_type)).await;
+            if let Err(refused) = self.hub.log_ready(symbol.as_ref()) {
+                live.reply(status_refused(refused, ref_seq, msg_type)).await;
                 return Ok(());
             }
         }
@@ -667,16 +668,16 @@ impl Application for FixApp {
     }
 }
 
-/// The answer to a status question at a site cut off from the log: its state may be behind
-/// the other sites' without its knowing, so it says so instead (the member asks elsewhere).
-fn log_unavailable(ref_seq: Option<u64>, msg_type: &str) -> OutboundMessage {
-    mapping::business_message_reject(
-        ref_seq,
-        msg_type,
-        None,
-        business_reject::OTHER,
-        "unavailable: this site cannot reach the log; ask another site",
-    )
+/// The answer to a status question at a site cut off from the log (its state may be behind
+/// the other sites' without its knowing) or catching up with it (its state is behind): it
+/// says so instead, and the member asks elsewhere.
+fn status_refused(refused: SubmitError, ref_seq: Option<u64>, msg_type: &str) -> OutboundMessage {
+    let text = match refused {
+        SubmitError::CatchingUp => "catching_up: this site is behind the log; ask another site",
+        SubmitError::Unavailable => "unavailable: this site cannot reach the log; ask another site",
+        SubmitError::Busy => "busy: the log is not keeping up; try again",
+    };
+    mapping::business_message_reject(ref_seq, msg_type, None, business_reject::OTHER, text)
 }
 
 /// Admits a session for a Logon whose SenderCompID is a member's name and whose TargetCompID

@@ -1,0 +1,162 @@
+//! A site behind its log sends its members elsewhere. A node starts on a Kafka log (librdkafka's
+//! mock cluster, 25 ms round trips) that a producer fills faster than the node can read it:
+//! its recovery ends behind the log, and it falls further behind. It then refuses new orders
+//! with `catching_up` (reason 34), answers status questions with SessionReject 34, and
+//! `/health` says `catching_up` with a 503. Once the producer stops and the node has read the
+//! backlog, it is `ok` again and takes orders.
+
+#[path = "common/binary.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{next, report, runtime};
+use drill::cluster::SiteCluster;
+use drill::sites::{drill_engine, free_port, node_config};
+use engine::{Command, CommandKind, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
+use gateway::binary::{
+    exec_type, msg_type, reason, session_reject, ClientMessage, NewOrderMsg, ServerMessage,
+};
+use gateway::binary_client::BinaryClient;
+use node::Node;
+use replicator::kafka::{KafkaAppender, KafkaConfig};
+
+const TOKEN: &str = "catch-up-token-0001";
+
+/// `GET path` on `http`: the status code and body.
+fn http_get(http: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(http).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let code = text[9..12].parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (code, body)
+}
+
+fn order(id: &str) -> ClientMessage {
+    ClientMessage::NewOrder(NewOrderMsg {
+        cl_ord_id: OrderId::new(id).unwrap(),
+        symbol: Symbol::new("BTC-USD").unwrap(),
+        side: Side::Buy,
+        ord_type: OrdType::Limit,
+        tif: Tif::Gtc,
+        post_only: false,
+        stp: Stp::CancelTaker,
+        price: Some(Price::parse("100").unwrap()),
+        qty: Qty::parse("1").unwrap(),
+    })
+}
+
+/// Appends idle clocks to the log, as fast as the producer takes them, until `stop`.
+fn flood(kafka: KafkaConfig, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let appender = KafkaAppender::new(&kafka).expect("a producer");
+        let mut sent = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+            match appender.append(&Command::new(now.as_nanos() as u64, CommandKind::Clock)) {
+                Ok(()) => sent += 1,
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+            if sent % 64 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        sent
+    })
+}
+
+/// Waits up to `within` for `/health` to answer `code` with `status`; the last body.
+fn wait_health(http: SocketAddr, code: u16, status: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let (got, body) = http_get(http, "/health");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if got == code && json["status"] == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {code} {status} within {within:?}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_site_behind_its_log_refuses_orders_and_status_with_catching_up_until_it_has_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rtt = [Duration::from_millis(25); 3];
+    let topic = "catch-up.commands";
+    let cluster = SiteCluster::start(
+        &["cloud-a", "cloud-b", "metal"],
+        &rtt,
+        topic,
+        Duration::ZERO,
+    )
+    .unwrap();
+    let mut kafka = KafkaConfig::new(&cluster.bootstrap(), topic, 0);
+    kafka.allow_unsafe_topic = true;
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = flood(kafka.clone(), stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (binary, http) = (free_port().unwrap(), free_port().unwrap());
+    let member = [("m".to_string(), TOKEN.to_string(), 1000)];
+    let engine = drill_engine(7, Duration::from_secs(60));
+    let mut config = node_config("cloud-b", &kafka, &engine, (binary, http), &member, 0);
+    config.data_dir = dir.path().join("cloud-b");
+    config.clock_every_ms = 0;
+    let node = Node::start(config).unwrap();
+
+    let body = wait_health(http, 503, "catching_up", Duration::from_secs(30));
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["shards"][0]["catching_up"], true, "{body}");
+    assert_eq!(health["shards"][0]["available"], true, "{body}");
+    runtime().block_on(async {
+        let (mut client, _) = BinaryClient::logon(binary, TOKEN, false).await.unwrap();
+        client.send(&order("o1")).await.unwrap();
+        let refused = report(&mut client).await;
+        assert_eq!(
+            (refused.exec_type, refused.reason),
+            (exec_type::REJECTED, reason::CATCHING_UP)
+        );
+        client
+            .send(&ClientMessage::MassStatus { symbol: None })
+            .await
+            .unwrap();
+        match next(&mut client).await {
+            ServerMessage::SessionReject {
+                code,
+                rejected_type,
+            } => assert_eq!(
+                (code, rejected_type),
+                (session_reject::CATCHING_UP, msg_type::MASS_STATUS)
+            ),
+            other => panic!("expected a SessionReject, got {other:?}"),
+        }
+    });
+    let metrics = node.metrics();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("exchange_catching_up{") && line.ends_with(" 1")),
+        "{metrics}"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    assert!(producer.join().unwrap() > 0);
+    wait_health(http, 200, "ok", Duration::from_secs(120));
+    runtime().block_on(async {
+        let (mut client, _) = BinaryClient::logon(binary, TOKEN, false).await.unwrap();
+        client.send(&order("o2")).await.unwrap();
+        let accepted = report(&mut client).await;
+        assert_eq!(accepted.exec_type, exec_type::NEW, "{accepted:?}");
+    });
+    node.shutdown().unwrap();
+}
