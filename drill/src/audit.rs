@@ -189,7 +189,7 @@ pub(crate) fn audit(
         records: kill_log,
         client_rtos,
         quote_rtos,
-    } = kill_log(kills, &results);
+    } = kill_log(kills, &results, names);
     let figures = Figures::of(
         &history,
         &fills,
@@ -463,26 +463,40 @@ impl Tally {
 
 /// RTO per kill: for each client that failed over from the killed site within 30 s of the
 /// kill, from the kill to its first acknowledgement at any other site after it noticed
-/// (wherever it went, however many moves it took); the slowest client's. Also every
-/// client's RTO, for the percentiles.
-fn kill_log(kills: Vec<(usize, KillRecord, Instant)>, results: &[ClientResult]) -> KillLog {
+/// (wherever it went, however many moves it took); the slowest client's, and the way it
+/// went. Also every client's RTO, for the percentiles.
+fn kill_log(
+    kills: Vec<(usize, KillRecord, Instant)>,
+    results: &[ClientResult],
+    names: &[String],
+) -> KillLog {
     let mut log = KillLog::default();
     for (site, mut record, killed) in kills {
         // Failovers from the site once it was back are not this fault's.
         let back = record
             .restarted_at_ms
             .map(|at| killed + Duration::from_millis(at.saturating_sub(record.killed_at_ms)));
-        let moves = |quoters: bool| -> Vec<(u64, Option<u64>)> {
+        let moved = |quoters: bool| -> Vec<(&ClientResult, u64, Option<u64>)> {
             results
                 .iter()
                 .filter(|result| result.quoter == quoters)
-                .filter_map(|result| client_rto(result, site, killed, back))
+                .filter_map(|result| {
+                    let (detected, rto) = client_rto(result, site, killed, back)?;
+                    Some((result, detected, rto))
+                })
                 .collect()
         };
-        let (clients, quoters) = (moves(false), moves(true));
-        record.detect_ms = clients.iter().map(|(detected, _)| *detected).max();
-        let rtos = |moves: Vec<(u64, Option<u64>)>| -> Vec<Option<u64>> {
-            moves.into_iter().map(|(_, rto)| rto).collect()
+        let (clients, quoters) = (moved(false), moved(true));
+        record.detect_ms = clients.iter().map(|(_, detected, _)| *detected).max();
+        // The slowest: one never acknowledged elsewhere, else the longest RTO.
+        if let Some((result, ..)) = clients
+            .iter()
+            .max_by_key(|(_, _, rto)| rto.unwrap_or(u64::MAX))
+        {
+            record.slowest_path = path(result, site, killed, names);
+        }
+        let rtos = |moved: Vec<(&ClientResult, u64, Option<u64>)>| -> Vec<Option<u64>> {
+            moved.into_iter().map(|(_, _, rto)| rto).collect()
         };
         let (clients, quoters) = (rtos(clients), rtos(quoters));
         record.clients_failed_over = clients.len();
@@ -494,6 +508,38 @@ fn kill_log(kills: Vec<(usize, KillRecord, Instant)>, results: &[ClientResult]) 
         log.records.push(record);
     }
     log
+}
+
+/// The way a client went after `site`'s fault at `killed`: each move from its first one away
+/// from `site` ("noticed at MS, SITE at MS", milliseconds from the fault), up to its first
+/// acknowledgement elsewhere ("acknowledged at MS").
+fn path(result: &ClientResult, site: usize, killed: Instant, names: &[String]) -> Vec<String> {
+    let name = |at: usize| names.get(at).map_or("?", String::as_str).to_string();
+    let Some(first) = result
+        .failovers
+        .iter()
+        .position(|f| f.from == site && f.detected >= killed)
+    else {
+        return Vec::new();
+    };
+    let acked = result
+        .acks
+        .iter()
+        .find(|ack| ack.site != site && ack.at >= result.failovers[first].detected)
+        .map(|ack| ack.at);
+    let mut way: Vec<String> = result.failovers[first..]
+        .iter()
+        .take_while(|f| acked.is_none_or(|acked| f.detected <= acked))
+        .map(|f| {
+            let (noticed, on) = (
+                ms_between(killed, f.detected),
+                ms_between(killed, f.logged_on),
+            );
+            format!("noticed at {noticed} ms, {} at {on} ms", name(f.to))
+        })
+        .collect();
+    way.extend(acked.map(|at| format!("acknowledged at {} ms", ms_between(killed, at))));
+    way
 }
 
 /// Every fault's record, and the RTO of every client and every quoter that moved.
@@ -717,7 +763,12 @@ mod tests {
             quoters_moved: 0,
             quote_rto_ms: None,
             detect_ms: None,
+            slowest_path: Vec::new(),
         }
+    }
+
+    fn names() -> Vec<String> {
+        ["cloud-a", "cloud-b", "metal"].map(String::from).to_vec()
     }
 
     /// Seen in the drill on the mock cluster: a client that failed over from the killed site,
@@ -745,8 +796,17 @@ mod tests {
         } = kill_log(
             vec![(0, record.clone(), killed)],
             &[twice, once, elsewhere, quoter],
+            &names(),
         );
         assert_eq!((log[0].clients_failed_over, log[0].rto_ms), (2, Some(7000)));
+        assert_eq!(
+            log[0].slowest_path,
+            [
+                "noticed at 3000 ms, cloud-b at 3000 ms",
+                "noticed at 6000 ms, metal at 6000 ms",
+                "acknowledged at 7000 ms"
+            ]
+        );
         assert_eq!(rtos, [7000, 3200]);
         // A quoter's move is counted apart: it has no order in flight to be answered.
         assert_eq!((log[0].quoters_moved, log[0].quote_rto_ms), (1, Some(2500)));
@@ -761,8 +821,12 @@ mod tests {
             records: log,
             client_rtos: rtos,
             ..
-        } = kill_log(vec![(0, record, killed)], &[silent]);
+        } = kill_log(vec![(0, record, killed)], &[silent], &names());
         assert_eq!((log[0].clients_failed_over, log[0].rto_ms), (1, None));
+        assert_eq!(
+            log[0].slowest_path,
+            ["noticed at 3000 ms, cloud-b at 3000 ms"]
+        );
         assert!(rtos.is_empty());
     }
 
@@ -780,7 +844,7 @@ mod tests {
             records: log,
             client_rtos: rtos,
             ..
-        } = kill_log(vec![(0, record, killed)], &[prompt, later]);
+        } = kill_log(vec![(0, record, killed)], &[prompt, later], &names());
         assert_eq!((log[0].clients_failed_over, log[0].rto_ms), (1, Some(60)));
         assert_eq!(rtos, [60]);
     }

@@ -235,6 +235,10 @@ pub struct KillRecord {
     /// first quote acknowledged at another site.
     pub quoters_moved: usize,
     pub quote_rto_ms: Option<u64>,
+    /// The slowest client's way from the fault to its first acknowledgement elsewhere: each
+    /// move (when it noticed, where it logged on), in milliseconds from the fault.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slowest_path: Vec<String>,
     /// From the restart to the site having applied the whole log as it stood at the restart.
     pub catch_up_ms: Option<u64>,
     /// Records the rest of the sites appended while it was down: its backlog at the restart
@@ -441,6 +445,9 @@ impl DrillReport {
                     _ => String::new(),
                 }
             );
+            if kill.rto_ms.is_none_or(|rto| rto >= SLOW_RTO_MS) && !kill.slowest_path.is_empty() {
+                let _ = writeln!(out, "           slowest: {}", kill.slowest_path.join("; "));
+            }
         }
     }
 
@@ -699,6 +706,7 @@ fn kill_and_restart<S: SiteControl>(
             quoters_moved: 0,
             quote_rto_ms: None,
             detect_ms: None,
+            slowest_path: Vec::new(),
         };
         sleep_until(killed + down);
         let target = log_end(https, site);
@@ -731,6 +739,9 @@ fn is_lost(kills: &[(usize, KillRecord, Instant)], site: usize) -> bool {
         .iter()
         .any(|(lost, record, _)| *lost == site && record.return_error.is_some())
 }
+
+/// A fault whose RTO is at least this (or none) shows its slowest client's way on the console.
+const SLOW_RTO_MS: u64 = 2_000;
 
 /// The site index of a fault that takes no site but the whole log.
 const WHOLE_LOG: usize = usize::MAX;

@@ -300,7 +300,8 @@ fn fault_table(out: &mut String, report: &DrillReport) {
     out.push_str(
         "<h2>Faults</h2>\n<table><tr><th>site</th><th>fault</th><th>at (ms)</th>\
          <th>back at (ms)</th><th>broker down</th><th>leader moved to</th>\
-         <th>clients failed over</th><th>noticed by (ms)</th><th>RTO (ms)</th>\
+         <th>clients failed over</th><th>noticed by (ms)</th>\
+         <th title=\"hover a figure: the slowest client's way\">RTO (ms)</th>\
          <th>quoters moved</th><th>quoters' RTO (ms)</th><th>catch-up (ms)</th></tr>\n",
     );
     let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
@@ -308,7 +309,7 @@ fn fault_table(out: &mut String, report: &DrillReport) {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             fault.site,
             fault.fault,
             fault.killed_at_ms,
@@ -317,6 +318,7 @@ fn fault_table(out: &mut String, report: &DrillReport) {
             fault.effects.leader_moved_to.as_deref().unwrap_or("-"),
             fault.clients_failed_over,
             ms(fault.detect_ms),
+            fault.slowest_path.join("; "),
             ms(fault.rto_ms),
             fault.quoters_moved,
             ms(fault.quote_rto_ms),
