@@ -79,6 +79,11 @@ fn assert_sound(report: &Value) {
     assert_eq!(report["cod"]["late"], 0, "{report:#}");
     assert_eq!(report["cod"]["wrong_session"], 0, "{report:#}");
     assert_eq!(report["status"]["mismatches"], 0, "{report:#}");
+    assert_eq!(report["md"]["md_gaps"], 0, "{report:#}");
+    assert!(
+        report["md"]["books_checked"].as_u64().unwrap() > 10,
+        "{report:#}"
+    );
     assert!(
         report["status"]["questions"].as_u64().unwrap() > 3,
         "{report:#}"
@@ -223,7 +228,8 @@ fn a_frozen_site_is_failed_over_and_catches_up_when_it_thaws() {
 /// too: the node stays up, its gateway answers "unavailable" once the partition's leader has
 /// not answered for a second, and its members fail over on that answer (before, the gateway
 /// waited 4 s and the clients only their 3 s acknowledgement timeout: RTO 3.1 s); the
-/// isolated site's members notice the silence. Its quoters, with nothing in flight, are
+/// isolated site's members notice the silence. Its market-data subscribers are told the
+/// site's data is stale, and move. Its quoters, with nothing in flight, are
 /// logged out (16) once their switch cannot be refreshed. Healed, both catch up and converge, and the
 /// drill leaves no rule or cgroup behind. Needs root and nftables (CI has both).
 #[test]
@@ -280,6 +286,11 @@ fn sites_cut_off_from_the_log_and_from_their_members_are_failed_over_and_heal() 
         .map(|f| f["quoters_moved"].as_u64().unwrap())
         .sum();
     assert!(quoters_moved >= 1, "{report:#}");
+    // The market-data subscriber at the site cut from the log was told its data had gone
+    // stale (`status` `unavailable`) and moved; the isolated site's noticed the silence.
+    let md = &report["md"];
+    assert!(md["stale_notices"].as_u64().unwrap() >= 1, "{md}");
+    assert!(md["moves"].as_u64().unwrap() >= 2, "{md}");
     for fault in faults.iter().filter(|f| f["quoters_moved"] != 0) {
         let rto = fault["quote_rto_ms"].as_u64().expect("a quoter's RTO");
         assert!(rto < 5_000, "{fault}");

@@ -13,6 +13,7 @@ use replicator::divergence::HashReport;
 
 use crate::failover::{Ack, Outcome};
 use crate::fills;
+use crate::market::{BookCheck, MdReport, MdResult};
 use crate::switches::{CodCheck, SwitchWatch};
 use crate::{
     ms_between, site_hashes_at, ClientResult, DrillConfig, DrillReport, KillRecord, Percentiles,
@@ -36,6 +37,8 @@ struct History {
     hashes: BTreeMap<u64, String>,
     /// The dead-man's switches: when each fired, whose orders it cancelled.
     cod: CodCheck,
+    /// The market-data subscribers' books against the replay's.
+    md: MdReport,
 }
 
 impl History {
@@ -106,6 +109,7 @@ fn replay(
     log: &[Command],
     positions: &[u64],
     outages: &[(u64, u64)],
+    md: &[MdResult],
 ) -> Result<History> {
     let mut engine =
         Engine::new(config.engine).map_err(|e| anyhow!("the sites' engine config: {e:?}"))?;
@@ -113,6 +117,7 @@ fn replay(
     let mut history = History::default();
     let mut wanted = positions.iter().copied().peekable();
     let mut switches = SwitchWatch::new(config.clock_every, outages);
+    let mut books = BookCheck::new(config.symbol, md);
     for (at, command) in log.iter().enumerate() {
         events.clear();
         engine.apply(command, &mut events);
@@ -121,6 +126,7 @@ fn replay(
         }
         switches.apply(command, &events);
         let next = at as u64 + 1;
+        books.after(next, &engine);
         while wanted.peek().is_some_and(|p| *p < next) {
             wanted.next();
         }
@@ -129,6 +135,7 @@ fn replay(
         }
     }
     history.cod = switches.finish();
+    history.md = books.finish(md);
     Ok(history)
 }
 
@@ -161,6 +168,8 @@ pub(crate) struct Evidence {
     /// Whole-Kafka outages, from stop to start in log-time nanoseconds: a switch due while
     /// the log was down fires when it is back, before anything else is applied.
     pub log_outages: Vec<(u64, u64)>,
+    /// What the market-data subscribers saw.
+    pub md: Vec<MdResult>,
 }
 
 /// Audits a finished drill whose sites all applied the log up to `position`, a hash boundary:
@@ -219,6 +228,7 @@ pub(crate) fn audit(
         duplicates,
         overfills: history.overfills,
         cod: history.cod,
+        md: history.md,
         status: evidence.status,
         hash_reports_checked: reports.iter().map(|r| r.len() as u64).sum(),
         diverged: hash_mismatches.len() as u64,
@@ -265,7 +275,13 @@ fn replayed(
     let files = std::mem::take(&mut evidence.hash_files);
     let reports = site_reports(https, files, position);
     let positions = hash_positions(&reports, position);
-    let history = replay(config, &evidence.log, &positions, &evidence.log_outages)?;
+    let history = replay(
+        config,
+        &evidence.log,
+        &positions,
+        &evidence.log_outages,
+        &evidence.md,
+    )?;
     let (hashes, hash_mismatches) = convergence(names, &reports, &history, position);
     let sites_converged = hash_mismatches.is_empty() && hashes.iter().all(|h| h.matches_log);
     Ok(Replayed {
@@ -606,6 +622,9 @@ struct Figures {
     false_fills: u64,
     cod_late: u64,
     cod_wrong_session: u64,
+    md_gaps: u64,
+    /// Market-data subscribers ran but no book of theirs was compared with the log's.
+    md_unchecked: bool,
     sites_converged: bool,
 }
 
@@ -625,6 +644,8 @@ impl Figures {
             false_fills: fills.false_fills,
             cod_late: history.cod.late,
             cod_wrong_session: history.cod.wrong_session,
+            md_gaps: history.md.md_gaps,
+            md_unchecked: history.md.subscribers > 0 && history.md.books_checked == 0,
             sites_converged,
         }
     }
@@ -665,6 +686,14 @@ fn problems(tally: &Tally, figures: &Figures, kill_log: &[KillRecord]) -> Vec<St
         (
             figures.cod_wrong_session,
             "orders were cancelled by another session's dead-man's switch",
+        ),
+        (
+            figures.md_gaps,
+            "market-data updates were missed or mis-numbered, or books differed from the log's",
+        ),
+        (
+            u64::from(figures.md_unchecked),
+            "market-data runs compared no book with the log's",
         ),
     ] {
         if count > 0 {

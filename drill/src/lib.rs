@@ -35,6 +35,7 @@ mod audit;
 pub mod cluster;
 pub mod failover;
 mod fills;
+pub mod market;
 pub mod partition;
 mod quoter;
 pub mod sites;
@@ -154,6 +155,8 @@ pub struct DrillConfig {
     /// Quote-only members with cancel-on-disconnect per site (see `quoter`), on the members
     /// after the clients'.
     pub quoters_per_site: usize,
+    /// Market-data subscribers per site (see `market`).
+    pub md_per_site: usize,
     /// The sites' idle `clock` interval: a dead-man's switch must fire within its timeout
     /// plus this (log time).
     pub clock_every: Duration,
@@ -311,6 +314,8 @@ pub struct DrillReport {
     pub fill_examples: Vec<String>,
     /// The dead-man's switches (cancel-on-disconnect): `late` and `wrong_session` must be 0.
     pub cod: CodCheck,
+    /// The market-data subscribers: `md_gaps` must be 0.
+    pub md: market::MdReport,
     /// The same questions (order status, mass status) asked of every site at the audit
     /// position, and those answered differently.
     pub status: StatusCheck,
@@ -359,6 +364,7 @@ impl DrillReport {
         let mut out = String::new();
         self.write_load(&mut out);
         self.write_kills(&mut out);
+        self.write_md(&mut out);
         self.write_audit(&mut out);
         out
     }
@@ -452,6 +458,29 @@ impl DrillReport {
     }
 
     /// The latency, the audit's figures, each site's hash and the verdict.
+    /// What the market-data subscribers saw.
+    fn write_md(&self, out: &mut String) {
+        let md = &self.md;
+        let _ = writeln!(
+            out,
+            "md_gaps {} ({} sequence gaps, {} books unlike the log's, of {} checked; {} \
+             subscribers, {} updates, {} snapshots, {} moves, {} on a stale notice, {} lagged, \
+             {} old dropped, {} trades sent while between sites)",
+            md.md_gaps,
+            md.sequence_gaps,
+            md.book_mismatches,
+            md.books_checked,
+            md.subscribers,
+            md.updates,
+            md.snapshots,
+            md.moves,
+            md.stale_notices,
+            md.lagged,
+            md.old_dropped,
+            md.trades_missed_in_moves
+        );
+    }
+
     fn write_audit(&self, out: &mut String) {
         let _ = writeln!(
             out,
@@ -555,17 +584,10 @@ pub fn run_drill<S: SiteControl>(
     let started = Instant::now();
     let started_wall = SystemTime::now();
     let tasks = spawn_clients(&runtime, config, &gateways, started + config.duration);
+    let md_tasks = spawn_subscribers(&runtime, config, &https, started + config.duration);
     let kills = kill_and_restart(config, sites, log, &https, started)?;
-    let results: Vec<ClientResult> = runtime.block_on(async {
-        let mut results = Vec::new();
-        for task in tasks {
-            results.push(
-                task.await
-                    .map_err(|e| anyhow!("a client task failed: {e}"))??,
-            );
-        }
-        Ok::<_, anyhow::Error>(results)
-    })?;
+    let results = runtime.block_on(joined(tasks, "a client"))?;
+    let md = runtime.block_on(joined(md_tasks, "a market-data subscriber"))?;
     let load_seconds = started.elapsed().as_secs_f64();
 
     // Bring every site still up to the same hash boundary, then audit.
@@ -584,6 +606,7 @@ pub fn run_drill<S: SiteControl>(
         status,
         final_filled,
         log_outages: log_outages(&kills, started_wall),
+        md,
     };
     let acks = results.iter().flat_map(|r| r.acks.iter());
     let timeline = Timeline::of(acks, sites.len(), started);
@@ -665,6 +688,35 @@ fn spawn_clients(
             }
         })
         .collect()
+}
+
+/// Starts the market-data subscribers, spread over the sites (their HTTP addresses), until
+/// `load_end`.
+fn spawn_subscribers(
+    runtime: &Runtime,
+    config: &DrillConfig,
+    https: &[SocketAddr],
+    load_end: Instant,
+) -> Vec<JoinHandle<Result<market::MdResult>>> {
+    (0..https.len() * config.md_per_site)
+        .map(|k| {
+            let task =
+                market::subscriber_task(https.to_vec(), k % https.len(), config.symbol, load_end);
+            runtime.spawn(task)
+        })
+        .collect()
+}
+
+/// Every task's result, in order; the first failure names `what` failed.
+async fn joined<T>(tasks: Vec<JoinHandle<Result<T>>>, what: &str) -> Result<Vec<T>> {
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(
+            task.await
+                .map_err(|e| anyhow!("{what} task failed: {e}"))??,
+        );
+    }
+    Ok(results)
 }
 
 /// The control thread: kills and restarts, one site down at a time, as the kill plan says.
@@ -1175,6 +1227,7 @@ mod tests {
             rate: 100,
             clients_per_site: 1,
             quoters_per_site: 0,
+            md_per_site: 0,
             clock_every: Duration::from_millis(500),
             down_min: Duration::from_secs(3),
             down_max: Duration::from_secs(8),

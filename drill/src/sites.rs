@@ -82,6 +82,11 @@ pub struct Args {
     /// goes silent or tells them it lost the log, and quote again there.
     #[arg(long, default_value_t = 1)]
     pub quoters_per_site: usize,
+    /// Market-data subscribers per site: they follow the book and the trades over the site's
+    /// WebSocket, move when it goes dark or says it is stale, and the audit checks their
+    /// numbering and their books against the log (`md_gaps`).
+    #[arg(long, default_value_t = 1)]
+    pub md_per_site: usize,
     /// A killed site stays down between these many seconds (MIN,MAX).
     #[arg(long, value_delimiter = ',', default_value = "2,6")]
     pub down_secs: Vec<f64>,
@@ -496,6 +501,7 @@ fn drill_config(
         rate: args.rate,
         clients_per_site: args.clients_per_site,
         quoters_per_site: args.quoters_per_site,
+        md_per_site: args.md_per_site,
         clock_every,
         down_min: down.0,
         down_max: down.1,

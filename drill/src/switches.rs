@@ -61,9 +61,17 @@ impl SwitchWatch {
     pub(crate) fn apply(&mut self, command: &Command, events: &[Event]) {
         self.clock = self.clock.max(command.ts.0);
         let due = self.fire_due();
+        // Whose order it is: the session of the copy the engine accepted (a later session's
+        // resend of the same id is refused as a duplicate and changes nothing).
         if let CommandKind::New(new) = &command.kind {
-            self.sessions
-                .insert((new.account, new.order_id), new.session);
+            let order = (new.account, new.order_id);
+            let accepted = |e: &Event| {
+                matches!(e.kind, EventKind::Accepted { account, order_id, .. }
+                    if (account, order_id) == order)
+            };
+            if events.iter().any(accepted) {
+                self.sessions.insert(order, new.session);
+            }
         }
         for event in events {
             self.event(&event.kind, &due);
@@ -273,7 +281,20 @@ mod tests {
         assert_eq!((check.fired, check.late), (0, 0));
 
         let mut watch = SwitchWatch::new(Duration::from_millis(500), &[]);
-        watch.apply(&at(SECOND, quote("mine", 7)), &[]);
+        let accepted = Event {
+            seq: 0,
+            ts: TimestampNs(SECOND),
+            kind: EventKind::Accepted {
+                account: ACCOUNT,
+                order_id: OrderId::new("mine").unwrap(),
+                symbol: Symbol::new("BTC-USD").unwrap(),
+                side: Side::Buy,
+                price: Some(Price(100)),
+                qty: Qty(1),
+                number: 0,
+            },
+        };
+        watch.apply(&at(SECOND, quote("mine", 7)), &[accepted]);
         let expired = Event {
             seq: 0,
             ts: TimestampNs(4 * SECOND),
@@ -287,5 +308,25 @@ mod tests {
         };
         watch.apply(&at(4 * SECOND, CommandKind::Clock), &[expired]);
         assert_eq!(watch.finish().wrong_session, 1);
+    }
+
+    /// Seen in a 300 s mixed drill: a quoter's order, resent after a move by its new session
+    /// with the same id, was refused as a duplicate (it stays the first session's), but the
+    /// check took the refused copy's session for the order's; when the first session's
+    /// switch cancelled it, the check counted 2 orders cancelled by another session's switch.
+    #[test]
+    fn a_duplicate_copy_from_a_later_session_does_not_change_whose_order_it_is() {
+        let log = vec![
+            listing(),
+            at(SECOND, arm(1, 3)),
+            at(SECOND, quote("a", 1)),
+            at(2 * SECOND, arm(2, 3)),
+            at(2 * SECOND, quote("a", 2)), // refused: duplicate_order_id
+            at(9 * SECOND / 2, arm(2, 3)),
+            at(9 * SECOND / 2, CommandKind::Clock),
+        ];
+        let check = watch(&log);
+        assert_eq!((check.fired, check.late), (1, 0), "session 1's switch");
+        assert_eq!(check.wrong_session, 0, "{:?}", check.examples);
     }
 }

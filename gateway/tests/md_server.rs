@@ -24,8 +24,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 // ----- the exchange under test -------------------------------------------------------------------
 
-/// A sequencer that hands commands to the feeder thread; closing it stops the pipeline.
-struct ChannelSequencer(Mutex<Option<mpsc::Sender<Command>>>);
+/// A sequencer that hands commands to the feeder thread; closing it stops the pipeline. Its
+/// readiness is set by the test (as a site cut off from its log, or catching up with it).
+struct ChannelSequencer(
+    Mutex<Option<mpsc::Sender<Command>>>,
+    Mutex<Result<(), SubmitError>>,
+);
 
 impl Sequencer for ChannelSequencer {
     fn submit(&self, command: Command) -> Result<(), SubmitError> {
@@ -34,6 +38,10 @@ impl Sequencer for ChannelSequencer {
             Some(true) => Ok(()),
             _ => Err(SubmitError::Unavailable),
         }
+    }
+
+    fn ready(&self) -> Result<(), SubmitError> {
+        *self.1.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -56,7 +64,7 @@ struct Exchange {
 impl Exchange {
     async fn start(config: MdConfig) -> Exchange {
         let (tx, rx) = mpsc::channel::<Command>();
-        let sequencer = Arc::new(ChannelSequencer(Mutex::new(Some(tx))));
+        let sequencer = Arc::new(ChannelSequencer(Mutex::new(Some(tx)), Mutex::new(Ok(()))));
         let hub = Hub::new(
             sequencer.clone(),
             Members::new(Vec::new()).expect("an empty member table"),
@@ -846,6 +854,41 @@ async fn pings_and_idle_connections() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(silent.closed().await.0, close_code::POLICY);
     drop((client, silent));
+    exchange.shutdown().await;
+}
+
+/// A site that stops being ready (cut off from its log, or catching up with it) tells its
+/// market-data connections, which may be holding old data; and again when it is ready.
+/// A connection opened while it is not ready is told at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_told_when_their_site_goes_stale_and_when_it_is_fresh_again() {
+    let exchange = Exchange::start(quick()).await;
+    let mut client = exchange.ws().await;
+    assert!(client.round_trip().await.is_empty(), "nothing while ready");
+    let set = |ready| *exchange.sequencer.1.lock().unwrap() = ready;
+    set(Err(SubmitError::CatchingUp));
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "status", "status": "catching_up"})
+    );
+    set(Err(SubmitError::Unavailable));
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "status", "status": "unavailable"})
+    );
+    let mut late = exchange.ws().await;
+    assert_eq!(
+        late.recv().await,
+        json!({"type": "status", "status": "unavailable"})
+    );
+    set(Ok(()));
+    for connection in [&mut client, &mut late] {
+        assert_eq!(
+            connection.recv().await,
+            json!({"type": "status", "status": "ok"})
+        );
+    }
+    drop((client, late));
     exchange.shutdown().await;
 }
 

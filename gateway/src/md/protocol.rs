@@ -269,6 +269,10 @@ pub(super) enum Out<'a> {
     /// The connection fell behind the feed: trades may be missing; a resync snapshot of every
     /// subscribed book follows.
     Lagged { missed: u64 },
+    /// The site's state changed (or, on connecting, is not `ok`): `unavailable` (cut off from
+    /// the log: what it sends may be behind the other sites without its knowing) or
+    /// `catching_up` (behind its log: what it sends is old); `ok` again once it is neither.
+    Status { status: &'static str },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<u64>,

@@ -28,7 +28,7 @@ use super::protocol::{
     MdRequest, Out,
 };
 use super::window::BookSub;
-use crate::desk::MdMessage;
+use crate::desk::{GatewayReason, MdMessage};
 use crate::hub::Hub;
 
 /// Counters the node exposes as metrics.
@@ -265,12 +265,16 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str, wait: Duration) 
 /// Messages taken from the feed in one go before writing.
 const FEED_BATCH: usize = 256;
 
+/// How often a connection looks whether its site is ready (see [`Out::Status`]).
+const STATUS_EVERY: Duration = Duration::from_millis(250);
+
 /// What woke the connection up.
 enum Wake {
     Shutdown,
     Incoming(Option<Result<Message, axum::Error>>),
     Feed(Result<Arc<MdMessage>, RecvError>),
     Tick,
+    Status,
 }
 
 struct Connection {
@@ -284,6 +288,8 @@ struct Connection {
     /// Written at the end of each turn.
     pending: Vec<Message>,
     last_heard: Instant,
+    /// The site's state as the client was last told it (`ok` until told otherwise).
+    told: &'static str,
 }
 
 /// Why a connection ends.
@@ -314,6 +320,7 @@ impl Connection {
             trades: HashSet::new(),
             pending: Vec::new(),
             last_heard: Instant::now(),
+            told: "ok",
         }
     }
 
@@ -338,6 +345,8 @@ impl Connection {
         let idle = Duration::from_millis(self.config().idle_timeout_ms.max(1));
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut status = tokio::time::interval(STATUS_EVERY);
+        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = tokio::select! {
                 biased;
@@ -345,6 +354,7 @@ impl Connection {
                 incoming = self.socket.recv() => Wake::Incoming(incoming),
                 feed = next_feed(&mut self.feed) => Wake::Feed(feed),
                 _ = ping.tick() => Wake::Tick,
+                _ = status.tick() => Wake::Status,
             };
             match wake {
                 Wake::Shutdown => {
@@ -381,6 +391,7 @@ impl Connection {
                     }
                     self.pending.push(Message::Ping(Default::default()));
                 }
+                Wake::Status => self.tell_status(),
             }
             if !self.flush().await {
                 return End::Quiet;
@@ -576,6 +587,19 @@ impl Connection {
         self.pending
             .push(book.snapshot_message(&symbol, snapshot.position, true, id));
         self.books.insert(symbol, book);
+    }
+
+    /// Tells the client when its site stops or starts being ready: a site cut off from its
+    /// log, or catching up with it, sends market data that may be old.
+    fn tell_status(&mut self) {
+        let status = match self.shared.hub.log_ready(None) {
+            Ok(()) => "ok",
+            Err(refused) => GatewayReason::from(refused).as_str(),
+        };
+        if status != self.told {
+            self.told = status;
+            self.pending.push(text(&Out::Status { status }));
+        }
     }
 
     fn lagged(&mut self, missed: u64) {
