@@ -516,6 +516,64 @@ mod tests {
         assert_eq!(f.result.stale_notices, 1);
     }
 
+    /// The replay's side can fail: a book held after the log's second command is compared
+    /// with the engine's depth there, and a wrong quantity is a mismatch.
+    #[test]
+    fn a_book_unlike_the_engine_s_depth_is_a_mismatch() {
+        use engine::{AccountId, AddSymbol, Command, CommandKind, EngineConfig, NewOrder};
+        use engine::{OrdType, OrderId, Stp, Tif};
+        let btc = Symbol::new("BTC-USD").unwrap();
+        let log = [
+            Command::new(
+                1,
+                CommandKind::AddSymbol(AddSymbol {
+                    symbol: btc,
+                    tick: Price(1),
+                    lot: Qty(1),
+                }),
+            ),
+            Command::new(
+                2,
+                CommandKind::New(NewOrder {
+                    account: AccountId(1),
+                    order_id: OrderId::new("b1").unwrap(),
+                    symbol: btc,
+                    side: Side::Buy,
+                    ord_type: OrdType::Limit,
+                    price: Some(Price(100)),
+                    qty: Qty(3),
+                    tif: Tif::Gtc,
+                    post_only: false,
+                    stp: Stp::CancelTaker,
+                    session: 1,
+                }),
+            ),
+        ];
+        let sample = |qty| BookSample {
+            after: 2,
+            bids: vec![(Price(100), Qty(qty))],
+            asks: Vec::new(),
+            site: 0,
+        };
+        let held = MdResult {
+            samples: vec![sample(3), sample(4)],
+            ..MdResult::default()
+        };
+        let mut engine = Engine::new(EngineConfig::default()).unwrap();
+        let mut check = BookCheck::new(btc, std::slice::from_ref(&held));
+        let mut events = Vec::new();
+        for (at, command) in log.iter().enumerate() {
+            engine.apply(command, &mut events);
+            check.after(at as u64 + 1, &engine);
+        }
+        let report = check.finish(&[held]);
+        assert_eq!(
+            (report.books_checked, report.book_mismatches, report.md_gaps),
+            (2, 1, 1)
+        );
+        assert_eq!(report.examples.len(), 1, "{:?}", report.examples);
+    }
+
     #[test]
     fn a_trade_id_that_skips_within_a_connection_is_a_gap_and_across_a_move_is_not() {
         let mut f = follower();
