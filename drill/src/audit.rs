@@ -184,28 +184,15 @@ pub(crate) fn audit(
     load_seconds: f64,
 ) -> Result<DrillReport> {
     let position = evidence.log.len() as u64;
-    let Replayed {
-        history,
-        reports,
-        hashes,
-        hash_mismatches,
-        sites_converged,
-    } = replayed(config, names, https, &mut evidence)?;
+    let replay = replayed(config, names, https, &mut evidence)?;
+    let (history, sites_converged) = (replay.history, replay.sites_converged);
     let tally = Tally::of(&results, &history)?;
     let fills = fills::check(&history.filled, &results, &evidence.final_filled);
     let duplicates = duplicates(&history);
-    let KillLog {
-        records: kill_log,
-        client_rtos,
-        quote_rtos,
-    } = kill_log(kills, &results, names);
-    let figures = Figures::of(
-        &history,
-        &fills,
-        &evidence.status,
-        duplicates,
-        sites_converged,
-    );
+    let faults = kill_log(kills, &results, names);
+    let kill_log = faults.records;
+    let status = &evidence.status;
+    let figures = Figures::of(&history, &fills, status, duplicates, sites_converged);
     let problems = problems(&tally, &figures, &kill_log);
     let ack_latency_us = tally.latency_percentiles();
     Ok(DrillReport {
@@ -230,16 +217,16 @@ pub(crate) fn audit(
         cod: history.cod,
         md: history.md,
         status: evidence.status,
-        hash_reports_checked: reports.iter().map(|r| r.len() as u64).sum(),
-        diverged: hash_mismatches.len() as u64,
+        hash_reports_checked: replay.reports.iter().map(|r| r.len() as u64).sum(),
+        diverged: replay.hash_mismatches.len() as u64,
         sites_converged,
         audit_position: position,
-        hashes,
-        hash_mismatches,
+        hashes: replay.hashes,
+        hash_mismatches: replay.hash_mismatches,
         kills: kill_log.len(),
         rto_ms_max: kill_log.iter().filter_map(|k| k.rto_ms).max(),
-        rto_client_ms: percentiles(client_rtos),
-        quote_rto_ms: percentiles(quote_rtos),
+        rto_client_ms: percentiles(faults.client_rtos),
+        quote_rto_ms: percentiles(faults.quote_rtos),
         catch_up_ms_max: kill_log.iter().filter_map(|k| k.catch_up_ms).max(),
         kill_log,
         failovers: tally.failovers,
@@ -527,8 +514,9 @@ fn kill_log(
 }
 
 /// The way a client went after `site`'s fault at `killed`: each move from its first one away
-/// from `site` ("noticed at MS, SITE at MS", milliseconds from the fault), up to its first
-/// acknowledgement elsewhere ("acknowledged at MS").
+/// from `site` ("WHY at MS, SITE at MS": why and when it left, where and when it logged on,
+/// milliseconds from the fault), up to its first acknowledgement elsewhere ("acknowledged at
+/// MS").
 fn path(result: &ClientResult, site: usize, killed: Instant, names: &[String]) -> Vec<String> {
     let name = |at: usize| names.get(at).map_or("?", String::as_str).to_string();
     let Some(first) = result
@@ -551,7 +539,7 @@ fn path(result: &ClientResult, site: usize, killed: Instant, names: &[String]) -
                 ms_between(killed, f.detected),
                 ms_between(killed, f.logged_on),
             );
-            format!("noticed at {noticed} ms, {} at {on} ms", name(f.to))
+            format!("{} at {noticed} ms, {} at {on} ms", f.why, name(f.to))
         })
         .collect();
     way.extend(acked.map(|at| format!("acknowledged at {} ms", ms_between(killed, at))));
@@ -743,6 +731,7 @@ mod tests {
         crate::failover::Failover {
             from,
             to,
+            why: "silent",
             detected,
             logged_on: detected,
             known: 0,
@@ -831,8 +820,8 @@ mod tests {
         assert_eq!(
             log[0].slowest_path,
             [
-                "noticed at 3000 ms, cloud-b at 3000 ms",
-                "noticed at 6000 ms, metal at 6000 ms",
+                "silent at 3000 ms, cloud-b at 3000 ms",
+                "silent at 6000 ms, metal at 6000 ms",
                 "acknowledged at 7000 ms"
             ]
         );
@@ -854,7 +843,7 @@ mod tests {
         assert_eq!((log[0].clients_failed_over, log[0].rto_ms), (1, None));
         assert_eq!(
             log[0].slowest_path,
-            ["noticed at 3000 ms, cloud-b at 3000 ms"]
+            ["silent at 3000 ms, cloud-b at 3000 ms"]
         );
         assert!(rtos.is_empty());
     }

@@ -115,6 +115,9 @@ pub struct Ack {
 pub struct Failover {
     pub from: usize,
     pub to: usize,
+    /// Why the client left `from`: `closed`, `logout`, `silent`, `ack_timeout`,
+    /// `unavailable` or `catching_up`.
+    pub why: &'static str,
     /// When the client noticed, and when it was logged on at `to`.
     pub detected: Instant,
     pub logged_on: Instant,
@@ -165,6 +168,10 @@ pub struct FailoverClient {
     tests_sent: u64,
     /// Since when the client has had no site (the first detection of the current outage).
     down_since: Option<Instant>,
+    /// Why the client is leaving its site (the first reason met), until it has moved.
+    leaving: Option<&'static str>,
+    /// Refusals (unavailable, catching up) since the last acknowledgement.
+    refusals: u32,
     /// The site the client started at, and since when it has taken a probe logon.
     home: usize,
     home_up_since: Option<Instant>,
@@ -196,6 +203,8 @@ impl FailoverClient {
             probed: None,
             tests_sent: 0,
             down_since: None,
+            leaving: None,
+            refusals: 0,
             home,
             home_up_since: None,
             next_home_probe: Instant::now(),
@@ -300,7 +309,7 @@ impl FailoverClient {
             match tokio::time::timeout_at(wake.into(), conn.recv()).await {
                 Err(_) => {}
                 Ok(Ok(Some(message))) => self.on_message(message, &mut acks),
-                Ok(Ok(None)) | Ok(Err(_)) => self.conn = None,
+                Ok(Ok(None)) | Ok(Err(_)) => self.leave("closed"),
             }
         }
     }
@@ -327,7 +336,7 @@ impl FailoverClient {
         if sent {
             self.last_sent = Instant::now();
         } else {
-            self.conn = None;
+            self.leave("closed");
         }
         sent
     }
@@ -338,19 +347,34 @@ impl FailoverClient {
     /// not been ignored by the site (seen: the drill's audit client, pausing between its
     /// reads, moved round every site again and again).
     fn overdue(&self) -> bool {
-        let now = Instant::now();
+        self.silent() || self.ack_overdue()
+    }
+
+    fn silent(&self) -> bool {
         let unanswered = self
             .config
             .silence_timeout
             .saturating_sub(self.config.probe_after);
-        let silent = self
-            .probed
-            .is_some_and(|at| now.duration_since(at) > unanswered);
-        silent
-            || self.pending.values().any(|p| {
-                p.sent
-                    .is_some_and(|sent| now.duration_since(sent) > self.config.ack_timeout)
-            })
+        self.probed.is_some_and(|at| at.elapsed() > unanswered)
+    }
+
+    fn ack_overdue(&self) -> bool {
+        let now = Instant::now();
+        self.pending.values().any(|p| {
+            p.sent
+                .is_some_and(|sent| now.duration_since(sent) > self.config.ack_timeout)
+        })
+    }
+
+    /// Why an overdue site is left.
+    fn overdue_why(&self) -> &'static str {
+        if self.silent() {
+            "silent"
+        } else if self.ack_overdue() {
+            "ack_timeout"
+        } else {
+            "closed"
+        }
     }
 
     /// Sends a test request when the site has been quiet for the probe interval and none is
@@ -402,16 +426,15 @@ impl FailoverClient {
         self.heard();
         match message {
             ServerMessage::ExecutionReport(report) => self.on_report(&report, acks),
-            ServerMessage::Logout { .. } => self.conn = None,
+            ServerMessage::Logout { .. } => self.leave("logout"),
             ServerMessage::SessionReject {
-                code: session_reject::UNAVAILABLE | session_reject::CATCHING_UP,
+                code: code @ (session_reject::UNAVAILABLE | session_reject::CATCHING_UP),
                 ..
             } => {
                 // A status question (or a mass cancel) the site cannot answer: it is cut off
                 // from the log, or far behind it. Another site can, unless every site is
                 // refusing (a leader move, Kafka down): the refusals in a row pace the moves.
-                self.back_off();
-                self.conn = None;
+                self.refused_here(code == session_reject::CATCHING_UP);
             }
             ServerMessage::SessionReject {
                 rejected_type: msg_type::NEW_ORDER,
@@ -469,6 +492,7 @@ impl FailoverClient {
         };
         self.pending.remove(&id);
         self.backoff = Duration::ZERO;
+        self.refusals = 0;
         acks.push(Ack {
             cl_ord_id: id,
             outcome,
@@ -489,10 +513,36 @@ impl FailoverClient {
             _ => self.counts.refused_throttled += 1,
         }
         self.requeue(id);
-        self.back_off();
         if matches!(code, reason::UNAVAILABLE | reason::CATCHING_UP) {
-            self.conn = None;
+            self.refused_here(code == reason::CATCHING_UP);
+        } else {
+            self.back_off();
         }
+    }
+
+    /// The site refused for itself (cut off from the log, or far behind it): leave it. The
+    /// moves are paced: the first at once, the next after a pause, doubled each time while
+    /// sites are cut off (the whole log may be down: a leader move, Kafka down), but not
+    /// while they are catching up (each will be ready soon; another may be already).
+    fn refused_here(&mut self, catching_up: bool) {
+        self.refusals += 1;
+        if catching_up {
+            self.backoff = self.config.retry_after;
+            self.hold_until = self.hold_until.max(Instant::now() + self.backoff);
+        } else {
+            self.back_off();
+        }
+        self.leave(if catching_up {
+            "catching_up"
+        } else {
+            "unavailable"
+        });
+    }
+
+    /// Drops the connection to the site; `why` is the move's reason unless one was met first.
+    fn leave(&mut self, why: &'static str) {
+        self.conn = None;
+        self.leaving.get_or_insert(why);
     }
 
     fn requeue(&mut self, id: OrderId) {
@@ -582,8 +632,9 @@ impl FailoverClient {
     async fn fail_over(&mut self, acks: &mut Vec<Ack>, until: Instant) -> bool {
         let from = self.site;
         let detected = *self.down_since.get_or_insert_with(Instant::now);
+        let why = self.leaving.take().unwrap_or_else(|| self.overdue_why());
         self.conn = None;
-        if self.backoff > self.config.retry_after {
+        if self.refusals > 1 {
             // Refused again and again, wherever it went: every site is refusing for now.
             // The first refusal moves at once; the next ones wait their pause, or the client
             // would go round the sites as fast as they answer its logons.
@@ -614,6 +665,7 @@ impl FailoverClient {
         self.failovers.push(Failover {
             from,
             to: self.site,
+            why,
             detected,
             logged_on,
             known,
@@ -656,7 +708,7 @@ impl FailoverClient {
                     self.on_report(&report, acks);
                 }
                 Ok(Ok(Some(message))) => self.on_message(message, acks),
-                Ok(Ok(None)) | Ok(Err(_)) => self.conn = None,
+                Ok(Ok(None)) | Ok(Err(_)) => self.leave("closed"),
                 Err(_) => break,
             }
         }

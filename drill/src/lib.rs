@@ -239,7 +239,8 @@ pub struct KillRecord {
     pub quoters_moved: usize,
     pub quote_rto_ms: Option<u64>,
     /// The slowest client's way from the fault to its first acknowledgement elsewhere: each
-    /// move (when it noticed, where it logged on), in milliseconds from the fault.
+    /// move (why and when it left a site, where and when it logged on), in milliseconds from
+    /// the fault.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slowest_path: Vec<String>,
     /// From the restart to the site having applied the whole log as it stood at the restart.

@@ -23,7 +23,7 @@ use anyhow::{anyhow, Context};
 use crossbeam_channel::Sender;
 use engine::ring::{Producer, RingDepth};
 use engine::runner::{drain, Runner, Waiter};
-use engine::{Command, Engine, EngineConfig};
+use engine::{Command, CommandKind, Engine, EngineConfig};
 use gateway::{Hub, LatencyHistogram, Sequencer, SubmitError, PUMP_WAIT};
 use replicator::log::{Log, LogHandle, Refused};
 use replicator::recovery::recover;
@@ -163,7 +163,8 @@ impl OpenedShard {
 
 /// The gateway's way into a shard's log. A full queue is "busy"; a failed journal, an
 /// unreachable Kafka leader or a log this site can no longer read is "unavailable"; a shard
-/// too far behind its log is "catching up" (each answered at once, never held).
+/// too far behind its log refuses new orders and amends as "catching up" (see [`adds_risk`]).
+/// Each is answered at once, never held.
 pub struct ShardSequencer(pub Arc<ShardView>);
 
 impl Sequencer for ShardSequencer {
@@ -171,7 +172,7 @@ impl Sequencer for ShardSequencer {
         if self.0.failure().is_some() {
             return Err(SubmitError::Unavailable);
         }
-        if self.0.freshness.catching_up() {
+        if adds_risk(&command.kind) && self.0.freshness.catching_up() {
             return Err(SubmitError::CatchingUp);
         }
         self.0
@@ -192,6 +193,16 @@ impl Sequencer for ShardSequencer {
             Ok(())
         }
     }
+}
+
+/// Whether a site catching up with its log refuses `kind`: new orders and amends, which it
+/// would acknowledge late and from old state (another site answers at once). It takes what
+/// only takes risk off (cancels, mass cancels, a dead-man's switch's refreshes: getting them
+/// into the log first matters more than a prompt answer, as in `cancel_only`), its own idle
+/// clock (every site's switches need log time to move), its listing at start and the
+/// operators' controls.
+fn adds_risk(kind: &CommandKind) -> bool {
+    matches!(kind, CommandKind::New(_) | CommandKind::Amend(_))
 }
 
 // ----- 2.-4. run -----------------------------------------------------------------------------
