@@ -234,6 +234,7 @@ pub(crate) fn audit(
         resent: tally.resent,
         refused: tally.refused,
         timeline: Default::default(),
+        readiness: Vec::new(),
         refused_by_reason: tally.refused_by_reason,
         returns_home: tally.returns_home,
         ack_latency_us,

@@ -38,6 +38,7 @@ mod fills;
 pub mod market;
 pub mod partition;
 mod quoter;
+pub mod readiness;
 pub mod sites;
 mod status;
 mod switches;
@@ -317,6 +318,8 @@ pub struct DrillReport {
     pub cod: CodCheck,
     /// The market-data subscribers: `md_gaps` must be 0.
     pub md: market::MdReport,
+    /// Each site's time by `/health` status over the load: how much of it it was ready.
+    pub readiness: Vec<readiness::SiteReadiness>,
     /// The same questions (order status, mass status) asked of every site at the audit
     /// position, and those answered differently.
     pub status: StatusCheck,
@@ -365,6 +368,7 @@ impl DrillReport {
         let mut out = String::new();
         self.write_load(&mut out);
         self.write_kills(&mut out);
+        self.write_readiness(&mut out);
         self.write_md(&mut out);
         self.write_audit(&mut out);
         out
@@ -459,6 +463,24 @@ impl DrillReport {
     }
 
     /// The latency, the audit's figures, each site's hash and the verdict.
+    /// Each site's time by `/health` status.
+    fn write_readiness(&self, out: &mut String) {
+        for site in &self.readiness {
+            let _ = writeln!(
+                out,
+                "{:>8}: ready {:.1}% (ok {:.0} s, catching up {:.1} s, unavailable {:.1} s, \
+                 failed {:.1} s, no answer {:.1} s)",
+                site.site,
+                site.ready_fraction * 100.0,
+                site.ok_s,
+                site.catching_up_s,
+                site.unavailable_s,
+                site.failed_s,
+                site.no_answer_s
+            );
+        }
+    }
+
     /// What the market-data subscribers saw.
     fn write_md(&self, out: &mut String) {
         let md = &self.md;
@@ -578,6 +600,7 @@ pub fn run_drill<S: SiteControl>(
     }
 
     let tap = LogTap::start(&config.kafka)?;
+    let readiness = readiness::ReadinessWatch::start(&names, &https)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -589,6 +612,7 @@ pub fn run_drill<S: SiteControl>(
     let kills = kill_and_restart(config, sites, log, &https, started)?;
     let results = runtime.block_on(joined(tasks, "a client"))?;
     let md = runtime.block_on(joined(md_tasks, "a market-data subscriber"))?;
+    let readiness = readiness.finish();
     let load_seconds = started.elapsed().as_secs_f64();
 
     // Bring every site still up to the same hash boundary, then audit.
@@ -620,7 +644,7 @@ pub fn run_drill<S: SiteControl>(
         results,
         load_seconds,
     )?;
-    report.timeline = timeline;
+    (report.timeline, report.readiness) = (timeline, readiness);
     Ok(report)
 }
 

@@ -393,7 +393,7 @@ impl BookCheck {
 
 /// The market-data subscribers' figures. `md_gaps` (sequence gaps plus books that differ from
 /// the log's) must be 0.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct MdReport {
     pub subscribers: usize,
     pub md_gaps: u64,
