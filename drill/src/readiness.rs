@@ -28,9 +28,39 @@ pub struct SiteReadiness {
     pub no_answer_s: f64,
     /// `ok_s` over the whole.
     pub ready_fraction: f64,
+    /// One letter a second from the start, the worst status asked in it: `o` ok, `c`
+    /// catching up, `u` unavailable, `f` failed, `-` no answer (for the timeline).
+    pub by_second: String,
+}
+
+/// A status's letter in [`SiteReadiness::by_second`], in order from best to worst.
+const LETTERS: [u8; 5] = [b'o', b'c', b'u', b'f', b'-'];
+
+fn letter(status: Option<&str>) -> u8 {
+    match status {
+        Some("ok") => b'o',
+        Some("catching_up") => b'c',
+        Some("unavailable") => b'u',
+        Some(_) => b'f',
+        None => b'-',
+    }
 }
 
 impl SiteReadiness {
+    /// The status asked in second `second` of the run.
+    fn mark(&mut self, second: usize, status: Option<&str>) {
+        let mut letters = std::mem::take(&mut self.by_second).into_bytes();
+        if letters.len() <= second {
+            letters.resize(second + 1, b'o');
+        }
+        let rank = |l: u8| LETTERS.iter().position(|x| *x == l).unwrap_or(0);
+        let new = letter(status);
+        if rank(new) > rank(letters[second]) {
+            letters[second] = new;
+        }
+        self.by_second = String::from_utf8(letters).unwrap_or_default();
+    }
+
     fn add(&mut self, status: Option<&str>, seconds: f64) {
         let bucket = match status {
             Some("ok") => &mut self.ok_s,
@@ -86,6 +116,7 @@ fn watch(names: &[String], https: &[SocketAddr], stop: &AtomicBool) -> Vec<SiteR
             ..SiteReadiness::default()
         })
         .collect();
+    let started = Instant::now();
     let mut last: Vec<(Instant, Option<String>)> = https
         .iter()
         .map(|http| (Instant::now(), status(&agent, *http)))
@@ -95,6 +126,10 @@ fn watch(names: &[String], https: &[SocketAddr], stop: &AtomicBool) -> Vec<SiteR
         for ((site, http), (at, was)) in sites.iter_mut().zip(https).zip(&mut last) {
             let now = Instant::now();
             site.add(was.as_deref(), now.duration_since(*at).as_secs_f64());
+            site.mark(
+                at.duration_since(started).as_secs() as usize,
+                was.as_deref(),
+            );
             (*at, *was) = (now, status(&agent, *http));
         }
     }
@@ -126,5 +161,16 @@ mod tests {
             (6.0, 1.0, 1.0)
         );
         assert!((site.ready_fraction - 0.6).abs() < 1e-9);
+    }
+
+    #[test]
+    fn each_second_keeps_its_worst_status() {
+        let mut site = SiteReadiness::default();
+        site.mark(0, Some("ok"));
+        site.mark(2, Some("catching_up"));
+        site.mark(2, Some("ok"));
+        site.mark(3, None);
+        site.mark(3, Some("unavailable"));
+        assert_eq!(site.by_second, "ooc-");
     }
 }

@@ -105,6 +105,12 @@ pub fn html(report: &DrillReport) -> String {
     throughput_plot(&mut out, report);
     out.push_str("<h2>Slowest acknowledgement of each second (log scale)</h2>\n");
     latency_plot(&mut out, report);
+    out.push_str(
+        "<h2>Each site by its /health</h2>\n<p>Green: ok; yellow: catching up; purple: \
+         unavailable (cut off from its log); black: failed; grey: no answer (down, frozen, \
+         isolated).</p>\n",
+    );
+    readiness_plot(&mut out, report);
     fault_table(&mut out, report);
     out.push_str("</body></html>\n");
     out
@@ -279,6 +285,58 @@ fn latency_plot(out: &mut String, report: &DrillReport) {
         .iter()
         .map(|us| *us as f64 / 1000.0);
     polyline(out, &frame, series, "#333");
+    out.push_str("</svg>\n");
+}
+
+/// A row per site, each second coloured by the worst status its `/health` gave in it.
+fn readiness_plot(out: &mut String, report: &DrillReport) {
+    const ROW: f64 = 18.0;
+    let frame = Frame {
+        seconds: report.timeline.seconds() as f64,
+        y_max: 1.0,
+        log: false,
+    };
+    let height = TOP + ROW * report.readiness.len() as f64 + 4.0;
+    let _ = writeln!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\">"
+    );
+    for (k, site) in report.readiness.iter().enumerate() {
+        let y = TOP + ROW * k as f64;
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            LEFT - 4.0,
+            y + ROW - 5.0,
+            site.site
+        );
+        let letters = site.by_second.as_bytes();
+        let mut start = 0;
+        while start < letters.len() {
+            let run = letters[start..]
+                .iter()
+                .take_while(|l| **l == letters[start])
+                .count();
+            let colour = match letters[start] {
+                b'o' => "#2ca02c",
+                b'c' => "#e6c229",
+                b'u' => "#9467bd",
+                b'f' => "#000000",
+                _ => "#aaaaaa",
+            };
+            let (x0, x1) = (frame.x(start as f64), frame.x((start + run) as f64));
+            let _ = writeln!(
+                out,
+                "<rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{}\" \
+                 fill=\"{colour}\"><title>{} s {start}-{}</title></rect>",
+                (x1 - x0).max(0.5),
+                ROW - 4.0,
+                site.site,
+                start + run
+            );
+            start += run;
+        }
+    }
     out.push_str("</svg>\n");
 }
 
