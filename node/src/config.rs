@@ -58,9 +58,9 @@ pub struct NodeConfig {
     #[serde(default = "default_clock_every_ms")]
     pub clock_every_ms: u64,
     /// On a Kafka log, a shard that has not read up to the log's committed end as it was
-    /// this many milliseconds ago (or has not yet read the end it saw at start) refuses its
-    /// orders and status questions with `catching_up`, and `/health` says so: its members
-    /// get a late answer here and a prompt one at another site (0: never).
+    /// this many milliseconds ago (or has not yet read the end it saw at start) refuses new
+    /// orders, amends and status questions with `catching_up`, and `/health` says so: its
+    /// members get a late answer here and a prompt one at another site (0: never).
     #[serde(default = "default_max_lag_ms")]
     pub max_lag_ms: u64,
     #[serde(default)]

@@ -2,7 +2,8 @@
 //! acknowledge a new order only once it has read everything before it, and would answer a
 //! status question from old state; another site answers at once. So while a shard has not
 //! read up to the log's committed end as it was `max_lag` ago, its site refuses the shard's
-//! orders and status questions with `catching_up`, and `/health` says `catching_up`.
+//! new orders, amends and status questions with `catching_up` (what takes risk off still
+//! goes: `adds_risk` in `shard.rs`), and `/health` says `catching_up`.
 //!
 //! The feeder (the one thread that reads the log) says after every read where it is and
 //! where the log ends ([`Freshness::observe`]). The end it must reach next is the end as it

@@ -142,8 +142,9 @@ impl OpenedShard {
     }
 
     /// The shard's view, before it runs: what the hub submits through and metrics read.
-    /// On a Kafka log the site refuses the shard's orders and status questions while it is
-    /// more than `max_lag` behind the log (`None`: never); a journal's only site never is.
+    /// On a Kafka log the site refuses the shard's new orders, amends and status questions
+    /// while it is more than `max_lag` behind the log (`None`: never); a journal's only site
+    /// never does.
     pub fn view(&self, name: &str, max_lag: Option<Duration>) -> ShardView {
         let log = self.log.handle();
         let max_lag = max_lag.filter(|_| log.kind() == "kafka");
