@@ -138,11 +138,23 @@ fn a_short_drill_with_two_site_crashes_passes() {
     let report = finish(child, &report);
     assert_sound(&report);
     assert_eq!(report["kills"], 2);
-    // The timeline: two plots, each shading both crashes, and a row per crash.
+    // The timeline: two plots, each shading both crashes, the sites' readiness (each crashed
+    // site did not answer for a while), and a row per crash.
     let page = std::fs::read_to_string(&timeline).expect("the drill wrote its timeline");
-    assert_eq!(page.matches("<svg").count(), 2, "{page}");
+    assert_eq!(page.matches("<svg").count(), 3, "{page}");
     assert_eq!(page.matches("Crash at").count(), 4, "{page}");
     assert_eq!(page.matches("<tr><td>cloud-").count(), 2, "{page}");
+    let readiness = report["readiness"].as_array().unwrap();
+    assert_eq!(readiness.len(), 3, "{report:#}");
+    for site in readiness {
+        let crashed = site["site"] != "metal";
+        let silent = site["no_answer_s"].as_f64().unwrap();
+        assert_eq!(silent > 1.0, crashed, "{site}");
+        // Down 2-3 s of 20 and restarting (a debug build's start takes seconds under load);
+        // metal unavailable for a moment only, while the leadership moved.
+        let least = if crashed { 0.3 } else { 0.7 };
+        assert!(site["ready_fraction"].as_f64().unwrap() > least, "{site}");
+    }
     let seconds = report["timeline"]["acked"][0].as_array().unwrap().len();
     assert!(seconds >= 20, "{seconds} seconds");
     let kills = report["kill_log"].as_array().unwrap();
