@@ -8,12 +8,12 @@
 
 #[path = "common/binary.rs"]
 mod common;
+#[path = "common/health.rs"]
+mod health;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{next, report, runtime};
 use drill::cluster::SiteCluster;
@@ -23,21 +23,11 @@ use gateway::binary::{
     exec_type, msg_type, reason, session_reject, ClientMessage, NewOrderMsg, ServerMessage,
 };
 use gateway::binary_client::BinaryClient;
+use health::wait_health;
 use node::Node;
 use replicator::kafka::{KafkaAppender, KafkaConfig};
 
 const TOKEN: &str = "catch-up-token-0001";
-
-/// `GET path` on `http`: the status code and body.
-fn http_get(http: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(http).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let code = text[9..12].parse().unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (code, body)
-}
 
 fn order(id: &str) -> ClientMessage {
     ClientMessage::NewOrder(NewOrderMsg {
@@ -70,23 +60,6 @@ fn flood(kafka: KafkaConfig, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u
         }
         sent
     })
-}
-
-/// Waits up to `within` for `/health` to answer `code` with `status`; the last body.
-fn wait_health(http: SocketAddr, code: u16, status: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let (got, body) = http_get(http, "/health");
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if got == code && json["status"] == status {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {code} {status} within {within:?}: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -10,6 +10,8 @@
 
 #[path = "common/binary.rs"]
 mod common;
+#[path = "common/health.rs"]
+mod health;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,7 @@ const CLOCK_EVERY_MS: u64 = 500;
 struct Site {
     child: Child,
     binary: SocketAddr,
+    http: SocketAddr,
 }
 
 impl Site {
@@ -62,7 +65,11 @@ impl Site {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
-        Site { child, binary }
+        Site {
+            child,
+            binary,
+            http,
+        }
     }
 }
 
@@ -128,6 +135,11 @@ fn a_dead_site_s_switch_fires_at_every_surviving_site_and_spares_later_sessions(
     let mut a = Some(Site::start(dir.path(), "cloud-a", &kafka, token));
     let b = Site::start(dir.path(), "cloud-b", &kafka, token);
     let c = Site::start(dir.path(), "metal", &kafka, token);
+    // Trade once every site is ready: one still catching up with the others' start (their
+    // listings and clocks, on a loaded machine) refuses new orders with `catching_up`.
+    for http in [a.as_ref().unwrap().http, b.http, c.http] {
+        health::wait_health(http, 200, "ok", Duration::from_secs(60));
+    }
     runtime().block_on(async {
         let mut at_a = logon(a.as_ref().unwrap().binary, token.1, true).await;
         let mut at_b = logon(b.binary, token.1, false).await;

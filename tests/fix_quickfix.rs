@@ -764,6 +764,19 @@ fn a_quickfix_client_fails_over_to_another_site_and_resends_without_double_execu
         kafka_site(dir.path(), "cloud-a", &broker.bootstrap()),
         kafka_site(dir.path(), "cloud-b", &broker.bootstrap()),
     );
+    // Trade once both sites are ready: one still catching up with the other's start (its
+    // listing and clocks, on a loaded machine) refuses new orders with `catching_up`.
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    while [&a, &b]
+        .iter()
+        .any(|site| site.hub().log_ready(None).is_err())
+    {
+        assert!(
+            Instant::now() < ready_by,
+            "the sites were not ready within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let gateway_a = Gateway::start(a.hub().clone(), &dir.path().join("fix-a"));
     let gateway_b = Gateway::start(b.hub().clone(), &dir.path().join("fix-b"));
     let mut order_id = String::new();
