@@ -298,8 +298,9 @@ fn sites_cut_off_from_the_log_and_from_their_members_are_failed_over_and_heal() 
         .map(|f| f["quoters_moved"].as_u64().unwrap())
         .sum();
     assert!(quoters_moved >= 1, "{report:#}");
-    // The market-data subscriber at the site cut from the log was told its data had gone
-    // stale (`status` `unavailable`) and moved; the isolated site's noticed the silence.
+    // The market-data subscribers at the cut-off sites were told their data had gone stale
+    // (`status` `unavailable`: an isolation cuts the order-entry port, not the WebSocket's),
+    // and moved.
     let md = &report["md"];
     assert!(md["stale_notices"].as_u64().unwrap() >= 1, "{md}");
     assert!(md["moves"].as_u64().unwrap() >= 2, "{md}");
