@@ -480,27 +480,24 @@ fn kill_log(
         let back = record
             .restarted_at_ms
             .map(|at| killed + Duration::from_millis(at.saturating_sub(record.killed_at_ms)));
-        let moved = |quoters: bool| -> Vec<(&ClientResult, u64, Option<u64>)> {
+        let moved = |quoters: bool| -> Vec<Move> {
             results
                 .iter()
                 .filter(|result| result.quoter == quoters)
-                .filter_map(|result| {
-                    let (detected, rto) = client_rto(result, site, killed, back)?;
-                    Some((result, detected, rto))
-                })
+                .filter_map(|result| Move::of(result, site, killed, back))
                 .collect()
         };
         let (clients, quoters) = (moved(false), moved(true));
-        record.detect_ms = clients.iter().map(|(_, detected, _)| *detected).max();
+        record.detect_ms = clients.iter().map(|m| m.detect_ms(killed)).max();
         // The slowest: one never acknowledged elsewhere, else the longest RTO.
-        if let Some((result, ..)) = clients
+        if let Some(slowest) = clients
             .iter()
-            .max_by_key(|(_, _, rto)| rto.unwrap_or(u64::MAX))
+            .max_by_key(|m| m.rto_ms(killed).unwrap_or(u64::MAX))
         {
-            record.slowest_path = path(result, site, killed, names);
+            record.slowest_path = slowest.path(killed, names);
         }
-        let rtos = |moved: Vec<(&ClientResult, u64, Option<u64>)>| -> Vec<Option<u64>> {
-            moved.into_iter().map(|(_, _, rto)| rto).collect()
+        let rtos = |moved: Vec<Move>| -> Vec<Option<u64>> {
+            moved.iter().map(|m| m.rto_ms(killed)).collect()
         };
         let (clients, quoters) = (rtos(clients), rtos(quoters));
         record.clients_failed_over = clients.len();
@@ -512,39 +509,6 @@ fn kill_log(
         log.records.push(record);
     }
     log
-}
-
-/// The way a client went after `site`'s fault at `killed`: each move from its first one away
-/// from `site` ("WHY at MS, SITE at MS": why and when it left, where and when it logged on,
-/// milliseconds from the fault), up to its first acknowledgement elsewhere ("acknowledged at
-/// MS").
-fn path(result: &ClientResult, site: usize, killed: Instant, names: &[String]) -> Vec<String> {
-    let name = |at: usize| names.get(at).map_or("?", String::as_str).to_string();
-    let Some(first) = result
-        .failovers
-        .iter()
-        .position(|f| f.from == site && f.detected >= killed)
-    else {
-        return Vec::new();
-    };
-    let acked = result
-        .acks
-        .iter()
-        .find(|ack| ack.site != site && ack.at >= result.failovers[first].detected)
-        .map(|ack| ack.at);
-    let mut way: Vec<String> = result.failovers[first..]
-        .iter()
-        .take_while(|f| acked.is_none_or(|acked| f.detected <= acked))
-        .map(|f| {
-            let (noticed, on) = (
-                ms_between(killed, f.detected),
-                ms_between(killed, f.logged_on),
-            );
-            format!("{} at {noticed} ms, {} at {on} ms", f.why, name(f.to))
-        })
-        .collect();
-    way.extend(acked.map(|at| format!("acknowledged at {} ms", ms_between(killed, at))));
-    way
 }
 
 /// Every fault's record, and the RTO of every client and every quoter that moved.
@@ -563,29 +527,78 @@ fn slowest(rtos: &[Option<u64>]) -> Option<u64> {
         .and_then(|r| r.into_iter().max())
 }
 
-/// For a client that failed over from `site` after `killed`, before the site was `back` and
-/// within 30 s: `Some` of when it noticed and its RTO (`None` if no other site acknowledged
-/// anything afterwards), in milliseconds from `killed`; `None` for any other.
-fn client_rto(
-    result: &ClientResult,
-    site: usize,
-    killed: Instant,
-    back: Option<Instant>,
-) -> Option<(u64, Option<u64>)> {
-    let window_end = match back {
-        Some(back) => back.min(killed + Duration::from_secs(30)),
-        None => killed + Duration::from_secs(30),
-    };
-    let failover = result
-        .failovers
-        .iter()
-        .find(|f| f.from == site && f.detected >= killed && f.detected <= window_end)?;
-    let rto = result
-        .acks
-        .iter()
-        .find(|ack| ack.site != site && ack.at >= failover.detected)
-        .map(|ack| ms_between(killed, ack.at));
-    Some((ms_between(killed, failover.detected), rto))
+/// A client's move away from a fault's site: its first failover from the site after the
+/// fault (before the site was back, within 30 s), and its first acknowledgement at another
+/// site after it, if any.
+struct Move<'a> {
+    result: &'a ClientResult,
+    /// Where that failover is in the client's failovers.
+    first: usize,
+    acked: Option<Instant>,
+}
+
+impl<'a> Move<'a> {
+    /// The move of a client that failed over from `site` after `killed` and before it was
+    /// `back`; `None` for any other.
+    fn of(
+        result: &'a ClientResult,
+        site: usize,
+        killed: Instant,
+        back: Option<Instant>,
+    ) -> Option<Move<'a>> {
+        let window_end = match back {
+            Some(back) => back.min(killed + Duration::from_secs(30)),
+            None => killed + Duration::from_secs(30),
+        };
+        let first = result
+            .failovers
+            .iter()
+            .position(|f| f.from == site && f.detected >= killed && f.detected <= window_end)?;
+        let detected = result.failovers[first].detected;
+        let acked = result
+            .acks
+            .iter()
+            .find(|ack| ack.site != site && ack.at >= detected)
+            .map(|ack| ack.at);
+        Some(Move {
+            result,
+            first,
+            acked,
+        })
+    }
+
+    /// When the client noticed, in milliseconds from the fault at `killed`.
+    fn detect_ms(&self, killed: Instant) -> u64 {
+        ms_between(killed, self.result.failovers[self.first].detected)
+    }
+
+    /// Its RTO: from the fault to its first acknowledgement elsewhere (`None` if none came).
+    fn rto_ms(&self, killed: Instant) -> Option<u64> {
+        self.acked.map(|at| ms_between(killed, at))
+    }
+
+    /// The way it went: each move from its first one away from the site ("WHY at MS, SITE at
+    /// MS": why and when it left, where and when it logged on, milliseconds from the fault),
+    /// up to its first acknowledgement elsewhere ("acknowledged at MS").
+    fn path(&self, killed: Instant, names: &[String]) -> Vec<String> {
+        let name = |at: usize| names.get(at).map_or("?", String::as_str).to_string();
+        let mut way: Vec<String> = self.result.failovers[self.first..]
+            .iter()
+            .take_while(|f| self.acked.is_none_or(|acked| f.detected <= acked))
+            .map(|f| {
+                let (noticed, on) = (
+                    ms_between(killed, f.detected),
+                    ms_between(killed, f.logged_on),
+                );
+                format!("{} at {noticed} ms, {} at {on} ms", f.why, name(f.to))
+            })
+            .collect();
+        way.extend(
+            self.rto_ms(killed)
+                .map(|ms| format!("acknowledged at {ms} ms")),
+        );
+        way
+    }
 }
 
 /// p50, p99, p99.9 and max of `values` (nearest rank), none if empty.
