@@ -423,17 +423,16 @@ impl FixApp {
                     Err(self.refused(err)),
                 ))
             }
-            Inbound::Status { symbol, .. } if self.hub.log_ready(Some(&symbol)).is_err() => {
-                let refused = self.hub.log_ready(Some(&symbol));
-                Some(status_refused(refused.err()?, ref_seq, msg_type))
-            }
             Inbound::Status {
                 order,
                 symbol,
                 side,
-            } => Some(match self.hub.order_state(&symbol, account, &order) {
-                Some(state) => mapping::order_status(&state),
-                None => mapping::unknown_order_status(account, &order, &symbol, side),
+            } => Some(match self.hub.log_ready(Some(&symbol)) {
+                Err(refused) => status_refused(refused, ref_seq, msg_type),
+                Ok(()) => match self.hub.order_state(&symbol, account, &order) {
+                    Some(state) => mapping::order_status(&state),
+                    None => mapping::unknown_order_status(account, &order, &symbol, side),
+                },
             }),
             Inbound::MassStatus { .. } => unreachable!("from_app answers a mass status itself"),
             Inbound::CancelAfter { timeout_ms } => self.cancel_after(live, timeout_ms, ref_seq),
