@@ -462,7 +462,6 @@ impl DrillReport {
         }
     }
 
-    /// The latency, the audit's figures, each site's hash and the verdict.
     /// Each site's time by `/health` status.
     fn write_readiness(&self, out: &mut String) {
         for site in &self.readiness {
@@ -504,6 +503,7 @@ impl DrillReport {
         );
     }
 
+    /// The latency, the audit's figures, each site's hash and the verdict.
     fn write_audit(&self, out: &mut String) {
         let _ = writeln!(
             out,
@@ -1084,16 +1084,22 @@ fn sleep_until(at: Instant) {
 
 /// A site's `/health` log section: (applied, durable), if it answers.
 fn health(http: SocketAddr) -> Option<(u64, u64)> {
-    let agent = http_agent();
-    let mut response = agent.get(&format!("http://{http}/health")).call().ok()?;
-    let body: serde_json::Value = response.body_mut().read_json().ok()?;
+    let body = health_body(&http_agent(HTTP_TIMEOUT), http)?;
     let log = body.get("log")?;
     Some((log.get("applied")?.as_u64()?, log.get("durable")?.as_u64()?))
 }
 
-fn http_agent() -> ureq::Agent {
+/// A site's `/health` answer (whatever its status code), if it answers through `agent`.
+pub(crate) fn health_body(agent: &ureq::Agent, http: SocketAddr) -> Option<serde_json::Value> {
+    let mut response = agent.get(&format!("http://{http}/health")).call().ok()?;
+    response.body_mut().read_json().ok()
+}
+
+/// An HTTP client for the sites' endpoints whose every request takes at most `timeout`, and
+/// which reads an error status's body like any other.
+pub(crate) fn http_agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
-        .timeout_global(Some(HTTP_TIMEOUT))
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .build()
         .into()
@@ -1225,7 +1231,7 @@ fn site_hashes_at(http: SocketAddr, position: u64) -> Vec<HashReport> {
 
 /// Every state hash a site reports (`/v1/hashes`); none if it does not answer.
 fn site_hashes(http: SocketAddr) -> Vec<HashReport> {
-    let agent = http_agent();
+    let agent = http_agent(HTTP_TIMEOUT);
     agent
         .get(&format!("http://{http}/v1/hashes"))
         .call()

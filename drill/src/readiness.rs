@@ -104,11 +104,7 @@ impl ReadinessWatch {
 }
 
 fn watch(names: &[String], https: &[SocketAddr], stop: &AtomicBool) -> Vec<SiteReadiness> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(ANSWER_WITHIN))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = crate::http_agent(ANSWER_WITHIN);
     let mut sites: Vec<SiteReadiness> = names
         .iter()
         .map(|name| SiteReadiness {
@@ -138,8 +134,7 @@ fn watch(names: &[String], https: &[SocketAddr], stop: &AtomicBool) -> Vec<SiteR
 
 /// The `status` of a site's `/health`, if it answers in time.
 fn status(agent: &ureq::Agent, http: SocketAddr) -> Option<String> {
-    let mut response = agent.get(&format!("http://{http}/health")).call().ok()?;
-    let body: serde_json::Value = response.body_mut().read_json().ok()?;
+    let body = crate::health_body(agent, http)?;
     Some(body.get("status")?.as_str()?.to_string())
 }
 
