@@ -462,13 +462,7 @@ impl FailoverClient {
             return;
         };
         let outcome = match (report.exec_type, report.reason) {
-            (
-                exec_type::REJECTED,
-                code @ (reason::BUSY
-                | reason::UNAVAILABLE
-                | reason::CATCHING_UP
-                | reason::THROTTLED),
-            ) => {
+            (exec_type::REJECTED, code) if reason::is_refusal(code) => {
                 self.on_refused(id, code);
                 return;
             }

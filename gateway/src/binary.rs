@@ -57,6 +57,13 @@ pub mod reason {
     pub const DAY_NOT_SUPPORTED: u8 = 33;
     /// This site is behind the log (restarted, or slow): another site answers sooner.
     pub const CATCHING_UP: u8 = 34;
+
+    /// Whether `code` refused a request before the log for a passing reason (busy,
+    /// unavailable, catching up, throttled): the request never reached the log, and the
+    /// member may send it again with the same id.
+    pub fn is_refusal(code: u8) -> bool {
+        matches!(code, BUSY | UNAVAILABLE | CATCHING_UP | THROTTLED)
+    }
 }
 
 /// ExecutionReport `exec_type`: FIX's letters as ASCII bytes.

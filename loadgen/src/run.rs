@@ -655,14 +655,6 @@ enum Answer {
     Refused(u8),
 }
 
-/// Whether a reject's reason is the gateway's refusal (never logged), not the engine's.
-fn is_refusal(code: u8) -> bool {
-    matches!(
-        code,
-        reason::BUSY | reason::UNAVAILABLE | reason::CATCHING_UP | reason::THROTTLED
-    )
-}
-
 /// Requests sent and not yet answered, by (order number or symbol, type), oldest first.
 #[derive(Default)]
 struct Pending {
@@ -853,7 +845,9 @@ impl SessionReader {
             }
         };
         let answer = match (report.exec_type, report.reason) {
-            (exec_type::REJECTED, refused) if is_refusal(refused) => Answer::Refused(refused),
+            (exec_type::REJECTED, refused) if reason::is_refusal(refused) => {
+                Answer::Refused(refused)
+            }
             (exec_type::REJECTED, code) => Answer::Rejected(code),
             // The state of an order whose id was already used.
             (exec_type::ORDER_STATUS, _) => Answer::Rejected(reason::DUPLICATE_ORDER_ID),
@@ -874,7 +868,7 @@ impl SessionReader {
             CancelRequest::Replace => RequestKind::Replace,
         };
         let answer = match code {
-            code if is_refusal(code) => Answer::Refused(code),
+            code if reason::is_refusal(code) => Answer::Refused(code),
             code => Answer::Rejected(code),
         };
         if let Some(index) = self.pending.take(&(num, kind)) {
