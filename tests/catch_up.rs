@@ -5,6 +5,14 @@
 //! `/health` says `catching_up` with a 503, while its idle clocks still go to the log and a
 //! mass cancel is taken (risk off). Once the producer stops and the node has read the backlog, it
 //! is `ok` again and takes orders.
+//!
+//! The flood is paced and bounded so that the test does not depend on the machine's speed: the
+//! mock broker answers a fetch with one produce batch, so at 25 ms a node reads 40 batches a
+//! second, whatever their size; the producer sends a batch of [`BATCH`] every 10 ms (100 a
+//! second), so the node falls behind on any machine. The mock keeps only 5 MB or 100,000 batches
+//! of a partition and drops the oldest (a node behind them fails, as it did in CI when the flood
+//! was unpaced), so the flood stops at [`FLOOD_CAP`] records, well inside that; and once it stops,
+//! the round trips drop to 1 ms so that the backlog is read in seconds.
 
 #[path = "common/binary.rs"]
 mod common;
@@ -43,19 +51,25 @@ fn order(id: &str) -> ClientMessage {
     })
 }
 
-/// Appends idle clocks to the log, as fast as the producer takes them, until `stop`.
+/// Records per produce batch of the flood.
+const BATCH: u64 = 50;
+/// The most records the flood appends: about 1.5 MB of the mock's 5 MB, 1,200 of its 100,000
+/// batches.
+const FLOOD_CAP: u64 = 60_000;
+
+/// Appends idle clocks to the log, [`BATCH`] every 10 ms, until `stop` or [`FLOOD_CAP`].
 fn flood(kafka: KafkaConfig, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let appender = KafkaAppender::new(&kafka).expect("a producer");
         let mut sent = 0;
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) && sent < FLOOD_CAP {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
             match appender.append(&Command::new(now.as_nanos() as u64, CommandKind::Clock)) {
                 Ok(()) => sent += 1,
                 Err(_) => std::thread::sleep(Duration::from_millis(1)),
             }
-            if sent % 64 == 0 {
-                std::thread::sleep(Duration::from_millis(1));
+            if sent % BATCH == 0 {
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
         sent
@@ -141,6 +155,11 @@ fn a_site_behind_its_log_refuses_orders_and_status_with_catching_up_until_it_has
 
     stop.store(true, Ordering::Relaxed);
     assert!(producer.join().unwrap() > 0);
+    for site in 0..3 {
+        cluster
+            .set_round_trip_time(site, Duration::from_millis(1))
+            .unwrap();
+    }
     wait_health(http, 200, "ok", Duration::from_secs(120));
     runtime().block_on(async {
         let (mut client, _) = BinaryClient::logon(binary, TOKEN, false).await.unwrap();

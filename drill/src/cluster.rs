@@ -115,6 +115,13 @@ impl SiteCluster {
         Ok(Some(self.sites[successor].clone()))
     }
 
+    /// Site `site`'s broker answers after `rtt` from now on.
+    pub fn set_round_trip_time(&self, site: usize, rtt: Duration) -> Result<()> {
+        self.cluster
+            .broker_round_trip_time(site as i32 + 1, rtt)
+            .map_err(|e| anyhow!("{}'s round-trip time: {e}", self.sites[site]))
+    }
+
     /// Site `site`'s broker is back (a follower: the leadership stays where it is).
     pub fn site_up(&self, site: usize) -> Result<()> {
         let mut state = self.state.borrow_mut();
