@@ -719,6 +719,13 @@ fn problems(tally: &Tally, figures: &Figures, kill_log: &[KillRecord]) -> Vec<St
     if kill_log.iter().any(|k| k.catch_up_ms.is_none()) {
         problems.push("a restarted site did not catch up".into());
     }
+    let unready = |k: &&KillRecord| k.return_error.is_none() && k.ready_ms.is_none();
+    if let Some(fault) = kill_log.iter().find(unready) {
+        problems.push(format!(
+            "after the fault at {} ms, the sites were not all ready again",
+            fault.killed_at_ms
+        ));
+    }
     problems
 }
 
@@ -791,6 +798,7 @@ mod tests {
             catch_up_ms: None,
             backlog: None,
             replay_per_s: None,
+            ready_ms: None,
             return_error: None,
             quoters_moved: 0,
             quote_rto_ms: None,
