@@ -80,6 +80,7 @@ fn assert_sound(report: &Value) {
     assert_eq!(report["cod"]["wrong_session"], 0, "{report:#}");
     assert_eq!(report["status"]["mismatches"], 0, "{report:#}");
     assert_eq!(report["md"]["md_gaps"], 0, "{report:#}");
+    assert_eq!(report["log_time_ahead"]["records"], 0, "{report:#}");
     assert!(
         report["md"]["books_checked"].as_u64().unwrap() > 10,
         "{report:#}"
@@ -233,6 +234,52 @@ fn a_frozen_site_is_failed_over_and_catches_up_when_it_thaws() {
     let rto = pause["rto_ms"].as_u64().expect("an RTO");
     assert!(rto < 2_000, "{pause}");
     assert!(pause["catch_up_ms"].as_u64().is_some(), "{pause}");
+}
+
+/// A site restarted with its clock five minutes ahead (as after a bad NTP step), for 12 s,
+/// then restarted with the right one. On the mock cluster a record's time is its producer's
+/// create time, so what that site stamped would move every site's log time five minutes on
+/// and fire every dead-man's switch early; instead it finds its clock ahead of the other
+/// sites' records and refuses everything with `clock_skew` (`/health` says so), and no
+/// record of the log is stamped ahead of time.
+#[test]
+fn a_site_whose_clock_runs_ahead_refuses_and_moves_no_log_time() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let args = [
+        "--duration",
+        "40",
+        "--kills",
+        "0",
+        "--skews",
+        "1",
+        "--rate",
+        "150",
+        "--down-secs",
+        "12,12",
+        "--seed",
+        "3",
+    ];
+    let report = finish(drill(&args, &report), &report);
+    assert_sound(&report);
+    let faults = report["kill_log"].as_array().unwrap();
+    assert_eq!(faults.len(), 1);
+    let skew = &faults[0];
+    assert_eq!(skew["fault"], "clock_skew", "{skew}");
+    assert!(skew["ready_ms"].as_u64().is_some(), "{skew}");
+    let site = skew["site"].as_str().unwrap();
+    let readiness = report["readiness"].as_array().unwrap();
+    let skewed = readiness.iter().find(|r| r["site"] == site).unwrap();
+    assert!(
+        skewed["clock_skew_s"].as_f64().unwrap() >= 1.0,
+        "{site} never said clock_skew: {skewed}"
+    );
+    let others = readiness.iter().filter(|r| r["site"] != site);
+    assert!(
+        others.clone().all(|r| r["clock_skew_s"] == 0.0),
+        "{readiness:?}"
+    );
 }
 
 /// A site cut off from the cluster (nftables drops every packet between its node's cgroup and

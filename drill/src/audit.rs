@@ -235,6 +235,7 @@ pub(crate) fn audit(
         refused: tally.refused,
         timeline: Default::default(),
         readiness: Vec::new(),
+        log_time_ahead: Default::default(),
         refused_by_reason: tally.refused_by_reason,
         returns_home: tally.returns_home,
         ack_latency_us,
@@ -399,16 +400,14 @@ impl Tally {
             tally.orders += result.orders;
             tally.unacked += result.unacknowledged as u64;
             let c = &result.counts;
-            tally.refused += c.refused_busy
-                + c.refused_unavailable
-                + c.refused_catching_up
-                + c.refused_throttled;
             for (reason, n) in [
                 ("busy", c.refused_busy),
                 ("unavailable", c.refused_unavailable),
                 ("catching_up", c.refused_catching_up),
+                ("clock_skew", c.refused_clock_skew),
                 ("throttled", c.refused_throttled),
             ] {
+                tally.refused += n;
                 *tally
                     .refused_by_reason
                     .entry(reason.to_string())

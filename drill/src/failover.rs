@@ -116,7 +116,7 @@ pub struct Failover {
     pub from: usize,
     pub to: usize,
     /// Why the client left `from`: `closed`, `logout`, `silent`, `ack_timeout`,
-    /// `unavailable` or `catching_up`.
+    /// `unavailable`, `catching_up` or `clock_skew`.
     pub why: &'static str,
     /// When the client noticed, and when it was logged on at `to`.
     pub detected: Instant,
@@ -145,6 +145,7 @@ pub struct ClientCounts {
     pub refused_busy: u64,
     pub refused_unavailable: u64,
     pub refused_catching_up: u64,
+    pub refused_clock_skew: u64,
     pub refused_throttled: u64,
     /// Moves back to the first site after a failover.
     pub returns_home: u64,
@@ -428,13 +429,17 @@ impl FailoverClient {
             ServerMessage::ExecutionReport(report) => self.on_report(&report, acks),
             ServerMessage::Logout { .. } => self.leave("logout"),
             ServerMessage::SessionReject {
-                code: code @ (session_reject::UNAVAILABLE | session_reject::CATCHING_UP),
+                code:
+                    code @ (session_reject::UNAVAILABLE
+                    | session_reject::CATCHING_UP
+                    | session_reject::CLOCK_SKEW),
                 ..
             } => {
                 // A status question (or a mass cancel) the site cannot answer: it is cut off
-                // from the log, or far behind it. Another site can, unless every site is
-                // refusing (a leader move, Kafka down): the refusals in a row pace the moves.
-                self.refused_here(code == session_reject::CATCHING_UP);
+                // from the log, far behind it, or its clock is wrong. Another site can, unless
+                // every site is refusing (a leader move, Kafka down): the refusals in a row
+                // pace the moves.
+                self.refused_here(code as u8);
             }
             ServerMessage::SessionReject {
                 rejected_type: msg_type::NEW_ORDER,
@@ -504,32 +509,37 @@ impl FailoverClient {
             reason::BUSY => self.counts.refused_busy += 1,
             reason::UNAVAILABLE => self.counts.refused_unavailable += 1,
             reason::CATCHING_UP => self.counts.refused_catching_up += 1,
+            reason::CLOCK_SKEW => self.counts.refused_clock_skew += 1,
             _ => self.counts.refused_throttled += 1,
         }
         self.requeue(id);
-        if matches!(code, reason::UNAVAILABLE | reason::CATCHING_UP) {
-            self.refused_here(code == reason::CATCHING_UP);
+        if matches!(
+            code,
+            reason::UNAVAILABLE | reason::CATCHING_UP | reason::CLOCK_SKEW
+        ) {
+            self.refused_here(code);
         } else {
             self.back_off();
         }
     }
 
-    /// The site refused for itself (cut off from the log, or far behind it): leave it. The
-    /// moves are paced: the first at once, the next after a pause, doubled each time while
-    /// sites are cut off (the whole log may be down: a leader move, Kafka down), but not
-    /// while they are catching up (each will be ready soon; another may be already).
-    fn refused_here(&mut self, catching_up: bool) {
+    /// The site refused for itself (`code`: cut off from the log, far behind it, or its
+    /// clock wrong): leave it. The moves are paced: the first at once, the next after a
+    /// pause, doubled each time while sites are cut off (the whole log may be down: a leader
+    /// move, Kafka down), but not while they are catching up or skewed (another site may be
+    /// ready already).
+    fn refused_here(&mut self, code: u8) {
         self.refusals += 1;
-        if catching_up {
+        if code == reason::UNAVAILABLE {
+            self.back_off();
+        } else {
             self.backoff = self.config.retry_after;
             self.hold_until = self.hold_until.max(Instant::now() + self.backoff);
-        } else {
-            self.back_off();
         }
-        self.leave(if catching_up {
-            "catching_up"
-        } else {
-            "unavailable"
+        self.leave(match code {
+            reason::CATCHING_UP => "catching_up",
+            reason::CLOCK_SKEW => "clock_skew",
+            _ => "unavailable",
         });
     }
 

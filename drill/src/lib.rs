@@ -43,7 +43,7 @@ pub mod sites;
 mod status;
 mod switches;
 pub mod tansu;
-mod tap;
+pub mod tap;
 pub mod timeline;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -107,6 +107,12 @@ pub trait SiteControl {
     fn partition(&mut self, cut: Cut) -> Result<()>;
     /// Ends the partition.
     fn heal(&mut self) -> Result<()>;
+    /// Restarts the node (SIGKILL, then started again, its broker up) with its clock `ahead`
+    /// of the machine's; `Duration::ZERO` sets it right.
+    fn restart_skewed(&mut self, ahead: Duration) -> Result<()> {
+        let _ = ahead;
+        bail!("{}'s clock cannot be set by the drill", self.name())
+    }
 }
 
 /// The shard's whole log, which the drill can take down at once: a whole-Kafka outage (a
@@ -134,6 +140,11 @@ pub enum Fault {
     /// and trading resumes by itself when the log is back.
     #[serde(rename = "kafka_outage")]
     KafkaOutage,
+    /// The node restarted with its clock [`DrillConfig::skew`] off the machine's (as after a
+    /// bad NTP step), its broker up; restarted with the right clock after the down time.
+    /// Running ahead, it must refuse with `clock_skew` rather than move the log's time.
+    #[serde(rename = "clock_skew")]
+    ClockSkew,
 }
 
 /// What to run.
@@ -144,6 +155,9 @@ pub struct DrillConfig {
     pub kills: usize,
     /// Site freezes ([`Fault::Pause`]), mixed in among the crashes.
     pub pauses: usize,
+    /// Clock skews ([`Fault::ClockSkew`]) of `skew`, mixed in too.
+    pub skews: usize,
+    pub skew: Duration,
     /// Partitions from the log ([`Fault::Partition`]) and from the log and the members
     /// ([`Fault::Isolation`]), mixed in too.
     pub partitions: usize,
@@ -322,6 +336,8 @@ pub struct DrillReport {
     pub cod: CodCheck,
     /// The market-data subscribers: `md_gaps` must be 0.
     pub md: market::MdReport,
+    /// The log's time against the drill's clock: `records` ahead of time must be 0.
+    pub log_time_ahead: tap::LogAhead,
     /// Each site's time by `/health` status over the load: how much of it it was ready.
     pub readiness: Vec<readiness::SiteReadiness>,
     /// The same questions (order status, mass status) asked of every site at the audit
@@ -436,6 +452,7 @@ impl DrillReport {
                 Fault::Pause => ("paused", "resumed"),
                 Fault::Partition => ("cut from the log", "healed"),
                 Fault::Isolation => ("cut from the log and its members", "healed"),
+                Fault::ClockSkew => ("restarted with its clock ahead", "set right"),
                 Fault::KafkaOutage => ("down, every broker", "started"),
             };
             let _ = writeln!(
@@ -473,12 +490,13 @@ impl DrillReport {
         for site in &self.readiness {
             let _ = writeln!(
                 out,
-                "{:>8}: ready {:.1}% (ok {:.0} s, catching up {:.1} s, unavailable {:.1} s, \
-                 failed {:.1} s, no answer {:.1} s)",
+                "{:>8}: ready {:.1}% (ok {:.0} s, catching up {:.1} s, clock skew {:.1} s, \
+                 unavailable {:.1} s, failed {:.1} s, no answer {:.1} s)",
                 site.site,
                 site.ready_fraction * 100.0,
                 site.ok_s,
                 site.catching_up_s,
+                site.clock_skew_s,
                 site.unavailable_s,
                 site.failed_s,
                 site.no_answer_s
@@ -542,6 +560,14 @@ impl DrillReport {
             self.status.rounds_max,
             self.diverged,
             self.hash_reports_checked
+        );
+        let _ = writeln!(
+            out,
+            "log_time_ahead {} (records stamped over {:?} after the drill's clock read them; \
+             the most {} ms)",
+            self.log_time_ahead.records,
+            tap::AHEAD_LIMIT,
+            self.log_time_ahead.max_ms
         );
         let _ = writeln!(
             out,
@@ -631,8 +657,9 @@ pub fn run_drill<S: SiteControl>(
     let (status, final_filled) =
         runtime.block_on(status::check(&up(&gateways), &questions, config.symbol))?;
     drop(runtime);
+    let (log, log_time_ahead) = tap.until(position, LOG_READ_TIMEOUT)?;
     let evidence = audit::Evidence {
-        log: tap.until(position, LOG_READ_TIMEOUT)?,
+        log,
         hash_files: sites.iter().map(|s| s.hash_history()).collect(),
         status,
         final_filled,
@@ -651,6 +678,13 @@ pub fn run_drill<S: SiteControl>(
         load_seconds,
     )?;
     (report.timeline, report.readiness) = (timeline, readiness);
+    if log_time_ahead.records > 0 {
+        report.problems.push(format!(
+            "{} records stamped ahead of time (up to {} ms): a clock ahead moved the log's time",
+            log_time_ahead.records, log_time_ahead.max_ms
+        ));
+    }
+    report.log_time_ahead = log_time_ahead;
     Ok(report)
 }
 
@@ -775,7 +809,7 @@ fn kill_and_restart<S: SiteControl>(
         sleep_until(started + at);
         let killed = Instant::now();
         let end_at_kill = log_end(https, site);
-        let effects = take_down(fault, sites, site, log.as_deref_mut())?;
+        let effects = take_down((fault, config.skew), sites, site, log.as_deref_mut())?;
         let mut record = KillRecord {
             site: sites.get(site).map_or("kafka", |s| s.name()).to_string(),
             fault,
@@ -840,9 +874,10 @@ const SLOW_RTO_MS: u64 = 2_000;
 /// The site index of a fault that takes no site but the whole log.
 const WHOLE_LOG: usize = usize::MAX;
 
-/// Starts `fault` on `sites[site]` (or on the whole log); says what went down with it.
+/// Starts `fault` on `sites[site]` (or on the whole log); says what went down with it. A
+/// clock skew sets the site's clock `skew` ahead.
 fn take_down<S: SiteControl>(
-    fault: Fault,
+    (fault, skew): (Fault, Duration),
     sites: &mut [S],
     site: usize,
     log: Option<&mut (dyn LogControl + '_)>,
@@ -860,6 +895,7 @@ fn take_down<S: SiteControl>(
         Fault::Pause => sites[site].pause().map(no_effects),
         Fault::Partition => sites[site].partition(Cut::Log).map(no_effects),
         Fault::Isolation => sites[site].partition(Cut::LogAndMembers).map(no_effects),
+        Fault::ClockSkew => sites[site].restart_skewed(skew).map(no_effects),
     }
     .with_context(|| {
         format!(
@@ -884,6 +920,7 @@ fn bring_back<S: SiteControl>(
         Fault::Crash => sites[site].start(),
         Fault::Pause => sites[site].resume(),
         Fault::Partition | Fault::Isolation => sites[site].heal(),
+        Fault::ClockSkew => sites[site].restart_skewed(Duration::ZERO),
     }
 }
 
@@ -904,6 +941,7 @@ fn kill_plan(config: &DrillConfig, sites: usize) -> Vec<(Duration, usize, Durati
         + config.pauses
         + config.partitions
         + config.isolations
+        + config.skews
         + config.kafka_outages) as u32;
     if faults == 0 {
         return Vec::new();
@@ -929,6 +967,7 @@ fn fault_kinds(config: &DrillConfig) -> Vec<Fault> {
     kinds.extend(vec![Fault::Pause; config.pauses]);
     kinds.extend(vec![Fault::Partition; config.partitions]);
     kinds.extend(vec![Fault::Isolation; config.isolations]);
+    kinds.extend(vec![Fault::ClockSkew; config.skews]);
     kinds.extend(vec![Fault::KafkaOutage; config.kafka_outages]);
     let mut rng = SplitMix64(config.seed ^ 0x7061_7573);
     for i in (1..kinds.len()).rev() {
@@ -1288,6 +1327,8 @@ mod tests {
             partitions: 0,
             isolations: 0,
             kafka_outages: 0,
+            skews: 0,
+            skew: Duration::from_secs(300),
             rate: 100,
             clients_per_site: 1,
             quoters_per_site: 0,

@@ -1,5 +1,5 @@
 //! How each site spent the drill, as its `/health` said: ready (`ok`), `catching_up`,
-//! `unavailable` (cut off from its log), `failed`, or not answering (down, frozen, isolated
+//! `clock_skew`, `unavailable` (cut off from its log), `failed`, or not answering (down, frozen, isolated
 //! from the drill). A thread asks every site every [`EVERY`]; the report gives each site's
 //! seconds in each state and the fraction of the run it was ready to take orders.
 
@@ -22,6 +22,7 @@ pub struct SiteReadiness {
     pub site: String,
     pub ok_s: f64,
     pub catching_up_s: f64,
+    pub clock_skew_s: f64,
     pub unavailable_s: f64,
     pub failed_s: f64,
     /// No answer within 200 ms: down, frozen, or cut off from the drill.
@@ -29,17 +30,19 @@ pub struct SiteReadiness {
     /// `ok_s` over the whole.
     pub ready_fraction: f64,
     /// One letter a second from the start, the worst status asked in it: `o` ok, `c`
-    /// catching up, `u` unavailable, `f` failed, `-` no answer (for the timeline).
+    /// catching up, `s` clock skew, `u` unavailable, `f` failed, `-` no answer (for the
+    /// timeline).
     pub by_second: String,
 }
 
 /// A status's letter in [`SiteReadiness::by_second`], in order from best to worst.
-const LETTERS: [u8; 5] = [b'o', b'c', b'u', b'f', b'-'];
+const LETTERS: [u8; 6] = [b'o', b'c', b's', b'u', b'f', b'-'];
 
 fn letter(status: Option<&str>) -> u8 {
     match status {
         Some("ok") => b'o',
         Some("catching_up") => b'c',
+        Some("clock_skew") => b's',
         Some("unavailable") => b'u',
         Some(_) => b'f',
         None => b'-',
@@ -65,6 +68,7 @@ impl SiteReadiness {
         let bucket = match status {
             Some("ok") => &mut self.ok_s,
             Some("catching_up") => &mut self.catching_up_s,
+            Some("clock_skew") => &mut self.clock_skew_s,
             Some("unavailable") => &mut self.unavailable_s,
             Some(_) => &mut self.failed_s,
             None => &mut self.no_answer_s,
@@ -73,8 +77,12 @@ impl SiteReadiness {
     }
 
     fn finish(mut self) -> SiteReadiness {
-        let total =
-            self.ok_s + self.catching_up_s + self.unavailable_s + self.failed_s + self.no_answer_s;
+        let total = self.ok_s
+            + self.catching_up_s
+            + self.clock_skew_s
+            + self.unavailable_s
+            + self.failed_s
+            + self.no_answer_s;
         self.ready_fraction = if total > 0.0 { self.ok_s / total } else { 0.0 };
         self
     }

@@ -6,21 +6,53 @@
 //! drill at 500 orders/s failed with "no offset to automatically reset to". Following the log
 //! as it grows keeps every record, in memory (a command is under 100 bytes: a 63-minute drill
 //! at 500/s holds about 200 MB).
+//!
+//! It also watches the log's time against the drill's clock: a record stamped later than the
+//! moment the tap reads it was stamped by a clock that runs ahead (a skewed site whose
+//! records got in), and moved every site's log time with it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Result};
 use engine::Command;
 use replicator::kafka::{KafkaConfig, KafkaReader};
+use serde::Serialize;
+
+/// A record stamped more than this after the drill's clock when read is ahead of time.
+pub const AHEAD_LIMIT: Duration = Duration::from_secs(1);
+
+/// How far ahead of the drill's clock the log's time ran, as the tap read the log.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct LogAhead {
+    /// Records stamped more than [`AHEAD_LIMIT`] after the drill's clock when read (must be
+    /// 0).
+    pub records: u64,
+    /// The most a record was stamped after its reading, milliseconds (negative: every
+    /// record was read after its time, as it should be).
+    pub max_ms: i64,
+}
 
 /// A thread copying the log from its start.
 pub(crate) struct LogTap {
     commands: Arc<Mutex<Vec<Command>>>,
+    ahead: Arc<(AtomicU64, AtomicI64)>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<()>>>,
+}
+
+/// Counts `command` in `ahead` if it is stamped after now.
+fn watch_time(command: &Command, ahead: &(AtomicU64, AtomicI64)) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let ahead_ns = command.ts.0 as i64 - now.as_nanos() as i64;
+    ahead.1.fetch_max(ahead_ns / 1_000_000, Ordering::Relaxed);
+    if ahead_ns > AHEAD_LIMIT.as_nanos() as i64 {
+        ahead.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl LogTap {
@@ -28,13 +60,15 @@ impl LogTap {
     pub(crate) fn start(kafka: &KafkaConfig) -> Result<LogTap> {
         let mut reader = KafkaReader::new(kafka, 0)?;
         let commands = Arc::new(Mutex::new(Vec::new()));
+        let ahead = Arc::new((AtomicU64::new(0), AtomicI64::new(i64::MIN)));
         let stop = Arc::new(AtomicBool::new(false));
-        let (copy, stopped) = (commands.clone(), stop.clone());
+        let (copy, stopped, watch) = (commands.clone(), stop.clone(), ahead.clone());
         let thread = std::thread::Builder::new()
             .name("log-tap".into())
             .spawn(move || {
                 while !stopped.load(Ordering::Acquire) {
                     if let Some((_, command)) = reader.poll(Duration::from_millis(100))? {
+                        watch_time(&command, &watch);
                         copy.lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .push(command);
@@ -44,13 +78,15 @@ impl LogTap {
             })?;
         Ok(LogTap {
             commands,
+            ahead,
             stop,
             thread: Some(thread),
         })
     }
 
-    /// The log's first `end` records, once read (waiting up to `timeout`); stops the tap.
-    pub(crate) fn until(mut self, end: u64, timeout: Duration) -> Result<Vec<Command>> {
+    /// The log's first `end` records, once read (waiting up to `timeout`), and how far
+    /// ahead of time the log ran; stops the tap.
+    pub(crate) fn until(mut self, end: u64, timeout: Duration) -> Result<(Vec<Command>, LogAhead)> {
         let deadline = Instant::now() + timeout;
         loop {
             let read = self.read();
@@ -72,7 +108,11 @@ impl LogTap {
         let mut commands =
             std::mem::take(&mut *self.commands.lock().unwrap_or_else(PoisonError::into_inner));
         commands.truncate(end as usize);
-        Ok(commands)
+        let ahead = LogAhead {
+            records: self.ahead.0.load(Ordering::Relaxed),
+            max_ms: self.ahead.1.load(Ordering::Relaxed),
+        };
+        Ok((commands, ahead))
     }
 
     fn read(&self) -> u64 {

@@ -106,8 +106,8 @@ pub fn html(report: &DrillReport) -> String {
     out.push_str("<h2>Slowest acknowledgement of each second (log scale)</h2>\n");
     latency_plot(&mut out, report);
     out.push_str(
-        "<h2>Each site by its /health</h2>\n<p>Green: ok; yellow: catching up; purple: \
-         unavailable (cut off from its log); black: failed; grey: no answer (down, frozen, \
+        "<h2>Each site by its /health</h2>\n<p>Green: ok; yellow: catching up; red: its \
+         clock ahead of the log's; purple: unavailable (cut off from its log); black: failed; grey: no answer (down, frozen, \
          isolated).</p>\n",
     );
     readiness_plot(&mut out, report);
@@ -215,6 +215,7 @@ fn shade_faults(out: &mut String, frame: &Frame, report: &DrillReport) {
             Fault::Partition => "#9467bd",
             Fault::Isolation => "#8c564b",
             Fault::KafkaOutage => "#7f7f7f",
+            Fault::ClockSkew => "#e377c2",
         };
         let (x0, x1) = (frame.x(from), frame.x(to));
         let _ = writeln!(
@@ -320,6 +321,7 @@ fn readiness_plot(out: &mut String, report: &DrillReport) {
             let colour = match letters[start] {
                 b'o' => "#2ca02c",
                 b'c' => "#e6c229",
+                b's' => "#d62728",
                 b'u' => "#9467bd",
                 b'f' => "#000000",
                 _ => "#aaaaaa",

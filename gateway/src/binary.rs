@@ -57,12 +57,17 @@ pub mod reason {
     pub const DAY_NOT_SUPPORTED: u8 = 33;
     /// This site is behind the log (restarted, or slow): another site answers sooner.
     pub const CATCHING_UP: u8 = 34;
+    /// This site's clock is ahead of the log's: another site takes it.
+    pub const CLOCK_SKEW: u8 = 35;
 
     /// Whether `code` refused a request before the log for a passing reason (busy,
-    /// unavailable, catching up, throttled): the request never reached the log, and the
-    /// member may send it again with the same id.
+    /// unavailable, catching up, clock skew, throttled): the request never reached the log,
+    /// and the member may send it again with the same id.
     pub fn is_refusal(code: u8) -> bool {
-        matches!(code, BUSY | UNAVAILABLE | CATCHING_UP | THROTTLED)
+        matches!(
+            code,
+            BUSY | UNAVAILABLE | CATCHING_UP | CLOCK_SKEW | THROTTLED
+        )
     }
 }
 
@@ -108,6 +113,8 @@ pub mod session_reject {
     pub const UNAVAILABLE: u16 = super::reason::UNAVAILABLE as u16;
     /// A MassCancel, OrderStatus or MassStatus at a site behind the log: ask another site.
     pub const CATCHING_UP: u16 = super::reason::CATCHING_UP as u16;
+    /// A MassCancel, OrderStatus or MassStatus at a site whose clock is ahead of the log's.
+    pub const CLOCK_SKEW: u16 = super::reason::CLOCK_SKEW as u16;
 }
 
 /// Message types (a SessionReject names the type it refuses).

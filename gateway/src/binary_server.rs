@@ -724,6 +724,7 @@ fn gateway_code(why: GatewayReason) -> u8 {
         GatewayReason::Busy => reason::BUSY,
         GatewayReason::Unavailable => reason::UNAVAILABLE,
         GatewayReason::CatchingUp => reason::CATCHING_UP,
+        GatewayReason::ClockSkew => reason::CLOCK_SKEW,
         GatewayReason::Throttled => reason::THROTTLED,
         GatewayReason::DayNotSupported => reason::DAY_NOT_SUPPORTED,
     }

@@ -286,6 +286,7 @@ impl Hub {
             Err(SubmitError::Busy) => &self.counters.submit_busy,
             Err(SubmitError::Unavailable) => &self.counters.submit_unavailable,
             Err(SubmitError::CatchingUp) => &self.counters.submit_catching_up,
+            Err(SubmitError::ClockSkew) => &self.counters.submit_clock_skew,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         result

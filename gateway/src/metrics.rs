@@ -98,6 +98,7 @@ pub struct HubCounters {
     pub submit_busy: AtomicU64,
     pub submit_unavailable: AtomicU64,
     pub submit_catching_up: AtomicU64,
+    pub submit_clock_skew: AtomicU64,
     pub events: AtomicU64,
     pub applied: AtomicU64,
     pub reports: AtomicU64,

@@ -49,8 +49,9 @@ impl Latency {
 pub struct Errors {
     /// Refused by the gateway: the log's queue was full (`reason::BUSY`).
     pub busy: u64,
-    /// Refused by the gateway: the log cannot take orders (`reason::UNAVAILABLE`), or the
-    /// site is far behind it (`reason::CATCHING_UP`).
+    /// Refused by the gateway: the log cannot take orders (`reason::UNAVAILABLE`), the
+    /// site is far behind it (`reason::CATCHING_UP`) or its clock ahead of it
+    /// (`reason::CLOCK_SKEW`).
     pub unavailable: u64,
     /// Refused by the gateway: over the session's message rate (`reason::THROTTLED`).
     pub throttled: u64,

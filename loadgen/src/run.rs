@@ -904,6 +904,7 @@ impl SessionReader {
             (msg_type::MASS_CANCEL, session_reject::BUSY) => Some(reason::BUSY),
             (msg_type::MASS_CANCEL, session_reject::UNAVAILABLE) => Some(reason::UNAVAILABLE),
             (msg_type::MASS_CANCEL, session_reject::CATCHING_UP) => Some(reason::CATCHING_UP),
+            (msg_type::MASS_CANCEL, session_reject::CLOCK_SKEW) => Some(reason::CLOCK_SKEW),
             _ => None,
         };
         match refused.zip(self.pending.any_mass_cancel()) {
@@ -921,7 +922,7 @@ impl SessionReader {
         let planned: Planned = self.shared.plan.sessions[self.session][index as usize];
         match answer {
             Answer::Refused(reason::BUSY) => self.error(|e| &mut e.busy),
-            Answer::Refused(reason::UNAVAILABLE | reason::CATCHING_UP) => {
+            Answer::Refused(reason::UNAVAILABLE | reason::CATCHING_UP | reason::CLOCK_SKEW) => {
                 self.error(|e| &mut e.unavailable)
             }
             Answer::Refused(_) => self.error(|e| &mut e.throttled),

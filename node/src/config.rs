@@ -63,6 +63,12 @@ pub struct NodeConfig {
     /// members get a late answer here and a prompt one at another site (0: never).
     #[serde(default = "default_max_lag_ms")]
     pub max_lag_ms: u64,
+    /// On a Kafka log, a site whose clock runs more than this many milliseconds ahead of the
+    /// log's time (as the other sites' records say it is) refuses everything with
+    /// `clock_skew`, and `/health` says so: on a broker that keeps producers' create times
+    /// what it stamped would move every site's log time (0: never).
+    #[serde(default = "default_max_clock_ahead_ms")]
+    pub max_clock_ahead_ms: u64,
     #[serde(default)]
     pub binary: BinaryConfig,
     #[serde(default)]
@@ -186,6 +192,15 @@ fn default_max_lag_ms() -> u64 {
     DEFAULT_MAX_LAG_MS
 }
 
+/// How far ahead of its log's time a site's clock may run before it refuses orders: well
+/// above a delivery between sites (the log's time a site knows is its fastest-delivered
+/// record's), well below the dead-man's switches' timeouts.
+pub const DEFAULT_MAX_CLOCK_AHEAD_MS: u64 = 500;
+
+fn default_max_clock_ahead_ms() -> u64 {
+    DEFAULT_MAX_CLOCK_AHEAD_MS
+}
+
 /// Flags that override the file.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -269,6 +284,7 @@ impl NodeConfig {
             hash_every: 0,
             clock_every_ms: 0,
             max_lag_ms: DEFAULT_MAX_LAG_MS,
+            max_clock_ahead_ms: DEFAULT_MAX_CLOCK_AHEAD_MS,
             binary: BinaryConfig::default(),
             market_data: MdConfig::default(),
             fix: FixConfig::default(),

@@ -1,6 +1,7 @@
 //! The node's operations endpoints: `GET /health`, `GET /metrics` and `GET /v1/hashes`
 //! (market data's routes are merged beside them by the node).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::http::{header, StatusCode};
@@ -9,6 +10,7 @@ use gateway::Hub;
 
 use crate::metrics::NodeMetrics;
 use crate::persist::RecentHashes;
+use crate::shard::CLOCK_UNCHECKED;
 
 /// `/health`, `/metrics` and `/v1/hashes`.
 pub fn router(hub: Arc<Hub>, metrics: Arc<NodeMetrics>, hashes: RecentHashes) -> axum::Router {
@@ -52,12 +54,14 @@ pub fn failure(metrics: &NodeMetrics) -> Option<String> {
 
 /// The body and status of `GET /health`: `failed` when a shard can no longer read its log,
 /// `unavailable` when a shard's log takes no commands, `catching_up` when a shard is too far
-/// behind its log (each refuses orders; 503), else `ok`; each shard's log positions, how
-/// long it has been behind (`behind_ms`, null when since it started), and under `log` the
-/// positions' sums.
+/// behind its log, `clock_skew` when the site's clock runs too far ahead of a shard's log
+/// (each refuses orders; 503), else `ok`; each shard's log positions, how long it has been
+/// behind (`behind_ms`, null when since it started), how far ahead of the log's time the
+/// site's clock ran at its last command (`clock_ahead_ms`, null when unchecked), and under
+/// `log` the positions' sums.
 fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
     let failure = failure(metrics);
-    let (mut available, mut catching_up) = (failure.is_none(), false);
+    let (mut available, mut catching_up, mut skewed) = (failure.is_none(), false, false);
     let (mut durable_sum, mut applied_sum) = (0, 0);
     let shards: Vec<serde_json::Value> = metrics
         .shards
@@ -71,11 +75,15 @@ fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
             available &= up;
             let behind = shard.freshness.catching_up();
             catching_up |= behind;
+            skewed |= shard.clock_skewed();
+            let ahead = shard.clock_ahead_ms.load(Ordering::Relaxed);
             serde_json::json!({
                 "name": shard.name,
                 "available": up,
                 "catching_up": behind,
                 "behind_ms": shard.freshness.behind().map(|d| d.as_millis() as u64),
+                "clock_skew": shard.clock_skewed(),
+                "clock_ahead_ms": (ahead != CLOCK_UNCHECKED).then_some(ahead),
                 "log": {
                     "kind": shard.log.kind(),
                     "durable": durable,
@@ -85,11 +93,12 @@ fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
             })
         })
         .collect();
-    let status = match (&failure, available, catching_up) {
-        (Some(_), _, _) => "failed",
-        (None, false, _) => "unavailable",
-        (None, true, true) => "catching_up",
-        (None, true, false) => "ok",
+    let status = match (&failure, available, catching_up, skewed) {
+        (Some(_), ..) => "failed",
+        (None, false, ..) => "unavailable",
+        (None, true, true, _) => "catching_up",
+        (None, true, false, true) => "clock_skew",
+        (None, true, false, false) => "ok",
     };
     let body = serde_json::json!({
         "status": status,
@@ -103,5 +112,5 @@ fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
         },
         "shards": shards,
     });
-    (available && !catching_up, body)
+    (status == "ok", body)
 }

@@ -102,6 +102,7 @@ impl Node {
             .iter()
             .map(|shard| {
                 shard::open(
+                    &config.site,
                     &config.data_dir,
                     shard,
                     config.engine,
@@ -110,11 +111,12 @@ impl Node {
                 .with_context(|| format!("shard {}", shard.name))
             })
             .collect::<anyhow::Result<Vec<OpenedShard>>>()?;
-        let max_lag = Some(Duration::from_millis(config.max_lag_ms)).filter(|lag| !lag.is_zero());
+        let limit = |ms: u64| Some(Duration::from_millis(ms)).filter(|limit| !limit.is_zero());
+        let (max_lag, max_ahead) = (limit(config.max_lag_ms), limit(config.max_clock_ahead_ms));
         let views: Vec<Arc<ShardView>> = opened
             .iter()
             .zip(&plan.shards)
-            .map(|(shard, planned)| Arc::new(shard.view(&planned.name, max_lag)))
+            .map(|(shard, planned)| Arc::new(shard.view(&planned.name, max_lag, max_ahead)))
             .collect();
         let sequencers = views
             .iter()

@@ -183,6 +183,15 @@ impl NodeMetrics {
             "1 while a shard is too far behind its log to take orders (max_lag_ms).",
             &catching_up,
         );
+        let skewed =
+            self.per_shard(|_, shard| vec![(String::new(), u64::from(shard.clock_skewed()))]);
+        text.metric(
+            "clock_skew",
+            "gauge",
+            "1 while the site's clock runs too far ahead of a shard's log to take orders \
+             (max_clock_ahead_ms).",
+            &skewed,
+        );
     }
 
     fn latency_families(&self, text: &mut Exposition, hub: &Hub) {
@@ -217,6 +226,7 @@ fn hub_families(text: &mut Exposition, hub: &Hub) {
             ("busy", &c.submit_busy),
             ("unavailable", &c.submit_unavailable),
             ("catching_up", &c.submit_catching_up),
+            ("clock_skew", &c.submit_clock_skew),
         ]),
     );
     text.counter(

@@ -14,7 +14,7 @@
 //! ([`ShardView::failure`]); the node then exits so its supervisor restarts it into recovery.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -65,8 +65,17 @@ pub struct ShardView {
     pub sequenced_latency: LatencyHistogram,
     /// How far behind the log the shard reads.
     pub freshness: Freshness,
+    /// How far ahead of the log's time the site's clock may run before the shard refuses
+    /// everything it would stamp (`None`: unchecked, as on the journal, whose writer stamps).
+    pub max_clock_ahead: Option<Duration>,
+    /// How far ahead of the log's time the site's clock ran at the last command submitted,
+    /// in milliseconds ([`CLOCK_UNCHECKED`]: nothing to check it against).
+    pub clock_ahead_ms: AtomicI64,
     read_failure: OnceLock<String>,
 }
+
+/// [`ShardView::clock_ahead_ms`] when the site's clock has nothing to be checked against.
+pub const CLOCK_UNCHECKED: i64 = i64::MIN;
 
 /// How full a shard's two rings are.
 pub struct Rings {
@@ -87,6 +96,27 @@ impl ShardView {
     pub fn failure(&self) -> Option<&str> {
         self.read_failure.get().map(String::as_str)
     }
+
+    /// Whether the site's clock ran too far ahead of the log's at the last command.
+    pub fn clock_skewed(&self) -> bool {
+        let ahead = self.clock_ahead_ms.load(Ordering::Relaxed);
+        self.max_clock_ahead
+            .is_some_and(|max| ahead != CLOCK_UNCHECKED && ahead > max.as_millis() as i64)
+    }
+
+    /// Checks `ts`, the site's clock stamped on a command, against the log's time; says
+    /// why not when it runs too far ahead (`catching_up` while the shard replays a backlog:
+    /// the log's time it knows is then old).
+    fn check_clock(&self, ts: engine::TimestampNs) -> Result<(), SubmitError> {
+        let ahead = self.log.clock_ahead_ms(ts.0);
+        let ahead = ahead.unwrap_or(CLOCK_UNCHECKED);
+        self.clock_ahead_ms.store(ahead, Ordering::Relaxed);
+        match self.clock_skewed() {
+            false => Ok(()),
+            true if self.freshness.catching_up() => Err(SubmitError::CatchingUp),
+            true => Err(SubmitError::ClockSkew),
+        }
+    }
 }
 
 // ----- 0. open -------------------------------------------------------------------------------
@@ -99,8 +129,10 @@ pub struct OpenedShard {
     pub recovery: Recovery,
 }
 
-/// Opens `shard`'s snapshot store and log under `data_dir`, and recovers its engine.
+/// Opens `shard`'s snapshot store and log under `data_dir` for `site`, and recovers its
+/// engine.
 pub fn open(
+    site: &str,
     data_dir: &Path,
     shard: &ShardPlan,
     engine: EngineConfig,
@@ -111,8 +143,8 @@ pub fn open(
         SnapshotStore::open(&dir.join("snapshots"), keep.max(1))
             .context("opening the snapshot store")?,
     );
-    let log =
-        Log::open(&shard.log, &dir).with_context(|| format!("opening the {}", shard.log.kind()))?;
+    let log = Log::open(&shard.log, &dir, site)
+        .with_context(|| format!("opening the {}", shard.log.kind()))?;
     let recovered = recover(&log, &store, engine).context("recovery")?;
     let mut engine = recovered.engine;
     // Every reserved page mapped now, so no command takes a page fault later.
@@ -143,14 +175,23 @@ impl OpenedShard {
 
     /// The shard's view, before it runs: what the hub submits through and metrics read.
     /// On a Kafka log the site refuses the shard's new orders, amends and status questions
-    /// while it is more than `max_lag` behind the log (`None`: never); a journal's only site
-    /// never does.
-    pub fn view(&self, name: &str, max_lag: Option<Duration>) -> ShardView {
+    /// while it is more than `max_lag` behind the log (`None`: never), and everything while
+    /// its clock runs more than `max_clock_ahead` ahead of the log's; a journal's only site
+    /// never does either.
+    pub fn view(
+        &self,
+        name: &str,
+        max_lag: Option<Duration>,
+        max_clock_ahead: Option<Duration>,
+    ) -> ShardView {
         let log = self.log.handle();
-        let max_lag = max_lag.filter(|_| log.kind() == "kafka");
+        let kafka = log.kind() == "kafka";
+        let max_lag = max_lag.filter(|_| kafka);
         let read = self.recovery.position;
         ShardView {
             name: name.into(),
+            max_clock_ahead: max_clock_ahead.filter(|_| kafka),
+            clock_ahead_ms: AtomicI64::new(CLOCK_UNCHECKED),
             freshness: Freshness::new(max_lag, read, log.durable().max(read)),
             log,
             rings: OnceLock::new(),
@@ -164,7 +205,9 @@ impl OpenedShard {
 
 /// The gateway's way into a shard's log. A full queue is "busy"; a failed journal, an
 /// unreachable Kafka leader or a log this site can no longer read is "unavailable"; a shard
-/// too far behind its log refuses new orders and amends as "catching up" (see [`adds_risk`]).
+/// too far behind its log refuses new orders and amends as "catching up" (see [`adds_risk`]);
+/// a site whose clock runs ahead of the log's refuses everything as "clock skew" (what it
+/// stamped would move every site's log time on a broker that keeps create times).
 /// Each is answered at once, never held.
 pub struct ShardSequencer(pub Arc<ShardView>);
 
@@ -173,6 +216,7 @@ impl Sequencer for ShardSequencer {
         if self.0.failure().is_some() {
             return Err(SubmitError::Unavailable);
         }
+        self.0.check_clock(command.ts)?;
         if adds_risk(&command.kind) && self.0.freshness.catching_up() {
             return Err(SubmitError::CatchingUp);
         }
@@ -190,6 +234,8 @@ impl Sequencer for ShardSequencer {
             Err(SubmitError::Unavailable)
         } else if self.0.freshness.catching_up() {
             Err(SubmitError::CatchingUp)
+        } else if self.0.clock_skewed() {
+            Err(SubmitError::ClockSkew)
         } else {
             Ok(())
         }

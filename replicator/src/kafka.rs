@@ -39,6 +39,8 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use crate::site_clock::SiteClock;
+
 /// Record value format version.
 const VERSION: u8 = 1;
 
@@ -65,6 +67,10 @@ pub struct KafkaConfig {
     pub request_timeout_ms: u32,
     /// Development only: trade on a topic that does not meet the durability requirements.
     pub allow_unsafe_topic: bool,
+    /// The site this client is part of: its producer keys records with it, and its readers
+    /// check the site's clock against the other sites' records ([`SiteClock`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
 }
 
 impl KafkaConfig {
@@ -77,6 +83,7 @@ impl KafkaConfig {
             max_in_flight: 5,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             allow_unsafe_topic: false,
+            site: None,
         }
     }
 
@@ -263,6 +270,8 @@ pub struct KafkaAppender {
     producer: ThreadedProducer<Deliveries>,
     topic: String,
     partition: i32,
+    /// Each record's key: the site that wrote it.
+    site: Option<String>,
     counts: Arc<DeliveryCounts>,
 }
 
@@ -287,6 +296,7 @@ impl KafkaAppender {
             producer,
             topic: config.topic.clone(),
             partition: config.partition,
+            site: config.site.clone(),
             counts,
         })
     }
@@ -296,10 +306,13 @@ impl KafkaAppender {
     /// log-append times replaces it).
     pub fn append(&self, command: &Command) -> Result<(), KafkaLogError> {
         let value = encode(command);
-        let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic)
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic)
             .partition(self.partition)
             .payload(value.as_slice())
             .timestamp((command.ts.0 / 1_000_000) as i64);
+        if let Some(site) = &self.site {
+            record = record.key(site.as_bytes());
+        }
         self.producer.send(record).map_err(|(err, _)| match err {
             KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => KafkaLogError::Full,
             other => KafkaLogError::Kafka(other),
@@ -324,6 +337,8 @@ pub struct KafkaReader {
     transient_errors: u64,
     /// Refuse a record whose timestamp is not the broker's log-append time (a safe topic).
     append_time_only: bool,
+    /// This site's clock, checked against the records keyed by another site (or by none).
+    clock: Option<(String, Arc<SiteClock>)>,
 }
 
 /// Consumer errors that mean the log cannot be read in order from here.
@@ -366,7 +381,14 @@ impl KafkaReader {
             next: from,
             transient_errors: 0,
             append_time_only: !config.allow_unsafe_topic,
+            clock: None,
         })
+    }
+
+    /// Checks `site`'s clock against every record read that `site` did not write.
+    pub fn checking(mut self, site: &str, clock: Arc<SiteClock>) -> KafkaReader {
+        self.clock = Some((site.to_string(), clock));
+        self
     }
 
     /// Transient consumer errors ridden out so far (for metrics).
@@ -414,6 +436,11 @@ impl KafkaReader {
                 return Err(KafkaLogError::Corrupt { offset, reason });
             }
         };
+        if let Some((site, clock)) = &self.clock {
+            if message.key() != Some(site.as_bytes()) {
+                clock.read(command.ts.0);
+            }
+        }
         self.next += 1;
         Ok(Some((offset as u64, command)))
     }
@@ -610,6 +637,8 @@ pub fn create_topic(
 pub struct KafkaLog {
     config: KafkaConfig,
     appender: KafkaAppender,
+    /// The site's clock against the log's, as its readers find it.
+    clock: Arc<SiteClock>,
 }
 
 impl KafkaLog {
@@ -621,7 +650,21 @@ impl KafkaLog {
     ) -> Result<(KafkaLog, TopicSafety), KafkaLogError> {
         let safety = check_topic(&config, timeout)?;
         let appender = KafkaAppender::new(&config)?;
-        Ok((KafkaLog { config, appender }, safety))
+        let clock = Arc::new(SiteClock::default());
+        Ok((
+            KafkaLog {
+                config,
+                appender,
+                clock,
+            },
+            safety,
+        ))
+    }
+
+    /// How far the site's clock runs ahead of the log's, as this log's readers have found
+    /// it (see [`SiteClock`]); unchecked without a site name.
+    pub fn clock(&self) -> &SiteClock {
+        &self.clock
     }
 
     pub fn appender(&self) -> &KafkaAppender {
@@ -646,7 +689,11 @@ impl crate::CommandLog for KafkaLog {
     }
 
     fn reader(&self, from: u64) -> Result<KafkaReader, crate::LogError> {
-        Ok(KafkaReader::new(&self.config, from)?)
+        let reader = KafkaReader::new(&self.config, from)?;
+        Ok(match &self.config.site {
+            Some(site) => reader.checking(site, self.clock.clone()),
+            None => reader,
+        })
     }
 
     /// The partition's high watermark: records below it are committed.

@@ -20,6 +20,7 @@ pub mod kafka;
 pub mod log;
 pub mod record;
 pub mod recovery;
+pub mod site_clock;
 pub mod snapshots;
 
 use std::time::Duration;

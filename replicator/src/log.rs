@@ -235,10 +235,11 @@ enum Handle {
 }
 
 impl Log {
-    /// Opens the log `config` names: the journal in `dir/journal` (recovering it), or the
-    /// Kafka partition (checking the topic is safe to trade on, unless allowed, and reading
-    /// its committed end every 250 ms from now on).
-    pub fn open(config: &LogConfig, dir: &Path) -> Result<Log, LogError> {
+    /// Opens the log `config` names for site `site`: the journal in `dir/journal`
+    /// (recovering it), or the Kafka partition (checking the topic is safe to trade on,
+    /// unless allowed, and reading its committed end every 250 ms from now on; the site's
+    /// records keyed with its name, its clock checked against the others').
+    pub fn open(config: &LogConfig, dir: &Path, site: &str) -> Result<Log, LogError> {
         let backend = match config {
             LogConfig::Journal { fsync } => {
                 let journal_config = JournalConfig {
@@ -248,7 +249,8 @@ impl Log {
                 Backend::Journal(Journal::open(journal_config)?.0)
             }
             LogConfig::Kafka { .. } => {
-                let kafka = config.kafka().expect("a Kafka log");
+                let mut kafka = config.kafka().expect("a Kafka log");
+                kafka.site = Some(site.to_string());
                 let (log, _) = KafkaLog::open(kafka.clone(), KAFKA_OPEN_WAIT)?;
                 let watermarks = Watermarks::spawn(&kafka, KAFKA_OPEN_WAIT, WATERMARK_EVERY)?;
                 Backend::Kafka {
@@ -341,6 +343,16 @@ impl LogHandle {
         match &self.inner {
             Handle::Journal(appender) => appender.durable_position(),
             Handle::Kafka { watermarks, .. } => watermarks.high(),
+        }
+    }
+
+    /// How far `clock_ns` (the site's clock, now) runs ahead of the log's time, in
+    /// milliseconds, as the site's readers have found it; `None` on the journal (its writer
+    /// stamps every record with its own clock) or with nothing to check against.
+    pub fn clock_ahead_ms(&self, clock_ns: u64) -> Option<i64> {
+        match &self.inner {
+            Handle::Journal(_) => None,
+            Handle::Kafka { log, .. } => log.clock().ahead_ms(clock_ns),
         }
     }
 
@@ -463,7 +475,7 @@ mod tests {
     #[test]
     fn a_journal_log_appends_reads_and_closes_at_its_end() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(&LogConfig::default(), dir.path()).unwrap();
+        let log = Log::open(&LogConfig::default(), dir.path(), "test").unwrap();
         let handle = log.handle();
         assert_eq!((handle.kind(), handle.available()), ("journal", true));
         assert!(handle.deliveries().is_none());

@@ -29,6 +29,15 @@ pub struct Args {
     /// Overrides the FIX 4.4 listen address.
     #[arg(long, value_name = "ADDR")]
     pub fix: Option<SocketAddr>,
+    /// For drills: the site's clock runs this many milliseconds off the machine's (a wrong
+    /// clock; on Kafka, the site refuses orders with clock_skew while it runs ahead).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    pub clock_offset_ms: i64,
 }
 
 /// Runs the site until SIGTERM or SIGINT.
@@ -41,12 +50,13 @@ pub fn run(args: Args) -> Result<()> {
         http_listen: args.http,
         fix_listen: args.fix,
     });
-    serve(&node)
+    serve(&node, args.clock_offset_ms.saturating_mul(1_000_000))
 }
 
-/// Runs the node until SIGTERM or Ctrl-C, then shuts it down cleanly.
-fn serve(config: &NodeConfig) -> anyhow::Result<()> {
-    let site = Node::start(config.clone())?;
+/// Runs the node (its clock `clock_offset_ns` off) until SIGTERM or Ctrl-C, then shuts it
+/// down cleanly.
+fn serve(config: &NodeConfig, clock_offset_ns: i64) -> anyhow::Result<()> {
+    let site = Node::start_with_clock_offset(config.clone(), clock_offset_ns)?;
     let names: Vec<String> = site.recovered.iter().map(|r| r.shard.clone()).collect();
     for recovered in &site.recovered {
         eprintln!(

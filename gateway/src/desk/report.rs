@@ -79,6 +79,8 @@ pub enum GatewayReason {
     Unavailable,
     /// This site is behind its log: its answers would be late, another site's are not.
     CatchingUp,
+    /// This site's clock runs ahead of the log's: what it stamped would move log time.
+    ClockSkew,
     /// The session sent more messages per second than its limit.
     Throttled,
     /// A FIX order with TimeInForce Day (59=0): this market never closes, so it has no day.
@@ -91,6 +93,7 @@ impl GatewayReason {
             GatewayReason::Busy => "busy",
             GatewayReason::Unavailable => "unavailable",
             GatewayReason::CatchingUp => "catching_up",
+            GatewayReason::ClockSkew => "clock_skew",
             GatewayReason::Throttled => "throttled",
             GatewayReason::DayNotSupported => "day_not_supported",
         }
@@ -110,6 +113,11 @@ pub enum SubmitError {
     /// would be acknowledged late and its status would be old; another site answers sooner.
     #[error("catching_up: this site is behind the log; another site answers sooner")]
     CatchingUp,
+    /// This site's clock runs ahead of the log's time by more than its limit: on a broker
+    /// that keeps producers' create times, what it stamped would move every site's log time
+    /// (and fire dead-man's switches early); another site takes it.
+    #[error("clock_skew: this site's clock is ahead of the log's; another site takes it")]
+    ClockSkew,
 }
 
 impl From<SubmitError> for GatewayReason {
@@ -118,6 +126,7 @@ impl From<SubmitError> for GatewayReason {
             SubmitError::Busy => GatewayReason::Busy,
             SubmitError::Unavailable => GatewayReason::Unavailable,
             SubmitError::CatchingUp => GatewayReason::CatchingUp,
+            SubmitError::ClockSkew => GatewayReason::ClockSkew,
         }
     }
 }

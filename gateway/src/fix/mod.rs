@@ -673,6 +673,9 @@ impl Application for FixApp {
 fn status_refused(refused: SubmitError, ref_seq: Option<u64>, msg_type: &str) -> OutboundMessage {
     let text = match refused {
         SubmitError::CatchingUp => "catching_up: this site is behind the log; ask another site",
+        SubmitError::ClockSkew => {
+            "clock_skew: this site's clock is ahead of the log's; ask another site"
+        }
         SubmitError::Unavailable => "unavailable: this site cannot reach the log; ask another site",
         SubmitError::Busy => "busy: the log is not keeping up; try again",
     };

@@ -30,6 +30,7 @@ use super::protocol::{
 use super::window::BookSub;
 use crate::desk::{GatewayReason, MdMessage};
 use crate::hub::Hub;
+use crate::SubmitError;
 
 /// Counters the node exposes as metrics.
 #[derive(Debug, Default)]
@@ -590,10 +591,11 @@ impl Connection {
     }
 
     /// Tells the client when its site stops or starts being ready: a site cut off from its
-    /// log, or catching up with it, sends market data that may be old.
+    /// log, or catching up with it, sends market data that may be old (a site whose clock is
+    /// wrong does not: market data carries the log's time).
     fn tell_status(&mut self) {
         let status = match self.shared.hub.log_ready(None) {
-            Ok(()) => "ok",
+            Ok(()) | Err(SubmitError::ClockSkew) => "ok",
             Err(refused) => GatewayReason::from(refused).as_str(),
         };
         if status != self.told {
