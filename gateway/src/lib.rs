@@ -34,4 +34,4 @@ pub use fix::{FixConfig, FixGateway};
 pub use hub::{Hub, Sequencer, PUMP_WAIT};
 pub use md::{MdConfig, MdServer};
 pub use members::{Member, Members, MembersError};
-pub use metrics::{HubCounters, LatencyHistogram, REJECT_REASONS};
+pub use metrics::{now_ns, HubCounters, LatencyHistogram, REJECT_REASONS};

@@ -1,7 +1,6 @@
 //! The node's operations endpoints: `GET /health`, `GET /metrics` and `GET /v1/hashes`
 //! (market data's routes are merged beside them by the node).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::http::{header, StatusCode};
@@ -10,7 +9,6 @@ use gateway::Hub;
 
 use crate::metrics::NodeMetrics;
 use crate::persist::RecentHashes;
-use crate::shard::CLOCK_UNCHECKED;
 
 /// `/health`, `/metrics` and `/v1/hashes`.
 pub fn router(hub: Arc<Hub>, metrics: Arc<NodeMetrics>, hashes: RecentHashes) -> axum::Router {
@@ -57,7 +55,7 @@ pub fn failure(metrics: &NodeMetrics) -> Option<String> {
 /// behind its log, `clock_skew` when the site's clock runs too far ahead of a shard's log
 /// (each refuses orders; 503), else `ok`; each shard's log positions, how long it has been
 /// behind (`behind_ms`, null when since it started), how far ahead of the log's time the
-/// site's clock ran at its last command (`clock_ahead_ms`, null when unchecked), and under
+/// site's clock runs (`clock_ahead_ms`, null when unchecked), and under
 /// `log` the positions' sums.
 fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
     let failure = failure(metrics);
@@ -75,15 +73,15 @@ fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
             available &= up;
             let behind = shard.freshness.catching_up();
             catching_up |= behind;
+            let ahead = shard.clock_ahead_ms();
             skewed |= shard.clock_skewed();
-            let ahead = shard.clock_ahead_ms.load(Ordering::Relaxed);
             serde_json::json!({
                 "name": shard.name,
                 "available": up,
                 "catching_up": behind,
                 "behind_ms": shard.freshness.behind().map(|d| d.as_millis() as u64),
                 "clock_skew": shard.clock_skewed(),
-                "clock_ahead_ms": (ahead != CLOCK_UNCHECKED).then_some(ahead),
+                "clock_ahead_ms": ahead,
                 "log": {
                     "kind": shard.log.kind(),
                     "durable": durable,

@@ -55,7 +55,7 @@ pub use shard::Recovery;
 use admin::AdminToken;
 use metrics::NodeMetrics;
 use persist::RecentHashes;
-use shard::{OpenedShard, RunningShard, ShardSequencer, ShardView};
+use shard::{ClockCheck, OpenedShard, RunningShard, ShardSequencer, ShardView};
 
 /// How long sessions get to send their Logout when the node stops.
 pub const SESSIONS_GRACE: Duration = Duration::from_secs(2);
@@ -112,11 +112,15 @@ impl Node {
             })
             .collect::<anyhow::Result<Vec<OpenedShard>>>()?;
         let limit = |ms: u64| Some(Duration::from_millis(ms)).filter(|limit| !limit.is_zero());
-        let (max_lag, max_ahead) = (limit(config.max_lag_ms), limit(config.max_clock_ahead_ms));
+        let max_lag = limit(config.max_lag_ms);
+        let clock = ClockCheck {
+            max_ahead: limit(config.max_clock_ahead_ms),
+            offset_ns: clock_offset_ns,
+        };
         let views: Vec<Arc<ShardView>> = opened
             .iter()
             .zip(&plan.shards)
-            .map(|(shard, planned)| Arc::new(shard.view(&planned.name, max_lag, max_ahead)))
+            .map(|(shard, planned)| Arc::new(shard.view(&planned.name, max_lag, clock)))
             .collect();
         let sequencers = views
             .iter()

@@ -14,7 +14,7 @@
 //! ([`ShardView::failure`]); the node then exits so its supervisor restarts it into recovery.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -65,17 +65,20 @@ pub struct ShardView {
     pub sequenced_latency: LatencyHistogram,
     /// How far behind the log the shard reads.
     pub freshness: Freshness,
-    /// How far ahead of the log's time the site's clock may run before the shard refuses
-    /// everything it would stamp (`None`: unchecked, as on the journal, whose writer stamps).
-    pub max_clock_ahead: Option<Duration>,
-    /// How far ahead of the log's time the site's clock ran at the last command submitted,
-    /// in milliseconds ([`CLOCK_UNCHECKED`]: nothing to check it against).
-    pub clock_ahead_ms: AtomicI64,
+    /// The site's clock against the shard's log.
+    pub clock: ClockCheck,
     read_failure: OnceLock<String>,
 }
 
-/// [`ShardView::clock_ahead_ms`] when the site's clock has nothing to be checked against.
-pub const CLOCK_UNCHECKED: i64 = i64::MIN;
+/// How far ahead of the log's time the site's clock may run, and the clock itself.
+#[derive(Clone, Copy, Debug)]
+pub struct ClockCheck {
+    /// Beyond this ahead the shard refuses everything the site would stamp (`None`:
+    /// unchecked, as on the journal, whose writer stamps every record itself).
+    pub max_ahead: Option<Duration>,
+    /// The site's clock is the wall clock plus this (drills and tests set a wrong clock).
+    pub offset_ns: i64,
+}
 
 /// How full a shard's two rings are.
 pub struct Rings {
@@ -97,24 +100,46 @@ impl ShardView {
         self.read_failure.get().map(String::as_str)
     }
 
-    /// Whether the site's clock ran too far ahead of the log's at the last command.
-    pub fn clock_skewed(&self) -> bool {
-        let ahead = self.clock_ahead_ms.load(Ordering::Relaxed);
-        self.max_clock_ahead
-            .is_some_and(|max| ahead != CLOCK_UNCHECKED && ahead > max.as_millis() as i64)
+    /// How far ahead of the log's time the site's clock runs now, in milliseconds (`None`:
+    /// unchecked, or nothing to check it against).
+    pub fn clock_ahead_ms(&self) -> Option<i64> {
+        self.clock.max_ahead?;
+        let now = gateway::now_ns().saturating_add_signed(self.clock.offset_ns);
+        self.log.clock_ahead_ms(now)
     }
 
-    /// Checks `ts`, the site's clock stamped on a command, against the log's time; says
-    /// why not when it runs too far ahead (`catching_up` while the shard replays a backlog:
-    /// the log's time it knows is then old).
-    fn check_clock(&self, ts: engine::TimestampNs) -> Result<(), SubmitError> {
-        let ahead = self.log.clock_ahead_ms(ts.0);
-        let ahead = ahead.unwrap_or(CLOCK_UNCHECKED);
-        self.clock_ahead_ms.store(ahead, Ordering::Relaxed);
-        match self.clock_skewed() {
-            false => Ok(()),
-            true if self.freshness.catching_up() => Err(SubmitError::CatchingUp),
-            true => Err(SubmitError::ClockSkew),
+    /// Whether the site's clock runs too far ahead of the log's now.
+    pub fn clock_skewed(&self) -> bool {
+        self.clock_ahead_ms()
+            .is_some_and(|ahead| self.too_far_ahead(ahead))
+    }
+
+    fn too_far_ahead(&self, ahead_ms: i64) -> bool {
+        let max = self
+            .clock
+            .max_ahead
+            .map_or(i64::MAX, |max| max.as_millis() as i64);
+        ahead_ms > max
+    }
+
+    /// The stamp `command` goes to the log with: its own, checked against the log's time.
+    /// A stamp too far ahead is refused as `clock_skew`; but while the shard replays a
+    /// backlog the log's time it knows is old and the clock cannot be checked, and what it
+    /// lets through then (what takes risk off) goes stamped no later than that time, so it
+    /// moves no log time whatever the clock says.
+    fn stamp(&self, command: &mut Command) -> Result<(), SubmitError> {
+        let ahead = self
+            .clock
+            .max_ahead
+            .and_then(|_| self.log.clock_ahead_ms(command.ts.0));
+        match ahead.filter(|ahead| self.too_far_ahead(*ahead)) {
+            None => Ok(()),
+            Some(_) if !self.freshness.catching_up() => Err(SubmitError::ClockSkew),
+            Some(ahead) => {
+                let back = (ahead as u64).saturating_mul(1_000_000);
+                command.ts = engine::TimestampNs(command.ts.0.saturating_sub(back));
+                Ok(())
+            }
         }
     }
 }
@@ -176,22 +201,19 @@ impl OpenedShard {
     /// The shard's view, before it runs: what the hub submits through and metrics read.
     /// On a Kafka log the site refuses the shard's new orders, amends and status questions
     /// while it is more than `max_lag` behind the log (`None`: never), and everything while
-    /// its clock runs more than `max_clock_ahead` ahead of the log's; a journal's only site
+    /// its clock runs more than `clock.max_ahead` ahead of the log's; a journal's only site
     /// never does either.
-    pub fn view(
-        &self,
-        name: &str,
-        max_lag: Option<Duration>,
-        max_clock_ahead: Option<Duration>,
-    ) -> ShardView {
+    pub fn view(&self, name: &str, max_lag: Option<Duration>, clock: ClockCheck) -> ShardView {
         let log = self.log.handle();
         let kafka = log.kind() == "kafka";
         let max_lag = max_lag.filter(|_| kafka);
         let read = self.recovery.position;
         ShardView {
             name: name.into(),
-            max_clock_ahead: max_clock_ahead.filter(|_| kafka),
-            clock_ahead_ms: AtomicI64::new(CLOCK_UNCHECKED),
+            clock: ClockCheck {
+                max_ahead: clock.max_ahead.filter(|_| kafka),
+                ..clock
+            },
             freshness: Freshness::new(max_lag, read, log.durable().max(read)),
             log,
             rings: OnceLock::new(),
@@ -212,14 +234,14 @@ impl OpenedShard {
 pub struct ShardSequencer(pub Arc<ShardView>);
 
 impl Sequencer for ShardSequencer {
-    fn submit(&self, command: Command) -> Result<(), SubmitError> {
+    fn submit(&self, mut command: Command) -> Result<(), SubmitError> {
         if self.0.failure().is_some() {
             return Err(SubmitError::Unavailable);
         }
-        self.0.check_clock(command.ts)?;
         if adds_risk(&command.kind) && self.0.freshness.catching_up() {
             return Err(SubmitError::CatchingUp);
         }
+        self.0.stamp(&mut command)?;
         self.0
             .log
             .try_append(&command)
