@@ -63,10 +63,12 @@ pub struct NodeConfig {
     /// members get a late answer here and a prompt one at another site (0: never).
     #[serde(default = "default_max_lag_ms")]
     pub max_lag_ms: u64,
-    /// On a Kafka log, a site whose clock runs more than this many milliseconds ahead of the
-    /// log's time (as the other sites' records say it is) refuses everything with
-    /// `clock_skew`, and `/health` says so: on a broker that keeps producers' create times
-    /// what it stamped would move every site's log time (0: never).
+    /// On a Kafka log, a site whose clock runs more than this many milliseconds, plus
+    /// `max_lag_ms`, ahead of the log's time (as the other sites' records say it is) refuses
+    /// everything with `clock_skew`, and `/health` says so: on a broker that keeps producers'
+    /// create times what it stamped would move every site's log time (0: never). The lag is
+    /// added because a site may read up to `max_lag_ms` behind its log without catching up,
+    /// and the log's time it knows is then that old.
     #[serde(default = "default_max_clock_ahead_ms")]
     pub max_clock_ahead_ms: u64,
     #[serde(default)]
@@ -192,10 +194,10 @@ fn default_max_lag_ms() -> u64 {
     DEFAULT_MAX_LAG_MS
 }
 
-/// How far ahead of its log's time a site's clock may run before it refuses orders: well
-/// above a delivery between sites (the log's time a site knows is its fastest-delivered
-/// record's), well below the dead-man's switches' timeouts.
-pub const DEFAULT_MAX_CLOCK_AHEAD_MS: u64 = 500;
+/// How far ahead of its log's time a site's clock may run, beyond `max_lag_ms`, before it
+/// refuses orders: well above a delivery between sites, well below the dead-man's switches'
+/// timeouts.
+pub const DEFAULT_MAX_CLOCK_AHEAD_MS: u64 = 1_000;
 
 fn default_max_clock_ahead_ms() -> u64 {
     DEFAULT_MAX_CLOCK_AHEAD_MS

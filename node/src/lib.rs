@@ -114,7 +114,9 @@ impl Node {
         let limit = |ms: u64| Some(Duration::from_millis(ms)).filter(|limit| !limit.is_zero());
         let max_lag = limit(config.max_lag_ms);
         let clock = ClockCheck {
-            max_ahead: limit(config.max_clock_ahead_ms),
+            // A site reading up to `max_lag` behind knows a log time that much old.
+            max_ahead: limit(config.max_clock_ahead_ms.saturating_add(config.max_lag_ms))
+                .filter(|_| config.max_clock_ahead_ms > 0),
             offset_ns: clock_offset_ns,
         };
         let views: Vec<Arc<ShardView>> = opened

@@ -104,6 +104,20 @@ mod tests {
         assert!((0..=50).contains(&ahead), "{ahead}");
     }
 
+    /// Seen in the 100-fault drill: a restarted site reading its log steadily 0.5-1 s behind
+    /// (not catching up: within `max_lag_ms`) found a right clock 0.5-1 s ahead, over the
+    /// node's limit of 500 ms then, and refused orders as `clock_skew` for minutes. A reader
+    /// behind sees its clock ahead by its lag: the node's limit adds `max_lag_ms`.
+    #[test]
+    fn a_reader_behind_its_log_finds_its_clock_ahead_by_its_lag() {
+        let clock = SiteClock::default();
+        // Every record read 800 ms after it was stamped.
+        clock.read(T0 - 800 * MS);
+        clock.read(T0 - 810 * MS);
+        let ahead = clock.ahead_ms(T0).unwrap();
+        assert!((790..=810).contains(&ahead), "{ahead}");
+    }
+
     #[test]
     fn the_bound_moves_with_this_sites_monotonic_clock() {
         let clock = SiteClock::default();
