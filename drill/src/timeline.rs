@@ -98,7 +98,7 @@ pub fn html(report: &DrillReport) -> String {
     out.push_str(
         "<p>Shaded: a fault, from its start to its end (red: a site crashed, with its broker \
          on the drill's cluster; orange: frozen; purple: cut off from the log; brown: cut off \
-         from the log and its members; grey: the whole of Kafka down). Dashed: when the last \
+         from the log and its members; grey: the whole of Kafka down; pink: its clock set ahead). Dashed: when the last \
          of its clients was acknowledged elsewhere (the RTO).</p>\n\
          <h2>Orders acknowledged per second, by site</h2>\n",
     );
