@@ -648,10 +648,7 @@ pub fn run_drill<S: SiteControl>(
     let load_seconds = started.elapsed().as_secs_f64();
 
     // Bring every site still up to the same hash boundary, then audit.
-    let up = |all: &[SocketAddr]| -> Vec<SocketAddr> {
-        let up = |(site, _): &(usize, &SocketAddr)| !is_lost(&kills, *site);
-        all.iter().enumerate().filter(up).map(|(_, a)| *a).collect()
-    };
+    let up = |all: &[SocketAddr]| still_up(all, &kills);
     let position = runtime.block_on(align_to_boundary(config, &gateways, &up(&https)))?;
     let questions = status_questions(config, &results);
     let (status, final_filled) =
@@ -678,12 +675,7 @@ pub fn run_drill<S: SiteControl>(
         load_seconds,
     )?;
     (report.timeline, report.readiness) = (timeline, readiness);
-    if log_time_ahead.records > 0 {
-        report.problems.push(format!(
-            "{} records stamped ahead of time (up to {} ms): a clock ahead moved the log's time",
-            log_time_ahead.records, log_time_ahead.max_ms
-        ));
-    }
+    report.problems.extend(log_time_ahead.problem());
     report.log_time_ahead = log_time_ahead;
     Ok(report)
 }
@@ -848,17 +840,18 @@ fn kill_and_restart<S: SiteControl>(
         record.replay_per_s = record
             .catch_up_ms
             .map(|ms| backlog.saturating_mul(1000) / ms.max(1));
-        let ready = |(k, _): &(usize, &SocketAddr)| !is_lost(&kills, *k);
-        let sites_in: Vec<SocketAddr> = https
-            .iter()
-            .enumerate()
-            .filter(ready)
-            .map(|(_, h)| *h)
-            .collect();
-        record.ready_ms = wait_ready(&sites_in, patience).map(|ready| ms_between(restarted, ready));
+        let ready = wait_ready(&still_up(https, &kills), patience);
+        record.ready_ms = ready.map(|ready| ms_between(restarted, ready));
         kills.push((site, record, killed));
     }
     Ok(kills)
+}
+
+/// The addresses in `all` (one per site, in site order) of the sites that came back from
+/// every one of `kills`.
+fn still_up(all: &[SocketAddr], kills: &[(usize, KillRecord, Instant)]) -> Vec<SocketAddr> {
+    let up = |(site, _): &(usize, &SocketAddr)| !is_lost(kills, *site);
+    all.iter().enumerate().filter(up).map(|(_, a)| *a).collect()
 }
 
 /// Whether `site` (or [`WHOLE_LOG`]) failed to come back after one of `kills`.

@@ -35,6 +35,19 @@ pub struct LogAhead {
     pub max_ms: i64,
 }
 
+impl LogAhead {
+    /// What fails the drill: any record stamped ahead of time.
+    pub fn problem(&self) -> Option<String> {
+        (self.records > 0).then(|| {
+            format!(
+                "{} records stamped ahead of time (up to {} ms): a clock ahead moved the \
+                 log's time",
+                self.records, self.max_ms
+            )
+        })
+    }
+}
+
 /// A thread copying the log from its start.
 pub(crate) struct LogTap {
     commands: Arc<Mutex<Vec<Command>>>,
