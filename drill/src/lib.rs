@@ -35,6 +35,7 @@ mod audit;
 pub mod cluster;
 pub mod failover;
 mod fills;
+pub mod load_end;
 pub mod market;
 pub mod partition;
 mod quoter;
@@ -61,6 +62,7 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 use crate::failover::{Ack, FailoverClient, FailoverConfig};
+use crate::load_end::LoadEnd;
 pub use crate::partition::Cut;
 pub use crate::sites::{drill, positive_seconds, Args};
 pub use crate::status::StatusCheck;
@@ -639,9 +641,10 @@ pub fn run_drill<S: SiteControl>(
         .build()?;
     let started = Instant::now();
     let started_wall = SystemTime::now();
-    let tasks = spawn_clients(&runtime, config, &gateways, started + config.duration);
-    let md_tasks = spawn_subscribers(&runtime, config, &https, started + config.duration);
-    let kills = kill_and_restart(config, sites, log, &https, started)?;
+    let load_end = LoadEnd::new(started, config.duration);
+    let tasks = spawn_clients(&runtime, config, &gateways, &load_end);
+    let md_tasks = spawn_subscribers(&runtime, config, &https, &load_end);
+    let kills = kill_and_restart(config, sites, log, &https, &load_end)?;
     let results = runtime.block_on(joined(tasks, "a client"))?;
     let md = runtime.block_on(joined(md_tasks, "a market-data subscriber"))?;
     let readiness = readiness.finish();
@@ -724,7 +727,7 @@ fn spawn_clients(
     runtime: &Runtime,
     config: &DrillConfig,
     gateways: &[SocketAddr],
-    load_end: Instant,
+    load_end: &LoadEnd,
 ) -> Vec<JoinHandle<Result<ClientResult>>> {
     let clients = gateways.len() * config.clients_per_site;
     let quoters = gateways.len() * config.quoters_per_site;
@@ -735,6 +738,7 @@ fn spawn_clients(
             let failover = FailoverConfig::new(gateways.to_vec(), &token);
             let config = config.clone();
             let first = k % gateways.len();
+            let load_end = load_end.clone();
             if k < clients {
                 runtime.spawn(async move {
                     client_task(k, first, failover, config, per_client, load_end).await
@@ -753,12 +757,12 @@ fn spawn_subscribers(
     runtime: &Runtime,
     config: &DrillConfig,
     https: &[SocketAddr],
-    load_end: Instant,
+    load_end: &LoadEnd,
 ) -> Vec<JoinHandle<Result<market::MdResult>>> {
     (0..https.len() * config.md_per_site)
         .map(|k| {
-            let task =
-                market::subscriber_task(https.to_vec(), k % https.len(), config.symbol, load_end);
+            let (sites, end) = (https.to_vec(), load_end.clone());
+            let task = market::subscriber_task(sites, k % https.len(), config.symbol, end);
             runtime.spawn(task)
         })
         .collect()
@@ -779,15 +783,18 @@ async fn joined<T>(tasks: Vec<JoinHandle<Result<T>>>, what: &str) -> Result<Vec<
 /// The control thread: kills and restarts, one site down at a time, as the kill plan says.
 /// A fault comes at its planned time or, when the sites are not all ready again by then
 /// (replaying the previous fault's backlog), once they are: every fault finds three ready
-/// sites, so each RTO is one fault's, not two overlapping ones'. Returns each kill's record (RTO still to fill in), its site ([`WHOLE_LOG`] for a
-/// whole-Kafka outage) and when it happened.
+/// sites, so each RTO is one fault's, not two overlapping ones'. Faults that come late push
+/// the load's end back: every fault comes under load, and the load goes on
+/// [`LOAD_AFTER_FAULT`] after the last. Returns each kill's record (RTO still to fill in),
+/// its site ([`WHOLE_LOG`] for a whole-Kafka outage) and when it happened.
 fn kill_and_restart<S: SiteControl>(
     config: &DrillConfig,
     sites: &mut [S],
     mut log: Option<&mut dyn LogControl>,
     https: &[SocketAddr],
-    started: Instant,
+    load_end: &LoadEnd,
 ) -> Result<Vec<(usize, KillRecord, Instant)>> {
+    let started = load_end.started();
     let mut kills: Vec<(usize, KillRecord, Instant)> = Vec::new();
     for (at, site, down, fault) in kill_plan(config, sites.len()) {
         let site = if fault == Fault::KafkaOutage {
@@ -800,6 +807,7 @@ fn kill_and_restart<S: SiteControl>(
         }
         sleep_until(started + at);
         let killed = Instant::now();
+        load_end.not_before(killed + down + LOAD_AFTER_FAULT);
         let end_at_kill = log_end(https, site);
         let effects = take_down((fault, config.skew), sites, site, log.as_deref_mut())?;
         let mut record = KillRecord {
@@ -842,6 +850,7 @@ fn kill_and_restart<S: SiteControl>(
             .map(|ms| backlog.saturating_mul(1000) / ms.max(1));
         let ready = wait_ready(&still_up(https, &kills), patience);
         record.ready_ms = ready.map(|ready| ms_between(restarted, ready));
+        load_end.not_before(Instant::now() + LOAD_AFTER_FAULT);
         kills.push((site, record, killed));
     }
     Ok(kills)
@@ -860,6 +869,10 @@ fn is_lost(kills: &[(usize, KillRecord, Instant)], site: usize) -> bool {
         .iter()
         .any(|(lost, record, _)| *lost == site && record.return_error.is_some())
 }
+
+/// The load goes on at least this long after a fault's site is back and every site ready
+/// (or given up on), so its clients are answered where they moved.
+const LOAD_AFTER_FAULT: Duration = Duration::from_secs(10);
 
 /// A fault whose RTO is at least this (or none) shows its slowest client's way on the console.
 const SLOW_RTO_MS: u64 = 2_000;
@@ -975,7 +988,7 @@ async fn client_task(
     failover: FailoverConfig,
     config: DrillConfig,
     rate: f64,
-    load_end: Instant,
+    load_end: LoadEnd,
 ) -> Result<ClientResult> {
     let mut client = FailoverClient::connect(failover, first_site)
         .await
@@ -987,7 +1000,7 @@ async fn client_task(
     let mut acks = Vec::new();
     let mut resting = VecDeque::new();
     let mut changes = Changes::default();
-    while Instant::now() < load_end {
+    while !load_end.reached() {
         acks.extend(client.pump(next_send).await);
         if Instant::now() < next_send {
             continue;
@@ -1462,7 +1475,14 @@ mod tests {
         };
         let mut sites = [Unreturning { kills: 0 }];
         let https = [sites[0].http()];
-        let kills = kill_and_restart(&config, &mut sites, None, &https, Instant::now()).unwrap();
+        let kills = kill_and_restart(
+            &config,
+            &mut sites,
+            None,
+            &https,
+            &LoadEnd::new(Instant::now(), config.duration),
+        )
+        .unwrap();
         assert_eq!(sites[0].kills, 1, "no fault after the first");
         assert_eq!(kills.len(), 1);
         let record = &kills[0].1;
@@ -1590,7 +1610,7 @@ mod tests {
     /// still `catching_up`, so their clients found no ready site. A fault now waits until
     /// every site is ready.
     #[test]
-    fn a_fault_waits_until_every_site_is_ready_again() {
+    fn a_fault_waits_until_every_site_is_ready_again_under_load() {
         let config = DrillConfig {
             duration: Duration::from_millis(1000),
             kills: 2,
@@ -1602,7 +1622,8 @@ mod tests {
         let mut sites = [SlowToBeReady::start_on(listener)];
         let https = [sites[0].http()];
         let started = Instant::now();
-        let kills = kill_and_restart(&config, &mut sites, None, &https, started).unwrap();
+        let load_end = LoadEnd::new(started, config.duration);
+        let kills = kill_and_restart(&config, &mut sites, None, &https, &load_end).unwrap();
         assert_eq!(sites[0].kills.len(), 2);
         let first = &kills[0].1;
         let ready_ms = first.ready_ms.expect("ready again");
@@ -1612,6 +1633,11 @@ mod tests {
             sites[0].kills[1] >= ready,
             "the second fault came before the site was ready"
         );
-        assert!(kills[1].1.ready_ms.is_some_and(|ms| ms >= 900));
+        let second = &kills[1].1;
+        assert!(second.ready_ms.is_some_and(|ms| ms >= 900));
+        // The second fault came after the planned 1 s of load: the load went on past it.
+        let last_ready = second.restarted_at_ms.unwrap() + second.ready_ms.unwrap();
+        let load_ms = load_end.at().duration_since(started).as_millis() as u64;
+        assert!(load_ms >= last_ready + LOAD_AFTER_FAULT.as_millis() as u64);
     }
 }

@@ -19,6 +19,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::load_end::LoadEnd;
+
 /// The levels a subscriber follows on each side.
 pub const DEPTH: usize = 10;
 /// One book in this many (besides every snapshot) is kept for the audit.
@@ -134,7 +136,7 @@ pub async fn subscriber_task(
     sites: Vec<SocketAddr>,
     first: usize,
     symbol: Symbol,
-    until: Instant,
+    until: LoadEnd,
 ) -> Result<MdResult> {
     let mut follower = Follower {
         site: first,
@@ -145,8 +147,8 @@ pub async fn subscriber_task(
         asks: Vec::new(),
         result: MdResult::default(),
     };
-    while Instant::now() < until {
-        match follower.follow(sites[follower.site], symbol, until).await {
+    while !until.reached() {
+        match follower.follow(sites[follower.site], symbol, &until).await {
             Ok(Left::Done) => break,
             Ok(Left::Move) | Err(_) => {
                 follower.result.moves += 1;
@@ -160,7 +162,7 @@ pub async fn subscriber_task(
 
 impl Follower {
     /// One connection to the site at `http`, until it goes dark, says it is stale, or `until`.
-    async fn follow(&mut self, http: SocketAddr, symbol: Symbol, until: Instant) -> Result<Left> {
+    async fn follow(&mut self, http: SocketAddr, symbol: Symbol, until: &LoadEnd) -> Result<Left> {
         let url = format!("ws://{http}/ws");
         let (mut socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect(&url))
             .await
@@ -182,7 +184,11 @@ impl Follower {
         let mut ping = tokio::time::interval(PING_EVERY);
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(until.into()) => return Ok(Left::Done),
+                _ = tokio::time::sleep_until(until.at().into()) => {
+                    if until.reached() {
+                        return Ok(Left::Done);
+                    }
+                }
                 _ = ping.tick() => {
                     if heard.elapsed() > SILENCE {
                         return Ok(Left::Move);

@@ -11,6 +11,7 @@ use engine::{OrdType, OrderId, Price, Qty, Side, Stp, Tif};
 use gateway::binary::NewOrderMsg;
 
 use crate::failover::{FailoverClient, FailoverConfig};
+use crate::load_end::LoadEnd;
 use crate::{ClientResult, DrillConfig};
 
 /// How far from the middle (100 ticks) the quotes rest: beyond every drill order's price
@@ -27,7 +28,7 @@ pub(crate) async fn quoter_task(
     first_site: usize,
     failover: FailoverConfig,
     config: DrillConfig,
-    load_end: Instant,
+    load_end: LoadEnd,
 ) -> Result<ClientResult> {
     let failover = FailoverConfig {
         cancel_on_disconnect: true,
@@ -39,7 +40,7 @@ pub(crate) async fn quoter_task(
     let mut orders = 0u64;
     let mut acks = Vec::new();
     let mut quoted_at = None;
-    while Instant::now() < load_end {
+    while !load_end.reached() {
         let moves = client.failovers().len() as u64 + client.counts().returns_home;
         if quoted_at != Some(moves) {
             quoted_at = Some(moves);
@@ -52,7 +53,7 @@ pub(crate) async fn quoter_task(
         }
         acks.extend(
             client
-                .pump((Instant::now() + LOOK_EVERY).min(load_end))
+                .pump((Instant::now() + LOOK_EVERY).min(load_end.at()))
                 .await,
         );
     }

@@ -57,8 +57,9 @@ pub struct NodeConfig {
     /// switches fire at most this late (0: never; for tests that count log records).
     #[serde(default = "default_clock_every_ms")]
     pub clock_every_ms: u64,
-    /// On a Kafka log, a shard that has not read up to the log's committed end as it was
-    /// this many milliseconds ago (or has not yet read the end it saw at start) refuses new
+    /// On a Kafka log, a shard that reads more than this many milliseconds behind (the log's
+    /// committed end was where it reads longer ago than that), or has not yet read the end it
+    /// saw at start, refuses new
     /// orders, amends and status questions with `catching_up`, and `/health` says so: its
     /// members get a late answer here and a prompt one at another site (0: never).
     #[serde(default = "default_max_lag_ms")]
