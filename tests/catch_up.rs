@@ -18,6 +18,8 @@
 mod common;
 #[path = "common/health.rs"]
 mod health;
+#[path = "common/orders.rs"]
+mod orders;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,30 +28,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{next, report, runtime};
 use drill::cluster::SiteCluster;
 use drill::sites::{drill_engine, free_port, node_config};
-use engine::{Command, CommandKind, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
-use gateway::binary::{
-    exec_type, msg_type, reason, session_reject, ClientMessage, NewOrderMsg, ServerMessage,
-};
+use engine::{Command, CommandKind};
+use gateway::binary::{exec_type, msg_type, reason, session_reject, ClientMessage, ServerMessage};
 use gateway::binary_client::BinaryClient;
 use health::wait_health;
 use node::Node;
+use orders::buy;
 use replicator::kafka::{KafkaAppender, KafkaConfig};
 
 const TOKEN: &str = "catch-up-token-0001";
-
-fn order(id: &str) -> ClientMessage {
-    ClientMessage::NewOrder(NewOrderMsg {
-        cl_ord_id: OrderId::new(id).unwrap(),
-        symbol: Symbol::new("BTC-USD").unwrap(),
-        side: Side::Buy,
-        ord_type: OrdType::Limit,
-        tif: Tif::Gtc,
-        post_only: false,
-        stp: Stp::CancelTaker,
-        price: Some(Price::parse("100").unwrap()),
-        qty: Qty::parse("1").unwrap(),
-    })
-}
 
 /// Records per produce batch of the flood.
 const BATCH: u64 = 50;
@@ -108,7 +95,7 @@ fn a_site_behind_its_log_refuses_orders_and_status_with_catching_up_until_it_has
     assert_eq!(health["shards"][0]["available"], true, "{body}");
     runtime().block_on(async {
         let (mut client, _) = BinaryClient::logon(binary, TOKEN, false).await.unwrap();
-        client.send(&order("o1")).await.unwrap();
+        client.send(&buy("o1", "1")).await.unwrap();
         let refused = report(&mut client).await;
         assert_eq!(
             (refused.exec_type, refused.reason),
@@ -163,7 +150,7 @@ fn a_site_behind_its_log_refuses_orders_and_status_with_catching_up_until_it_has
     wait_health(http, 200, "ok", Duration::from_secs(120));
     runtime().block_on(async {
         let (mut client, _) = BinaryClient::logon(binary, TOKEN, false).await.unwrap();
-        client.send(&order("o2")).await.unwrap();
+        client.send(&buy("o2", "1")).await.unwrap();
         // The mass cancel's report may come first: the account's sessions hear of it when
         // this site applies it, which may be after this logon.
         let accepted = loop {

@@ -11,37 +11,23 @@
 mod common;
 #[path = "common/health.rs"]
 mod health;
+#[path = "common/orders.rs"]
+mod orders;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{next, report, runtime};
 use drill::cluster::SiteCluster;
 use drill::sites::{drill_engine, free_port, node_config};
-use engine::{OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
-use gateway::binary::{
-    exec_type, msg_type, reason, session_reject, ClientMessage, NewOrderMsg, ServerMessage,
-};
+use gateway::binary::{exec_type, msg_type, reason, session_reject, ClientMessage, ServerMessage};
 use gateway::binary_client::BinaryClient;
 use health::wait_health;
 use node::{Node, NodeConfig};
+use orders::buy;
 use replicator::kafka::{KafkaConfig, KafkaReader};
 
 const TOKEN: &str = "clock-skew-token-01";
 const TEN_MINUTES_NS: i64 = 600_000_000_000;
-
-fn order(id: &str) -> ClientMessage {
-    ClientMessage::NewOrder(NewOrderMsg {
-        cl_ord_id: OrderId::new(id).unwrap(),
-        symbol: Symbol::new("BTC-USD").unwrap(),
-        side: Side::Buy,
-        ord_type: OrdType::Limit,
-        tif: Tif::Gtc,
-        post_only: false,
-        stp: Stp::CancelTaker,
-        price: Some(Price::parse("100").unwrap()),
-        qty: Qty::parse("1").unwrap(),
-    })
-}
 
 /// A site on `kafka` with its ports, idle clocks every 100 ms.
 fn site(name: &str, kafka: &KafkaConfig, dir: &std::path::Path) -> NodeConfig {
@@ -73,7 +59,7 @@ fn log_ahead_ms(kafka: &KafkaConfig, end: u64) -> i64 {
 /// order's report and the two session rejects' codes.
 async fn refused(binary: std::net::SocketAddr) -> (u8, u8, Vec<(u16, u8)>) {
     let (mut client, _) = BinaryClient::logon(binary, TOKEN, false).await.unwrap();
-    client.send(&order("b1")).await.unwrap();
+    client.send(&buy("b1", "1")).await.unwrap();
     let answer = report(&mut client).await;
     for message in [
         ClientMessage::MassCancel { symbol: None },
@@ -141,7 +127,7 @@ fn a_site_whose_clock_runs_ahead_refuses_with_clock_skew_and_moves_no_log_time()
     runtime().block_on(async {
         let a_binary = a_node.binary_addr();
         let (mut client, _) = BinaryClient::logon(a_binary, TOKEN, false).await.unwrap();
-        client.send(&order("a1")).await.unwrap();
+        client.send(&buy("a1", "1")).await.unwrap();
         assert_eq!(report(&mut client).await.exec_type, exec_type::NEW);
     });
     b_node.shutdown().unwrap();

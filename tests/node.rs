@@ -1,15 +1,17 @@
 //! `exchange node` as an operator runs it: from a config file, with health and metrics, and a
 //! clean stop on SIGTERM that loses nothing acknowledged.
 
+#[path = "common/orders.rs"]
+mod orders;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use engine::{OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
-use gateway::binary::{ClientMessage, NewOrderMsg, ServerMessage};
+use gateway::binary::ServerMessage;
 use gateway::binary_client::BinaryClient;
+use orders::buy;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -112,20 +114,6 @@ fn sigterm(child: &Child) {
     assert!(status.success());
 }
 
-fn order(id: &str) -> ClientMessage {
-    ClientMessage::NewOrder(NewOrderMsg {
-        cl_ord_id: OrderId::new(id).unwrap(),
-        symbol: Symbol::new("BTC-USD").unwrap(),
-        side: Side::Buy,
-        ord_type: OrdType::Limit,
-        tif: Tif::Gtc,
-        post_only: false,
-        stp: Stp::CancelTaker,
-        price: Some(Price::parse("100").unwrap()),
-        qty: Qty::parse("3").unwrap(),
-    })
-}
-
 #[test]
 fn a_node_serves_from_its_config_reports_health_and_metrics_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -147,7 +135,7 @@ fn a_node_serves_from_its_config_reports_health_and_metrics_and_stops_cleanly_on
             .await
             .unwrap();
         for n in 0..10 {
-            alice.send(&order(&format!("n-{n}"))).await.unwrap();
+            alice.send(&buy(&format!("n-{n}"), "3")).await.unwrap();
             match alice.recv().await.unwrap() {
                 Some(ServerMessage::ExecutionReport(r)) => assert_eq!(r.exec_type, b'0'),
                 other => panic!("expected an acknowledgement, got {other:?}"),

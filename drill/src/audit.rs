@@ -653,6 +653,19 @@ impl Figures {
 }
 
 fn problems(tally: &Tally, figures: &Figures, kill_log: &[KillRecord]) -> Vec<String> {
+    let mut problems = nonzero_figures(tally, figures);
+    if !figures.sites_converged {
+        problems.push("the sites did not converge on the log's state".into());
+    }
+    if tally.acked == 0 {
+        problems.push("no order was acknowledged".into());
+    }
+    problems.extend(fault_problems(kill_log));
+    problems
+}
+
+/// Each must-be-zero figure that is not, worded.
+fn nonzero_figures(tally: &Tally, figures: &Figures) -> Vec<String> {
     let mut problems = Vec::new();
     for (count, what) in [
         (
@@ -701,13 +714,12 @@ fn problems(tally: &Tally, figures: &Figures, kill_log: &[KillRecord]) -> Vec<St
             problems.push(format!("{count} {what}"));
         }
     }
-    let sites_converged = figures.sites_converged;
-    if !sites_converged {
-        problems.push("the sites did not converge on the log's state".into());
-    }
-    if tally.acked == 0 {
-        problems.push("no order was acknowledged".into());
-    }
+    problems
+}
+
+/// Faults whose sites did not come back, catch up, or all become ready again.
+fn fault_problems(kill_log: &[KillRecord]) -> Vec<String> {
+    let mut problems = Vec::new();
     for lost in kill_log.iter().filter(|k| k.return_error.is_some()) {
         problems.push(format!(
             "{} did not come back: {}",

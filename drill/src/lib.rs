@@ -1424,6 +1424,24 @@ mod tests {
         assert!(error.contains("needs a run of at least 4725s"), "{error}");
     }
 
+    /// The [`SiteControl`] methods a fake site never has called: its plan has crashes only.
+    macro_rules! crashes_only {
+        () => {
+            fn pause(&mut self) -> Result<()> {
+                unreachable!("the plan has crashes only")
+            }
+            fn resume(&mut self) -> Result<()> {
+                unreachable!("the plan has crashes only")
+            }
+            fn partition(&mut self, _: Cut) -> Result<()> {
+                unreachable!("the plan has crashes only")
+            }
+            fn heal(&mut self) -> Result<()> {
+                unreachable!("the plan has crashes only")
+            }
+        };
+    }
+
     /// A local site whose node never comes back (it does not listen, its data unreadable,
     /// its machine gone).
     struct Unreturning {
@@ -1447,18 +1465,7 @@ mod tests {
         fn start(&mut self) -> Result<()> {
             bail!("site cloud-b did not listen within 900s")
         }
-        fn pause(&mut self) -> Result<()> {
-            unreachable!("the plan has crashes only")
-        }
-        fn resume(&mut self) -> Result<()> {
-            unreachable!("the plan has crashes only")
-        }
-        fn partition(&mut self, _: Cut) -> Result<()> {
-            unreachable!("the plan has crashes only")
-        }
-        fn heal(&mut self) -> Result<()> {
-            unreachable!("the plan has crashes only")
-        }
+        crashes_only!();
     }
 
     /// Seen in the hour-long drill: a site that did not come back ended the drill with an
@@ -1591,18 +1598,7 @@ mod tests {
             *self.ready_at.lock().unwrap() = Some(Instant::now() + Duration::from_millis(900));
             Ok(())
         }
-        fn pause(&mut self) -> Result<()> {
-            unreachable!("the plan has crashes only")
-        }
-        fn resume(&mut self) -> Result<()> {
-            unreachable!("the plan has crashes only")
-        }
-        fn partition(&mut self, _: Cut) -> Result<()> {
-            unreachable!("the plan has crashes only")
-        }
-        fn heal(&mut self) -> Result<()> {
-            unreachable!("the plan has crashes only")
-        }
+        crashes_only!();
     }
 
     /// Seen in the 100-fault run: the two crashes with an RTO over 2 s came the moment the
