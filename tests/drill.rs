@@ -112,7 +112,8 @@ fn assert_sound(report: &Value) {
 /// The default drill: three brokers racked as the sites (the mock cluster in the drill's
 /// process), each site's crash taking its node and its broker. Seed 5 kills cloud-a first,
 /// whose broker leads the partition (the leadership moves to cloud-b's), then cloud-b, the
-/// new leader (it moves back to cloud-a's, up again by then).
+/// new leader (it moves back to cloud-a's, up again by then). Each site has a FIX member too
+/// (a QuickFIX initiator), audited with the binary clients.
 #[test]
 fn a_short_drill_with_two_site_crashes_passes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -131,6 +132,8 @@ fn a_short_drill_with_two_site_crashes_passes() {
             "2,3",
             "--seed",
             "5",
+            "--fix-members-per-site",
+            "1",
             "--timeline",
             timeline.to_str().unwrap(),
         ],
@@ -139,6 +142,13 @@ fn a_short_drill_with_two_site_crashes_passes() {
     let report = finish(child, &report);
     assert_sound(&report);
     assert_eq!(report["kills"], 2);
+    // The FIX members traded through every crash: all acknowledged, the crashed sites' moved.
+    let fix = &report["fix"];
+    assert_eq!(fix["members"], 3, "{report:#}");
+    assert!(fix["orders"].as_u64().unwrap() > 300, "{report:#}");
+    assert_eq!(fix["acked"], fix["orders"], "{report:#}");
+    assert!(fix["cancels_sent"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(fix["failovers"].as_u64().unwrap() >= 1, "{report:#}");
     // The timeline: two plots, each shading both crashes, the sites' readiness (each crashed
     // site did not answer for a while), and a row per crash.
     let page = std::fs::read_to_string(&timeline).expect("the drill wrote its timeline");

@@ -234,6 +234,7 @@ pub(crate) fn audit(
         resent: tally.resent,
         refused: tally.refused,
         timeline: Default::default(),
+        fix: Default::default(),
         readiness: Vec::new(),
         log_time_ahead: Default::default(),
         refused_by_reason: tally.refused_by_reason,
@@ -792,6 +793,7 @@ mod tests {
             quoter: false,
             told: BTreeMap::new(),
             changes: Default::default(),
+            protocol: "binary",
         }
     }
 

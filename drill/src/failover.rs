@@ -33,6 +33,8 @@ use gateway::binary::{
 };
 use gateway::binary_client::BinaryClient;
 
+use crate::wire::{Login, Wire};
+
 /// A session silent this long sends a heartbeat (the server's interval is 30 s).
 const IDLE_HEARTBEAT: Duration = Duration::from_secs(10);
 
@@ -42,10 +44,13 @@ const HOME_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Where the sites are and how patient to be.
 #[derive(Clone, Debug)]
 pub struct FailoverConfig {
-    /// Every site's binary gateway; the client starts at the first and moves round the list.
+    /// Every site's listener (binary, or FIX for a FIX member); the client starts at the
+    /// first and moves round the list.
     pub sites: Vec<SocketAddr>,
-    /// The member's logon token (the same member is known at every site).
-    pub token: String,
+    /// Who logs on (the same member is known at every site), with or without
+    /// cancel-on-disconnect: the session's orders end with it (at once when it ends cleanly,
+    /// by the dead-man's switch on the log when its site goes dark).
+    pub login: Login,
     /// An order unanswered this long means the site stopped answering.
     pub ack_timeout: Duration,
     /// After this long without a frame from the site, the client sends a test request (a
@@ -66,16 +71,19 @@ pub struct FailoverConfig {
     /// caught up meanwhile). `None`: stay where it is.
     pub home_every: Option<Duration>,
     pub home_settle: Duration,
-    /// Log on with cancel-on-disconnect: the session's orders end with it (at once when it
-    /// ends cleanly, by the dead-man's switch on the log when its site goes dark).
-    pub cancel_on_disconnect: bool,
 }
 
 impl FailoverConfig {
+    /// A binary member's: its token is all it logs on with (its account comes back).
     pub fn new(sites: Vec<SocketAddr>, token: &str) -> FailoverConfig {
         FailoverConfig {
             sites,
-            token: token.into(),
+            login: Login {
+                name: String::new(),
+                token: token.into(),
+                account: AccountId(0),
+                cancel_on_disconnect: false,
+            },
             ack_timeout: Duration::from_secs(3),
             probe_after: Duration::from_millis(250),
             silence_timeout: Duration::from_secs(1),
@@ -84,7 +92,6 @@ impl FailoverConfig {
             backoff_max: Duration::from_secs(2),
             home_every: Some(Duration::from_secs(3)),
             home_settle: Duration::from_secs(6),
-            cancel_on_disconnect: false,
         }
     }
 }
@@ -153,11 +160,12 @@ pub struct ClientCounts {
     pub fills: u64,
 }
 
-/// A member's session that fails over between sites.
-pub struct FailoverClient {
+/// A member's session that fails over between sites, over the binary protocol or another
+/// [`Wire`].
+pub struct FailoverClient<W = BinaryClient> {
     config: FailoverConfig,
     site: usize,
-    conn: Option<BinaryClient>,
+    conn: Option<W>,
     account: AccountId,
     pending: BTreeMap<OrderId, Pending>,
     failovers: Vec<Failover>,
@@ -184,9 +192,9 @@ pub struct FailoverClient {
     told: BTreeMap<OrderId, Qty>,
 }
 
-impl FailoverClient {
+impl<W: Wire> FailoverClient<W> {
     /// Logs on at the first site that answers, starting with `first`.
-    pub async fn connect(config: FailoverConfig, first: usize) -> io::Result<FailoverClient> {
+    pub async fn connect(config: FailoverConfig, first: usize) -> io::Result<FailoverClient<W>> {
         if config.sites.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no sites"));
         }
@@ -252,7 +260,7 @@ impl FailoverClient {
 
     /// Whether it logs on with cancel-on-disconnect.
     pub fn cancel_on_disconnect(&self) -> bool {
-        self.config.cancel_on_disconnect
+        self.config.login.cancel_on_disconnect
     }
 
     /// The most filled quantity the member was told of, per order: from its reports, and
@@ -577,7 +585,7 @@ impl FailoverClient {
         }
         self.next_home_probe = now + every;
         let addr = self.config.sites[self.home];
-        let probe = BinaryClient::logon(addr, &self.config.token, self.config.cancel_on_disconnect);
+        let probe = W::logon(addr, &self.config.login);
         // Short: the probe holds up reading the current site's answers, and a frozen or
         // cut-off first site never answers (with the whole connect timeout, a client that had
         // just moved read nothing for a second, took its new site for silent and moved again:
@@ -616,7 +624,7 @@ impl FailoverClient {
 
     async fn try_logon(&mut self, site: usize) -> bool {
         let addr = self.config.sites[site];
-        let logon = BinaryClient::logon(addr, &self.config.token, self.config.cancel_on_disconnect);
+        let logon = W::logon(addr, &self.config.login);
         match tokio::time::timeout(self.config.connect_timeout, logon).await {
             Ok(Ok((conn, account))) => {
                 self.conn = Some(conn);

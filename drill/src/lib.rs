@@ -35,6 +35,8 @@ mod audit;
 pub mod cluster;
 pub mod failover;
 mod fills;
+#[cfg(feature = "fix-members")]
+pub mod fix_wire;
 pub mod load_end;
 pub mod market;
 pub mod partition;
@@ -46,6 +48,7 @@ mod switches;
 pub mod tansu;
 pub mod tap;
 pub mod timeline;
+pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
@@ -69,7 +72,9 @@ pub use crate::status::StatusCheck;
 pub use crate::switches::CodCheck;
 use crate::tap::LogTap;
 use crate::timeline::Timeline;
+use crate::wire::Wire;
 use flow::SplitMix64;
+use gateway::binary_client::BinaryClient;
 
 /// How long `/health` and `/v1/hashes` may take to answer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -89,6 +94,10 @@ pub trait SiteControl {
     fn binary(&self) -> SocketAddr;
     /// Health and hashes (`/health`, `/v1/hashes`).
     fn http(&self) -> SocketAddr;
+    /// The FIX 4.4 order entry, where the drill's FIX members log on (`None`: not listening).
+    fn fix(&self) -> Option<SocketAddr> {
+        None
+    }
     /// Takes the whole site down at once (SIGKILL of its node: no clean shutdown, and its
     /// Kafka broker where the drill runs the cluster), saying what went down with it.
     fn kill(&mut self) -> Result<KillEffects>;
@@ -174,6 +183,9 @@ pub struct DrillConfig {
     pub quoters_per_site: usize,
     /// Market-data subscribers per site (see `market`).
     pub md_per_site: usize,
+    /// FIX members per site (QuickFIX initiators; the `fix-members` feature): order-entry
+    /// clients like the binary ones, on the members after the quoters'.
+    pub fix_members_per_site: usize,
     /// The sites' idle `clock` interval: a dead-man's switch must fire within its timeout
     /// plus this (log time).
     pub clock_every: Duration,
@@ -184,8 +196,8 @@ pub struct DrillConfig {
     /// at a tenth of the run and started again this long after.
     pub outage: Option<Duration>,
     pub seed: u64,
-    /// Members as (token, account); client `k` logs on as member `k`.
-    pub members: Vec<(String, u64)>,
+    /// Members as (name, token, account); client `k` logs on as member `k`.
+    pub members: Vec<(String, String, u64)>,
     pub symbol: Symbol,
     pub tick: Price,
     pub lot: Qty,
@@ -206,11 +218,16 @@ impl DrillConfig {
         }
         let clients = sites * self.clients_per_site;
         let quoters = sites * self.quoters_per_site;
-        if clients == 0 || self.members.len() < clients + quoters {
+        let fix = sites * self.fix_members_per_site;
+        if clients == 0 || self.members.len() < clients + quoters + fix {
             bail!(
-                "{clients} clients and {quoters} quoters need as many members ({} given)",
+                "{clients} clients, {quoters} quoters and {fix} FIX members need as many members \
+                 ({} given)",
                 self.members.len()
             );
+        }
+        if fix > 0 && !cfg!(feature = "fix-members") {
+            bail!("FIX members need the fix-members feature (cargo run --features fix-members)");
         }
         if self.rate == 0 || self.hash_every == 0 {
             bail!("rate and hash_every must be positive");
@@ -376,8 +393,36 @@ pub struct DrillReport {
     pub ack_latency_us: Percentiles,
     /// What the members saw, second by second.
     pub timeline: Timeline,
+    /// The FIX members' part of the figures above.
+    pub fix: FixMembers,
     /// Why the drill failed; empty when it passed.
     pub problems: Vec<String>,
+}
+
+/// The FIX members' part of a drill: QuickFIX initiators through the sites' FIX listeners,
+/// audited with everyone else (these are their share of the report's figures).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FixMembers {
+    pub members: usize,
+    pub orders: u64,
+    pub acked: u64,
+    pub unacknowledged: u64,
+    pub cancels_sent: u64,
+    pub failovers: usize,
+}
+
+impl FixMembers {
+    fn of(results: &[ClientResult]) -> FixMembers {
+        let fix = results.iter().filter(|r| r.protocol == "fix");
+        fix.fold(FixMembers::default(), |sum, r| FixMembers {
+            members: sum.members + 1,
+            orders: sum.orders + r.orders,
+            acked: sum.acked + r.acks.len() as u64,
+            unacknowledged: sum.unacknowledged + r.unacknowledged as u64,
+            cancels_sent: sum.cancels_sent + r.changes.cancels,
+            failovers: sum.failovers + r.failovers.len(),
+        })
+    }
 }
 
 impl DrillReport {
@@ -389,6 +434,7 @@ impl DrillReport {
     pub fn summary(&self) -> String {
         let mut out = String::new();
         self.write_load(&mut out);
+        self.write_fix(&mut out);
         self.write_kills(&mut out);
         self.write_readiness(&mut out);
         self.write_md(&mut out);
@@ -413,6 +459,24 @@ impl DrillReport {
             self.amends_sent,
             self.cancels_sent
         );
+    }
+
+    /// The FIX members' part, if any.
+    fn write_fix(&self, out: &mut String) {
+        let fix = &self.fix;
+        if fix.members > 0 {
+            let _ = writeln!(
+                out,
+                "  of which {} FIX members (QuickFIX): {} orders, {} acknowledged, {} \
+                 unacknowledged, {} cancels sent, {} failovers",
+                fix.members,
+                fix.orders,
+                fix.acked,
+                fix.unacknowledged,
+                fix.cancels_sent,
+                fix.failovers
+            );
+        }
     }
 
     /// The kills, failovers and refusals, one line per kill.
@@ -613,6 +677,8 @@ struct ClientResult {
     told: BTreeMap<OrderId, Qty>,
     /// The amends and cancels it sent.
     changes: Changes,
+    /// The protocol it spoke ([`Wire::PROTOCOL`]).
+    protocol: &'static str,
 }
 
 /// Runs the drill on `sites` (all up) and audits. Errors only when the drill could not run;
@@ -628,6 +694,7 @@ pub fn run_drill<S: SiteControl>(
     }
     let names: Vec<String> = sites.iter().map(|s| s.name().to_string()).collect();
     let gateways: Vec<SocketAddr> = sites.iter().map(|s| s.binary()).collect();
+    let fixes = fix_listeners(config, sites)?;
     let https: Vec<SocketAddr> = sites.iter().map(|s| s.http()).collect();
     for (name, http) in names.iter().zip(&https) {
         wait_healthy(*http, Duration::from_secs(60)).with_context(|| format!("site {name}"))?;
@@ -642,7 +709,7 @@ pub fn run_drill<S: SiteControl>(
     let started = Instant::now();
     let started_wall = SystemTime::now();
     let load_end = LoadEnd::new(started, config.duration);
-    let tasks = spawn_clients(&runtime, config, &gateways, &load_end);
+    let tasks = spawn_clients(&runtime, config, (&gateways, &fixes), &load_end);
     let md_tasks = spawn_subscribers(&runtime, config, &https, &load_end);
     let kills = kill_and_restart(config, sites, log, &https, &load_end)?;
     let results = runtime.block_on(joined(tasks, "a client"))?;
@@ -668,6 +735,7 @@ pub fn run_drill<S: SiteControl>(
     };
     let acks = results.iter().flat_map(|r| r.acks.iter());
     let timeline = Timeline::of(acks, sites.len(), started);
+    let fix = FixMembers::of(&results);
     let mut report = audit::audit(
         config,
         &names,
@@ -677,10 +745,24 @@ pub fn run_drill<S: SiteControl>(
         results,
         load_seconds,
     )?;
-    (report.timeline, report.readiness) = (timeline, readiness);
+    (report.timeline, report.readiness, report.fix) = (timeline, readiness, fix);
     report.problems.extend(log_time_ahead.problem());
     report.log_time_ahead = log_time_ahead;
     Ok(report)
+}
+
+/// The sites' FIX listeners, when the drill has FIX members (each site must have one).
+fn fix_listeners<S: SiteControl>(config: &DrillConfig, sites: &[S]) -> Result<Vec<SocketAddr>> {
+    if config.fix_members_per_site == 0 {
+        return Ok(Vec::new());
+    }
+    sites
+        .iter()
+        .map(|s| {
+            s.fix()
+                .ok_or_else(|| anyhow!("FIX members, but {} has no FIX listener", s.name()))
+        })
+        .collect()
 }
 
 /// The whole-Kafka outages' windows, in wall-clock nanoseconds since the epoch (what log time
@@ -709,7 +791,7 @@ fn status_questions(config: &DrillConfig, results: &[ClientResult]) -> Vec<statu
         .map(|(k, result)| {
             let step = (result.acks.len() / status::SAMPLE_PER_MEMBER).max(1);
             status::Member {
-                token: config.members[k].0.clone(),
+                token: config.members[k].1.clone(),
                 orders: result
                     .acks
                     .iter()
@@ -722,33 +804,79 @@ fn status_questions(config: &DrillConfig, results: &[ClientResult]) -> Vec<statu
 }
 
 /// Starts one task per member in use, spread over the sites: the clients, each sending its
-/// share of the rate until `load_end`, then the quoters.
+/// share of the rate until `load_end`, then the quoters, then the FIX members (clients too,
+/// at the sites' FIX listeners `fixes`).
 fn spawn_clients(
     runtime: &Runtime,
     config: &DrillConfig,
-    gateways: &[SocketAddr],
+    (gateways, fixes): (&[SocketAddr], &[SocketAddr]),
     load_end: &LoadEnd,
 ) -> Vec<JoinHandle<Result<ClientResult>>> {
     let clients = gateways.len() * config.clients_per_site;
     let quoters = gateways.len() * config.quoters_per_site;
-    let per_client = f64::from(config.rate) / clients as f64;
-    (0..clients + quoters)
+    let fix = fixes.len() * config.fix_members_per_site;
+    let per_client = f64::from(config.rate) / (clients + fix) as f64;
+    let mut tasks: Vec<_> = (0..clients + quoters)
         .map(|k| {
-            let (token, _) = config.members[k].clone();
+            let (_, token, _) = config.members[k].clone();
             let failover = FailoverConfig::new(gateways.to_vec(), &token);
             let config = config.clone();
             let first = k % gateways.len();
             let load_end = load_end.clone();
             if k < clients {
-                runtime.spawn(async move {
-                    client_task(k, first, failover, config, per_client, load_end).await
-                })
+                let task =
+                    client_task::<BinaryClient>(k, first, failover, config, per_client, load_end);
+                runtime.spawn(task)
             } else {
                 let q = k - clients;
                 runtime.spawn(quoter::quoter_task(q, first, failover, config, load_end))
             }
         })
-        .collect()
+        .collect();
+    for k in clients + quoters..clients + quoters + fix {
+        tasks.push(spawn_fix_member(
+            runtime,
+            config,
+            fixes,
+            k,
+            (per_client, load_end),
+        ));
+    }
+    tasks
+}
+
+/// FIX member `k` (of all members), starting at the site `k` names, at `rate` until the end.
+#[cfg(feature = "fix-members")]
+fn spawn_fix_member(
+    runtime: &Runtime,
+    config: &DrillConfig,
+    fixes: &[SocketAddr],
+    k: usize,
+    (rate, load_end): (f64, &LoadEnd),
+) -> JoinHandle<Result<ClientResult>> {
+    let (name, token, account) = config.members[k].clone();
+    let mut failover = FailoverConfig::new(fixes.to_vec(), &token);
+    failover.login.name = name;
+    failover.login.account = AccountId(account);
+    // QuickFIX keeps one session per member and site in the process: a FIX member does not
+    // probe its first site while logged on at another (it stays where it moved).
+    failover.home_every = None;
+    let (config, load_end) = (config.clone(), load_end.clone());
+    let first = k % fixes.len();
+    let task = client_task::<fix_wire::FixWire>(k, first, failover, config, rate, load_end);
+    runtime.spawn(task)
+}
+
+/// Without the `fix-members` feature there are none (`DrillConfig::check` refuses them).
+#[cfg(not(feature = "fix-members"))]
+fn spawn_fix_member(
+    runtime: &Runtime,
+    _: &DrillConfig,
+    _: &[SocketAddr],
+    k: usize,
+    _: (f64, &LoadEnd),
+) -> JoinHandle<Result<ClientResult>> {
+    runtime.spawn(async move { bail!("FIX member {k}: built without the fix-members feature") })
 }
 
 /// Starts the market-data subscribers, spread over the sites (their HTTP addresses), until
@@ -982,7 +1110,7 @@ fn fault_kinds(config: &DrillConfig) -> Vec<Fault> {
     kinds
 }
 
-async fn client_task(
+async fn client_task<W: Wire>(
     k: usize,
     first_site: usize,
     failover: FailoverConfig,
@@ -990,7 +1118,7 @@ async fn client_task(
     rate: f64,
     load_end: LoadEnd,
 ) -> Result<ClientResult> {
-    let mut client = FailoverClient::connect(failover, first_site)
+    let mut client: FailoverClient<W> = FailoverClient::connect(failover, first_site)
         .await
         .with_context(|| format!("client {k}: logon"))?;
     let mut rng = SplitMix64(config.seed.wrapping_add(k as u64 * 0x9e37_79b9));
@@ -1017,7 +1145,9 @@ async fn client_task(
             }
         }
         client.submit(new).await?;
-        if let Some(change) = amend_or_cancel(&mut resting, orders, config.tick) {
+        let change = amend_or_cancel(&mut resting, orders, config.tick);
+        let sendable = |c: &ClientMessage| W::AMENDS || !matches!(c, ClientMessage::Replace { .. });
+        if let Some(change) = change.filter(sendable) {
             if client.send(&change).await {
                 changes.count(&change);
             }
@@ -1037,7 +1167,12 @@ async fn client_task(
 impl ClientResult {
     /// What `client` sent (`orders` new orders and `changes`) and was told (`acks`); a
     /// quoter's if it logged on with cancel-on-disconnect.
-    fn of(client: &FailoverClient, orders: u64, acks: Vec<Ack>, changes: Changes) -> Self {
+    fn of<W: Wire>(
+        client: &FailoverClient<W>,
+        orders: u64,
+        acks: Vec<Ack>,
+        changes: Changes,
+    ) -> Self {
         ClientResult {
             orders,
             acks,
@@ -1048,6 +1183,7 @@ impl ClientResult {
             quoter: client.cancel_on_disconnect(),
             told: client.told().clone(),
             changes,
+            protocol: W::PROTOCOL,
         }
     }
 }
@@ -1241,10 +1377,11 @@ async fn align_to_boundary(
     https: &[SocketAddr],
 ) -> Result<u64> {
     let deadline = Instant::now() + CATCH_UP_TIMEOUT;
-    let (token, _) = &config.members[0];
-    let mut client = FailoverClient::connect(FailoverConfig::new(gateways.to_vec(), token), 0)
-        .await
-        .context("the audit client's logon")?;
+    let (_, token, _) = &config.members[0];
+    let mut client: FailoverClient =
+        FailoverClient::connect(FailoverConfig::new(gateways.to_vec(), token), 0)
+            .await
+            .context("the audit client's logon")?;
     let mut end = log_end_now(https).await?;
     let boundary = end.max(1).div_ceil(config.hash_every) * config.hash_every;
     loop {
@@ -1339,6 +1476,7 @@ mod tests {
             clients_per_site: 1,
             quoters_per_site: 0,
             md_per_site: 0,
+            fix_members_per_site: 0,
             clock_every: Duration::from_millis(500),
             down_min: Duration::from_secs(3),
             down_max: Duration::from_secs(8),
@@ -1400,7 +1538,7 @@ mod tests {
             duration: Duration::from_secs(4800),
             kills: 0,
             outage: Some(Duration::from_secs(3780)),
-            members: vec![("t".into(), 1); 3],
+            members: vec![("m".into(), "t".into(), 1); 3],
             ..config()
         };
         config.check(3).unwrap();

@@ -85,25 +85,29 @@ impl Firewall {
     }
 
     /// Cuts `site` off from the brokers at `brokers` (and from its members at `members`, its
-    /// order-entry port, for [`Cut::LogAndMembers`]).
-    pub fn cut(&self, site: &SiteCgroup, brokers: &[u16], members: Option<u16>) -> Result<()> {
-        let ports = brokers
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+    /// order-entry ports, for [`Cut::LogAndMembers`]; none for [`Cut::Log`]).
+    pub fn cut(&self, site: &SiteCgroup, brokers: &[u16], members: &[u16]) -> Result<()> {
+        let list = |ports: &[u16]| {
+            ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let ports = list(brokers);
         let socket = format!("socket cgroupv2 level 1 \"{}\"", site.nft_path);
         let (table, name) = (&self.table, &site.site);
         let mut rules = vec![
             format!("add rule inet {table} {name}_out {socket} tcp dport {{ {ports} }} drop"),
             format!("add rule inet {table} {name}_in {socket} tcp sport {{ {ports} }} drop"),
         ];
-        if let Some(port) = members {
+        if !members.is_empty() {
+            let members = list(members);
             rules.push(format!(
-                "add rule inet {table} {name}_in tcp dport {port} drop"
+                "add rule inet {table} {name}_in tcp dport {{ {members} }} drop"
             ));
             rules.push(format!(
-                "add rule inet {table} {name}_out tcp sport {port} drop"
+                "add rule inet {table} {name}_out tcp sport {{ {members} }} drop"
             ));
         }
         for rule in rules {

@@ -30,11 +30,9 @@ pub(crate) async fn quoter_task(
     config: DrillConfig,
     load_end: LoadEnd,
 ) -> Result<ClientResult> {
-    let failover = FailoverConfig {
-        cancel_on_disconnect: true,
-        ..failover
-    };
-    let mut client = FailoverClient::connect(failover, first_site)
+    let mut failover = failover;
+    failover.login.cancel_on_disconnect = true;
+    let mut client: FailoverClient = FailoverClient::connect(failover, first_site)
         .await
         .with_context(|| format!("quoter {k}: logon"))?;
     let mut orders = 0u64;

@@ -95,6 +95,11 @@ pub struct Args {
     /// numbering and their books against the log (`md_gaps`).
     #[arg(long, default_value_t = 1)]
     pub md_per_site: usize,
+    /// FIX members per site: order-entry clients like the binary ones (new orders, cancels,
+    /// mass cancels; no replaces yet), each a QuickFIX C++ initiator that fails over by the
+    /// same rules. Needs the fix-members feature (cmake builds QuickFIX).
+    #[arg(long, default_value_t = 0)]
+    pub fix_members_per_site: usize,
     /// A killed site stays down between these many seconds (MIN,MAX).
     #[arg(long, value_delimiter = ',', default_value = "2,6")]
     pub down_secs: Vec<f64>,
@@ -219,6 +224,7 @@ struct LocalSite {
     log: PathBuf,
     binary: SocketAddr,
     http: SocketAddr,
+    fix: SocketAddr,
     child: Option<Child>,
     /// Where the drill partitions: the firewall, the node's cgroup and the brokers' ports.
     fence: Option<Fence>,
@@ -325,6 +331,9 @@ impl SiteControl for LocalSite {
     fn http(&self) -> SocketAddr {
         self.http
     }
+    fn fix(&self) -> Option<SocketAddr> {
+        Some(self.fix)
+    }
     fn kill(&mut self) -> Result<KillEffects> {
         self.kill_node()?;
         let Some(cluster) = &self.cluster else {
@@ -349,8 +358,11 @@ impl SiteControl for LocalSite {
     }
     fn partition(&mut self, cut: Cut) -> Result<()> {
         let fence = self.fence()?;
-        let members = (cut == Cut::LogAndMembers).then_some(self.binary.port());
-        fence.firewall.cut(&fence.cgroup, &fence.brokers, members)
+        let members = match cut {
+            Cut::Log => Vec::new(),
+            Cut::LogAndMembers => vec![self.binary.port(), self.fix.port()],
+        };
+        fence.firewall.cut(&fence.cgroup, &fence.brokers, &members)
     }
     fn heal(&mut self) -> Result<()> {
         let fence = self.fence()?;
@@ -504,7 +516,7 @@ fn drill_config(
     down: (Duration, Duration),
     kafka: KafkaConfig,
     engine: EngineConfig,
-    members: Vec<(String, u64)>,
+    members: Vec<(String, String, u64)>,
     (hash_every, clock_every): (u64, Duration),
     (symbol, tick, lot): (Symbol, Price, Qty),
 ) -> DrillConfig {
@@ -523,6 +535,7 @@ fn drill_config(
         clients_per_site: args.clients_per_site,
         quoters_per_site: args.quoters_per_site,
         md_per_site: args.md_per_site,
+        fix_members_per_site: args.fix_members_per_site,
         clock_every,
         down_min: down.0,
         down_max: down.1,
@@ -575,7 +588,8 @@ fn drill_local_in(
         LocalBroker::External | LocalBroker::Tansu(_) => None,
     };
     let engine = drill_engine(args.seed, Duration::from_millis(args.dedup_window_ms));
-    let clients = SITES.len() * (args.clients_per_site + args.quoters_per_site);
+    let per_site = args.clients_per_site + args.quoters_per_site + args.fix_members_per_site;
+    let clients = SITES.len() * per_site;
     let members = members(clients.max(1));
     let hash_every = 1000;
     let shard = Shard {
@@ -600,7 +614,7 @@ fn drill_local_in(
         down,
         kafka,
         engine,
-        members.iter().map(|(_, t, a)| (t.clone(), *a)).collect(),
+        members.clone(),
         (hash_every, CLOCK_EVERY),
         btc()?,
     );
@@ -650,9 +664,9 @@ fn local_sites(
     for ((index, name), cgroup) in SITES.into_iter().enumerate().zip(cgroups) {
         let site_dir = dir.join(name);
         std::fs::create_dir_all(&site_dir)?;
-        let (binary, http) = (free_port()?, free_port()?);
+        let (binary, http, fix) = (free_port()?, free_port()?, free_port()?);
         let config = site_dir.join("node.toml");
-        let node = node_config(
+        let mut node = node_config(
             name,
             shard.kafka,
             shard.engine,
@@ -660,6 +674,7 @@ fn local_sites(
             shard.members,
             shard.hash_every,
         );
+        node.listen.fix = Some(fix);
         std::fs::write(&config, toml::to_string(&node)?)?;
         let fence = firewall
             .clone()
@@ -678,6 +693,7 @@ fn local_sites(
             log: site_dir.join("node.log"),
             binary,
             http,
+            fix,
             child: None,
             fence,
             clock_ahead: Duration::ZERO,
@@ -903,7 +919,7 @@ fn drill_deployment(args: &Args, down: (Duration, Duration), path: &Path) -> Res
         deployment
             .members
             .iter()
-            .map(|m| (m.token.clone(), m.account))
+            .map(|m| (String::new(), m.token.clone(), m.account))
             .collect(),
         (
             deployment.hash_every,

@@ -28,7 +28,7 @@ fn a_client_that_stopped_reading_for_a_while_does_not_take_the_site_for_dead() {
     runtime.block_on(async {
         // The same site twice: a move would be to its second entry.
         let config = FailoverConfig::new(vec![site, site], "alice-token-0001");
-        let mut client = FailoverClient::connect(config, 0).await.unwrap();
+        let mut client: FailoverClient = FailoverClient::connect(config, 0).await.unwrap();
         client
             .pump(Instant::now() + Duration::from_millis(300))
             .await;
