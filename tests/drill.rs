@@ -278,6 +278,8 @@ fn a_site_whose_clock_runs_ahead_refuses_and_moves_no_log_time() {
     let skew = &faults[0];
     assert_eq!(skew["fault"], "clock_skew", "{skew}");
     assert!(skew["ready_ms"].as_u64().is_some(), "{skew}");
+    // The skew's 12 s count from the site saying clock_skew, after its restart's catch-up.
+    assert!(skew["skew_seen_ms"].as_u64().is_some(), "{skew}");
     let site = skew["site"].as_str().unwrap();
     let readiness = report["readiness"].as_array().unwrap();
     let skewed = readiness.iter().find(|r| r["site"] == site).unwrap();

@@ -16,8 +16,8 @@ use crate::fills;
 use crate::market::{BookCheck, MdReport, MdResult};
 use crate::switches::{CodCheck, SwitchWatch};
 use crate::{
-    ms_between, site_hashes_at, ClientResult, DrillConfig, DrillReport, KillRecord, Percentiles,
-    SiteHash, StatusCheck,
+    ms_between, site_hashes_at, ClientResult, DrillConfig, DrillReport, Fault, KillRecord,
+    Percentiles, SiteHash, StatusCheck,
 };
 
 /// What the log's replay says.
@@ -731,6 +731,13 @@ fn fault_problems(kill_log: &[KillRecord]) -> Vec<String> {
     if kill_log.iter().any(|k| k.catch_up_ms.is_none()) {
         problems.push("a restarted site did not catch up".into());
     }
+    let unseen = |k: &&KillRecord| k.fault == Fault::ClockSkew && k.skew_seen_ms.is_none();
+    if let Some(skew) = kill_log.iter().find(unseen) {
+        problems.push(format!(
+            "{}, its clock set ahead at {} ms, never said clock_skew",
+            skew.site, skew.killed_at_ms
+        ));
+    }
     let unready = |k: &&KillRecord| k.return_error.is_none() && k.ready_ms.is_none();
     if let Some(fault) = kill_log.iter().find(unready) {
         problems.push(format!(
@@ -801,22 +808,13 @@ mod tests {
     /// its failovers are counted.
     fn crash(killed_at_ms: u64, restarted_at_ms: Option<u64>) -> KillRecord {
         KillRecord {
-            site: "cloud-a".into(),
-            fault: crate::Fault::Crash,
-            killed_at_ms,
-            effects: Default::default(),
             restarted_at_ms,
-            clients_failed_over: 0,
-            rto_ms: None,
-            catch_up_ms: None,
-            backlog: None,
-            replay_per_s: None,
-            ready_ms: None,
-            return_error: None,
-            quoters_moved: 0,
-            quote_rto_ms: None,
-            detect_ms: None,
-            slowest_path: Vec::new(),
+            ..KillRecord::new(
+                "cloud-a",
+                crate::Fault::Crash,
+                killed_at_ms,
+                Default::default(),
+            )
         }
     }
 
@@ -1083,5 +1081,27 @@ mod tests {
             ),
             "{problems:?}"
         );
+    }
+
+    /// A site whose clock was set ahead and that never refused for it: the clock check is
+    /// not working (or the skew never reached a member), and the drill fails.
+    #[test]
+    fn a_clock_skew_never_seen_is_a_problem() {
+        let tally = Tally::of(&[], &History::default()).unwrap();
+        let figures = Figures::of(
+            &History::default(),
+            &fills::FillCheck::default(),
+            &StatusCheck::default(),
+            0,
+            true,
+        );
+        let skew = |seen| KillRecord {
+            ready_ms: Some(10),
+            skew_seen_ms: seen,
+            ..KillRecord::new("metal", Fault::ClockSkew, 2_000, Default::default())
+        };
+        let unseen = "metal, its clock set ahead at 2000 ms, never said clock_skew".to_string();
+        assert!(problems(&tally, &figures, &[skew(None)]).contains(&unseen));
+        assert!(!problems(&tally, &figures, &[skew(Some(900))]).contains(&unseen));
     }
 }
