@@ -148,6 +148,7 @@ fn a_short_drill_with_two_site_crashes_passes() {
     assert!(fix["orders"].as_u64().unwrap() > 300, "{report:#}");
     assert_eq!(fix["acked"], fix["orders"], "{report:#}");
     assert!(fix["cancels_sent"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(fix["replaces_sent"].as_u64().unwrap() > 0, "{report:#}");
     assert!(fix["failovers"].as_u64().unwrap() >= 1, "{report:#}");
     // The timeline: two plots, each shading both crashes, the sites' readiness (each crashed
     // site did not answer for a while), and a row per crash.

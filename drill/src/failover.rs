@@ -33,7 +33,7 @@ use gateway::binary::{
 };
 use gateway::binary_client::BinaryClient;
 
-use crate::wire::{Login, Wire};
+use crate::wire::{Login, ReplaceAs, Wire};
 
 /// A session silent this long sends a heartbeat (the server's interval is 30 s).
 const IDLE_HEARTBEAT: Duration = Duration::from_secs(10);
@@ -190,6 +190,8 @@ pub struct FailoverClient<W = BinaryClient> {
     backoff: Duration,
     /// The most filled quantity the member was told of, per order (reports, status answers).
     told: BTreeMap<OrderId, Qty>,
+    /// FIX replaces sent: the new id, and the id the order went by before.
+    replaced: BTreeMap<OrderId, OrderId>,
 }
 
 impl<W: Wire> FailoverClient<W> {
@@ -220,6 +222,7 @@ impl<W: Wire> FailoverClient<W> {
             hold_until: Instant::now(),
             backoff: Duration::ZERO,
             told: BTreeMap::new(),
+            replaced: BTreeMap::new(),
         };
         let deadline = Instant::now() + client.config.connect_timeout * 10;
         while !client.try_logon(client.site).await {
@@ -350,6 +353,23 @@ impl<W: Wire> FailoverClient<W> {
         sent
     }
 
+    /// Sends FIX's replace (the order goes by a new id from then on) on the current site;
+    /// false if it could not be sent. Fills the member was told of under the old id go
+    /// with the order to the new one once a report names it (as the history keeps them).
+    pub async fn replace_as(&mut self, replace: ReplaceAs) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let sent = conn.replace_as(&replace).await.is_ok();
+        if sent {
+            self.last_sent = Instant::now();
+            self.replaced.insert(replace.new_id, replace.order);
+        } else {
+            self.leave("closed");
+        }
+        sent
+    }
+
     /// An order unanswered for the ack timeout, or the site silent for the silence timeout: a
     /// test request unanswered for the part of it after the probe. Counted from the probe,
     /// not from the last frame: a client that has not read for a while (busy elsewhere) has
@@ -464,6 +484,13 @@ impl<W: Wire> FailoverClient<W> {
 
     fn on_report(&mut self, report: &ExecReport, acks: &mut Vec<Ack>) {
         let id = report.cl_ord_id;
+        if let Some(before) = self.replaced.remove(&id) {
+            // The replace took: what was told under the old id is the order's, now `id`.
+            if let Some(filled) = self.told.remove(&before) {
+                let told = self.told.entry(id).or_insert(Qty(0));
+                *told = (*told).max(filled);
+            }
+        }
         if report.cum_qty.0 > 0 {
             let told = self.told.entry(id).or_insert(Qty(0));
             *told = (*told).max(report.cum_qty);

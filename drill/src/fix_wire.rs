@@ -26,7 +26,7 @@ use quickfix::{
 };
 use tokio::sync::mpsc;
 
-use crate::wire::{Login, Wire};
+use crate::wire::{Login, ReplaceAs, Wire};
 
 /// The venue's CompID (the node's FIX `sender_comp_id`, default `EXCHANGE`).
 pub const VENUE: &str = "EXCHANGE";
@@ -55,7 +55,7 @@ pub struct FixWire {
 }
 
 impl Wire for FixWire {
-    const AMENDS: bool = false;
+    const REPLACES_IN_PLACE: bool = false;
     const PROTOCOL: &'static str = "fix";
 
     async fn logon(addr: SocketAddr, login: &Login) -> io::Result<(FixWire, AccountId)> {
@@ -90,14 +90,21 @@ impl Wire for FixWire {
     }
 
     async fn send(&mut self, message: &ClientMessage) -> io::Result<()> {
-        let Some(fix) = to_fix(message)? else {
-            return Ok(());
-        };
-        let session = SessionId::try_new("FIX.4.4", &self.sender, VENUE, &self.qualifier)
-            .map_err(quickfix_error)?;
-        send_to_target(fix, &session).map_err(|err| {
-            io::Error::new(io::ErrorKind::NotConnected, format!("FIX send: {err:?}"))
-        })
+        match to_fix(message)? {
+            Some(fix) => self.send_fix(fix),
+            None => Ok(()),
+        }
+    }
+
+    async fn replace_as(&mut self, replace: &ReplaceAs) -> io::Result<()> {
+        let mut fields = vec![
+            (11, replace.new_id.as_str().to_string()),
+            (41, replace.order.as_str().to_string()),
+            (55, replace.symbol.as_str().to_string()),
+        ];
+        fields.extend(replace.price.map(|p| (44, p.to_string())));
+        fields.extend(replace.qty.map(|q| (38, q.to_string())));
+        self.send_fix(fix_message("G", fields)?)
     }
 
     async fn recv(&mut self) -> io::Result<Option<ServerMessage>> {
@@ -108,6 +115,16 @@ impl Wire for FixWire {
                 Some(Event::Closed) | None => return Ok(None),
             }
         }
+    }
+}
+
+impl FixWire {
+    fn send_fix(&self, fix: Message) -> io::Result<()> {
+        let session = SessionId::try_new("FIX.4.4", &self.sender, VENUE, &self.qualifier)
+            .map_err(quickfix_error)?;
+        send_to_target(fix, &session).map_err(|err| {
+            io::Error::new(io::ErrorKind::NotConnected, format!("FIX send: {err:?}"))
+        })
     }
 }
 
@@ -226,8 +243,7 @@ impl ApplicationCallback for Bridge {
 }
 
 /// A request in FIX (`None`: nothing to send, as for a Logout, which dropping the wire does).
-/// Not a replace: FIX gives the order a new ClOrdID with it (the failover client's replaces
-/// keep the id, as the binary protocol's do), so the FIX members' workload has none yet.
+/// Not a replace in place: FIX's gives the order a new ClOrdID ([`Wire::replace_as`]).
 fn to_fix(message: &ClientMessage) -> io::Result<Option<Message>> {
     let (kind, fields): (&str, Vec<(i32, String)>) = match *message {
         ClientMessage::NewOrder(order) => ("D", new_order_fields(&order)),
@@ -242,7 +258,7 @@ fn to_fix(message: &ClientMessage) -> io::Result<Option<Message>> {
         ClientMessage::Replace { .. } => {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "a FIX replace needs a new ClOrdID, which the failover client does not follow",
+                "a FIX replace gives the order a new ClOrdID: replace_as",
             ))
         }
         ClientMessage::MassCancel { symbol } => ("q", mass_fields(530, 11, symbol)),
@@ -259,13 +275,18 @@ fn to_fix(message: &ClientMessage) -> io::Result<Option<Message>> {
         ClientMessage::CancelAfter { timeout_ms } => ("U1", vec![(8014, timeout_ms.to_string())]),
         ClientMessage::Logon { .. } | ClientMessage::Logout => return Ok(None),
     };
+    fix_message(kind, fields).map(Some)
+}
+
+/// A FIX message of type `kind` with `fields`.
+fn fix_message(kind: &str, fields: Vec<(i32, String)>) -> io::Result<Message> {
     let mut msg = Message::new();
     msg.with_header_mut(|h| h.set_field(35, kind))
         .map_err(quickfix_error)?;
     for (tag, value) in fields {
         msg.set_field(tag, value.as_str()).map_err(quickfix_error)?;
     }
-    Ok(Some(msg))
+    Ok(msg)
 }
 
 fn new_order_fields(order: &NewOrderMsg) -> Vec<(i32, String)> {
@@ -361,12 +382,19 @@ fn exec_report(msg: &Message) -> Option<ExecReport> {
             .and_then(|v| Qty::parse(&v).ok())
             .unwrap_or(Qty(0))
     };
+    let exec_type = byte(150)?;
+    // The answer to a cancel echoes the cancel's ClOrdID in 11 and names the order in 41; a
+    // replace's names the order's new ClOrdID in 11, which it goes by from then on.
+    let order = match msg.get_field(41) {
+        Some(order) if exec_type == b'4' => order,
+        _ => msg.get_field(11)?,
+    };
     Some(ExecReport {
         seq: 0,
         ts: 0,
-        cl_ord_id: OrderId::new(&msg.get_field(11)?).ok()?,
+        cl_ord_id: OrderId::new(&order).ok()?,
         symbol: Symbol::new(&msg.get_field(55)?).ok()?,
-        exec_type: byte(150)?,
+        exec_type,
         ord_status: byte(39)?,
         side: if byte(54) == Some(b'2') {
             Side::Sell
@@ -495,5 +523,29 @@ mod tests {
         assert_eq!(report.leaves_qty, Qty::parse("2").unwrap());
         assert_eq!(report.last_px, Price::parse("99.5").unwrap());
         assert_eq!(report.side, Side::Buy);
+    }
+
+    /// Seen in a drill: the answer to a cancel carries the cancel's ClOrdID in 11 (the order
+    /// is in 41), and the member was "told" a fill of an order it never sent.
+    #[test]
+    fn the_answer_to_a_cancel_is_the_orders_report() {
+        let mut msg = Message::new();
+        msg.with_header_mut(|h| h.set_field(35, "8")).unwrap();
+        let fields = [
+            (11, "f1-7-x"),
+            (41, "f1-7"),
+            (55, "BTC-USD"),
+            (150, "4"),
+            (39, "4"),
+            (14, "1"),
+        ];
+        for (tag, value) in fields {
+            msg.set_field(tag, value).unwrap();
+        }
+        let Some(ServerMessage::ExecutionReport(report)) = from_fix(&msg) else {
+            panic!("not a report");
+        };
+        assert_eq!(report.cl_ord_id.as_str(), "f1-7");
+        assert_eq!(report.cum_qty, Qty::parse("1").unwrap());
     }
 }

@@ -439,6 +439,8 @@ pub struct FixMembers {
     pub acked: u64,
     pub unacknowledged: u64,
     pub cancels_sent: u64,
+    /// Replaces (G), each giving its order a new ClOrdID.
+    pub replaces_sent: u64,
     pub failovers: usize,
 }
 
@@ -451,6 +453,7 @@ impl FixMembers {
             acked: sum.acked + r.acks.len() as u64,
             unacknowledged: sum.unacknowledged + r.unacknowledged as u64,
             cancels_sent: sum.cancels_sent + r.changes.cancels,
+            replaces_sent: sum.replaces_sent + r.changes.amends,
             failovers: sum.failovers + r.failovers.len(),
         })
     }
@@ -499,12 +502,13 @@ impl DrillReport {
             let _ = writeln!(
                 out,
                 "  of which {} FIX members (QuickFIX): {} orders, {} acknowledged, {} \
-                 unacknowledged, {} cancels sent, {} failovers",
+                 unacknowledged, {} cancels and {} replaces sent, {} failovers",
                 fix.members,
                 fix.orders,
                 fix.acked,
                 fix.unacknowledged,
                 fix.cancels_sent,
+                fix.replaces_sent,
                 fix.failovers
             );
         }
@@ -1169,10 +1173,9 @@ async fn client_task<W: Wire>(
             }
         }
         client.submit(new).await?;
-        let change = amend_or_cancel(&mut resting, orders, config.tick);
-        let sendable = |c: &ClientMessage| W::AMENDS || !matches!(c, ClientMessage::Replace { .. });
-        if let Some(change) = change.filter(sendable) {
-            if client.send(&change).await {
+        if let Some(change) = amend_or_cancel(&mut resting, orders, config.tick) {
+            let new_id = format!("r{k}-{orders}");
+            if send_change(&mut client, change, &mut resting, &new_id).await? {
                 changes.count(&change);
             }
         }
@@ -1210,6 +1213,40 @@ impl ClientResult {
             protocol: W::PROTOCOL,
         }
     }
+}
+
+/// Sends `change`; an amend goes as the wire replaces, in place (binary) or as FIX's
+/// replace, the order (the oldest `resting`) going by `new_id` from then on. Whether it went.
+async fn send_change<W: Wire>(
+    client: &mut FailoverClient<W>,
+    change: ClientMessage,
+    resting: &mut VecDeque<NewOrderMsg>,
+    new_id: &str,
+) -> Result<bool> {
+    let ClientMessage::Replace {
+        cl_ord_id,
+        symbol,
+        price,
+        qty,
+    } = change
+    else {
+        return Ok(client.send(&change).await);
+    };
+    if W::REPLACES_IN_PLACE {
+        return Ok(client.send(&change).await);
+    }
+    let new_id = OrderId::new(new_id).map_err(|e| anyhow!("client order id: {e:?}"))?;
+    if let Some(order) = resting.front_mut() {
+        order.cl_ord_id = new_id;
+    }
+    let replace = wire::ReplaceAs {
+        order: cl_ord_id,
+        new_id,
+        symbol,
+        price,
+        qty,
+    };
+    Ok(client.replace_as(replace).await)
 }
 
 /// Every this many new orders a client amends one of its resting orders (a tick nearer the

@@ -96,7 +96,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub md_per_site: usize,
     /// FIX members per site: order-entry clients like the binary ones (new orders, cancels,
-    /// mass cancels; no replaces yet), each a QuickFIX C++ initiator that fails over by the
+    /// mass cancels, replaces with a new ClOrdID), each a QuickFIX C++ initiator that fails over by the
     /// same rules. Needs the fix-members feature (cmake builds QuickFIX).
     #[arg(long, default_value_t = 0)]
     pub fix_members_per_site: usize,

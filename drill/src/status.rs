@@ -144,10 +144,10 @@ async fn ask(gateway: SocketAddr, member: &Member, symbol: Symbol) -> Result<Ans
             cl_ord_id: *id,
             symbol,
         };
+        // The one status answer in flight; under the order's latest id when it was replaced
+        // (a FIX member's replace gives it a new one), under `id` otherwise.
         let answers = request_until(&mut client, &request, |m| match m {
-            ServerMessage::ExecutionReport(r) => {
-                r.exec_type == exec_type::ORDER_STATUS && r.cl_ord_id == *id
-            }
+            ServerMessage::ExecutionReport(r) => r.exec_type == exec_type::ORDER_STATUS,
             _ => false,
         })
         .await?;

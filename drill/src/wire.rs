@@ -8,7 +8,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
-use engine::AccountId;
+use engine::{AccountId, OrderId, Price, Qty, Symbol};
 use gateway::binary::{ClientMessage, ServerMessage};
 use gateway::binary_client::BinaryClient;
 
@@ -22,11 +22,23 @@ pub struct Login {
     pub cancel_on_disconnect: bool,
 }
 
+/// FIX's replace: the order `order` goes by `new_id` from then on, at the new price or
+/// total quantity.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplaceAs {
+    pub order: OrderId,
+    pub new_id: OrderId,
+    pub symbol: Symbol,
+    pub price: Option<Price>,
+    pub qty: Option<Qty>,
+}
+
 /// One logged-on session at one site.
 pub trait Wire: Sized + Send {
-    /// Whether it sends the failover client's amends (a replace that keeps the order's id,
-    /// as the binary protocol's does; FIX gives the order a new ClOrdID).
-    const AMENDS: bool;
+    /// Whether the protocol replaces an order in place, keeping its id
+    /// ([`ClientMessage::Replace`], the binary protocol's), or gives it a new one
+    /// ([`Wire::replace_as`], FIX's).
+    const REPLACES_IN_PLACE: bool;
     /// The protocol's name in the drill's report.
     const PROTOCOL: &'static str;
 
@@ -39,13 +51,16 @@ pub trait Wire: Sized + Send {
     /// Sends one request.
     fn send(&mut self, message: &ClientMessage) -> impl Future<Output = io::Result<()>> + Send;
 
+    /// Sends FIX's replace (refused where the protocol replaces in place).
+    fn replace_as(&mut self, replace: &ReplaceAs) -> impl Future<Output = io::Result<()>> + Send;
+
     /// The next message from the site, `None` once it closed the session. Cancel-safe: a call
     /// dropped while it waits loses nothing.
     fn recv(&mut self) -> impl Future<Output = io::Result<Option<ServerMessage>>> + Send;
 }
 
 impl Wire for BinaryClient {
-    const AMENDS: bool = true;
+    const REPLACES_IN_PLACE: bool = true;
     const PROTOCOL: &'static str = "binary";
 
     async fn logon(addr: SocketAddr, login: &Login) -> io::Result<(BinaryClient, AccountId)> {
@@ -54,6 +69,16 @@ impl Wire for BinaryClient {
 
     async fn send(&mut self, message: &ClientMessage) -> io::Result<()> {
         BinaryClient::send(self, message).await
+    }
+
+    async fn replace_as(&mut self, replace: &ReplaceAs) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "the binary protocol replaces {} in place",
+                replace.order.as_str()
+            ),
+        ))
     }
 
     async fn recv(&mut self) -> io::Result<Option<ServerMessage>> {
