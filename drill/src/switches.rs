@@ -101,10 +101,11 @@ impl SwitchWatch {
             } else if late_ns > self.slack_ns {
                 self.check.late += 1;
                 self.example(format!(
-                    "account {} session {:x}: fired {} ms after its deadline",
+                    "account {} session {:x}: fired {} ms after its deadline ({} UTC, log time)",
                     switch.0 .0,
                     switch.1,
-                    late_ns / 1_000_000
+                    late_ns / 1_000_000,
+                    time_of_day(deadline)
                 ));
             }
         }
@@ -162,6 +163,19 @@ impl SwitchWatch {
     }
 }
 
+/// `ns` after the epoch as a time of day, `HH:MM:SS.mmm` (to find a late switch in a drill's
+/// timeline and logs).
+fn time_of_day(ns: u64) -> String {
+    let ms = ns / 1_000_000;
+    let (s, ms) = (ms / 1000, ms % 1000);
+    format!(
+        "{:02}:{:02}:{:02}.{ms:03}",
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use engine::{
@@ -170,6 +184,13 @@ mod tests {
     };
 
     use super::*;
+
+    #[test]
+    fn a_late_switch_says_when_its_deadline_was() {
+        // 2026-12-07 05:29:03.250 UTC.
+        let ns = (1_796_621_343_250u64) * 1_000_000;
+        assert_eq!(time_of_day(ns), "05:29:03.250");
+    }
 
     const SECOND: u64 = 1_000_000_000;
     const ACCOUNT: AccountId = AccountId(5);
