@@ -5,16 +5,19 @@
 
 #[path = "common/binary.rs"]
 mod binary;
+#[path = "common/orders.rs"]
+mod orders;
 
 use binary::{report, runtime};
+use orders::buy;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use engine::{OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
-use gateway::binary::{exec_type, reason, ClientMessage, NewOrderMsg};
+use engine::{OrderId, Symbol};
+use gateway::binary::{exec_type, reason, ClientMessage};
 use gateway::binary_client::BinaryClient;
 use gateway::Member;
 use node::{AdminSection, Node, NodeConfig};
@@ -98,23 +101,9 @@ fn post(site: &Node, path: &str, body: Value) {
     assert_eq!(status, 202, "{answer}");
 }
 
-fn buy(id: &str) -> ClientMessage {
-    ClientMessage::NewOrder(NewOrderMsg {
-        cl_ord_id: OrderId::new(id).unwrap(),
-        symbol: Symbol::new("BTC-USD").unwrap(),
-        side: Side::Buy,
-        ord_type: OrdType::Limit,
-        tif: Tif::Gtc,
-        post_only: false,
-        stp: Stp::CancelTaker,
-        price: Some(Price::parse("100").unwrap()),
-        qty: Qty::parse("2").unwrap(),
-    })
-}
-
 /// Sends alice's order `id`; the (exec type, reason) of its first report.
 async fn order(alice: &mut BinaryClient, id: &str) -> (u8, u8) {
-    alice.send(&buy(id)).await.unwrap();
+    alice.send(&buy(id, "2")).await.unwrap();
     let answer = report(alice).await;
     assert_eq!(answer.cl_ord_id, OrderId::new(id).unwrap());
     (answer.exec_type, answer.reason)

@@ -1059,9 +1059,8 @@ mod tests {
         assert_eq!(none.missed, 3, "nothing told, nothing reconciled");
     }
 
-    /// A site that did not come back fails the drill, naming the site and why.
-    #[test]
-    fn a_site_that_did_not_come_back_is_a_problem() {
+    /// The tally and figures of a run in which nothing went wrong.
+    fn nothing_wrong() -> (Tally, Figures) {
         let tally = Tally::of(&[], &History::default()).unwrap();
         let figures = Figures::of(
             &History::default(),
@@ -1070,6 +1069,13 @@ mod tests {
             0,
             true,
         );
+        (tally, figures)
+    }
+
+    /// A site that did not come back fails the drill, naming the site and why.
+    #[test]
+    fn a_site_that_did_not_come_back_is_a_problem() {
+        let (tally, figures) = nothing_wrong();
         let lost = KillRecord {
             return_error: Some("site cloud-a did not listen within 900s".into()),
             ..crash(1_000, None)
@@ -1087,14 +1093,7 @@ mod tests {
     /// not working (or the skew never reached a member), and the drill fails.
     #[test]
     fn a_clock_skew_never_seen_is_a_problem() {
-        let tally = Tally::of(&[], &History::default()).unwrap();
-        let figures = Figures::of(
-            &History::default(),
-            &fills::FillCheck::default(),
-            &StatusCheck::default(),
-            0,
-            true,
-        );
+        let (tally, figures) = nothing_wrong();
         let skew = |seen| KillRecord {
             ready_ms: Some(10),
             skew_seen_ms: seen,

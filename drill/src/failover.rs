@@ -345,6 +345,11 @@ impl<W: Wire> FailoverClient<W> {
             return false;
         };
         let sent = conn.send(message).await.is_ok();
+        self.after_send(sent)
+    }
+
+    /// A request went (the session was active) or could not (the site is gone): says which.
+    fn after_send(&mut self, sent: bool) -> bool {
         if sent {
             self.last_sent = Instant::now();
         } else {
@@ -362,12 +367,9 @@ impl<W: Wire> FailoverClient<W> {
         };
         let sent = conn.replace_as(&replace).await.is_ok();
         if sent {
-            self.last_sent = Instant::now();
             self.replaced.insert(replace.new_id, replace.order);
-        } else {
-            self.leave("closed");
         }
-        sent
+        self.after_send(sent)
     }
 
     /// An order unanswered for the ack timeout, or the site silent for the silence timeout: a
@@ -482,18 +484,22 @@ impl<W: Wire> FailoverClient<W> {
         }
     }
 
+    /// The member has been told `order` filled `qty` (at least).
+    fn tell(&mut self, order: OrderId, qty: Qty) {
+        let told = self.told.entry(order).or_insert(Qty(0));
+        *told = (*told).max(qty);
+    }
+
     fn on_report(&mut self, report: &ExecReport, acks: &mut Vec<Ack>) {
         let id = report.cl_ord_id;
         if let Some(before) = self.replaced.remove(&id) {
             // The replace took: what was told under the old id is the order's, now `id`.
             if let Some(filled) = self.told.remove(&before) {
-                let told = self.told.entry(id).or_insert(Qty(0));
-                *told = (*told).max(filled);
+                self.tell(id, filled);
             }
         }
         if report.cum_qty.0 > 0 {
-            let told = self.told.entry(id).or_insert(Qty(0));
-            *told = (*told).max(report.cum_qty);
+            self.tell(id, report.cum_qty);
         }
         let Some(pending) = self.pending.get(&id).copied() else {
             if report.last_qty.0 > 0 {

@@ -494,11 +494,22 @@ mod tests {
         assert!(to_fix(&replace).is_err());
     }
 
-    #[test]
-    fn an_execution_report_becomes_the_binary_one() {
+    /// An ExecutionReport with `fields`, as the wire hands it to the failover client.
+    fn report_of(fields: &[(i32, &str)]) -> ExecReport {
         let mut msg = Message::new();
         msg.with_header_mut(|h| h.set_field(35, "8")).unwrap();
-        let fields = [
+        for (tag, value) in fields {
+            msg.set_field(*tag, *value).unwrap();
+        }
+        match from_fix(&msg) {
+            Some(ServerMessage::ExecutionReport(report)) => report,
+            other => panic!("not a report: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_execution_report_becomes_the_binary_one() {
+        let report = report_of(&[
             (11, "f1-7"),
             (55, "BTC-USD"),
             (150, "F"),
@@ -511,13 +522,7 @@ mod tests {
             (14, "1"),
             (151, "2"),
             (6, "99.5"),
-        ];
-        for (tag, value) in fields {
-            msg.set_field(tag, value).unwrap();
-        }
-        let Some(ServerMessage::ExecutionReport(report)) = from_fix(&msg) else {
-            panic!("not a report");
-        };
+        ]);
         assert_eq!((report.exec_type, report.ord_status), (b'F', b'1'));
         assert_eq!(report.cum_qty, Qty::parse("1").unwrap());
         assert_eq!(report.leaves_qty, Qty::parse("2").unwrap());
@@ -529,22 +534,14 @@ mod tests {
     /// is in 41), and the member was "told" a fill of an order it never sent.
     #[test]
     fn the_answer_to_a_cancel_is_the_orders_report() {
-        let mut msg = Message::new();
-        msg.with_header_mut(|h| h.set_field(35, "8")).unwrap();
-        let fields = [
+        let report = report_of(&[
             (11, "f1-7-x"),
             (41, "f1-7"),
             (55, "BTC-USD"),
             (150, "4"),
             (39, "4"),
             (14, "1"),
-        ];
-        for (tag, value) in fields {
-            msg.set_field(tag, value).unwrap();
-        }
-        let Some(ServerMessage::ExecutionReport(report)) = from_fix(&msg) else {
-            panic!("not a report");
-        };
+        ]);
         assert_eq!(report.cl_ord_id.as_str(), "f1-7");
         assert_eq!(report.cum_qty, Qty::parse("1").unwrap());
     }

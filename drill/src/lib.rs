@@ -1223,18 +1223,15 @@ async fn send_change<W: Wire>(
     resting: &mut VecDeque<NewOrderMsg>,
     new_id: &str,
 ) -> Result<bool> {
-    let ClientMessage::Replace {
-        cl_ord_id,
-        symbol,
-        price,
-        qty,
-    } = change
-    else {
-        return Ok(client.send(&change).await);
+    let (cl_ord_id, symbol, price, qty) = match change {
+        ClientMessage::Replace {
+            cl_ord_id,
+            symbol,
+            price,
+            qty,
+        } if !W::REPLACES_IN_PLACE => (cl_ord_id, symbol, price, qty),
+        _ => return Ok(client.send(&change).await),
     };
-    if W::REPLACES_IN_PLACE {
-        return Ok(client.send(&change).await);
-    }
     let new_id = OrderId::new(new_id).map_err(|e| anyhow!("client order id: {e:?}"))?;
     if let Some(order) = resting.front_mut() {
         order.cl_ord_id = new_id;
