@@ -116,7 +116,8 @@ pub struct Hub {
     /// Per shard, the outbox its pump's batches are applied into (reused).
     outboxes: Vec<Mutex<Outbox>>,
     next_session: AtomicU64,
-    /// When a command was last submitted here (gateway clock, ns), for [`Hub::tick_if_idle`].
+    /// When a shard's log last took a command from here (gateway clock, ns), for
+    /// [`Hub::tick_if_idle`].
     last_submit: AtomicU64,
     counters: HubCounters,
     /// Added to the wall clock when stamping commands: 0 but in tests of a wrong clock.
@@ -226,9 +227,9 @@ impl Hub {
         }
     }
 
-    /// Sends a `clock` to every shard if nothing was submitted here for `idle`: log time then
-    /// moves in a quiet market, so dead-man's switches fire and dedup windows end on time.
-    /// The node calls it every `idle`.
+    /// Sends a `clock` to every shard if no log took anything from here for `idle`: log time
+    /// then moves in a quiet market (or while members are refused), so dead-man's switches
+    /// fire and dedup windows end on time. The node calls it every `idle`.
     pub fn tick_if_idle(&self, idle: std::time::Duration) {
         let last = self.last_submit.load(Ordering::Relaxed);
         let idle_ns = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
@@ -240,9 +241,7 @@ impl Hub {
     /// Stamps `kind` with the gateway's clock (a producer's create time; the log replaces it
     /// with its own time, see the module's notes) and queues it for its shard's log.
     pub fn submit(&self, kind: CommandKind) -> Result<(), SubmitError> {
-        let now = now_ns();
-        self.last_submit.store(now, Ordering::Relaxed);
-        let ts = now.saturating_add_signed(self.clock_offset_ns);
+        let ts = now_ns().saturating_add_signed(self.clock_offset_ns);
         let shard = match kind {
             CommandKind::New(new) => self.shard_of(&new.symbol),
             CommandKind::Cancel(cancel) => self.shard_of(&cancel.symbol),
@@ -279,10 +278,15 @@ impl Hub {
         result
     }
 
+    /// Submits `command` to `shard`'s log. Only a command the log took counts as this site's
+    /// last submission for [`Hub::tick_if_idle`]: a refusal moves no log time.
     fn submit_to(&self, shard: usize, command: Command) -> Result<(), SubmitError> {
         let result = self.shards[shard].submit(command);
         let counter = match result {
-            Ok(()) => &self.counters.submitted,
+            Ok(()) => {
+                self.last_submit.store(now_ns(), Ordering::Relaxed);
+                &self.counters.submitted
+            }
             Err(SubmitError::Busy) => &self.counters.submit_busy,
             Err(SubmitError::Unavailable) => &self.counters.submit_unavailable,
             Err(SubmitError::CatchingUp) => &self.counters.submit_catching_up,

@@ -10,14 +10,14 @@
 //! |---|---|---|
 //! | durable end | last fsync | the partition's high watermark (read every 250 ms) |
 //! | `Busy` | the writer's queue is full | the producer's queue is full |
-//! | `Unavailable` | the writer failed or closed | the leader silent for 4 s, or a produce error |
+//! | `Unavailable` | the writer failed or closed | the leader silent for 1 s (but for idle clocks), or a produce error |
 //! | close | write and fsync what is queued | flush the producer (up to the grace), read the end |
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine::Command;
+use engine::{Command, CommandKind};
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{Appender, FsyncPolicy, Journal, JournalConfig, JournalError};
@@ -201,7 +201,7 @@ pub enum Refused {
     /// The queue in front of the log is full: try again shortly.
     Busy,
     /// The log takes nothing now: the journal failed or closed, or the Kafka leader is
-    /// unreachable.
+    /// unreachable (it still takes the site's idle clocks then, see [`LogHandle::try_append`]).
     Unavailable,
 }
 
@@ -327,7 +327,12 @@ impl LogHandle {
                 _ => Refused::Unavailable,
             }),
             Handle::Kafka { log, watermarks } => {
-                if !watermarks.reachable(KAFKA_UNREACHABLE_AFTER) {
+                // A site's idle clock goes to the producer even while the leader is silent:
+                // a slow leader (a broker busy serving a backlog) still appends it and keeps
+                // every site's log time, and so its dead-man's switches, moving; a clock that
+                // lands late only moves the log's time to the log's own.
+                let clock = matches!(command.kind, CommandKind::Clock);
+                if !clock && !watermarks.reachable(KAFKA_UNREACHABLE_AFTER) {
                     return Err(Refused::Unavailable);
                 }
                 log.appender().append(command).map_err(|err| match err {

@@ -313,3 +313,61 @@ fn the_log_stalls_well_under_a_second_when_the_leaders_broker_goes_dark() {
     assert_eq!(nread, n, "every record read back");
     assert!(worst_ms.iter().all(|ms| *ms < 900), "{worst_ms:?} ms");
 }
+
+/// Seen in the seed scenario's re-run on tansu: while the broker served a returning site's
+/// backlog, it answered the sites' watermark reads in over a second, every site took its log
+/// for unreachable and refused everything, its idle clocks too, and no one stamped anything
+/// for up to 2 s: dead-man's switches fired that late in log time. A slow leader still takes
+/// a site's idle clock (whenever it lands, it only moves the log's time to the log's own);
+/// members' commands are refused as before.
+#[test]
+fn a_log_whose_leader_is_slow_refuses_members_but_takes_the_idle_clock() {
+    use replicator::log::{Log, LogConfig, Refused};
+    use replicator::{CommandLog, LogReader};
+    let (cluster, config) = three_brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let log_config = LogConfig::Kafka {
+        bootstrap_servers: config.bootstrap_servers.clone(),
+        topic: TOPIC.into(),
+        partition: None,
+        delivery_timeout_ms: 20_000,
+        request_timeout_ms: 500,
+        allow_unsafe_topic: true,
+    };
+    let log = Log::open(&log_config, dir.path(), "cloud-a").unwrap();
+    let handle = log.handle();
+    assert!(handle.available());
+    for broker in 1..=3 {
+        cluster
+            .broker_round_trip_time(broker, Duration::from_secs(2))
+            .unwrap();
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    while handle.available() {
+        assert!(
+            Instant::now() < deadline,
+            "the slow leader still looks reachable"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(handle.try_append(&command(1)), Err(Refused::Unavailable));
+    assert_eq!(
+        handle.try_append(&Command::new(2, CommandKind::Clock)),
+        Ok(())
+    );
+    for broker in 1..=3 {
+        cluster
+            .broker_round_trip_time(broker, Duration::ZERO)
+            .unwrap();
+    }
+    let mut reader = log.reader(0).unwrap();
+    let mut read = Vec::new();
+    while read.is_empty() {
+        assert!(Instant::now() < deadline, "the clock never reached the log");
+        let mut each = |_, command: Command| read.push(command.kind);
+        reader
+            .poll(8, Duration::from_millis(100), &mut each)
+            .unwrap();
+    }
+    assert_eq!(read, [CommandKind::Clock]);
+}
