@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use engine::{AccountId, Command, Engine, Event, EventKind, OrderId, Qty, RejectReason, Request};
+use engine::{AccountId, Engine, Event, EventKind, OrderId, Qty, RejectReason, Request};
 use hdrhistogram::Histogram;
 use replicator::divergence::HashReport;
 
@@ -15,6 +15,7 @@ use crate::failover::{Ack, Outcome};
 use crate::fills;
 use crate::market::{BookCheck, MdReport, MdResult};
 use crate::switches::{CodCheck, SwitchWatch};
+use crate::tap::Tapped;
 use crate::{
     ms_between, site_hashes_at, ClientResult, DrillConfig, DrillReport, Fault, KillRecord,
     Percentiles, SiteHash, StatusCheck,
@@ -106,7 +107,7 @@ impl History {
 /// Replays `log` (the shard's log from its start), hashing the state at `positions`.
 fn replay(
     config: &DrillConfig,
-    log: &[Command],
+    log: &Tapped,
     positions: &[u64],
     outages: &[(u64, u64)],
     md: &[MdResult],
@@ -118,13 +119,14 @@ fn replay(
     let mut wanted = positions.iter().copied().peekable();
     let mut switches = SwitchWatch::new(config.clock_every, outages);
     let mut books = BookCheck::new(config.symbol, md);
-    for (at, command) in log.iter().enumerate() {
+    for (at, command) in log.commands.iter().enumerate() {
         events.clear();
         engine.apply(command, &mut events);
         for event in &events {
             history.record(&event.kind);
         }
-        switches.apply(command, &events);
+        let stamped = log.stamped.get(at).map_or(command.ts.0, |ts| ts.0);
+        switches.apply(command, stamped, &events);
         let next = at as u64 + 1;
         books.after(next, &engine);
         while wanted.peek().is_some_and(|p| *p < next) {
@@ -157,8 +159,8 @@ fn duplicates(history: &History) -> u64 {
 
 /// What the audit is given besides the clients' results.
 pub(crate) struct Evidence {
-    /// The shard's log from its start to the audit position.
-    pub log: Vec<Command>,
+    /// The shard's log from its start to the audit position, with the sites' stamps.
+    pub log: Tapped,
     /// Every hash each site wrote over the run (its `hashes.jsonl`; empty when unreadable).
     pub hash_files: Vec<Vec<HashReport>>,
     /// The sites' answers to the same status questions.
@@ -183,7 +185,7 @@ pub(crate) fn audit(
     results: Vec<ClientResult>,
     load_seconds: f64,
 ) -> Result<DrillReport> {
-    let position = evidence.log.len() as u64;
+    let position = evidence.log.commands.len() as u64;
     let replay = replayed(config, names, https, &mut evidence)?;
     let (history, sites_converged) = (replay.history, replay.sites_converged);
     let tally = Tally::of(&results, &history)?;
@@ -261,7 +263,7 @@ fn replayed(
     https: &[SocketAddr],
     evidence: &mut Evidence,
 ) -> Result<Replayed> {
-    let position = evidence.log.len() as u64;
+    let position = evidence.log.commands.len() as u64;
     let files = std::mem::take(&mut evidence.hash_files);
     let reports = site_reports(https, files, position);
     let positions = hash_positions(&reports, position);

@@ -3,8 +3,12 @@
 //!
 //! The engine's clock is the largest `ts` it has seen, and a switch fires before the first
 //! command that brings the clock to its deadline. So a switch fires late (in log time) only
-//! when the log has a gap: no site stamped anything (not even an idle `clock`) for a while
-//! after the deadline, as when the gateways refuse their own clock commands during a stall.
+//! when the log has a gap after the deadline: either no site stamped anything (not even an
+//! idle `clock`), as when the gateways refused their own clocks during a stall, which is
+//! `late`; or a site did stamp a command in time and the log held it (the producer and the
+//! broker: a whole-Kafka outage, or a broker too busy to append), which is the log's delay,
+//! counted apart. A log that takes the broker's append time tells them apart: each record
+//! keeps the time its site stamped it with.
 //! A switch's cancels (reason `expired`) must hit only the orders its own session entered.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -26,6 +30,10 @@ pub struct CodCheck {
     /// Fired late because the whole log was down past their deadline: nothing could be
     /// applied meanwhile, and they fired before anything else once it was back. Not `late`.
     pub held_by_outage: u64,
+    /// Fired late because the log held a command a site had stamped between the deadline
+    /// and the allowed slack (the broker appended nothing meanwhile): the log's delay, as
+    /// in an outage. Not `late`.
+    pub held_by_log: u64,
     /// Orders a switch cancelled that another session entered: must be 0.
     pub wrong_session: u64,
     /// A few of either, described.
@@ -43,7 +51,19 @@ pub(crate) struct SwitchWatch {
     slack_ns: u64,
     /// Whole-log outages (log-time nanoseconds, from, to).
     outages: Vec<(u64, u64)>,
+    /// Switches that fired past the slack, until the log shows whether it held a command
+    /// stamped in time.
+    suspects: Vec<Suspect>,
     check: CodCheck,
+}
+
+/// A switch that fired late: `late` unless a command appended within the slack after it
+/// (`fired`) had been stamped by its site between `deadline` and the slack.
+#[derive(Clone, Copy, Debug)]
+struct Suspect {
+    switch: (AccountId, u64),
+    deadline: u64,
+    fired: u64,
 }
 
 impl SwitchWatch {
@@ -57,10 +77,12 @@ impl SwitchWatch {
         }
     }
 
-    /// Takes in `command` and the events the engine made of it.
-    pub(crate) fn apply(&mut self, command: &Command, events: &[Event]) {
+    /// Takes in `command` (stamped by its site at `stamped`) and the events the engine made
+    /// of it.
+    pub(crate) fn apply(&mut self, command: &Command, stamped: u64, events: &[Event]) {
         self.clock = self.clock.max(command.ts.0);
         let due = self.fire_due();
+        self.judge(command.ts.0, stamped);
         // Whose order it is: the session of the copy the engine accepted (a later session's
         // resend of the same id is refused as a duplicate and changes nothing).
         if let CommandKind::New(new) = &command.kind {
@@ -78,8 +100,43 @@ impl SwitchWatch {
         }
     }
 
-    pub(crate) fn finish(self) -> CodCheck {
+    pub(crate) fn finish(mut self) -> CodCheck {
+        for suspect in std::mem::take(&mut self.suspects) {
+            self.late(suspect);
+        }
         self.check
+    }
+
+    /// A command the log appended at `ts`, stamped by its site at `stamped`: a suspect it
+    /// shows the log held (stamped in time for the switch) was held by the log; one it
+    /// comes more than the slack after was late.
+    fn judge(&mut self, ts: u64, stamped: u64) {
+        let slack = self.slack_ns;
+        for suspect in std::mem::take(&mut self.suspects) {
+            if ts > suspect.fired + slack {
+                self.late(suspect);
+            } else if (suspect.deadline..=suspect.deadline + slack).contains(&stamped) {
+                self.check.held_by_log += 1;
+            } else {
+                self.suspects.push(suspect);
+            }
+        }
+    }
+
+    fn late(&mut self, suspect: Suspect) {
+        let Suspect {
+            switch,
+            deadline,
+            fired,
+        } = suspect;
+        self.check.late += 1;
+        self.example(format!(
+            "account {} session {:x}: fired {} ms after its deadline ({} UTC, log time)",
+            switch.0 .0,
+            switch.1,
+            (fired - deadline) / 1_000_000,
+            time_of_day(deadline)
+        ));
     }
 
     /// The switches the clock has reached: they fire before the command. Returns them.
@@ -99,14 +156,11 @@ impl SwitchWatch {
             if late_ns > self.slack_ns && self.outages.iter().any(held) {
                 self.check.held_by_outage += 1;
             } else if late_ns > self.slack_ns {
-                self.check.late += 1;
-                self.example(format!(
-                    "account {} session {:x}: fired {} ms after its deadline ({} UTC, log time)",
-                    switch.0 .0,
-                    switch.1,
-                    late_ns / 1_000_000,
-                    time_of_day(deadline)
-                ));
+                self.suspects.push(Suspect {
+                    switch: *switch,
+                    deadline,
+                    fired: self.clock,
+                });
             }
         }
         due
@@ -234,7 +288,7 @@ mod tests {
         for command in log {
             events.clear();
             engine.apply(command, &mut events);
-            watch.apply(command, &events);
+            watch.apply(command, command.ts.0, &events);
         }
         watch.finish()
     }
@@ -279,10 +333,67 @@ mod tests {
         for command in &log {
             events.clear();
             engine.apply(command, &mut events);
-            watch.apply(command, &events);
+            watch.apply(command, command.ts.0, &events);
         }
         let check = watch.finish();
         assert_eq!((check.fired, check.late, check.held_by_outage), (2, 0, 1));
+    }
+
+    /// Replays `log` (each command with the time its site stamped it) through a real
+    /// engine, watching its switches (clock interval 500 ms).
+    fn watch_stamped(log: &[(Command, u64)]) -> CodCheck {
+        let mut engine = Engine::new(EngineConfig::default()).unwrap();
+        let mut watch = SwitchWatch::new(Duration::from_millis(500), &[]);
+        let mut events = Vec::new();
+        for (command, stamped) in log {
+            events.clear();
+            engine.apply(command, &mut events);
+            watch.apply(command, *stamped, &events);
+        }
+        watch.finish()
+    }
+
+    /// Seen in the seed scenario on tansu: while the broker served a returning site's
+    /// backlog it appended nothing for 0.56 s, and two switches fired that late in log time
+    /// although the sites had stamped commands past their deadlines in time. A command the
+    /// log held, stamped between the deadline and the slack and appended within the slack
+    /// after the switch fired, makes it the log's delay; anything else is late.
+    #[test]
+    fn a_switch_late_because_the_log_held_a_command_stamped_in_time_is_the_logs_delay() {
+        let ms = SECOND / 1_000;
+        // Armed at 1 s for 3 s (deadline 4 s); log time moves every 500 ms until 3.5 s.
+        let mut before: Vec<(Command, u64)> =
+            [listing(), at(SECOND, arm(1, 3)), at(SECOND, quote("a", 1))]
+                .into_iter()
+                .chain((3..=7).map(|half| at(half * SECOND / 2, CommandKind::Clock)))
+                .map(|c| (c, c.ts.0))
+                .collect();
+        let clock = |ts: u64, stamped: u64| (at(ts, CommandKind::Clock), stamped);
+        let cases = [
+            // Appended at 5 s, stamped at 4.2 s: held by the log.
+            (vec![clock(5_000 * ms, 4_200 * ms)], (0, 1)),
+            // Stamped at 4.8 s, past the slack: nobody stamped in time.
+            (vec![clock(5_000 * ms, 4_800 * ms)], (1, 0)),
+            // The first after the gap was stamped before the deadline; the next, appended
+            // within the slack, at 4.3 s: held.
+            (
+                vec![clock(5_000 * ms, 3_900 * ms), clock(5_200 * ms, 4_300 * ms)],
+                (0, 1),
+            ),
+            // The same, but appended 600 ms after the switch fired: too late to tell.
+            (
+                vec![clock(5_000 * ms, 3_900 * ms), clock(5_600 * ms, 4_300 * ms)],
+                (1, 0),
+            ),
+        ];
+        for (after, (late, held)) in cases {
+            let len = before.len();
+            before.extend(after.iter().copied());
+            let check = watch_stamped(&before);
+            before.truncate(len);
+            assert_eq!(check.fired, 1);
+            assert_eq!((check.late, check.held_by_log), (late, held), "{after:?}");
+        }
     }
 
     /// A refreshed or disarmed switch does not fire, and a switch's cancels of orders another
@@ -315,7 +426,7 @@ mod tests {
                 number: 0,
             },
         };
-        watch.apply(&at(SECOND, quote("mine", 7)), &[accepted]);
+        watch.apply(&at(SECOND, quote("mine", 7)), SECOND, &[accepted]);
         let expired = Event {
             seq: 0,
             ts: TimestampNs(4 * SECOND),
@@ -327,7 +438,7 @@ mod tests {
                 qty: Qty(1),
             },
         };
-        watch.apply(&at(4 * SECOND, CommandKind::Clock), &[expired]);
+        watch.apply(&at(4 * SECOND, CommandKind::Clock), 4 * SECOND, &[expired]);
         assert_eq!(watch.finish().wrong_session, 1);
     }
 

@@ -10,6 +10,10 @@
 //! It also watches the log's time against the drill's clock: a record stamped later than the
 //! moment the tap reads it was stamped by a clock that runs ahead (a skewed site whose
 //! records got in), and moved every site's log time with it.
+//!
+//! And it keeps the time each record's site stamped it with (its clock as it submitted it),
+//! beside the log's: the switch check tells a log that held commands from sites that went
+//! quiet.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Result};
-use engine::Command;
+use engine::{Command, TimestampNs};
 use replicator::kafka::{KafkaConfig, KafkaReader};
 use serde::Serialize;
 
@@ -48,9 +52,17 @@ impl LogAhead {
     }
 }
 
+/// The log as the tap read it: its commands (at the log's time) and, for each, the time its
+/// site stamped it with.
+#[derive(Default)]
+pub(crate) struct Tapped {
+    pub commands: Vec<Command>,
+    pub stamped: Vec<TimestampNs>,
+}
+
 /// A thread copying the log from its start.
 pub(crate) struct LogTap {
-    commands: Arc<Mutex<Vec<Command>>>,
+    commands: Arc<Mutex<Tapped>>,
     ahead: Arc<(AtomicU64, AtomicI64)>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<()>>>,
@@ -72,7 +84,7 @@ impl LogTap {
     /// Starts reading `kafka`'s partition from offset 0.
     pub(crate) fn start(kafka: &KafkaConfig) -> Result<LogTap> {
         let mut reader = KafkaReader::new(kafka, 0)?;
-        let commands = Arc::new(Mutex::new(Vec::new()));
+        let commands = Arc::new(Mutex::new(Tapped::default()));
         let ahead = Arc::new((AtomicU64::new(0), AtomicI64::new(i64::MIN)));
         let stop = Arc::new(AtomicBool::new(false));
         let (copy, stopped, watch) = (commands.clone(), stop.clone(), ahead.clone());
@@ -80,11 +92,12 @@ impl LogTap {
             .name("log-tap".into())
             .spawn(move || {
                 while !stopped.load(Ordering::Acquire) {
-                    if let Some((_, command)) = reader.poll(Duration::from_millis(100))? {
+                    let read = reader.poll_stamped(Duration::from_millis(100))?;
+                    if let Some((_, command, stamped)) = read {
                         watch_time(&command, &watch);
-                        copy.lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .push(command);
+                        let mut copy = copy.lock().unwrap_or_else(PoisonError::into_inner);
+                        copy.commands.push(command);
+                        copy.stamped.push(stamped);
                     }
                 }
                 Ok(())
@@ -99,7 +112,7 @@ impl LogTap {
 
     /// The log's first `end` records, once read (waiting up to `timeout`), and how far
     /// ahead of time the log ran; stops the tap.
-    pub(crate) fn until(mut self, end: u64, timeout: Duration) -> Result<(Vec<Command>, LogAhead)> {
+    pub(crate) fn until(mut self, end: u64, timeout: Duration) -> Result<(Tapped, LogAhead)> {
         let deadline = Instant::now() + timeout;
         loop {
             let read = self.read();
@@ -118,19 +131,20 @@ impl LogTap {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.finish()?;
-        let mut commands =
+        let mut tapped =
             std::mem::take(&mut *self.commands.lock().unwrap_or_else(PoisonError::into_inner));
-        commands.truncate(end as usize);
+        tapped.commands.truncate(end as usize);
+        tapped.stamped.truncate(end as usize);
         let ahead = LogAhead {
             records: self.ahead.0.load(Ordering::Relaxed),
             max_ms: self.ahead.1.load(Ordering::Relaxed),
         };
-        Ok((commands, ahead))
+        Ok((tapped, ahead))
     }
 
     fn read(&self) -> u64 {
-        let commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
-        commands.len() as u64
+        let tapped = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        tapped.commands.len() as u64
     }
 
     /// Stops the thread and returns its outcome.

@@ -57,6 +57,14 @@ pub trait Sequencer: Send + Sync + 'static {
     }
 }
 
+/// Whether a site whose log last took a command from it at `last_ns` sends its idle clock at
+/// `now_ns`: it has been idle for `idle`. ([`Hub::tick_if_idle`]'s rule, for its callers'
+/// cadence.)
+pub fn idle_due(last_ns: u64, now_ns: u64, idle: std::time::Duration) -> bool {
+    let idle_ns = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
+    now_ns.saturating_sub(last_ns) >= idle_ns
+}
+
 /// Outbound reports a session may have queued before it is disconnected as too slow.
 pub const SESSION_QUEUE: usize = 65_536;
 
@@ -231,9 +239,7 @@ impl Hub {
     /// then moves in a quiet market (or while members are refused), so dead-man's switches
     /// fire and dedup windows end on time. The node calls it every `idle`.
     pub fn tick_if_idle(&self, idle: std::time::Duration) {
-        let last = self.last_submit.load(Ordering::Relaxed);
-        let idle_ns = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
-        if now_ns().saturating_sub(last) >= idle_ns {
+        if idle_due(self.last_submit.load(Ordering::Relaxed), now_ns(), idle) {
             let _ = self.submit(CommandKind::Clock);
         }
     }

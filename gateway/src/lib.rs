@@ -31,7 +31,7 @@ pub use desk::{
     Reason, Report, SubmitError, SymbolStatus, ToSession,
 };
 pub use fix::{FixConfig, FixGateway};
-pub use hub::{Hub, Sequencer, PUMP_WAIT};
+pub use hub::{idle_due, Hub, Sequencer, PUMP_WAIT};
 pub use md::{MdConfig, MdServer};
 pub use members::{Member, Members, MembersError};
 pub use metrics::{now_ns, HubCounters, LatencyHistogram, REJECT_REASONS};

@@ -406,6 +406,18 @@ impl KafkaReader {
     /// librdkafka reconnects by itself; an error that means a gap or a misconfiguration is
     /// returned.
     pub fn poll(&mut self, timeout: Duration) -> Result<Option<(u64, Command)>, KafkaLogError> {
+        Ok(self
+            .poll_stamped(timeout)?
+            .map(|(offset, command, _)| (offset, command)))
+    }
+
+    /// [`KafkaReader::poll`], with the time the writing site stamped the command with (its
+    /// clock as it submitted it; the command's `ts` is the log's time). The two apart show
+    /// how long the producer and the broker held a record (the drill's switch check).
+    pub fn poll_stamped(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<(u64, Command, TimestampNs)>, KafkaLogError> {
         let Some(message) = self.consumer.poll(timeout) else {
             return Ok(None);
         };
@@ -426,6 +438,7 @@ impl KafkaReader {
         }
         let mut command = decode(message.payload().unwrap_or(&[]))
             .map_err(|reason| KafkaLogError::Corrupt { offset, reason })?;
+        let stamped = command.ts;
         let found = message.timestamp();
         command.ts = match (log_time(found), found) {
             (Some(ts), Timestamp::LogAppendTime(_)) => ts,
@@ -442,7 +455,7 @@ impl KafkaReader {
             }
         }
         self.next += 1;
-        Ok(Some((offset as u64, command)))
+        Ok(Some((offset as u64, command, stamped)))
     }
 }
 
