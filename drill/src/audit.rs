@@ -40,6 +40,10 @@ struct History {
     cod: CodCheck,
     /// The market-data subscribers' books against the replay's.
     md: MdReport,
+    /// The position of the command being replayed.
+    at: u64,
+    /// A few client order ids accepted a second time, where.
+    duplicate_examples: Vec<String>,
 }
 
 impl History {
@@ -52,7 +56,15 @@ impl History {
                 qty,
                 ..
             } => {
-                *self.accepted.entry((account, order_id)).or_default() += 1;
+                let times = self.accepted.entry((account, order_id)).or_default();
+                *times += 1;
+                if *times == 2 && self.duplicate_examples.len() < 10 {
+                    let (account, at) = (account.0, self.at);
+                    self.duplicate_examples.push(format!(
+                        "account {account} order {}: accepted again at position {at}",
+                        order_id.as_str()
+                    ));
+                }
                 self.totals.insert((account, order_id), qty);
             }
             // A duplicate's refusal says nothing of the order that holds the id.
@@ -122,6 +134,7 @@ fn replay(
     for (at, command) in log.commands.iter().enumerate() {
         events.clear();
         engine.apply(command, &mut events);
+        history.at = at as u64;
         for event in &events {
             history.record(&event.kind);
         }
@@ -187,7 +200,7 @@ pub(crate) fn audit(
 ) -> Result<DrillReport> {
     let position = evidence.log.commands.len() as u64;
     let replay = replayed(config, names, https, &mut evidence)?;
-    let (history, sites_converged) = (replay.history, replay.sites_converged);
+    let (mut history, sites_converged) = (replay.history, replay.sites_converged);
     let tally = Tally::of(&results, &history)?;
     let fills = fills::check(&history.filled, &results, &evidence.final_filled);
     let duplicates = duplicates(&history);
@@ -210,6 +223,7 @@ pub(crate) fn audit(
         cancels_sent: results.iter().map(|r| r.changes.cancels).sum(),
         lost_acked: tally.lost,
         lost_examples: tally.lost_examples,
+        duplicate_examples: std::mem::take(&mut history.duplicate_examples),
         false_reports: tally.false_reports + fills.false_fills,
         missed_fills: fills.missed,
         false_fills: fills.false_fills,
@@ -933,6 +947,14 @@ mod tests {
         assert_eq!(duplicates(&history), 0);
         history.accepted.insert((account, id("twice")), 2);
         assert_eq!(duplicates(&history), 1);
+        // Accepted a second time in a replay: the example names it and where.
+        history.at = 41;
+        history.record(&accepted(account, "in-log", 1));
+        assert_eq!(duplicates(&history), 2);
+        assert_eq!(
+            history.duplicate_examples,
+            ["account 7 order in-log: accepted again at position 41"]
+        );
     }
 
     fn accepted(account: AccountId, order: &str, qty: i64) -> EventKind {

@@ -372,6 +372,8 @@ pub struct DrillReport {
     /// never saw it).
     pub false_reports: u64,
     pub duplicates: u64,
+    /// A few of them: the id and the position of its second acceptance.
+    pub duplicate_examples: Vec<String>,
     /// Trades in the history that filled an order beyond its quantity.
     pub overfills: u64,
     /// Orders the history filled further than their member was ever told (reports, the
@@ -684,7 +686,8 @@ impl DrillReport {
             );
         }
         let examples = self.status.examples.iter().chain(&self.cod.examples);
-        for example in examples.chain(&self.fill_examples).take(3) {
+        let examples = examples.chain(&self.fill_examples);
+        for example in examples.chain(&self.duplicate_examples).take(3) {
             let _ = writeln!(out, "  e.g. {example}");
         }
         if self.passed() {
