@@ -52,9 +52,10 @@ pub struct NodeConfig {
     /// State hashes every this many records of a shard, for `exchange verify` (0: none).
     #[serde(default = "default_hash_every")]
     pub hash_every: u64,
-    /// While this site submits nothing for this long, it sends `clock` to its shards' logs
-    /// every this many milliseconds, so log time moves in a quiet market and dead-man's
-    /// switches fire at most this late (0: never; for tests that count log records).
+    /// While this site submits nothing, it sends `clock` to its shards' logs so that its
+    /// commands are never more than this many milliseconds apart (at most three quarters of
+    /// it, see `idle_cadence`): log time moves in a quiet market and dead-man's switches fire
+    /// at most this late (0: never; for tests that count log records).
     #[serde(default = "default_clock_every_ms")]
     pub clock_every_ms: u64,
     /// On a Kafka log, a shard that reads more than this many milliseconds behind (the log's
