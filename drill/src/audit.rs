@@ -131,15 +131,14 @@ fn replay(
     let mut wanted = positions.iter().copied().peekable();
     let mut switches = SwitchWatch::new(config.clock_every, outages);
     let mut books = BookCheck::new(config.symbol, md);
-    for (at, command) in log.commands.iter().enumerate() {
+    for (at, (command, stamped)) in log.commands.iter().zip(&log.stamped).enumerate() {
         events.clear();
         engine.apply(command, &mut events);
         history.at = at as u64;
         for event in &events {
             history.record(&event.kind);
         }
-        let stamped = log.stamped.get(at).map_or(command.ts.0, |ts| ts.0);
-        switches.apply(command, stamped, &events);
+        switches.apply(command, stamped.0, &events);
         let next = at as u64 + 1;
         books.after(next, &engine);
         while wanted.peek().is_some_and(|p| *p < next) {

@@ -62,7 +62,7 @@ pub(crate) struct Tapped {
 
 /// A thread copying the log from its start.
 pub(crate) struct LogTap {
-    commands: Arc<Mutex<Tapped>>,
+    tapped: Arc<Mutex<Tapped>>,
     ahead: Arc<(AtomicU64, AtomicI64)>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<()>>>,
@@ -84,10 +84,10 @@ impl LogTap {
     /// Starts reading `kafka`'s partition from offset 0.
     pub(crate) fn start(kafka: &KafkaConfig) -> Result<LogTap> {
         let mut reader = KafkaReader::new(kafka, 0)?;
-        let commands = Arc::new(Mutex::new(Tapped::default()));
+        let tapped = Arc::new(Mutex::new(Tapped::default()));
         let ahead = Arc::new((AtomicU64::new(0), AtomicI64::new(i64::MIN)));
         let stop = Arc::new(AtomicBool::new(false));
-        let (copy, stopped, watch) = (commands.clone(), stop.clone(), ahead.clone());
+        let (copy, stopped, watch) = (tapped.clone(), stop.clone(), ahead.clone());
         let thread = std::thread::Builder::new()
             .name("log-tap".into())
             .spawn(move || {
@@ -103,7 +103,7 @@ impl LogTap {
                 Ok(())
             })?;
         Ok(LogTap {
-            commands,
+            tapped,
             ahead,
             stop,
             thread: Some(thread),
@@ -132,7 +132,7 @@ impl LogTap {
         }
         self.finish()?;
         let mut tapped =
-            std::mem::take(&mut *self.commands.lock().unwrap_or_else(PoisonError::into_inner));
+            std::mem::take(&mut *self.tapped.lock().unwrap_or_else(PoisonError::into_inner));
         tapped.commands.truncate(end as usize);
         tapped.stamped.truncate(end as usize);
         let ahead = LogAhead {
@@ -143,7 +143,7 @@ impl LogTap {
     }
 
     fn read(&self) -> u64 {
-        let tapped = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        let tapped = self.tapped.lock().unwrap_or_else(PoisonError::into_inner);
         tapped.commands.len() as u64
     }
 
