@@ -26,7 +26,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use engine::{AccountId, OrderId, Qty};
+use engine::{AccountId, OrderId, Qty, Symbol};
 use gateway::binary::{
     exec_type, msg_type, ord_status, reason, session_reject, ClientMessage, ExecReport,
     NewOrderMsg, ServerMessage,
@@ -181,7 +181,7 @@ pub struct FailoverClient<W = BinaryClient> {
     leaving: Option<&'static str>,
     /// Refusals (unavailable, catching up) since the last acknowledgement.
     refusals: u32,
-    /// The site the client started at, and since when it has taken a probe logon.
+    /// The site the client started at, and since when it has been ready at every probe.
     home: usize,
     home_up_since: Option<Instant>,
     next_home_probe: Instant,
@@ -192,6 +192,8 @@ pub struct FailoverClient<W = BinaryClient> {
     told: BTreeMap<OrderId, Qty>,
     /// FIX replaces sent: the new id, and the id the order went by before.
     replaced: BTreeMap<OrderId, OrderId>,
+    /// The symbol of the latest order submitted: the home probe asks a status question on it.
+    traded: Option<Symbol>,
 }
 
 impl<W: Wire> FailoverClient<W> {
@@ -223,6 +225,7 @@ impl<W: Wire> FailoverClient<W> {
             backoff: Duration::ZERO,
             told: BTreeMap::new(),
             replaced: BTreeMap::new(),
+            traded: None,
         };
         let deadline = Instant::now() + client.config.connect_timeout * 10;
         while !client.try_logon(client.site).await {
@@ -282,6 +285,7 @@ impl<W: Wire> FailoverClient<W> {
             ));
         }
         let now = Instant::now();
+        self.traded = Some(order.symbol);
         self.pending.insert(
             order.cl_ord_id,
             Pending {
@@ -607,7 +611,10 @@ impl<W: Wire> FailoverClient<W> {
     }
 
     /// Away from the first site: probes it now and then, and moves back (reconciling like a
-    /// failover) once it has taken logons for `home_settle`.
+    /// failover) once it has been ready for `home_settle`: it took the probe's logon and
+    /// answered its status question (a site that took logons but refused orders, cut off
+    /// from the log or replaying its backlog, once drew clients home only to send them away
+    /// again at once).
     async fn maybe_return_home(&mut self, acks: &mut Vec<Ack>) {
         let Some(every) = self.config.home_every else {
             return;
@@ -618,12 +625,19 @@ impl<W: Wire> FailoverClient<W> {
         }
         self.next_home_probe = now + every;
         let addr = self.config.sites[self.home];
-        let probe = W::logon(addr, &self.config.login);
+        let (login, symbol) = (&self.config.login, self.traded);
+        let probe = async move {
+            let (mut conn, account) = W::logon(addr, login).await.ok()?;
+            answers_status(&mut conn, symbol)
+                .await
+                .then_some((conn, account))
+        };
         // Short: the probe holds up reading the current site's answers, and a frozen or
         // cut-off first site never answers (with the whole connect timeout, a client that had
         // just moved read nothing for a second, took its new site for silent and moved again:
         // half the RTO of a freeze).
-        let Ok(Ok((conn, account))) = tokio::time::timeout(HOME_PROBE_TIMEOUT, probe).await else {
+        let Ok(Some((conn, account))) = tokio::time::timeout(HOME_PROBE_TIMEOUT, probe).await
+        else {
             self.home_up_since = None;
             return;
         };
@@ -760,5 +774,34 @@ impl<W: Wire> FailoverClient<W> {
         let known = acks.len() - before;
         let resent = self.pending.values().filter(|p| p.sent.is_none()).count();
         (known, resent)
+    }
+}
+
+/// The client order id of the home probe's status question (no order is sent with it).
+const HOME_PROBE_ID: &str = "home-probe";
+
+/// Whether the site of a fresh session `conn` answers a status question on `symbol` (for an
+/// order it has never seen) rather than refusing it: unavailable, catching up, clock skew.
+/// Without a symbol yet (the member has sent nothing), the logon is all there is to go by.
+async fn answers_status<W: Wire>(conn: &mut W, symbol: Option<Symbol>) -> bool {
+    let Some(symbol) = symbol else {
+        return true;
+    };
+    let id = OrderId::new(HOME_PROBE_ID).expect("the probe's id is printable and short");
+    let question = ClientMessage::OrderStatus {
+        cl_ord_id: id,
+        symbol,
+    };
+    if conn.send(&question).await.is_err() {
+        return false;
+    }
+    loop {
+        match conn.recv().await {
+            Ok(Some(ServerMessage::ExecutionReport(report))) if report.cl_ord_id == id => {
+                return true
+            }
+            Ok(Some(ServerMessage::SessionReject { .. })) | Ok(None) | Err(_) => return false,
+            Ok(Some(_)) => {}
+        }
     }
 }

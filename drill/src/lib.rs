@@ -84,6 +84,8 @@ const HASH_WAIT: Duration = Duration::from_secs(30);
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the audit may wait for its copy of the log to reach the audit position.
 const LOG_READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the sites may take to answer `/health` at the start, and then to be ready.
+const SITES_READY_AT_START: Duration = Duration::from_secs(60);
 
 /// A site the drill can kill and start.
 pub trait SiteControl {
@@ -715,9 +717,7 @@ pub fn run_drill<S: SiteControl>(
     let gateways: Vec<SocketAddr> = sites.iter().map(|s| s.binary()).collect();
     let fixes = fix_listeners(config, sites)?;
     let https: Vec<SocketAddr> = sites.iter().map(|s| s.http()).collect();
-    for (name, http) in names.iter().zip(&https) {
-        wait_healthy(*http, Duration::from_secs(60)).with_context(|| format!("site {name}"))?;
-    }
+    wait_ready_to_start(&names, &https, SITES_READY_AT_START)?;
 
     let tap = LogTap::start(&config.kafka)?;
     let readiness = readiness::ReadinessWatch::start(&names, &https)?;
@@ -1075,6 +1075,22 @@ pub(crate) fn http_agent(timeout: Duration) -> ureq::Agent {
         .http_status_as_error(false)
         .build()
         .into()
+}
+
+/// Waits until every site answers `/health` and then until every one says `ok`: the load
+/// starts on three ready sites, as every fault finds them. It once started as soon as each
+/// answered: on a slow machine a site that had started last was still reading the log the
+/// first had begun, refused its members with `catching_up`, and they were elsewhere when
+/// the fault came to it (no client failed over from a frozen site; a partitioned one's
+/// came home in the middle of it).
+fn wait_ready_to_start(names: &[String], https: &[SocketAddr], timeout: Duration) -> Result<()> {
+    for (name, http) in names.iter().zip(https) {
+        wait_healthy(*http, timeout).with_context(|| format!("site {name}"))?;
+    }
+    if wait_all(https, "ok", timeout).is_none() {
+        bail!("the sites were not all ready (`ok` on /health) within {timeout:?} of answering");
+    }
+    Ok(())
 }
 
 fn wait_healthy(http: SocketAddr, timeout: Duration) -> Result<()> {
@@ -1473,6 +1489,22 @@ mod tests {
             Ok(())
         }
         crashes_only!();
+    }
+
+    /// Seen in CI: the load started once every site answered `/health`, one still
+    /// `catching_up`; now it starts once all say `ok`.
+    #[test]
+    fn the_load_starts_once_every_site_is_ready() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut site = SlowToBeReady::start_on(listener);
+        site.start().unwrap();
+        let started = Instant::now();
+        let names = ["metal".to_string()];
+        wait_ready_to_start(&names, &[site.http], Duration::from_secs(10)).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(900));
+        site.start().unwrap();
+        let refused = wait_ready_to_start(&names, &[site.http], Duration::from_millis(300));
+        assert!(refused.is_err_and(|err| err.to_string().contains("not all ready")));
     }
 
     /// Seen in the 100-fault run: the two crashes with an RTO over 2 s came the moment the
