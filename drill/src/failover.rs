@@ -501,16 +501,23 @@ impl<W: Wire> FailoverClient<W> {
             if let Some(filled) = self.told.remove(&before) {
                 self.tell(id, filled);
             }
+            // So the order it replaced is in the log: a report under the new id (a status
+            // answer after a move names the order by the id it goes by now) acknowledges it
+            // if its own acknowledgement was missed. Waiting for one under the old id, a
+            // client resent the order once the sites had forgotten it: executed twice.
+            if self.pending.contains_key(&before) {
+                self.acknowledge(before, Outcome::Accepted, acks);
+            }
         }
         if report.cum_qty.0 > 0 {
             self.tell(id, report.cum_qty);
         }
-        let Some(pending) = self.pending.get(&id).copied() else {
+        if !self.pending.contains_key(&id) {
             if report.last_qty.0 > 0 {
                 self.counts.fills += 1;
             }
             return;
-        };
+        }
         let outcome = match (report.exec_type, report.reason) {
             (exec_type::REJECTED, code) if reason::is_refusal(code) => {
                 self.on_refused(id, code);
@@ -534,7 +541,14 @@ impl<W: Wire> FailoverClient<W> {
             (exec_type::REJECTED, code) => Outcome::Rejected(code),
             _ => Outcome::Accepted,
         };
-        self.pending.remove(&id);
+        self.acknowledge(id, outcome, acks);
+    }
+
+    /// The pending order `id` is in the log, with `outcome`: acknowledged.
+    fn acknowledge(&mut self, id: OrderId, outcome: Outcome, acks: &mut Vec<Ack>) {
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
         self.backoff = Duration::ZERO;
         self.refusals = 0;
         acks.push(Ack {
