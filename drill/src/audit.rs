@@ -481,7 +481,8 @@ impl Tally {
 }
 
 /// RTO per kill: for each client that failed over from the killed site within 30 s of the
-/// kill, from the kill to its first acknowledgement at any other site after it noticed
+/// kill, from the kill (or from its arrival at the site, if later) to its first
+/// acknowledgement at any other site after it noticed
 /// (wherever it went, however many moves it took); the slowest client's, and the way it
 /// went. Also every client's RTO, for the percentiles.
 fn kill_log(
@@ -507,13 +508,12 @@ fn kill_log(
         // The slowest: one never acknowledged elsewhere, else the longest RTO.
         if let Some(slowest) = clients
             .iter()
-            .max_by_key(|m| m.rto_ms(killed).unwrap_or(u64::MAX))
+            .max_by_key(|m| m.rto_ms().unwrap_or(u64::MAX))
         {
             record.slowest_path = slowest.path(killed, names);
         }
-        let rtos = |moved: Vec<Move>| -> Vec<Option<u64>> {
-            moved.iter().map(|m| m.rto_ms(killed)).collect()
-        };
+        let rtos =
+            |moved: Vec<Move>| -> Vec<Option<u64>> { moved.iter().map(Move::rto_ms).collect() };
         let (clients, quoters) = (rtos(clients), rtos(quoters));
         record.clients_failed_over = clients.len();
         record.rto_ms = slowest(&clients);
@@ -549,6 +549,8 @@ struct Move<'a> {
     result: &'a ClientResult,
     /// Where that failover is in the client's failovers.
     first: usize,
+    /// The fault, or the client's arrival at the site if it came after the fault began.
+    start: Instant,
     acked: Option<Instant>,
 }
 
@@ -575,9 +577,18 @@ impl<'a> Move<'a> {
             .iter()
             .find(|ack| ack.site != site && ack.at >= detected)
             .map(|ack| ack.at);
+        // A client that came to the site after the fault began (moving from another) was
+        // in trouble from then on, not before: counted from the fault, clients that met a
+        // site restarted with its clock skewed long after its restart had RTOs of 13-15 s.
+        let start = result.failovers[..first]
+            .iter()
+            .rev()
+            .find(|f| f.to == site)
+            .map_or(killed, |f| f.logged_on.max(killed));
         Some(Move {
             result,
             first,
+            start,
             acked,
         })
     }
@@ -587,9 +598,10 @@ impl<'a> Move<'a> {
         ms_between(killed, self.result.failovers[self.first].detected)
     }
 
-    /// Its RTO: from the fault to its first acknowledgement elsewhere (`None` if none came).
-    fn rto_ms(&self, killed: Instant) -> Option<u64> {
-        self.acked.map(|at| ms_between(killed, at))
+    /// Its RTO: from the fault (or its arrival at the site, if later) to its first
+    /// acknowledgement elsewhere (`None` if none came).
+    fn rto_ms(&self) -> Option<u64> {
+        self.acked.map(|at| ms_between(self.start, at))
     }
 
     /// The way it went: each move from its first one away from the site ("WHY at MS, SITE at
@@ -609,8 +621,8 @@ impl<'a> Move<'a> {
             })
             .collect();
         way.extend(
-            self.rto_ms(killed)
-                .map(|ms| format!("acknowledged at {ms} ms")),
+            self.acked
+                .map(|at| format!("acknowledged at {} ms", ms_between(killed, at))),
         );
         way
     }
@@ -913,6 +925,27 @@ mod tests {
         } = kill_log(vec![(0, record, killed)], &[prompt, later], &names());
         assert_eq!((log[0].clients_failed_over, log[0].rto_ms), (1, Some(60)));
         assert_eq!(rtos, [60]);
+    }
+
+    /// Seen in the 100-fault drill with FIX members: RTOs of 13-15 s at clock skews, from
+    /// clients that came to the skewed site from another long after the fault began and left
+    /// it at once. A client's RTO counts from its arrival when that came after the fault.
+    #[test]
+    fn a_client_that_came_to_the_site_after_the_fault_counts_from_its_arrival() {
+        let killed = Instant::now();
+        let at = |ms| killed + Duration::from_millis(ms);
+        let record = crash(0, None);
+        let mut came = failover(1, 0, at(9_000));
+        came.logged_on = at(9_010);
+        let late = client(vec![came, failover(0, 2, at(9_020))], vec![(2, at(9_100))]);
+        let there = client(vec![failover(0, 1, at(40))], vec![(1, at(90))]);
+        let KillLog {
+            records: log,
+            client_rtos: rtos,
+            ..
+        } = kill_log(vec![(0, record, killed)], &[late, there], &names());
+        assert_eq!((log[0].clients_failed_over, log[0].rto_ms), (2, Some(90)));
+        assert_eq!(rtos, [90, 90]);
     }
 
     /// The audit's judgement itself: an acknowledged order missing from the history is lost

@@ -242,6 +242,9 @@ impl Sequencer for ShardSequencer {
             return Err(SubmitError::CatchingUp);
         }
         self.0.stamp(&mut command)?;
+        if !goes_to_a_silent_leader(&command.kind) && !self.0.log.available() {
+            return Err(SubmitError::Unavailable);
+        }
         self.0
             .log
             .try_append(&command)
@@ -272,6 +275,18 @@ impl Sequencer for ShardSequencer {
 /// operators' controls.
 fn adds_risk(kind: &CommandKind) -> bool {
     matches!(kind, CommandKind::New(_) | CommandKind::Amend(_))
+}
+
+/// Whether `kind` goes to the log while its leader has not answered lately (the log is not
+/// `available`): only the site's idle clock. Whatever a member sends is refused as
+/// unavailable then, at once, rather than held in the producer's queue (its member moves to
+/// a site that reaches the log). The clock goes all the same: a slow leader (a broker busy
+/// serving a backlog) still appends it and keeps every site's log time, and so its
+/// dead-man's switches, moving; one that lands late only moves the log's time to the log's
+/// own. (Refusing it too, both surviving sites of a seed drill let log time stand still
+/// for up to 2 s while tansu served a returning site's backlog: switches fired late.)
+fn goes_to_a_silent_leader(kind: &CommandKind) -> bool {
+    matches!(kind, CommandKind::Clock)
 }
 
 // ----- 2.-4. run -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine::{Command, CommandKind};
+use engine::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{Appender, FsyncPolicy, Journal, JournalConfig, JournalError};
@@ -26,9 +26,10 @@ use crate::{CommandLog, LogError, LogReader};
 
 /// How often a Kafka partition's committed end is read (lag, reachability).
 const WATERMARK_EVERY: Duration = Duration::from_millis(250);
-/// A Kafka log whose partition leader has not answered for this long is unreachable: new
-/// commands are refused as [`Refused::Unavailable`] instead of piling up in the producer's
-/// queue, and `/health` says `unavailable`. Four polls ([`WATERMARK_EVERY`]) missed: short,
+/// A Kafka log whose partition leader has not answered for this long is unreachable
+/// ([`LogHandle::available`] is false): the node refuses its members' commands as
+/// unavailable instead of piling them up in the producer's queue, and `/health` says
+/// `unavailable`. Four polls ([`WATERMARK_EVERY`]) missed: short,
 /// so a member of a site cut off from the cluster is told within about a second and fails
 /// over (it was 4 s, longer than the clients' 3 s acknowledgement timeout, so a partitioned
 /// site's members learned only from silence); a leader election longer than this is
@@ -200,8 +201,8 @@ mod fsync_setting {
 pub enum Refused {
     /// The queue in front of the log is full: try again shortly.
     Busy,
-    /// The log takes nothing now: the journal failed or closed, or the Kafka leader is
-    /// unreachable (it still takes the site's idle clocks then, see [`LogHandle::try_append`]).
+    /// The log takes nothing now: the journal failed or closed, or the Kafka producer
+    /// cannot take commands.
     Unavailable,
 }
 
@@ -319,27 +320,21 @@ impl CommandLog for Log {
 }
 
 impl LogHandle {
-    /// Queues `command` for the log, or says at once why not (never waits).
+    /// Queues `command` for the log, or says at once why not (never waits). On Kafka it
+    /// queues whether or not the leader has answered lately ([`LogHandle::available`]): what
+    /// may still go to a silent leader is the caller's policy.
     pub fn try_append(&self, command: &Command) -> Result<(), Refused> {
         match &self.inner {
             Handle::Journal(appender) => appender.try_append(*command).map_err(|err| match err {
                 JournalError::Full => Refused::Busy,
                 _ => Refused::Unavailable,
             }),
-            Handle::Kafka { log, watermarks } => {
-                // A site's idle clock goes to the producer even while the leader is silent:
-                // a slow leader (a broker busy serving a backlog) still appends it and keeps
-                // every site's log time, and so its dead-man's switches, moving; a clock that
-                // lands late only moves the log's time to the log's own.
-                let clock = matches!(command.kind, CommandKind::Clock);
-                if !clock && !watermarks.reachable(KAFKA_UNREACHABLE_AFTER) {
-                    return Err(Refused::Unavailable);
-                }
-                log.appender().append(command).map_err(|err| match err {
-                    KafkaLogError::Full => Refused::Busy,
-                    _ => Refused::Unavailable,
-                })
-            }
+            // Whether or not the leader answered lately: what may go to a silent one is the
+            // caller's policy, with `available` to tell.
+            Handle::Kafka { log, .. } => log.appender().append(command).map_err(|err| match err {
+                KafkaLogError::Full => Refused::Busy,
+                _ => Refused::Unavailable,
+            }),
         }
     }
 
