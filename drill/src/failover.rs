@@ -194,6 +194,12 @@ pub struct FailoverClient<W = BinaryClient> {
     replaced: BTreeMap<OrderId, OrderId>,
     /// The symbol of the latest order submitted: the home probe asks a status question on it.
     traded: Option<Symbol>,
+    /// When the client last moved, until it has asked that site for its mass status; and
+    /// whether a mass status asked is still unanswered.
+    mass_status_due: Option<Instant>,
+    mass_status_out: bool,
+    /// When an order was last acknowledged.
+    last_ack: Option<Instant>,
 }
 
 impl<W: Wire> FailoverClient<W> {
@@ -226,6 +232,9 @@ impl<W: Wire> FailoverClient<W> {
             told: BTreeMap::new(),
             replaced: BTreeMap::new(),
             traded: None,
+            mass_status_due: None,
+            mass_status_out: false,
+            last_ack: None,
         };
         let deadline = Instant::now() + client.config.connect_timeout * 10;
         while !client.try_logon(client.site).await {
@@ -309,6 +318,7 @@ impl<W: Wire> FailoverClient<W> {
             }
             self.maybe_return_home(&mut acks).await;
             self.send_due().await;
+            self.ask_mass_status_when_due().await;
             let now = Instant::now();
             if now >= until {
                 return acks;
@@ -330,12 +340,14 @@ impl<W: Wire> FailoverClient<W> {
         }
     }
 
-    /// Waits until every order is acknowledged or `timeout` passes; returns the
-    /// acknowledgements.
+    /// Waits until every order is acknowledged and the mass status asked since the last move
+    /// answered, or `timeout` passes; returns the acknowledgements.
     pub async fn drain(&mut self, timeout: Duration) -> Vec<Ack> {
         let deadline = Instant::now() + timeout;
         let mut acks = Vec::new();
-        while !self.pending.is_empty() && Instant::now() < deadline {
+        let busy =
+            |c: &Self| !c.pending.is_empty() || c.mass_status_due.is_some() || c.mass_status_out;
+        while busy(self) && Instant::now() < deadline {
             let until = (Instant::now() + Duration::from_millis(50)).min(deadline);
             acks.extend(self.pump(until).await);
         }
@@ -462,6 +474,7 @@ impl<W: Wire> FailoverClient<W> {
         match message {
             ServerMessage::ExecutionReport(report) => self.on_report(&report, acks),
             ServerMessage::Logout { .. } => self.leave("logout"),
+            ServerMessage::MassStatusReport { .. } => self.mass_status_out = false,
             ServerMessage::SessionReject {
                 code:
                     code @ (session_reject::UNAVAILABLE
@@ -475,6 +488,10 @@ impl<W: Wire> FailoverClient<W> {
                 // pace the moves.
                 self.refused_here(code as u8);
             }
+            ServerMessage::SessionReject {
+                rejected_type: msg_type::MASS_STATUS,
+                ..
+            } => self.mass_status_out = false,
             ServerMessage::SessionReject {
                 rejected_type: msg_type::NEW_ORDER,
                 ..
@@ -551,6 +568,7 @@ impl<W: Wire> FailoverClient<W> {
         };
         self.backoff = Duration::ZERO;
         self.refusals = 0;
+        self.last_ack = Some(Instant::now());
         acks.push(Ack {
             cl_ord_id: id,
             outcome,
@@ -666,14 +684,29 @@ impl<W: Wire> FailoverClient<W> {
         self.home_up_since = None;
         self.counts.returns_home += 1;
         self.reconcile(acks).await;
-        self.ask_mass_status().await;
+        self.moved_here();
     }
 
-    /// Asks the site for the state of every order of the member it knows (live, and
-    /// finished within the dedup window): the fills it missed between sites arrive as status
-    /// answers.
-    async fn ask_mass_status(&mut self) {
-        self.send(&ClientMessage::MassStatus { symbol: None }).await;
+    /// Logged on at a new site and reconciled: its mass status is due.
+    fn moved_here(&mut self) {
+        self.mass_status_due = Some(Instant::now());
+        self.mass_status_out = false;
+    }
+
+    /// Asks the site it moved to for its mass status once that site has acknowledged an
+    /// order since the move (or nothing is pending, or the acknowledgement timeout has
+    /// passed). The answer is every order of the member the site remembers, thousands in a
+    /// busy minute: asked at once, it came on the session before the acknowledgements of the
+    /// orders resent after the move, and the client's RTO waited for it.
+    async fn ask_mass_status_when_due(&mut self) {
+        let Some(moved) = self.mass_status_due else {
+            return;
+        };
+        let acked = self.last_ack.is_some_and(|at| at >= moved);
+        if acked || self.pending.is_empty() || moved.elapsed() >= self.config.ack_timeout {
+            self.mass_status_due = None;
+            self.mass_status_out = self.send(&ClientMessage::MassStatus { symbol: None }).await;
+        }
     }
 
     fn requeue_in_flight(&mut self) {
@@ -734,7 +767,7 @@ impl<W: Wire> FailoverClient<W> {
             self.next_home_probe = logged_on + every;
         }
         let (known, resent) = self.reconcile(acks).await;
-        self.ask_mass_status().await;
+        self.moved_here();
         self.failovers.push(Failover {
             from,
             to: self.site,

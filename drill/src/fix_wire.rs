@@ -235,7 +235,7 @@ impl ApplicationCallback for Bridge {
     }
 
     fn on_msg_from_app(&self, msg: &Message, _: &SessionId) -> Result<(), MsgFromAppError> {
-        if let Some(message) = from_fix(msg) {
+        for message in from_fix(msg) {
             let _ = self.events.send(Event::Message(message));
         }
         Ok(())
@@ -332,8 +332,22 @@ fn mass_fields(scope_tag: i32, id_tag: i32, symbol: Option<Symbol>) -> Vec<(i32,
     fields
 }
 
-/// What the site sent, in the binary protocol's terms (`None`: nothing the client uses).
-fn from_fix(msg: &Message) -> Option<ServerMessage> {
+/// What the site sent, in the binary protocol's terms (nothing the client uses: none). The
+/// last report answering a mass status (912 LastRptRequested `Y`) also ends it, as the
+/// binary protocol's MassStatusReport does.
+fn from_fix(msg: &Message) -> Vec<ServerMessage> {
+    let mut messages: Vec<ServerMessage> = from_fix_one(msg).into_iter().collect();
+    if msg.get_field(912).as_deref() == Some("Y") {
+        let reports = msg.get_field(911).and_then(|n| n.parse().ok()).unwrap_or(0);
+        messages.push(ServerMessage::MassStatusReport {
+            symbol: None,
+            reports,
+        });
+    }
+    messages
+}
+
+fn from_fix_one(msg: &Message) -> Option<ServerMessage> {
     match msg.with_header(|h| h.get_field(35))?.as_str() {
         "8" => exec_report(msg).map(ServerMessage::ExecutionReport),
         "9" => Some(ServerMessage::CancelReject {
@@ -501,8 +515,8 @@ mod tests {
         for (tag, value) in fields {
             msg.set_field(*tag, *value).unwrap();
         }
-        match from_fix(&msg) {
-            Some(ServerMessage::ExecutionReport(report)) => report,
+        match from_fix(&msg).as_slice() {
+            [ServerMessage::ExecutionReport(report)] => *report,
             other => panic!("not a report: {other:?}"),
         }
     }
@@ -528,6 +542,35 @@ mod tests {
         assert_eq!(report.leaves_qty, Qty::parse("2").unwrap());
         assert_eq!(report.last_px, Price::parse("99.5").unwrap());
         assert_eq!(report.side, Side::Buy);
+    }
+
+    /// A mass status's last report (912=Y) also ends it; with no order, the one report that
+    /// says so (no ClOrdID) only ends it.
+    #[test]
+    fn the_last_report_of_a_mass_status_ends_it() {
+        let mut last = Message::new();
+        last.with_header_mut(|h| h.set_field(35, "8")).unwrap();
+        for (tag, value) in [(11, "f1-7"), (55, "BTC-USD"), (150, "I"), (39, "0")] {
+            last.set_field(tag, value).unwrap();
+        }
+        last.set_field(911, "2").unwrap();
+        last.set_field(912, "Y").unwrap();
+        match from_fix(&last).as_slice() {
+            [ServerMessage::ExecutionReport(report), ServerMessage::MassStatusReport { reports: 2, .. }] =>
+            {
+                assert_eq!(report.cl_ord_id.as_str(), "f1-7")
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut none = Message::new();
+        none.with_header_mut(|h| h.set_field(35, "8")).unwrap();
+        for (tag, value) in [(37, "NONE"), (150, "I"), (39, "8"), (911, "0"), (912, "Y")] {
+            none.set_field(tag, value).unwrap();
+        }
+        assert!(matches!(
+            from_fix(&none).as_slice(),
+            [ServerMessage::MassStatusReport { reports: 0, .. }]
+        ));
     }
 
     /// Seen in a drill: the answer to a cancel carries the cancel's ClOrdID in 11 (the order
