@@ -538,3 +538,89 @@ fn a_fix_member_sets_its_sessions_dead_mans_switch() {
     drop(gateway);
     site.shutdown().unwrap();
 }
+
+/// A member that keeps its sequence numbers across a reconnect resends, with PossDupFlag,
+/// whatever the venue did not receive, however old. A new order or replace first sent longer
+/// ago than the engines remember client order ids (60 s here, less a 5 s margin) is refused
+/// as `stale_resend` (taken, it could execute a second time), as is one whose first sending
+/// cannot be told; a recent resend of an order the venue took is answered with that order,
+/// not executed again.
+#[test]
+fn orders_resent_from_longer_ago_than_the_dedup_window_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = site(dir.path());
+    let gateway = Gateway::start(site.hub().clone(), dir.path(), |_| {});
+    let mut alice = Client::logon(gateway.port, ALICE, &[]);
+    let ago = |secs: u64| {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        utc_timestamp((now - Duration::from_secs(secs)).as_nanos() as u64)
+    };
+    let resend = |client: &mut Client, kind: &str, first: Option<&str>, fields: &[(u32, &str)]| {
+        let mut all: Vec<(u32, &str)> = vec![(43, "Y")];
+        all.extend(first.map(|first| (122, first)));
+        all.extend_from_slice(fields);
+        client.send(kind, &all);
+    };
+    let fields = |id: &'static str| {
+        [
+            (11, id),
+            (55, "BTC-USD"),
+            (54, "1"),
+            (38, "1"),
+            (40, "2"),
+            (44, "10"),
+        ]
+    };
+    let old = ago(120);
+    resend(&mut alice, "D", Some(&old), &fields("p1"));
+    let refused = alice.next();
+    refused.check(&[
+        (35, "8"),
+        (150, "8"),
+        (39, "8"),
+        (11, "p1"),
+        (58, "stale_resend"),
+    ]);
+    resend(&mut alice, "D", None, &fields("p2"));
+    alice
+        .next()
+        .check(&[(150, "8"), (11, "p2"), (58, "stale_resend")]);
+
+    send_order(&mut alice, "p3", "1", "1", "10");
+    alice.next().check(&[(35, "8"), (150, "0"), (11, "p3")]);
+    resend(&mut alice, "D", Some(&ago(1)), &fields("p3"));
+    let again = alice.next();
+    again.check(&[(35, "8"), (11, "p3")]);
+    assert_ne!(again.get(150), Some("8"), "{again:?}");
+
+    let replace = [
+        (11, "p4"),
+        (41, "p3"),
+        (55, "BTC-USD"),
+        (54, "1"),
+        (38, "2"),
+        (40, "2"),
+    ];
+    resend(&mut alice, "G", Some(&old), &replace);
+    alice.next().check(&[
+        (35, "9"),
+        (11, "p4"),
+        (41, "p3"),
+        (434, "2"),
+        (39, "0"),
+        (58, "stale_resend"),
+    ]);
+    let counters = gateway.fix.counters();
+    assert_eq!(counters.stale_resends.load(Ordering::Relaxed), 3);
+    let btc = Symbol::new("BTC-USD").unwrap();
+    let p3 = site
+        .hub()
+        .order_state(&btc, AccountId(1), &OrderId::new("p3").unwrap());
+    assert_eq!(
+        p3.map(|state| state.order_qty.0),
+        Some(100_000_000),
+        "not replaced"
+    );
+    drop(gateway);
+    site.shutdown().unwrap();
+}

@@ -455,6 +455,7 @@ fn reason_code(text: &str) -> u8 {
         "day_not_supported" => reason::DAY_NOT_SUPPORTED,
         "catching_up" => reason::CATCHING_UP,
         "clock_skew" => reason::CLOCK_SKEW,
+        "stale_resend" => reason::STALE_RESEND,
         _ => reason::NONE,
     }
 }

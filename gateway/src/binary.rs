@@ -59,6 +59,9 @@ pub mod reason {
     pub const CATCHING_UP: u8 = 34;
     /// This site's clock is ahead of the log's: another site takes it.
     pub const CLOCK_SKEW: u8 = 35;
+    /// FIX only: an order resent (PossDupFlag or PossResend) from longer ago than the venue
+    /// remembers client order ids: it cannot tell whether it already executed it.
+    pub const STALE_RESEND: u8 = 36;
 
     /// Whether `code` refused a request before the log for a passing reason (busy,
     /// unavailable, catching up, clock skew, throttled): the request never reached the log,

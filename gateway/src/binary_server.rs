@@ -727,6 +727,7 @@ fn gateway_code(why: GatewayReason) -> u8 {
         GatewayReason::ClockSkew => reason::CLOCK_SKEW,
         GatewayReason::Throttled => reason::THROTTLED,
         GatewayReason::DayNotSupported => reason::DAY_NOT_SUPPORTED,
+        GatewayReason::StaleResend => reason::STALE_RESEND,
     }
 }
 

@@ -130,6 +130,8 @@ pub struct Hub {
     counters: HubCounters,
     /// Added to the wall clock when stamping commands: 0 but in tests of a wrong clock.
     clock_offset_ns: i64,
+    /// The engines' dedup window, in log time.
+    window_ns: u64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -166,6 +168,7 @@ impl Hub {
         Arc::new(Hub {
             positions: shards.iter().map(|_| AtomicU64::new(0)).collect(),
             desk: Mutex::new(Desk::new(shards.len(), window_ns)),
+            window_ns,
             feed: broadcast::channel(FEED_BUFFER).0,
             outboxes: shards.iter().map(|_| Mutex::default()).collect(),
             shards,
@@ -198,6 +201,12 @@ impl Hub {
             Some(symbol) => self.shards[self.shard_of(symbol)].ready(),
             None => self.shards.iter().try_for_each(|shard| shard.ready()),
         }
+    }
+
+    /// How long, in log time, the engines remember a finished order's client order id (their
+    /// `dedup_window_ns`): a copy sent later is a new order.
+    pub fn dedup_window_ns(&self) -> u64 {
+        self.window_ns
     }
 
     /// The log position of the next command shard `shard`'s engine will apply.

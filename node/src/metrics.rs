@@ -356,6 +356,12 @@ fn fix_families(text: &mut Exposition, fix: &FixGateway) {
             &c.submit_refused,
         ),
         (
+            "fix_stale_resends_total",
+            "FIX new orders and replaces resent (PossDupFlag) from longer ago than the dedup \
+             window, refused as stale_resend.",
+            &c.stale_resends,
+        ),
+        (
             "fix_slow_consumers_total",
             "FIX sessions disconnected because their report queue was full.",
             &c.slow_consumers,

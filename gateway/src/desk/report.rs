@@ -85,6 +85,9 @@ pub enum GatewayReason {
     Throttled,
     /// A FIX order with TimeInForce Day (59=0): this market never closes, so it has no day.
     DayNotSupported,
+    /// A FIX new order or replace resent (PossDupFlag or PossResend `Y`) from longer ago than
+    /// the engine remembers client order ids: taken, it could execute a second time.
+    StaleResend,
 }
 
 impl GatewayReason {
@@ -96,6 +99,7 @@ impl GatewayReason {
             GatewayReason::ClockSkew => "clock_skew",
             GatewayReason::Throttled => "throttled",
             GatewayReason::DayNotSupported => "day_not_supported",
+            GatewayReason::StaleResend => "stale_resend",
         }
     }
 }

@@ -13,6 +13,7 @@ use engine::{
 };
 use ironfix_core::message::{MsgType, RawMessage};
 use ironfix_engine::OutboundMessage;
+use ironfix_session::header::parse_utc_timestamp_millis;
 
 use crate::desk::{ExecType, GatewayReason, OrdStatus, Reason, Report};
 
@@ -125,6 +126,33 @@ pub enum Inbound {
     CancelAfter { timeout_ms: u32 },
     /// A MsgType this gateway does not take: BusinessMessageReject, 380 = 3.
     Unsupported,
+}
+
+/// How much younger than the engines' dedup window a resent order's first sending must be for
+/// the venue to take it: room for the order's time in the log before it finished.
+pub const RESEND_MARGIN_NS: u64 = 5_000_000_000;
+
+/// Whether `raw` may be a resend (PossDupFlag 43 or PossResend 97 `Y`) of a request first sent
+/// longer ago than the engines remember client order ids (`window_ns` of log time, less
+/// [`RESEND_MARGIN_NS`]). Its age is its SendingTime (52) less its OrigSendingTime (122), both
+/// on the member's clock; a resend without a readable OrigSendingTime, or with one after its
+/// SendingTime, counts as old: the venue cannot tell.
+pub fn stale_resend(raw: &RawMessage<'_>, window_ns: u64) -> bool {
+    let yes = |tag| raw.get_field_str(tag) == Some("Y");
+    if !yes(43) && !yes(97) {
+        return false;
+    }
+    let ms = |tag| raw.get_field_str(tag).and_then(parse_utc_timestamp_millis);
+    let (Some(first), Some(sent)) = (ms(122), ms(52)) else {
+        return true;
+    };
+    let Some(age_ms) = sent.checked_sub(first) else {
+        return true;
+    };
+    age_ms
+        .saturating_mul(1_000_000)
+        .saturating_add(RESEND_MARGIN_NS)
+        >= window_ns
 }
 
 /// The one value of `tag`, if present: a tag given twice, or not text, is malformed.
@@ -736,6 +764,36 @@ mod tests {
 
     fn d(rest: &str) -> Result<Inbound, Malformed> {
         parse_text(&format!("35=D|{HEAD}{rest}"))
+    }
+
+    /// Whether a NewOrderSingle with these header fields (after 34) is a stale resend, with
+    /// the engines' 60 s window.
+    fn stale(header: &str) -> bool {
+        let bytes = frame(&format!(
+            "35=D|49=M|56=V|34=9|{header}11=a|55=X|54=1|40=1|38=1|"
+        ));
+        let raw = Decoder::new(&bytes).decode().expect("test frame decodes");
+        stale_resend(&raw, 60_000_000_000)
+    }
+
+    /// A resend (43 or 97 `Y`) is stale when its first sending (122) is within the margin of
+    /// the window before its sending (52), or cannot be told; anything else is not one.
+    #[test]
+    fn a_resend_older_than_the_dedup_window_less_the_margin_is_stale() {
+        let sent = "52=20261207-10:01:00.000|";
+        assert!(!stale(sent), "not a resend");
+        assert!(!stale(&format!("{sent}43=N|122=20261207-09:00:00|")));
+        let resend = |flag: &str, first: &str| stale(&format!("{sent}{flag}=Y|122={first}|"));
+        assert!(!resend("43", "20261207-10:00:05.001"), "54.999 s old");
+        assert!(resend("43", "20261207-10:00:05.000"), "55 s old");
+        assert!(resend("97", "20261207-09:59:00"), "two minutes old");
+        assert!(!resend("97", "20261207-10:00:59.5"));
+        assert!(
+            resend("43", "20261207-10:01:01"),
+            "first sent after it was sent again"
+        );
+        assert!(resend("43", "yesterday"), "no telling");
+        assert!(stale(&format!("{sent}43=Y|")), "no OrigSendingTime");
     }
 
     #[test]
