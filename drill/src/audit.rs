@@ -580,6 +580,8 @@ impl<'a> Move<'a> {
         // A client that came to the site after the fault began (moving from another) was
         // in trouble from then on, not before: counted from the fault, clients that met a
         // site restarted with its clock skewed long after its restart had RTOs of 13-15 s.
+        // (Returns home are not failovers: one that came home after the fault began still
+        // counts from the fault, which can only overstate its RTO.)
         let start = result.failovers[..first]
             .iter()
             .rev()
@@ -609,17 +611,22 @@ impl<'a> Move<'a> {
     /// up to its first acknowledgement elsewhere ("acknowledged at MS").
     fn path(&self, killed: Instant, names: &[String]) -> Vec<String> {
         let name = |at: usize| names.get(at).map_or("?", String::as_str).to_string();
-        let mut way: Vec<String> = self.result.failovers[self.first..]
-            .iter()
-            .take_while(|f| self.acked.is_none_or(|acked| f.detected <= acked))
-            .map(|f| {
-                let (noticed, on) = (
-                    ms_between(killed, f.detected),
-                    ms_between(killed, f.logged_on),
-                );
-                format!("{} at {noticed} ms, {} at {on} ms", f.why, name(f.to))
-            })
-            .collect();
+        // A client that came after the fault began: its RTO counts from then.
+        let came =
+            (self.start > killed).then(|| format!("came at {} ms", ms_between(killed, self.start)));
+        let mut way: Vec<String> = came.into_iter().collect();
+        way.extend(
+            self.result.failovers[self.first..]
+                .iter()
+                .take_while(|f| self.acked.is_none_or(|acked| f.detected <= acked))
+                .map(|f| {
+                    let (noticed, on) = (
+                        ms_between(killed, f.detected),
+                        ms_between(killed, f.logged_on),
+                    );
+                    format!("{} at {noticed} ms, {} at {on} ms", f.why, name(f.to))
+                }),
+        );
         way.extend(
             self.acked
                 .map(|at| format!("acknowledged at {} ms", ms_between(killed, at))),
@@ -939,13 +946,23 @@ mod tests {
         came.logged_on = at(9_010);
         let late = client(vec![came, failover(0, 2, at(9_020))], vec![(2, at(9_100))]);
         let there = client(vec![failover(0, 1, at(40))], vec![(1, at(90))]);
+        let results = [late, there];
         let KillLog {
             records: log,
             client_rtos: rtos,
             ..
-        } = kill_log(vec![(0, record, killed)], &[late, there], &names());
+        } = kill_log(vec![(0, record, killed)], &results, &names());
         assert_eq!((log[0].clients_failed_over, log[0].rto_ms), (2, Some(90)));
         assert_eq!(rtos, [90, 90]);
+        let late = Move::of(&results[0], 0, killed, None).unwrap();
+        assert_eq!(
+            late.path(killed, &names()),
+            [
+                "came at 9010 ms",
+                "silent at 9020 ms, metal at 9020 ms",
+                "acknowledged at 9100 ms"
+            ]
+        );
     }
 
     /// The audit's judgement itself: an acknowledged order missing from the history is lost

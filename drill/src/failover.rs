@@ -38,7 +38,8 @@ use crate::wire::{Login, ReplaceAs, Wire};
 /// A session silent this long sends a heartbeat (the server's interval is 30 s).
 const IDLE_HEARTBEAT: Duration = Duration::from_secs(10);
 
-/// How long a probe logon at the first site may take (a live site answers in milliseconds).
+/// How long a probe of the first site (a logon and a status question) may take: a live,
+/// ready site answers in milliseconds.
 const HOME_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Where the sites are and how patient to be.
@@ -67,8 +68,9 @@ pub struct FailoverConfig {
     pub retry_after: Duration,
     pub backoff_max: Duration,
     /// After a failover, how often to try the first site again; the client moves back once
-    /// that site has taken logons for [`FailoverConfig::home_settle`] (it has restarted and
-    /// caught up meanwhile). `None`: stay where it is.
+    /// that site has taken the probe's logon and answered its status question for
+    /// [`FailoverConfig::home_settle`] (it has restarted and caught up meanwhile). `None`:
+    /// stay where it is.
     pub home_every: Option<Duration>,
     pub home_settle: Duration,
 }
@@ -491,7 +493,11 @@ impl<W: Wire> FailoverClient<W> {
             ServerMessage::SessionReject {
                 rejected_type: msg_type::MASS_STATUS,
                 ..
-            } => self.mass_status_out = false,
+            } => {
+                // Busy or throttled: asked again after the next acknowledgement here.
+                self.mass_status_out = false;
+                self.mass_status_due = Some(Instant::now());
+            }
             ServerMessage::SessionReject {
                 rejected_type: msg_type::NEW_ORDER,
                 ..

@@ -376,6 +376,8 @@ fn business_reject(msg: &Message) -> Option<ServerMessage> {
     };
     let rejected_type = match msg.get_field(372).as_deref() {
         Some("D") => msg_type::NEW_ORDER,
+        Some("H") => msg_type::ORDER_STATUS,
+        Some("AF") => msg_type::MASS_STATUS,
         _ => 0,
     };
     Some(ServerMessage::SessionReject {
@@ -543,6 +545,30 @@ mod tests {
         assert_eq!(report.leaves_qty, Qty::parse("2").unwrap());
         assert_eq!(report.last_px, Price::parse("99.5").unwrap());
         assert_eq!(report.side, Side::Buy);
+    }
+
+    /// A request refused for the site's own reasons or throttled (35=j) names what it refused
+    /// (372): a throttled mass status is asked again, not waited for.
+    #[test]
+    fn a_business_reject_names_the_request_it_refused() {
+        for (asked, want) in [
+            ("D", msg_type::NEW_ORDER),
+            ("H", msg_type::ORDER_STATUS),
+            ("AF", msg_type::MASS_STATUS),
+        ] {
+            let mut msg = Message::new();
+            msg.with_header_mut(|h| h.set_field(35, "j")).unwrap();
+            msg.set_field(372, asked).unwrap();
+            msg.set_field(58, "throttled: more than 10 messages per second")
+                .unwrap();
+            match from_fix(&msg).as_slice() {
+                [ServerMessage::SessionReject {
+                    code: 0,
+                    rejected_type,
+                }] => assert_eq!(*rejected_type, want, "{asked}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     /// A mass status's last report (912=Y) also ends it; with no order, the one report that

@@ -218,8 +218,10 @@ fn after_a_move_the_mass_status_is_asked_once_the_resent_orders_are_acknowledged
         let acks = client.drain(Duration::from_secs(2)).await;
         assert_eq!(acks.len(), 2, "{acks:?}");
         let second: Vec<&'static str> = with(|venue| {
+            // Test requests come whenever the runtime is slow enough: not the point.
             let sent = venue.sent.iter().filter(|(session, _)| *session == 1);
-            sent.map(|(_, message)| kind(message)).collect()
+            let asked = sent.map(|(_, message)| kind(message));
+            asked.filter(|kind| *kind != "heartbeat").collect()
         });
         assert_eq!(
             second,

@@ -357,8 +357,8 @@ fn fix_families(text: &mut Exposition, fix: &FixGateway) {
         ),
         (
             "fix_stale_resends_total",
-            "FIX new orders and replaces resent (PossDupFlag) from longer ago than the dedup \
-             window, refused as stale_resend.",
+            "FIX new orders resent (PossDupFlag) from longer ago than the dedup window, with a \
+             ClOrdID the venue does not know, refused as stale_resend.",
             &c.stale_resends,
         ),
         (

@@ -129,7 +129,8 @@ pub enum Inbound {
 }
 
 /// How much younger than the engines' dedup window a resent order's first sending must be for
-/// the venue to take it: room for the order's time in the log before it finished.
+/// the venue to take it: room for the time between the member's sending and the log's
+/// stamp, and for log time running ahead of the member's clock.
 pub const RESEND_MARGIN_NS: u64 = 5_000_000_000;
 
 /// Whether `raw` may be a resend (PossDupFlag 43 or PossResend 97 `Y`) of a request first sent

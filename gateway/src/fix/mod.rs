@@ -147,7 +147,7 @@ pub struct FixCounters {
     pub unsupported: AtomicU64,
     /// Requests the log refused (busy, unavailable), each answered with a reject.
     pub submit_refused: AtomicU64,
-    /// New orders and replaces refused as resent from longer ago than the dedup window.
+    /// New orders refused as resent from longer ago than the dedup window.
     pub stale_resends: AtomicU64,
     pub slow_consumers: AtomicU64,
     pub cancel_on_disconnect: AtomicU64,
@@ -379,43 +379,27 @@ impl FixApp {
         Ok(())
     }
 
-    /// A new order or replace the member may be resending from longer ago than the engines
-    /// remember client order ids ([`mapping::stale_resend`]: a member that keeps its sequence
-    /// numbers across a reconnect resends what the venue did not receive, with PossDupFlag,
-    /// however old) is refused as `stale_resend`: taken, it could execute a second time. A
-    /// new order goes on refused (answered with a reject); a replace is answered here, with
-    /// an OrderCancelReject. A recent resend goes on: its ClOrdID is still remembered.
-    fn screen_resend(
-        &self,
-        raw: &RawMessage<'_>,
-        inbound: Inbound,
-        account: AccountId,
-    ) -> Result<Inbound, OutboundMessage> {
-        let stale = || mapping::stale_resend(raw, self.hub.dedup_window_ns());
-        let why = GatewayReason::StaleResend;
+    /// A new order the member may be resending from longer ago than the engines remember
+    /// client order ids ([`mapping::stale_resend`]: a member that keeps its sequence numbers
+    /// across a reconnect resends what the venue did not receive, with PossDupFlag, however
+    /// old), whose ClOrdID the venue does not know, is refused as `stale_resend`: it may have
+    /// executed and been forgotten, and taken it could execute again. One the venue knows goes
+    /// on and is answered with that order's state; so does a recent one. (A replace cannot
+    /// execute twice: once it took, or its order is gone, it finds nothing live to amend.)
+    fn screen_resend(&self, raw: &RawMessage<'_>, inbound: Inbound) -> Inbound {
         match inbound {
-            Inbound::New(new) | Inbound::Refused { new, .. } if stale() => {
+            Inbound::New(new) | Inbound::Refused { new, .. }
+                if mapping::stale_resend(raw, self.hub.dedup_window_ns())
+                    && self
+                        .hub
+                        .order_state(&new.symbol, new.account, &new.order_id)
+                        .is_none() =>
+            {
                 bump(&self.counters.stale_resends);
-                Ok(Inbound::Refused { new, why })
+                let why = GatewayReason::StaleResend;
+                Inbound::Refused { new, why }
             }
-            Inbound::Replace {
-                request,
-                orig,
-                symbol,
-                ..
-            } if stale() => {
-                bump(&self.counters.stale_resends);
-                let state = self.hub.order_state(&symbol, account, &orig);
-                Err(mapping::cancel_reject(
-                    &request,
-                    &orig,
-                    account,
-                    Request::Amend,
-                    state.as_ref(),
-                    Reason::Gateway(why),
-                ))
-            }
-            inbound => Ok(inbound),
+            inbound => inbound,
         }
     }
 
@@ -688,13 +672,7 @@ impl Application for FixApp {
             bump(&self.counters.malformed);
             FixReject::new(malformed.reason, malformed.text).with_ref_tag(malformed.tag)
         })?;
-        let inbound = match self.screen_resend(message, inbound, live.account) {
-            Ok(inbound) => inbound,
-            Err(refused) => {
-                live.reply(refused).await;
-                return Ok(());
-            }
-        };
+        let inbound = self.screen_resend(message, inbound);
         if let Inbound::MassStatus { symbol, .. } = &inbound {
             if let Err(refused) = self.hub.log_ready(symbol.as_ref()) {
                 live.reply(status_refused(refused, ref_seq, msg_type)).await;
