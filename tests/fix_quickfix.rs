@@ -4,7 +4,10 @@
 //! dictionary (`tests/fixtures/fix/FIX44.xml`); a message it refuses fails the test.
 //!
 //! A second test runs two sites on one Kafka log (tansu): a member's client fails over from one
-//! to the other with ResetSeqNumFlag and resends with PossDupFlag, and nothing executes twice.
+//! to the other with ResetSeqNumFlag and resends its orders and a replace by their ClOrdIDs,
+//! and nothing executes twice. (QuickFIX's `Session::send` removes PossDupFlag and
+//! OrigSendingTime from an application message, so these resends reach the gateway without
+//! them; `tests/fix_session.rs` sends real PossDup resends.)
 //!
 //! Two members log on through one initiator: alice (orders, replaces, cancels, mass cancel,
 //! status, duplicates, malformed messages) and bob (the other side of her trades, with
@@ -714,7 +717,9 @@ fn quickfix_initiator_full_lifecycle() {
     site.shutdown().unwrap();
 }
 
-/// `send`, marked as a possible duplicate (43=Y, with 122 OrigSendingTime as FIX requires).
+/// `send`, marked as a possible duplicate (43=Y, with 122 OrigSendingTime as FIX requires) as
+/// a member's application would; QuickFIX's `Session::send` removes both before it sends
+/// (`Session.cpp` in quickfix-ffi 0.2.2), so the gateway sees a plain resend by ClOrdID.
 fn send_poss_dup(member: &str, msg_type: &str, fields: &[(i32, &str)]) {
     let mut msg = Message::new();
     msg.with_header_mut(|h| {
