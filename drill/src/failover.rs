@@ -196,10 +196,8 @@ pub struct FailoverClient<W = BinaryClient> {
     replaced: BTreeMap<OrderId, OrderId>,
     /// The symbol of the latest order submitted: the home probe asks a status question on it.
     traded: Option<Symbol>,
-    /// When the client last moved, until it has asked that site for its mass status; and
-    /// whether a mass status asked is still unanswered.
-    mass_status_due: Option<Instant>,
-    mass_status_out: bool,
+    /// Where the mass status the last move calls for stands.
+    mass_status: MassStatus,
     /// When an order was last acknowledged.
     last_ack: Option<Instant>,
 }
@@ -234,8 +232,7 @@ impl<W: Wire> FailoverClient<W> {
             told: BTreeMap::new(),
             replaced: BTreeMap::new(),
             traded: None,
-            mass_status_due: None,
-            mass_status_out: false,
+            mass_status: MassStatus::Done,
             last_ack: None,
         };
         let deadline = Instant::now() + client.config.connect_timeout * 10;
@@ -347,8 +344,7 @@ impl<W: Wire> FailoverClient<W> {
     pub async fn drain(&mut self, timeout: Duration) -> Vec<Ack> {
         let deadline = Instant::now() + timeout;
         let mut acks = Vec::new();
-        let busy =
-            |c: &Self| !c.pending.is_empty() || c.mass_status_due.is_some() || c.mass_status_out;
+        let busy = |c: &Self| !c.pending.is_empty() || c.mass_status != MassStatus::Done;
         while busy(self) && Instant::now() < deadline {
             let until = (Instant::now() + Duration::from_millis(50)).min(deadline);
             acks.extend(self.pump(until).await);
@@ -476,7 +472,9 @@ impl<W: Wire> FailoverClient<W> {
         match message {
             ServerMessage::ExecutionReport(report) => self.on_report(&report, acks),
             ServerMessage::Logout { .. } => self.leave("logout"),
-            ServerMessage::MassStatusReport { .. } => self.mass_status_out = false,
+            ServerMessage::MassStatusReport { .. } if self.mass_status == MassStatus::Asked => {
+                self.mass_status = MassStatus::Done;
+            }
             ServerMessage::SessionReject {
                 code:
                     code @ (session_reject::UNAVAILABLE
@@ -495,8 +493,7 @@ impl<W: Wire> FailoverClient<W> {
                 ..
             } => {
                 // Busy or throttled: asked again after the next acknowledgement here.
-                self.mass_status_out = false;
-                self.mass_status_due = Some(Instant::now());
+                self.mass_status = MassStatus::Due(Instant::now());
             }
             ServerMessage::SessionReject {
                 rejected_type: msg_type::NEW_ORDER,
@@ -695,8 +692,7 @@ impl<W: Wire> FailoverClient<W> {
 
     /// Logged on at a new site and reconciled: its mass status is due.
     fn moved_here(&mut self) {
-        self.mass_status_due = Some(Instant::now());
-        self.mass_status_out = false;
+        self.mass_status = MassStatus::Due(Instant::now());
     }
 
     /// Asks the site it moved to for its mass status once that site has acknowledged an
@@ -705,13 +701,17 @@ impl<W: Wire> FailoverClient<W> {
     /// busy minute: asked at once, it came on the session before the acknowledgements of the
     /// orders resent after the move, and the client's RTO waited for it.
     async fn ask_mass_status_when_due(&mut self) {
-        let Some(moved) = self.mass_status_due else {
+        let MassStatus::Due(moved) = self.mass_status else {
             return;
         };
         let acked = self.last_ack.is_some_and(|at| at >= moved);
         if acked || self.pending.is_empty() || moved.elapsed() >= self.config.ack_timeout {
-            self.mass_status_due = None;
-            self.mass_status_out = self.send(&ClientMessage::MassStatus { symbol: None }).await;
+            let sent = self.send(&ClientMessage::MassStatus { symbol: None }).await;
+            self.mass_status = if sent {
+                MassStatus::Asked
+            } else {
+                MassStatus::Done
+            };
         }
     }
 
@@ -828,6 +828,15 @@ impl<W: Wire> FailoverClient<W> {
         let resent = self.pending.values().filter(|p| p.sent.is_none()).count();
         (known, resent)
     }
+}
+
+/// The mass status a move calls for: due at the new site since the move (or since a busy or
+/// throttled refusal), asked and not yet answered, or done (answered, or nothing to ask).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MassStatus {
+    Done,
+    Due(Instant),
+    Asked,
 }
 
 /// The client order id of the home probe's status question (no order is sent with it).

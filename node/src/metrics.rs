@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use gateway::fix::FixCounters;
 use gateway::{FixGateway, Hub, LatencyHistogram, MdServer, REJECT_REASONS};
 
 use crate::shard::ShardView;
@@ -324,6 +325,11 @@ fn fix_families(text: &mut Exposition, fix: &FixGateway) {
             ("failed", &c.cancel_on_disconnect_failed),
         ]),
     );
+    fix_counts(text, c);
+}
+
+/// The FIX gateway's counters that stand alone (no outcome label).
+fn fix_counts(text: &mut Exposition, c: &FixCounters) {
     for (name, help, counter) in [
         (
             "fix_handshakes_failed_total",
