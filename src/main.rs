@@ -37,6 +37,9 @@ enum Cmd {
     Node(cmd::node::Args),
     /// Apply a command file (JSON lines) to a fresh engine; write its events and final book.
     Replay(cmd::replay::Args),
+    /// The deterministic simulator: three sites, the log, members and faults in one thread on
+    /// simulated time, checked like the drill; every failure replays from its seed.
+    Sim(cmd::sim::Args),
     /// Compare the state hashes replicas published; exit non-zero when sites disagree at a
     /// log position.
     Verify(cmd::verify::Args),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Cmd::Loadgen(args) => cmd::loadgen::run(args),
         Cmd::Node(args) => cmd::node::run(args),
         Cmd::Replay(args) => cmd::replay::run(args),
+        Cmd::Sim(args) => cmd::sim::run(args),
         Cmd::Verify(args) => cmd::verify::run(args),
         Cmd::KafkaBench(args) => cmd::kafka_bench::run(args),
         Cmd::JournalBench(args) => cmd::journal_bench::run(args),

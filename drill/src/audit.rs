@@ -23,32 +23,32 @@ use crate::{
 
 /// What the log's replay says.
 #[derive(Default)]
-struct History {
+pub(crate) struct History {
     /// Accepted events per (account, client order id).
-    accepted: HashMap<(AccountId, OrderId), u32>,
+    pub(crate) accepted: HashMap<(AccountId, OrderId), u32>,
     /// Orders the engine refused (a `new` rejected).
-    rejected: HashSet<(AccountId, OrderId)>,
+    pub(crate) rejected: HashSet<(AccountId, OrderId)>,
     /// Each live order's total quantity (as accepted, or as last amended).
-    totals: HashMap<(AccountId, OrderId), Qty>,
+    pub(crate) totals: HashMap<(AccountId, OrderId), Qty>,
     /// Each order's filled quantity, once it has traded (under its latest id).
-    filled: HashMap<(AccountId, OrderId), Qty>,
+    pub(crate) filled: HashMap<(AccountId, OrderId), Qty>,
     /// Trades that left an order filled beyond its total quantity.
-    overfills: u64,
+    pub(crate) overfills: u64,
     /// The replay's state hash at each position a site reported.
-    hashes: BTreeMap<u64, String>,
+    pub(crate) hashes: BTreeMap<u64, String>,
     /// The dead-man's switches: when each fired, whose orders it cancelled.
-    cod: CodCheck,
+    pub(crate) cod: CodCheck,
     /// The market-data subscribers' books against the replay's.
-    md: MdReport,
+    pub(crate) md: MdReport,
     /// The position of the command being replayed.
-    at: u64,
+    pub(crate) at: u64,
     /// A few client order ids accepted a second time, where.
-    duplicate_examples: Vec<String>,
+    pub(crate) duplicate_examples: Vec<String>,
 }
 
 impl History {
     /// Takes in one event of the replay.
-    fn record(&mut self, event: &EventKind) {
+    pub(crate) fn record(&mut self, event: &EventKind) {
         match *event {
             EventKind::Accepted {
                 account,
@@ -165,7 +165,7 @@ fn is_false_reject(history: &History, account: AccountId, ack: &Ack) -> bool {
 }
 
 /// Client order ids the history accepted more than once.
-fn duplicates(history: &History) -> u64 {
+pub(crate) fn duplicates(history: &History) -> u64 {
     history.accepted.values().filter(|n| **n > 1).count() as u64
 }
 

@@ -28,29 +28,45 @@ pub(crate) fn check(
     results: &[ClientResult],
     final_filled: &[BTreeMap<OrderId, Qty>],
 ) -> FillCheck {
+    let told: Vec<(AccountId, BTreeMap<OrderId, Qty>)> = results
+        .iter()
+        .enumerate()
+        .map(|(k, result)| {
+            let mut told = result.told.clone();
+            for (order, qty) in final_filled.get(k).into_iter().flatten() {
+                let entry = told.entry(*order).or_insert(Qty(0));
+                *entry = (*entry).max(*qty);
+            }
+            (result.account, told)
+        })
+        .collect();
+    check_told(filled, &told)
+}
+
+/// What each member (account) was told of its orders' fills, the most per order, against
+/// `filled`, the history's: the drill's check and the simulator's.
+pub(crate) fn check_told(
+    filled: &HashMap<(AccountId, OrderId), Qty>,
+    members: &[(AccountId, BTreeMap<OrderId, Qty>)],
+) -> FillCheck {
     let mut by_account: HashMap<AccountId, Vec<(OrderId, Qty)>> = HashMap::new();
     for ((account, order), qty) in filled {
         by_account.entry(*account).or_default().push((*order, *qty));
     }
     let mut check = FillCheck::default();
-    for (k, result) in results.iter().enumerate() {
-        let mut told = result.told.clone();
-        for (order, qty) in final_filled.get(k).into_iter().flatten() {
-            let entry = told.entry(*order).or_insert(Qty(0));
-            *entry = (*entry).max(*qty);
-        }
-        let history = |order: &OrderId| filled.get(&(result.account, *order)).copied();
-        for (order, qty) in &told {
+    for (account, told) in members {
+        let history = |order: &OrderId| filled.get(&(*account, *order)).copied();
+        for (order, qty) in told {
             if *qty > history(order).unwrap_or(Qty(0)) {
                 check.false_fills += 1;
-                check.example(result.account, order, *qty, history(order));
+                check.example(*account, order, *qty, history(order));
             }
         }
-        for (order, qty) in by_account.get(&result.account).into_iter().flatten() {
+        for (order, qty) in by_account.get(account).into_iter().flatten() {
             let was_told = told.get(order).copied().unwrap_or(Qty(0));
             if was_told < *qty {
                 check.missed += 1;
-                check.example(result.account, order, was_told, Some(*qty));
+                check.example(*account, order, was_told, Some(*qty));
             }
         }
     }

@@ -43,6 +43,7 @@ pub mod market;
 pub mod partition;
 mod quoter;
 pub mod readiness;
+pub mod sim;
 pub mod sites;
 mod status;
 mod switches;

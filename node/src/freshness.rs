@@ -80,13 +80,12 @@ impl Freshness {
 
     /// Whether the shard lags more than its limit (or has since it started).
     pub fn catching_up(&self) -> bool {
-        let Some(max_lag) = self.max_lag else {
-            return false;
-        };
-        self.behind().is_none_or(|behind| behind > max_lag)
+        self.catching_up_at(self.now_ms())
     }
 
-    fn observe_at(&self, read: u64, end: u64, now_ms: u64) {
+    /// [`Freshness::observe`] at `now_ms`, milliseconds after the shard started on a clock of
+    /// the caller's (the simulator's, which has no wall clock).
+    pub fn observe_at(&self, read: u64, end: u64, now_ms: u64) {
         let mut ends = self.ends.lock().unwrap_or_else(PoisonError::into_inner);
         let full = ends.len() == CAPACITY;
         match ends.back_mut() {
@@ -105,6 +104,15 @@ impl Freshness {
             _ => return,
         };
         self.level_ms.store(level, Ordering::Release);
+    }
+
+    /// [`Freshness::catching_up`] at `now_ms` on the caller's clock (see
+    /// [`Freshness::observe_at`]).
+    pub fn catching_up_at(&self, now_ms: u64) -> bool {
+        let Some(max_lag) = self.max_lag else {
+            return false;
+        };
+        self.behind_at(now_ms).is_none_or(|behind| behind > max_lag)
     }
 
     fn behind_at(&self, now_ms: u64) -> Option<Duration> {

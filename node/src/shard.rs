@@ -273,7 +273,7 @@ impl Sequencer for ShardSequencer {
 /// into the log first matters more than a prompt answer, as in `cancel_only`), its own idle
 /// clock (every site's switches need log time to move), its listing at start and the
 /// operators' controls.
-fn adds_risk(kind: &CommandKind) -> bool {
+pub fn adds_risk(kind: &CommandKind) -> bool {
     matches!(kind, CommandKind::New(_) | CommandKind::Amend(_))
 }
 
@@ -285,7 +285,7 @@ fn adds_risk(kind: &CommandKind) -> bool {
 /// dead-man's switches, moving; one that lands late only moves the log's time to the log's
 /// own. (Refusing it too, both surviving sites of a seed drill let log time stand still
 /// for up to 2 s while tansu served a returning site's backlog: switches fired late.)
-fn goes_to_a_silent_leader(kind: &CommandKind) -> bool {
+pub fn goes_to_a_silent_leader(kind: &CommandKind) -> bool {
     matches!(kind, CommandKind::Clock)
 }
 

@@ -7,6 +7,7 @@
 //! - [`loadgen`]: `exchange loadgen`, open-loop load against running gateways.
 //! - [`node`]: `exchange node`, one site from a TOML file.
 //! - [`replay`]: `exchange replay`, a command file through a fresh engine.
+//! - [`sim`]: `exchange sim`, the deterministic simulator of three sites over many seeds.
 //! - [`verify`]: `exchange verify`, the sites' state hashes compared.
 //! - [`kafka_bench`]: `exchange kafka-bench`, the Kafka log's produce → consume round trip.
 //! - [`journal_bench`]: `exchange journal-bench`, the journal's benchmark and crash-test writer.
@@ -19,4 +20,5 @@ pub mod kafka_bench;
 pub mod loadgen;
 pub mod node;
 pub mod replay;
+pub mod sim;
 pub mod verify;

@@ -1,0 +1,596 @@
+//! `SimClient`: a member in the simulator, with the failover client's rules
+//! ([`crate::failover`]) on simulated time: it stays at one site; when that site stops
+//! answering (the connection closes, an order goes unanswered for the ack timeout, silence
+//! after a test request, a refusal saying `unavailable`, `catching_up` or `clock_skew`) it
+//! moves to the next, asks the status of every order not yet acknowledged, resends with the
+//! same id those the new site does not know, and asks its mass status once the resends are
+//! answered (or after a while). Sans-IO: what it sends goes into an action list.
+//!
+//! Unlike the drill's client it does not return to its first site: every move is forward.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use engine::{AccountId, NewOrder, OrdType, OrderId, Price, Qty, Side, Stp, Symbol, Tif};
+use flow::SplitMix64;
+use gateway::{GatewayReason, OrdStatus, Report, ToSession};
+
+use super::msg::{Msg, Req};
+
+/// How patient members are (the failover client's defaults).
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub sites: usize,
+    pub symbol: Symbol,
+    pub ack_timeout_ns: u64,
+    pub probe_after_ns: u64,
+    pub silence_ns: u64,
+    pub connect_timeout_ns: u64,
+    pub retry_ns: u64,
+    /// After a move, the mass status is asked once nothing is pending, or after this long.
+    pub mass_wait_ns: u64,
+}
+
+/// A request to send to a site on a connection.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub site: usize,
+    pub conn: u64,
+    pub req: Req,
+}
+
+/// What the member was told of one of its new orders, first.
+#[derive(Clone, Copy, Debug)]
+pub struct SimAck {
+    pub id: OrderId,
+    /// Accepted (a report of the order, or its state); `false`: rejected by the engine.
+    pub accepted: bool,
+    pub site: usize,
+    pub sent: u64,
+    pub at: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Conn {
+    Off { retry_at: u64 },
+    Connecting { conn: u64, since: u64 },
+    On { conn: u64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Sent here; its report is awaited.
+    Sent,
+    /// The client moved since it was sent: its status is to be asked at the new site.
+    Reconcile,
+    /// Its status was asked.
+    Asked,
+    /// Refused before the log (busy): sent again at this time.
+    Due(u64),
+}
+
+struct Pending {
+    new: NewOrder,
+    first_sent: u64,
+    last_sent: u64,
+    stage: Stage,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MassStatus {
+    Done,
+    Due(u64),
+    Asked,
+}
+
+/// One member.
+pub struct SimClient {
+    pub index: usize,
+    pub account: AccountId,
+    /// Its sessions ask for cancel-on-disconnect.
+    pub cancel_on_disconnect: bool,
+    site: usize,
+    conn: Conn,
+    pending: BTreeMap<OrderId, Pending>,
+    live: BTreeSet<OrderId>,
+    /// Every order's acknowledgement, in the order they came.
+    pub acks: Vec<SimAck>,
+    /// The most filled quantity it was told of, per order.
+    pub told: BTreeMap<OrderId, Qty>,
+    pub failovers: u64,
+    pub refused: u64,
+    last_heard: u64,
+    last_probe: u64,
+    moved: bool,
+    mass: MassStatus,
+    orders: u64,
+    conns: u64,
+}
+
+impl SimClient {
+    pub fn new(index: usize, first_site: usize, cancel_on_disconnect: bool) -> SimClient {
+        SimClient {
+            index,
+            account: super::site::account_of(index),
+            cancel_on_disconnect,
+            site: first_site,
+            conn: Conn::Off { retry_at: 0 },
+            pending: BTreeMap::new(),
+            live: BTreeSet::new(),
+            acks: Vec::new(),
+            told: BTreeMap::new(),
+            failovers: 0,
+            refused: 0,
+            last_heard: 0,
+            last_probe: 0,
+            moved: false,
+            mass: MassStatus::Done,
+            orders: 0,
+            conns: 0,
+        }
+    }
+
+    /// Orders sent and not yet acknowledged.
+    pub fn unacknowledged(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Every few milliseconds: connect, notice a dead site, probe, resend, and (while the
+    /// load runs, `load`) trade.
+    pub fn tick(
+        &mut self,
+        now: u64,
+        config: &ClientConfig,
+        rng: &mut SplitMix64,
+        load: bool,
+    ) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        match self.conn {
+            Conn::Off { retry_at } if now >= retry_at => {
+                self.conns += 1;
+                let conn = ((self.index as u64 + 1) << 32) | self.conns;
+                self.conn = Conn::Connecting { conn, since: now };
+                let req = Req::Logon {
+                    cancel_on_disconnect: self.cancel_on_disconnect,
+                };
+                out.push(self.to(conn, req));
+            }
+            Conn::Connecting { since, .. } if now - since >= config.connect_timeout_ns => {
+                self.leave(now, config, &mut out);
+            }
+            Conn::On { conn } => self.on_tick(now, config, rng, load, conn, &mut out),
+            _ => {}
+        }
+        out
+    }
+
+    fn on_tick(
+        &mut self,
+        now: u64,
+        config: &ClientConfig,
+        rng: &mut SplitMix64,
+        load: bool,
+        conn: u64,
+        out: &mut Vec<Outgoing>,
+    ) {
+        if self.overdue(now, config) {
+            self.leave(now, config, out);
+            return;
+        }
+        if now - self.last_heard >= config.probe_after_ns
+            && now - self.last_probe >= config.probe_after_ns
+        {
+            self.last_probe = now;
+            out.push(self.to(conn, Req::Heartbeat));
+        }
+        if let MassStatus::Due(since) = self.mass {
+            let answered = self
+                .pending
+                .values()
+                .all(|p| matches!(p.stage, Stage::Due(_)));
+            if answered || now - since >= config.mass_wait_ns {
+                self.mass = MassStatus::Asked;
+                out.push(self.to(conn, Req::MassStatus));
+            }
+        }
+        let due: Vec<OrderId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p.stage, Stage::Due(at) if now >= at))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.resend(now, conn, id, out);
+        }
+        if load {
+            self.trade(now, config, rng, conn, out);
+        }
+    }
+
+    /// An order unanswered for the ack timeout, or nothing at all heard for the silence
+    /// timeout: the site stopped answering.
+    fn overdue(&self, now: u64, config: &ClientConfig) -> bool {
+        let unanswered = self.pending.values().any(|p| {
+            matches!(p.stage, Stage::Sent | Stage::Asked)
+                && now - p.last_sent >= config.ack_timeout_ns
+        });
+        unanswered || now - self.last_heard >= config.silence_ns
+    }
+
+    /// Leaves the site (closing the connection) for the next; every order not acknowledged is
+    /// reconciled there.
+    fn leave(&mut self, now: u64, config: &ClientConfig, out: &mut Vec<Outgoing>) {
+        match self.conn {
+            Conn::On { conn } | Conn::Connecting { conn, .. } => out.push(self.to(conn, Req::Bye)),
+            Conn::Off { .. } => {}
+        }
+        self.site = (self.site + 1) % config.sites;
+        self.conn = Conn::Off { retry_at: now };
+        self.failovers += 1;
+        self.moved = true;
+        for pending in self.pending.values_mut() {
+            pending.stage = Stage::Reconcile;
+        }
+    }
+
+    fn to(&self, conn: u64, req: Req) -> Outgoing {
+        Outgoing {
+            site: self.site,
+            conn,
+            req,
+        }
+    }
+
+    fn resend(&mut self, now: u64, conn: u64, id: OrderId, out: &mut Vec<Outgoing>) {
+        if let Some(pending) = self.pending.get_mut(&id) {
+            pending.stage = Stage::Sent;
+            pending.last_sent = now;
+            let req = Req::New(pending.new);
+            out.push(self.to(conn, req));
+        }
+    }
+
+    /// The member's own flow: new orders (limit, some IOC or post-only) about a middle price,
+    /// cancels and amends of its live orders, now and then a mass cancel or a status question.
+    fn trade(
+        &mut self,
+        now: u64,
+        config: &ClientConfig,
+        rng: &mut SplitMix64,
+        conn: u64,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let roll = rng.below(100);
+        let live = self.random_live(rng);
+        let req = match (roll, live) {
+            (0..=59, _) => Req::New(self.new_order(now, config, rng)),
+            (60..=74, Some(id)) => Req::Cancel(id),
+            (75..=87, Some(id)) => Req::Amend {
+                id,
+                qty: Qty(1 + rng.below(8) as i64),
+            },
+            (88..=89, _) => Req::MassCancel,
+            (90..=94, Some(id)) => Req::Status(id),
+            _ => return,
+        };
+        out.push(self.to(conn, req));
+    }
+
+    fn random_live(&self, rng: &mut SplitMix64) -> Option<OrderId> {
+        if self.live.is_empty() {
+            return None;
+        }
+        let k = rng.below(self.live.len() as u64) as usize;
+        self.live.iter().nth(k).copied()
+    }
+
+    fn new_order(&mut self, now: u64, config: &ClientConfig, rng: &mut SplitMix64) -> NewOrder {
+        self.orders += 1;
+        let text = format!("c{}-{}", self.index, self.orders);
+        let id = OrderId::new(&text).expect("a short id");
+        let side = if rng.coin() { Side::Buy } else { Side::Sell };
+        let tif = if rng.below(10) == 0 {
+            Tif::Ioc
+        } else {
+            Tif::Gtc
+        };
+        let new = NewOrder {
+            account: self.account,
+            order_id: id,
+            symbol: config.symbol,
+            side,
+            ord_type: OrdType::Limit,
+            price: Some(Price(10_000 + rng.below(21) as i64 - 10)),
+            qty: Qty(1 + rng.below(5) as i64),
+            tif,
+            post_only: tif == Tif::Gtc && rng.below(10) == 0,
+            stp: Stp::default(),
+            session: 0,
+        };
+        let pending = Pending {
+            new,
+            first_sent: now,
+            last_sent: now,
+            stage: Stage::Sent,
+        };
+        self.pending.insert(id, pending);
+        new
+    }
+}
+
+impl SimClient {
+    /// A message from `site` on connection `conn`; one on a connection it left is ignored.
+    pub fn on_msg(
+        &mut self,
+        now: u64,
+        config: &ClientConfig,
+        conn: u64,
+        msg: Msg,
+    ) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        let current = match self.conn {
+            Conn::On { conn } | Conn::Connecting { conn, .. } => conn,
+            Conn::Off { .. } => return out,
+        };
+        if conn != current {
+            return out;
+        }
+        self.last_heard = now;
+        match msg {
+            Msg::LogonOk => self.logged_on(now, conn, &mut out),
+            Msg::Closed | Msg::Session(ToSession::SlowConsumer) => {
+                self.conn = Conn::Off { retry_at: now };
+                self.leave(now, config, &mut out);
+            }
+            Msg::Heartbeat
+            | Msg::Session(ToSession::MassCancelDone { .. })
+            | Msg::Session(ToSession::SwitchSet { .. }) => {}
+            Msg::Session(ToSession::Report(report)) => self.on_report(now, &report),
+            Msg::Session(ToSession::CancelReject(reject)) => {
+                if let Some(state) = reject.state {
+                    self.on_report(now, &state);
+                }
+            }
+            Msg::Refused { id, reason } => self.on_refused(now, config, id, reason, &mut out),
+            Msg::SessionRefused(reason) => {
+                if moves_away(reason) {
+                    self.leave(now, config, &mut out);
+                }
+            }
+            Msg::Status { id, report } => self.on_status(now, conn, id, report, &mut out),
+            Msg::MassStatus(reports) => {
+                for report in &reports {
+                    self.on_report(now, report);
+                }
+                self.mass = MassStatus::Done;
+            }
+        }
+        out
+    }
+
+    /// Logged on: after a move, every order not acknowledged is asked for, and the mass
+    /// status becomes due.
+    fn logged_on(&mut self, now: u64, conn: u64, out: &mut Vec<Outgoing>) {
+        if !matches!(self.conn, Conn::Connecting { .. }) {
+            return;
+        }
+        self.conn = Conn::On { conn };
+        self.last_probe = now;
+        if !std::mem::take(&mut self.moved) {
+            return;
+        }
+        let ids: Vec<OrderId> = self.pending.keys().copied().collect();
+        for id in ids {
+            if let Some(pending) = self.pending.get_mut(&id) {
+                pending.stage = Stage::Asked;
+                pending.last_sent = now;
+            }
+            out.push(self.to(conn, Req::Status(id)));
+        }
+        self.mass = MassStatus::Due(now);
+    }
+
+    /// A report (an event, or a state): what it says of the order's fills, whether it is
+    /// live, and the acknowledgement of a pending order.
+    fn on_report(&mut self, now: u64, report: &Report) {
+        let id = report.cl_ord_id;
+        let told = self.told.entry(id).or_insert(Qty(0));
+        *told = (*told).max(report.cum_qty);
+        let open = matches!(
+            report.ord_status,
+            OrdStatus::New | OrdStatus::PartiallyFilled
+        );
+        if open {
+            self.live.insert(id);
+        } else {
+            self.live.remove(&id);
+        }
+        if let Some(pending) = self.pending.remove(&id) {
+            self.acks.push(SimAck {
+                id,
+                accepted: report.ord_status != OrdStatus::Rejected,
+                site: self.site,
+                sent: pending.first_sent,
+                at: now,
+            });
+        }
+    }
+
+    /// A new order refused before the log: sent again later here (busy), or at the next site.
+    fn on_refused(
+        &mut self,
+        now: u64,
+        config: &ClientConfig,
+        id: OrderId,
+        reason: GatewayReason,
+        out: &mut Vec<Outgoing>,
+    ) {
+        self.refused += 1;
+        if moves_away(reason) {
+            self.leave(now, config, out);
+        } else if let Some(pending) = self.pending.get_mut(&id) {
+            pending.stage = Stage::Due(now + config.retry_ns);
+        }
+    }
+
+    /// The answer to a status question: the order's state acknowledges it; an order the site
+    /// does not know is resent with its id.
+    fn on_status(
+        &mut self,
+        now: u64,
+        conn: u64,
+        id: OrderId,
+        report: Option<Report>,
+        out: &mut Vec<Outgoing>,
+    ) {
+        match report {
+            Some(report) => self.on_report(now, &report),
+            None if self
+                .pending
+                .get(&id)
+                .is_some_and(|p| p.stage == Stage::Asked) =>
+            {
+                self.resend(now, conn, id, out);
+            }
+            None => {}
+        }
+    }
+}
+
+/// A refusal that says this site cannot take orders now; another can.
+fn moves_away(reason: GatewayReason) -> bool {
+    matches!(
+        reason,
+        GatewayReason::Unavailable | GatewayReason::CatchingUp | GatewayReason::ClockSkew
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway::ExecType;
+
+    const MS: u64 = 1_000_000;
+
+    fn config() -> ClientConfig {
+        ClientConfig {
+            sites: 3,
+            symbol: Symbol::new("BTC-USD").unwrap(),
+            ack_timeout_ns: 3_000 * MS,
+            probe_after_ns: 250 * MS,
+            silence_ns: 1_000 * MS,
+            connect_timeout_ns: 1_000 * MS,
+            retry_ns: 200 * MS,
+            mass_wait_ns: 3_000 * MS,
+        }
+    }
+
+    /// Logs on at its first site and sends new orders until it has sent one.
+    fn logged_on_with_an_order(client: &mut SimClient, rng: &mut SplitMix64) -> (u64, NewOrder) {
+        let config = config();
+        let logon = client.tick(0, &config, rng, false);
+        let conn = logon[0].conn;
+        assert!(matches!(logon[0].req, Req::Logon { .. }), "{logon:?}");
+        assert!(client.on_msg(MS, &config, conn, Msg::LogonOk).is_empty());
+        for k in 2..100 {
+            for sent in client.tick(k * MS, &config, rng, true) {
+                if let Req::New(new) = sent.req {
+                    return (conn, new);
+                }
+            }
+        }
+        panic!("no new order in 100 ticks");
+    }
+
+    fn accepted(new: &NewOrder) -> Report {
+        Report {
+            order_qty: new.qty,
+            leaves_qty: new.qty,
+            ..Report::blank(
+                new.account,
+                new.order_id,
+                new.symbol,
+                new.side,
+                ExecType::New,
+                OrdStatus::New,
+            )
+        }
+    }
+
+    #[test]
+    fn refused_as_unavailable_it_moves_asks_and_resends_with_the_same_id() {
+        let (config, rng) = (config(), &mut SplitMix64(1));
+        let mut client = SimClient::new(0, 0, false);
+        let (conn, new) = logged_on_with_an_order(&mut client, rng);
+        let refused = Msg::Refused {
+            id: new.order_id,
+            reason: GatewayReason::Unavailable,
+        };
+        let out = client.on_msg(200 * MS, &config, conn, refused);
+        assert!(
+            matches!(
+                out[..],
+                [Outgoing {
+                    site: 0,
+                    req: Req::Bye,
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+        let logon = client.tick(201 * MS, &config, rng, false);
+        assert_eq!(logon[0].site, 1);
+        let conn = logon[0].conn;
+        let asked = client.on_msg(202 * MS, &config, conn, Msg::LogonOk);
+        assert!(
+            matches!(asked[..], [Outgoing { site: 1, req: Req::Status(id), .. }] if id == new.order_id),
+            "{asked:?}"
+        );
+        let unknown = Msg::Status {
+            id: new.order_id,
+            report: None,
+        };
+        let resent = client.on_msg(203 * MS, &config, conn, unknown);
+        assert!(
+            matches!(resent[..], [Outgoing { site: 1, req: Req::New(again), .. }] if again == new),
+            "{resent:?}"
+        );
+        let report = Msg::Session(ToSession::Report(accepted(&new)));
+        client.on_msg(204 * MS, &config, conn, report);
+        assert_eq!(client.unacknowledged(), 0);
+        let ack = client.acks[0];
+        assert!(
+            ack.accepted && ack.site == 1 && ack.id == new.order_id,
+            "{ack:?}"
+        );
+        assert_eq!(client.failovers, 1);
+    }
+
+    #[test]
+    fn an_order_unanswered_for_the_ack_timeout_moves_it_and_its_state_acknowledges_it() {
+        let (config, rng) = (config(), &mut SplitMix64(2));
+        let mut client = SimClient::new(0, 2, false);
+        let (conn, new) = logged_on_with_an_order(&mut client, rng);
+        // Heard from all along (heartbeats), but the order is never answered.
+        let mut now = 100 * MS;
+        let mut moved = Vec::new();
+        while moved.is_empty() {
+            now += 20 * MS;
+            client.on_msg(now, &config, conn, Msg::Heartbeat);
+            moved = client.tick(now, &config, rng, false);
+            moved.retain(|o| matches!(o.req, Req::Bye));
+        }
+        assert!(now >= 3_000 * MS, "left after {} ms", now / MS);
+        let logon = client.tick(now + MS, &config, rng, false);
+        assert_eq!(logon[0].site, 0, "round the list");
+        client.on_msg(now + 2 * MS, &config, logon[0].conn, Msg::LogonOk);
+        let state = Msg::Status {
+            id: new.order_id,
+            report: Some(accepted(&new).status()),
+        };
+        assert!(client
+            .on_msg(now + 3 * MS, &config, logon[0].conn, state)
+            .is_empty());
+        assert_eq!(client.acks.len(), 1);
+        assert_eq!(client.unacknowledged(), 0);
+    }
+}
