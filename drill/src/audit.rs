@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Result};
 use engine::{AccountId, Engine, Event, EventKind, OrderId, Qty, RejectReason, Request};
@@ -32,6 +32,8 @@ pub(crate) struct History {
     pub(crate) totals: HashMap<(AccountId, OrderId), Qty>,
     /// Each order's filled quantity, once it has traded (under its latest id).
     pub(crate) filled: HashMap<(AccountId, OrderId), Qty>,
+    /// When each order last traded (log time, ns).
+    pub(crate) filled_at: HashMap<(AccountId, OrderId), u64>,
     /// Trades that left an order filled beyond its total quantity.
     pub(crate) overfills: u64,
     /// The replay's state hash at each position a site reported.
@@ -40,8 +42,9 @@ pub(crate) struct History {
     pub(crate) cod: CodCheck,
     /// The market-data subscribers' books against the replay's.
     pub(crate) md: MdReport,
-    /// The position of the command being replayed.
+    /// The position and log time of the command being replayed.
     pub(crate) at: u64,
+    pub(crate) ts: u64,
     /// A few client order ids accepted a second time, where.
     pub(crate) duplicate_examples: Vec<String>,
 }
@@ -91,6 +94,10 @@ impl History {
                     self.filled
                         .insert((account, new_order_id.unwrap_or(order_id)), filled);
                 }
+                if let Some(at) = self.filled_at.remove(&(account, order_id)) {
+                    self.filled_at
+                        .insert((account, new_order_id.unwrap_or(order_id)), at);
+                }
             }
             EventKind::Trade {
                 maker_account,
@@ -109,6 +116,7 @@ impl History {
                         self.overfills += 1;
                     }
                     self.filled.insert(order, filled);
+                    self.filled_at.insert(order, self.ts);
                 }
             }
             _ => {}
@@ -134,7 +142,7 @@ fn replay(
     for (at, (command, stamped)) in log.commands.iter().zip(&log.stamped).enumerate() {
         events.clear();
         engine.apply(command, &mut events);
-        history.at = at as u64;
+        (history.at, history.ts) = (at as u64, command.ts.0);
         for event in &events {
             history.record(&event.kind);
         }
@@ -184,6 +192,8 @@ pub(crate) struct Evidence {
     pub log_outages: Vec<(u64, u64)>,
     /// What the market-data subscribers saw.
     pub md: Vec<MdResult>,
+    /// When the load started, on the monotonic and the wall clock (log time is wall time).
+    pub started: (Instant, SystemTime),
 }
 
 /// Audits a finished drill whose sites all applied the log up to `position`, a hash boundary:
@@ -201,7 +211,9 @@ pub(crate) fn audit(
     let replay = replayed(config, names, https, &mut evidence)?;
     let (mut history, sites_converged) = (replay.history, replay.sites_converged);
     let tally = Tally::of(&results, &history)?;
-    let fills = fills::check(&history.filled, &results, &evidence.final_filled);
+    let mut fills = fills::check(&history.filled, &results, &evidence.final_filled);
+    let context = missed_fill_context(&fills, &history, &results, evidence.started);
+    fills.examples.extend(context);
     let duplicates = duplicates(&history);
     let faults = kill_log(kills, &results, names);
     let kill_log = faults.records;
@@ -257,6 +269,53 @@ pub(crate) fn audit(
         ack_latency_us,
         problems,
     })
+}
+
+/// For each missed fill's order: when it last traded (seconds into the load, log time), and
+/// its member's moves and answered mass statuses from 5 s before to 120 s after: whether
+/// the member was between sites, and for how long, when the fill it missed happened.
+fn missed_fill_context(
+    fills: &fills::FillCheck,
+    history: &History,
+    results: &[ClientResult],
+    (started, wall): (Instant, SystemTime),
+) -> Vec<String> {
+    let wall_ns = wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let secs = |at: Instant| at.saturating_duration_since(started).as_secs_f64();
+    let mut lines = Vec::new();
+    for (account, order) in fills.missed_orders.iter().take(3) {
+        let Some(ts) = history.filled_at.get(&(*account, *order)) else {
+            continue;
+        };
+        let filled = ts.saturating_sub(wall_ns) as f64 / 1e9;
+        let near = |s: f64| (filled - 5.0..=filled + 120.0).contains(&s);
+        let Some(member) = results.iter().find(|r| r.account == *account) else {
+            continue;
+        };
+        let moves: Vec<String> = member
+            .failovers
+            .iter()
+            .filter(|f| near(secs(f.detected)))
+            .map(|f| {
+                let (left, on) = (secs(f.detected), secs(f.logged_on));
+                format!("{left:.1}-{on:.1} s {}->{} ({})", f.from, f.to, f.why)
+            })
+            .collect();
+        let answers: Vec<String> = member
+            .mass_answered
+            .iter()
+            .map(|at| secs(*at))
+            .filter(|s| near(*s))
+            .map(|s| format!("{s:.1}"))
+            .collect();
+        lines.push(format!(
+            "order {} last traded at {filled:.1} s; its member's moves {moves:?}, mass statuses answered at {answers:?} s",
+            order.as_str()
+        ));
+    }
+    lines
 }
 
 /// The log's replay, and every site's hash reports against it.
@@ -834,6 +893,7 @@ mod tests {
             quoter: false,
             told: BTreeMap::new(),
             changes: Default::default(),
+            mass_answered: Vec::new(),
             protocol: "binary",
         }
     }
@@ -1130,6 +1190,40 @@ mod tests {
         assert_eq!(check.examples.len(), 2);
         let none = fills::check(&history.filled, &[client(vec![], vec![])], &[]);
         assert_eq!(none.missed, 3, "nothing told, nothing reconciled");
+    }
+
+    /// A missed fill is shown with when its order traded and what its member was doing then:
+    /// its moves and answered mass statuses around it, in seconds into the load.
+    #[test]
+    fn a_missed_fill_says_when_it_traded_and_where_its_member_was() {
+        let account = AccountId(1);
+        let (started, wall) = (Instant::now(), SystemTime::now());
+        let wall_ns = wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let mut history = History::default();
+        history.filled.insert((account, id("b")), Qty(2));
+        history
+            .filled_at
+            .insert((account, id("b")), wall_ns + 40_000_000_000);
+        let at = |s: u64| started + Duration::from_secs(s);
+        let mut member = client(
+            vec![failover(0, 1, at(41)), failover(1, 2, at(300))],
+            vec![],
+        );
+        member.mass_answered = vec![at(44), at(500)];
+        let check = fills::check(&history.filled, std::slice::from_ref(&member), &[]);
+        let lines = missed_fill_context(&check, &history, &[member], (started, wall));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert!(line.starts_with("order b last traded at 40.0 s"), "{line}");
+        assert!(line.contains("41.0-41.0 s 0->1 (silent)"), "{line}");
+        assert!(
+            line.contains("[\"44.0\"]"),
+            "only the answers near the fill: {line}"
+        );
+        assert!(!line.contains("300.0"), "{line}");
     }
 
     /// The tally and figures of a run in which nothing went wrong.

@@ -37,6 +37,8 @@ pub(crate) struct ClientResult {
     pub(crate) told: BTreeMap<OrderId, Qty>,
     /// The amends and cancels it sent.
     pub(crate) changes: Changes,
+    /// When each mass status after a move was answered ([`FailoverClient::mass_answered`]).
+    pub(crate) mass_answered: Vec<Instant>,
     /// The protocol it spoke ([`Wire::PROTOCOL`]).
     pub(crate) protocol: &'static str,
 }
@@ -194,6 +196,7 @@ impl ClientResult {
             quoter: client.cancel_on_disconnect(),
             told: client.told().clone(),
             changes,
+            mass_answered: client.mass_answered().to_vec(),
             protocol: W::PROTOCOL,
         }
     }

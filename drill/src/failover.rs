@@ -190,6 +190,8 @@ pub struct FailoverClient<W = BinaryClient> {
     /// No new sends before this (after gateway refusals), and the current pause.
     hold_until: Instant,
     backoff: Duration,
+    /// When each mass status it asked after a move was answered in full.
+    mass_answered: Vec<Instant>,
     /// The most filled quantity the member was told of, per order (reports, status answers).
     told: BTreeMap<OrderId, Qty>,
     /// FIX replaces sent: the new id, and the id the order went by before.
@@ -233,6 +235,7 @@ impl<W: Wire> FailoverClient<W> {
             replaced: BTreeMap::new(),
             traded: None,
             mass_status: MassStatus::Done,
+            mass_answered: Vec::new(),
             last_ack: None,
         };
         let deadline = Instant::now() + client.config.connect_timeout * 10;
@@ -275,6 +278,11 @@ impl<W: Wire> FailoverClient<W> {
     /// Whether it logs on with cancel-on-disconnect.
     pub fn cancel_on_disconnect(&self) -> bool {
         self.config.login.cancel_on_disconnect
+    }
+
+    /// When each mass status it asked after a move was answered in full.
+    pub fn mass_answered(&self) -> &[Instant] {
+        &self.mass_answered
     }
 
     /// The most filled quantity the member was told of, per order: from its reports, and
@@ -474,6 +482,7 @@ impl<W: Wire> FailoverClient<W> {
             ServerMessage::Logout { .. } => self.leave("logout"),
             ServerMessage::MassStatusReport { .. } if self.mass_status == MassStatus::Asked => {
                 self.mass_status = MassStatus::Done;
+                self.mass_answered.push(Instant::now());
             }
             ServerMessage::SessionReject {
                 code:

@@ -19,6 +19,8 @@ pub(crate) struct FillCheck {
     /// Orders a member was told were filled further than the history filled them.
     pub false_fills: u64,
     pub examples: Vec<String>,
+    /// The first few orders filled further than their member was told.
+    pub missed_orders: Vec<(AccountId, OrderId)>,
 }
 
 /// Each member's told fills (`results`, with `final_filled` from its last mass status, in the
@@ -66,6 +68,9 @@ pub(crate) fn check_told(
             let was_told = told.get(order).copied().unwrap_or(Qty(0));
             if was_told < *qty {
                 check.missed += 1;
+                if check.missed_orders.len() < 10 {
+                    check.missed_orders.push((*account, *order));
+                }
                 check.example(*account, order, was_told, Some(*qty));
             }
         }

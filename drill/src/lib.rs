@@ -752,6 +752,7 @@ pub fn run_drill<S: SiteControl>(
         final_filled,
         log_outages: log_outages(&kills, started_wall),
         md,
+        started: (started, started_wall),
     };
     let acks = results.iter().flat_map(|r| r.acks.iter());
     let timeline = Timeline::of(acks, sites.len(), started);

@@ -133,7 +133,7 @@ fn replay(evidence: &Evidence, positions: &[u64]) -> History {
     for (at, (command, stamped)) in evidence.log.iter().enumerate() {
         events.clear();
         engine.apply(command, &mut events);
-        history.at = at as u64;
+        (history.at, history.ts) = (at as u64, command.ts.0);
         for event in &events {
             history.record(&event.kind);
         }
