@@ -9,7 +9,7 @@ use std::time::Duration;
 use drill::sim::{self, Bug, SimConfig, SimRun};
 
 /// Seeds `cargo test` runs (each 30 simulated seconds of load and faults, then 20 to settle).
-const SEEDS: u64 = 24;
+const SEEDS: u64 = 12;
 
 fn config() -> SimConfig {
     SimConfig {
