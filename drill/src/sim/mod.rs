@@ -100,6 +100,11 @@ pub fn run(seed: u64, config: &SimConfig) -> SimRun {
     let mut world = World::new(seed, config);
     let load_end = config.duration.as_nanos() as u64;
     world.run_until(load_end);
-    world.run_until(load_end + config.settle.as_nanos() as u64);
+    let settled = load_end + config.settle.as_nanos() as u64;
+    world.run_until(settled);
+    // The sites stop sending (their idle clocks would always leave a record in flight), and
+    // read what is in the log.
+    world.quiesce();
+    world.run_until(settled + 1_000_000_000);
     world.finish(seed)
 }

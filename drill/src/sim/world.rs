@@ -135,6 +135,8 @@ pub(super) struct World {
     verdict: Verdict,
     events: u64,
     trace: bool,
+    /// The sites send nothing more (the run's end).
+    quiet: bool,
 }
 
 /// The sites' engine: small capacities, and a dedup window of 20 s of log time (longer than
@@ -190,6 +192,7 @@ impl World {
             verdict: Verdict::default(),
             events: 0,
             trace: config.trace,
+            quiet: false,
         };
         world.start();
         world
@@ -429,7 +432,15 @@ impl World {
         }
     }
 
+    /// From now on the sites send nothing to the log (no idle clock, no switch refresh).
+    pub(super) fn quiesce(&mut self) {
+        self.quiet = true;
+    }
+
     fn site_tick(&mut self, site: usize) {
+        if self.quiet {
+            return;
+        }
         let mut out = Vec::new();
         self.sites[site].tick(self.now, &self.site_config, &mut out);
         self.route(site, out);
