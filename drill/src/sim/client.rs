@@ -26,6 +26,7 @@ pub struct ClientConfig {
     pub silence_ns: u64,
     pub connect_timeout_ns: u64,
     pub retry_ns: u64,
+    pub backoff_max_ns: u64,
     /// After a move, the mass status is asked once nothing is pending, or after this long.
     pub mass_wait_ns: u64,
 }
@@ -98,6 +99,11 @@ pub struct SimClient {
     pub told: BTreeMap<OrderId, Qty>,
     pub failovers: u64,
     pub refused: u64,
+    /// Refusals that moved it (unavailable, catching up) since its last acknowledgement, and
+    /// the pause before its next logon: the first move is at once, the next ones wait, the
+    /// pause doubling up to `backoff_max_ns` (every site may be refusing: a leader move).
+    refusals: u32,
+    backoff_ns: u64,
     last_heard: u64,
     last_probe: u64,
     moved: bool,
@@ -120,6 +126,8 @@ impl SimClient {
             told: BTreeMap::new(),
             failovers: 0,
             refused: 0,
+            refusals: 0,
+            backoff_ns: 0,
             last_heard: 0,
             last_probe: 0,
             moved: false,
@@ -224,7 +232,14 @@ impl SimClient {
             Conn::Off { .. } => {}
         }
         self.site = (self.site + 1) % config.sites;
-        self.conn = Conn::Off { retry_at: now };
+        let pause = if self.refusals > 1 {
+            self.backoff_ns
+        } else {
+            0
+        };
+        self.conn = Conn::Off {
+            retry_at: now + pause,
+        };
         self.failovers += 1;
         self.moved = true;
         for pending in self.pending.values_mut() {
@@ -353,6 +368,7 @@ impl SimClient {
             Msg::Refused { id, reason } => self.on_refused(now, config, id, reason, &mut out),
             Msg::SessionRefused(reason) => {
                 if moves_away(reason) {
+                    self.refused_here(config, reason);
                     self.leave(now, config, &mut out);
                 }
             }
@@ -405,6 +421,7 @@ impl SimClient {
             self.live.remove(&id);
         }
         if let Some(pending) = self.pending.remove(&id) {
+            (self.refusals, self.backoff_ns) = (0, 0);
             self.acks.push(SimAck {
                 id,
                 accepted: report.ord_status != OrdStatus::Rejected,
@@ -413,6 +430,18 @@ impl SimClient {
                 at: now,
             });
         }
+    }
+
+    /// A refusal that sends it away: counted; the pause before the next logon doubled while
+    /// sites are cut off from the log, the shortest while they are catching up (another may
+    /// be ready already).
+    fn refused_here(&mut self, config: &ClientConfig, reason: GatewayReason) {
+        self.refusals += 1;
+        self.backoff_ns = if reason == GatewayReason::Unavailable {
+            (self.backoff_ns * 2).clamp(config.retry_ns, config.backoff_max_ns)
+        } else {
+            config.retry_ns
+        };
     }
 
     /// A new order refused before the log: sent again later here (busy), or at the next site.
@@ -426,6 +455,7 @@ impl SimClient {
     ) {
         self.refused += 1;
         if moves_away(reason) {
+            self.refused_here(config, reason);
             self.leave(now, config, out);
         } else if let Some(pending) = self.pending.get_mut(&id) {
             pending.stage = Stage::Due(now + config.retry_ns);
@@ -480,6 +510,7 @@ mod tests {
             silence_ns: 1_000 * MS,
             connect_timeout_ns: 1_000 * MS,
             retry_ns: 200 * MS,
+            backoff_max_ns: 2_000 * MS,
             mass_wait_ns: 3_000 * MS,
         }
     }

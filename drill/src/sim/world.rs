@@ -334,6 +334,7 @@ fn client_config() -> ClientConfig {
         silence_ns: S,
         connect_timeout_ns: S,
         retry_ns: 200 * MS,
+        backoff_max_ns: 2 * S,
         mass_wait_ns: 3 * S,
     }
 }
