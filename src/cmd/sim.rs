@@ -128,6 +128,8 @@ struct Tally {
     records: u64,
     acknowledged: u64,
     failovers: u64,
+    status_compared: u64,
+    hashes_compared: u64,
     faults: BTreeMap<&'static str, u64>,
     failed: Vec<u64>,
 }
@@ -140,6 +142,8 @@ impl Tally {
         self.records += run.log_records;
         self.acknowledged += run.orders_acknowledged;
         self.failovers += run.failovers;
+        self.status_compared += run.verdict.status_compared;
+        self.hashes_compared += run.verdict.hashes_compared;
         for fault in &run.faults {
             *self.faults.entry(fault.kind.name()).or_default() += 1;
         }
@@ -159,6 +163,10 @@ impl Tally {
             self.acknowledged,
             self.failovers,
             self.failed.len()
+        );
+        println!(
+            "checked: {} mass status answers compared between sites at one position, {} site hashes against the replay",
+            self.status_compared, self.hashes_compared
         );
         let faults: Vec<String> = self
             .faults

@@ -35,6 +35,10 @@ pub struct Verdict {
     /// Sites not up, or not at the log's end, or whose state differs from the replay's, at
     /// the end.
     pub not_converged: u64,
+    /// How much the checks covered: mass status answers compared between two sites at the
+    /// same position, and hash reports compared with the replay.
+    pub status_compared: u64,
+    pub hashes_compared: u64,
     pub examples: Vec<String>,
 }
 
@@ -93,6 +97,7 @@ pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
     let history = replay(evidence, &positions);
     told_against(evidence, &history, verdict);
     for (site, hashes) in evidence.site_hashes.iter().enumerate() {
+        verdict.hashes_compared += hashes.len() as u64;
         for (position, hash) in hashes {
             if history.hashes.get(position) != Some(hash) {
                 verdict.diverged += 1;

@@ -603,6 +603,7 @@ impl World {
                     continue;
                 }
                 for client in &self.clients {
+                    self.verdict.status_compared += 1;
                     let first = status_of(&self.sites[a], client);
                     if first != status_of(&self.sites[b], client) {
                         self.verdict.status_mismatches += 1;
