@@ -53,6 +53,8 @@ pub struct SimConfig {
     pub clients: usize,
     /// Faults at all (without: a run that must pass however the checker is set).
     pub faults: bool,
+    /// Log overloads among the faults (see [`faults::Extras`]): known to fail today.
+    pub log_overload: bool,
     pub bug: Option<Bug>,
     /// Prints every event.
     pub trace: bool,
@@ -65,6 +67,7 @@ impl Default for SimConfig {
             settle: Duration::from_secs(20),
             clients: 6,
             faults: true,
+            log_overload: false,
             bug: None,
             trace: false,
         }

@@ -95,6 +95,7 @@ struct Net {
     slow: [bool; SITES],
     /// Added to every message to and from the site.
     delay: [u64; SITES],
+    log_delay: u64,
     incarnation: [u64; SITES],
     /// When the last message on each link (site, peer, towards the site) arrives: none
     /// overtakes another on its link.
@@ -113,7 +114,8 @@ impl Net {
     /// not before the one sent before it.
     fn arrival(&mut self, now: u64, site: usize, peer: Peer, to_site: bool, base: u64) -> u64 {
         let last = self.links.entry((site, peer, to_site)).or_default();
-        *last = (*last).max(now + base + self.delay[site]);
+        let extra = if peer == Peer::Log { self.log_delay } else { 0 };
+        *last = (*last).max(now + base + self.delay[site] + extra);
         *last
     }
 }
@@ -163,9 +165,12 @@ impl World {
     pub(super) fn new(seed: u64, config: &SimConfig) -> World {
         let mut rng = SplitMix64(seed);
         let duration = config.duration.as_nanos() as u64;
-        let long_outage = duration >= 90 * S && rng.below(4) == 0;
+        let extras = faults::Extras {
+            long_outage: duration >= 90 * S && rng.below(4) == 0,
+            log_overload: config.log_overload,
+        };
         let faults = if config.faults {
-            faults::plan(&mut rng, SITES, duration, long_outage)
+            faults::plan(&mut rng, SITES, duration, extras)
         } else {
             Vec::new()
         };
@@ -562,6 +567,7 @@ impl World {
             FaultKind::DuplicateDelivery => net.duplicates[site] = true,
             FaultKind::SlowConsumer => net.slow[site] = true,
             FaultKind::SlowLinks(delay) => net.delay[site] = delay,
+            FaultKind::LogOverload(delay) => net.log_delay = delay,
         }
         self.at(self.now + down, Ev::FaultEnd(k));
     }
@@ -584,6 +590,7 @@ impl World {
             FaultKind::DuplicateDelivery => net.duplicates[site] = false,
             FaultKind::SlowConsumer => net.slow[site] = false,
             FaultKind::SlowLinks(_) => net.delay[site] = 0,
+            FaultKind::LogOverload(_) => net.log_delay = 0,
         }
     }
 
