@@ -7,12 +7,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Result};
-use engine::{AccountId, Engine, Event, EventKind, OrderId, Qty, RejectReason, Request};
+use engine::{
+    AccountId, Command, Engine, EngineConfig, Event, EventKind, OrderId, Qty, RejectReason, Request,
+};
 use hdrhistogram::Histogram;
 use replicator::divergence::HashReport;
 
 use crate::failover::{Ack, Outcome};
-use crate::fills;
+use crate::fills::{self, FillCheck};
 use crate::market::{BookCheck, MdReport, MdResult};
 use crate::switches::{CodCheck, SwitchWatch};
 use crate::tap::Tapped;
@@ -108,20 +110,69 @@ impl History {
                 taker_filled,
                 ..
             } => {
-                for (order, filled) in [
-                    ((maker_account, maker_order_id), maker_filled),
-                    ((taker_account, taker_order_id), taker_filled),
-                ] {
-                    if self.totals.get(&order).is_some_and(|total| filled > *total) {
-                        self.overfills += 1;
-                    }
-                    self.filled.insert(order, filled);
-                    self.filled_at.insert(order, self.ts);
-                }
+                self.filled((maker_account, maker_order_id), maker_filled);
+                self.filled((taker_account, taker_order_id), taker_filled);
             }
             _ => {}
         }
     }
+
+    /// A trade left `order` filled `filled` in all.
+    fn filled(&mut self, order: (AccountId, OrderId), filled: Qty) {
+        if self.totals.get(&order).is_some_and(|total| filled > *total) {
+            self.overfills += 1;
+        }
+        self.filled.insert(order, filled);
+        self.filled_at.insert(order, self.ts);
+    }
+
+    /// Whether a member told `order` was accepted (`accepted`) was told what the history
+    /// contradicts: `(lost, false_reject)`. Lost: told accepted, never accepted. A false
+    /// reject: told the engine rejected it, which the history did not (it accepted it, or
+    /// never saw it).
+    pub(crate) fn contradicts(&self, order: (AccountId, OrderId), accepted: bool) -> (bool, bool) {
+        if accepted {
+            (!self.accepted.contains_key(&order), false)
+        } else {
+            (false, !self.rejected.contains(&order))
+        }
+    }
+}
+
+/// Replays `records` (a shard's log from its start, each command with its site's stamp)
+/// through an engine of `config`: the history of its events, the switches as `switches`
+/// judges them, the state hash at each of `positions` (ascending), and `after(next, engine)`
+/// after each command. The drill's audit and the simulator's check.
+pub(crate) fn replay_history<'a>(
+    config: EngineConfig,
+    records: impl Iterator<Item = (&'a Command, u64)>,
+    positions: &[u64],
+    mut switches: SwitchWatch,
+    mut after: impl FnMut(u64, &Engine),
+) -> Result<History> {
+    let mut engine = Engine::new(config).map_err(|e| anyhow!("the sites' engine config: {e:?}"))?;
+    let mut events: Vec<Event> = Vec::with_capacity(64);
+    let mut history = History::default();
+    let mut wanted = positions.iter().copied().peekable();
+    for (at, (command, stamped)) in records.enumerate() {
+        events.clear();
+        engine.apply(command, &mut events);
+        (history.at, history.ts) = (at as u64, command.ts.0);
+        for event in &events {
+            history.record(&event.kind);
+        }
+        switches.apply(command, stamped, &events);
+        let next = at as u64 + 1;
+        after(next, &engine);
+        while wanted.peek().is_some_and(|p| *p < next) {
+            wanted.next();
+        }
+        if wanted.peek() == Some(&next) {
+            history.hashes.insert(next, engine.state_hash().to_string());
+        }
+    }
+    history.cod = switches.finish();
+    Ok(history)
 }
 
 /// Replays `log` (the shard's log from its start), hashing the state at `positions`.
@@ -132,44 +183,30 @@ fn replay(
     outages: &[(u64, u64)],
     md: &[MdResult],
 ) -> Result<History> {
-    let mut engine =
-        Engine::new(config.engine).map_err(|e| anyhow!("the sites' engine config: {e:?}"))?;
-    let mut events: Vec<Event> = Vec::with_capacity(64);
-    let mut history = History::default();
-    let mut wanted = positions.iter().copied().peekable();
-    let mut switches = SwitchWatch::new(config.clock_every, outages);
     let mut books = BookCheck::new(config.symbol, md);
-    for (at, (command, stamped)) in log.commands.iter().zip(&log.stamped).enumerate() {
-        events.clear();
-        engine.apply(command, &mut events);
-        (history.at, history.ts) = (at as u64, command.ts.0);
-        for event in &events {
-            history.record(&event.kind);
-        }
-        switches.apply(command, stamped.0, &events);
-        let next = at as u64 + 1;
-        books.after(next, &engine);
-        while wanted.peek().is_some_and(|p| *p < next) {
-            wanted.next();
-        }
-        if wanted.peek() == Some(&next) {
-            history.hashes.insert(next, engine.state_hash().to_string());
-        }
-    }
-    history.cod = switches.finish();
+    let records = log.commands.iter().zip(log.stamped.iter().map(|s| s.0));
+    let switches = SwitchWatch::new(config.clock_every, outages);
+    let mut history = replay_history(
+        config.engine,
+        records,
+        positions,
+        switches,
+        |next, engine| books.after(next, engine),
+    )?;
     history.md = books.finish(md);
     Ok(history)
 }
 
 /// An order acknowledged as accepted that the log's history never accepted.
 fn is_lost(history: &History, account: AccountId, ack: &Ack) -> bool {
-    ack.outcome == Outcome::Accepted && !history.accepted.contains_key(&(account, ack.cl_ord_id))
+    let accepted = ack.outcome == Outcome::Accepted;
+    history.contradicts((account, ack.cl_ord_id), accepted).0
 }
 
 /// An order a member was told the engine rejected that the history accepted, or never saw.
 fn is_false_reject(history: &History, account: AccountId, ack: &Ack) -> bool {
-    let order = (account, ack.cl_ord_id);
-    matches!(ack.outcome, Outcome::Rejected(_)) && !history.rejected.contains(&order)
+    let accepted = ack.outcome == Outcome::Accepted;
+    history.contradicts((account, ack.cl_ord_id), accepted).1
 }
 
 /// Client order ids the history accepted more than once.
@@ -211,9 +248,7 @@ pub(crate) fn audit(
     let replay = replayed(config, names, https, &mut evidence)?;
     let (mut history, sites_converged) = (replay.history, replay.sites_converged);
     let tally = Tally::of(&results, &history)?;
-    let mut fills = fills::check(&history.filled, &results, &evidence.final_filled);
-    let context = missed_fill_context(&fills, &history, &results, evidence.started);
-    fills.examples.extend(context);
+    let fills = fill_check(&history, &results, &evidence);
     let duplicates = duplicates(&history);
     let faults = kill_log(kills, &results, names);
     let kill_log = faults.records;
@@ -269,6 +304,14 @@ pub(crate) fn audit(
         ack_latency_us,
         problems,
     })
+}
+
+/// The fills check, its examples followed by the context of the first missed fills.
+fn fill_check(history: &History, results: &[ClientResult], evidence: &Evidence) -> FillCheck {
+    let mut fills = fills::check(&history.filled, results, &evidence.final_filled);
+    let context = missed_fill_context(&fills, history, results, evidence.started);
+    fills.examples.extend(context);
+    fills
 }
 
 /// For each missed fill's order: when it last traded (seconds into the load, log time), and

@@ -33,16 +33,23 @@ pub(crate) fn check(
     let told: Vec<(AccountId, BTreeMap<OrderId, Qty>)> = results
         .iter()
         .enumerate()
-        .map(|(k, result)| {
-            let mut told = result.told.clone();
-            for (order, qty) in final_filled.get(k).into_iter().flatten() {
-                let entry = told.entry(*order).or_insert(Qty(0));
-                *entry = (*entry).max(*qty);
-            }
-            (result.account, told)
-        })
+        .map(|(k, result)| (result.account, told_with(&result.told, final_filled.get(k))))
         .collect();
     check_told(filled, &told)
+}
+
+/// What a member was told of its fills (`told`, from its reports) with its last mass status
+/// (`last`), the most per order.
+pub(crate) fn told_with(
+    told: &BTreeMap<OrderId, Qty>,
+    last: Option<&BTreeMap<OrderId, Qty>>,
+) -> BTreeMap<OrderId, Qty> {
+    let mut told = told.clone();
+    for (order, qty) in last.into_iter().flatten() {
+        let entry = told.entry(*order).or_insert(Qty(0));
+        *entry = (*entry).max(*qty);
+    }
+    told
 }
 
 /// What each member (account) was told of its orders' fills, the most per order, against

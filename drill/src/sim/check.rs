@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use engine::{AccountId, Command, Engine, EngineConfig, Event, OrderId, Qty};
+use engine::{AccountId, Command, EngineConfig, OrderId, Qty};
 use serde::Serialize;
 
 use super::client::SimClient;
-use crate::audit::{duplicates, History};
+use crate::audit::{duplicates, replay_history, History};
 use crate::switches::SwitchWatch;
 
 /// Must-be-zero figures of a run, and what explains them.
@@ -128,31 +128,16 @@ pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
     }
 }
 
-/// The log through an engine: the history of events, the switches, hashes at `positions`.
+/// The log through an engine ([`replay_history`], as the drill's audit does it): the history
+/// of events, the switches, hashes at `positions`.
 fn replay(evidence: &Evidence, positions: &[u64]) -> History {
-    let mut engine = Engine::new(evidence.engine).expect("the simulator's engine config");
-    let mut events: Vec<Event> = Vec::new();
-    let mut history = History::default();
-    let mut switches = SwitchWatch::new(evidence.clock_every, evidence.stalls);
-    let mut wanted = positions.iter().copied().peekable();
-    for (at, (command, stamped)) in evidence.log.iter().enumerate() {
-        events.clear();
-        engine.apply(command, &mut events);
-        (history.at, history.ts) = (at as u64, command.ts.0);
-        for event in &events {
-            history.record(&event.kind);
-        }
-        switches.apply(command, *stamped, &events);
-        let next = at as u64 + 1;
-        while wanted.peek().is_some_and(|p| *p < next) {
-            wanted.next();
-        }
-        if wanted.peek() == Some(&next) {
-            history.hashes.insert(next, engine.state_hash().to_string());
-        }
-    }
-    history.cod = switches.finish();
-    history
+    let records = evidence
+        .log
+        .iter()
+        .map(|(command, stamped)| (command, *stamped));
+    let switches = SwitchWatch::new(evidence.clock_every, evidence.stalls);
+    replay_history(evidence.engine, records, positions, switches, |_, _| {})
+        .expect("the simulator's engine config")
 }
 
 /// Every acknowledgement and every fill a member was told, against the history.
@@ -160,12 +145,7 @@ fn told_against(evidence: &Evidence, history: &History, verdict: &mut Verdict) {
     let mut members: Vec<(AccountId, BTreeMap<OrderId, Qty>)> = Vec::new();
     for (k, client) in evidence.clients.iter().enumerate() {
         for ack in &client.acks {
-            let order = (client.account, ack.id);
-            let (lost, false_reject) = if ack.accepted {
-                (!history.accepted.contains_key(&order), false)
-            } else {
-                (false, !history.rejected.contains(&order))
-            };
+            let (lost, false_reject) = history.contradicts((client.account, ack.id), ack.accepted);
             if lost || false_reject {
                 let what = if lost { "lost" } else { "falsely rejected" };
                 verdict.example(format!(
@@ -180,11 +160,7 @@ fn told_against(evidence: &Evidence, history: &History, verdict: &mut Verdict) {
             verdict.false_reports += u64::from(false_reject);
         }
         verdict.unacknowledged += client.unacknowledged() as u64;
-        let mut told = client.told.clone();
-        for (order, qty) in evidence.final_filled.get(k).into_iter().flatten() {
-            let entry = told.entry(*order).or_insert(Qty(0));
-            *entry = (*entry).max(*qty);
-        }
+        let told = crate::fills::told_with(&client.told, evidence.final_filled.get(k));
         members.push((client.account, told));
     }
     let fills = crate::fills::check_told(&history.filled, &members);
