@@ -314,7 +314,7 @@ mod echo {
                         done = true;
                         ServerMessage::Logout { reason: 0 }
                     }
-                    ClientMessage::NewOrder(order) => {
+                    ClientMessage::NewOrder(order) | ClientMessage::ResendOrder { order, .. } => {
                         report(order.cl_ord_id, order.symbol, b'0', 0)
                     }
                     ClientMessage::Cancel { cl_ord_id, symbol } => {

@@ -265,6 +265,7 @@ pub(crate) fn audit(
         accepted: tally.accepted,
         rejected_by_engine: tally.rejected,
         unacknowledged: tally.unacked,
+        stale_resends: tally.stale_resends,
         amends_sent: results.iter().map(|r| r.changes.amends).sum(),
         cancels_sent: results.iter().map(|r| r.changes.cancels).sum(),
         lost_acked: tally.lost,
@@ -485,6 +486,7 @@ struct Tally {
     /// history accepted or never saw).
     false_reports: u64,
     unacked: u64,
+    stale_resends: u64,
     refused: u64,
     refused_by_reason: BTreeMap<String, u64>,
     returns_home: u64,
@@ -506,6 +508,7 @@ impl Tally {
             lost_examples: Vec::new(),
             false_reports: 0,
             unacked: 0,
+            stale_resends: 0,
             refused: 0,
             refused_by_reason: BTreeMap::new(),
             returns_home: 0,
@@ -518,6 +521,7 @@ impl Tally {
             tally.orders += result.orders;
             tally.unacked += result.unacknowledged as u64;
             let c = &result.counts;
+            tally.stale_resends += c.stale_resends;
             for (reason, n) in [
                 ("busy", c.refused_busy),
                 ("unavailable", c.refused_unavailable),

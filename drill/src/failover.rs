@@ -144,6 +144,8 @@ struct Pending {
     sent: Option<Instant>,
     /// Not before this (after a gateway refusal).
     not_before: Instant,
+    /// Sent at least once: sent again, it carries the resend flag and its age.
+    resend: bool,
 }
 
 /// Counts of what the client met.
@@ -158,6 +160,9 @@ pub struct ClientCounts {
     pub refused_throttled: u64,
     /// Moves back to the first site after a failover.
     pub returns_home: u64,
+    /// Orders given up: resent from longer ago than the venue remembers ids and refused as
+    /// `stale_resend`; the member does not know whether they executed.
+    pub stale_resends: u64,
     pub duplicates_answered: u64,
     pub fills: u64,
 }
@@ -309,6 +314,7 @@ impl<W: Wire> FailoverClient<W> {
                 first_sent: now,
                 sent: None,
                 not_before: now,
+                resend: false,
             },
         );
         self.send_due().await;
@@ -464,13 +470,23 @@ impl<W: Wire> FailoverClient<W> {
             .map(|(id, _)| *id)
             .collect();
         for id in due {
-            let order = self.pending[&id].order;
-            if !self.send(&ClientMessage::NewOrder(order)).await {
+            let p = self.pending[&id];
+            let message = if p.resend {
+                let age_ms = now.duration_since(p.first_sent).as_millis();
+                ClientMessage::ResendOrder {
+                    order: p.order,
+                    age_ms: u32::try_from(age_ms).unwrap_or(u32::MAX),
+                }
+            } else {
+                ClientMessage::NewOrder(p.order)
+            };
+            if !self.send(&message).await {
                 return;
             }
             self.counts.sent += 1;
             if let Some(p) = self.pending.get_mut(&id) {
                 p.sent = Some(now);
+                p.resend = true;
             }
         }
     }
@@ -550,6 +566,14 @@ impl<W: Wire> FailoverClient<W> {
         let outcome = match (report.exec_type, report.reason) {
             (exec_type::REJECTED, code) if reason::is_refusal(code) => {
                 self.on_refused(id, code);
+                return;
+            }
+            (exec_type::REJECTED, reason::STALE_RESEND) => {
+                // First sent longer ago than the venue remembers ids, and the site does not
+                // know it: it may have executed and been forgotten, so it must not be sent
+                // again. Its outcome is unknown to the member (a missed fill if it traded).
+                self.pending.remove(&id);
+                self.counts.stale_resends += 1;
                 return;
             }
             (_, reason::UNKNOWN_ORDER) if report.exec_type == exec_type::ORDER_STATUS => {

@@ -247,6 +247,7 @@ impl ApplicationCallback for Bridge {
 fn to_fix(message: &ClientMessage) -> io::Result<Option<Message>> {
     let (kind, fields): (&str, Vec<(i32, String)>) = match *message {
         ClientMessage::NewOrder(order) => ("D", new_order_fields(&order)),
+        ClientMessage::ResendOrder { order, age_ms } => return resend_order(&order, age_ms),
         ClientMessage::Cancel { cl_ord_id, symbol } => (
             "F",
             vec![
@@ -276,6 +277,20 @@ fn to_fix(message: &ClientMessage) -> io::Result<Option<Message>> {
         ClientMessage::Logon { .. } | ClientMessage::Logout => return Ok(None),
     };
     fix_message(kind, fields).map(Some)
+}
+
+/// A new order the member may have sent before, first sent `age_ms` ago: PossDupFlag (43) `Y`
+/// and OrigSendingTime (122) in the header, which the venue judges its age by (QuickFIX
+/// stamps SendingTime as it sends).
+fn resend_order(order: &NewOrderMsg, age_ms: u32) -> io::Result<Option<Message>> {
+    let mut msg = fix_message("D", new_order_fields(order))?;
+    let first_ns = gateway::now_ns().saturating_sub(u64::from(age_ms) * 1_000_000);
+    msg.with_header_mut(|h| {
+        h.set_field(43, "Y")?;
+        h.set_field(122, gateway::fix::mapping::utc_timestamp(first_ns).as_str())
+    })
+    .map_err(quickfix_error)?;
+    Ok(Some(msg))
 }
 
 /// A FIX message of type `kind` with `fields`.

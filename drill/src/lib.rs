@@ -365,6 +365,9 @@ pub struct DrillReport {
     pub rejected_by_engine: u64,
     /// Orders never acknowledged (each client's last, unanswered by the end).
     pub unacknowledged: u64,
+    /// Orders their members gave up: resent from longer ago than the sites remember ids and
+    /// refused as `stale_resend`, their outcome unknown to the member.
+    pub stale_resends: u64,
     /// Amends (a resting order's price a tick nearer the middle) and cancels the clients
     /// sent besides their new orders.
     pub amends_sent: u64,
@@ -484,7 +487,8 @@ impl DrillReport {
         let _ = writeln!(
             out,
             "drill over {} ({:.0} s at {}/s): {} orders, {} acknowledged ({} accepted, {} \
-             rejected by the engine), {} unacknowledged; {} amends and {} cancels sent",
+             rejected by the engine), {} unacknowledged, {} given up as stale resends; {} \
+             amends and {} cancels sent",
             self.sites.join(", "),
             self.duration_s,
             self.rate_target,
@@ -493,6 +497,7 @@ impl DrillReport {
             self.accepted,
             self.rejected_by_engine,
             self.unacknowledged,
+            self.stale_resends,
             self.amends_sent,
             self.cancels_sent
         );

@@ -59,8 +59,9 @@ pub mod reason {
     pub const CATCHING_UP: u8 = 34;
     /// This site's clock is ahead of the log's: another site takes it.
     pub const CLOCK_SKEW: u8 = 35;
-    /// FIX only: an order resent (PossDupFlag or PossResend) from longer ago than the venue
-    /// remembers client order ids: it cannot tell whether it already executed it.
+    /// An order resent (the NewOrder resend flag, FIX's PossDupFlag or PossResend) from longer
+    /// ago than the venue remembers client order ids: it cannot tell whether it already
+    /// executed it.
     pub const STALE_RESEND: u8 = 36;
 
     /// Whether `code` refused a request before the log for a passing reason (busy,
@@ -197,6 +198,13 @@ pub fn check(buf: &[u8]) -> Result<Check, DecodeError> {
     })
 }
 
+/// The largest resend age a NewOrder carries (24 bits of milliseconds, about 4.7 hours).
+pub const RESEND_AGE_MAX_MS: u32 = 0x00FF_FFFF;
+
+/// NewOrder flags: post-only, and "this may be a resend" (its age in the reserved bytes).
+const FLAG_POST_ONLY: u8 = 1;
+const FLAG_RESEND: u8 = 2;
+
 /// A new order as a client sends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NewOrderMsg {
@@ -225,6 +233,14 @@ pub enum ClientMessage {
         test_id: u64,
     },
     NewOrder(NewOrderMsg),
+    /// A NewOrder the member may have sent before (a resend after a failover, under the same
+    /// client order id), first sent `age_ms` ago by the member's clock (at most
+    /// [`RESEND_AGE_MAX_MS`], which stands for "at least that long"). A venue that no longer
+    /// remembers that long refuses it as `stale_resend` unless it knows the order.
+    ResendOrder {
+        order: NewOrderMsg,
+        age_ms: u32,
+    },
     Cancel {
         cl_ord_id: OrderId,
         symbol: Symbol,
@@ -534,7 +550,7 @@ fn decode_new_order(frame: &[u8]) -> Result<ClientMessage, DecodeError> {
         other => return Err(bad("tif", other)),
     };
     let flags = r.u8();
-    if flags > 1 {
+    if flags > FLAG_POST_ONLY | FLAG_RESEND {
         return Err(bad("order flags", flags));
     }
     let stp = match r.u8() {
@@ -544,20 +560,26 @@ fn decode_new_order(frame: &[u8]) -> Result<ClientMessage, DecodeError> {
         3 => Stp::CancelBoth,
         other => return Err(bad("stp", other)),
     };
-    r.skip(3);
+    let [a, b, c] = r.bytes::<3>();
+    let age_ms = u32::from_le_bytes([a, b, c, 0]);
     let price = Price(r.i64());
     let qty = Qty(r.i64());
-    Ok(ClientMessage::NewOrder(NewOrderMsg {
+    let order = NewOrderMsg {
         cl_ord_id,
         symbol,
         side,
         ord_type,
         tif,
-        post_only: flags == 1,
+        post_only: flags & FLAG_POST_ONLY != 0,
         stp,
         price: (ord_type == OrdType::Limit).then_some(price),
         qty,
-    }))
+    };
+    Ok(if flags & FLAG_RESEND != 0 {
+        ClientMessage::ResendOrder { order, age_ms }
+    } else {
+        ClientMessage::NewOrder(order)
+    })
 }
 
 /// Decodes a Replace frame.
@@ -613,6 +635,42 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// Appends a NewOrder frame; with `resend`, flagged as a possible resend of that age (ms,
+/// saturating at [`RESEND_AGE_MAX_MS`]).
+fn encode_new_order(out: &mut Vec<u8>, o: &NewOrderMsg, resend: Option<u32>) {
+    let mut flags = if o.post_only { FLAG_POST_ONLY } else { 0 };
+    if resend.is_some() {
+        flags |= FLAG_RESEND;
+    }
+    let age = resend.unwrap_or(0).min(RESEND_AGE_MAX_MS).to_le_bytes();
+    Writer::begin(out, kind::NEW_ORDER)
+        .text::<40>(o.cl_ord_id.as_str())
+        .text::<16>(o.symbol.as_str())
+        .put(&[
+            side_code(o.side),
+            match o.ord_type {
+                OrdType::Limit => 1,
+                OrdType::Market => 2,
+            },
+            match o.tif {
+                Tif::Gtc => 1,
+                Tif::Ioc => 2,
+                Tif::Fok => 3,
+            },
+            flags,
+            match o.stp {
+                Stp::None => 0,
+                Stp::CancelTaker => 1,
+                Stp::CancelMaker => 2,
+                Stp::CancelBoth => 3,
+            },
+        ])
+        .put(&age[..3])
+        .put(&o.price.map_or(0, |p| p.0).to_le_bytes())
+        .put(&o.qty.0.to_le_bytes())
+        .end(kind::NEW_ORDER);
+}
+
 /// Appends one client frame to `out`.
 pub fn encode_client(message: &ClientMessage, out: &mut Vec<u8>) {
     match message {
@@ -629,32 +687,8 @@ pub fn encode_client(message: &ClientMessage, out: &mut Vec<u8>) {
         ClientMessage::Heartbeat { test_id } => Writer::begin(out, kind::HEARTBEAT)
             .put(&test_id.to_le_bytes())
             .end(kind::HEARTBEAT),
-        ClientMessage::NewOrder(o) => Writer::begin(out, kind::NEW_ORDER)
-            .text::<40>(o.cl_ord_id.as_str())
-            .text::<16>(o.symbol.as_str())
-            .put(&[
-                side_code(o.side),
-                match o.ord_type {
-                    OrdType::Limit => 1,
-                    OrdType::Market => 2,
-                },
-                match o.tif {
-                    Tif::Gtc => 1,
-                    Tif::Ioc => 2,
-                    Tif::Fok => 3,
-                },
-                u8::from(o.post_only),
-                match o.stp {
-                    Stp::None => 0,
-                    Stp::CancelTaker => 1,
-                    Stp::CancelMaker => 2,
-                    Stp::CancelBoth => 3,
-                },
-            ])
-            .zeros(3)
-            .put(&o.price.map_or(0, |p| p.0).to_le_bytes())
-            .put(&o.qty.0.to_le_bytes())
-            .end(kind::NEW_ORDER),
+        ClientMessage::NewOrder(o) => encode_new_order(out, o, None),
+        ClientMessage::ResendOrder { order, age_ms } => encode_new_order(out, order, Some(*age_ms)),
         ClientMessage::Cancel { cl_ord_id, symbol } => Writer::begin(out, kind::CANCEL)
             .text::<40>(cl_ord_id.as_str())
             .text::<16>(symbol.as_str())

@@ -324,7 +324,10 @@ impl Session {
                 code: session_reject::ALREADY_LOGGED_ON,
                 rejected_type: 0x01,
             }),
-            ClientMessage::NewOrder(order) => self.new_order(order, throttled),
+            ClientMessage::NewOrder(order) => self.new_order(order, None, throttled),
+            ClientMessage::ResendOrder { order, age_ms } => {
+                self.new_order(order, Some(age_ms), throttled)
+            }
             ClientMessage::Cancel { cl_ord_id, symbol } => {
                 let kind = CommandKind::Cancel(CancelOrder {
                     account,
@@ -359,8 +362,16 @@ impl Session {
         None
     }
 
-    /// Submits a NewOrder; a refusal is answered with a rejected execution report.
-    fn new_order(&mut self, order: binary::NewOrderMsg, throttled: bool) {
+    /// Submits a NewOrder (a possible resend of `resend_age_ms`); a refusal is answered with
+    /// a rejected execution report. A resend from longer ago than the engines remember ids,
+    /// under an id this site does not know, is refused as `stale_resend`: it may have
+    /// executed and been forgotten ([`Hub::stale_resend`]).
+    fn new_order(
+        &mut self,
+        order: binary::NewOrderMsg,
+        resend_age_ms: Option<u32>,
+        throttled: bool,
+    ) {
         let new = NewOrder {
             account: self.account,
             order_id: order.cl_ord_id,
@@ -374,8 +385,11 @@ impl Session {
             stp: order.stp,
             session: self.log_session,
         };
+        let stale = |age_ms: u32| self.hub.stale_resend(&new, u64::from(age_ms));
         let refused = if throttled {
             Some(GatewayReason::Throttled)
+        } else if resend_age_ms.is_some_and(stale) {
+            Some(GatewayReason::StaleResend)
         } else {
             self.hub
                 .submit(CommandKind::New(new))

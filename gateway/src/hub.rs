@@ -33,7 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use engine::runner::{Emitted, WaitStrategy};
-use engine::{AccountId, Command, CommandKind, MassCancel, OrderId, SetTradingStatus, Symbol};
+use engine::{
+    AccountId, Command, CommandKind, MassCancel, NewOrder, OrderId, SetTradingStatus, Symbol,
+};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::desk::{
@@ -363,6 +365,23 @@ impl Hub {
     ) -> Option<Report> {
         let shard = self.shard_of(symbol);
         self.desk().order_state(shard, account, cl_ord_id)
+    }
+
+    /// Whether a new order resent `age_ms` after its first sending must be refused as
+    /// `stale_resend`: first sent longer ago than the engines remember ids
+    /// ([`crate::desk::resend_too_old`]), under an id this site does not know. Only a site
+    /// ready to answer a status question judges it (one cut off from the log, or catching up,
+    /// may not know the order yet: its submit refuses it for that). Counted.
+    pub fn stale_resend(&self, new: &NewOrder, age_ms: u64) -> bool {
+        let stale = crate::desk::resend_too_old(age_ms, self.dedup_window_ns())
+            && self.log_ready(Some(&new.symbol)).is_ok()
+            && self
+                .order_state(&new.symbol, new.account, &new.order_id)
+                .is_none();
+        if stale {
+            self.counters.stale_resends.fetch_add(1, Ordering::Relaxed);
+        }
+        stale
     }
 
     /// Every order of `account` the engines remember (live, and finished inside the dedup

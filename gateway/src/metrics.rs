@@ -99,6 +99,9 @@ pub struct HubCounters {
     pub submit_unavailable: AtomicU64,
     pub submit_catching_up: AtomicU64,
     pub submit_clock_skew: AtomicU64,
+    /// Binary new orders resent from longer ago than the dedup window under an id the site
+    /// does not know, refused as `stale_resend` (FIX counts its own).
+    pub stale_resends: AtomicU64,
     pub events: AtomicU64,
     pub applied: AtomicU64,
     pub reports: AtomicU64,

@@ -22,8 +22,8 @@ fn side() -> impl Strategy<Value = Side> {
     prop_oneof![Just(Side::Buy), Just(Side::Sell)]
 }
 
-fn client_message() -> impl Strategy<Value = ClientMessage> {
-    let new_order = (
+fn new_order_msg() -> impl Strategy<Value = NewOrderMsg> {
+    (
         order_id(),
         symbol(),
         side(),
@@ -40,24 +40,26 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
         any::<i64>(),
     )
         .prop_map(
-            |(cl_ord_id, symbol, side, market, tif, post_only, stp, price, qty)| {
-                ClientMessage::NewOrder(NewOrderMsg {
-                    cl_ord_id,
-                    symbol,
-                    side,
-                    ord_type: if market {
-                        OrdType::Market
-                    } else {
-                        OrdType::Limit
-                    },
-                    tif,
-                    post_only,
-                    stp,
-                    price: (!market).then_some(Price(price)),
-                    qty: Qty(qty),
-                })
+            |(cl_ord_id, symbol, side, market, tif, post_only, stp, price, qty)| NewOrderMsg {
+                cl_ord_id,
+                symbol,
+                side,
+                ord_type: if market {
+                    OrdType::Market
+                } else {
+                    OrdType::Limit
+                },
+                tif,
+                post_only,
+                stp,
+                price: (!market).then_some(Price(price)),
+                qty: Qty(qty),
             },
-        );
+        )
+}
+
+fn client_message() -> impl Strategy<Value = ClientMessage> {
+    let new_order = new_order_msg().prop_map(ClientMessage::NewOrder);
     prop_oneof![
         (any::<[u8; 32]>(), any::<u16>(), any::<bool>()).prop_map(|(token, heartbeat_secs, c)| {
             ClientMessage::Logon {
@@ -86,6 +88,8 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
         proptest::option::of(symbol()).prop_map(|symbol| ClientMessage::MassCancel { symbol }),
         proptest::option::of(symbol()).prop_map(|symbol| ClientMessage::MassStatus { symbol }),
         any::<u32>().prop_map(|timeout_ms| ClientMessage::CancelAfter { timeout_ms }),
+        (new_order_msg(), 0..=gateway::binary::RESEND_AGE_MAX_MS)
+            .prop_map(|(order, age_ms)| ClientMessage::ResendOrder { order, age_ms }),
         (order_id(), symbol())
             .prop_map(|(cl_ord_id, symbol)| ClientMessage::OrderStatus { cl_ord_id, symbol }),
     ]
@@ -255,7 +259,7 @@ fn each_kind_of_malformed_frame_gets_its_code() {
         (with(2, 9), 2),                               // version
         (with(3, 0x7f), 3),                            // unknown type
         (with(4 + 56, 3), 5),                          // side 3
-        (with(4 + 59, 2), 5),                          // undefined flag bit
+        (with(4 + 59, 4), 5),                          // undefined flag bit
         (with(4 + 2, 0x80), 6),                        // non-ASCII in the order id
     ];
     for (frame, code) in cases {

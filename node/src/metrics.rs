@@ -231,6 +231,12 @@ fn hub_families(text: &mut Exposition, hub: &Hub) {
         ]),
     );
     text.counter(
+        "binary_stale_resends_total",
+        "Binary new orders resent (the resend flag) from longer ago than the dedup window, \
+         with a client order id the site does not know, refused as stale_resend.",
+        &one(&c.stale_resends),
+    );
+    text.counter(
         "commands_applied_total",
         "Commands the engines applied from the logs.",
         &one(&c.applied),

@@ -134,6 +134,7 @@ struct Tally {
     records: u64,
     acknowledged: u64,
     failovers: u64,
+    stale_resends: u64,
     status_compared: u64,
     hashes_compared: u64,
     faults: BTreeMap<&'static str, u64>,
@@ -148,6 +149,7 @@ impl Tally {
         self.records += run.log_records;
         self.acknowledged += run.orders_acknowledged;
         self.failovers += run.failovers;
+        self.stale_resends += run.stale_resends;
         self.status_compared += run.verdict.status_compared;
         self.hashes_compared += run.verdict.hashes_compared;
         for fault in &run.faults {
@@ -161,13 +163,14 @@ impl Tally {
     fn print(&self, took: Duration) {
         let hours = self.simulated_ms as f64 / 3_600_000.0;
         println!(
-            "{} seeds, {hours:.2} simulated hours in {:.1} s: {} events, {} log records, {} orders acknowledged, {} failovers, {} failed",
+            "{} seeds, {hours:.2} simulated hours in {:.1} s: {} events, {} log records, {} orders acknowledged, {} failovers, {} given up as stale resends, {} failed",
             self.seeds,
             took.as_secs_f64(),
             self.events,
             self.records,
             self.acknowledged,
             self.failovers,
+            self.stale_resends,
             self.failed.len()
         );
         println!(

@@ -99,6 +99,9 @@ pub struct SimClient {
     pub told: BTreeMap<OrderId, Qty>,
     pub failovers: u64,
     pub refused: u64,
+    /// Orders given up: resent from longer ago than the sites remember ids and refused as
+    /// `stale_resend`, their outcome unknown to the member.
+    pub stale_resends: u64,
     /// Refusals that moved it (unavailable, catching up) since its last acknowledgement, and
     /// the pause before its next logon: the first move is at once, the next ones wait, the
     /// pause doubling up to `backoff_max_ns` (every site may be refusing: a leader move).
@@ -126,6 +129,7 @@ impl SimClient {
             told: BTreeMap::new(),
             failovers: 0,
             refused: 0,
+            stale_resends: 0,
             refusals: 0,
             backoff_ns: 0,
             last_heard: 0,
@@ -259,7 +263,11 @@ impl SimClient {
         if let Some(pending) = self.pending.get_mut(&id) {
             pending.stage = Stage::Sent;
             pending.last_sent = now;
-            let req = Req::New(pending.new);
+            let age_ms = (now - pending.first_sent) / 1_000_000;
+            let req = Req::Resend {
+                new: pending.new,
+                age_ms,
+            };
             out.push(self.to(conn, req));
         }
     }
@@ -454,7 +462,11 @@ impl SimClient {
         out: &mut Vec<Outgoing>,
     ) {
         self.refused += 1;
-        if moves_away(reason) {
+        if reason == GatewayReason::StaleResend {
+            // It may have executed and been forgotten: never sent again.
+            self.pending.remove(&id);
+            self.stale_resends += 1;
+        } else if moves_away(reason) {
             self.refused_here(config, reason);
             self.leave(now, config, out);
         } else if let Some(pending) = self.pending.get_mut(&id) {
@@ -582,7 +594,7 @@ mod tests {
         };
         let resent = client.on_msg(203 * MS, &config, conn, unknown);
         assert!(
-            matches!(resent[..], [Outgoing { site: 1, req: Req::New(again), .. }] if again == new),
+            matches!(resent[..], [Outgoing { site: 1, req: Req::Resend { new: again, .. }, .. }] if again == new),
             "{resent:?}"
         );
         let report = Msg::Session(ToSession::Report(accepted(&new)));

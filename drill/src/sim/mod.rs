@@ -85,6 +85,9 @@ pub struct SimRun {
     pub failovers: u64,
     /// New orders a site refused before the log (busy, unavailable, catching up).
     pub refused: u64,
+    /// Orders members gave up: resent from longer ago than the sites remember ids, refused as
+    /// `stale_resend` (their outcome unknown to the member).
+    pub stale_resends: u64,
     /// The longest a member waited from sending an order to its acknowledgement (resends and
     /// moves included), simulated milliseconds.
     pub slowest_ack_ms: u64,

@@ -14,6 +14,12 @@ pub enum Req {
     },
     /// A new order (the site puts the session's account and log session on it).
     New(NewOrder),
+    /// A new order sent again under its id (the binary protocol's resend flag), first sent
+    /// `age_ms` ago by the member's clock.
+    Resend {
+        new: NewOrder,
+        age_ms: u64,
+    },
     Cancel(OrderId),
     /// A replace in place: the order's new total quantity.
     Amend {

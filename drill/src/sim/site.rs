@@ -16,8 +16,8 @@ use engine::{
     AccountId, AmendOrder, CancelAfter, CancelOrder, Command, CommandKind, Engine, EngineConfig,
     Event, MassCancel, NewOrder, Symbol,
 };
-use gateway::desk::Admission;
-use gateway::{Desk, ExecType, OrdStatus, Outbox, Report, SubmitError};
+use gateway::desk::{resend_too_old, Admission};
+use gateway::{Desk, ExecType, GatewayReason, OrdStatus, Outbox, Report, SubmitError};
 use node::freshness::Freshness;
 
 use super::msg::{Msg, Req};
@@ -527,6 +527,25 @@ impl SimSite {
                 },
                 out,
             ),
+            Req::Resend { new, age_ms } => {
+                let new = NewOrder {
+                    account,
+                    session,
+                    ..new
+                };
+                let window_ns = config.engine.dedup_window_ns;
+                if resend_too_old(age_ms, window_ns)
+                    && self.ready(now, config).is_ok()
+                    && self.order_state(account, &new.order_id).is_none()
+                {
+                    let reason = GatewayReason::StaleResend;
+                    return Some(Msg::Refused {
+                        id: new.order_id,
+                        reason,
+                    });
+                }
+                self.new_order(now, config, new, out)
+            }
             Req::Cancel(order_id) => {
                 let cancel = CancelOrder {
                     account,

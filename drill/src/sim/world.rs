@@ -659,6 +659,7 @@ impl World {
             orders_acknowledged: self.clients.iter().map(|c| c.acks.len() as u64).sum(),
             failovers: self.clients.iter().map(|c| c.failovers).sum(),
             refused: self.clients.iter().map(|c| c.refused).sum(),
+            stale_resends: self.clients.iter().map(|c| c.stale_resends).sum(),
             slowest_ack_ms: self
                 .clients
                 .iter()

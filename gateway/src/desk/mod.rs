@@ -40,6 +40,22 @@ use controls::ShardControls;
 use mass::MassCancels;
 use orders::{Effects, InCommand, OrderTable};
 
+/// How much younger than the engines' dedup window a resent order's first sending must be for
+/// the venue to take it: room for the time between the member's sending and the log's
+/// stamp, and for log time running ahead of the member's clock.
+pub const RESEND_MARGIN_NS: u64 = 5_000_000_000;
+
+/// Whether a new order first sent `age_ms` ago (the member's clock) may be older than engines
+/// whose dedup window is `window_ns` still remember: its id may have executed and been
+/// forgotten, so taken again it could execute twice. The binary protocol's resend age and
+/// FIX's SendingTime less OrigSendingTime are both judged here.
+pub fn resend_too_old(age_ms: u64, window_ns: u64) -> bool {
+    age_ms
+        .saturating_mul(1_000_000)
+        .saturating_add(RESEND_MARGIN_NS)
+        >= window_ns
+}
+
 /// What one [`Desk::apply`] produced. Kept by the caller and reused: its vectors keep their
 /// capacity, so a steady state allocates no new ones.
 #[derive(Debug, Default)]

@@ -15,7 +15,7 @@ use ironfix_core::message::{MsgType, RawMessage};
 use ironfix_engine::OutboundMessage;
 use ironfix_session::header::parse_utc_timestamp_millis;
 
-use crate::desk::{ExecType, GatewayReason, OrdStatus, Reason, Report};
+use crate::desk::{resend_too_old, ExecType, GatewayReason, OrdStatus, Reason, Report};
 
 /// Custom tag on NewOrderSingle: self-trade prevention. `N` none, `T` cancel the taker (the
 /// default), `M` cancel the maker, `B` cancel both.
@@ -128,14 +128,8 @@ pub enum Inbound {
     Unsupported,
 }
 
-/// How much younger than the engines' dedup window a resent order's first sending must be for
-/// the venue to take it: room for the time between the member's sending and the log's
-/// stamp, and for log time running ahead of the member's clock.
-pub const RESEND_MARGIN_NS: u64 = 5_000_000_000;
-
 /// Whether `raw` may be a resend (PossDupFlag 43 or PossResend 97 `Y`) of a request first sent
-/// longer ago than the engines remember client order ids (`window_ns` of log time, less
-/// [`RESEND_MARGIN_NS`]). Its age is its SendingTime (52) less its OrigSendingTime (122), both
+/// longer ago than the engines remember client order ids ([`resend_too_old`]). Its age is its SendingTime (52) less its OrigSendingTime (122), both
 /// on the member's clock; a resend without a readable OrigSendingTime, or with one after its
 /// SendingTime, counts as old: the venue cannot tell.
 pub fn stale_resend(raw: &RawMessage<'_>, window_ns: u64) -> bool {
@@ -150,10 +144,7 @@ pub fn stale_resend(raw: &RawMessage<'_>, window_ns: u64) -> bool {
     let Some(age_ms) = sent.checked_sub(first) else {
         return true;
     };
-    age_ms
-        .saturating_mul(1_000_000)
-        .saturating_add(RESEND_MARGIN_NS)
-        >= window_ns
+    resend_too_old(age_ms, window_ns)
 }
 
 /// The one value of `tag`, if present: a tag given twice, or not text, is malformed.

@@ -390,6 +390,7 @@ impl FixApp {
         match inbound {
             Inbound::New(new) | Inbound::Refused { new, .. }
                 if mapping::stale_resend(raw, self.hub.dedup_window_ns())
+                    && self.hub.log_ready(Some(&new.symbol)).is_ok()
                     && self
                         .hub
                         .order_state(&new.symbol, new.account, &new.order_id)
