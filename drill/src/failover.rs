@@ -19,7 +19,15 @@
 //! reached the log: it stays unacknowledged and is sent again after
 //! [`FailoverConfig::retry_after`]. An "unavailable" (the site cannot reach the log) or a
 //! "catching up" (the site is far behind it: a restarted site replaying its backlog) also
-//! moves the client to the next site.
+//! moves the client to the next site, unless every site has refused lately
+//! ([`FailoverConfig::stay_when_all_refused`]): then the log itself is slow or down, and the
+//! client stays where it is, still hearing the reports its site pushes as it applies the log.
+//! (Circling instead, members heard of nothing for longer than the sites remember finished
+//! orders, and missed fills; the simulator's `--log-overload`.)
+//!
+//! A resend carries its first sending's age; the venue refuses one older than it remembers
+//! ids as `stale_resend` unless it knows the order, and the client then gives the order up:
+//! its outcome is unknown to the member (counted, [`ClientCounts::stale_resends`]).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -73,6 +81,11 @@ pub struct FailoverConfig {
     /// stay where it is.
     pub home_every: Option<Duration>,
     pub home_settle: Duration,
+    /// A site refusing for the log's sake (unavailable, catching up, clock skew) is left for
+    /// the next, unless every other site refused too within this long: then the log itself
+    /// is slow or down, and the client stays logged on where it is (the site still pushes its
+    /// reports as it applies the log; moving would lose them), asking again after its pause.
+    pub stay_when_all_refused: Duration,
 }
 
 impl FailoverConfig {
@@ -94,6 +107,7 @@ impl FailoverConfig {
             backoff_max: Duration::from_secs(2),
             home_every: Some(Duration::from_secs(3)),
             home_settle: Duration::from_secs(6),
+            stay_when_all_refused: Duration::from_secs(5),
         }
     }
 }
@@ -160,6 +174,8 @@ pub struct ClientCounts {
     pub refused_throttled: u64,
     /// Moves back to the first site after a failover.
     pub returns_home: u64,
+    /// Refusals after which it stayed where it was, every site having refused lately.
+    pub stays: u64,
     /// Orders given up: resent from longer ago than the venue remembers ids and refused as
     /// `stale_resend`; the member does not know whether they executed.
     pub stale_resends: u64,
@@ -188,6 +204,8 @@ pub struct FailoverClient<W = BinaryClient> {
     leaving: Option<&'static str>,
     /// Refusals (unavailable, catching up) since the last acknowledgement.
     refusals: u32,
+    /// When each site last refused for the log's sake.
+    refused_at: Vec<Option<Instant>>,
     /// The site the client started at, and since when it has been ready at every probe.
     home: usize,
     home_up_since: Option<Instant>,
@@ -216,6 +234,7 @@ impl<W: Wire> FailoverClient<W> {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no sites"));
         }
         let home = first % config.sites.len();
+        let sites = config.sites.len();
         let mut client = FailoverClient {
             site: home,
             config,
@@ -231,6 +250,7 @@ impl<W: Wire> FailoverClient<W> {
             down_since: None,
             leaving: None,
             refusals: 0,
+            refused_at: vec![None; sites],
             home,
             home_up_since: None,
             next_home_probe: Instant::now(),
@@ -648,6 +668,20 @@ impl<W: Wire> FailoverClient<W> {
         } else {
             self.backoff = self.config.retry_after;
             self.hold_until = self.hold_until.max(Instant::now() + self.backoff);
+        }
+        let now = Instant::now();
+        self.refused_at[self.site] = Some(now);
+        let lately = |at: &Option<Instant>| {
+            at.is_some_and(|at| now.duration_since(at) < self.config.stay_when_all_refused)
+        };
+        if self.refused_at.iter().all(lately) {
+            // Every site refuses: stay, and ask again here after the pause.
+            self.counts.stays += 1;
+            self.requeue_in_flight();
+            if self.mass_status == MassStatus::Asked {
+                self.mass_status = MassStatus::Due(now);
+            }
+            return;
         }
         self.leave(match code {
             reason::CATCHING_UP => "catching_up",

@@ -31,6 +31,9 @@ struct Venue {
     silent: bool,
     /// The current session closes at its next read.
     close_next: bool,
+    /// Every site is catching up with a slow log: new orders are refused (`catching_up`),
+    /// and the fills of orders already in the log still reach the sessions.
+    catching_up: bool,
 }
 
 static VENUE: Mutex<Option<Venue>> = Mutex::new(None);
@@ -55,7 +58,16 @@ struct Scripted {
 impl Scripted {
     fn answer(&mut self, venue: &mut Venue, message: &ClientMessage) {
         let answer = match *message {
-            ClientMessage::NewOrder(order) if !venue.cut_off => {
+            ClientMessage::NewOrder(order) | ClientMessage::ResendOrder { order, .. }
+                if venue.catching_up =>
+            {
+                let mut refused = report(order.cl_ord_id, order.symbol, exec_type::REJECTED);
+                (refused.ord_status, refused.reason) = (ord_status::REJECTED, reason::CATCHING_UP);
+                Some(ServerMessage::ExecutionReport(refused))
+            }
+            ClientMessage::NewOrder(order) | ClientMessage::ResendOrder { order, .. }
+                if !venue.cut_off =>
+            {
                 venue.in_log.push(order.cl_ord_id);
                 let new = report(order.cl_ord_id, order.symbol, exec_type::NEW);
                 (!venue.silent).then_some(ServerMessage::ExecutionReport(new))
@@ -225,10 +237,38 @@ fn after_a_move_the_mass_status_is_asked_once_the_resent_orders_are_acknowledged
         });
         assert_eq!(
             second,
-            ["status", "status", "new", "new", "mass status"],
+            ["status", "status", "resend", "resend", "mass status"],
             "at the second site"
         );
         assert_eq!(new_orders(id("o1")), [0, 1], "sent at each site");
+    });
+}
+
+/// Seen in the simulator with a log slow for longer than the sites remember finished orders
+/// (`--log-overload`): every site refused as `catching_up`, the members circled them every
+/// 200 ms, logged on nowhere long enough to hear the fills the sites pushed, and missed them.
+/// Once every site has refused lately, the client stays where it is and asks again there.
+#[test]
+fn a_client_stays_at_its_site_when_every_site_refuses_for_the_log() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = runtime();
+    let mut client = client(&runtime);
+    runtime.block_on(async {
+        with(|venue| venue.catching_up = true);
+        client.submit(gtc(id("s1"))).await.unwrap();
+        let acks = client.drain(Duration::from_secs(2)).await;
+        assert!(acks.is_empty(), "{acks:?}");
+        assert_eq!(
+            client.failovers().len(),
+            1,
+            "left the first site, not the second"
+        );
+        assert!(client.counts().stays > 0);
+        with(|venue| venue.catching_up = false);
+        let acks = client.drain(Duration::from_secs(3)).await;
+        assert_eq!(acks.len(), 1, "{acks:?}");
+        assert_eq!(acks[0].site, 1, "acknowledged where it stayed");
+        assert_eq!(client.failovers().len(), 1);
     });
 }
 
@@ -236,8 +276,12 @@ fn after_a_move_the_mass_status_is_asked_once_the_resent_orders_are_acknowledged
 fn new_orders(order: OrderId) -> Vec<usize> {
     with(|venue| {
         let sent = venue.sent.iter();
-        let orders =
-            sent.filter(|(_, m)| matches!(m, ClientMessage::NewOrder(o) if o.cl_ord_id == order));
+        let orders = sent.filter(|(_, m)| match m {
+            ClientMessage::NewOrder(o) | ClientMessage::ResendOrder { order: o, .. } => {
+                o.cl_ord_id == order
+            }
+            _ => false,
+        });
         orders.map(|(session, _)| *session).collect()
     })
 }
@@ -245,6 +289,7 @@ fn new_orders(order: OrderId) -> Vec<usize> {
 fn kind(message: &ClientMessage) -> &'static str {
     match message {
         ClientMessage::NewOrder(_) => "new",
+        ClientMessage::ResendOrder { .. } => "resend",
         ClientMessage::OrderStatus { .. } => "status",
         ClientMessage::MassStatus { .. } => "mass status",
         ClientMessage::Heartbeat { .. } => "heartbeat",

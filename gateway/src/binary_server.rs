@@ -24,7 +24,9 @@ use crate::binary::{
     self, exec_type, msg_type, ord_status, reason, session_reject, CancelRequest, Check,
     ClientMessage, DecodeError, ExecReport, ServerMessage,
 };
-use crate::desk::{gateway_reject, ExecType, GatewayReason, OrdStatus, Reason, Report, ToSession};
+use crate::desk::{
+    gateway_reject, ExecType, GatewayReason, OrdStatus, Reason, Report, Resend, ToSession,
+};
 use crate::hub::{Attachment, Hub};
 use crate::switch::DeadMan;
 use crate::throttle::Bucket;
@@ -363,9 +365,10 @@ impl Session {
     }
 
     /// Submits a NewOrder (a possible resend of `resend_age_ms`); a refusal is answered with
-    /// a rejected execution report. A resend from longer ago than the engines remember ids,
-    /// under an id this site does not know, is refused as `stale_resend`: it may have
-    /// executed and been forgotten ([`Hub::stale_resend`]).
+    /// a rejected execution report. A resend from longer ago than the engines remember ids is
+    /// never sent to the log: answered with the order's state if this site knows it, refused
+    /// as `stale_resend` if not (it may have executed and been forgotten;
+    /// [`Hub::judge_resend`]).
     fn new_order(
         &mut self,
         order: binary::NewOrderMsg,
@@ -385,10 +388,18 @@ impl Session {
             stp: order.stp,
             session: self.log_session,
         };
-        let stale = |age_ms: u32| self.hub.stale_resend(&new, u64::from(age_ms));
+        let judged = match resend_age_ms {
+            Some(age_ms) if !throttled => self.hub.judge_resend(&new, u64::from(age_ms)),
+            _ => Resend::Send,
+        };
         let refused = if throttled {
             Some(GatewayReason::Throttled)
-        } else if resend_age_ms.is_some_and(stale) {
+        } else if let Resend::Answer(state) = judged {
+            self.push(&ServerMessage::ExecutionReport(exec_report(&state)));
+            return;
+        } else if matches!(judged, Resend::Stale) {
+            let stale = &self.hub.counters().stale_resends;
+            stale.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Some(GatewayReason::StaleResend)
         } else {
             self.hub

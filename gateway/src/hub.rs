@@ -39,7 +39,8 @@ use engine::{
 use tokio::sync::{broadcast, mpsc};
 
 use crate::desk::{
-    Admission, BookSnapshot, Controls, Desk, MdMessage, Outbox, Report, SubmitError, ToSession,
+    judge_resend, Admission, BookSnapshot, Controls, Desk, MdMessage, Outbox, Report, Resend,
+    SubmitError, ToSession,
 };
 use crate::members::Members;
 use crate::metrics::{now_ns, HubCounters};
@@ -367,21 +368,15 @@ impl Hub {
         self.desk().order_state(shard, account, cl_ord_id)
     }
 
-    /// Whether a new order resent `age_ms` after its first sending must be refused as
-    /// `stale_resend`: first sent longer ago than the engines remember ids
-    /// ([`crate::desk::resend_too_old`]), under an id this site does not know. Only a site
-    /// ready to answer a status question judges it (one cut off from the log, or catching up,
-    /// may not know the order yet: its submit refuses it for that). Counted.
-    pub fn stale_resend(&self, new: &NewOrder, age_ms: u64) -> bool {
-        let stale = crate::desk::resend_too_old(age_ms, self.dedup_window_ns())
-            && self.log_ready(Some(&new.symbol)).is_ok()
-            && self
-                .order_state(&new.symbol, new.account, &new.order_id)
-                .is_none();
-        if stale {
-            self.counters.stale_resends.fetch_add(1, Ordering::Relaxed);
-        }
-        stale
+    /// What to do with `new` resent `age_ms` after its first sending (see
+    /// [`crate::desk::judge_resend`]): sent on, answered with the order's state, or refused
+    /// as `stale_resend`.
+    pub fn judge_resend(&self, new: &NewOrder, age_ms: u64) -> Resend {
+        let ready = self.log_ready(Some(&new.symbol)).is_ok();
+        let known = self
+            .order_state(&new.symbol, new.account, &new.order_id)
+            .filter(|state| state.symbol == new.symbol);
+        judge_resend(age_ms, self.dedup_window_ns(), ready, known)
     }
 
     /// Every order of `account` the engines remember (live, and finished inside the dedup

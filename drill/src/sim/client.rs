@@ -29,6 +29,9 @@ pub struct ClientConfig {
     pub backoff_max_ns: u64,
     /// After a move, the mass status is asked once nothing is pending, or after this long.
     pub mass_wait_ns: u64,
+    /// A site refusing for the log's sake is left unless every other site refused within
+    /// this long.
+    pub stay_ns: u64,
 }
 
 /// A request to send to a site on a connection.
@@ -110,6 +113,10 @@ pub struct SimClient {
     last_heard: u64,
     last_probe: u64,
     moved: bool,
+    /// When each site last refused for the log's sake (unavailable, catching up, clock skew).
+    refused_at: Vec<Option<u64>>,
+    /// Nothing sent before this (staying at a refusing site).
+    hold_until: u64,
     mass: MassStatus,
     orders: u64,
     conns: u64,
@@ -135,6 +142,8 @@ impl SimClient {
             last_heard: 0,
             last_probe: 0,
             moved: false,
+            refused_at: Vec::new(),
+            hold_until: 0,
             mass: MassStatus::Done,
             orders: 0,
             conns: 0,
@@ -194,6 +203,9 @@ impl SimClient {
             self.last_probe = now;
             out.push(self.to(conn, Req::Heartbeat));
         }
+        if now < self.hold_until {
+            return;
+        }
         if let MassStatus::Due(since) = self.mass {
             let answered = self
                 .pending
@@ -226,6 +238,26 @@ impl SimClient {
                 && now - p.last_sent >= config.ack_timeout_ns
         });
         unanswered || now - self.last_heard >= config.silence_ns
+    }
+
+    /// After a refusal for the log's sake: leaves for the next site, unless every other site
+    /// refused too within `stay_ns` (the log itself is slow or down: moving on would only cut
+    /// the member off from the reports its site still pushes as it applies the log). Then it
+    /// stays, asking again after its pause.
+    fn leave_or_stay(&mut self, now: u64, config: &ClientConfig, out: &mut Vec<Outgoing>) {
+        let recent = |at: &Option<u64>| at.is_some_and(|at| now - at < config.stay_ns);
+        if !self.refused_at.iter().all(recent) {
+            self.leave(now, config, out);
+            return;
+        }
+        let again = now + self.backoff_ns.max(config.retry_ns);
+        for pending in self.pending.values_mut() {
+            pending.stage = Stage::Due(again);
+        }
+        if self.mass == MassStatus::Asked {
+            self.mass = MassStatus::Due(now);
+        }
+        self.hold_until = again;
     }
 
     /// Leaves the site (closing the connection) for the next; every order not acknowledged is
@@ -376,8 +408,8 @@ impl SimClient {
             Msg::Refused { id, reason } => self.on_refused(now, config, id, reason, &mut out),
             Msg::SessionRefused(reason) => {
                 if moves_away(reason) {
-                    self.refused_here(config, reason);
-                    self.leave(now, config, &mut out);
+                    self.refused_here(now, config, reason);
+                    self.leave_or_stay(now, config, &mut out);
                 }
             }
             Msg::Status { id, report } => self.on_status(now, conn, id, report, &mut out),
@@ -443,8 +475,10 @@ impl SimClient {
     /// A refusal that sends it away: counted; the pause before the next logon doubled while
     /// sites are cut off from the log, the shortest while they are catching up (another may
     /// be ready already).
-    fn refused_here(&mut self, config: &ClientConfig, reason: GatewayReason) {
+    fn refused_here(&mut self, now: u64, config: &ClientConfig, reason: GatewayReason) {
         self.refusals += 1;
+        self.refused_at.resize(config.sites, None);
+        self.refused_at[self.site] = Some(now);
         self.backoff_ns = if reason == GatewayReason::Unavailable {
             (self.backoff_ns * 2).clamp(config.retry_ns, config.backoff_max_ns)
         } else {
@@ -467,8 +501,8 @@ impl SimClient {
             self.pending.remove(&id);
             self.stale_resends += 1;
         } else if moves_away(reason) {
-            self.refused_here(config, reason);
-            self.leave(now, config, out);
+            self.refused_here(now, config, reason);
+            self.leave_or_stay(now, config, out);
         } else if let Some(pending) = self.pending.get_mut(&id) {
             pending.stage = Stage::Due(now + config.retry_ns);
         }
@@ -524,6 +558,7 @@ mod tests {
             retry_ns: 200 * MS,
             backoff_max_ns: 2_000 * MS,
             mass_wait_ns: 3_000 * MS,
+            stay_ns: 5_000 * MS,
         }
     }
 

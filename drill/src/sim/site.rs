@@ -16,7 +16,7 @@ use engine::{
     AccountId, AmendOrder, CancelAfter, CancelOrder, Command, CommandKind, Engine, EngineConfig,
     Event, MassCancel, NewOrder, Symbol,
 };
-use gateway::desk::{resend_too_old, Admission};
+use gateway::desk::{judge_resend, Admission, Resend};
 use gateway::{Desk, ExecType, GatewayReason, OrdStatus, Outbox, Report, SubmitError};
 use node::freshness::Freshness;
 
@@ -533,18 +533,17 @@ impl SimSite {
                     session,
                     ..new
                 };
+                let ready = self.ready(now, config).is_ok();
+                let known = self.order_state(account, &new.order_id);
                 let window_ns = config.engine.dedup_window_ns;
-                if resend_too_old(age_ms, window_ns)
-                    && self.ready(now, config).is_ok()
-                    && self.order_state(account, &new.order_id).is_none()
-                {
-                    let reason = GatewayReason::StaleResend;
-                    return Some(Msg::Refused {
+                match judge_resend(age_ms, window_ns, ready, known) {
+                    Resend::Send => self.new_order(now, config, new, out),
+                    Resend::Answer(state) => Some(Msg::Session(gateway::ToSession::Report(*state))),
+                    Resend::Stale => Some(Msg::Refused {
                         id: new.order_id,
-                        reason,
-                    });
+                        reason: GatewayReason::StaleResend,
+                    }),
                 }
-                self.new_order(now, config, new, out)
             }
             Req::Cancel(order_id) => {
                 let cancel = CancelOrder {

@@ -341,6 +341,7 @@ fn client_config() -> ClientConfig {
         retry_ns: 200 * MS,
         backoff_max_ns: 2 * S,
         mass_wait_ns: 3 * S,
+        stay_ns: 5 * S,
     }
 }
 

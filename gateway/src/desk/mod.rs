@@ -56,6 +56,31 @@ pub fn resend_too_old(age_ms: u64, window_ns: u64) -> bool {
         >= window_ns
 }
 
+/// What a site does with a new order resent under its id (binary's resend flag, FIX's
+/// PossDupFlag), first sent `age_ms` ago by the member's clock ([`judge_resend`]).
+#[derive(Debug)]
+pub enum Resend {
+    /// Young enough: sent to the log like any new order (the engine refuses an id it
+    /// remembers, and the gateway answers with the original's state).
+    Send,
+    /// Too old, and this site knows the id: answered with its state, never sent to the log
+    /// (by the time it landed there the log's engines might have forgotten the original).
+    Answer(Box<Report>),
+    /// Too old, under an id this site does not know: refused as `stale_resend`.
+    Stale,
+}
+
+/// [`Resend`] for a resend first sent `age_ms` ago to engines whose dedup window is
+/// `window_ns`, at a site ready (`ready`) to answer status questions, which knows the order
+/// as `known`. A site that is not ready sends it on: its submit refuses it for that reason.
+pub fn judge_resend(age_ms: u64, window_ns: u64, ready: bool, known: Option<Report>) -> Resend {
+    match known {
+        _ if !ready || !resend_too_old(age_ms, window_ns) => Resend::Send,
+        Some(state) => Resend::Answer(Box::new(state.status())),
+        None => Resend::Stale,
+    }
+}
+
 /// What one [`Desk::apply`] produced. Kept by the caller and reused: its vectors keep their
 /// capacity, so a steady state allocates no new ones.
 #[derive(Debug, Default)]

@@ -15,7 +15,7 @@ use ironfix_core::message::{MsgType, RawMessage};
 use ironfix_engine::OutboundMessage;
 use ironfix_session::header::parse_utc_timestamp_millis;
 
-use crate::desk::{resend_too_old, ExecType, GatewayReason, OrdStatus, Reason, Report};
+use crate::desk::{ExecType, GatewayReason, OrdStatus, Reason, Report};
 
 /// Custom tag on NewOrderSingle: self-trade prevention. `N` none, `T` cancel the taker (the
 /// default), `M` cancel the maker, `B` cancel both.
@@ -128,23 +128,21 @@ pub enum Inbound {
     Unsupported,
 }
 
-/// Whether `raw` may be a resend (PossDupFlag 43 or PossResend 97 `Y`) of a request first sent
-/// longer ago than the engines remember client order ids ([`resend_too_old`]). Its age is its SendingTime (52) less its OrigSendingTime (122), both
-/// on the member's clock; a resend without a readable OrigSendingTime, or with one after its
-/// SendingTime, counts as old: the venue cannot tell.
-pub fn stale_resend(raw: &RawMessage<'_>, window_ns: u64) -> bool {
+/// How long ago a resend (PossDupFlag 43 or PossResend 97 `Y`) was first sent, in
+/// milliseconds: its SendingTime (52) less its OrigSendingTime (122), both on the member's
+/// clock. `None`: not a resend. A resend without a readable OrigSendingTime, or with one after
+/// its SendingTime, is taken as [`u64::MAX`] old: the venue cannot tell.
+pub fn resend_age_ms(raw: &RawMessage<'_>) -> Option<u64> {
     let yes = |tag| raw.get_field_str(tag) == Some("Y");
     if !yes(43) && !yes(97) {
-        return false;
+        return None;
     }
     let ms = |tag| raw.get_field_str(tag).and_then(parse_utc_timestamp_millis);
-    let (Some(first), Some(sent)) = (ms(122), ms(52)) else {
-        return true;
+    let age = match (ms(122), ms(52)) {
+        (Some(first), Some(sent)) => sent.checked_sub(first),
+        _ => None,
     };
-    let Some(age_ms) = sent.checked_sub(first) else {
-        return true;
-    };
-    resend_too_old(age_ms, window_ns)
+    Some(age.unwrap_or(u64::MAX))
 }
 
 /// The one value of `tag`, if present: a tag given twice, or not text, is malformed.
@@ -735,6 +733,7 @@ pub fn business_message_reject(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desk::resend_too_old;
     use ironfix_tagvalue::Decoder;
 
     /// A framed message (BodyLength and CheckSum computed) from `|`-separated body fields.
@@ -765,7 +764,7 @@ mod tests {
             "35=D|49=M|56=V|34=9|{header}11=a|55=X|54=1|40=1|38=1|"
         ));
         let raw = Decoder::new(&bytes).decode().expect("test frame decodes");
-        stale_resend(&raw, 60_000_000_000)
+        resend_age_ms(&raw).is_some_and(|age| resend_too_old(age, 60_000_000_000))
     }
 
     /// A resend (43 or 97 `Y`) is stale when its first sending (122) is within the margin of

@@ -48,7 +48,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::desk::{gateway_reject, ExecType, GatewayReason, Reason, SubmitError, ToSession};
+use crate::desk::{
+    gateway_reject, ExecType, GatewayReason, Reason, Resend, SubmitError, ToSession,
+};
 use crate::hub::{Attachment, Hub};
 use crate::metrics::now_ns;
 use crate::switch::DeadMan;
@@ -380,27 +382,34 @@ impl FixApp {
     }
 
     /// A new order the member may be resending from longer ago than the engines remember
-    /// client order ids ([`mapping::stale_resend`]: a member that keeps its sequence numbers
+    /// client order ids ([`mapping::resend_age_ms`]: a member that keeps its sequence numbers
     /// across a reconnect resends what the venue did not receive, with PossDupFlag, however
-    /// old), whose ClOrdID the venue does not know, is refused as `stale_resend`: it may have
-    /// executed and been forgotten, and taken it could execute again. One the venue knows goes
-    /// on and is answered with that order's state; so does a recent one. (A replace cannot
-    /// execute twice: once it took, or its order is gone, it finds nothing live to amend.)
+    /// old) is never sent to the log ([`Hub::judge_resend`]): one whose ClOrdID the venue
+    /// knows is answered with that order's state (as a status request is), one it does not is
+    /// refused as `stale_resend` (it may have executed and been forgotten, and taken it could
+    /// execute again). A recent one goes on. (A replace cannot execute twice: once it took,
+    /// or its order is gone, it finds nothing live to amend.)
     fn screen_resend(&self, raw: &RawMessage<'_>, inbound: Inbound) -> Inbound {
-        match inbound {
-            Inbound::New(new) | Inbound::Refused { new, .. }
-                if mapping::stale_resend(raw, self.hub.dedup_window_ns())
-                    && self.hub.log_ready(Some(&new.symbol)).is_ok()
-                    && self
-                        .hub
-                        .order_state(&new.symbol, new.account, &new.order_id)
-                        .is_none() =>
-            {
+        let age_ms = match inbound {
+            Inbound::New(_) | Inbound::Refused { .. } => mapping::resend_age_ms(raw),
+            _ => None,
+        };
+        let (Some(age_ms), Inbound::New(new) | Inbound::Refused { new, .. }) = (age_ms, inbound)
+        else {
+            return inbound;
+        };
+        match self.hub.judge_resend(&new, age_ms) {
+            Resend::Send => inbound,
+            Resend::Answer(_) => Inbound::Status {
+                order: new.order_id,
+                symbol: new.symbol,
+                side: new.side,
+            },
+            Resend::Stale => {
                 bump(&self.counters.stale_resends);
                 let why = GatewayReason::StaleResend;
                 Inbound::Refused { new, why }
             }
-            inbound => inbound,
         }
     }
 
