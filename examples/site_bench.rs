@@ -327,9 +327,11 @@ mod echo {
                         symbol,
                         cancelled: 0,
                     },
-                    ClientMessage::MassStatus { symbol } => {
-                        ServerMessage::MassStatusReport { symbol, reports: 0 }
-                    }
+                    ClientMessage::MassStatus { symbol } => ServerMessage::MassStatusReport {
+                        symbol,
+                        reports: 0,
+                        behind: 0,
+                    },
                     ClientMessage::CancelAfter { .. } => {
                         ServerMessage::SwitchReport { deadline: 0 }
                     }

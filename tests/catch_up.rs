@@ -29,7 +29,7 @@ use common::{next, report, runtime};
 use drill::cluster::SiteCluster;
 use drill::sites::{drill_engine, free_port, node_config};
 use engine::{Command, CommandKind};
-use gateway::binary::{exec_type, msg_type, reason, session_reject, ClientMessage, ServerMessage};
+use gateway::binary::{exec_type, reason, session_reject, ClientMessage, ServerMessage};
 use gateway::binary_client::BinaryClient;
 use health::wait_health;
 use node::Node;
@@ -106,20 +106,21 @@ fn a_site_behind_its_log_refuses_orders_and_status_with_catching_up_until_it_has
             .send(&ClientMessage::MassCancel { symbol: None })
             .await
             .unwrap();
-        // (Answered after the mass cancel was taken, on the same session.)
+        // A mass status is answered, with the site's state at its position, saying the site
+        // is catching up (how a member learns what happened between its sessions).
         client
             .send(&ClientMessage::MassStatus { symbol: None })
             .await
             .unwrap();
-        match next(&mut client).await {
-            ServerMessage::SessionReject {
-                code,
-                rejected_type,
-            } => assert_eq!(
-                (code, rejected_type),
-                (session_reject::CATCHING_UP, msg_type::MASS_STATUS)
-            ),
-            other => panic!("expected a SessionReject, got {other:?}"),
+        loop {
+            match next(&mut client).await {
+                ServerMessage::MassStatusReport { behind, .. } => {
+                    assert_eq!(behind, session_reject::CATCHING_UP as u8);
+                    break;
+                }
+                ServerMessage::ExecutionReport(_) => {}
+                other => panic!("expected the mass status, got {other:?}"),
+            }
         }
     });
     let metrics = node.metrics();

@@ -55,8 +55,9 @@ fn log_ahead_ms(kafka: &KafkaConfig, end: u64) -> i64 {
     ahead
 }
 
-/// Sends `order` and a mass cancel and a mass status on a new session at `binary`: the
-/// order's report and the two session rejects' codes.
+/// Sends `order`, a mass cancel and a mass status on a new session at `binary`: the order's
+/// report, the mass cancel's session reject code, and why the mass status answer (given
+/// anyway, the state at the site's position) may be behind.
 async fn refused(binary: std::net::SocketAddr) -> (u8, u8, Vec<(u16, u8)>) {
     let (mut client, _) = BinaryClient::logon(binary, TOKEN, false).await.unwrap();
     client.send(&buy("b1", "1")).await.unwrap();
@@ -68,13 +69,17 @@ async fn refused(binary: std::net::SocketAddr) -> (u8, u8, Vec<(u16, u8)>) {
         client.send(&message).await.unwrap();
     }
     let mut rejects = Vec::new();
-    for _ in 0..2 {
+    while rejects.len() < 2 {
         match next(&mut client).await {
             ServerMessage::SessionReject {
                 code,
                 rejected_type,
             } => rejects.push((code, rejected_type)),
-            other => panic!("expected a SessionReject, got {other:?}"),
+            ServerMessage::MassStatusReport { behind, .. } => {
+                rejects.push((u16::from(behind), msg_type::MASS_STATUS));
+            }
+            ServerMessage::ExecutionReport(_) => {}
+            other => panic!("expected a SessionReject or the mass status, got {other:?}"),
         }
     }
     (answer.exec_type, answer.reason, rejects)

@@ -199,7 +199,8 @@ fn an_order_lifecycle_with_two_members() {
             next(&mut alice).await,
             ServerMessage::MassStatusReport {
                 symbol: None,
-                reports: 1
+                reports: 1,
+                behind: 0,
             }
         );
 

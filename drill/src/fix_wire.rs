@@ -357,6 +357,7 @@ fn from_fix(msg: &Message) -> Vec<ServerMessage> {
         messages.push(ServerMessage::MassStatusReport {
             symbol: None,
             reports,
+            behind: 0,
         });
     }
     messages

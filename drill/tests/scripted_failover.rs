@@ -85,9 +85,11 @@ impl Scripted {
                 }
                 Some(ServerMessage::ExecutionReport(status))
             }
-            ClientMessage::MassStatus { symbol } => {
-                Some(ServerMessage::MassStatusReport { symbol, reports: 0 })
-            }
+            ClientMessage::MassStatus { symbol } => Some(ServerMessage::MassStatusReport {
+                symbol,
+                reports: 0,
+                behind: 0,
+            }),
             ClientMessage::Heartbeat { test_id } if test_id != 0 => {
                 Some(ServerMessage::Heartbeat { test_id })
             }

@@ -329,9 +329,13 @@ pub enum ServerMessage {
         cancelled: u32,
     },
     /// Ends the answer to a MassStatus: `reports` ExecutionReports (OrderStatus) came before.
+    /// `behind`: 0, or why the site's state may be behind the log's (the session reject code
+    /// it refuses other requests with: 31 unavailable, 34 catching up, 35 clock skew): the
+    /// answer is still the state at the site's position, which every site gives there.
     MassStatusReport {
         symbol: Option<Symbol>,
         reports: u32,
+        behind: u8,
     },
     /// The answer to a CancelAfter: the switch's deadline on log time (ns), 0 when disarmed.
     SwitchReport {
@@ -786,13 +790,16 @@ pub fn encode_server(message: &ServerMessage, out: &mut Vec<u8>) {
                 .zeros(4)
                 .end(kind::MASS_CANCEL_REPORT)
         }
-        ServerMessage::MassStatusReport { symbol, reports } => {
-            Writer::begin(out, kind::MASS_STATUS_REPORT)
-                .text::<16>(symbol.as_ref().map_or("", Symbol::as_str))
-                .put(&reports.to_le_bytes())
-                .zeros(4)
-                .end(kind::MASS_STATUS_REPORT)
-        }
+        ServerMessage::MassStatusReport {
+            symbol,
+            reports,
+            behind,
+        } => Writer::begin(out, kind::MASS_STATUS_REPORT)
+            .text::<16>(symbol.as_ref().map_or("", Symbol::as_str))
+            .put(&reports.to_le_bytes())
+            .put(&[*behind])
+            .zeros(3)
+            .end(kind::MASS_STATUS_REPORT),
         ServerMessage::SwitchReport { deadline } => Writer::begin(out, kind::SWITCH_REPORT)
             .put(&deadline.to_le_bytes())
             .end(kind::SWITCH_REPORT),
@@ -853,6 +860,7 @@ pub fn decode_server(frame: &[u8]) -> Result<ServerMessage, DecodeError> {
             ServerMessage::MassStatusReport {
                 symbol: r.symbol("symbol")?,
                 reports: r.u32(),
+                behind: r.u8(),
             }
         }
         other => return Err(DecodeError::UnknownType(other)),

@@ -484,9 +484,6 @@ impl Session {
         }
     }
 
-    /// Answers a MassStatus: an OrderStatus report for every order of the account the venue
-    /// remembers (in the symbol, if given), then a MassStatusReport with their count;
-    /// throttled, with a SessionReject.
     /// Why a status question is not answered: over the session's rate, the site cut off
     /// from the log (its answer could be stale without its knowing), or catching up (its
     /// answer would be stale and it knows).
@@ -500,14 +497,25 @@ impl Session {
             .map(|refused| u16::from(gateway_code(refused.into())))
     }
 
+    /// Answers a MassStatus: an OrderStatus report for every order of the account the venue
+    /// remembers (in the symbol, if given), then a MassStatusReport with their count and,
+    /// when the site is not ready (cut off from the log, catching up, clock ahead), why its
+    /// state may be behind (`behind`); throttled, with a SessionReject. Unlike a single
+    /// status question it is answered at a site that is not ready: the state at the site's
+    /// position is what every site answers there, what the site applies later reaches the
+    /// session as reports, and it is how a member learns what happened between its sessions.
+    /// (Refused, members moving between sites that all lagged a slow log heard of nothing for
+    /// longer than the sites remember finished orders, and missed fills: the simulator's
+    /// `--log-overload`.)
     fn mass_status(&mut self, symbol: Option<Symbol>, throttled: bool) {
-        if let Some(code) = self.status_refusal(symbol.as_ref(), throttled) {
+        if throttled {
             self.push(&ServerMessage::SessionReject {
-                code,
+                code: session_reject::THROTTLED,
                 rejected_type: msg_type::MASS_STATUS,
             });
             return;
         }
+        let behind = self.status_refusal(symbol.as_ref(), false).unwrap_or(0);
         let reports = self.hub.mass_status(self.account, symbol.as_ref());
         for report in &reports {
             self.push(&ServerMessage::ExecutionReport(exec_report(report)));
@@ -515,6 +523,7 @@ impl Session {
         self.push(&ServerMessage::MassStatusReport {
             symbol,
             reports: u32::try_from(reports.len()).unwrap_or(u32::MAX),
+            behind: u8::try_from(behind).unwrap_or(u8::MAX),
         });
     }
 

@@ -149,8 +149,13 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         }),
         (proptest::option::of(symbol()), any::<u32>())
             .prop_map(|(symbol, cancelled)| ServerMessage::MassCancelReport { symbol, cancelled }),
-        (proptest::option::of(symbol()), any::<u32>())
-            .prop_map(|(symbol, reports)| ServerMessage::MassStatusReport { symbol, reports }),
+        (proptest::option::of(symbol()), any::<u32>(), any::<u8>()).prop_map(
+            |(symbol, reports, behind)| ServerMessage::MassStatusReport {
+                symbol,
+                reports,
+                behind,
+            }
+        ),
         any::<u64>().prop_map(|deadline| ServerMessage::SwitchReport { deadline }),
     ]
 }

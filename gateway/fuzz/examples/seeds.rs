@@ -124,6 +124,7 @@ fn server() {
         ServerMessage::MassStatusReport {
             symbol: None,
             reports: 2,
+            behind: 34,
         },
         ServerMessage::SessionReject {
             code: 8,

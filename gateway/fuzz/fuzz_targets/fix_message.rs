@@ -194,7 +194,7 @@ fn application(raw: &RawMessage<'_>) {
             let _ = mapping::cancel_after_report(u64::from(timeout_ms));
         }
         Inbound::MassStatus { request, symbol } => {
-            let _ = mapping::mass_status_reports(&[], &request, symbol.as_ref(), ACCOUNT);
+            let _ = mapping::mass_status_reports(&[], &request, symbol.as_ref(), ACCOUNT, None);
         }
         Inbound::Unsupported => {
             let _ = mapping::business_message_reject(

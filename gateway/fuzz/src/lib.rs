@@ -55,6 +55,7 @@ pub fn canonical(frame: &[u8]) -> Vec<u8> {
     let body = &mut out[HEADER_LEN..];
     let ord_type = body.get(57).copied();
     let has = body.get(56).copied().unwrap_or(0);
+    let flags = body.get(59).copied().unwrap_or(0);
     let mut zero = |range: std::ops::Range<usize>| {
         if let Some(bytes) = body.get_mut(range) {
             bytes.fill(0);
@@ -64,9 +65,12 @@ pub fn canonical(frame: &[u8]) -> Vec<u8> {
         // Logon: 35 reserved. CancelAfter: 4 reserved x4.
         0x01 => zero(35..36),
         0x16 => zero(4..8),
-        // NewOrder: 61 reserved x3; 64 price, ignored for a market order (ord_type 2).
+        // NewOrder: 61 the resend age, ignored without flag bit 1; 64 price, ignored for a
+        // market order (ord_type 2).
         0x10 => {
-            zero(61..64);
+            if flags & 2 == 0 {
+                zero(61..64);
+            }
             if ord_type == Some(2) {
                 zero(64..72);
             }
@@ -85,11 +89,12 @@ pub fn canonical(frame: &[u8]) -> Vec<u8> {
         0x81 => zero(10..16),
         0x82 => zero(2..8),
         0x84 => zero(3..8),
-        // ExecutionReport: 76 reserved x4. CancelReject: 42 x6. MassCancelReport and
-        // MassStatusReport: 20 x4.
+        // ExecutionReport: 76 reserved x4. CancelReject: 42 x6. MassCancelReport: 20 x4.
+        // MassStatusReport: 21 x3.
         0x90 => zero(76..80),
         0x91 => zero(42..48),
-        0x92 | 0x93 => zero(20..24),
+        0x92 => zero(20..24),
+        0x93 => zero(21..24),
         _ => {}
     }
     out

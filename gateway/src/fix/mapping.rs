@@ -657,12 +657,14 @@ pub fn mass_cancel_report(
 
 /// The answer to an OrderMassStatusRequest `request` (584): one ExecutionReport (150=I) per
 /// order, each with 584, 911 TotNumReports and 912 LastRptRequested (Y on the last). With no
-/// order, one ExecutionReport says so: 37 `NONE`, 39=8, 911=0, 912=Y, 58 `no orders`.
+/// order, one ExecutionReport says so: 37 `NONE`, 39=8, 911=0, 912=Y, 58 `no orders`. At a
+/// site whose state may be behind the log's, `behind` says why, in 58 on every report.
 pub fn mass_status_reports(
     states: &[Report],
     request: &OrderId,
     symbol: Option<&Symbol>,
     account: AccountId,
+    behind: Option<&str>,
 ) -> Vec<OutboundMessage> {
     let total = states.len() as u64;
     let mut out: Vec<OutboundMessage> = states
@@ -673,6 +675,9 @@ pub fn mass_status_reports(
             m.push_str(584, request.as_str());
             m.push_uint(911, total);
             m.push_char(912, if at + 1 == states.len() { 'Y' } else { 'N' });
+            if let Some(text) = behind {
+                m.push_str(58, text);
+            }
             m
         })
         .collect();
@@ -693,7 +698,10 @@ pub fn mass_status_reports(
         m.push_str(584, request.as_str());
         m.push_uint(911, 0);
         m.push_char(912, 'Y');
-        m.push_str(58, "no orders");
+        m.push_str(
+            58,
+            &behind.map_or("no orders".into(), |text| format!("no orders; {text}")),
+        );
         out.push(m);
     }
     out
@@ -873,14 +881,14 @@ mod tests {
             assert_eq!(err.tag, tag, "{body}");
         }
         let request = OrderId::new("ms1").unwrap();
-        let two = mass_status_reports(&[report(), report()], &request, None, AccountId(7));
+        let two = mass_status_reports(&[report(), report()], &request, None, AccountId(7), None);
         for (m, last) in two.iter().zip(["N", "Y"]) {
             assert_eq!(
                 (text(m, 150), text(m, 584), text(m, 911), text(m, 912)),
                 (Some("I"), Some("ms1"), Some("2"), Some(last))
             );
         }
-        let none = mass_status_reports(&[], &request, None, AccountId(7));
+        let none = mass_status_reports(&[], &request, None, AccountId(7), None);
         assert_eq!(none.len(), 1);
         assert_eq!(
             (text(&none[0], 37), text(&none[0], 911), text(&none[0], 912)),

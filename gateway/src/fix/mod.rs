@@ -683,17 +683,13 @@ impl Application for FixApp {
             FixReject::new(malformed.reason, malformed.text).with_ref_tag(malformed.tag)
         })?;
         let inbound = self.screen_resend(message, inbound);
-        if let Inbound::MassStatus { symbol, .. } = &inbound {
-            if let Err(refused) = self.hub.log_ready(symbol.as_ref()) {
-                live.reply(status_refused(refused, ref_seq, msg_type)).await;
-                return Ok(());
-            }
-        }
         if let Inbound::MassStatus { request, symbol } = inbound {
-            // Several answers: one report per order, then done.
+            // Several answers: one report per order, then done; answered at a site that is
+            // not ready too, saying why its state may be behind (see the binary server's).
+            let behind = self.hub.log_ready(symbol.as_ref()).err().map(behind_text);
             let states = self.hub.mass_status(live.account, symbol.as_ref());
-            let reports =
-                mapping::mass_status_reports(&states, &request, symbol.as_ref(), live.account);
+            let (symbol, account) = (symbol.as_ref(), live.account);
+            let reports = mapping::mass_status_reports(&states, &request, symbol, account, behind);
             for report in reports {
                 live.reply(report).await;
             }
@@ -701,6 +697,16 @@ impl Application for FixApp {
             live.reply(answer).await;
         }
         Ok(())
+    }
+}
+
+/// Why a mass status answer may be behind the log (the site is not ready), in its Text (58).
+fn behind_text(refused: SubmitError) -> &'static str {
+    match refused {
+        SubmitError::CatchingUp => "catching_up: this site is behind the log",
+        SubmitError::ClockSkew => "clock_skew: this site's clock is ahead of the log's",
+        SubmitError::Unavailable => "unavailable: this site cannot reach the log",
+        SubmitError::Busy => "busy: the log is not keeping up",
     }
 }
 
