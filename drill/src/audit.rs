@@ -185,7 +185,9 @@ fn replay(
 ) -> Result<History> {
     let mut books = BookCheck::new(config.symbol, md);
     let records = log.commands.iter().zip(log.stamped.iter().map(|s| s.0));
-    let switches = SwitchWatch::new(config.clock_every, outages);
+    // The sites' producers give a record up after the default delivery timeout.
+    let hold_max = Duration::from_millis(u64::from(replicator::kafka::DEFAULT_DELIVERY_TIMEOUT_MS));
+    let switches = SwitchWatch::new(config.clock_every, hold_max, outages);
     let mut history = replay_history(
         config.engine,
         records,

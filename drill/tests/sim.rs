@@ -55,6 +55,34 @@ fn the_seeds_that_failed_pass() {
     assert!(run.passed(), "{}", failure(&run));
 }
 
+/// Seeds of `--log-overload` (every site's log answering 0.5-3 s late for 20-40 s, longer
+/// than the 20 s dedup window) that failed, each 120 simulated seconds, with what they found:
+/// - 1: `missed_fills` 588 and `duplicates` 1,118 (members circled sites that all refused,
+///   heard no fills, and resent after the window), then `cod_late` 3 (the switch check
+///   allowed the log to hold a command only for the slack);
+/// - 20: `duplicates` 3 (a site behind the log still knew a resend's original and sent it on;
+///   the log had forgotten the original by the time it landed);
+/// - 11: `missed_fills` 16 (sites refused mass status while behind).
+#[test]
+fn the_log_overload_seeds_that_failed_pass() {
+    let config = SimConfig {
+        duration: Duration::from_secs(120),
+        log_overload: true,
+        ..SimConfig::default()
+    };
+    let mut stale = 0;
+    for seed in [1, 20, 11] {
+        let run = sim::run(seed, &config);
+        assert!(
+            run.passed(),
+            "{}\n(with --duration 120 --log-overload)",
+            failure(&run)
+        );
+        stale += run.stale_resends;
+    }
+    assert!(stale > 0, "old resends were refused");
+}
+
 #[test]
 fn a_run_is_a_function_of_its_seed() {
     let config = config();

@@ -73,13 +73,17 @@ pub struct KafkaConfig {
     pub site: Option<String>,
 }
 
+/// How long a producer retries a record before it gives it up (librdkafka's
+/// `delivery.timeout.ms`), by default: the longest the log can hold a command a site stamped.
+pub const DEFAULT_DELIVERY_TIMEOUT_MS: u32 = 30_000;
+
 impl KafkaConfig {
     pub fn new(bootstrap_servers: &str, topic: &str, partition: i32) -> KafkaConfig {
         KafkaConfig {
             bootstrap_servers: bootstrap_servers.into(),
             topic: topic.into(),
             partition,
-            delivery_timeout_ms: 30_000,
+            delivery_timeout_ms: DEFAULT_DELIVERY_TIMEOUT_MS,
             max_in_flight: 5,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             allow_unsafe_topic: false,

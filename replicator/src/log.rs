@@ -79,7 +79,7 @@ fn per_batch() -> FsyncPolicy {
 }
 
 fn default_delivery_timeout_ms() -> u32 {
-    30_000
+    crate::kafka::DEFAULT_DELIVERY_TIMEOUT_MS
 }
 
 fn default_request_timeout_ms() -> u32 {

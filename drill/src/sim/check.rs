@@ -75,6 +75,8 @@ impl Verdict {
 pub struct Evidence<'a> {
     pub engine: EngineConfig,
     pub clock_every: Duration,
+    /// The longest the log holds a command a site stamped (the producers' delivery timeout).
+    pub hold_max: Duration,
     pub log: &'a [(Command, u64)],
     /// Leader moves, from and to in log time: a switch due then fires when the log is back.
     pub stalls: &'a [(u64, u64)],
@@ -135,7 +137,7 @@ fn replay(evidence: &Evidence, positions: &[u64]) -> History {
         .log
         .iter()
         .map(|(command, stamped)| (command, *stamped));
-    let switches = SwitchWatch::new(evidence.clock_every, evidence.stalls);
+    let switches = SwitchWatch::new(evidence.clock_every, evidence.hold_max, evidence.stalls);
     replay_history(evidence.engine, records, positions, switches, |_, _| {})
         .expect("the simulator's engine config")
 }

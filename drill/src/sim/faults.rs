@@ -78,8 +78,8 @@ pub struct Extras {
     /// One crash of 20 to 40 s (the first fault).
     pub long_outage: bool,
     /// One fault in three a log overload: every site's log answers 0.5-3 s late for 20-40 s,
-    /// longer than the dedup window (members lose fills and resends execute twice: known, not
-    /// yet fixed; off by default).
+    /// longer than the dedup window (off by default, so the default mix's draws stay as they
+    /// were).
     pub log_overload: bool,
 }
 

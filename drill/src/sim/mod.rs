@@ -53,7 +53,7 @@ pub struct SimConfig {
     pub clients: usize,
     /// Faults at all (without: a run that must pass however the checker is set).
     pub faults: bool,
-    /// Log overloads among the faults (see [`faults::Extras`]): known to fail today.
+    /// Log overloads among the faults (see [`faults::Extras`]).
     pub log_overload: bool,
     pub bug: Option<Bug>,
     /// Prints every event.

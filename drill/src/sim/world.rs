@@ -644,6 +644,7 @@ impl World {
         let evidence = Evidence {
             engine: engine_config(),
             clock_every: SWITCH_SLACK,
+            hold_max: std::time::Duration::from_nanos(self.site_config.delivery_timeout_ns),
             log: self.log.records(),
             stalls: &self.stalls,
             clients: &self.clients,
