@@ -513,38 +513,18 @@ impl SimSite {
     ) -> Option<Msg> {
         let symbol = config.symbol;
         let refused = |err: SubmitError| Some(Msg::SessionRefused(err.into()));
+        // The session's account and log session on a member's new order.
+        let own = |new: NewOrder| NewOrder {
+            account,
+            session,
+            ..new
+        };
         match req {
             Req::Logon { .. } => None,
             Req::Heartbeat => Some(Msg::Heartbeat),
             Req::Bye => None,
-            Req::New(new) => self.new_order(
-                now,
-                config,
-                NewOrder {
-                    account,
-                    session,
-                    ..new
-                },
-                out,
-            ),
-            Req::Resend { new, age_ms } => {
-                let new = NewOrder {
-                    account,
-                    session,
-                    ..new
-                };
-                let ready = self.ready(now, config).is_ok();
-                let known = self.order_state(account, &new.order_id);
-                let window_ns = config.engine.dedup_window_ns;
-                match judge_resend(age_ms, window_ns, ready, known) {
-                    Resend::Send => self.new_order(now, config, new, out),
-                    Resend::Answer(state) => Some(Msg::Session(gateway::ToSession::Report(*state))),
-                    Resend::Stale => Some(Msg::Refused {
-                        id: new.order_id,
-                        reason: GatewayReason::StaleResend,
-                    }),
-                }
-            }
+            Req::New(new) => self.new_order(now, config, own(new), out),
+            Req::Resend { new, age_ms } => self.resend_order(now, config, own(new), age_ms, out),
             Req::Cancel(order_id) => {
                 let cancel = CancelOrder {
                     account,
@@ -585,6 +565,29 @@ impl SimSite {
             // Answered ready or not, as the binary server does: the state at the site's
             // position, and what it applies later reaches the session.
             Req::MassStatus => Some(Msg::MassStatus(self.mass_status(account))),
+        }
+    }
+
+    /// A new order resent `age_ms` after its first sending: sent on, answered with its state,
+    /// or refused as `stale_resend` (`judge_resend`, the gateway's rule).
+    fn resend_order(
+        &mut self,
+        now: u64,
+        config: &SiteConfig,
+        new: NewOrder,
+        age_ms: u64,
+        out: &mut Vec<Out>,
+    ) -> Option<Msg> {
+        let ready = self.ready(now, config).is_ok();
+        let known = self.order_state(new.account, &new.order_id);
+        let window_ns = config.engine.dedup_window_ns;
+        match judge_resend(age_ms, window_ns, ready, known) {
+            Resend::Send => self.new_order(now, config, new, out),
+            Resend::Answer(state) => Some(Msg::Session(gateway::ToSession::Report(*state))),
+            Resend::Stale => Some(Msg::Refused {
+                id: new.order_id,
+                reason: GatewayReason::StaleResend,
+            }),
         }
     }
 
