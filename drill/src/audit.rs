@@ -19,7 +19,7 @@ use crate::market::{BookCheck, MdReport, MdResult};
 use crate::switches::{CodCheck, SwitchWatch};
 use crate::tap::Tapped;
 use crate::{
-    ms_between, site_hashes_at, ClientResult, DrillConfig, DrillReport, Fault, KillRecord,
+    ms_between, site_hashes_at, ClientResult, DrillConfig, DrillReport, Fault, KillRecord, Moves,
     Percentiles, SiteHash, StatusCheck,
 };
 
@@ -294,16 +294,11 @@ pub(crate) fn audit(
         quote_rto_ms: percentiles(faults.quote_rtos),
         catch_up_ms_max: kill_log.iter().filter_map(|k| k.catch_up_ms).max(),
         kill_log,
-        failovers: tally.failovers,
-        reconciled_known: tally.reconciled_known,
-        resent: tally.resent,
-        refused: tally.refused,
+        moves: tally.moves,
         timeline: Default::default(),
         fix: Default::default(),
         readiness: Vec::new(),
         log_time_ahead: Default::default(),
-        refused_by_reason: tally.refused_by_reason,
-        returns_home: tally.returns_home,
         ack_latency_us,
         problems,
     })
@@ -476,6 +471,31 @@ fn convergence(
     (hashes, hash_mismatches)
 }
 
+impl Moves {
+    /// Adds one client's moves and refusals.
+    fn add(&mut self, result: &ClientResult) {
+        let c = &result.counts;
+        for (reason, n) in [
+            ("busy", c.refused_busy),
+            ("unavailable", c.refused_unavailable),
+            ("catching_up", c.refused_catching_up),
+            ("clock_skew", c.refused_clock_skew),
+            ("throttled", c.refused_throttled),
+        ] {
+            self.refused += n;
+            *self
+                .refused_by_reason
+                .entry(reason.to_string())
+                .or_default() += n;
+        }
+        self.returns_home += c.returns_home;
+        self.stays += c.stays;
+        self.failovers += result.failovers.len();
+        self.reconciled_known += result.failovers.iter().map(|f| f.known).sum::<usize>();
+        self.resent += result.failovers.iter().map(|f| f.resent).sum::<usize>();
+    }
+}
+
 /// What the clients sent and were told, summed over all of them.
 struct Tally {
     orders: u64,
@@ -489,12 +509,7 @@ struct Tally {
     false_reports: u64,
     unacked: u64,
     stale_resends: u64,
-    refused: u64,
-    refused_by_reason: BTreeMap<String, u64>,
-    returns_home: u64,
-    failovers: usize,
-    reconciled_known: usize,
-    resent: usize,
+    moves: Moves,
     /// Order → acknowledgement, microseconds.
     latency: Histogram<u64>,
 }
@@ -511,39 +526,17 @@ impl Tally {
             false_reports: 0,
             unacked: 0,
             stale_resends: 0,
-            refused: 0,
-            refused_by_reason: BTreeMap::new(),
-            returns_home: 0,
-            failovers: 0,
-            reconciled_known: 0,
-            resent: 0,
+            moves: Moves::default(),
             latency: Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?,
         };
         for result in results {
             tally.orders += result.orders;
             tally.unacked += result.unacknowledged as u64;
-            let c = &result.counts;
-            tally.stale_resends += c.stale_resends;
-            for (reason, n) in [
-                ("busy", c.refused_busy),
-                ("unavailable", c.refused_unavailable),
-                ("catching_up", c.refused_catching_up),
-                ("clock_skew", c.refused_clock_skew),
-                ("throttled", c.refused_throttled),
-            ] {
-                tally.refused += n;
-                *tally
-                    .refused_by_reason
-                    .entry(reason.to_string())
-                    .or_default() += n;
-            }
-            tally.returns_home += c.returns_home;
+            tally.stale_resends += result.counts.stale_resends;
+            tally.moves.add(result);
             for ack in &result.acks {
                 tally.ack(history, result.account, ack);
             }
-            tally.failovers += result.failovers.len();
-            tally.reconciled_known += result.failovers.iter().map(|f| f.known).sum::<usize>();
-            tally.resent += result.failovers.iter().map(|f| f.resent).sum::<usize>();
         }
         Ok(tally)
     }

@@ -344,6 +344,13 @@ pub struct SiteHash {
     pub matches_log: bool,
 }
 
+/// `p50 … ms p99 … ms max … ms`, or `-` for none.
+fn percentiles_ms(p: Option<Percentiles>) -> String {
+    p.map_or("-".to_string(), |p| {
+        format!("p50 {} ms p99 {} ms max {} ms", p.p50, p.p99, p.max)
+    })
+}
+
 /// Latency percentiles in microseconds.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Percentiles {
@@ -351,6 +358,23 @@ pub struct Percentiles {
     pub p99: u64,
     pub p999: u64,
     pub max: u64,
+}
+
+/// The failover clients' moves between sites, and the refusals behind them, summed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Moves {
+    pub failovers: usize,
+    /// Unacknowledged orders at failovers: known at the new site, and resent.
+    pub reconciled_known: usize,
+    pub resent: usize,
+    /// Gateway refusals (busy, unavailable, throttled), sent again later.
+    pub refused: u64,
+    pub refused_by_reason: BTreeMap<String, u64>,
+    /// Clients' moves back to their first site once it was up again.
+    pub returns_home: u64,
+    /// Refusals after which a client stayed where it was, every site having refused lately
+    /// (the log itself slow or down).
+    pub stays: u64,
 }
 
 /// What the drill found.
@@ -417,15 +441,9 @@ pub struct DrillReport {
     /// The same for the quoters: from the fault to their first quote at another site.
     pub quote_rto_ms: Option<Percentiles>,
     pub catch_up_ms_max: Option<u64>,
-    pub failovers: usize,
-    /// Unacknowledged orders at failovers: known at the new site, and resent.
-    pub reconciled_known: usize,
-    pub resent: usize,
-    /// Gateway refusals (busy, unavailable, throttled), sent again later.
-    pub refused: u64,
-    pub refused_by_reason: BTreeMap<String, u64>,
-    /// Clients' moves back to their first site once it was up again.
-    pub returns_home: u64,
+    /// The clients' moves between sites and the refusals behind them.
+    #[serde(flatten)]
+    pub moves: Moves,
     /// Order → acknowledgement, from the first send (across failovers).
     pub ack_latency_us: Percentiles,
     /// What the members saw, second by second.
@@ -525,29 +543,26 @@ impl DrillReport {
     /// The kills, failovers and refusals, one line per kill.
     fn write_kills(&self, out: &mut String) {
         let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
-        let per_client = self.rto_client_ms.map_or("-".to_string(), |p| {
-            format!("p50 {} ms p99 {} ms max {} ms", p.p50, p.p99, p.max)
-        });
+        let per_client = percentiles_ms(self.rto_client_ms);
         let _ = writeln!(
             out,
             "kills {}  failovers {}  (orders known at the new site {}, resent {})  rto max {}  \
              (per client {per_client})  catch-up max {}",
             self.kills,
-            self.failovers,
-            self.reconciled_known,
-            self.resent,
+            self.moves.failovers,
+            self.moves.reconciled_known,
+            self.moves.resent,
             ms(self.rto_ms_max),
             ms(self.catch_up_ms_max)
         );
         let _ = writeln!(
             out,
-            "gateway refusals {} {:?}  returns to the first site {}  quoters' rto {}",
-            self.refused,
-            self.refused_by_reason,
-            self.returns_home,
-            self.quote_rto_ms.map_or("-".to_string(), |p| {
-                format!("p50 {} ms p99 {} ms max {} ms", p.p50, p.p99, p.max)
-            })
+            "gateway refusals {} {:?}  returns to the first site {}  stays {}  quoters' rto {}",
+            self.moves.refused,
+            self.moves.refused_by_reason,
+            self.moves.returns_home,
+            self.moves.stays,
+            percentiles_ms(self.quote_rto_ms)
         );
         for kill in &self.kill_log {
             let effects = match (&kill.effects.leader_moved_to, kill.effects.broker_down) {

@@ -753,21 +753,7 @@ pub fn encode_server(message: &ServerMessage, out: &mut Vec<u8>) {
             .put(&[*rejected_type])
             .zeros(5)
             .end(kind::SESSION_REJECT),
-        ServerMessage::ExecutionReport(r) => Writer::begin(out, kind::EXEC_REPORT)
-            .put(&r.seq.to_le_bytes())
-            .put(&r.ts.to_le_bytes())
-            .text::<40>(r.cl_ord_id.as_str())
-            .text::<16>(r.symbol.as_str())
-            .put(&[r.exec_type, r.ord_status, side_code(r.side), r.reason])
-            .zeros(4)
-            .put(&r.price.0.to_le_bytes())
-            .put(&r.order_qty.0.to_le_bytes())
-            .put(&r.last_px.0.to_le_bytes())
-            .put(&r.last_qty.0.to_le_bytes())
-            .put(&r.cum_qty.0.to_le_bytes())
-            .put(&r.leaves_qty.0.to_le_bytes())
-            .put(&r.avg_px.0.to_le_bytes())
-            .end(kind::EXEC_REPORT),
+        ServerMessage::ExecutionReport(r) => encode_exec_report(out, r),
         ServerMessage::CancelReject {
             cl_ord_id,
             request,
@@ -804,6 +790,24 @@ pub fn encode_server(message: &ServerMessage, out: &mut Vec<u8>) {
             .put(&deadline.to_le_bytes())
             .end(kind::SWITCH_REPORT),
     }
+}
+
+fn encode_exec_report(out: &mut Vec<u8>, r: &ExecReport) {
+    Writer::begin(out, kind::EXEC_REPORT)
+        .put(&r.seq.to_le_bytes())
+        .put(&r.ts.to_le_bytes())
+        .text::<40>(r.cl_ord_id.as_str())
+        .text::<16>(r.symbol.as_str())
+        .put(&[r.exec_type, r.ord_status, side_code(r.side), r.reason])
+        .zeros(4)
+        .put(&r.price.0.to_le_bytes())
+        .put(&r.order_qty.0.to_le_bytes())
+        .put(&r.last_px.0.to_le_bytes())
+        .put(&r.last_qty.0.to_le_bytes())
+        .put(&r.cum_qty.0.to_le_bytes())
+        .put(&r.leaves_qty.0.to_le_bytes())
+        .put(&r.avg_px.0.to_le_bytes())
+        .end(kind::EXEC_REPORT)
 }
 
 /// Decodes one whole gateway frame (the client side of the protocol, and tests).
