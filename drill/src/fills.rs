@@ -5,7 +5,7 @@
 //! once more (the status check's mass status). For every order, the most filled quantity
 //! it was told must be the history's: less is a missed fill, more a false report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use engine::{AccountId, OrderId, Qty};
 
@@ -14,8 +14,12 @@ use crate::ClientResult;
 /// What the fills check found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct FillCheck {
-    /// Orders the history filled further than their member was ever told.
+    /// Orders the history filled further than their member was ever told, the member not
+    /// knowing it.
     pub missed: u64,
+    /// Orders the history filled further than their member was told that the member knew it
+    /// had lost track of (the simulator's members know; the drill's do not say).
+    pub missed_known: u64,
     /// Orders a member was told were filled further than the history filled them.
     pub false_fills: u64,
     pub examples: Vec<String>,
@@ -30,12 +34,24 @@ pub(crate) fn check(
     results: &[ClientResult],
     final_filled: &[BTreeMap<OrderId, Qty>],
 ) -> FillCheck {
-    let told: Vec<(AccountId, BTreeMap<OrderId, Qty>)> = results
+    let told: Vec<Told> = results
         .iter()
         .enumerate()
-        .map(|(k, result)| (result.account, told_with(&result.told, final_filled.get(k))))
+        .map(|(k, result)| Told {
+            account: result.account,
+            filled: told_with(&result.told, final_filled.get(k)),
+            lost_track: BTreeSet::new(),
+        })
         .collect();
     check_told(filled, &told)
+}
+
+/// What one member was told of its orders' fills, the most per order, and the orders it
+/// knows it lost track of.
+pub(crate) struct Told {
+    pub account: AccountId,
+    pub filled: BTreeMap<OrderId, Qty>,
+    pub lost_track: BTreeSet<OrderId>,
 }
 
 /// What a member was told of its fills (`told`, from its reports) with its last mass status
@@ -52,18 +68,24 @@ pub(crate) fn told_with(
     told
 }
 
-/// What each member (account) was told of its orders' fills, the most per order, against
-/// `filled`, the history's: the drill's check and the simulator's.
+/// What each member (account) was told of its orders' fills against `filled`, the
+/// history's: the drill's check and the simulator's. An order filled further than its member
+/// was told is `missed`, or `missed_known` if the member knew it had lost track of it.
 pub(crate) fn check_told(
     filled: &HashMap<(AccountId, OrderId), Qty>,
-    members: &[(AccountId, BTreeMap<OrderId, Qty>)],
+    members: &[Told],
 ) -> FillCheck {
     let mut by_account: HashMap<AccountId, Vec<(OrderId, Qty)>> = HashMap::new();
     for ((account, order), qty) in filled {
         by_account.entry(*account).or_default().push((*order, *qty));
     }
     let mut check = FillCheck::default();
-    for (account, told) in members {
+    for Told {
+        account,
+        filled: told,
+        lost_track,
+    } in members
+    {
         let history = |order: &OrderId| filled.get(&(*account, *order)).copied();
         for (order, qty) in told {
             if *qty > history(order).unwrap_or(Qty(0)) {
@@ -73,7 +95,9 @@ pub(crate) fn check_told(
         }
         for (order, qty) in by_account.get(account).into_iter().flatten() {
             let was_told = told.get(order).copied().unwrap_or(Qty(0));
-            if was_told < *qty {
+            if was_told < *qty && lost_track.contains(order) {
+                check.missed_known += 1;
+            } else if was_told < *qty {
                 check.missed += 1;
                 if check.missed_orders.len() < 10 {
                     check.missed_orders.push((*account, *order));

@@ -120,8 +120,13 @@ fn print_failure(run: &SimRun, args: &Args) {
     for fault in &run.faults {
         println!("  fault: {fault}");
     }
+    let overload = if args.log_overload {
+        " --log-overload"
+    } else {
+        ""
+    };
     println!(
-        "  replay: exchange sim --seeds 1 --seed {} --duration {} --clients {} --trace",
+        "  replay: exchange sim --seeds 1 --seed {} --duration {} --clients {}{overload} --trace",
         run.seed, args.duration, args.clients
     );
 }
@@ -136,6 +141,8 @@ struct Tally {
     acknowledged: u64,
     failovers: u64,
     stale_resends: u64,
+    lost_track: u64,
+    lost_track_missed: u64,
     status_compared: u64,
     hashes_compared: u64,
     faults: BTreeMap<&'static str, u64>,
@@ -151,6 +158,8 @@ impl Tally {
         self.acknowledged += run.orders_acknowledged;
         self.failovers += run.failovers;
         self.stale_resends += run.stale_resends;
+        self.lost_track += run.verdict.lost_track;
+        self.lost_track_missed += run.verdict.lost_track_missed;
         self.status_compared += run.verdict.status_compared;
         self.hashes_compared += run.verdict.hashes_compared;
         for fault in &run.faults {
@@ -173,6 +182,10 @@ impl Tally {
             self.failovers,
             self.stale_resends,
             self.failed.len()
+        );
+        println!(
+            "members knew they had lost track of {} orders ({} of them filled further than they were told): live when last heard of, absent from a mass status answered past that point",
+            self.lost_track, self.lost_track_missed
         );
         println!(
             "checked: {} mass status answers compared between sites at one position, {} site hashes against the replay",

@@ -2,14 +2,15 @@
 //! told and every hash a site wrote. The same history, fills and switch checks as the drill's
 //! audit ([`crate::audit::History`], [`crate::fills::check_told`], [`crate::switches`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use engine::{AccountId, Command, EngineConfig, OrderId, Qty};
+use engine::{Command, EngineConfig, OrderId, Qty};
 use serde::Serialize;
 
 use super::client::SimClient;
 use crate::audit::{duplicates, replay_history, History};
+use crate::fills::Told;
 use crate::switches::SwitchWatch;
 
 /// Must-be-zero figures of a run, and what explains them.
@@ -22,8 +23,15 @@ pub struct Verdict {
     /// Client order ids the history accepted twice.
     pub duplicates: u64,
     pub overfills: u64,
-    /// Orders filled further than their member was ever told (reports, mass statuses).
+    /// Orders filled further than their member was ever told (reports, mass statuses), the
+    /// member not knowing it.
     pub missed_fills: u64,
+    /// Orders their members knew they had lost track of ([`SimClient::lost_track`], and in
+    /// the mass status at the end), and of those, the ones filled further than the member was
+    /// told: not failures, the bound of what a mass status covers (the dedup window of the
+    /// log time the answering site has applied).
+    pub lost_track: u64,
+    pub lost_track_missed: u64,
     /// Dead-man's switches that fired late, or cancelled another session's orders.
     pub cod_late: u64,
     /// The same mass status question at the same position answered differently by two sites.
@@ -83,6 +91,9 @@ pub struct Evidence<'a> {
     pub clients: &'a [SimClient],
     /// Each client's orders' filled quantities in its mass status at the end.
     pub final_filled: Vec<BTreeMap<OrderId, Qty>>,
+    /// Each client's orders it knew it had lost track of, with those the last mass status
+    /// showed.
+    pub lost_track: Vec<BTreeSet<OrderId>>,
     /// Every hash each site wrote, and each site's state hash at the end (`None`: not up or
     /// not at the end).
     pub site_hashes: Vec<Vec<(u64, String)>>,
@@ -144,7 +155,7 @@ fn replay(evidence: &Evidence, positions: &[u64]) -> History {
 
 /// Every acknowledgement and every fill a member was told, against the history.
 fn told_against(evidence: &Evidence, history: &History, verdict: &mut Verdict) {
-    let mut members: Vec<(AccountId, BTreeMap<OrderId, Qty>)> = Vec::new();
+    let mut members: Vec<Told> = Vec::new();
     for (k, client) in evidence.clients.iter().enumerate() {
         for ack in &client.acks {
             let (lost, false_reject) = history.contradicts((client.account, ack.id), ack.accepted);
@@ -162,11 +173,17 @@ fn told_against(evidence: &Evidence, history: &History, verdict: &mut Verdict) {
             verdict.false_reports += u64::from(false_reject);
         }
         verdict.unacknowledged += client.unacknowledged() as u64;
-        let told = crate::fills::told_with(&client.told, evidence.final_filled.get(k));
-        members.push((client.account, told));
+        let lost_track = evidence.lost_track.get(k).cloned().unwrap_or_default();
+        verdict.lost_track += lost_track.len() as u64;
+        members.push(Told {
+            account: client.account,
+            filled: crate::fills::told_with(&client.told, evidence.final_filled.get(k)),
+            lost_track,
+        });
     }
     let fills = crate::fills::check_told(&history.filled, &members);
     verdict.missed_fills = fills.missed;
+    verdict.lost_track_missed = fills.missed_known;
     verdict.false_reports += fills.false_fills;
     for text in fills.examples {
         verdict.example(text);

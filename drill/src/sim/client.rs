@@ -95,7 +95,14 @@ pub struct SimClient {
     site: usize,
     conn: Conn,
     pending: BTreeMap<OrderId, Pending>,
-    live: BTreeSet<OrderId>,
+    /// Its live orders, each with the log time of the last report it heard of it.
+    live: BTreeMap<OrderId, u64>,
+    /// Orders it knows it lost track of: live when it last heard of them, and absent from a
+    /// mass status answered at a site already past that point (they finished longer ago, in
+    /// the log time that site has applied, than sites remember finished orders: the dedup
+    /// window), or given up as stale resends. Their fills are unknown to the member, which
+    /// knows it.
+    pub lost_track: BTreeSet<OrderId>,
     /// Every order's acknowledgement, in the order they came.
     pub acks: Vec<SimAck>,
     /// The most filled quantity it was told of, per order.
@@ -131,7 +138,8 @@ impl SimClient {
             site: first_site,
             conn: Conn::Off { retry_at: 0 },
             pending: BTreeMap::new(),
-            live: BTreeSet::new(),
+            live: BTreeMap::new(),
+            lost_track: BTreeSet::new(),
             acks: Vec::new(),
             told: BTreeMap::new(),
             failovers: 0,
@@ -335,7 +343,7 @@ impl SimClient {
             return None;
         }
         let k = rng.below(self.live.len() as u64) as usize;
-        self.live.iter().nth(k).copied()
+        self.live.keys().nth(k).copied()
     }
 
     fn new_order(&mut self, now: u64, config: &ClientConfig, rng: &mut SplitMix64) -> NewOrder {
@@ -418,6 +426,10 @@ impl SimClient {
                     self.on_report(now, report);
                 }
                 self.mass = MassStatus::Done;
+                for id in self.lost_in(&reports) {
+                    self.live.remove(&id);
+                    self.lost_track.insert(id);
+                }
             }
         }
         out
@@ -456,7 +468,7 @@ impl SimClient {
             OrdStatus::New | OrdStatus::PartiallyFilled
         );
         if open {
-            self.live.insert(id);
+            self.live.insert(id, report.ts);
         } else {
             self.live.remove(&id);
         }
@@ -470,6 +482,21 @@ impl SimClient {
                 at: now,
             });
         }
+    }
+
+    /// Its live orders that a mass status answer (`reports`, the state at the answering
+    /// site's position, with that site's log time) shows it lost track of: heard of at or
+    /// before that time, and absent. Nothing for an empty answer (no time to compare with).
+    pub fn lost_in(&self, reports: &[Report]) -> Vec<OrderId> {
+        let Some(at) = reports.iter().map(|r| r.ts).max() else {
+            return Vec::new();
+        };
+        let answered: BTreeSet<OrderId> = reports.iter().map(|r| r.cl_ord_id).collect();
+        self.live
+            .iter()
+            .filter(|(id, heard)| **heard <= at && !answered.contains(id))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// A refusal that sends it away: counted; the pause before the next logon doubled while
@@ -497,9 +524,10 @@ impl SimClient {
     ) {
         self.refused += 1;
         if reason == GatewayReason::StaleResend {
-            // It may have executed and been forgotten: never sent again.
+            // It may have executed and been forgotten: never sent again, its outcome unknown.
             self.pending.remove(&id);
             self.stale_resends += 1;
+            self.lost_track.insert(id);
         } else if moves_away(reason) {
             self.refused_here(now, config, reason);
             self.leave_or_stay(now, config, out);
@@ -641,6 +669,42 @@ mod tests {
             "{ack:?}"
         );
         assert_eq!(client.failovers, 1);
+    }
+
+    /// A live order absent from a mass status answered past the last report of it finished
+    /// longer ago than the site remembers: the member knows it lost track of it. Absent from
+    /// an answer behind that report, it may just not be there yet.
+    #[test]
+    fn a_live_order_absent_from_a_mass_status_past_it_is_lost_track_of() {
+        let (config, rng) = (config(), &mut SplitMix64(3));
+        let mut client = SimClient::new(0, 0, false);
+        let (conn, new) = logged_on_with_an_order(&mut client, rng);
+        let heard = Report {
+            ts: 5_000 * MS,
+            ..accepted(&new)
+        };
+        client.on_msg(
+            10 * MS,
+            &config,
+            conn,
+            Msg::Session(ToSession::Report(heard)),
+        );
+        let other = Report {
+            cl_ord_id: OrderId::new("other").unwrap(),
+            ..accepted(&new)
+        };
+        let answer = |ts: u64| {
+            vec![Report {
+                ts,
+                ..other.status()
+            }]
+        };
+        assert!(client.lost_in(&answer(4_000 * MS)).is_empty(), "behind");
+        assert!(client.lost_in(&[]).is_empty(), "no time to compare with");
+        assert_eq!(client.lost_in(&answer(30_000 * MS)), [new.order_id]);
+        client.on_msg(20 * MS, &config, conn, Msg::MassStatus(answer(30_000 * MS)));
+        assert!(client.lost_track.contains(&new.order_id));
+        assert!(client.lost_in(&answer(40_000 * MS)).is_empty(), "once");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The simulated world: the event queue on simulated time, the network between members,
 //! sites and the log, the faults, and the run's end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use engine::{AddSymbol, Command, CommandKind, EngineConfig, OrderId, Price, Qty, Symbol};
 use flow::SplitMix64;
@@ -640,7 +640,7 @@ impl World {
                 }
             })
             .collect();
-        let final_filled = self.final_filled();
+        let (final_filled, lost_track) = self.final_answers().into_iter().unzip();
         let evidence = Evidence {
             engine: engine_config(),
             clock_every: SWITCH_SLACK,
@@ -649,6 +649,7 @@ impl World {
             stalls: &self.stalls,
             clients: &self.clients,
             final_filled,
+            lost_track,
             site_hashes: self.sites.iter().map(|s| s.hashes.clone()).collect(),
             final_hashes,
         };
@@ -674,8 +675,10 @@ impl World {
         }
     }
 
-    /// Each member's last mass status, from the first site at the log's end.
-    fn final_filled(&self) -> Vec<BTreeMap<OrderId, Qty>> {
+    /// Each member's last mass status, from the first site at the log's end: the filled
+    /// quantity of every order in it, and the member's live orders it shows were lost track
+    /// of ([`SimClient::lost_in`]) with those it knew of already.
+    fn final_answers(&self) -> Vec<(BTreeMap<OrderId, Qty>, BTreeSet<OrderId>)> {
         let end = self.log.end();
         let site = self.sites.iter().find(|s| s.next() == Some(end));
         self.clients
@@ -684,7 +687,10 @@ impl World {
                 let reports = site
                     .map(|s| s.mass_status(client.account))
                     .unwrap_or_default();
-                reports.iter().map(|r| (r.cl_ord_id, r.cum_qty)).collect()
+                let mut lost = client.lost_track.clone();
+                lost.extend(client.lost_in(&reports));
+                let filled = reports.iter().map(|r| (r.cl_ord_id, r.cum_qty)).collect();
+                (filled, lost)
             })
             .collect()
     }
