@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use engine::runner::WaitStrategy;
+use engine::EngineConfig;
 use flow::FlowConfig;
 use gateway::Member;
 use indicatif::ProgressBar;
@@ -49,11 +50,14 @@ pub fn site_config(
         })
         .collect();
     let mut config = NodeConfig::for_tests("bench", dir, members);
-    config.engine = FlowConfig {
-        accounts: config.members.len() as u32,
-        ..*flow
-    }
-    .engine_config();
+    config.engine = EngineConfig {
+        hash_seed: config.engine.hash_seed,
+        ..FlowConfig {
+            accounts: config.members.len() as u32,
+            ..*flow
+        }
+        .engine_config()
+    };
     config.runner.wait = wait;
     config.log = LogConfig::Journal { fsync };
     config.listen.binary = listen;

@@ -201,16 +201,32 @@ fn a_node_serves_from_its_config_reports_health_and_metrics_and_stops_cleanly_on
     assert!(hashes.lines().count() >= 11, "{hashes}");
 }
 
+/// A node refuses a hash seed of 0, the public default, and none at all (which takes the
+/// default), naming the problem and not the value.
 #[test]
-fn a_node_refuses_the_default_hash_seed_and_names_the_problem() {
+fn a_node_refuses_a_missing_or_public_hash_seed_and_names_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), free_port(), free_port(), 0);
-    let output = Command::new(env!("CARGO_BIN_EXE_exchange"))
-        .args(["node", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("hash_seed is 0"), "{stderr}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let public = engine::PUBLIC_HASH_SEED.to_string();
+    let missing = text.replace("hash_seed = 0\n", "");
+    for text in [
+        text.clone(),
+        text.replace("hash_seed = 0", &format!("hash_seed = {public}")),
+        missing,
+    ] {
+        std::fs::write(&config, &text).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_exchange"))
+            .args(["node", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("hash_seed is missing, 0 or the public default"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(&public), "{stderr}");
+    }
 }

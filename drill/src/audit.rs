@@ -218,7 +218,14 @@ pub(crate) fn duplicates(history: &History) -> u64 {
 
 /// What the audit is given besides the clients' results.
 pub(crate) struct Evidence {
-    /// The shard's log from its start to the audit position, with the sites' stamps.
+    /// The audit position: a hash boundary every site applied, where hashes and convergence
+    /// are compared.
+    pub position: u64,
+    /// The shard's log from its start, with the sites' stamps, to the audit position or past
+    /// it: to the log's end after the final mass statuses were asked (a command a site's
+    /// producer delivered late can land after the boundary and fill an order, and a final
+    /// mass status answered there says so; replayed only to the boundary, the history called
+    /// that a false fill).
     pub log: Tapped,
     /// Every hash each site wrote over the run (its `hashes.jsonl`; empty when unreadable).
     pub hash_files: Vec<Vec<HashReport>>,
@@ -246,7 +253,7 @@ pub(crate) fn audit(
     results: Vec<ClientResult>,
     load_seconds: f64,
 ) -> Result<DrillReport> {
-    let position = evidence.log.commands.len() as u64;
+    let position = evidence.position;
     let replay = replayed(config, names, https, &mut evidence)?;
     let (mut history, sites_converged) = (replay.history, replay.sites_converged);
     let tally = Tally::of(&results, &history)?;
@@ -376,7 +383,7 @@ fn replayed(
     https: &[SocketAddr],
     evidence: &mut Evidence,
 ) -> Result<Replayed> {
-    let position = evidence.log.commands.len() as u64;
+    let position = evidence.position;
     let files = std::mem::take(&mut evidence.hash_files);
     let reports = site_reports(https, files, position);
     let positions = hash_positions(&reports, position);

@@ -764,8 +764,11 @@ pub fn run_drill<S: SiteControl>(
     let (status, final_filled) =
         runtime.block_on(status::check(&up(&gateways), &questions, config.symbol))?;
     drop(runtime);
-    let (log, log_time_ahead) = tap.until(position, LOG_READ_TIMEOUT)?;
+    // The final mass statuses were answered at or before the log's end now.
+    let told_until = log_end(&up(&https), WHOLE_LOG).max(position);
+    let (log, log_time_ahead) = tap.until(told_until, LOG_READ_TIMEOUT)?;
     let evidence = audit::Evidence {
+        position,
         log,
         hash_files: sites.iter().map(|s| s.hash_history()).collect(),
         status,

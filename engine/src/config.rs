@@ -55,10 +55,14 @@ impl Default for EngineConfig {
             switches_max: 4096,
             levels_max: 1 << 16,
             levels_per_side_max: 4096,
-            hash_seed: 0x5eed_0fba_5eba_11ed,
+            hash_seed: PUBLIC_HASH_SEED,
         }
     }
 }
+
+/// The default `hash_seed`: public, since it is in this source. Fine for tests, benchmarks
+/// and replays; a node refuses it, as it refuses 0 (and a seed left out, which takes it).
+pub const PUBLIC_HASH_SEED: u64 = 0x5eed_0fba_5eba_11ed;
 
 /// The default dedup window: 60 s of log time, twice the longest a producer retries a delivery
 /// (30 s), and time for a member to reconnect at another site and resend.

@@ -37,7 +37,7 @@ pub use command::{
     AddSymbol, AmendOrder, CancelAfter, CancelOrder, Command, CommandKind, KillSwitch, MassCancel,
     NewOrder, SetTradingStatus,
 };
-pub use config::{ConfigError, EngineConfig, COUNT_MAX, DEFAULT_DEDUP_WINDOW_NS};
+pub use config::{ConfigError, EngineConfig, COUNT_MAX, DEFAULT_DEDUP_WINDOW_NS, PUBLIC_HASH_SEED};
 pub use engine::{DepthLevel, Engine, EngineStats, OrderView, RestingOrder, SymbolInfo};
 pub use event::{CancelReason, Event, EventKind, EventSink, RejectReason, Request};
 pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};

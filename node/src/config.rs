@@ -22,7 +22,7 @@ pub const SHARED_CORES_WAIT: WaitStrategy = WaitStrategy::Park {
     yields: 20,
     park_us: 20,
 };
-use engine::{AddSymbol, EngineConfig, Price, Qty, Symbol};
+use engine::{AddSymbol, EngineConfig, Price, Qty, Symbol, PUBLIC_HASH_SEED};
 use gateway::hub::SHARDS_MAX;
 use gateway::{BinaryConfig, FixConfig, MdConfig, Member};
 use replicator::log::LogConfig;
@@ -42,8 +42,9 @@ pub struct NodeConfig {
     #[serde(default)]
     pub log: LogConfig,
     pub listen: ListenSection,
-    /// Every shard's engine capacities. `hash_seed` must be a per-deployment secret (it keys
-    /// the engine's hash tables against crafted order ids); the node refuses 0.
+    /// Every shard's engine capacities. `hash_seed` must be a secret (it keys the engine's
+    /// hash tables against crafted order ids): the node refuses 0 and the public default,
+    /// which a seed left out takes.
     pub engine: EngineConfig,
     #[serde(default)]
     pub runner: RunnerConfig,
@@ -235,14 +236,66 @@ pub struct Plan {
     pub shard_of: HashMap<Symbol, usize>,
 }
 
+/// A random hash seed (from the standard library's random per-process keys), never 0 or the
+/// public default: the tests' and drills' sites draw their own, as a deployment sets its own.
+pub fn random_hash_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let seed = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    if [0, PUBLIC_HASH_SEED].contains(&seed) {
+        1
+    } else {
+        seed
+    }
+}
+
+/// Why a configuration file does not parse, and where (line and column), without the
+/// offending text: a line may hold a member's token or a FIX password.
+fn toml_error(text: &str, err: &toml::de::Error) -> String {
+    let Some(span) = err.span() else {
+        return err.message().to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |k| k + 1) + 1;
+    format!(
+        "{} (line {line}, column {column})",
+        redact(err.message().trim_end())
+    )
+}
+
+/// The parser's message with every value it quotes left out (strings in double quotes,
+/// numbers and characters in backticks after their kind); the names of fields stay.
+fn redact(message: &str) -> String {
+    let mut out = message.to_string();
+    for (lead, open, close) in [
+        ("", '"', '"'),
+        ("integer ", '`', '`'),
+        ("floating point ", '`', '`'),
+        ("character ", '`', '`'),
+    ] {
+        let mut from = 0;
+        while let Some(at) = out[from..].find(&format!("{lead}{open}")) {
+            let start = from + at + lead.len() + 1;
+            let Some(len) = out[start..].find(close) else {
+                break;
+            };
+            out.replace_range(start..start + len, "…");
+            from = start + '…'.len_utf8() + 1;
+        }
+    }
+    out
+}
+
 impl NodeConfig {
     /// Reads `path`; a relative `data_dir` or `admin.token_file` is taken relative to the
     /// file's directory.
     pub fn load(path: &Path) -> anyhow::Result<NodeConfig> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut config: NodeConfig =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let mut config: NodeConfig = toml::from_str(&text)
+            .map_err(|err| anyhow!("parsing {}: {}", path.display(), toml_error(&text, &err)))?;
         let base = path.parent().unwrap_or(Path::new("."));
         if config.data_dir.is_relative() {
             config.data_dir = base.join(&config.data_dir);
@@ -275,6 +328,7 @@ impl NodeConfig {
                 retired_ids_max: 1 << 12,
                 levels_max: 1 << 10,
                 levels_per_side_max: 1 << 9,
+                hash_seed: random_hash_seed(),
                 ..EngineConfig::default()
             },
             runner: RunnerConfig {
@@ -326,10 +380,11 @@ impl NodeConfig {
     /// `[[symbols]]` of one shard, or `[[shards]]`); 1 to [`SHARDS_MAX`] shards with valid,
     /// distinct names, each with symbols; no symbol twice; on Kafka a partition per shard.
     pub fn plan(&self) -> anyhow::Result<Plan> {
-        if self.engine.hash_seed == 0 {
+        if [0, PUBLIC_HASH_SEED].contains(&self.engine.hash_seed) {
             bail!(
-                "engine.hash_seed is 0: set a secret random 64-bit value per deployment \
-                 (for example `od -An -N8 -tu8 /dev/urandom`)"
+                "engine.hash_seed is missing, 0 or the public default: set a secret random \
+                 64-bit value (for example `od -An -N8 -tu8 /dev/urandom`); sites may share it \
+                 or not, it changes no behaviour and no state hash"
             );
         }
         let sections = self.shard_sections()?;
@@ -457,11 +512,25 @@ impl SymbolSpec {
 mod tests {
     use super::*;
 
-    fn example(name: &str) -> NodeConfig {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+    fn example_path(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../config")
-            .join(name);
-        NodeConfig::load(&path).unwrap()
+            .join(name)
+    }
+
+    fn example(name: &str) -> NodeConfig {
+        NodeConfig::load(&example_path(name)).unwrap()
+    }
+
+    /// Each example has its own seed, neither 0 nor the public default.
+    #[test]
+    fn the_examples_do_not_share_a_hash_seed() {
+        let seeds: HashSet<u64> = ["node.toml", "node-kafka.toml", "node-shards.toml"]
+            .into_iter()
+            .map(|name| example(name).engine.hash_seed)
+            .collect();
+        assert_eq!(seeds.len(), 3, "{seeds:?}");
+        assert!(!seeds.contains(&0) && !seeds.contains(&PUBLIC_HASH_SEED));
     }
 
     /// The shipped example configuration stays valid.
@@ -645,14 +714,53 @@ mod tests {
         assert!(err.contains("token"), "{err}");
     }
 
-    /// The secret seed is required; the tests' site is valid as it is.
+    /// The secret seed is required: 0 and the public default (a seed left out) are refused,
+    /// without the value in the message; the tests' site draws its own.
     #[test]
-    fn a_zero_hash_seed_is_refused() {
+    fn a_zero_or_public_hash_seed_is_refused() {
         let dir = Path::new("/nonexistent");
         let mut config = NodeConfig::for_tests("t", dir, Vec::new());
         assert_eq!(config.plan().unwrap().shards[0].name, "0");
-        config.engine.hash_seed = 0;
-        let err = config.plan().unwrap_err().to_string();
-        assert!(err.contains("hash_seed"), "{err}");
+        assert_ne!(
+            NodeConfig::for_tests("u", dir, Vec::new()).engine.hash_seed,
+            config.engine.hash_seed
+        );
+        for seed in [0, PUBLIC_HASH_SEED] {
+            config.engine.hash_seed = seed;
+            let err = config.plan().unwrap_err().to_string();
+            assert!(
+                err.contains("hash_seed is missing, 0 or the public"),
+                "{err}"
+            );
+            assert!(!err.contains(&PUBLIC_HASH_SEED.to_string()), "{err}");
+        }
+    }
+
+    /// A file that does not parse is named with where and why, never with its text: a line
+    /// may hold a member's token or a FIX password.
+    #[test]
+    fn a_config_that_does_not_parse_is_reported_without_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        let text = std::fs::read_to_string(example_path("node.toml")).unwrap();
+        let broken = text.replacen("[[members]]", "[[members]]\ntoken = s3cret-of-a-member", 1);
+        assert_ne!(broken, text, "the example has members");
+        std::fs::write(&path, broken).unwrap();
+        let err = format!("{:#}", NodeConfig::load(&path).unwrap_err());
+        assert!(err.contains("node.toml") && err.contains("line"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn the_values_a_parse_error_quotes_are_left_out() {
+        assert_eq!(
+            redact("invalid type: string \"pa55\", expected u64"),
+            "invalid type: string \"…\", expected u64"
+        );
+        assert_eq!(
+            redact("invalid type: integer `42`, expected a string; unknown field `tokn`"),
+            "invalid type: integer `…`, expected a string; unknown field `tokn`"
+        );
+        assert_eq!(redact("a \"dangling"), "a \"dangling");
     }
 }

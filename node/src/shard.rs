@@ -171,6 +171,15 @@ pub fn open(
     let log = Log::open(&shard.log, &dir, site)
         .with_context(|| format!("opening the {}", shard.log.kind()))?;
     let recovered = recover(&log, &store, engine).context("recovery")?;
+    for skipped in &recovered.skipped {
+        eprintln!(
+            "node: shard {}: snapshot {} (log position {}) skipped: {}",
+            shard.name,
+            skipped.path.display(),
+            skipped.position,
+            skipped.reason
+        );
+    }
     let mut engine = recovered.engine;
     // Every reserved page mapped now, so no command takes a page fault later.
     engine.commit_memory();

@@ -6,9 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use engine::{Engine, EngineConfig, Event};
+use std::path::PathBuf;
 
-use crate::snapshots::{Skipped, SnapshotStore, SnapshotStoreError};
+use engine::{Engine, EngineConfig, Event, SnapshotError, SNAPSHOT_VERSION};
+
+use crate::snapshots::{Skipped, SnapshotFileError, SnapshotStore, SnapshotStoreError};
 use crate::{CommandLog, LogError, LogReader};
 
 /// Why recovery failed.
@@ -33,12 +35,25 @@ pub enum RecoveryError {
     SnapshotAhead { snapshot: u64, journal: u64 },
     #[error(
         "snapshot at position {position} was taken with other engine capacities than \
-         configured ({snapshot:?} vs {configured:?}); every replica must use the same"
+         configured ({snapshot:?} vs {configured:?}, hash seeds left out); every replica \
+         must use the same"
     )]
     ConfigMismatch {
         position: u64,
         snapshot: Box<EngineConfig>,
         configured: Box<EngineConfig>,
+    },
+    #[error(
+        "snapshot {} (log position {position}) is in format version {found}, and this binary \
+         reads version {reads}: start a binary that reads it, or move the file aside to \
+         recover from an older snapshot or the log",
+        path.display()
+    )]
+    SnapshotVersion {
+        position: u64,
+        path: PathBuf,
+        found: u32,
+        reads: u32,
     },
 }
 
@@ -64,8 +79,25 @@ fn same_capacities(a: &EngineConfig, b: &EngineConfig) -> bool {
     EngineConfig { hash_seed: 0, ..*a } == EngineConfig { hash_seed: 0, ..*b }
 }
 
+/// A snapshot skipped for a format version this binary does not read: recovery stops there
+/// (written by a newer binary; replaying past it from an older snapshot or from 0 would hide
+/// that), naming both versions.
+fn unreadable_version(skipped: &Skipped) -> Option<RecoveryError> {
+    let SnapshotFileError::Engine(SnapshotError::UnsupportedVersion(found)) = skipped.reason else {
+        return None;
+    };
+    Some(RecoveryError::SnapshotVersion {
+        position: skipped.position,
+        path: skipped.path.clone(),
+        found,
+        reads: SNAPSHOT_VERSION,
+    })
+}
+
 /// Restores the newest usable snapshot (or a fresh engine with `config`) and applies every
-/// durable record of `log` after it, whichever backend holds the log.
+/// durable record of `log` after it, whichever backend holds the log. A damaged snapshot is
+/// skipped for an older one (and reported in [`Recovered::skipped`]); one in a format
+/// version this binary does not read is an error.
 pub fn recover<L: CommandLog>(
     log: &L,
     snapshots: &SnapshotStore,
@@ -73,6 +105,9 @@ pub fn recover<L: CommandLog>(
 ) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
     let outcome = snapshots.load_latest()?;
+    if let Some(error) = outcome.skipped.iter().find_map(unreadable_version) {
+        return Err(error);
+    }
     let end = log.durable_position()?;
     let (mut engine, position, snapshot) = match outcome.loaded {
         Some(loaded) => {
@@ -83,10 +118,11 @@ pub fn recover<L: CommandLog>(
                 });
             }
             if !same_capacities(loaded.engine.config(), &config) {
+                let unseeded = |c: &EngineConfig| Box::new(EngineConfig { hash_seed: 0, ..*c });
                 return Err(RecoveryError::ConfigMismatch {
                     position: loaded.position,
-                    snapshot: Box::new(*loaded.engine.config()),
-                    configured: Box::new(config),
+                    snapshot: unseeded(loaded.engine.config()),
+                    configured: unseeded(&config),
                 });
             }
             (loaded.engine, loaded.position, Some(loaded.position))

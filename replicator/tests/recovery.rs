@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use engine::{Command, Engine, EngineConfig, Event, StateHash};
+use engine::{Command, Engine, EngineConfig, Event, StateHash, SNAPSHOT_VERSION};
 use flow::{FlowConfig, FlowGenerator};
 use replicator::journal::{Journal, JournalConfig};
 use replicator::recovery::{recover, Checkpointer, RecoveryError, SnapshotPolicy};
-use replicator::snapshots::SnapshotStore;
+use replicator::snapshots::{SnapshotStore, HEADER_LEN, TRAILER_LEN};
 
 fn flow(count: usize) -> (EngineConfig, Vec<Command>) {
     let config = FlowConfig {
@@ -114,6 +114,40 @@ fn a_damaged_newest_snapshot_falls_back_to_the_one_before() {
     assert_eq!(recovered.engine.state_hash(), expected);
 }
 
+/// A snapshot in a format version this binary does not read (a newer binary wrote it) stops
+/// recovery with both versions named, rather than being skipped for an older snapshot or a
+/// replay from 0.
+#[test]
+fn a_snapshot_in_a_version_this_binary_does_not_read_is_an_error_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, commands) = flow(2_000);
+    let journal = journal_of(dir.path(), &commands);
+    let store = SnapshotStore::open(&dir.path().join("snapshots"), 3).unwrap();
+    snapshot_at(&journal, &store, config, &[500, 1_500]);
+    let newest = store.path_for(1_500);
+    let mut bytes = std::fs::read(&newest).unwrap();
+    // The engine's version follows its 8 magic bytes, after the file's header.
+    let at = HEADER_LEN + 8;
+    bytes[at..at + 4].copy_from_slice(&(SNAPSHOT_VERSION + 1).to_le_bytes());
+    let end = bytes.len() - TRAILER_LEN;
+    let crc = crc32fast::hash(&bytes[..end]);
+    bytes[end..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&newest, bytes).unwrap();
+
+    let err = recover(&journal, &store, config).err().expect("refused");
+    let found = SNAPSHOT_VERSION + 1;
+    assert!(
+        matches!(err, RecoveryError::SnapshotVersion { position: 1_500, found: f, reads: SNAPSHOT_VERSION, .. } if f == found),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("version {found}"))
+            && text.contains(&format!("version {SNAPSHOT_VERSION}")),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_snapshot_with_other_capacities_or_ahead_of_the_journal_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,10 +159,22 @@ fn a_snapshot_with_other_capacities_or_ahead_of_the_journal_is_refused() {
         orders_max: config.orders_max + 1,
         ..config
     };
-    assert!(matches!(
-        recover(&journal, &store, other),
-        Err(RecoveryError::ConfigMismatch { position: 500, .. })
-    ));
+    let secret = 0x1234_5678_9abc_def1_u64;
+    let err = recover(
+        &journal,
+        &store,
+        EngineConfig {
+            hash_seed: secret,
+            ..other
+        },
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        matches!(err, RecoveryError::ConfigMismatch { position: 500, .. }),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains(&secret.to_string()), "{err}");
     // The seed is not a capacity.
     let reseeded = EngineConfig {
         hash_seed: 42,
