@@ -35,6 +35,8 @@ pub(crate) struct ClientResult {
     pub(crate) quoter: bool,
     /// The most filled quantity it was told of, per order ([`FailoverClient::told`]).
     pub(crate) told: BTreeMap<OrderId, Qty>,
+    /// Replaces whose new id it never heard of ([`FailoverClient::replaced`]).
+    pub(crate) replaced: BTreeMap<OrderId, OrderId>,
     /// The amends and cancels it sent.
     pub(crate) changes: Changes,
     /// When each mass status after a move was answered ([`FailoverClient::mass_answered`]).
@@ -195,6 +197,7 @@ impl ClientResult {
             account: client.account(),
             quoter: client.cancel_on_disconnect(),
             told: client.told().clone(),
+            replaced: client.replaced().clone(),
             changes,
             mass_answered: client.mass_answered().to_vec(),
             protocol: W::PROTOCOL,

@@ -310,6 +310,11 @@ impl<W: Wire> FailoverClient<W> {
         &self.mass_answered
     }
 
+    /// Replaces it sent whose new id no report has named yet: new id -> the id it replaced.
+    pub fn replaced(&self) -> &BTreeMap<OrderId, OrderId> {
+        &self.replaced
+    }
+
     /// The most filled quantity the member was told of, per order: from its reports, and
     /// from the mass status it asks for after every move (fills while it was between sites).
     pub fn told(&self) -> &BTreeMap<OrderId, Qty> {
