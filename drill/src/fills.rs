@@ -126,9 +126,12 @@ pub(crate) fn check_told(
         }
         for (order, qty) in by_account.get(account).into_iter().flatten() {
             let was_told = told.get(order).copied().unwrap_or(Qty(0));
-            if was_told < *qty && lost_track.contains(order) {
+            if was_told >= *qty {
+                continue;
+            }
+            if lost_track.contains(order) {
                 check.missed_known += 1;
-            } else if was_told < *qty {
+            } else {
                 check.missed += 1;
                 if check.missed_orders.len() < 10 {
                     check.missed_orders.push((*account, *order));

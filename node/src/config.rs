@@ -243,11 +243,16 @@ pub fn random_hash_seed() -> u64 {
     let seed = std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish();
-    if [0, PUBLIC_HASH_SEED].contains(&seed) {
-        1
-    } else {
+    if is_secret(seed) {
         seed
+    } else {
+        1
     }
+}
+
+/// Whether `seed` can key a node's hash tables: neither 0 nor the public default.
+fn is_secret(seed: u64) -> bool {
+    ![0, PUBLIC_HASH_SEED].contains(&seed)
 }
 
 /// Why a configuration file does not parse, and where (line and column), without the
@@ -380,7 +385,7 @@ impl NodeConfig {
     /// `[[symbols]]` of one shard, or `[[shards]]`); 1 to [`SHARDS_MAX`] shards with valid,
     /// distinct names, each with symbols; no symbol twice; on Kafka a partition per shard.
     pub fn plan(&self) -> anyhow::Result<Plan> {
-        if [0, PUBLIC_HASH_SEED].contains(&self.engine.hash_seed) {
+        if !is_secret(self.engine.hash_seed) {
             bail!(
                 "engine.hash_seed is missing, 0 or the public default: set a secret random \
                  64-bit value (for example `od -An -N8 -tu8 /dev/urandom`); sites may share it \
