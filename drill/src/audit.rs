@@ -18,6 +18,7 @@ use crate::fills::{self, FillCheck};
 use crate::market::{BookCheck, MdReport, MdResult};
 use crate::switches::{CodCheck, SwitchWatch};
 use crate::tap::Tapped;
+use crate::trace;
 use crate::{
     ms_between, site_hashes_at, ClientResult, DrillConfig, DrillReport, Fault, KillRecord, Moves,
     Percentiles, SiteHash, StatusCheck,
@@ -211,6 +212,63 @@ fn is_false_reject(history: &History, account: AccountId, ack: &Ack) -> bool {
     history.contradicts((account, ack.cl_ord_id), accepted).1
 }
 
+/// A few client order ids the history accepted more than once, by account and id.
+fn duplicated(history: &History) -> Vec<(AccountId, OrderId)> {
+    let mut ids: Vec<(AccountId, OrderId)> = history
+        .accepted
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(key, _)| *key)
+        .collect();
+    ids.sort_unstable_by_key(|(account, id)| (account.0, *id));
+    ids.truncate(STORIES_MAX);
+    ids
+}
+
+/// Orders whose log story a failing check's examples tell, at most, per check.
+const STORIES_MAX: usize = 3;
+
+/// The log's story of the first duplicates and false fills ([`crate::trace`]), as lines for
+/// the report's examples: (duplicates', false fills').
+fn stories(
+    config: &DrillConfig,
+    evidence: &Evidence,
+    history: &History,
+    fills: &FillCheck,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let wall_ns = wall_ns(evidence.started.1);
+    let tell = |orders: &[(AccountId, OrderId)]| -> Result<Vec<String>> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut lines = vec![format!("the log's story of {}:", names(orders))];
+        lines.extend(trace::stories(
+            config.engine,
+            &evidence.log.commands,
+            orders,
+            wall_ns,
+        )?);
+        Ok(lines)
+    };
+    let false_orders = &fills.false_orders[..fills.false_orders.len().min(STORIES_MAX)];
+    Ok((tell(&duplicated(history))?, tell(false_orders)?))
+}
+
+/// Orders by account and id, in a few words.
+fn names(orders: &[(AccountId, OrderId)]) -> String {
+    let names: Vec<String> = orders
+        .iter()
+        .map(|(account, id)| format!("{}/{}", account.0, id.as_str()))
+        .collect();
+    names.join(", ")
+}
+
+/// The wall clock's `at` in nanoseconds since the epoch (log time's scale).
+fn wall_ns(at: SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Client order ids the history accepted more than once.
 pub(crate) fn duplicates(history: &History) -> u64 {
     history.accepted.values().filter(|n| **n > 1).count() as u64
@@ -257,8 +315,11 @@ pub(crate) fn audit(
     let replay = replayed(config, names, https, &mut evidence)?;
     let (mut history, sites_converged) = (replay.history, replay.sites_converged);
     let tally = Tally::of(&results, &history)?;
-    let fills = fill_check(&history, &results, &evidence);
+    let mut fills = fill_check(&history, &results, &evidence);
     let duplicates = duplicates(&history);
+    let (duplicate_stories, false_fill_stories) = stories(config, &evidence, &history, &fills)?;
+    history.duplicate_examples.extend(duplicate_stories);
+    fills.examples.extend(false_fill_stories);
     let faults = kill_log(kills, &results, names);
     let kill_log = faults.records;
     let status = &evidence.status;
@@ -316,7 +377,41 @@ fn fill_check(history: &History, results: &[ClientResult], evidence: &Evidence) 
     let mut fills = fills::check(&history.filled, results, &evidence.final_filled);
     let context = missed_fill_context(&fills, history, results, evidence.started);
     fills.examples.extend(context);
+    let told_by = false_fill_context(&fills, results, evidence.started.0);
+    fills.examples.extend(told_by);
     fills
+}
+
+/// For each false fill's order: the report that told its member (its kind, the site, when),
+/// or that its last mass status did.
+fn false_fill_context(
+    fills: &fills::FillCheck,
+    results: &[ClientResult],
+    started: Instant,
+) -> Vec<String> {
+    let secs = |at: Instant| at.saturating_duration_since(started).as_secs_f64();
+    let mut lines = Vec::new();
+    for (account, order) in fills.false_orders.iter().take(STORIES_MAX) {
+        let Some(member) = results.iter().find(|r| r.account == *account) else {
+            continue;
+        };
+        let line = match member.told_by.get(order) {
+            Some(by) => format!(
+                "order {} was told filled by an execution report (exec type {:?}, status {:?}{}) at site {}, {:.3} s into the load; still waiting on replaces {:?}",
+                order.as_str(),
+                char::from(by.exec_type),
+                char::from(by.ord_status),
+                by.moved_from
+                    .map_or(String::new(), |id| format!(", moved from {}", id.as_str())),
+                by.site,
+                secs(by.at),
+                member.replaced.iter().filter(|(_, old)| *old == order).map(|(new, _)| new.as_str()).collect::<Vec<_>>()
+            ),
+            None => format!("order {} was told filled by its last mass status only", order.as_str()),
+        };
+        lines.push(line);
+    }
+    lines
 }
 
 /// For each missed fill's order: when it last traded (seconds into the load, log time), and
@@ -328,9 +423,7 @@ fn missed_fill_context(
     results: &[ClientResult],
     (started, wall): (Instant, SystemTime),
 ) -> Vec<String> {
-    let wall_ns = wall
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let wall_ns = wall_ns(wall);
     let secs = |at: Instant| at.saturating_duration_since(started).as_secs_f64();
     let mut lines = Vec::new();
     for (account, order) in fills.missed_orders.iter().take(3) {
@@ -941,6 +1034,7 @@ mod tests {
             account: AccountId(1),
             quoter: false,
             told: BTreeMap::new(),
+            told_by: BTreeMap::new(),
             replaced: BTreeMap::new(),
             changes: Default::default(),
             mass_answered: Vec::new(),

@@ -35,6 +35,8 @@ pub(crate) struct ClientResult {
     pub(crate) quoter: bool,
     /// The most filled quantity it was told of, per order ([`FailoverClient::told`]).
     pub(crate) told: BTreeMap<OrderId, Qty>,
+    /// The report behind each of `told`'s figures ([`FailoverClient::told_by`]).
+    pub(crate) told_by: BTreeMap<OrderId, crate::failover::ToldBy>,
     /// Replaces whose new id it never heard of ([`FailoverClient::replaced`]).
     pub(crate) replaced: BTreeMap<OrderId, OrderId>,
     /// The amends and cancels it sent.
@@ -197,6 +199,7 @@ impl ClientResult {
             account: client.account(),
             quoter: client.cancel_on_disconnect(),
             told: client.told().clone(),
+            told_by: client.told_by().clone(),
             replaced: client.replaced().clone(),
             changes,
             mass_answered: client.mass_answered().to_vec(),

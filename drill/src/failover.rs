@@ -162,6 +162,18 @@ struct Pending {
     resend: bool,
 }
 
+/// The report that told a member an order's fill (the latest that raised it): what kind of
+/// report, where and when; a failing fills check names it.
+#[derive(Clone, Copy, Debug)]
+pub struct ToldBy {
+    pub exec_type: u8,
+    pub ord_status: u8,
+    /// The id the report named, when the fill moved to this order from it (a replace).
+    pub moved_from: Option<OrderId>,
+    pub site: usize,
+    pub at: Instant,
+}
+
 /// Counts of what the client met.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ClientCounts {
@@ -217,6 +229,8 @@ pub struct FailoverClient<W = BinaryClient> {
     mass_answered: Vec<Instant>,
     /// The most filled quantity the member was told of, per order (reports, status answers).
     told: BTreeMap<OrderId, Qty>,
+    /// The report behind each of `told`'s figures.
+    told_by: BTreeMap<OrderId, ToldBy>,
     /// FIX replaces sent: the new id, and the id the order went by before.
     replaced: BTreeMap<OrderId, OrderId>,
     /// The symbol of the latest order submitted: the home probe asks a status question on it.
@@ -257,6 +271,7 @@ impl<W: Wire> FailoverClient<W> {
             hold_until: Instant::now(),
             backoff: Duration::ZERO,
             told: BTreeMap::new(),
+            told_by: BTreeMap::new(),
             replaced: BTreeMap::new(),
             traded: None,
             mass_status: MassStatus::Done,
@@ -319,6 +334,11 @@ impl<W: Wire> FailoverClient<W> {
     /// from the mass status it asks for after every move (fills while it was between sites).
     pub fn told(&self) -> &BTreeMap<OrderId, Qty> {
         &self.told
+    }
+
+    /// The report behind each of [`Self::told`]'s figures.
+    pub fn told_by(&self) -> &BTreeMap<OrderId, ToldBy> {
+        &self.told_by
     }
 
     /// Sends a new order; it is followed until acknowledged, across failovers. An id already
@@ -558,10 +578,22 @@ impl<W: Wire> FailoverClient<W> {
         }
     }
 
-    /// The member has been told `order` filled `qty` (at least).
-    fn tell(&mut self, order: OrderId, qty: Qty) {
+    /// The member has been told `order` filled `qty` (at least), by `report`, or by a
+    /// report under an id it replaced (`moved_from`) when the replace's report came.
+    fn tell(&mut self, order: OrderId, qty: Qty, report: &ExecReport, moved_from: Option<OrderId>) {
         let told = self.told.entry(order).or_insert(Qty(0));
-        *told = (*told).max(qty);
+        if qty <= *told {
+            return;
+        }
+        *told = qty;
+        let by = ToldBy {
+            exec_type: report.exec_type,
+            ord_status: report.ord_status,
+            moved_from,
+            site: self.site,
+            at: Instant::now(),
+        };
+        self.told_by.insert(order, by);
     }
 
     fn on_report(&mut self, report: &ExecReport, acks: &mut Vec<Ack>) {
@@ -569,7 +601,8 @@ impl<W: Wire> FailoverClient<W> {
         if let Some(before) = self.replaced.remove(&id) {
             // The replace took: what was told under the old id is the order's, now `id`.
             if let Some(filled) = self.told.remove(&before) {
-                self.tell(id, filled);
+                self.told_by.remove(&before);
+                self.tell(id, filled, report, Some(before));
             }
             // So the order it replaced is in the log: a report under the new id (a status
             // answer after a move names the order by the id it goes by now) acknowledges it
@@ -580,7 +613,7 @@ impl<W: Wire> FailoverClient<W> {
             }
         }
         if report.cum_qty.0 > 0 {
-            self.tell(id, report.cum_qty);
+            self.tell(id, report.cum_qty, report, None);
         }
         if !self.pending.contains_key(&id) {
             if report.last_qty.0 > 0 {

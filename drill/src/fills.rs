@@ -25,6 +25,8 @@ pub(crate) struct FillCheck {
     pub examples: Vec<String>,
     /// The first few orders filled further than their member was told.
     pub missed_orders: Vec<(AccountId, OrderId)>,
+    /// The first few orders told filled further than the history filled them.
+    pub false_orders: Vec<(AccountId, OrderId)>,
 }
 
 /// Each member's told fills (`results`, with `final_filled` from its last mass status, in the
@@ -121,6 +123,9 @@ pub(crate) fn check_told(
         for (order, qty) in told {
             if *qty > history(order).unwrap_or(Qty(0)) {
                 check.false_fills += 1;
+                if check.false_orders.len() < 10 {
+                    check.false_orders.push((*account, *order));
+                }
                 check.example(*account, order, *qty, history(order));
             }
         }

@@ -50,6 +50,7 @@ mod switches;
 pub mod tansu;
 pub mod tap;
 pub mod timeline;
+mod trace;
 pub mod wire;
 
 use std::collections::BTreeMap;
