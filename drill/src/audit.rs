@@ -590,6 +590,7 @@ impl Moves {
         }
         self.returns_home += c.returns_home;
         self.stays += c.stays;
+        self.found_ready += c.found_ready;
         self.failovers += result.failovers.len();
         self.reconciled_known += result.failovers.iter().map(|f| f.known).sum::<usize>();
         self.resent += result.failovers.iter().map(|f| f.resent).sum::<usize>();

@@ -50,6 +50,10 @@ const IDLE_HEARTBEAT: Duration = Duration::from_secs(10);
 /// ready site answers in milliseconds.
 const HOME_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// How often a client staying at a refusing site looks at another site (a probe as of the
+/// first site): a site that has caught up is found within a few of these.
+const LOOK_EVERY: Duration = Duration::from_millis(300);
+
 /// Where the sites are and how patient to be.
 #[derive(Clone, Debug)]
 pub struct FailoverConfig {
@@ -139,7 +143,8 @@ pub struct Failover {
     pub from: usize,
     pub to: usize,
     /// Why the client left `from`: `closed`, `logout`, `silent`, `ack_timeout`,
-    /// `unavailable`, `catching_up` or `clock_skew`.
+    /// `unavailable`, `catching_up`, `clock_skew`, or `found_ready` (it was staying at a
+    /// refusing site and found another answering).
     pub why: &'static str,
     /// When the client noticed, and when it was logged on at `to`.
     pub detected: Instant,
@@ -188,6 +193,8 @@ pub struct ClientCounts {
     pub returns_home: u64,
     /// Refusals after which it stayed where it was, every site having refused lately.
     pub stays: u64,
+    /// Moves while staying, to another site found answering.
+    pub found_ready: u64,
     /// Orders given up: resent from longer ago than the venue remembers ids and refused as
     /// `stale_resend`; the member does not know whether they executed.
     pub stale_resends: u64,
@@ -218,6 +225,11 @@ pub struct FailoverClient<W = BinaryClient> {
     refusals: u32,
     /// When each site last refused for the log's sake.
     refused_at: Vec<Option<Instant>>,
+    /// Since when it has stayed at a refusing site (every site had refused lately), and when
+    /// it looks at another site next, and how many looks it has had (which site is next).
+    staying: Option<Instant>,
+    next_look: Instant,
+    looks: usize,
     /// The site the client started at, and since when it has been ready at every probe.
     home: usize,
     home_up_since: Option<Instant>,
@@ -265,6 +277,9 @@ impl<W: Wire> FailoverClient<W> {
             leaving: None,
             refusals: 0,
             refused_at: vec![None; sites],
+            staying: None,
+            next_look: Instant::now(),
+            looks: 0,
             home,
             home_up_since: None,
             next_home_probe: Instant::now(),
@@ -375,6 +390,7 @@ impl<W: Wire> FailoverClient<W> {
                 return acks;
             }
             self.maybe_return_home(&mut acks).await;
+            self.look_while_staying(&mut acks).await;
             self.send_due().await;
             self.ask_mass_status_when_due().await;
             let now = Instant::now();
@@ -662,6 +678,7 @@ impl<W: Wire> FailoverClient<W> {
         };
         self.backoff = Duration::ZERO;
         self.refusals = 0;
+        self.staying = None;
         self.last_ack = Some(Instant::now());
         acks.push(Ack {
             cl_ord_id: id,
@@ -713,8 +730,10 @@ impl<W: Wire> FailoverClient<W> {
             at.is_some_and(|at| now.duration_since(at) < self.config.stay_when_all_refused)
         };
         if self.refused_at.iter().all(lately) {
-            // Every site refuses: stay, and ask again here after the pause.
+            // Every site refuses: stay, ask again here after the pause, and look at the
+            // others meanwhile.
             self.counts.stays += 1;
+            self.staying.get_or_insert(now);
             self.requeue_in_flight();
             if self.mass_status == MassStatus::Asked {
                 self.mass_status = MassStatus::Due(now);
@@ -764,20 +783,7 @@ impl<W: Wire> FailoverClient<W> {
             return;
         }
         self.next_home_probe = now + every;
-        let addr = self.config.sites[self.home];
-        let (login, symbol) = (&self.config.login, self.traded);
-        let probe = async move {
-            let (mut conn, account) = W::logon(addr, login).await.ok()?;
-            answers_status(&mut conn, symbol)
-                .await
-                .then_some((conn, account))
-        };
-        // Short: the probe holds up reading the current site's answers, and a frozen or
-        // cut-off first site never answers (with the whole connect timeout, a client that had
-        // just moved read nothing for a second, took its new site for silent and moved again:
-        // half the RTO of a freeze).
-        let Ok(Some((conn, account))) = tokio::time::timeout(HOME_PROBE_TIMEOUT, probe).await
-        else {
+        let Some((conn, account)) = self.probe(self.home).await else {
             self.home_up_since = None;
             return;
         };
@@ -790,9 +796,73 @@ impl<W: Wire> FailoverClient<W> {
         self.account = account;
         self.site = self.home;
         self.home_up_since = None;
+        self.staying = None;
         self.counts.returns_home += 1;
         self.reconcile(acks).await;
         self.moved_here();
+    }
+
+    /// Staying at a site that refuses (every site had refused lately): looks at the other
+    /// sites in turn, one every [`LOOK_EVERY`], and moves to the first that takes a logon
+    /// and answers a status question. Seen in the mixed drill without it: a freeze's clients
+    /// went to two catching-up sites, back to the frozen one once it resumed, and stayed
+    /// there (every site had refused them) until it was ready 6 s later, while another site
+    /// had been ready for seconds.
+    async fn look_while_staying(&mut self, acks: &mut Vec<Ack>) {
+        let now = Instant::now();
+        let Some(since) = self.staying else {
+            return;
+        };
+        let sites = self.config.sites.len();
+        if self.conn.is_none() || now < self.next_look || sites < 2 {
+            return;
+        }
+        self.next_look = now + LOOK_EVERY;
+        self.looks += 1;
+        let site = (self.site + 1 + self.looks % (sites - 1)) % sites;
+        let Some((conn, account)) = self.probe(site).await else {
+            return;
+        };
+        let from = self.site;
+        self.conn = Some(conn);
+        self.heard();
+        self.account = account;
+        self.site = site;
+        self.staying = None;
+        self.refused_at[site] = None;
+        self.counts.found_ready += 1;
+        let logged_on = Instant::now();
+        let (known, resent) = self.reconcile(acks).await;
+        self.moved_here();
+        self.failovers.push(Failover {
+            from,
+            to: site,
+            why: "found_ready",
+            detected: since,
+            logged_on,
+            known,
+            resent,
+        });
+    }
+
+    /// A fresh session at `site` if it takes a logon and answers a status question within
+    /// [`HOME_PROBE_TIMEOUT`]. Short: the probe holds up reading the current site's answers,
+    /// and a frozen or cut-off site never answers (with the whole connect timeout, a client
+    /// that had just moved read nothing for a second, took its new site for silent and moved
+    /// again: half the RTO of a freeze).
+    async fn probe(&self, site: usize) -> Option<(W, AccountId)> {
+        let addr = self.config.sites[site];
+        let (login, symbol) = (&self.config.login, self.traded);
+        let probe = async move {
+            let (mut conn, account) = W::logon(addr, login).await.ok()?;
+            answers_status(&mut conn, symbol)
+                .await
+                .then_some((conn, account))
+        };
+        tokio::time::timeout(HOME_PROBE_TIMEOUT, probe)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Logged on at a new site and reconciled: its mass status is due.
@@ -851,6 +921,7 @@ impl<W: Wire> FailoverClient<W> {
         let detected = *self.down_since.get_or_insert_with(Instant::now);
         let why = self.leaving.take().unwrap_or_else(|| self.overdue_why());
         self.conn = None;
+        self.staying = None;
         if self.refusals > 1 {
             // Refused again and again, wherever it went: every site is refusing for now.
             // The first refusal moves at once; the next ones wait their pause, or the client

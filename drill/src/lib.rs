@@ -376,6 +376,8 @@ pub struct Moves {
     /// Refusals after which a client stayed where it was, every site having refused lately
     /// (the log itself slow or down).
     pub stays: u64,
+    /// Moves of a staying client to another site it found answering (among `failovers`).
+    pub found_ready: u64,
 }
 
 /// What the drill found.
@@ -558,11 +560,12 @@ impl DrillReport {
         );
         let _ = writeln!(
             out,
-            "gateway refusals {} {:?}  returns to the first site {}  stays {}  quoters' rto {}",
+            "gateway refusals {} {:?}  returns to the first site {}  stays {} (found ready elsewhere {})  quoters' rto {}",
             self.moves.refused,
             self.moves.refused_by_reason,
             self.moves.returns_home,
             self.moves.stays,
+            self.moves.found_ready,
             percentiles_ms(self.quote_rto_ms)
         );
         for kill in &self.kill_log {

@@ -140,6 +140,7 @@ struct Tally {
     records: u64,
     acknowledged: u64,
     failovers: u64,
+    found_ready: u64,
     stale_resends: u64,
     lost_track: u64,
     lost_track_missed: u64,
@@ -157,6 +158,7 @@ impl Tally {
         self.records += run.log_records;
         self.acknowledged += run.orders_acknowledged;
         self.failovers += run.failovers;
+        self.found_ready += run.found_ready;
         self.stale_resends += run.stale_resends;
         self.lost_track += run.verdict.lost_track;
         self.lost_track_missed += run.verdict.lost_track_missed;
@@ -173,13 +175,14 @@ impl Tally {
     fn print(&self, took: Duration) {
         let hours = self.simulated_ms as f64 / 3_600_000.0;
         println!(
-            "{} seeds, {hours:.2} simulated hours in {:.1} s: {} events, {} log records, {} orders acknowledged, {} failovers, {} given up as stale resends, {} failed",
+            "{} seeds, {hours:.2} simulated hours in {:.1} s: {} events, {} log records, {} orders acknowledged, {} failovers ({} while staying, to a site found ready), {} given up as stale resends, {} failed",
             self.seeds,
             took.as_secs_f64(),
             self.events,
             self.records,
             self.acknowledged,
             self.failovers,
+            self.found_ready,
             self.stale_resends,
             self.failed.len()
         );

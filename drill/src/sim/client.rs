@@ -6,7 +6,9 @@
 //! same id those the new site does not know, and asks its mass status once the resends are
 //! answered (or after a while). Sans-IO: what it sends goes into an action list.
 //!
-//! Unlike the drill's client it does not return to its first site: every move is forward.
+//! Unlike the drill's client it does not return to its first site: every move is forward,
+//! except that a member staying at a refusing site (every site refused it lately) looks at
+//! the others in turn and moves to the first that answers a status question.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -60,6 +62,19 @@ enum Conn {
     On { conn: u64 },
 }
 
+/// A look at another site while staying: a logon there, then a status question.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Look {
+    site: usize,
+    conn: u64,
+    since: u64,
+}
+
+/// How often a staying member looks at another site, and how long a look may take (the
+/// failover client's `LOOK_EVERY` and `HOME_PROBE_TIMEOUT`).
+const LOOK_EVERY_NS: u64 = 300_000_000;
+const LOOK_TIMEOUT_NS: u64 = 250_000_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
     /// Sent here; its report is awaited.
@@ -108,6 +123,8 @@ pub struct SimClient {
     /// The most filled quantity it was told of, per order.
     pub told: BTreeMap<OrderId, Qty>,
     pub failovers: u64,
+    /// Moves while staying, to another site found answering (among `failovers`).
+    pub found_ready: u64,
     pub refused: u64,
     /// Orders given up: resent from longer ago than the sites remember ids and refused as
     /// `stale_resend`, their outcome unknown to the member.
@@ -124,6 +141,12 @@ pub struct SimClient {
     refused_at: Vec<Option<u64>>,
     /// Nothing sent before this (staying at a refusing site).
     hold_until: u64,
+    /// Since when it has stayed at a refusing site; the look at another site in flight, when
+    /// the next is due, and how many it has had (which site is next).
+    staying: Option<u64>,
+    look: Option<Look>,
+    next_look: u64,
+    looks: usize,
     mass: MassStatus,
     orders: u64,
     conns: u64,
@@ -143,6 +166,7 @@ impl SimClient {
             acks: Vec::new(),
             told: BTreeMap::new(),
             failovers: 0,
+            found_ready: 0,
             refused: 0,
             stale_resends: 0,
             refusals: 0,
@@ -152,6 +176,10 @@ impl SimClient {
             moved: false,
             refused_at: Vec::new(),
             hold_until: 0,
+            staying: None,
+            look: None,
+            next_look: 0,
+            looks: 0,
             mass: MassStatus::Done,
             orders: 0,
             conns: 0,
@@ -211,6 +239,7 @@ impl SimClient {
             self.last_probe = now;
             out.push(self.to(conn, Req::Heartbeat));
         }
+        self.look_while_staying(now, config, out);
         if now < self.hold_until {
             return;
         }
@@ -259,6 +288,7 @@ impl SimClient {
             return;
         }
         let again = now + self.backoff_ns.max(config.retry_ns);
+        self.staying.get_or_insert(now);
         for pending in self.pending.values_mut() {
             pending.stage = Stage::Due(again);
         }
@@ -275,6 +305,8 @@ impl SimClient {
             Conn::On { conn } | Conn::Connecting { conn, .. } => out.push(self.to(conn, Req::Bye)),
             Conn::Off { .. } => {}
         }
+        self.end_look(out);
+        self.staying = None;
         self.site = (self.site + 1) % config.sites;
         let pause = if self.refusals > 1 {
             self.backoff_ns
@@ -289,6 +321,93 @@ impl SimClient {
         for pending in self.pending.values_mut() {
             pending.stage = Stage::Reconcile;
         }
+    }
+
+    /// Staying at a refusing site: looks at the other sites in turn, one every
+    /// [`LOOK_EVERY_NS`] (a logon there, then a status question), giving a look up after
+    /// [`LOOK_TIMEOUT_NS`] ([`crate::failover::FailoverClient`]'s rule).
+    fn look_while_staying(&mut self, now: u64, config: &ClientConfig, out: &mut Vec<Outgoing>) {
+        if let Some(look) = self.look {
+            if now - look.since >= LOOK_TIMEOUT_NS {
+                self.end_look(out);
+            }
+            return;
+        }
+        if self.staying.is_none() || now < self.next_look || config.sites < 2 {
+            return;
+        }
+        self.next_look = now + LOOK_EVERY_NS;
+        self.looks += 1;
+        let site = (self.site + 1 + self.looks % (config.sites - 1)) % config.sites;
+        self.conns += 1;
+        let conn = ((self.index as u64 + 1) << 32) | self.conns;
+        self.look = Some(Look {
+            site,
+            conn,
+            since: now,
+        });
+        let cancel_on_disconnect = self.cancel_on_disconnect;
+        let req = Req::Logon {
+            cancel_on_disconnect,
+        };
+        out.push(Outgoing { site, conn, req });
+    }
+
+    /// Closes the look in flight, if any.
+    fn end_look(&mut self, out: &mut Vec<Outgoing>) {
+        if let Some(Look { site, conn, .. }) = self.look.take() {
+            out.push(Outgoing {
+                site,
+                conn,
+                req: Req::Bye,
+            });
+        }
+    }
+
+    /// A message on the look's connection: logged on, it asks a status question; answered,
+    /// the member moves there; refused or closed, the look ends.
+    fn on_look(&mut self, now: u64, look: Look, msg: Msg) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        match msg {
+            Msg::LogonOk => {
+                let req = Req::Status(OrderId::new(LOOK_ID).expect("a short printable id"));
+                out.push(Outgoing {
+                    site: look.site,
+                    conn: look.conn,
+                    req,
+                });
+            }
+            Msg::Status { .. } => self.found_ready(now, look, &mut out),
+            Msg::Session(_) | Msg::Heartbeat => {}
+            _ => self.end_look(&mut out),
+        }
+        out
+    }
+
+    /// The look found `look.site` answering: the member leaves its site for it and
+    /// reconciles there as after any move.
+    fn found_ready(&mut self, now: u64, look: Look, out: &mut Vec<Outgoing>) {
+        if let Conn::On { conn } | Conn::Connecting { conn, .. } = self.conn {
+            out.push(self.to(conn, Req::Bye));
+        }
+        self.look = None;
+        self.staying = None;
+        self.site = look.site;
+        if let Some(refused) = self.refused_at.get_mut(look.site) {
+            *refused = None;
+        }
+        self.failovers += 1;
+        self.found_ready += 1;
+        self.moved = true;
+        (self.hold_until, self.last_heard) = (now, now);
+        for pending in self.pending.values_mut() {
+            pending.stage = Stage::Reconcile;
+        }
+        self.conn = Conn::Connecting {
+            conn: look.conn,
+            since: now,
+        };
+        self.logged_on(now, look.conn, out);
     }
 
     fn to(&self, conn: u64, req: Req) -> Outgoing {
@@ -389,6 +508,9 @@ impl SimClient {
         conn: u64,
         msg: Msg,
     ) -> Vec<Outgoing> {
+        if let Some(look) = self.look.filter(|look| look.conn == conn) {
+            return self.on_look(now, look, msg);
+        }
         let mut out = Vec::new();
         let current = match self.conn {
             Conn::On { conn } | Conn::Connecting { conn, .. } => conn,
@@ -474,6 +596,7 @@ impl SimClient {
         }
         if let Some(pending) = self.pending.remove(&id) {
             (self.refusals, self.backoff_ns) = (0, 0);
+            self.staying = None;
             self.acks.push(SimAck {
                 id,
                 accepted: report.ord_status != OrdStatus::Rejected,
@@ -559,6 +682,9 @@ impl SimClient {
         }
     }
 }
+
+/// The client order id of a look's status question (no order is sent with it).
+const LOOK_ID: &str = "look";
 
 /// A refusal that says this site cannot take orders now; another can.
 fn moves_away(reason: GatewayReason) -> bool {
@@ -669,6 +795,106 @@ mod tests {
             "{ack:?}"
         );
         assert_eq!(client.failovers, 1);
+    }
+
+    /// The drill's rule ([`crate::failover`]'s `look_while_staying`): a member staying at a
+    /// refusing site looks at the others in turn and moves to the first that answers.
+    #[test]
+    fn a_staying_member_looks_at_the_other_sites_and_moves_to_one_found_ready() {
+        let (config, rng) = (config(), &mut SplitMix64(5));
+        let mut client = SimClient::new(0, 0, false);
+        let (mut conn, new) = logged_on_with_an_order(&mut client, rng);
+        let refused = || Msg::Refused {
+            id: new.order_id,
+            reason: GatewayReason::CatchingUp,
+        };
+        // Refused at every site in turn: it goes round once (the second move after a
+        // pause), then stays at the third.
+        let mut now = 200 * MS;
+        for site in 1..3 {
+            client.on_msg(now, &config, conn, refused());
+            let logon = client.tick(now + config.retry_ns, &config, rng, false);
+            assert_eq!(logon[0].site, site, "{logon:?}");
+            conn = logon[0].conn;
+            client.on_msg(now + config.retry_ns + MS, &config, conn, Msg::LogonOk);
+            now += config.retry_ns + 10 * MS;
+        }
+        let stay = client.on_msg(now, &config, conn, refused());
+        assert!(stay.is_empty(), "stays: {stay:?}");
+        assert!(client.staying.is_some());
+        // The first look (site 1) is refused; the second (site 0) is answered.
+        let look = client.tick(now + MS, &config, rng, false);
+        let [Outgoing {
+            site: 1,
+            conn: look_conn,
+            req: Req::Logon { .. },
+        }] = look[..]
+        else {
+            panic!("{look:?}");
+        };
+        let asked = client.on_msg(now + 2 * MS, &config, look_conn, Msg::LogonOk);
+        assert!(
+            matches!(
+                asked[..],
+                [Outgoing {
+                    site: 1,
+                    req: Req::Status(_),
+                    ..
+                }]
+            ),
+            "{asked:?}"
+        );
+        let no = Msg::SessionRefused(GatewayReason::CatchingUp);
+        let bye = client.on_msg(now + 3 * MS, &config, look_conn, no);
+        assert!(
+            matches!(
+                bye[..],
+                [Outgoing {
+                    site: 1,
+                    req: Req::Bye,
+                    ..
+                }]
+            ),
+            "{bye:?}"
+        );
+        assert_eq!(client.site, 2, "still where it stays");
+        now += LOOK_EVERY_NS + MS;
+        let look = client.tick(now, &config, rng, false);
+        let logon = look.iter().find(|o| matches!(o.req, Req::Logon { .. }));
+        let Some(&Outgoing {
+            site: 0,
+            conn: look_conn,
+            ..
+        }) = logon
+        else {
+            panic!("{look:?}");
+        };
+        client.on_msg(now + MS, &config, look_conn, Msg::LogonOk);
+        let answer = Msg::Status {
+            id: OrderId::new(LOOK_ID).unwrap(),
+            report: None,
+        };
+        let moved = client.on_msg(now + 2 * MS, &config, look_conn, answer);
+        assert!(
+            matches!(
+                moved[0],
+                Outgoing {
+                    site: 2,
+                    req: Req::Bye,
+                    ..
+                }
+            ),
+            "{moved:?}"
+        );
+        assert!(
+            matches!(moved[1], Outgoing { site: 0, req: Req::Status(id), conn: c } if id == new.order_id && c == look_conn),
+            "asks the pending order's state at the site found: {moved:?}"
+        );
+        assert_eq!(
+            (client.site, client.found_ready, client.failovers),
+            (0, 1, 3)
+        );
+        assert!(client.staying.is_none());
     }
 
     /// A live order absent from a mass status answered past the last report of it finished

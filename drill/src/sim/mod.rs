@@ -83,6 +83,9 @@ pub struct SimRun {
     pub log_records: u64,
     pub orders_acknowledged: u64,
     pub failovers: u64,
+    /// Moves of a member staying at a refusing site to another it found answering (among
+    /// `failovers`).
+    pub found_ready: u64,
     /// New orders a site refused before the log (busy, unavailable, catching up).
     pub refused: u64,
     /// Orders members gave up: resent from longer ago than the sites remember ids, refused as

@@ -661,6 +661,7 @@ impl World {
             log_records: end,
             orders_acknowledged: self.clients.iter().map(|c| c.acks.len() as u64).sum(),
             failovers: self.clients.iter().map(|c| c.failovers).sum(),
+            found_ready: self.clients.iter().map(|c| c.found_ready).sum(),
             refused: self.clients.iter().map(|c| c.refused).sum(),
             stale_resends: self.clients.iter().map(|c| c.stale_resends).sum(),
             slowest_ack_ms: self
