@@ -187,7 +187,7 @@ impl Tally {
             self.failed.len()
         );
         println!(
-            "members knew they had lost track of {} orders ({} of them filled further than they were told): live when last heard of, absent from a mass status answered past that point",
+            "members knew they had lost track of {} orders ({} of them filled further than they were told): live when last heard of and absent from a mass status answered past that point, given up as stale resends, or refused by the engine with another copy possibly still on its way",
             self.lost_track, self.lost_track_missed
         );
         println!(
