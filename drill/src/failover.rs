@@ -245,6 +245,8 @@ pub struct FailoverClient<W = BinaryClient> {
     told_by: BTreeMap<OrderId, ToldBy>,
     /// FIX replaces sent: the new id, and the id the order went by before.
     replaced: BTreeMap<OrderId, OrderId>,
+    /// FIX replaces seen to take (a report named the new id): the old id, and the new.
+    renamed: BTreeMap<OrderId, OrderId>,
     /// The symbol of the latest order submitted: the home probe asks a status question on it.
     traded: Option<Symbol>,
     /// Where the mass status the last move calls for stands.
@@ -288,6 +290,7 @@ impl<W: Wire> FailoverClient<W> {
             told: BTreeMap::new(),
             told_by: BTreeMap::new(),
             replaced: BTreeMap::new(),
+            renamed: BTreeMap::new(),
             traded: None,
             mass_status: MassStatus::Done,
             mass_answered: Vec::new(),
@@ -594,6 +597,19 @@ impl<W: Wire> FailoverClient<W> {
         }
     }
 
+    /// The id the order `id` names goes by now, after the replaces the member has seen take.
+    fn current_id(&self, id: OrderId) -> OrderId {
+        let mut now = id;
+        // A chain of replaces never loops; the bound guards against one that would.
+        for _ in 0..self.renamed.len() {
+            match self.renamed.get(&now) {
+                Some(next) => now = *next,
+                None => break,
+            }
+        }
+        now
+    }
+
     /// The member has been told `order` filled `qty` (at least), by `report`, or by a
     /// report under an id it replaced (`moved_from`) when the replace's report came.
     fn tell(&mut self, order: OrderId, qty: Qty, report: &ExecReport, moved_from: Option<OrderId>) {
@@ -616,6 +632,7 @@ impl<W: Wire> FailoverClient<W> {
         let id = report.cl_ord_id;
         if let Some(before) = self.replaced.remove(&id) {
             // The replace took: what was told under the old id is the order's, now `id`.
+            self.renamed.insert(before, id);
             if let Some(filled) = self.told.remove(&before) {
                 self.told_by.remove(&before);
                 self.tell(id, filled, report, Some(before));
@@ -629,7 +646,10 @@ impl<W: Wire> FailoverClient<W> {
             }
         }
         if report.cum_qty.0 > 0 {
-            self.tell(id, report.cum_qty, report, None);
+            // Under an id the order has given up (a site behind the replace answering about
+            // it), the fills are the order's, by the id it goes by now.
+            let now = self.current_id(id);
+            self.tell(now, report.cum_qty, report, (now != id).then_some(id));
         }
         if !self.pending.contains_key(&id) {
             if report.last_qty.0 > 0 {

@@ -58,6 +58,14 @@ pub trait Sequencer: Send + Sync + 'static {
     fn ready(&self) -> Result<(), SubmitError> {
         Ok(())
     }
+
+    /// The longest a command submitted now may take to land in the log (a Kafka producer's
+    /// delivery timeout): landing later than the engines' dedup window after an order with
+    /// its id finished, a resent order executes again, so resends are judged against the
+    /// window less this ([`Hub::judge_resend`]). 0 for a log that appends at once.
+    fn longest_delay_ns(&self) -> u64 {
+        0
+    }
 }
 
 /// Whether a site whose log last took a command from it at `last_ns` sends its idle clock at
@@ -370,13 +378,16 @@ impl Hub {
 
     /// What to do with `new` resent `age_ms` after its first sending (see
     /// [`crate::desk::judge_resend`]): sent on, answered with the order's state, or refused
-    /// as `stale_resend`.
+    /// as `stale_resend`. Judged against the dedup window less the longest its shard's log
+    /// may take to land it ([`Sequencer::longest_delay_ns`]).
     pub fn judge_resend(&self, new: &NewOrder, age_ms: u64) -> Resend {
         let ready = self.log_ready(Some(&new.symbol)).is_ok();
         let known = self
             .order_state(&new.symbol, new.account, &new.order_id)
             .filter(|state| state.symbol == new.symbol);
-        judge_resend(age_ms, self.dedup_window_ns(), ready, known)
+        let delay_ns = self.shards[self.shard_of(&new.symbol)].longest_delay_ns();
+        let horizon_ns = self.dedup_window_ns().saturating_sub(delay_ns);
+        judge_resend(age_ms, horizon_ns, ready, known)
     }
 
     /// Every order of `account` the engines remember (live, and finished inside the dedup

@@ -582,3 +582,44 @@ fn a_rejected_id_is_not_remembered_and_may_be_used_again() {
     let state = site.desk.order_state(0, AccountId(1), &oid("r"));
     assert_eq!(state.map(|r| r.ord_status), Some(OrdStatus::Filled));
 }
+
+/// A log that takes every command and may take `delay_ns` to land one (a Kafka producer's
+/// delivery timeout).
+struct Slow {
+    delay_ns: u64,
+}
+
+impl Sequencer for Slow {
+    fn submit(&self, _: Command) -> Result<(), SubmitError> {
+        Ok(())
+    }
+
+    fn longest_delay_ns(&self) -> u64 {
+        self.delay_ns
+    }
+}
+
+/// Seen in the mixed drill with FIX members (`duplicates` 1): a resend judged young enough
+/// for a 60 s window (by 5 s) could land in the log up to the producer's 30 s delivery
+/// timeout later, after the engines had forgotten the original, and execute again. A resend
+/// is judged against the window less the longest its log may take to land it.
+#[test]
+fn a_resend_is_judged_against_the_window_less_the_logs_longest_delay() {
+    const S: u64 = 1_000_000_000;
+    let judge = |delay_ns: u64, age_ms: u64| {
+        let log: Arc<dyn Sequencer> = Arc::new(Slow { delay_ns });
+        let hub = Hub::new(log, Members::new(Vec::new()).unwrap(), 60 * S);
+        hub.judge_resend(&limit(1, "x", "BTC", Side::Buy, 100, 1), age_ms)
+    };
+    let sent = |resend| matches!(resend, gateway::desk::Resend::Send);
+    assert!(
+        sent(judge(0, 50_000)),
+        "a log that appends at once: 50 s is young"
+    );
+    assert!(!sent(judge(0, 56_000)));
+    assert!(sent(judge(30 * S, 20_000)));
+    assert!(
+        !sent(judge(30 * S, 26_000)),
+        "30 s to land: 26 s is too old"
+    );
+}

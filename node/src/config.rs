@@ -392,6 +392,7 @@ impl NodeConfig {
                  or not, it changes no behaviour and no state hash"
             );
         }
+        self.check_dedup_window()?;
         let sections = self.shard_sections()?;
         if !(1..=SHARDS_MAX).contains(&sections.len()) {
             bail!(
@@ -418,6 +419,27 @@ impl NodeConfig {
             shards.push(plan);
         }
         Ok(Plan { shards, shard_of })
+    }
+
+    /// A dedup window (other than 0: none) longer than the longest the log may take to land
+    /// a command plus the resend margin: the sites take a resent order only when it is that
+    /// much younger than the window, so a shorter one would refuse every resend as stale.
+    fn check_dedup_window(&self) -> anyhow::Result<()> {
+        let window_ns = self.engine.dedup_window_ns;
+        let delay = self.log.longest_delay();
+        let least_ns = u64::try_from(delay.as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_add(gateway::desk::RESEND_MARGIN_NS);
+        if window_ns > 0 && window_ns <= least_ns {
+            bail!(
+                "engine.dedup_window_ns ({:.1} s) must be longer than the log's longest \
+                 delivery ({:.1} s: its delivery and request timeouts) plus 5 s, or every \
+                 resent order is refused as stale; 0 turns deduplication off",
+                window_ns as f64 / 1e9,
+                delay.as_secs_f64()
+            );
+        }
+        Ok(())
     }
 
     /// Each shard's section and log: `[[symbols]]` as the only one (named `0`), or each of
@@ -562,6 +584,21 @@ mod tests {
         assert_eq!(kafka.topic, "exchange.commands");
         assert_eq!(kafka.partition, 0);
         assert!(!kafka.allow_unsafe_topic);
+    }
+
+    /// A dedup window no longer than the log's longest delivery plus the resend margin would
+    /// refuse every resent order as stale: refused, naming both; 0 (no dedup) is allowed.
+    #[test]
+    fn a_dedup_window_too_short_for_the_logs_delivery_is_refused() {
+        let mut config = example("node-kafka.toml");
+        config.engine.dedup_window_ns = 30_000_000_000;
+        let err = config.plan().unwrap_err().to_string();
+        assert!(err.contains("engine.dedup_window_ns (30.0 s)"), "{err}");
+        assert!(err.contains("(30.5 s:"), "{err}");
+        config.engine.dedup_window_ns = 0;
+        config.plan().unwrap();
+        config.engine.dedup_window_ns = 60_000_000_000;
+        config.plan().unwrap();
     }
 
     /// The two-shard example: each shard in its own directory, symbols routed to it.

@@ -263,6 +263,10 @@ impl Sequencer for ShardSequencer {
             })
     }
 
+    fn longest_delay_ns(&self) -> u64 {
+        u64::try_from(self.0.log.longest_delay().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     fn ready(&self) -> Result<(), SubmitError> {
         if self.0.failure().is_some() || !self.0.log.available() {
             Err(SubmitError::Unavailable)

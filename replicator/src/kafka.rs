@@ -659,6 +659,14 @@ pub struct KafkaLog {
 }
 
 impl KafkaLog {
+    /// The longest a record queued now may take to be appended: the producer's delivery
+    /// timeout, and a request in flight then.
+    pub fn longest_delay(&self) -> Duration {
+        let ms =
+            u64::from(self.config.delivery_timeout_ms) + u64::from(self.config.request_timeout_ms);
+        Duration::from_millis(ms)
+    }
+
     /// Connects to `config`'s partition, refusing an unsafe topic unless allowed (see
     /// [`check_topic`]).
     pub fn open(

@@ -132,6 +132,23 @@ impl LogConfig {
         config
     }
 
+    /// The longest a command queued now may take to land in the log: a Kafka producer's
+    /// delivery timeout with one request's timeout after it (a produce in flight when the
+    /// producer gives up may still be appended); nothing for the journal, whose writer
+    /// stamps each record as it appends it.
+    pub fn longest_delay(&self) -> Duration {
+        match self {
+            LogConfig::Journal { .. } => Duration::ZERO,
+            LogConfig::Kafka {
+                delivery_timeout_ms,
+                request_timeout_ms,
+                ..
+            } => Duration::from_millis(
+                u64::from(*delivery_timeout_ms) + u64::from(*request_timeout_ms),
+            ),
+        }
+    }
+
     /// `"journal"` or `"kafka"`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -362,6 +379,15 @@ impl LogHandle {
         match &self.inner {
             Handle::Journal(appender) => !appender.failed(),
             Handle::Kafka { watermarks, .. } => watermarks.reachable(KAFKA_UNREACHABLE_AFTER),
+        }
+    }
+
+    /// The longest a command queued now may take to land in the log
+    /// ([`LogConfig::longest_delay`]).
+    pub fn longest_delay(&self) -> Duration {
+        match &self.inner {
+            Handle::Journal(_) => Duration::ZERO,
+            Handle::Kafka { log, .. } => log.longest_delay(),
         }
     }
 

@@ -45,15 +45,16 @@ use orders::{Effects, InCommand, OrderTable};
 /// stamp, and for log time running ahead of the member's clock.
 pub const RESEND_MARGIN_NS: u64 = 5_000_000_000;
 
-/// Whether a new order first sent `age_ms` ago (the member's clock) may be older than engines
-/// whose dedup window is `window_ns` still remember: its id may have executed and been
+/// Whether a new order first sent `age_ms` ago (the member's clock) may be older than the
+/// engines still remember when it lands in the log, `horizon_ns` being their dedup window
+/// less the longest the log may take to land it: its id may have executed and been
 /// forgotten, so taken again it could execute twice. The binary protocol's resend age and
 /// FIX's SendingTime less OrigSendingTime are both judged here.
-pub fn resend_too_old(age_ms: u64, window_ns: u64) -> bool {
+pub fn resend_too_old(age_ms: u64, horizon_ns: u64) -> bool {
     age_ms
         .saturating_mul(1_000_000)
         .saturating_add(RESEND_MARGIN_NS)
-        >= window_ns
+        >= horizon_ns
 }
 
 /// What a site does with a new order resent under its id (binary's resend flag, FIX's
@@ -70,12 +71,13 @@ pub enum Resend {
     Stale,
 }
 
-/// [`Resend`] for a resend first sent `age_ms` ago to engines whose dedup window is
-/// `window_ns`, at a site ready (`ready`) to answer status questions, which knows the order
-/// as `known`. A site that is not ready sends it on: its submit refuses it for that reason.
-pub fn judge_resend(age_ms: u64, window_ns: u64, ready: bool, known: Option<Report>) -> Resend {
+/// [`Resend`] for a resend first sent `age_ms` ago, against `horizon_ns` (the engines' dedup
+/// window less the longest the log may take to land it: [`resend_too_old`]), at a site ready
+/// (`ready`) to answer status questions, which knows the order as `known`. A site that is not
+/// ready sends it on: its submit refuses it for that reason.
+pub fn judge_resend(age_ms: u64, horizon_ns: u64, ready: bool, known: Option<Report>) -> Resend {
     match known {
-        _ if !ready || !resend_too_old(age_ms, window_ns) => Resend::Send,
+        _ if !ready || !resend_too_old(age_ms, horizon_ns) => Resend::Send,
         Some(state) => Resend::Answer(Box::new(state.status())),
         None => Resend::Stale,
     }
