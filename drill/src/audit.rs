@@ -269,6 +269,19 @@ fn wall_ns(at: SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// Adds the log's story of the first duplicates and false fills to their examples.
+fn tell_stories(
+    config: &DrillConfig,
+    evidence: &Evidence,
+    history: &mut History,
+    fills: &mut FillCheck,
+) -> Result<()> {
+    let (duplicate_stories, false_fill_stories) = stories(config, evidence, history, fills)?;
+    history.duplicate_examples.extend(duplicate_stories);
+    fills.examples.extend(false_fill_stories);
+    Ok(())
+}
+
 /// Client order ids the history accepted more than once.
 pub(crate) fn duplicates(history: &History) -> u64 {
     history.accepted.values().filter(|n| **n > 1).count() as u64
@@ -317,9 +330,7 @@ pub(crate) fn audit(
     let tally = Tally::of(&results, &history)?;
     let mut fills = fill_check(&history, &results, &evidence);
     let duplicates = duplicates(&history);
-    let (duplicate_stories, false_fill_stories) = stories(config, &evidence, &history, &fills)?;
-    history.duplicate_examples.extend(duplicate_stories);
-    fills.examples.extend(false_fill_stories);
+    tell_stories(config, &evidence, &mut history, &mut fills)?;
     let faults = kill_log(kills, &results, names);
     let kill_log = faults.records;
     let status = &evidence.status;
@@ -343,6 +354,8 @@ pub(crate) fn audit(
         duplicate_examples: std::mem::take(&mut history.duplicate_examples),
         false_reports: tally.false_reports + fills.false_fills,
         missed_fills: fills.missed,
+        lost_track: results.iter().map(|r| r.lost_track.len() as u64).sum(),
+        lost_track_missed: fills.missed_known,
         false_fills: fills.false_fills,
         fill_examples: fills.examples,
         duplicates,
@@ -1036,6 +1049,7 @@ mod tests {
             quoter: false,
             told: BTreeMap::new(),
             told_by: BTreeMap::new(),
+            lost_track: Default::default(),
             replaced: BTreeMap::new(),
             changes: Default::default(),
             mass_answered: Vec::new(),

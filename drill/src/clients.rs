@@ -3,7 +3,7 @@
 //! amends, replaces, cancels and mass cancels, and what each hands back to the audit
 //! ([`ClientResult`]). The quoters are in `quoter`, the market-data subscribers in `market`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,8 @@ pub(crate) struct ClientResult {
     pub(crate) told: BTreeMap<OrderId, Qty>,
     /// The report behind each of `told`'s figures ([`FailoverClient::told_by`]).
     pub(crate) told_by: BTreeMap<OrderId, crate::failover::ToldBy>,
+    /// Orders it knows it lost track of ([`FailoverClient::lost_track`]).
+    pub(crate) lost_track: BTreeSet<OrderId>,
     /// Replaces whose new id it never heard of ([`FailoverClient::replaced`]).
     pub(crate) replaced: BTreeMap<OrderId, OrderId>,
     /// The amends and cancels it sent.
@@ -200,6 +202,7 @@ impl ClientResult {
             quoter: client.cancel_on_disconnect(),
             told: client.told().clone(),
             told_by: client.told_by().clone(),
+            lost_track: client.lost_track().clone(),
             replaced: client.replaced().clone(),
             changes,
             mass_answered: client.mass_answered().to_vec(),

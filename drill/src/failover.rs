@@ -29,7 +29,7 @@
 //! ids as `stale_resend` unless it knows the order, and the client then gives the order up:
 //! its outcome is unknown to the member (counted, [`ClientCounts::stale_resends`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -165,6 +165,8 @@ struct Pending {
     not_before: Instant,
     /// Sent at least once: sent again, it carries the resend flag and its age.
     resend: bool,
+    /// Copies sent that may have reached the log (not refused before it).
+    copies: u32,
 }
 
 /// The report that told a member an order's fill (the latest that raised it): what kind of
@@ -243,6 +245,9 @@ pub struct FailoverClient<W = BinaryClient> {
     told: BTreeMap<OrderId, Qty>,
     /// The report behind each of `told`'s figures.
     told_by: BTreeMap<OrderId, ToldBy>,
+    /// Orders it knows it lost track of: given up as stale resends, or refused by the engine
+    /// after more than one copy went out; until a report of the order (not a refusal).
+    lost_track: BTreeSet<OrderId>,
     /// FIX replaces sent: the new id, and the id the order went by before.
     replaced: BTreeMap<OrderId, OrderId>,
     /// FIX replaces seen to take (a report named the new id): the old id, and the new.
@@ -289,6 +294,7 @@ impl<W: Wire> FailoverClient<W> {
             backoff: Duration::ZERO,
             told: BTreeMap::new(),
             told_by: BTreeMap::new(),
+            lost_track: BTreeSet::new(),
             replaced: BTreeMap::new(),
             renamed: BTreeMap::new(),
             traded: None,
@@ -359,6 +365,12 @@ impl<W: Wire> FailoverClient<W> {
         &self.told_by
     }
 
+    /// Orders it knows it lost track of (their fills unknown to it): given up as stale
+    /// resends, or refused by the engine with another copy possibly still on its way.
+    pub fn lost_track(&self) -> &BTreeSet<OrderId> {
+        &self.lost_track
+    }
+
     /// Sends a new order; it is followed until acknowledged, across failovers. An id already
     /// waiting for its acknowledgement is refused.
     pub async fn submit(&mut self, order: NewOrderMsg) -> io::Result<()> {
@@ -378,6 +390,7 @@ impl<W: Wire> FailoverClient<W> {
                 sent: None,
                 not_before: now,
                 resend: false,
+                copies: 0,
             },
         );
         self.send_due().await;
@@ -551,6 +564,7 @@ impl<W: Wire> FailoverClient<W> {
             if let Some(p) = self.pending.get_mut(&id) {
                 p.sent = Some(now);
                 p.resend = true;
+                p.copies += 1;
             }
         }
     }
@@ -645,6 +659,10 @@ impl<W: Wire> FailoverClient<W> {
                 self.acknowledge(before, Outcome::Accepted, acks);
             }
         }
+        if report.ord_status != ord_status::REJECTED {
+            // Whatever it had lost track of, it hears of now, fills so far included.
+            self.lost_track.remove(&id);
+        }
         if report.cum_qty.0 > 0 {
             // Under an id the order has given up (a site behind the replace answering about
             // it), the fills are the order's, by the id it goes by now.
@@ -668,6 +686,7 @@ impl<W: Wire> FailoverClient<W> {
                 // again. Its outcome is unknown to the member (a missed fill if it traded).
                 self.pending.remove(&id);
                 self.counts.stale_resends += 1;
+                self.lost_track.insert(id);
                 return;
             }
             (_, reason::UNKNOWN_ORDER) if report.exec_type == exec_type::ORDER_STATUS => {
@@ -688,6 +707,11 @@ impl<W: Wire> FailoverClient<W> {
             (exec_type::REJECTED, code) => Outcome::Rejected(code),
             _ => Outcome::Accepted,
         };
+        if matches!(outcome, Outcome::Rejected(_)) && self.pending[&id].copies > 1 {
+            // The engine refused one copy; another, sent later, may still reach the log and
+            // be taken as a new order (a refused id is not remembered).
+            self.lost_track.insert(id);
+        }
         self.acknowledge(id, outcome, acks);
     }
 
@@ -713,6 +737,10 @@ impl<W: Wire> FailoverClient<W> {
     /// cannot reach the log (cut off, or its journal failed) or is far behind it sends the
     /// client to the next site; busy and throttled are this member's to wait out where it is.
     fn on_refused(&mut self, id: OrderId, code: u8) {
+        if let Some(p) = self.pending.get_mut(&id) {
+            // That copy never reached the log.
+            p.copies = p.copies.saturating_sub(1);
+        }
         match code {
             reason::BUSY => self.counts.refused_busy += 1,
             reason::UNAVAILABLE => self.counts.refused_unavailable += 1,

@@ -18,7 +18,7 @@ pub(crate) struct FillCheck {
     /// knowing it.
     pub missed: u64,
     /// Orders the history filled further than their member was told that the member knew it
-    /// had lost track of (the simulator's members know; the drill's do not say).
+    /// had lost track of (`lost_track`: the simulator's members and the drill's).
     pub missed_known: u64,
     /// Orders a member was told were filled further than the history filled them.
     pub false_fills: u64,
@@ -45,7 +45,7 @@ pub(crate) fn check(
             Told {
                 account: result.account,
                 filled,
-                lost_track: BTreeSet::new(),
+                lost_track: result.lost_track.clone(),
             }
         })
         .collect();

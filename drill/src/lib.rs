@@ -412,6 +412,11 @@ pub struct DrillReport {
     /// Orders the history filled further than their member was ever told (reports, the
     /// mass status after each move and at the end).
     pub missed_fills: u64,
+    /// Orders members knew they had lost track of (given up as stale resends, or refused by
+    /// the engine with another copy possibly on its way), and of them those the history
+    /// filled further than the member was told: reported, not a failure.
+    pub lost_track: u64,
+    pub lost_track_missed: u64,
     /// Of `false_reports`, orders a member was told were filled further than the history.
     pub false_fills: u64,
     pub fill_examples: Vec<String>,
@@ -667,7 +672,7 @@ impl DrillReport {
         );
         let _ = writeln!(
             out,
-            "lost_acked {}  false_reports {} ({} of fills)  missed_fills {}  duplicates {}  \
+            "lost_acked {}  false_reports {} ({} of fills)  missed_fills {} (besides {} on {} orders known lost track of)  duplicates {}  \
              overfills {}  cod_late {} (of {} \
              switches fired, {} held by a whole-Kafka outage, {} by the log holding a \
              command stamped in time, latest {} ms after its deadline)  cod_wrong_session {}  status_mismatches {} (of {} questions, asked \
@@ -676,6 +681,8 @@ impl DrillReport {
             self.false_reports,
             self.false_fills,
             self.missed_fills,
+            self.lost_track_missed,
+            self.lost_track,
             self.duplicates,
             self.overfills,
             self.cod.late,

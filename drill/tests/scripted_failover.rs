@@ -40,6 +40,8 @@ struct Venue {
     behind: BTreeSet<u16>,
     /// Reports the current session reads next, before any answer (pushed by the log).
     pushed: VecDeque<ServerMessage>,
+    /// Resent orders are refused as `stale_resend` (first sent longer ago than the window).
+    stale: bool,
 }
 
 static VENUE: Mutex<Option<Venue>> = Mutex::new(None);
@@ -66,6 +68,11 @@ impl Scripted {
     fn answer(&mut self, venue: &mut Venue, message: &ClientMessage) {
         let behind = venue.catching_up || venue.behind.contains(&self.port);
         let answer = match *message {
+            ClientMessage::ResendOrder { order, .. } if venue.stale => {
+                let mut refused = report(order.cl_ord_id, order.symbol, exec_type::REJECTED);
+                (refused.ord_status, refused.reason) = (ord_status::REJECTED, reason::STALE_RESEND);
+                Some(ServerMessage::ExecutionReport(refused))
+            }
             ClientMessage::OrderStatus { .. } if behind => Some(ServerMessage::SessionReject {
                 code: session_reject::CATCHING_UP,
                 rejected_type: msg_type::ORDER_STATUS,
@@ -371,6 +378,26 @@ fn fills_told_under_a_replaced_id_after_the_replace_are_the_orders_by_its_new_id
             .await;
         let told: Vec<(OrderId, Qty)> = client.told().iter().map(|(k, v)| (*k, *v)).collect();
         assert_eq!(told, [(new, Qty(1))], "nothing under the first id");
+    });
+}
+
+/// An order resent and refused as `stale_resend` is given up, its outcome unknown: the
+/// member knows it lost track of it (its fills, if it traded, are `lost_track_missed` in the
+/// drill's report, not silent missed fills).
+#[test]
+fn an_order_given_up_as_a_stale_resend_is_known_to_be_lost_track_of() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = runtime();
+    let mut client = client(&runtime);
+    runtime.block_on(async {
+        with(|venue| venue.cut_off = true);
+        client.submit(gtc(id("g1"))).await.unwrap();
+        with(|venue| (venue.cut_off, venue.stale, venue.close_next) = (false, true, true));
+        let acks = client.drain(Duration::from_secs(2)).await;
+        assert!(acks.is_empty(), "{acks:?}");
+        assert_eq!(client.unacknowledged(), 0, "given up");
+        assert_eq!(client.counts().stale_resends, 1);
+        assert!(client.lost_track().contains(&id("g1")));
     });
 }
 
