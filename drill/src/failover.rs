@@ -23,11 +23,14 @@
 //! ([`FailoverConfig::stay_when_all_refused`]): then the log itself is slow or down, and the
 //! client stays where it is, still hearing the reports its site pushes as it applies the log.
 //! (Circling instead, members heard of nothing for longer than the sites remember finished
-//! orders, and missed fills; the simulator's `--log-overload`.)
+//! orders, and missed fills; the simulator's `--log-overload`.) While it stays it looks at
+//! the other sites in turn and moves to the first that answers a status question.
 //!
 //! A resend carries its first sending's age; the venue refuses one older than it remembers
 //! ids as `stale_resend` unless it knows the order, and the client then gives the order up:
-//! its outcome is unknown to the member (counted, [`ClientCounts::stale_resends`]).
+//! its outcome is unknown to the member (counted, [`ClientCounts::stale_resends`]), which
+//! knows it lost track of it ([`FailoverClient::lost_track`]), as of an order the engine
+//! refused while another copy may still be on its way.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;

@@ -256,10 +256,10 @@ fn is_secret(seed: u64) -> bool {
 }
 
 /// Why a configuration file does not parse, and where (line and column), without the
-/// offending text: a line may hold a member's token or a FIX password.
-fn toml_error(text: &str, err: &toml::de::Error) -> String {
+/// offending text: a line may hold a member's token, a FIX password or a hash seed.
+pub fn toml_error(text: &str, err: &toml::de::Error) -> String {
     let Some(span) = err.span() else {
-        return err.message().to_string();
+        return redact(err.message().trim_end());
     };
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
