@@ -31,7 +31,8 @@ pub fn load_engine_config_over(base: EngineConfig, path: Option<&Path>) -> Resul
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             // Neither error quotes the file: it may hold the secret hash seed.
-            let invalid = |why: String| anyhow!("{} is not a valid engine config: {why}", path.display());
+            let invalid =
+                |why: String| anyhow!("{} is not a valid engine config: {why}", path.display());
             let table: toml::Table = toml::from_str(&text)
                 .map_err(|err| invalid(node::config::toml_error(&text, &err)))?;
             let mut merged = toml::Table::try_from(base).expect("an engine config is a table");
@@ -60,9 +61,9 @@ mod tests {
             "dedup_window_ns = -9187361452\n",
         ] {
             std::fs::write(&path, text).unwrap();
-            let err = load_engine_config_over(EngineConfig::default(), Some(&path))
-                .unwrap_err()
-                .to_string();
+            let err = load_engine_config_over(EngineConfig::default(), Some(&path)).unwrap_err();
+            // As the command line prints it: with every cause.
+            let err = format!("{err:#}");
             assert!(err.contains("is not a valid engine config"), "{err}");
             assert!(!err.contains("9187361452"), "{err}");
         }

@@ -913,6 +913,7 @@ fn kill_and_restart<S: SiteControl>(
             continue;
         }
         sleep_until(started + at);
+        let _under_way = load_end.hold();
         let killed = Instant::now();
         load_end.not_before(killed + down + LOAD_AFTER_FAULT);
         let end_at_kill = log_end(https, site);
