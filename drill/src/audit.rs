@@ -451,7 +451,8 @@ fn missed_fill_context(
         let moves: Vec<String> = member
             .failovers
             .iter()
-            .filter(|f| near(secs(f.detected)))
+            // A move found while staying counts from when the stay began: by its logon too.
+            .filter(|f| near(secs(f.detected)) || near(secs(f.logged_on)))
             .map(|f| {
                 let (left, on) = (secs(f.detected), secs(f.logged_on));
                 format!("{left:.1}-{on:.1} s {}->{} ({})", f.from, f.to, f.why)
