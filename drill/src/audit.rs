@@ -212,14 +212,18 @@ fn is_false_reject(history: &History, account: AccountId, ack: &Ack) -> bool {
     history.contradicts((account, ack.cl_ord_id), accepted).1
 }
 
-/// A few client order ids the history accepted more than once, by account and id.
-fn duplicated(history: &History) -> Vec<(AccountId, OrderId)> {
-    let mut ids: Vec<(AccountId, OrderId)> = history
+/// The (account, client order id) pairs the history accepted more than once.
+fn accepted_twice(history: &History) -> impl Iterator<Item = &(AccountId, OrderId)> {
+    history
         .accepted
         .iter()
         .filter(|(_, n)| **n > 1)
-        .map(|(key, _)| *key)
-        .collect();
+        .map(|(key, _)| key)
+}
+
+/// A few client order ids the history accepted more than once, by account and id.
+fn duplicated(history: &History) -> Vec<(AccountId, OrderId)> {
+    let mut ids: Vec<(AccountId, OrderId)> = accepted_twice(history).copied().collect();
     ids.sort_unstable_by_key(|(account, id)| (account.0, *id));
     ids.truncate(STORIES_MAX);
     ids
@@ -228,14 +232,14 @@ fn duplicated(history: &History) -> Vec<(AccountId, OrderId)> {
 /// Orders whose log story a failing check's examples tell, at most, per check.
 const STORIES_MAX: usize = 3;
 
-/// The log's story of the first duplicates and false fills ([`crate::trace`]), as lines for
-/// the report's examples: (duplicates', false fills').
-fn stories(
+/// Adds the log's story of the first duplicates and false fills ([`crate::trace`]) to their
+/// examples.
+fn tell_stories(
     config: &DrillConfig,
     evidence: &Evidence,
-    history: &History,
-    fills: &FillCheck,
-) -> Result<(Vec<String>, Vec<String>)> {
+    history: &mut History,
+    fills: &mut FillCheck,
+) -> Result<()> {
     let wall_ns = wall_ns(evidence.started.1);
     let tell = |orders: &[(AccountId, OrderId)]| -> Result<Vec<String>> {
         if orders.is_empty() {
@@ -250,8 +254,12 @@ fn stories(
         )?);
         Ok(lines)
     };
+    let duplicate_stories = tell(&duplicated(history))?;
     let false_orders = &fills.false_orders[..fills.false_orders.len().min(STORIES_MAX)];
-    Ok((tell(&duplicated(history))?, tell(false_orders)?))
+    let false_fill_stories = tell(false_orders)?;
+    history.duplicate_examples.extend(duplicate_stories);
+    fills.examples.extend(false_fill_stories);
+    Ok(())
 }
 
 /// Orders by account and id, in a few words.
@@ -269,22 +277,9 @@ fn wall_ns(at: SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Adds the log's story of the first duplicates and false fills to their examples.
-fn tell_stories(
-    config: &DrillConfig,
-    evidence: &Evidence,
-    history: &mut History,
-    fills: &mut FillCheck,
-) -> Result<()> {
-    let (duplicate_stories, false_fill_stories) = stories(config, evidence, history, fills)?;
-    history.duplicate_examples.extend(duplicate_stories);
-    fills.examples.extend(false_fill_stories);
-    Ok(())
-}
-
 /// Client order ids the history accepted more than once.
 pub(crate) fn duplicates(history: &History) -> u64 {
-    history.accepted.values().filter(|n| **n > 1).count() as u64
+    accepted_twice(history).count() as u64
 }
 
 /// What the audit is given besides the clients' results.

@@ -51,11 +51,17 @@ const IDLE_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// How long a probe of the first site (a logon and a status question) may take: a live,
 /// ready site answers in milliseconds.
-const HOME_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+pub(crate) const HOME_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// How often a client staying at a refusing site looks at another site (a probe as of the
 /// first site): a site that has caught up is found within a few of these.
-const LOOK_EVERY: Duration = Duration::from_millis(300);
+pub(crate) const LOOK_EVERY: Duration = Duration::from_millis(300);
+
+/// The site a client staying at `site` of `sites` looks at on its `looks`-th look: the
+/// others in turn.
+pub(crate) fn look_site(site: usize, looks: usize, sites: usize) -> usize {
+    (site + 1 + looks % (sites - 1)) % sites
+}
 
 /// Where the sites are and how patient to be.
 #[derive(Clone, Debug)]
@@ -645,22 +651,28 @@ impl<W: Wire> FailoverClient<W> {
         self.told_by.insert(order, by);
     }
 
+    /// A report names the new id of the replace of `before`: the replace took. What was told
+    /// under the old id is the order's, by the new one.
+    fn replace_took(&mut self, before: OrderId, report: &ExecReport, acks: &mut Vec<Ack>) {
+        let id = report.cl_ord_id;
+        self.renamed.insert(before, id);
+        if let Some(filled) = self.told.remove(&before) {
+            self.told_by.remove(&before);
+            self.tell(id, filled, report, Some(before));
+        }
+        // So the order it replaced is in the log: a report under the new id (a status answer
+        // after a move names the order by the id it goes by now) acknowledges it if its own
+        // acknowledgement was missed. Waiting for one under the old id, a client resent the
+        // order once the sites had forgotten it: executed twice.
+        if self.pending.contains_key(&before) {
+            self.acknowledge(before, Outcome::Accepted, acks);
+        }
+    }
+
     fn on_report(&mut self, report: &ExecReport, acks: &mut Vec<Ack>) {
         let id = report.cl_ord_id;
         if let Some(before) = self.replaced.remove(&id) {
-            // The replace took: what was told under the old id is the order's, now `id`.
-            self.renamed.insert(before, id);
-            if let Some(filled) = self.told.remove(&before) {
-                self.told_by.remove(&before);
-                self.tell(id, filled, report, Some(before));
-            }
-            // So the order it replaced is in the log: a report under the new id (a status
-            // answer after a move names the order by the id it goes by now) acknowledges it
-            // if its own acknowledgement was missed. Waiting for one under the old id, a
-            // client resent the order once the sites had forgotten it: executed twice.
-            if self.pending.contains_key(&before) {
-                self.acknowledge(before, Outcome::Accepted, acks);
-            }
+            self.replace_took(before, report, acks);
         }
         if report.ord_status != ord_status::REJECTED {
             // Whatever it had lost track of, it hears of now, fills so far included.
@@ -842,12 +854,8 @@ impl<W: Wire> FailoverClient<W> {
         if now.duration_since(up_since) < self.config.home_settle {
             return;
         }
-        self.conn = Some(conn);
-        self.heard();
-        self.account = account;
-        self.site = self.home;
+        self.arrive(self.home, conn, account);
         self.home_up_since = None;
-        self.staying = None;
         self.counts.returns_home += 1;
         self.reconcile(acks).await;
         self.moved_here();
@@ -870,16 +878,12 @@ impl<W: Wire> FailoverClient<W> {
         }
         self.next_look = now + LOOK_EVERY;
         self.looks += 1;
-        let site = (self.site + 1 + self.looks % (sites - 1)) % sites;
+        let site = look_site(self.site, self.looks, sites);
         let Some((conn, account)) = self.probe(site).await else {
             return;
         };
         let from = self.site;
-        self.conn = Some(conn);
-        self.heard();
-        self.account = account;
-        self.site = site;
-        self.staying = None;
+        self.arrive(site, conn, account);
         self.refused_at[site] = None;
         self.counts.found_ready += 1;
         let logged_on = Instant::now();
@@ -948,15 +952,22 @@ impl<W: Wire> FailoverClient<W> {
         }
     }
 
+    /// Now logged on at `site` as `account` over `conn` (a logon, or a probe's session kept),
+    /// which has just answered; no longer staying anywhere.
+    fn arrive(&mut self, site: usize, conn: W, account: AccountId) {
+        self.conn = Some(conn);
+        self.heard();
+        self.account = account;
+        self.site = site;
+        self.staying = None;
+    }
+
     async fn try_logon(&mut self, site: usize) -> bool {
         let addr = self.config.sites[site];
         let logon = W::logon(addr, &self.config.login);
         match tokio::time::timeout(self.config.connect_timeout, logon).await {
             Ok(Ok((conn, account))) => {
-                self.conn = Some(conn);
-                self.heard();
-                self.account = account;
-                self.site = site;
+                self.arrive(site, conn, account);
                 self.last_sent = Instant::now();
                 true
             }

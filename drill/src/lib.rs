@@ -661,6 +661,24 @@ impl DrillReport {
     }
 
     /// The latency, the audit's figures, each site's hash and the verdict.
+    /// Whether the sites converged, and each one's hash at the audit position.
+    fn write_convergence(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "sites_converged {} (position {})",
+            self.sites_converged, self.audit_position
+        );
+        for hash in &self.hashes {
+            let _ = writeln!(
+                out,
+                "  {:>8} {} {}",
+                hash.site,
+                hash.hash.as_deref().unwrap_or("(no report)"),
+                if hash.matches_log { "= log" } else { "DIFFERS" }
+            );
+        }
+    }
+
     fn write_audit(&self, out: &mut String) {
         let _ = writeln!(
             out,
@@ -705,20 +723,7 @@ impl DrillReport {
             tap::AHEAD_LIMIT,
             self.log_time_ahead.max_ms
         );
-        let _ = writeln!(
-            out,
-            "sites_converged {} (position {})",
-            self.sites_converged, self.audit_position
-        );
-        for hash in &self.hashes {
-            let _ = writeln!(
-                out,
-                "  {:>8} {} {}",
-                hash.site,
-                hash.hash.as_deref().unwrap_or("(no report)"),
-                if hash.matches_log { "= log" } else { "DIFFERS" }
-            );
-        }
+        self.write_convergence(out);
         let examples = self.status.examples.iter().chain(&self.cod.examples);
         let examples = examples.chain(&self.fill_examples);
         for example in examples.chain(&self.duplicate_examples).take(3) {

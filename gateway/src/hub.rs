@@ -386,8 +386,7 @@ impl Hub {
             .order_state(&new.symbol, new.account, &new.order_id)
             .filter(|state| state.symbol == new.symbol);
         let delay_ns = self.shards[self.shard_of(&new.symbol)].longest_delay_ns();
-        let horizon_ns = self.dedup_window_ns().saturating_sub(delay_ns);
-        judge_resend(age_ms, horizon_ns, ready, known)
+        judge_resend(age_ms, (self.dedup_window_ns(), delay_ns), ready, known)
     }
 
     /// Every order of `account` the engines remember (live, and finished inside the dedup

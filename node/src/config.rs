@@ -432,10 +432,10 @@ impl NodeConfig {
         if delay.is_zero() {
             return Ok(());
         }
-        let least_ns = u64::try_from(delay.as_nanos())
-            .unwrap_or(u64::MAX)
-            .saturating_add(gateway::desk::RESEND_MARGIN_NS);
-        if window_ns > 0 && window_ns <= least_ns {
+        let delay_ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        // The sites' own rule: even a resend sent just now would be too old.
+        let horizon_ns = window_ns.saturating_sub(delay_ns);
+        if window_ns > 0 && gateway::desk::resend_too_old(0, horizon_ns) {
             bail!(
                 "engine.dedup_window_ns ({:.1} s) must be longer than the log's longest \
                  delivery ({:.1} s: its delivery and request timeouts) plus 5 s, or every \

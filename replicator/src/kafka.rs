@@ -91,6 +91,14 @@ impl KafkaConfig {
         }
     }
 
+    /// The longest a record queued now may take to be appended: the producer's delivery
+    /// timeout with one request's timeout after it (a produce in flight when the producer
+    /// gives up may still be appended).
+    pub fn longest_delay(&self) -> Duration {
+        let ms = u64::from(self.delivery_timeout_ms) + u64::from(self.request_timeout_ms);
+        Duration::from_millis(ms)
+    }
+
     /// Client settings shared by every producer, consumer and admin client of this log.
     pub(crate) fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
@@ -659,12 +667,10 @@ pub struct KafkaLog {
 }
 
 impl KafkaLog {
-    /// The longest a record queued now may take to be appended: the producer's delivery
-    /// timeout, and a request in flight then.
+    /// The longest a record queued now may take to be appended
+    /// ([`KafkaConfig::longest_delay`]).
     pub fn longest_delay(&self) -> Duration {
-        let ms =
-            u64::from(self.config.delivery_timeout_ms) + u64::from(self.config.request_timeout_ms);
-        Duration::from_millis(ms)
+        self.config.longest_delay()
     }
 
     /// Connects to `config`'s partition, refusing an unsafe topic unless allowed (see

@@ -132,21 +132,12 @@ impl LogConfig {
         config
     }
 
-    /// The longest a command queued now may take to land in the log: a Kafka producer's
-    /// delivery timeout with one request's timeout after it (a produce in flight when the
-    /// producer gives up may still be appended); nothing for the journal, whose writer
-    /// stamps each record as it appends it.
+    /// The longest a command queued now may take to land in the log: on Kafka
+    /// [`KafkaConfig::longest_delay`]; nothing for the journal, whose writer stamps each
+    /// record as it appends it.
     pub fn longest_delay(&self) -> Duration {
-        match self {
-            LogConfig::Journal { .. } => Duration::ZERO,
-            LogConfig::Kafka {
-                delivery_timeout_ms,
-                request_timeout_ms,
-                ..
-            } => Duration::from_millis(
-                u64::from(*delivery_timeout_ms) + u64::from(*request_timeout_ms),
-            ),
-        }
+        self.kafka()
+            .map_or(Duration::ZERO, |kafka| kafka.longest_delay())
     }
 
     /// `"journal"` or `"kafka"`.

@@ -70,10 +70,10 @@ struct Look {
     since: u64,
 }
 
-/// How often a staying member looks at another site, and how long a look may take (the
-/// failover client's `LOOK_EVERY` and `HOME_PROBE_TIMEOUT`).
-const LOOK_EVERY_NS: u64 = 300_000_000;
-const LOOK_TIMEOUT_NS: u64 = 250_000_000;
+/// How often a staying member looks at another site, and how long a look may take: the
+/// failover client's.
+const LOOK_EVERY_NS: u64 = crate::failover::LOOK_EVERY.as_nanos() as u64;
+const LOOK_TIMEOUT_NS: u64 = crate::failover::HOME_PROBE_TIMEOUT.as_nanos() as u64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
@@ -206,8 +206,7 @@ impl SimClient {
         let mut out = Vec::new();
         match self.conn {
             Conn::Off { retry_at } if now >= retry_at => {
-                self.conns += 1;
-                let conn = ((self.index as u64 + 1) << 32) | self.conns;
+                let conn = self.next_conn();
                 self.conn = Conn::Connecting { conn, since: now };
                 let req = Req::Logon {
                     cancel_on_disconnect: self.cancel_on_disconnect,
@@ -319,11 +318,23 @@ impl SimClient {
         self.conn = Conn::Off {
             retry_at: now + pause,
         };
+        self.moving();
+    }
+
+    /// A move begins: counted, and every order not acknowledged is reconciled at the next
+    /// site.
+    fn moving(&mut self) {
         self.failovers += 1;
         self.moved = true;
         for pending in self.pending.values_mut() {
             pending.stage = Stage::Reconcile;
         }
+    }
+
+    /// A connection number of its own, never reused.
+    fn next_conn(&mut self) -> u64 {
+        self.conns += 1;
+        ((self.index as u64 + 1) << 32) | self.conns
     }
 
     /// Staying at a refusing site: looks at the other sites in turn, one every
@@ -341,9 +352,8 @@ impl SimClient {
         }
         self.next_look = now + LOOK_EVERY_NS;
         self.looks += 1;
-        let site = (self.site + 1 + self.looks % (config.sites - 1)) % config.sites;
-        self.conns += 1;
-        let conn = ((self.index as u64 + 1) << 32) | self.conns;
+        let site = crate::failover::look_site(self.site, self.looks, config.sites);
+        let conn = self.next_conn();
         self.look = Some(Look {
             site,
             conn,
@@ -399,13 +409,9 @@ impl SimClient {
         if let Some(refused) = self.refused_at.get_mut(look.site) {
             *refused = None;
         }
-        self.failovers += 1;
+        self.moving();
         self.found_ready += 1;
-        self.moved = true;
         (self.hold_until, self.last_heard) = (now, now);
-        for pending in self.pending.values_mut() {
-            pending.stage = Stage::Reconcile;
-        }
         self.conn = Conn::Connecting {
             conn: look.conn,
             since: now,

@@ -580,12 +580,9 @@ impl SimSite {
     ) -> Option<Msg> {
         let ready = self.ready(now, config).is_ok();
         let known = self.order_state(new.account, &new.order_id);
-        // The window less the longest the log takes to land a record, as the gateway judges.
-        let horizon_ns = config
-            .engine
-            .dedup_window_ns
-            .saturating_sub(config.delivery_timeout_ns);
-        match judge_resend(age_ms, horizon_ns, ready, known) {
+        // The simulated producers give a record up after their delivery timeout.
+        let window = (config.engine.dedup_window_ns, config.delivery_timeout_ns);
+        match judge_resend(age_ms, window, ready, known) {
             Resend::Send => self.new_order(now, config, new, out),
             Resend::Answer(state) => Some(Msg::Session(gateway::ToSession::Report(*state))),
             Resend::Stale => Some(Msg::Refused {

@@ -71,11 +71,18 @@ pub enum Resend {
     Stale,
 }
 
-/// [`Resend`] for a resend first sent `age_ms` ago, against `horizon_ns` (the engines' dedup
-/// window less the longest the log may take to land it: [`resend_too_old`]), at a site ready
-/// (`ready`) to answer status questions, which knows the order as `known`. A site that is not
-/// ready sends it on: its submit refuses it for that reason.
-pub fn judge_resend(age_ms: u64, horizon_ns: u64, ready: bool, known: Option<Report>) -> Resend {
+/// [`Resend`] for a resend first sent `age_ms` ago, against engines whose dedup window is
+/// `window_ns` behind a log that may take up to `delay_ns` to land it ([`resend_too_old`]
+/// of the window less the delay), at a site ready (`ready`) to answer status questions,
+/// which knows the order as `known`. A site that is not ready sends it on: its submit
+/// refuses it for that reason.
+pub fn judge_resend(
+    age_ms: u64,
+    (window_ns, delay_ns): (u64, u64),
+    ready: bool,
+    known: Option<Report>,
+) -> Resend {
+    let horizon_ns = window_ns.saturating_sub(delay_ns);
     match known {
         _ if !ready || !resend_too_old(age_ms, horizon_ns) => Resend::Send,
         Some(state) => Resend::Answer(Box::new(state.status())),
