@@ -28,7 +28,8 @@ use gateway::binary::{
 use gateway::binary_client::BinaryClient;
 use gateway::binary_server::logout;
 use gateway::switch::COD_TIMEOUT;
-use replicator::kafka::{create_topic, KafkaConfig};
+use replicator::kafka::KafkaConfig;
+use replicator::topic::create_topic;
 
 /// The surviving sites' idle `clock` interval.
 const CLOCK_EVERY_MS: u64 = 500;

@@ -764,7 +764,7 @@ fn a_quickfix_client_fails_over_to_another_site_and_resends_without_double_execu
         allow_unsafe_topic: true,
         ..replicator::kafka::KafkaConfig::new(&broker.bootstrap(), "fix-failover.commands", 0)
     };
-    replicator::kafka::create_topic(&kafka, 1, 1, Duration::from_secs(20)).unwrap();
+    replicator::topic::create_topic(&kafka, 1, 1, Duration::from_secs(20)).unwrap();
     let (a, b) = (
         kafka_site(dir.path(), "cloud-a", &broker.bootstrap()),
         kafka_site(dir.path(), "cloud-b", &broker.bootstrap()),

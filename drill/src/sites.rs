@@ -24,10 +24,9 @@ use gateway::Member;
 use node::config::{ListenSection, SnapshotSection};
 use node::NodeConfig;
 use replicator::divergence::HashReport;
-use replicator::kafka::{
-    check_topic, create_topic, KafkaConfig, KafkaLogError, DEFAULT_REQUEST_TIMEOUT_MS,
-};
+use replicator::kafka::{KafkaConfig, KafkaLogError, DEFAULT_REQUEST_TIMEOUT_MS};
 use replicator::log::LogConfig;
+use replicator::topic::{check_topic, create_topic};
 use serde::Deserialize;
 
 use crate::cluster::SiteCluster;

@@ -10,11 +10,10 @@ use drill::tansu::Tansu;
 use engine::{AccountId, Command, CommandKind, Engine, Event, MassCancel};
 use flow::{FlowConfig, FlowGenerator};
 use replicator::divergence::{compare, read_kafka, HashCadence, KafkaHashSink};
-use replicator::kafka::{
-    check_topic, create_topic, KafkaAppender, KafkaConfig, KafkaLog, KafkaLogError, KafkaReader,
-};
+use replicator::kafka::{KafkaAppender, KafkaConfig, KafkaLog, KafkaLogError, KafkaReader};
 use replicator::recovery::recover;
 use replicator::snapshots::SnapshotStore;
+use replicator::topic::{check_topic, create_topic};
 use replicator::CommandLog;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -167,6 +166,91 @@ fn the_durability_check_refuses_a_topic_that_reports_nothing() {
     let safety = check_topic(&dev, TIMEOUT).unwrap();
     assert_eq!(safety.replication_factor, 1);
     assert!(!safety.problems.is_empty());
+}
+
+/// Creates `config.topic` with one replica and `settings` besides the project's own.
+fn create_with(config: &KafkaConfig, settings: &[(&str, &str)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.bootstrap_servers)
+        .create()
+        .unwrap();
+    let mut topic = NewTopic::new(&config.topic, 1, TopicReplication::Fixed(1))
+        .set("message.timestamp.type", "LogAppendTime");
+    for (name, value) in settings {
+        topic = topic.set(name, value);
+    }
+    let options = AdminOptions::new().request_timeout(Some(TIMEOUT));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let created = runtime
+        .block_on(admin.create_topics([&topic], &options))
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
+
+#[test]
+fn the_start_up_check_reads_retention_and_the_brokers_version_from_the_topic() {
+    let broker = Broker::start();
+    let kept = topic_config(&broker, "kept.commands");
+    create_with(
+        &kept,
+        &[("retention.ms", "604800000"), ("cleanup.policy", "delete")],
+    );
+    let safety = check_topic(&kept, TIMEOUT).unwrap();
+    let every = Duration::from_secs(10);
+    assert_eq!(
+        safety.retention.down_time(every),
+        "6 d 23 h (retention.ms 604800000 less the 10 s between snapshots)"
+    );
+    assert!(
+        !safety
+            .problems
+            .iter()
+            .any(|p| p.contains("retention") || p.contains("cleanup")),
+        "{:?}",
+        safety.problems
+    );
+    // tansu answers as Kafka 4.0 does (no message.format.version): ELR is the operator's to
+    // check, and the node says so.
+    assert!(
+        safety
+            .unchecked
+            .iter()
+            .any(|u| u.contains("eligible.leader.replicas")),
+        "{:?}",
+        safety.unchecked
+    );
+    // A compacted topic kept an hour, on brokers that report a pre-4.0 message format.
+    let wrong = topic_config(&broker, "wrong.commands");
+    create_with(
+        &wrong,
+        &[
+            ("retention.ms", "3600000"),
+            ("cleanup.policy", "compact"),
+            ("message.format.version", "3.0-IV1"),
+        ],
+    );
+    let refused = KafkaConfig {
+        allow_unsafe_topic: false,
+        ..wrong
+    };
+    match check_topic(&refused, TIMEOUT) {
+        Err(KafkaLogError::UnsafeTopic { reasons, .. }) => {
+            for expected in [
+                "cleanup.policy compact",
+                "retention.ms 3600000",
+                "older than Kafka 4.0",
+            ] {
+                assert!(
+                    reasons.iter().any(|r| r.contains(expected)),
+                    "{expected}: {reasons:?}"
+                );
+            }
+        }
+        other => panic!("expected an unsafe-topic refusal, got {other:?}"),
+    }
 }
 
 #[test]

@@ -106,7 +106,7 @@ impl Node {
                     &config.data_dir,
                     shard,
                     config.engine,
-                    config.snapshots.keep,
+                    &config.snapshots,
                 )
                 .with_context(|| format!("shard {}", shard.name))
             })

@@ -28,9 +28,10 @@ use gateway::{Hub, LatencyHistogram, Sequencer, SubmitError, PUMP_WAIT};
 use replicator::log::{Log, LogHandle, Refused};
 use replicator::recovery::recover;
 use replicator::snapshots::SnapshotStore;
+use replicator::topic::TopicSafety;
 use replicator::{CommandLog, LogReader};
 
-use crate::config::{NodeConfig, ShardPlan};
+use crate::config::{NodeConfig, ShardPlan, SnapshotSection};
 use crate::freshness::Freshness;
 use crate::persist::{Checkpoints, Persist};
 
@@ -161,15 +162,22 @@ pub fn open(
     data_dir: &Path,
     shard: &ShardPlan,
     engine: EngineConfig,
-    keep: usize,
+    snapshots: &SnapshotSection,
 ) -> anyhow::Result<OpenedShard> {
     let dir = data_dir.join(&shard.dir);
     let store = Arc::new(
-        SnapshotStore::open(&dir.join("snapshots"), keep.max(1))
+        SnapshotStore::open(&dir.join("snapshots"), snapshots.keep.max(1))
             .context("opening the snapshot store")?,
     );
     let log = Log::open(&shard.log, &dir, site)
         .with_context(|| format!("opening the {}", shard.log.kind()))?;
+    if let Some(safety) = log.topic_safety() {
+        say_topic(
+            &shard.name,
+            safety,
+            Duration::from_secs(snapshots.every_seconds),
+        );
+    }
     let recovered = recover(&log, &store, engine).context("recovery")?;
     for skipped in &recovered.skipped {
         eprintln!(
@@ -194,6 +202,22 @@ pub fn open(
             position: recovered.position,
         },
     })
+}
+
+/// Says at start-up what the topic check allowed, could not check, and how long this site may
+/// be down and still rejoin from its own snapshot.
+fn say_topic(shard: &str, safety: &TopicSafety, snapshot_every: Duration) {
+    for problem in &safety.problems {
+        eprintln!("node: shard {shard}: unsafe topic, allowed for development: {problem}");
+    }
+    for unchecked in &safety.unchecked {
+        eprintln!("node: shard {shard}: not checked: {unchecked}");
+    }
+    eprintln!(
+        "node: shard {shard}: this site may be down {} and rejoin from its own snapshot; \
+         longer, it needs another site's (exchange bootstrap)",
+        safety.retention.down_time(snapshot_every)
+    );
 }
 
 impl OpenedShard {

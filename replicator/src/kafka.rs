@@ -19,9 +19,9 @@
 //!   so the same time); on a safe topic a record without it is refused.
 //! - [`Watermarks`]: a background thread that reads the partition's high watermark (the
 //!   committed end) every interval, for consumer lag and for knowing the log is reachable.
-//! - [`check_topic`]: reads the topic's replication factor, `min.insync.replicas`,
-//!   `unclean.leader.election.enable` and `message.timestamp.type`; a node refuses to trade on
-//!   an unsafe topic unless started with the explicit development flag.
+//! - [`crate::topic::check_topic`]: the start-up check of the topic (durability settings,
+//!   retention, the brokers' version); a node refuses to trade on an unsafe topic unless
+//!   started with the explicit development flag.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,8 +29,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use engine::{Command, TimestampNs};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -40,6 +38,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::site_clock::SiteClock;
+use crate::topic::{check_topic, TopicSafety};
 
 /// Record value format version.
 const VERSION: u8 = 1;
@@ -480,184 +479,6 @@ pub fn log_time(timestamp: Timestamp) -> Option<TimestampNs> {
     Some(TimestampNs((ms as u64).saturating_mul(1_000_000)))
 }
 
-/// How long [`check_topic`] waits for a development topic's settings (see
-/// `allow_unsafe_topic`): every start of a site on the mock cluster waited the whole 10 s.
-pub const DEVELOPMENT_DESCRIBE_WAIT: Duration = Duration::from_millis(500);
-
-/// What the durability check found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TopicSafety {
-    pub partitions: usize,
-    /// Smallest replica count over the partitions.
-    pub replication_factor: usize,
-    pub min_insync_replicas: Option<u32>,
-    pub unclean_leader_election: Option<bool>,
-    /// `message.timestamp.type`: `LogAppendTime` makes the broker the log's clock.
-    pub timestamp_type: Option<String>,
-    /// Why it is unsafe; empty when safe.
-    pub problems: Vec<String>,
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    futures_executor::block_on(future)
-}
-
-/// Checks that `config.topic` is safe to trade on: replication factor at least 3,
-/// `min.insync.replicas` at least 2, unclean leader election off, and
-/// `message.timestamp.type=LogAppendTime` (the broker, not each gateway, is the log's clock).
-/// Errors when it is not, unless `allow_unsafe_topic` (then the problems are only reported).
-pub fn check_topic(config: &KafkaConfig, timeout: Duration) -> Result<TopicSafety, KafkaLogError> {
-    let consumer: BaseConsumer = config.client().create()?;
-    let metadata = consumer.fetch_metadata(Some(&config.topic), timeout)?;
-    let topic = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == config.topic)
-        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-        .ok_or_else(|| KafkaLogError::NoPartition(config.topic.clone(), config.partition))?;
-    if !topic
-        .partitions()
-        .iter()
-        .any(|p| p.id() == config.partition)
-    {
-        return Err(KafkaLogError::NoPartition(
-            config.topic.clone(),
-            config.partition,
-        ));
-    }
-    let replication_factor = topic
-        .partitions()
-        .iter()
-        .map(|p| p.replicas().len())
-        .min()
-        .unwrap_or(0);
-    // A development topic's settings are only reported, so a broker that does not answer
-    // DescribeConfigs (the mock cluster never does) costs it a moment, not the whole wait.
-    let describe_wait = if config.allow_unsafe_topic {
-        timeout.min(DEVELOPMENT_DESCRIBE_WAIT)
-    } else {
-        timeout
-    };
-    let reported = durability_configs(config, describe_wait)?;
-    let safety = TopicSafety {
-        partitions: topic.partitions().len(),
-        replication_factor,
-        problems: durability_problems(replication_factor, &reported),
-        min_insync_replicas: reported.min_insync_replicas,
-        unclean_leader_election: reported.unclean_leader_election,
-        timestamp_type: reported.timestamp_type,
-    };
-    if !safety.problems.is_empty() && !config.allow_unsafe_topic {
-        return Err(KafkaLogError::UnsafeTopic {
-            topic: config.topic.clone(),
-            reasons: safety.problems,
-        });
-    }
-    Ok(safety)
-}
-
-/// The topic settings the safety check reads, as far as the cluster reports them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TopicConfigs {
-    pub min_insync_replicas: Option<u32>,
-    pub unclean_leader_election: Option<bool>,
-    pub timestamp_type: Option<String>,
-}
-
-/// The topic's `min.insync.replicas`, `unclean.leader.election.enable` and
-/// `message.timestamp.type`, as far as the cluster reports them (the mock cluster reports
-/// none; tansu reports what the topic was created with, honoured or not).
-fn durability_configs(
-    config: &KafkaConfig,
-    timeout: Duration,
-) -> Result<TopicConfigs, KafkaLogError> {
-    let admin: AdminClient<DefaultClientContext> = config.client().create()?;
-    let options = AdminOptions::new().request_timeout(Some(timeout));
-    let described =
-        block_on(admin.describe_configs([&ResourceSpecifier::Topic(&config.topic)], &options));
-    let entries = described
-        .ok()
-        .and_then(|results| results.into_iter().next())
-        .and_then(Result::ok);
-    let value = |name: &str| {
-        entries
-            .as_ref()
-            .and_then(|r| r.get(name))
-            .and_then(|e| e.value.clone())
-    };
-    Ok(TopicConfigs {
-        min_insync_replicas: value("min.insync.replicas").and_then(|v| v.parse().ok()),
-        unclean_leader_election: value("unclean.leader.election.enable").map(|v| v == "true"),
-        timestamp_type: value("message.timestamp.type"),
-    })
-}
-
-/// Why a topic with these settings is not safe to trade on (empty: it is).
-pub fn durability_problems(replication_factor: usize, reported: &TopicConfigs) -> Vec<String> {
-    let mut problems = Vec::new();
-    if replication_factor < 3 {
-        problems.push(format!(
-            "replication factor {replication_factor} (need 3: one per site)"
-        ));
-    }
-    match reported.min_insync_replicas {
-        Some(n) if n >= 2 => {}
-        Some(n) => problems.push(format!("min.insync.replicas {n} (need 2)")),
-        None => problems.push("min.insync.replicas not reported".into()),
-    }
-    match reported.unclean_leader_election {
-        Some(false) => {}
-        Some(true) => problems.push("unclean.leader.election.enable is true".into()),
-        None => problems.push("unclean.leader.election.enable not reported".into()),
-    }
-    match reported.timestamp_type.as_deref() {
-        Some(LOG_APPEND_TIME) => {}
-        Some(other) => problems.push(format!(
-            "message.timestamp.type {other} (need {LOG_APPEND_TIME}: the broker's clock, not \
-             each producer's, is the log's time)"
-        )),
-        None => problems.push("message.timestamp.type not reported".into()),
-    }
-    problems
-}
-
-/// Creates `topic` with `partitions` (development and tests; production topics are created
-/// by the operators with the documented settings).
-pub fn create_topic(
-    config: &KafkaConfig,
-    partitions: i32,
-    replication: i32,
-    timeout: Duration,
-) -> Result<(), KafkaLogError> {
-    let admin: AdminClient<DefaultClientContext> = config.client().create()?;
-    // The request itself may take the whole timeout: creating a topic is slower than the
-    // clients' request timeout on a loaded broker (tansu beside a drill here), and a request
-    // that times out is not retried (CI's tansu tests failed so).
-    let options = AdminOptions::new()
-        .operation_timeout(Some(timeout))
-        .request_timeout(Some(timeout));
-    // Two in-sync replicas when there are three sites; a development topic with fewer replicas
-    // could not take an `acks=all` write otherwise.
-    let min_insync = replication.clamp(1, 2).to_string();
-    let topic = NewTopic::new(
-        &config.topic,
-        partitions,
-        TopicReplication::Fixed(replication),
-    )
-    .set("min.insync.replicas", &min_insync)
-    .set("unclean.leader.election.enable", "false")
-    .set("message.timestamp.type", LOG_APPEND_TIME);
-    let results = block_on(admin.create_topics([&topic], &options))?;
-    for result in results {
-        if let Err((_, code)) = result {
-            if code != RDKafkaErrorCode::TopicAlreadyExists {
-                return Err(KafkaError::AdminOp(code).into());
-            }
-        }
-    }
-    Ok(())
-}
-
 /// A shard's log in Kafka: the producer and the settings to read it.
 pub struct KafkaLog {
     config: KafkaConfig,
@@ -848,34 +669,6 @@ impl Drop for Watermarks {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn safe() -> TopicConfigs {
-        TopicConfigs {
-            min_insync_replicas: Some(2),
-            unclean_leader_election: Some(false),
-            timestamp_type: Some(LOG_APPEND_TIME.into()),
-        }
-    }
-
-    #[test]
-    fn a_topic_whose_broker_does_not_stamp_records_is_unsafe() {
-        assert!(durability_problems(3, &safe()).is_empty());
-        let create_time = TopicConfigs {
-            timestamp_type: Some("CreateTime".into()),
-            ..safe()
-        };
-        let problems = durability_problems(3, &create_time);
-        assert_eq!(problems.len(), 1);
-        assert!(problems[0].starts_with("message.timestamp.type CreateTime"));
-        let silent = TopicConfigs {
-            timestamp_type: None,
-            ..safe()
-        };
-        assert_eq!(
-            durability_problems(3, &silent),
-            vec!["message.timestamp.type not reported".to_string()]
-        );
-    }
 
     #[test]
     fn a_records_time_is_its_timestamp_in_nanoseconds_whoever_set_it() {

@@ -2,7 +2,8 @@
 //!
 //! - [`journal`]: the embedded log, an append-only file journal with group commit and crash
 //!   recovery (the default when no Kafka is configured).
-//! - [`kafka`]: the Kafka log: producer, partition reader, topic durability check.
+//! - [`kafka`]: the Kafka log: producer, partition reader, watermarks.
+//! - [`topic`]: the start-up check of a commands topic: durability, retention, broker version.
 //! - [`log`]: a shard's log behind one handle ([`log::Log`], [`log::LogHandle`]), whichever
 //!   backend holds it; the one place that knows which.
 //! - [`record`]: the journal's record framing (length, CRC, position, durable mark).
@@ -22,6 +23,7 @@ pub mod record;
 pub mod recovery;
 pub mod site_clock;
 pub mod snapshots;
+pub mod topic;
 
 use std::time::Duration;
 

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::journal::{Appender, FsyncPolicy, Journal, JournalConfig, JournalError};
 use crate::kafka::{DeliveryCounts, KafkaConfig, KafkaLog, KafkaLogError, Watermarks};
+use crate::topic::TopicSafety;
 use crate::{CommandLog, LogError, LogReader};
 
 /// How often a Kafka partition's committed end is read (lag, reachability).
@@ -217,6 +218,8 @@ pub enum Refused {
 /// A shard's log, open.
 pub struct Log {
     backend: Backend,
+    /// What the start-up check found of a Kafka topic.
+    safety: Option<TopicSafety>,
 }
 
 enum Backend {
@@ -249,6 +252,7 @@ impl Log {
     /// unless allowed, and reading its committed end every 250 ms from now on; the site's
     /// records keyed with its name, its clock checked against the others').
     pub fn open(config: &LogConfig, dir: &Path, site: &str) -> Result<Log, LogError> {
+        let mut safety = None;
         let backend = match config {
             LogConfig::Journal { fsync } => {
                 let journal_config = JournalConfig {
@@ -260,7 +264,8 @@ impl Log {
             LogConfig::Kafka { .. } => {
                 let mut kafka = config.kafka().expect("a Kafka log");
                 kafka.site = Some(site.to_string());
-                let (log, _) = KafkaLog::open(kafka.clone(), KAFKA_OPEN_WAIT)?;
+                let (log, checked) = KafkaLog::open(kafka.clone(), KAFKA_OPEN_WAIT)?;
+                safety = Some(checked);
                 let watermarks = Watermarks::spawn(&kafka, KAFKA_OPEN_WAIT, WATERMARK_EVERY)?;
                 Backend::Kafka {
                     log: Arc::new(log),
@@ -268,7 +273,13 @@ impl Log {
                 }
             }
         };
-        Ok(Log { backend })
+        Ok(Log { backend, safety })
+    }
+
+    /// What the start-up check found of the topic (Kafka only): problems a development topic
+    /// was allowed with, what could not be checked, and its retention.
+    pub fn topic_safety(&self) -> Option<&TopicSafety> {
+        self.safety.as_ref()
     }
 
     /// A handle to append through and to read the log's state from.

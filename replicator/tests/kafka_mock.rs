@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use engine::{AccountId, Command, CommandKind, MassCancel};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-use replicator::kafka::{check_topic, KafkaAppender, KafkaConfig, KafkaLogError, KafkaReader};
+use replicator::kafka::{KafkaAppender, KafkaConfig, KafkaLogError, KafkaReader};
+use replicator::topic::check_topic;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const TOPIC: &str = "shard.commands";

@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use drill::positive_seconds;
 use hdrhistogram::Histogram;
-use replicator::kafka::{
-    create_topic, KafkaAppender, KafkaConfig, KafkaLog, KafkaLogError, KafkaReader,
-};
+use replicator::kafka::{KafkaAppender, KafkaConfig, KafkaLog, KafkaLogError, KafkaReader};
+use replicator::topic::create_topic;
 use replicator::CommandLog;
 
 use super::journal_bench::command_at;
