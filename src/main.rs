@@ -23,6 +23,10 @@ enum Cmd {
     /// The operator's controls through a node's admin endpoint: show them, set trading
     /// status (open or cancel-only), turn an account's kill switch on or off.
     Admin(cmd::admin::Args),
+    /// Fetch another site's newest snapshots into this site's data directory (a site down
+    /// past the log's retention, or a new site), checked against this site's config; then
+    /// start `exchange node` as usual.
+    Bootstrap(cmd::bootstrap::Args),
     /// Start a site on the embedded journal in a temporary directory, run the load generator
     /// against it at a few rates (about 30 s), print the results and stop.
     Demo(cmd::demo::Args),
@@ -54,6 +58,7 @@ enum Cmd {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Admin(args) => cmd::admin::run(args),
+        Cmd::Bootstrap(args) => cmd::bootstrap::run(args),
         Cmd::Demo(args) => cmd::demo::run(args),
         Cmd::Drill(args) => cmd::drill::run(args),
         Cmd::Loadgen(args) => cmd::loadgen::run(args),

@@ -5,6 +5,8 @@
 //! - `POST /v1/admin/trading-status` `{"symbol": "BTC-USD", "status": "cancel_only"}` (no
 //!   symbol, or `null`: every symbol; `"open"` or `"cancel_only"`).
 //! - `POST /v1/admin/kill-switch` `{"account": 7, "on": true}`.
+//! - `GET /v1/admin/snapshots/{shard}`: the shard's newest snapshot, for another site to start
+//!   from (`exchange bootstrap`; see [`crate::ship`]).
 //!
 //! A POST sequences the command into the log and answers `202 Accepted` with what it
 //! submitted: it takes effect when the engines apply it from the log, at every site alike, and
@@ -31,6 +33,8 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::ship::{self, ShippedShard};
+
 /// The operator's token, as read from `[admin] token_file`.
 pub struct AdminToken(Vec<u8>);
 
@@ -46,10 +50,12 @@ impl AdminToken {
 }
 
 #[derive(Clone)]
-struct Admin {
+pub(crate) struct Admin {
     hub: Arc<Hub>,
     /// `None`: the node has no `[admin]` section.
     token: Option<Arc<AdminToken>>,
+    /// The shards whose snapshots `GET /v1/admin/snapshots/{shard}` serves.
+    pub(crate) shipped: Arc<Vec<ShippedShard>>,
 }
 
 /// `POST /v1/admin/trading-status`'s body.
@@ -70,23 +76,29 @@ struct KillSwitchBody {
 }
 
 /// The routes under `/v1/admin/`; with no `token` they answer 404, admin not configured.
-pub fn router(hub: Arc<Hub>, token: Option<AdminToken>) -> axum::Router {
+pub fn router(
+    hub: Arc<Hub>,
+    token: Option<AdminToken>,
+    shipped: Vec<ShippedShard>,
+) -> axum::Router {
     let admin = Admin {
         hub,
         token: token.map(Arc::new),
+        shipped: Arc::new(shipped),
     };
     axum::Router::new()
         .route("/v1/admin/controls", get(controls))
         .route("/v1/admin/trading-status", post(trading_status))
         .route("/v1/admin/kill-switch", post(kill_switch))
+        .route("/v1/admin/snapshots/{shard}", get(ship::serve))
         .with_state(admin)
 }
 
 /// A refused request: its status and why, answered as `{"error": why}`.
-struct Refusal(StatusCode, String);
+pub(crate) struct Refusal(StatusCode, String);
 
 impl Refusal {
-    fn new(code: StatusCode, why: impl std::fmt::Display) -> Refusal {
+    pub(crate) fn new(code: StatusCode, why: impl std::fmt::Display) -> Refusal {
         Refusal(code, why.to_string())
     }
 }
@@ -106,7 +118,7 @@ impl IntoResponse for Refusal {
 
 impl Admin {
     /// `Ok` when the request carries the operator's token.
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let Some(token) = &self.token else {
             return Err(Refusal::new(
                 StatusCode::NOT_FOUND,

@@ -35,6 +35,7 @@ pub mod http;
 pub mod metrics;
 pub mod persist;
 pub mod shard;
+pub mod ship;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +57,7 @@ use admin::AdminToken;
 use metrics::NodeMetrics;
 use persist::RecentHashes;
 use shard::{ClockCheck, OpenedShard, RunningShard, ShardSequencer, ShardView};
+use ship::ShippedShard;
 
 /// How long sessions get to send their Logout when the node stops.
 pub const SESSIONS_GRACE: Duration = Duration::from_secs(2);
@@ -141,13 +143,24 @@ impl Node {
             .copied()
             .collect();
         let recovered = opened.iter().map(|shard| shard.recovery.clone()).collect();
+        let shipped = (opened.iter().zip(&plan.shards))
+            .map(|(shard, planned)| ShippedShard {
+                name: planned.name.clone(),
+                log: planned.log.identity(),
+                store: shard.store(),
+            })
+            .collect();
         let hashes = RecentHashes::default();
         let (shards, writer) = start_shards(opened, &views, &hub, &config, hashes.clone())?;
         for add in missing {
             list_symbol(&hub, add)?;
         }
         let (runtime, stop_servers, stop_rx) = gateway_runtime()?;
-        let http = HttpRoutes { hashes, admin };
+        let http = HttpRoutes {
+            hashes,
+            admin,
+            shipped,
+        };
         let (addrs, metrics) = serve(&runtime, &config, &hub, views, http, stop_rx)?;
         Ok(Node {
             hub,
@@ -241,6 +254,7 @@ fn admin_token(config: &NodeConfig) -> anyhow::Result<Option<AdminToken>> {
 struct HttpRoutes {
     hashes: RecentHashes,
     admin: Option<AdminToken>,
+    shipped: Vec<ShippedShard>,
 }
 
 /// Starts every opened shard's threads, and the persist thread they hand snapshots and
@@ -329,7 +343,7 @@ fn serve(
     }
     if let Some((listener, md)) = md {
         let app = http::router(hub.clone(), metrics.clone(), routes.hashes)
-            .merge(admin::router(hub.clone(), routes.admin))
+            .merge(admin::router(hub.clone(), routes.admin, routes.shipped))
             .merge(md.router());
         runtime.spawn(serve_http(listener, app, md, stop));
     }

@@ -52,6 +52,19 @@ pub struct Recovery {
     pub snapshot: Option<u64>,
     pub replayed: u64,
     pub position: u64,
+    /// How long recovery took: the snapshot's restore and the replay.
+    pub elapsed: Duration,
+}
+
+impl Recovery {
+    /// Records replayed per second of recovery (0 when nothing was replayed).
+    pub fn replay_rate(&self) -> u64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if self.replayed == 0 || seconds == 0.0 {
+            return 0;
+        }
+        (self.replayed as f64 / seconds) as u64
+    }
 }
 
 /// What the rest of the node reads of a running shard: its log, rings, latency and failure.
@@ -200,6 +213,7 @@ pub fn open(
             snapshot: recovered.snapshot,
             replayed: recovered.replayed,
             position: recovered.position,
+            elapsed: recovered.elapsed,
         },
     })
 }

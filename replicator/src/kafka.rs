@@ -552,6 +552,16 @@ impl crate::CommandLog for KafkaLog {
     fn durable_position(&self) -> Result<u64, crate::LogError> {
         Ok(self.end(Duration::from_secs(10))?)
     }
+
+    /// The partition's low watermark: retention deleted the records below it.
+    fn first_position(&self) -> Result<u64, crate::LogError> {
+        let consumer: BaseConsumer = self.config.client().create().map_err(KafkaLogError::from)?;
+        let timeout = Duration::from_secs(10);
+        let (low, _) = consumer
+            .fetch_watermarks(&self.config.topic, self.config.partition, timeout)
+            .map_err(KafkaLogError::from)?;
+        Ok(low.max(0) as u64)
+    }
 }
 
 impl crate::LogReader for KafkaReader {

@@ -51,6 +51,12 @@ pub trait CommandLog {
 
     /// The durable (committed) end: every position below it can be read.
     fn durable_position(&self) -> Result<u64, LogError>;
+
+    /// The first position the log still holds: 0 unless retention deleted records (Kafka's
+    /// low watermark).
+    fn first_position(&self) -> Result<u64, LogError> {
+        Ok(0)
+    }
 }
 
 /// Reads a log's committed records in order.

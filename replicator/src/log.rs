@@ -141,6 +141,17 @@ impl LogConfig {
             .map_or(Duration::ZERO, |kafka| kafka.longest_delay())
     }
 
+    /// Which log this is, the same at every site that reads it: `kafka:<topic>/<partition>`,
+    /// or `journal` (a site's own). A snapshot is only of use to a site of the same log.
+    pub fn identity(&self) -> String {
+        match self {
+            LogConfig::Journal { .. } => "journal".into(),
+            LogConfig::Kafka {
+                topic, partition, ..
+            } => format!("kafka:{topic}/{}", partition.unwrap_or(0)),
+        }
+    }
+
     /// `"journal"` or `"kafka"`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -334,6 +345,13 @@ impl CommandLog for Log {
         match &self.backend {
             Backend::Journal(journal) => Ok(journal.durable_position()),
             Backend::Kafka { log, .. } => log.durable_position(),
+        }
+    }
+
+    fn first_position(&self) -> Result<u64, LogError> {
+        match &self.backend {
+            Backend::Journal(_) => Ok(0),
+            Backend::Kafka { log, .. } => log.first_position(),
         }
     }
 }

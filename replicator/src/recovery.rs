@@ -34,6 +34,14 @@ pub enum RecoveryError {
     )]
     SnapshotAhead { snapshot: u64, journal: u64 },
     #[error(
+        "the log starts at position {first} (its retention deleted the records before it) and \
+         this site would start from {}: it cannot rejoin from its own data; fetch another \
+         site's newer snapshot with `exchange bootstrap --from <that site's HTTP>` and start \
+         again",
+        match snapshot { Some(at) => format!("its newest snapshot, at position {at}"), None => "position 0, having no snapshot".into() }
+    )]
+    LogStartsLater { first: u64, snapshot: Option<u64> },
+    #[error(
         "snapshot at position {position} was taken with other engine capacities than \
          configured ({snapshot:?} vs {configured:?}, hash seeds left out); every replica \
          must use the same"
@@ -75,7 +83,7 @@ pub struct Recovered {
 const RECOVERY_STALL: Duration = Duration::from_secs(60);
 
 /// Same capacities, whatever the hash seed (which changes no behaviour).
-fn same_capacities(a: &EngineConfig, b: &EngineConfig) -> bool {
+pub fn same_capacities(a: &EngineConfig, b: &EngineConfig) -> bool {
     EngineConfig { hash_seed: 0, ..*a } == EngineConfig { hash_seed: 0, ..*b }
 }
 
@@ -129,6 +137,10 @@ pub fn recover<L: CommandLog>(
         }
         None => (Engine::new(config)?, 0, None),
     };
+    let first = log.first_position()?;
+    if position < first {
+        return Err(RecoveryError::LogStartsLater { first, snapshot });
+    }
     let mut reader = log.reader(position)?;
     let mut events: Vec<Event> = Vec::with_capacity(1024);
     let mut replayed = 0;

@@ -387,6 +387,14 @@ pub fn decode(bytes: &[u8], expected_position: u64) -> Result<Engine, SnapshotFi
     Engine::restore(&content[HEADER_LEN..]).map_err(SnapshotFileError::Engine)
 }
 
+/// The engine snapshot's format version in the bytes of a snapshot file, if they look like
+/// one (the magic and enough bytes); nothing else is checked.
+pub fn engine_version(bytes: &[u8]) -> Option<u32> {
+    let at = HEADER_LEN + 8;
+    let version = bytes.get(at..at + 4)?;
+    (bytes.get(..8)? == MAGIC).then(|| u32::from_le_bytes(version.try_into().expect("4 bytes")))
+}
+
 fn read_u64(bytes: &[u8]) -> u64 {
     let mut le = [0u8; 8];
     le.copy_from_slice(bytes);

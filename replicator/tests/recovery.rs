@@ -206,3 +206,72 @@ fn the_checkpointer_saves_every_n_records() {
     assert_eq!(saved, [100, 200, 300]);
     assert_eq!(store.list().unwrap().len(), 3);
 }
+
+/// A journal whose first `deleted` records retention took, as a Kafka partition's low
+/// watermark says.
+struct Retained<'a>(&'a Journal, u64);
+
+impl replicator::CommandLog for Retained<'_> {
+    type Reader = <Journal as replicator::CommandLog>::Reader;
+
+    fn append(&self, command: &Command) -> Result<(), replicator::LogError> {
+        replicator::CommandLog::append(self.0, command)
+    }
+
+    fn reader(&self, from: u64) -> Result<Self::Reader, replicator::LogError> {
+        replicator::CommandLog::reader(self.0, from)
+    }
+
+    fn durable_position(&self) -> Result<u64, replicator::LogError> {
+        replicator::CommandLog::durable_position(self.0)
+    }
+
+    fn first_position(&self) -> Result<u64, replicator::LogError> {
+        Ok(self.1)
+    }
+}
+
+#[test]
+fn a_site_whose_snapshot_is_older_than_the_logs_first_record_is_told_to_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, commands) = flow(1_000);
+    let journal = journal_of(dir.path(), &commands);
+    let store = SnapshotStore::open(&dir.path().join("snapshots"), 3).unwrap();
+    // No snapshot, and the log starts at 300: nothing to start from.
+    let err = recover(&Retained(&journal, 300), &store, config)
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(
+            err,
+            RecoveryError::LogStartsLater {
+                first: 300,
+                snapshot: None
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("exchange bootstrap"), "{err}");
+    // A snapshot at 200 is still too old; one at 500 (as shipped from another site) is not.
+    snapshot_at(&journal, &store, config, &[200]);
+    let err = recover(&Retained(&journal, 300), &store, config)
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(
+            err,
+            RecoveryError::LogStartsLater {
+                first: 300,
+                snapshot: Some(200)
+            }
+        ),
+        "{err:?}"
+    );
+    snapshot_at(&journal, &store, config, &[500]);
+    let recovered = recover(&Retained(&journal, 300), &store, config).unwrap();
+    assert_eq!(recovered.snapshot, Some(500));
+    assert_eq!(
+        recovered.engine.state_hash(),
+        full_replay(config, &logged(&journal))
+    );
+}

@@ -87,7 +87,7 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn read_token(path: &std::path::Path) -> Result<String> {
+pub fn read_token(path: &std::path::Path) -> Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the token file {}", path.display()))?;
     let token = text.trim();

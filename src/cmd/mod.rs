@@ -2,6 +2,7 @@
 //! doc comments) and its `run`.
 //!
 //! - [`admin`]: `exchange admin`, the operator's controls through a node's admin endpoint.
+//! - [`bootstrap`]: `exchange bootstrap`, a site's snapshots fetched from another site.
 //! - [`demo`]: `exchange demo`, a site under load at a few rates.
 //! - [`drill`]: `exchange drill`, the failover drill on three sites (the `drill` crate).
 //! - [`loadgen`]: `exchange loadgen`, open-loop load against running gateways.
@@ -13,6 +14,7 @@
 //! - [`journal_bench`]: `exchange journal-bench`, the journal's benchmark and crash-test writer.
 
 pub mod admin;
+pub mod bootstrap;
 pub mod demo;
 pub mod drill;
 pub mod journal_bench;

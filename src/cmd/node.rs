@@ -60,12 +60,15 @@ fn serve(config: &NodeConfig, clock_offset_ns: i64) -> anyhow::Result<()> {
     let names: Vec<String> = site.recovered.iter().map(|r| r.shard.clone()).collect();
     for recovered in &site.recovered {
         eprintln!(
-            "node {}: shard {} recovered at log position {} (snapshot {:?}, {} records replayed)",
+            "node {}: shard {} recovered at log position {} (snapshot {:?}, {} records \
+             replayed in {:.3} s: {} records/s)",
             config.site,
             recovered.shard,
             recovered.position,
             recovered.snapshot,
-            recovered.replayed
+            recovered.replayed,
+            recovered.elapsed.as_secs_f64(),
+            recovered.replay_rate()
         );
     }
     eprintln!(
