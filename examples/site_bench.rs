@@ -152,6 +152,18 @@ fn main() -> Result<()> {
 /// `--serve`: runs a site on `listen` until Ctrl-C.
 fn serve(args: &Args, dir: &Path, listen: SocketAddr) -> Result<()> {
     let site = start_site(args, dir, listen)?;
+    for shard in &site.recovered {
+        eprintln!(
+            "shard {}: recovered at log position {} from snapshot {:?}: {} records replayed \
+             in {:.3} s, {} records/s",
+            shard.shard,
+            shard.position,
+            shard.snapshot,
+            shard.replayed,
+            shard.elapsed.as_secs_f64(),
+            shard.replay_rate()
+        );
+    }
     eprintln!(
         "serving on {} (data in {})",
         site.binary_addr(),

@@ -68,6 +68,11 @@ impl SiteCluster {
             .create_topic(topic, 1, count)
             .and_then(|()| cluster.partition_leader(topic, PARTITION, Some(1)))
             .map_err(|e| anyhow!("mock topic {topic}: {e}"))?;
+        // The sites' divergence fences publish and read state hashes there.
+        let hashes = replicator::divergence::hashes_topic(topic);
+        cluster
+            .create_topic(&hashes, 1, count)
+            .map_err(|e| anyhow!("mock topic {hashes}: {e}"))?;
         Ok(SiteCluster {
             cluster,
             topic: topic.to_string(),

@@ -50,7 +50,9 @@ pub struct NodeConfig {
     pub runner: RunnerConfig,
     #[serde(default)]
     pub snapshots: SnapshotSection,
-    /// State hashes every this many records of a shard, for `exchange verify` (0: none).
+    /// State hashes every this many records of a shard, for `exchange verify` and, on Kafka,
+    /// the divergence fence: published to the hashes topic (`<prefix>.hashes`, which must
+    /// exist) and compared with the other sites' ([`crate::fence`]). 0: none, no fence.
     #[serde(default = "default_hash_every")]
     pub hash_every: u64,
     /// While this site submits nothing, it sends `clock` to its shards' logs so that its

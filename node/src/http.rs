@@ -51,6 +51,8 @@ pub fn failure(metrics: &NodeMetrics) -> Option<String> {
 }
 
 /// The body and status of `GET /health`: `failed` when a shard can no longer read its log,
+/// `diverged` when a shard's state hash is the minority's at a log position (its `diverged`
+/// names the position, this site's hash, the majority's and who holds it),
 /// `unavailable` when a shard's log takes no commands, `catching_up` when a shard is too far
 /// behind its log, `clock_skew` when the site's clock runs too far ahead of a shard's log
 /// (each refuses orders; 503), else `ok`; each shard's log positions, how long it has been
@@ -60,6 +62,7 @@ pub fn failure(metrics: &NodeMetrics) -> Option<String> {
 fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
     let failure = failure(metrics);
     let (mut available, mut catching_up, mut skewed) = (failure.is_none(), false, false);
+    let mut diverged = false;
     let (mut durable_sum, mut applied_sum) = (0, 0);
     let shards: Vec<serde_json::Value> = metrics
         .shards
@@ -75,6 +78,8 @@ fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
             catching_up |= behind;
             let ahead = shard.clock_ahead_ms();
             skewed |= shard.clock_skewed();
+            let fenced = shard.diverged.get();
+            diverged |= fenced.is_some();
             serde_json::json!({
                 "name": shard.name,
                 "available": up,
@@ -82,6 +87,7 @@ fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
                 "behind_ms": shard.freshness.behind().map(|d| d.as_millis() as u64),
                 "clock_skew": shard.clock_skewed(),
                 "clock_ahead_ms": ahead,
+                "diverged": fenced,
                 "log": {
                     "kind": shard.log.kind(),
                     "durable": durable,
@@ -93,6 +99,7 @@ fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
         .collect();
     let status = match (&failure, available, catching_up, skewed) {
         (Some(_), ..) => "failed",
+        _ if diverged => "diverged",
         (None, false, ..) => "unavailable",
         (None, true, true, _) => "catching_up",
         (None, true, false, true) => "clock_skew",

@@ -30,6 +30,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod fence;
 pub mod freshness;
 pub mod http;
 pub mod metrics;
@@ -72,6 +73,8 @@ pub struct Node {
     runtime: Runtime,
     shards: Vec<RunningShard>,
     writer: JoinHandle<anyhow::Result<()>>,
+    /// The divergence fence's thread, on Kafka with state hashes on.
+    fence: Option<JoinHandle<()>>,
     metrics: Arc<NodeMetrics>,
     /// Per shard, in configuration order: where recovery started and how much it replayed.
     pub recovered: Vec<Recovery>,
@@ -151,7 +154,8 @@ impl Node {
             })
             .collect();
         let hashes = RecentHashes::default();
-        let (shards, writer) = start_shards(opened, &views, &hub, &config, hashes.clone())?;
+        let (shards, (writer, fence)) =
+            start_shards(opened, &views, &hub, &config, hashes.clone())?;
         for add in missing {
             list_symbol(&hub, add)?;
         }
@@ -169,6 +173,7 @@ impl Node {
             runtime,
             shards,
             writer,
+            fence,
             metrics,
             recovered,
         })
@@ -228,6 +233,12 @@ impl Node {
         self.writer
             .join()
             .map_err(|_| anyhow!("the persist thread panicked"))??;
+        // The persist thread held the fence's queue: the fence has stopped too.
+        if let Some(fence) = self.fence {
+            fence
+                .join()
+                .map_err(|_| anyhow!("the fence thread panicked"))?;
+        }
         let mut ends = Vec::new();
         for (at, (engine, store)) in engines.into_iter().enumerate() {
             let applied = self.hub.next_position(at);
@@ -257,25 +268,38 @@ struct HttpRoutes {
     shipped: Vec<ShippedShard>,
 }
 
-/// Starts every opened shard's threads, and the persist thread they hand snapshots and
-/// hashes to.
+/// A running persist thread, and the fence's when there is one.
+type Writers = (JoinHandle<anyhow::Result<()>>, Option<JoinHandle<()>>);
+
+/// Starts every opened shard's threads, the persist thread they hand snapshots and hashes
+/// to, and on Kafka with state hashes on the divergence fence.
 fn start_shards(
     opened: Vec<OpenedShard>,
     views: &[Arc<ShardView>],
     hub: &Arc<Hub>,
     config: &NodeConfig,
     hashes: RecentHashes,
-) -> anyhow::Result<(Vec<RunningShard>, JoinHandle<anyhow::Result<()>>)> {
+) -> anyhow::Result<(Vec<RunningShard>, Writers)> {
     let (persist_tx, persist_rx) = crossbeam_channel::bounded(opened.len());
     let stores = opened.iter().map(OpenedShard::store).collect();
     let hashes_path = config.data_dir.join("hashes.jsonl");
-    let writer = persist::spawn_writer(stores, &hashes_path, hashes, persist_rx)?;
+    let (fence_tx, fence) = match config.log.kafka().filter(|_| config.hash_every > 0) {
+        Some(commands) => {
+            let (tx, rx) = crossbeam_channel::bounded(1_024);
+            let topic = fence::hashes_topic(&commands);
+            let thread = fence::spawn(&config.site, topic, views.to_vec(), rx)
+                .context("starting the divergence fence")?;
+            (Some(tx), Some(thread))
+        }
+        None => (None, None),
+    };
+    let writer = persist::spawn_writer(stores, &hashes_path, hashes, persist_rx, fence_tx)?;
     let shards = opened
         .into_iter()
         .enumerate()
         .map(|(at, shard)| shard::start(shard, at, &views[at], hub, config, persist_tx.clone()))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((shards, writer))
+    Ok((shards, (writer, fence)))
 }
 
 /// The gateway's runtime and the signal that stops its servers.

@@ -193,6 +193,15 @@ impl NodeMetrics {
              (max_clock_ahead_ms).",
             &skewed,
         );
+        let diverged = self
+            .per_shard(|_, shard| vec![(String::new(), u64::from(shard.diverged.get().is_some()))]);
+        text.metric(
+            "diverged",
+            "gauge",
+            "1 once a shard's state hash was the minority's at a log position: fenced, it \
+             refuses every request.",
+            &diverged,
+        );
     }
 
     fn latency_families(&self, text: &mut Exposition, hub: &Hub) {

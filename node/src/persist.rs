@@ -53,12 +53,14 @@ pub enum Persist {
 }
 
 /// The persist thread: writes every shard's snapshots to its store and every hash report to
-/// `hashes_path` and `recent`, until every sender is gone.
+/// `hashes_path` and `recent`, and hands it to the divergence fence when there is one (a
+/// full fence queue skips a report: one comparison fewer), until every sender is gone.
 pub fn spawn_writer(
     stores: Vec<Arc<SnapshotStore>>,
     hashes_path: &Path,
     recent: RecentHashes,
     items: Receiver<Persist>,
+    fence: Option<Sender<HashReport>>,
 ) -> std::io::Result<JoinHandle<anyhow::Result<()>>> {
     let hashes_path = hashes_path.to_path_buf();
     std::thread::Builder::new()
@@ -72,6 +74,9 @@ pub fn spawn_writer(
                     }
                     Persist::Hash(report) => {
                         hashes.publish(&report)?;
+                        if let Some(fence) = &fence {
+                            let _ = fence.try_send(report.clone());
+                        }
                         recent.push(report);
                     }
                 }

@@ -32,6 +32,7 @@ use replicator::topic::TopicSafety;
 use replicator::{CommandLog, LogReader};
 
 use crate::config::{NodeConfig, ShardPlan, SnapshotSection};
+use crate::fence::Diverged;
 use crate::freshness::Freshness;
 use crate::persist::{Checkpoints, Persist};
 
@@ -82,6 +83,8 @@ pub struct ShardView {
     /// The site's clock against the shard's log.
     pub clock: ClockCheck,
     read_failure: OnceLock<String>,
+    /// Set once when this site's state hash is the minority's at a position ([`crate::fence`]).
+    pub diverged: OnceLock<Diverged>,
 }
 
 /// How far ahead of the log's time the site's clock may run, and the clock itself.
@@ -266,6 +269,7 @@ impl OpenedShard {
             rings: OnceLock::new(),
             sequenced_latency: LatencyHistogram::default(),
             read_failure: OnceLock::new(),
+            diverged: OnceLock::new(),
         }
     }
 }
@@ -273,7 +277,8 @@ impl OpenedShard {
 // ----- 1. submit -----------------------------------------------------------------------------
 
 /// The gateway's way into a shard's log. A full queue is "busy"; a failed journal, an
-/// unreachable Kafka leader or a log this site can no longer read is "unavailable"; a shard
+/// unreachable Kafka leader, a log this site can no longer read or a shard fenced for
+/// divergence ([`crate::fence`]) is "unavailable"; a shard
 /// too far behind its log refuses new orders and amends as "catching up" (see [`adds_risk`]);
 /// a site whose clock runs ahead of the log's refuses everything as "clock skew" (what it
 /// stamped would move every site's log time on a broker that keeps create times).
@@ -282,7 +287,7 @@ pub struct ShardSequencer(pub Arc<ShardView>);
 
 impl Sequencer for ShardSequencer {
     fn submit(&self, mut command: Command) -> Result<(), SubmitError> {
-        if self.0.failure().is_some() {
+        if self.0.failure().is_some() || self.0.diverged.get().is_some() {
             return Err(SubmitError::Unavailable);
         }
         if adds_risk(&command.kind) && self.0.freshness.catching_up() {
@@ -306,7 +311,8 @@ impl Sequencer for ShardSequencer {
     }
 
     fn ready(&self) -> Result<(), SubmitError> {
-        if self.0.failure().is_some() || !self.0.log.available() {
+        let fenced = self.0.diverged.get().is_some();
+        if self.0.failure().is_some() || fenced || !self.0.log.available() {
             Err(SubmitError::Unavailable)
         } else if self.0.freshness.catching_up() {
             Err(SubmitError::CatchingUp)

@@ -22,6 +22,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::kafka::{KafkaConfig, KafkaLogError};
 
+/// The hashes topic beside a commands topic: `<prefix>.hashes` for `<prefix>.commands`, else
+/// the commands topic's name with `.hashes` added. One partition, whatever the shards.
+pub fn hashes_topic(commands: &str) -> String {
+    format!(
+        "{}.hashes",
+        commands.strip_suffix(".commands").unwrap_or(commands)
+    )
+}
+
 /// One replica's state hash at one log position.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,6 +273,64 @@ pub fn read_kafka(
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// Reports the hashes topic receives from now on (from a little before: the newest
+/// [`HashReader::BACKLOG`] already there), read as they come: what a site's divergence fence
+/// compares its own with.
+pub struct HashReader {
+    consumer: BaseConsumer,
+}
+
+impl HashReader {
+    /// Reports already in the topic that a new reader reads first.
+    pub const BACKLOG: i64 = 4_096;
+
+    /// A reader of `config.topic`'s partition 0, from its newest [`Self::BACKLOG`] reports.
+    pub fn new(config: &KafkaConfig) -> Result<HashReader, DivergenceError> {
+        let consumer: BaseConsumer = config
+            .client()
+            .set("group.id", "exchange-fence")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(KafkaLogError::from)?;
+        let (low, high) = consumer
+            .fetch_watermarks(&config.topic, 0, Duration::from_secs(10))
+            .map_err(KafkaLogError::from)?;
+        let mut assignment = TopicPartitionList::new();
+        let from = Offset::Offset(low.max(high - Self::BACKLOG));
+        assignment
+            .add_partition_offset(&config.topic, 0, from)
+            .map_err(KafkaLogError::from)?;
+        consumer.assign(&assignment).map_err(KafkaLogError::from)?;
+        Ok(HashReader { consumer })
+    }
+
+    /// The reports that have arrived, up to 4,096; none when nothing has. A record that is
+    /// not a report, or an error of the consumer, is said on standard error and passed over
+    /// (it is another site's problem, or transient: librdkafka reconnects).
+    pub fn poll(&mut self) -> Vec<HashReport> {
+        let mut reports = Vec::new();
+        while reports.len() < 4_096 {
+            let Some(message) = self.consumer.poll(Duration::ZERO) else {
+                break;
+            };
+            match message {
+                Ok(message) => match serde_json::from_slice(message.payload().unwrap_or(&[])) {
+                    Ok(report) => reports.push(report),
+                    Err(err) => eprintln!(
+                        "hashes: the record at offset {} is not a hash report: {err}",
+                        message.offset()
+                    ),
+                },
+                Err(err) => {
+                    eprintln!("hashes: reading the hashes topic: {err}");
+                    break;
+                }
+            }
+        }
+        reports
+    }
 }
 
 /// Sites that disagree at one position of one shard.

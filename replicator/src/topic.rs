@@ -304,8 +304,10 @@ fn unchecked(reported: &TopicConfigs) -> Vec<String> {
     unchecked
 }
 
-/// Creates `topic` with `partitions` (development and tests; production topics are created
-/// by the operators with the documented settings).
+/// Creates the commands topic `config.topic` with `partitions`, and its hashes topic
+/// ([`crate::divergence::hashes_topic`], one partition) where the sites' divergence fences
+/// meet (development and tests; production topics are created by the operators with the
+/// documented settings). A topic that exists is left as it is.
 pub fn create_topic(
     config: &KafkaConfig,
     partitions: i32,
@@ -322,15 +324,18 @@ pub fn create_topic(
     // Two in-sync replicas when there are three sites; a development topic with fewer replicas
     // could not take an `acks=all` write otherwise.
     let min_insync = replication.clamp(1, 2).to_string();
-    let topic = NewTopic::new(
-        &config.topic,
-        partitions,
-        TopicReplication::Fixed(replication),
-    )
-    .set("min.insync.replicas", &min_insync)
-    .set("unclean.leader.election.enable", "false")
-    .set("message.timestamp.type", LOG_APPEND_TIME);
-    let results = block_on(admin.create_topics([&topic], &options))?;
+    let new = |name, partitions| {
+        NewTopic::new(name, partitions, TopicReplication::Fixed(replication))
+            .set("min.insync.replicas", &min_insync)
+            .set("unclean.leader.election.enable", "false")
+            .set("message.timestamp.type", LOG_APPEND_TIME)
+    };
+    let hashes = crate::divergence::hashes_topic(&config.topic);
+    let mut topics = vec![new(&config.topic, partitions)];
+    if !config.topic.ends_with(".hashes") {
+        topics.push(new(&hashes, 1));
+    }
+    let results = block_on(admin.create_topics(&topics, &options))?;
     for result in results {
         if let Err((_, code)) = result {
             if code != RDKafkaErrorCode::TopicAlreadyExists {
