@@ -71,6 +71,12 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // What only a newer binary can apply: a distinct status, so that a supervisor does
+        // not restart this one into the same stop.
+        Err(err) if node::needs_newer_binary(&err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(node::EXIT_NEEDS_NEWER_BINARY)
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

@@ -506,9 +506,14 @@ fn kafka_leader_moves_and_a_broker_goes_down_mid_drill() {
     }
     let bootstrap = cluster.bootstrap_servers();
     cluster.create_topic(TOPIC, 1, 3).unwrap();
+    cluster.create_topic("drill-mock.hashes", 1, 3).unwrap();
     cluster.partition_leader(TOPIC, 0, Some(1)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
+    // A rolling upgrade's step too: a site stopped cleanly and started on another binary file
+    // (a copy of this one, as a newer build that reads its snapshots and log would be).
+    let upgraded = dir.path().join("exchange-upgraded");
+    std::fs::copy(env!("CARGO_BIN_EXE_exchange"), &upgraded).unwrap();
     let child = drill(
         &[
             "--kafka",
@@ -521,6 +526,10 @@ fn kafka_leader_moves_and_a_broker_goes_down_mid_drill() {
             "24",
             "--kills",
             "1",
+            "--upgrades",
+            "1",
+            "--upgrade-binary",
+            upgraded.to_str().unwrap(),
             "--rate",
             "150",
         ],
@@ -538,5 +547,9 @@ fn kafka_leader_moves_and_a_broker_goes_down_mid_drill() {
     cluster.broker_up(1).unwrap();
     let report = finish(child, &report);
     assert_sound(&report);
-    assert_eq!(report["kills"], 1);
+    assert_eq!(report["kills"], 2);
+    let faults: Vec<&str> = (report["kill_log"].as_array().unwrap().iter())
+        .map(|k| k["fault"].as_str().unwrap())
+        .collect();
+    assert!(faults.contains(&"upgrade"), "{faults:?}");
 }

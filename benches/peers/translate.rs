@@ -166,7 +166,8 @@ impl State {
             | CommandKind::CancelAfter(_)
             | CommandKind::Clock
             | CommandKind::TradingStatus(_)
-            | CommandKind::KillSwitch(_) => panic!("not generated"),
+            | CommandKind::KillSwitch(_)
+            | CommandKind::Rules(_) => panic!("not generated"),
         };
         Some(PeerCommand { book, op })
     }

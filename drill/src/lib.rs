@@ -126,6 +126,14 @@ pub trait SiteControl {
         let _ = ahead;
         bail!("{}'s clock cannot be set by the drill", self.name())
     }
+    /// Stops the node cleanly (SIGTERM) for an upgrade; its broker stays up.
+    fn stop_for_upgrade(&mut self) -> Result<()> {
+        bail!("{} cannot be upgraded by the drill", self.name())
+    }
+    /// Starts it on the upgrade binary.
+    fn start_upgraded(&mut self) -> Result<()> {
+        bail!("{} cannot be upgraded by the drill", self.name())
+    }
 }
 
 /// The shard's whole log, which the drill can take down at once: a whole-Kafka outage (a
@@ -158,6 +166,10 @@ pub enum Fault {
     /// Running ahead, it must refuse with `clock_skew` rather than move the log's time.
     #[serde(rename = "clock_skew")]
     ClockSkew,
+    /// A rolling upgrade's step: the node stopped cleanly (SIGTERM: its sessions logged out,
+    /// its final snapshot written), its broker up, and started after the down time on the
+    /// upgrade binary (the drill's own unless `--upgrade-binary`).
+    Upgrade,
 }
 
 /// What to run.
@@ -170,6 +182,8 @@ pub struct DrillConfig {
     pub pauses: usize,
     /// Clock skews ([`Fault::ClockSkew`]) of `skew`, mixed in too.
     pub skews: usize,
+    /// Rolling-upgrade steps ([`Fault::Upgrade`]), mixed in too.
+    pub upgrades: usize,
     pub skew: Duration,
     /// Partitions from the log ([`Fault::Partition`]) and from the log and the members
     /// ([`Fault::Isolation`]), mixed in too.
@@ -586,6 +600,7 @@ impl DrillReport {
                 Fault::Partition => ("cut from the log", "healed"),
                 Fault::Isolation => ("cut from the log and its members", "healed"),
                 Fault::ClockSkew => ("restarted with its clock ahead", "set right"),
+                Fault::Upgrade => ("stopped for an upgrade", "started on the upgrade binary"),
                 Fault::KafkaOutage => ("down, every broker", "started"),
             };
             let _ = writeln!(
@@ -1008,6 +1023,7 @@ fn take_down<S: SiteControl>(
         Fault::Partition => sites[site].partition(Cut::Log).map(no_effects),
         Fault::Isolation => sites[site].partition(Cut::LogAndMembers).map(no_effects),
         Fault::ClockSkew => sites[site].restart_skewed(skew).map(no_effects),
+        Fault::Upgrade => sites[site].stop_for_upgrade().map(no_effects),
     }
     .with_context(|| {
         format!(
@@ -1033,6 +1049,7 @@ fn bring_back<S: SiteControl>(
         Fault::Pause => sites[site].resume(),
         Fault::Partition | Fault::Isolation => sites[site].heal(),
         Fault::ClockSkew => sites[site].restart_skewed(Duration::ZERO),
+        Fault::Upgrade => sites[site].start_upgraded(),
     }
 }
 
@@ -1054,6 +1071,7 @@ fn kill_plan(config: &DrillConfig, sites: usize) -> Vec<(Duration, usize, Durati
         + config.partitions
         + config.isolations
         + config.skews
+        + config.upgrades
         + config.kafka_outages) as u32;
     if faults == 0 {
         return Vec::new();
@@ -1080,6 +1098,7 @@ fn fault_kinds(config: &DrillConfig) -> Vec<Fault> {
     kinds.extend(vec![Fault::Partition; config.partitions]);
     kinds.extend(vec![Fault::Isolation; config.isolations]);
     kinds.extend(vec![Fault::ClockSkew; config.skews]);
+    kinds.extend(vec![Fault::Upgrade; config.upgrades]);
     kinds.extend(vec![Fault::KafkaOutage; config.kafka_outages]);
     let mut rng = SplitMix64(config.seed ^ 0x7061_7573);
     for i in (1..kinds.len()).rev() {
@@ -1303,6 +1322,7 @@ mod tests {
             isolations: 0,
             kafka_outages: 0,
             skews: 0,
+            upgrades: 0,
             skew: Duration::from_secs(300),
             rate: 100,
             clients_per_site: 1,

@@ -76,6 +76,14 @@ pub struct Args {
     /// refuse with clock_skew, not move the log's time (`log_time_ahead` stays 0).
     #[arg(long, default_value_t = 0)]
     pub skews: usize,
+    /// Rolling-upgrade steps, mixed in among the kills: the node stopped cleanly (SIGTERM),
+    /// its broker up, and started after the down time on --upgrade-binary.
+    #[arg(long, default_value_t = 0)]
+    pub upgrades: usize,
+    /// The binary an upgraded site starts on (by default the drill's own `exchange`); it
+    /// must read this binary's snapshots and log.
+    #[arg(long, value_name = "FILE")]
+    pub upgrade_binary: Option<PathBuf>,
     /// How far ahead a skewed site's clock runs, seconds.
     #[arg(long, default_value_t = 300.0, value_parser = positive_seconds)]
     pub skew_secs: f64,
@@ -107,7 +115,7 @@ pub struct Args {
     /// it then catches up from the backlog (the report says how many records, how fast).
     /// The run must last a quarter longer than the outage.
     #[arg(long, value_name = "SECS", value_parser = positive_seconds,
-          conflicts_with_all = ["kills", "pauses", "partitions", "isolations", "kafka_outages", "skews",
+          conflicts_with_all = ["kills", "pauses", "partitions", "isolations", "kafka_outages", "skews", "upgrades",
                                 "down_secs"])]
     pub outage: Option<f64>,
     #[arg(long, default_value_t = 1)]
@@ -219,6 +227,8 @@ struct LocalSite {
     /// The drill's own cluster, whose broker for this site goes dark with it.
     cluster: Option<Rc<SiteCluster>>,
     exe: PathBuf,
+    /// The binary it starts on after an upgrade step.
+    upgrade_exe: PathBuf,
     config: PathBuf,
     log: PathBuf,
     binary: SocketAddr,
@@ -370,6 +380,13 @@ impl SiteControl for LocalSite {
     fn restart_skewed(&mut self, ahead: Duration) -> Result<()> {
         self.kill_node()?;
         self.clock_ahead = ahead;
+        self.spawn()
+    }
+    fn stop_for_upgrade(&mut self) -> Result<()> {
+        self.terminate()
+    }
+    fn start_upgraded(&mut self) -> Result<()> {
+        self.exe = self.upgrade_exe.clone();
         self.spawn()
     }
     fn hash_history(&self) -> Vec<HashReport> {
@@ -529,6 +546,7 @@ fn drill_config(
         isolations: faults(args.isolations),
         kafka_outages: faults(args.kafka_outages),
         skews: faults(args.skews),
+        upgrades: faults(args.upgrades),
         skew: Duration::from_secs_f64(args.skew_secs),
         rate: args.rate,
         clients_per_site: args.clients_per_site,
@@ -688,6 +706,10 @@ fn local_sites(
             index,
             cluster: cluster.clone(),
             exe: exe.to_path_buf(),
+            upgrade_exe: args
+                .upgrade_binary
+                .clone()
+                .unwrap_or_else(|| exe.to_path_buf()),
             config,
             log: site_dir.join("node.log"),
             binary,
@@ -755,9 +777,16 @@ fn local_log(args: &Args, dir: &Path) -> Result<(LocalBroker, KafkaConfig)> {
         ..KafkaConfig::new(&bootstrap, &topic, 0)
     };
     // An existing topic (created by the operators, or by a test's cluster) is used as it is.
-    if let Err(KafkaLogError::NoPartition(..)) = check_topic(&kafka, Duration::from_secs(10)) {
-        create_topic(&kafka, 1, replication, Duration::from_secs(20))
-            .with_context(|| format!("creating topic {topic} on {bootstrap}"))?;
+    // Its hashes topic too, where the sites' divergence fences meet.
+    let hashes = KafkaConfig {
+        topic: replicator::divergence::hashes_topic(&topic),
+        ..kafka.clone()
+    };
+    for config in [&kafka, &hashes] {
+        if let Err(KafkaLogError::NoPartition(..)) = check_topic(config, Duration::from_secs(10)) {
+            create_topic(config, 1, replication, Duration::from_secs(20))
+                .with_context(|| format!("creating topic {} on {bootstrap}", config.topic))?;
+        }
     }
     Ok((broker, kafka))
 }

@@ -216,6 +216,7 @@ fn shade_faults(out: &mut String, frame: &Frame, report: &DrillReport) {
             Fault::Isolation => "#8c564b",
             Fault::KafkaOutage => "#7f7f7f",
             Fault::ClockSkew => "#e377c2",
+            Fault::Upgrade => "#17becf",
         };
         let (x0, x1) = (frame.x(from), frame.x(to));
         let _ = writeln!(

@@ -201,7 +201,7 @@ fn the_start_up_check_reads_retention_and_the_brokers_version_from_the_topic() {
     let safety = check_topic(&kept, TIMEOUT).unwrap();
     let every = Duration::from_secs(10);
     assert_eq!(
-        safety.retention.down_time(every),
+        safety.retention.down_time(every).unwrap(),
         "6 d 23 h (retention.ms 604800000 less the 10 s between snapshots)"
     );
     assert!(

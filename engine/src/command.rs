@@ -41,6 +41,23 @@ pub enum CommandKind {
     TradingStatus(SetTradingStatus),
     /// An operator's control: an account's kill switch on or off.
     KillSwitch(KillSwitch),
+    /// Switches the engine's rules to a version, from this command on (rolling upgrades).
+    Rules(SetRules),
+}
+
+/// The newest rules version this binary implements. Rules version 1 is the replay contract
+/// (version 2) as this engine implements it; a later version would change a rule (a reject's
+/// order, a new order type's matching) from the [`SetRules`] command on, at every site at the
+/// same command, once every site runs a binary that implements it.
+pub const RULES_VERSION: u32 = 1;
+
+/// Switches the engine's rules to `version` from this command on. A version this binary does
+/// not implement (past [`RULES_VERSION`]) must not be applied: whoever feeds the engine stops
+/// before it ([`Command::needs_newer_binary`]); the engine itself leaves its rules as they are
+/// for such a version or 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetRules {
+    pub version: u32,
 }
 
 /// Lists a symbol with its price increment and quantity increment.
@@ -132,6 +149,50 @@ impl Command {
             kind,
         }
     }
+
+    /// The rules version this command switches to when this binary does not implement it:
+    /// the log has gone past what this binary can apply.
+    pub fn needs_newer_binary(&self) -> Option<u32> {
+        match self.kind {
+            CommandKind::Rules(SetRules { version }) if version > RULES_VERSION => Some(version),
+            _ => None,
+        }
+    }
+}
+
+/// Why a command's bytes did not decode.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// A kind of command this binary does not know: written by a newer one.
+    #[error(
+        "command kind {0} is newer than this binary, which knows kinds 0 to {last}",
+        last = wire::KINDS - 1
+    )]
+    NewerKind(u32),
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl DecodeError {
+    /// Whether a newer binary could read it.
+    pub fn needs_newer_binary(&self) -> bool {
+        matches!(self, DecodeError::NewerKind(_))
+    }
+}
+
+/// Decodes a command from its bincode bytes (as `bincode::serialize` wrote it), telling a kind
+/// written by a newer binary from damage.
+pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
+    bincode::deserialize(bytes).map_err(|err| {
+        // Fixed-width encoding: the 8-byte time, then the kind's 4-byte variant index.
+        let kind = bytes
+            .get(8..12)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4")));
+        match kind {
+            Some(kind) if kind >= wire::KINDS => DecodeError::NewerKind(kind),
+            _ => DecodeError::Malformed(err.to_string()),
+        }
+    })
 }
 
 /// The encoding of [`CommandKind`]: version-1 shapes kept at their indexes, later ones appended.
@@ -186,7 +247,12 @@ mod wire {
         Clock,
         TradingStatus(SetTradingStatus),
         KillSwitch(KillSwitch),
+        Rules(SetRules),
     }
+
+    /// How many variants [`CommandKindWire`] has: an index at or past it is a kind of
+    /// command added by a newer binary.
+    pub(super) const KINDS: u32 = 13;
 
     impl From<CommandKindWire> for CommandKind {
         fn from(wire: CommandKindWire) -> CommandKind {
@@ -226,6 +292,7 @@ mod wire {
                 CommandKindWire::Clock => CommandKind::Clock,
                 CommandKindWire::TradingStatus(t) => CommandKind::TradingStatus(t),
                 CommandKindWire::KillSwitch(k) => CommandKind::KillSwitch(k),
+                CommandKindWire::Rules(r) => CommandKind::Rules(r),
             }
         }
     }
@@ -242,6 +309,7 @@ mod wire {
                 CommandKind::Clock => CommandKindWire::Clock,
                 CommandKind::TradingStatus(t) => CommandKindWire::TradingStatus(t),
                 CommandKind::KillSwitch(k) => CommandKindWire::KillSwitch(k),
+                CommandKind::Rules(r) => CommandKindWire::Rules(r),
             }
         }
     }
@@ -250,6 +318,45 @@ mod wire {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rules_switch_has_its_own_kind_and_a_newer_kind_is_told_from_damage() {
+        let newer = RULES_VERSION + 1;
+        let switch = Command::new(5, CommandKind::Rules(SetRules { version: newer }));
+        let bytes = bincode::serialize(&switch).unwrap();
+        assert_eq!(bytes[8..12], 12u32.to_le_bytes());
+        assert_eq!(decode(&bytes), Ok(switch));
+        assert_eq!(switch.needs_newer_binary(), Some(newer));
+        let current = CommandKind::Rules(SetRules {
+            version: RULES_VERSION,
+        });
+        assert_eq!(Command::new(5, current).needs_newer_binary(), None);
+        let mut unknown = bytes.clone();
+        unknown[8..12].copy_from_slice(&wire::KINDS.to_le_bytes());
+        assert_eq!(decode(&unknown), Err(DecodeError::NewerKind(wire::KINDS)));
+        assert!(decode(&unknown).unwrap_err().needs_newer_binary());
+        let damaged = decode(&bytes[..10]).unwrap_err();
+        assert!(matches!(damaged, DecodeError::Malformed(_)), "{damaged:?}");
+        assert!(!damaged.needs_newer_binary());
+    }
+
+    #[test]
+    fn switching_to_the_rules_in_force_changes_no_state() {
+        let mut engine = crate::Engine::new(crate::EngineConfig::default()).unwrap();
+        let mut events = Vec::new();
+        engine.apply(&Command::new(9, CommandKind::Clock), &mut events);
+        let before = engine.state_hash();
+        let same = CommandKind::Rules(SetRules { version: 1 });
+        engine.apply(&Command::new(9, same), &mut events);
+        assert!(events.is_empty());
+        assert_eq!((engine.rules(), engine.state_hash()), (1, before));
+        // A version it does not implement is left (the node stops before applying one).
+        let newer = CommandKind::Rules(SetRules {
+            version: RULES_VERSION + 1,
+        });
+        engine.apply(&Command::new(9, newer), &mut events);
+        assert_eq!(engine.rules(), 1);
+    }
 
     fn unhex(text: &str) -> Vec<u8> {
         (0..text.len())

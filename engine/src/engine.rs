@@ -26,7 +26,7 @@
 use crate::alloc::{commit_capacity, reserve};
 use crate::command::{
     AddSymbol, AmendOrder, CancelAfter, CancelOrder, Command, CommandKind, KillSwitch, MassCancel,
-    NewOrder, SetTradingStatus,
+    NewOrder, SetTradingStatus, RULES_VERSION,
 };
 use crate::config::{ConfigError, EngineConfig};
 use crate::event::{CancelReason, Event, EventKind, EventSink, RejectReason, Request};
@@ -383,6 +383,8 @@ pub struct Engine {
     name_scratch: Vec<u32>,
     pub(crate) free_level: u32,
     pub(crate) levels_used: u32,
+    /// The rules version in force ([`crate::command::SetRules`]); 1 from the start.
+    pub(crate) rules: u32,
 }
 
 /// A listed symbol.
@@ -501,6 +503,7 @@ impl Engine {
             next_expiry: u64::MAX,
             switches: Switches::with_capacity(config.switches_max, config.hash_seed)?,
             disabled_accounts: 0,
+            rules: 1,
             live_orders: 0,
             levels,
             spare_sides,
@@ -619,11 +622,25 @@ impl Engine {
             CommandKind::Clock => {}
             CommandKind::TradingStatus(set) => self.set_trading_status(set, &mut out),
             CommandKind::KillSwitch(kill) => self.kill_switch(kill, &mut out),
+            CommandKind::Rules(set) => self.set_rules(set.version),
         }
         self.next_event_seq = out.seq;
     }
 
+    /// Switches to rules `version` if this binary implements it; any other is left (see
+    /// [`crate::command::SetRules`]). No event: the rules change what later commands do.
+    fn set_rules(&mut self, version: u32) {
+        if (1..=RULES_VERSION).contains(&version) {
+            self.rules = version;
+        }
+    }
+
     // ----- queries -------------------------------------------------------------------------
+
+    /// The rules version in force.
+    pub fn rules(&self) -> u32 {
+        self.rules
+    }
 
     /// The listed symbols, in listing order.
     pub fn symbols(&self) -> impl Iterator<Item = SymbolInfo> + '_ {

@@ -34,13 +34,14 @@ mod types;
 mod units;
 
 pub use command::{
-    AddSymbol, AmendOrder, CancelAfter, CancelOrder, Command, CommandKind, KillSwitch, MassCancel,
-    NewOrder, SetTradingStatus,
+    decode as decode_command, AddSymbol, AmendOrder, CancelAfter, CancelOrder, Command,
+    CommandKind, DecodeError, KillSwitch, MassCancel, NewOrder, SetRules, SetTradingStatus,
+    RULES_VERSION,
 };
 pub use config::{ConfigError, EngineConfig, COUNT_MAX, DEFAULT_DEDUP_WINDOW_NS, PUBLIC_HASH_SEED};
 pub use engine::{DepthLevel, Engine, EngineStats, OrderView, RestingOrder, SymbolInfo};
 pub use event::{CancelReason, Event, EventKind, EventSink, RejectReason, Request};
-pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
+pub use snapshot::{SnapshotError, SNAPSHOT_VERSION, SNAPSHOT_VERSION_OLDEST};
 pub use state_hash::StateHash;
 pub use types::{
     AccountId, Lots, NameError, NotADecimal, OrdType, OrderId, OrderStatus, Price, Qty, Side, Stp,

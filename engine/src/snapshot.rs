@@ -19,10 +19,13 @@ use crate::types::{
 };
 
 const MAGIC: &[u8; 8] = b"EXCHSNAP";
-/// The snapshot format this build writes and reads.
+/// The snapshot format this build writes (and the newest it reads).
 /// 2: orders carry their total, notional and session; finished orders with their final state
 /// replace retired ids; trading status, kill switches and dead-man's switches.
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// 3: the rules version in force, after everything else (version 2 is still read, as rules 1).
+pub const SNAPSHOT_VERSION: u32 = 3;
+/// The oldest snapshot format this build reads.
+pub const SNAPSHOT_VERSION_OLDEST: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8;
 /// Largest `next_prio` and `next_event_seq` a snapshot may carry.
 const COUNTER_MAX: u64 = 1 << 62;
@@ -37,6 +40,11 @@ pub enum SnapshotError {
     BadMagic,
     #[error("snapshot format version {0} is not supported (this build reads {SNAPSHOT_VERSION})")]
     UnsupportedVersion(u32),
+    #[error(
+        "snapshot is under rules version {0}, and this build implements 1 to {last}",
+        last = crate::command::RULES_VERSION
+    )]
+    NewerRules(u32),
     #[error("snapshot has {0} bytes after its checksum")]
     TrailingBytes(usize),
     #[error("snapshot checksum mismatch: stored {stored:08x}, computed {computed:08x}")]
@@ -65,6 +73,8 @@ struct SnapshotBody {
     finished: Vec<FinishedRec>,
     /// Armed dead-man's switches (account, session, deadline), by (deadline, account, session).
     switches: Vec<(AccountId, u64, u64)>,
+    /// The rules version in force (version 3 on; a version-2 body is read as rules 1).
+    rules: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -174,6 +184,7 @@ impl Engine {
             orders,
             finished,
             switches,
+            rules: self.rules,
         };
         let body = codec(u64::MAX)
             .serialize(&body)
@@ -201,7 +212,7 @@ impl Engine {
             return Err(SnapshotError::BadMagic);
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != SNAPSHOT_VERSION {
+        if !(SNAPSHOT_VERSION_OLDEST..=SNAPSHOT_VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         let body_len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
@@ -221,7 +232,14 @@ impl Engine {
         if stored != computed {
             return Err(SnapshotError::Checksum { stored, computed });
         }
-        let body: SnapshotBody = codec(body_len).deserialize(&bytes[HEADER_LEN..crc_at])?;
+        let body: SnapshotBody = if version == 2 {
+            // Version 2 is version 3 without the rules at the end: rules 1.
+            let mut v2 = bytes[HEADER_LEN..crc_at].to_vec();
+            v2.extend_from_slice(&1u32.to_le_bytes());
+            codec(body_len + 4).deserialize(&v2)?
+        } else {
+            codec(body_len).deserialize(&bytes[HEADER_LEN..crc_at])?
+        };
         Engine::rebuild(body)
     }
 
@@ -243,6 +261,13 @@ impl Engine {
         engine.next_event_seq = body.next_event_seq;
         engine.next_prio = body.next_prio;
         engine.next_number = body.next_number;
+        if body.rules > crate::command::RULES_VERSION {
+            return Err(SnapshotError::NewerRules(body.rules));
+        }
+        if body.rules == 0 {
+            return Err(invalid("rules version 0"));
+        }
+        engine.rules = body.rules;
         Ok(engine)
     }
 
@@ -549,6 +574,45 @@ mod tests {
         assert!(matches!(
             Engine::restore(&bytes),
             Err(SnapshotError::Config(ConfigError::OutOfMemory { .. }))
+        ));
+    }
+
+    /// A version-2 snapshot (a version-3 body without the rules at its end) is still read,
+    /// as rules 1; a snapshot under rules this build does not implement is its own error,
+    /// so that recovery stops on it instead of falling back past it.
+    #[test]
+    fn version_2_reads_as_rules_1_and_newer_rules_are_refused_by_name() {
+        let mut engine = Engine::new(EngineConfig::default()).unwrap();
+        let cmd = crate::Command::new(7, crate::CommandKind::Clock);
+        engine.apply(&cmd, &mut Vec::new());
+        let v3 = engine.snapshot();
+        let crc_at = v3.len() - TRAILER_LEN;
+        let body = &v3[HEADER_LEN..crc_at - 4];
+        let mut v2 = Vec::from(&v3[..8]);
+        v2.extend_from_slice(&2u32.to_le_bytes());
+        v2.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        v2.extend_from_slice(body);
+        let crc = crc32fast::hash(&v2);
+        v2.extend_from_slice(&crc.to_le_bytes());
+        let restored = Engine::restore(&v2).unwrap();
+        assert_eq!(restored.rules(), 1);
+        assert_eq!(restored.state_hash(), engine.state_hash());
+        assert_eq!(restored.snapshot(), v3);
+
+        let newer = crate::command::RULES_VERSION + 1;
+        assert!(matches!(
+            Engine::restore(&forge(&v3, |b| b.rules = newer)),
+            Err(SnapshotError::NewerRules(found)) if found == newer
+        ));
+        assert!(matches!(
+            Engine::restore(&forge(&v3, |b| b.rules = 0)),
+            Err(SnapshotError::Invalid(_))
+        ));
+        let mut v1 = v3.clone();
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert!(matches!(
+            Engine::restore(&v1),
+            Err(SnapshotError::UnsupportedVersion(1))
         ));
     }
 }

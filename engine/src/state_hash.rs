@@ -99,6 +99,11 @@ impl Engine {
         feed.u64(self.next_event_seq);
         feed.u64(self.next_prio);
         feed.u64(self.next_number);
+        // Rules 1 hashes as before rules were in the state, so hashes stay comparable with
+        // older binaries' reports.
+        if self.rules != 1 {
+            feed.u64(u64::from(self.rules));
+        }
 
         feed.u64(self.books.len() as u64);
         for book in &self.books {

@@ -285,7 +285,8 @@ impl Hub {
             CommandKind::TradingStatus(_)
             | CommandKind::CancelAfter(_)
             | CommandKind::Clock
-            | CommandKind::KillSwitch(_) => return self.submit_everywhere(Command::new(ts, kind)),
+            | CommandKind::KillSwitch(_)
+            | CommandKind::Rules(_) => return self.submit_everywhere(Command::new(ts, kind)),
         };
         if let CommandKind::New(new) = kind {
             let admission = self.desk().submitted(shard, &new);

@@ -5,6 +5,9 @@
 //! - `POST /v1/admin/trading-status` `{"symbol": "BTC-USD", "status": "cancel_only"}` (no
 //!   symbol, or `null`: every symbol; `"open"` or `"cancel_only"`).
 //! - `POST /v1/admin/kill-switch` `{"account": 7, "on": true}`.
+//! - `POST /v1/admin/rules` `{"version": 2}`: every shard's engine switches to that rules
+//!   version at one log position (rolling upgrades; refused for a version this site's binary
+//!   does not implement).
 //! - `GET /v1/admin/snapshots/{shard}`: the shard's newest snapshot, for another site to start
 //!   from (`exchange bootstrap`; see [`crate::ship`]).
 //!
@@ -27,7 +30,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
-use engine::{AccountId, CommandKind, KillSwitch, SetTradingStatus, Symbol, TradingStatus};
+use engine::{
+    AccountId, CommandKind, KillSwitch, SetRules, SetTradingStatus, Symbol, TradingStatus,
+    RULES_VERSION,
+};
 use gateway::Hub;
 use serde::Deserialize;
 use serde_json::json;
@@ -67,6 +73,13 @@ struct TradingStatusBody {
     status: TradingStatus,
 }
 
+/// `POST /v1/admin/rules`'s body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesBody {
+    version: u32,
+}
+
 /// `POST /v1/admin/kill-switch`'s body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +103,7 @@ pub fn router(
         .route("/v1/admin/controls", get(controls))
         .route("/v1/admin/trading-status", post(trading_status))
         .route("/v1/admin/kill-switch", post(kill_switch))
+        .route("/v1/admin/rules", post(rules))
         .route("/v1/admin/snapshots/{shard}", get(ship::serve))
         .with_state(admin)
 }
@@ -201,6 +215,30 @@ async fn kill_switch(
     let kind = CommandKind::KillSwitch(KillSwitch {
         account: AccountId(body.account),
         on: body.on,
+    });
+    admin.submit(kind, submitted)
+}
+
+/// Switches every shard's rules at one log position. Refused (400) for a version this site's
+/// binary does not implement: every site must run one that does before the switch (each
+/// says which in `/health`'s `rules_implemented`).
+async fn rules(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    admin.authorize(&headers)?;
+    let body: RulesBody = parse(&body)?;
+    if !(1..=RULES_VERSION).contains(&body.version) {
+        let why = format_args!(
+            "rules version {}: this site implements 1 to {RULES_VERSION}",
+            body.version
+        );
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, why));
+    }
+    let submitted = json!({ "rules": { "version": body.version } });
+    let kind = CommandKind::Rules(SetRules {
+        version: body.version,
     });
     admin.submit(kind, submitted)
 }

@@ -109,6 +109,8 @@ fn health(metrics: &NodeMetrics, hub: &Hub) -> (bool, serde_json::Value) {
         "status": status,
         "error": failure,
         "site": metrics.site,
+        "binary": env!("CARGO_PKG_VERSION"),
+        "rules_implemented": engine::RULES_VERSION,
         "log": {
             "kind": metrics.shards[0].log.kind(),
             "durable": durable_sum,

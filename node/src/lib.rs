@@ -65,6 +65,36 @@ pub const SESSIONS_GRACE: Duration = Duration::from_secs(2);
 /// The most [`Node::shutdown`] takes before writing the final snapshots.
 pub const STOP_BOUND: Duration = SESSIONS_GRACE.saturating_add(shard::STOP_GRACE.saturating_mul(3));
 
+/// The exit status of `exchange node` when the log (or a snapshot) holds what only a newer
+/// binary can apply: restarting this binary cannot help, so a supervisor should not (systemd:
+/// `RestartPreventExitStatus=78`; 78 is `EX_CONFIG` of sysexits.h).
+pub const EXIT_NEEDS_NEWER_BINARY: u8 = 78;
+
+/// Whether `err` says the log or a snapshot needs a newer binary than this one.
+pub fn needs_newer_binary(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.is::<NeedsNewerBinary>()
+            || cause
+                .downcast_ref::<replicator::recovery::RecoveryError>()
+                .is_some_and(replicator::recovery::RecoveryError::needs_newer_binary)
+            || cause
+                .downcast_ref::<replicator::LogError>()
+                .is_some_and(replicator::LogError::needs_newer_binary)
+    })
+}
+
+/// A running node stopped because its log holds what only a newer binary can apply.
+#[derive(Debug)]
+pub struct NeedsNewerBinary(pub String);
+
+impl std::fmt::Display for NeedsNewerBinary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NeedsNewerBinary {}
+
 /// A running node.
 pub struct Node {
     hub: Arc<Hub>,
@@ -187,6 +217,15 @@ impl Node {
     /// orders, and `exchange node` exits non-zero so that it is restarted into recovery.
     pub fn failure(&self) -> Option<String> {
         http::failure(&self.metrics)
+    }
+
+    /// Whether a shard stopped because its log holds what only a newer binary can apply.
+    pub fn needs_newer_binary(&self) -> bool {
+        self.metrics.shards.iter().any(|shard| {
+            shard
+                .needs_newer_binary
+                .load(std::sync::atomic::Ordering::Acquire)
+        })
     }
 
     /// The Prometheus text exposition of the node's metrics.

@@ -14,7 +14,7 @@
 //! ([`ShardView::failure`]); the node then exits so its supervisor restarts it into recovery.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use anyhow::{anyhow, Context};
 use crossbeam_channel::Sender;
 use engine::ring::{Producer, RingDepth};
 use engine::runner::{drain, Runner, Waiter};
-use engine::{Command, CommandKind, Engine, EngineConfig};
+use engine::{Command, CommandKind, Engine, EngineConfig, RULES_VERSION};
 use gateway::{Hub, LatencyHistogram, Sequencer, SubmitError, PUMP_WAIT};
 use replicator::log::{Log, LogHandle, Refused};
 use replicator::recovery::recover;
@@ -83,6 +83,8 @@ pub struct ShardView {
     /// The site's clock against the shard's log.
     pub clock: ClockCheck,
     read_failure: OnceLock<String>,
+    /// Set with `read_failure` when the log holds what only a newer binary can apply.
+    pub needs_newer_binary: AtomicBool,
     /// Set once when this site's state hash is the minority's at a position ([`crate::fence`]).
     pub diverged: OnceLock<Diverged>,
 }
@@ -230,11 +232,17 @@ fn say_topic(shard: &str, safety: &TopicSafety, snapshot_every: Duration) {
     for unchecked in &safety.unchecked {
         eprintln!("node: shard {shard}: not checked: {unchecked}");
     }
-    eprintln!(
-        "node: shard {shard}: this site may be down {} and rejoin from its own snapshot; \
-         longer, it needs another site's (exchange bootstrap)",
-        safety.retention.down_time(snapshot_every)
-    );
+    match safety.retention.down_time(snapshot_every) {
+        Some(down) => eprintln!(
+            "node: shard {shard}: this site may be down {down} and rejoin from its own \
+             snapshot; longer, it needs another site's (exchange bootstrap)"
+        ),
+        None => eprintln!(
+            "node: shard {shard}: how long this site may be down and rejoin from its own \
+             snapshot is unknown (retention.ms not reported); longer than the topic keeps \
+             records, it needs another site's (exchange bootstrap)"
+        ),
+    }
 }
 
 impl OpenedShard {
@@ -270,6 +278,7 @@ impl OpenedShard {
             sequenced_latency: LatencyHistogram::default(),
             read_failure: OnceLock::new(),
             diverged: OnceLock::new(),
+            needs_newer_binary: AtomicBool::new(false),
         }
     }
 }
@@ -434,7 +443,13 @@ fn feed<const N: usize>(
         if reader.position() >= stop_at {
             return Ok(());
         }
-        let polled = reader.poll(1024, Duration::from_millis(2), &mut |_, command| {
+        let mut newer = None;
+        let polled = reader.poll(1024, Duration::from_millis(2), &mut |at, command| {
+            // Nothing is fed from a rules switch this binary does not implement on.
+            newer = newer.or(command.needs_newer_binary().map(|version| (at, version)));
+            if newer.is_some() {
+                return;
+            }
             view.sequenced_latency.record_since(command.ts.0);
             let mut command = command;
             while let Err(back) = commands.try_push(command) {
@@ -445,13 +460,19 @@ fn feed<const N: usize>(
         });
         view.freshness
             .observe(reader.position(), view.log.durable());
+        if let Some((at, version)) = newer {
+            let why = format!(
+                "the log switches to rules version {version} at position {at}, and this binary \
+                 implements rules 1 to {RULES_VERSION}: start a binary that implements it"
+            );
+            return Err(fail(view, why, true));
+        }
+        // The site can no longer follow the log: it refuses the shard's orders and says so
+        // on /health; the node exits so its supervisor restarts it into recovery (or, when
+        // only a newer binary can read on, stops for good).
         let fed = polled.map_err(|err| {
-            // The site can no longer follow the log: it refuses the shard's orders and says so
-            // on /health; the node exits so its supervisor restarts it into recovery.
             let why = format!("reading the log at {}: {err}", reader.position());
-            eprintln!("node: shard {}: {why}", view.name);
-            let _ = view.read_failure.set(why);
-            err
+            fail(view, why, err.needs_newer_binary())
         })?;
         if stop_at == u64::MAX || fed > 0 {
             idle_since = None;
@@ -465,6 +486,15 @@ fn feed<const N: usize>(
             return Ok(());
         }
     }
+}
+
+/// Records why the shard stopped following its log, says so, and returns it as the error.
+fn fail(view: &ShardView, why: String, needs_newer_binary: bool) -> anyhow::Error {
+    eprintln!("node: shard {}: {why}", view.name);
+    view.needs_newer_binary
+        .store(needs_newer_binary, Ordering::Release);
+    let _ = view.read_failure.set(why.clone());
+    anyhow!(why)
 }
 
 // ----- 5. stop -------------------------------------------------------------------------------

@@ -90,6 +90,8 @@ pub enum JournalError {
         #[source]
         source: io::Error,
     },
+    #[error("the journal's record at position {position} needs a newer binary: {reason}")]
+    NeedsNewerBinary { position: u64, reason: String },
     #[error("journal is corrupt in {segment} at byte {offset} (position {position}): {reason}")]
     Corrupt {
         segment: PathBuf,
@@ -206,6 +208,9 @@ fn scan_segment(segment: &Segment, recovery: &mut Recovery) -> Result<Scanned, J
                     position += 1;
                     last_ts = Some(command.ts.0);
                     continue;
+                }
+                Err(Invalid::Newer(reason)) => {
+                    return Err(JournalError::NeedsNewerBinary { position, reason })
                 }
                 Err(bad) => return Err(corrupt(bad.to_string())),
             },
@@ -791,7 +796,13 @@ impl JournalReader {
             };
             return Err(self.corrupt(bad.to_string()));
         }
-        let command = record::command(&frame).map_err(|bad| self.corrupt(bad.to_string()))?;
+        let command = record::command(&frame).map_err(|bad| match bad {
+            Invalid::Newer(reason) => JournalError::NeedsNewerBinary {
+                position: self.next,
+                reason,
+            },
+            bad => self.corrupt(bad.to_string()),
+        })?;
         let size = frame.size() as u64;
         self.next += 1;
         self.offset += size;

@@ -167,6 +167,8 @@ pub enum KafkaLogError {
     Full,
     #[error("record at offset {offset} is corrupt: {reason}")]
     Corrupt { offset: i64, reason: String },
+    #[error("the record at offset {offset} needs a newer binary: {reason}")]
+    NeedsNewerBinary { offset: i64, reason: String },
     #[error("expected the record at offset {expected}, got offset {found}")]
     OffsetGap { expected: u64, found: i64 },
     #[error("topic {topic} is not safe to trade on: {}", reasons.join("; "))]
@@ -261,18 +263,35 @@ pub fn encode(command: &Command) -> Vec<u8> {
     value
 }
 
+/// Why a record value did not decode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Undecodable {
+    /// Damaged, or not a command.
+    Corrupt(String),
+    /// A record version or a kind of command a newer binary wrote.
+    Newer(String),
+}
+
 /// Decodes a record value.
-pub fn decode(value: &[u8]) -> Result<Command, String> {
+pub fn decode(value: &[u8]) -> Result<Command, Undecodable> {
     match value {
         [VERSION, c0, c1, c2, c3, body @ ..] => {
             let stored = u32::from_le_bytes([*c0, *c1, *c2, *c3]);
             if crc32fast::hash(body) != stored {
-                return Err("checksum mismatch".into());
+                return Err(Undecodable::Corrupt("checksum mismatch".into()));
             }
-            bincode::deserialize(body).map_err(|err| err.to_string())
+            engine::decode_command(body).map_err(|err| match err {
+                err @ engine::DecodeError::NewerKind(_) => Undecodable::Newer(err.to_string()),
+                engine::DecodeError::Malformed(reason) => Undecodable::Corrupt(reason),
+            })
         }
-        [version, ..] => Err(format!("unknown record version {version}")),
-        [] => Err("empty record".into()),
+        [version, ..] if *version > VERSION => Err(Undecodable::Newer(format!(
+            "record version {version} is newer than this binary's {VERSION}"
+        ))),
+        [version, ..] => Err(Undecodable::Corrupt(format!(
+            "unknown record version {version}"
+        ))),
+        [] => Err(Undecodable::Corrupt("empty record".into())),
     }
 }
 
@@ -447,8 +466,10 @@ impl KafkaReader {
                 found: offset,
             });
         }
-        let mut command = decode(message.payload().unwrap_or(&[]))
-            .map_err(|reason| KafkaLogError::Corrupt { offset, reason })?;
+        let mut command = decode(message.payload().unwrap_or(&[])).map_err(|err| match err {
+            Undecodable::Corrupt(reason) => KafkaLogError::Corrupt { offset, reason },
+            Undecodable::Newer(reason) => KafkaLogError::NeedsNewerBinary { offset, reason },
+        })?;
         let stamped = command.ts;
         let found = message.timestamp();
         command.ts = match (log_time(found), found) {

@@ -38,6 +38,18 @@ pub enum LogError {
     Kafka(#[from] kafka::KafkaLogError),
 }
 
+impl LogError {
+    /// Whether the log holds a record this binary cannot read but a newer one can: restarting
+    /// this binary will not help.
+    pub fn needs_newer_binary(&self) -> bool {
+        matches!(
+            self,
+            LogError::Journal(journal::JournalError::NeedsNewerBinary { .. })
+                | LogError::Kafka(kafka::KafkaLogError::NeedsNewerBinary { .. })
+        )
+    }
+}
+
 /// A shard's log, whichever backend holds it: the file journal or a Kafka partition.
 pub trait CommandLog {
     type Reader: LogReader;

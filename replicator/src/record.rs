@@ -91,6 +91,8 @@ pub enum Invalid {
     },
     /// A valid frame whose payload is not a command.
     Payload(String),
+    /// A valid frame holding a kind of command a newer binary wrote.
+    Newer(String),
 }
 
 impl std::fmt::Display for Invalid {
@@ -106,6 +108,7 @@ impl std::fmt::Display for Invalid {
                 )
             }
             Invalid::Payload(reason) => write!(f, "payload is not a command: {reason}"),
+            Invalid::Newer(reason) => write!(f, "{reason}: this log needs a newer binary"),
         }
     }
 }
@@ -149,5 +152,8 @@ pub fn frame(bytes: &[u8]) -> Result<Frame<'_>, Invalid> {
 
 /// Decodes a checked frame's command.
 pub fn command(frame: &Frame<'_>) -> Result<Command, Invalid> {
-    bincode::deserialize(frame.payload).map_err(|err| Invalid::Payload(err.to_string()))
+    engine::decode_command(frame.payload).map_err(|err| match err {
+        err @ engine::DecodeError::NewerKind(_) => Invalid::Newer(err.to_string()),
+        engine::DecodeError::Malformed(reason) => Invalid::Payload(reason),
+    })
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use std::path::PathBuf;
 
-use engine::{Engine, EngineConfig, Event, SnapshotError, SNAPSHOT_VERSION};
+use engine::{Engine, EngineConfig, Event, SnapshotError, RULES_VERSION, SNAPSHOT_VERSION};
 
 use crate::snapshots::{Skipped, SnapshotFileError, SnapshotStore, SnapshotStoreError};
 use crate::{CommandLog, LogError, LogReader};
@@ -63,6 +63,34 @@ pub enum RecoveryError {
         found: u32,
         reads: u32,
     },
+    #[error(
+        "snapshot {} (log position {position}) is under rules version {found}, and this binary \
+         implements rules 1 to {RULES_VERSION}: start a binary that implements it",
+        path.display()
+    )]
+    SnapshotRules {
+        position: u64,
+        path: PathBuf,
+        found: u32,
+    },
+    #[error(
+        "the log switches to rules version {version} at position {position}, and this binary \
+         implements rules 1 to {RULES_VERSION}: start a binary that implements it"
+    )]
+    NewerRules { position: u64, version: u32 },
+}
+
+impl RecoveryError {
+    /// Whether a newer binary could go on where this one stopped: restarting this one will
+    /// not help.
+    pub fn needs_newer_binary(&self) -> bool {
+        match self {
+            RecoveryError::Log(err) => err.needs_newer_binary(),
+            RecoveryError::SnapshotVersion { found, reads, .. } => found > reads,
+            RecoveryError::SnapshotRules { .. } | RecoveryError::NewerRules { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// A recovered engine and how it got there.
@@ -91,15 +119,25 @@ pub fn same_capacities(a: &EngineConfig, b: &EngineConfig) -> bool {
 /// (written by a newer binary; replaying past it from an older snapshot or from 0 would hide
 /// that), naming both versions.
 fn unreadable_version(skipped: &Skipped) -> Option<RecoveryError> {
-    let SnapshotFileError::Engine(SnapshotError::UnsupportedVersion(found)) = skipped.reason else {
-        return None;
-    };
-    Some(RecoveryError::SnapshotVersion {
-        position: skipped.position,
-        path: skipped.path.clone(),
-        found,
-        reads: SNAPSHOT_VERSION,
-    })
+    let (position, path) = (skipped.position, skipped.path.clone());
+    match skipped.reason {
+        SnapshotFileError::Engine(SnapshotError::UnsupportedVersion(found)) => {
+            Some(RecoveryError::SnapshotVersion {
+                position,
+                path,
+                found,
+                reads: SNAPSHOT_VERSION,
+            })
+        }
+        SnapshotFileError::Engine(SnapshotError::NewerRules(found)) => {
+            Some(RecoveryError::SnapshotRules {
+                position,
+                path,
+                found,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Restores the newest usable snapshot (or a fresh engine with `config`) and applies every
@@ -146,11 +184,21 @@ pub fn recover<L: CommandLog>(
     let mut replayed = 0;
     // Up to the durable end as it was when recovery began; a live node reads on from there.
     let mut last_progress = Instant::now();
+    let mut newer = None;
     while reader.position() < end {
-        let applied = reader.poll(4096, Duration::from_secs(1), &mut |_, command| {
-            events.clear();
-            engine.apply(&command, &mut events);
+        let applied = reader.poll(4096, Duration::from_secs(1), &mut |at, command| {
+            // Nothing is applied from a rules switch this binary does not implement on.
+            if newer.is_none() {
+                newer = command.needs_newer_binary().map(|version| (at, version));
+            }
+            if newer.is_none() {
+                events.clear();
+                engine.apply(&command, &mut events);
+            }
         })?;
+        if let Some((position, version)) = newer {
+            return Err(RecoveryError::NewerRules { position, version });
+        }
         replayed += applied as u64;
         if applied > 0 {
             last_progress = Instant::now();

@@ -68,8 +68,9 @@ impl Retention {
 
     /// How long a site may be down and still rejoin from its own newest snapshot, taken at
     /// most `snapshot_every` apart: the log must still hold every record after it. Past that,
-    /// the site needs a snapshot shipped from another site (`exchange bootstrap`).
-    pub fn down_time(&self, snapshot_every: Duration) -> String {
+    /// the site needs a snapshot shipped from another site (`exchange bootstrap`). `None`
+    /// when the cluster does not report `retention.ms`.
+    pub fn down_time(&self, snapshot_every: Duration) -> Option<String> {
         let bytes = match self.bytes {
             Some(Some(bytes)) => format!(
                 ", and while the partition holds under {bytes} bytes (retention.bytes): a \
@@ -77,19 +78,16 @@ impl Retention {
             ),
             _ => String::new(),
         };
-        match self.time {
-            None => "unknown (retention.ms not reported): check the topic's retention".into(),
-            Some(None) if bytes.is_empty() => {
-                "unlimited (retention.ms and retention.bytes -1)".into()
-            }
-            Some(None) => format!("unlimited in time{bytes}"),
-            Some(Some(keep)) => format!(
+        Some(match self.time? {
+            None if bytes.is_empty() => "unlimited (retention.ms and retention.bytes -1)".into(),
+            None => format!("unlimited in time{bytes}"),
+            Some(keep) => format!(
                 "{} (retention.ms {} less the {} s between snapshots){bytes}",
                 human(keep.saturating_sub(snapshot_every)),
                 keep.as_millis(),
                 snapshot_every.as_secs()
             ),
-        }
+        })
     }
 }
 
@@ -432,19 +430,21 @@ mod tests {
         let every = Duration::from_secs(600);
         let week = Retention::from_reported(Some(7 * 86_400_000), Some(-1));
         assert_eq!(
-            week.down_time(every),
+            week.down_time(every).unwrap(),
             "6 d 23 h (retention.ms 604800000 less the 600 s between snapshots)"
         );
         let sized = Retention::from_reported(Some(-1), Some(1 << 30));
-        assert!(sized.down_time(every).starts_with(
+        assert!(sized.down_time(every).unwrap().starts_with(
             "unlimited in time, and while the \
             partition holds under 1073741824 bytes"
         ));
         assert_eq!(
-            Retention::from_reported(Some(-1), Some(-1)).down_time(every),
+            Retention::from_reported(Some(-1), Some(-1))
+                .down_time(every)
+                .unwrap(),
             "unlimited (retention.ms and retention.bytes -1)"
         );
-        assert!(Retention::default().down_time(every).starts_with("unknown"));
+        assert_eq!(Retention::default().down_time(every), None);
         assert_eq!(human(Duration::from_secs(3_780)), "1 h 3 min");
         assert_eq!(human(Duration::from_secs(75)), "1 min 15 s");
     }

@@ -41,6 +41,9 @@ pub enum Action {
         account: u64,
         switch: Switch,
     },
+    /// Switch every shard's engine to a rules version at one log position, once every site
+    /// runs a binary that implements it (`rules_implemented` in each site's /health).
+    Rules { version: u32 },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -80,6 +83,7 @@ pub fn run(args: Args) -> Result<()> {
             let on = matches!(switch, Switch::On);
             ("kill-switch", Some(json!({ "account": account, "on": on })))
         }
+        Action::Rules { version } => ("rules", Some(json!({ "version": version }))),
     };
     let url = format!("{base}/v1/admin/{path}");
     let answer = request(&url, &token, body.as_ref())?;

@@ -86,6 +86,10 @@ fn serve(config: &NodeConfig, clock_offset_ns: i64) -> anyhow::Result<()> {
         eprintln!("node {}: FIX 4.4 on {addr}", config.site);
     }
     if let Some(failure) = wait_for_termination(&site)? {
+        if site.needs_newer_binary() {
+            let why = format!("node {}: {failure}", config.site);
+            return Err(node::NeedsNewerBinary(why).into());
+        }
         bail!("node {}: {failure}", config.site);
     }
     eprintln!("node {}: stopping", config.site);

@@ -170,6 +170,8 @@ impl Model {
             CommandKind::Clock => {}
             CommandKind::TradingStatus(set) => self.trading_status(set, &mut out),
             CommandKind::KillSwitch(kill) => self.kill_switch(kill, &mut out),
+            // Rules 1 is the only version: the contract's rules, which this model is.
+            CommandKind::Rules(_) => {}
         }
         // Forget what has left its window (only visible through `orders()`: every lookup
         // checks the window itself).
@@ -1185,6 +1187,7 @@ pub fn describe_command(cmd: &Command) -> String {
             format!("@{ts} trading_status {symbol} {}", t.status.as_str())
         }
         CommandKind::KillSwitch(k) => format!("@{ts} kill_switch {} {}", k.account.0, k.on),
+        CommandKind::Rules(r) => format!("@{ts} rules {}", r.version),
     }
 }
 
