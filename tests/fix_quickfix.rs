@@ -83,7 +83,7 @@ impl Gateway {
             .unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let served = runtime.spawn(async move { gateway.serve(listener, stop_rx).await });
+        let served = runtime.spawn(async move { gateway.serve(listener, None, stop_rx).await });
         Gateway {
             runtime,
             stop,

@@ -64,7 +64,7 @@ impl Gateway {
         let port = listener.local_addr().unwrap().port();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let serving = fix.clone();
-        runtime.spawn(async move { serving.serve(listener, stop_rx).await });
+        runtime.spawn(async move { serving.serve(listener, None, stop_rx).await });
         Gateway {
             _runtime: runtime,
             stop,

@@ -30,6 +30,7 @@ fn write_config(dir: &Path, binary: u16, http: u16, hash_seed: u64) -> std::path
 site = "cloud-a"
 data_dir = "data"
 hash_every = 1
+allow_plaintext = true
 
 [listen]
 binary = "127.0.0.1:{binary}"
@@ -188,7 +189,7 @@ fn a_node_serves_from_its_config_reports_health_and_metrics_and_stops_cleanly_on
     let mut lines = BufReader::new(node.0.stderr.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(
-        first.contains("recovered at log position 11 (snapshot Some(11), 0 records replayed)"),
+        first.contains("recovered at log position 11 (snapshot Some(11), 0 records replayed"),
         "{first}"
     );
     wait_healthy(http);

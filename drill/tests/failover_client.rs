@@ -94,6 +94,7 @@ fn a_client_returns_home_only_once_its_first_site_answers_status_questions() {
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     runtime.spawn(binary_server::serve(
         listener,
+        None,
         hub,
         BinaryConfig::default(),
         stopped,

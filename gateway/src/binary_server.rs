@@ -11,13 +11,13 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::tls::{Acceptor, Stream};
 use engine::{
     AccountId, AmendOrder, CancelAfter, CancelOrder, CommandKind, MassCancel, NewOrder, OrderId,
     Price, Side, Symbol,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::binary::{
@@ -68,10 +68,17 @@ pub mod logout {
     pub const LOG_UNAVAILABLE: u16 = 16;
 }
 
-/// Serves binary sessions on `listener` until `shutdown` turns true; sessions then log out
-/// with reason 15.
+/// A session's reading side: plain TCP or TLS.
+type Reader = ReadHalf<Stream>;
+/// A session's writing side.
+type Writer = WriteHalf<Stream>;
+
+/// Serves binary sessions on `listener` (over TLS with `tls`: each connection's handshake in
+/// its own task, a failed one dropped before anything is read) until `shutdown` turns true;
+/// sessions then log out with reason 15.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Acceptor>,
     hub: Arc<Hub>,
     config: BinaryConfig,
     shutdown: watch::Receiver<bool>,
@@ -88,19 +95,19 @@ pub async fn serve(
             },
             _ = stop.wait_for(|stop| *stop) => return Ok(()),
         };
-        let _ = stream.set_nodelay(true);
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let hub = hub.clone();
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move {
+        let permit = slots.clone().try_acquire_owned();
+        let (hub, shutdown, tls) = (hub.clone(), shutdown.clone(), tls.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = Stream::accept(stream, tls.as_ref()).await else {
+                return;
+            };
+            match permit {
+                Ok(permit) => {
                     let _ = Session::run(stream, hub, config, shutdown).await;
                     drop(permit);
-                });
-            }
-            Err(_) => {
-                tokio::spawn(async move {
-                    let (_, mut write) = stream.into_split();
+                }
+                Err(_) => {
+                    let (_, mut write) = tokio::io::split(stream);
                     let _ = send_now(
                         &mut write,
                         &ServerMessage::Logout {
@@ -108,13 +115,13 @@ pub async fn serve(
                         },
                     )
                     .await;
-                });
+                }
             }
-        }
+        });
     }
 }
 
-async fn send_now(write: &mut OwnedWriteHalf, message: &ServerMessage) -> io::Result<()> {
+async fn send_now(write: &mut Writer, message: &ServerMessage) -> io::Result<()> {
     let mut out = Vec::with_capacity(binary::FRAME_MAX);
     binary::encode_server(message, &mut out);
     write.write_all(&out).await?;
@@ -146,12 +153,12 @@ struct Session {
 
 impl Session {
     async fn run(
-        stream: TcpStream,
+        stream: Stream,
         hub: Arc<Hub>,
         config: BinaryConfig,
         mut shutdown: watch::Receiver<bool>,
     ) -> io::Result<()> {
-        let (mut read, mut write) = stream.into_split();
+        let (mut read, mut write) = tokio::io::split(stream);
         let mut buf = Vec::with_capacity(64 * 1024);
 
         // Logon first.
@@ -209,8 +216,8 @@ impl Session {
     /// it ends; returns how. What is queued in `out` when it ends is not yet written.
     async fn serve(
         &mut self,
-        read: &mut OwnedReadHalf,
-        write: &mut OwnedWriteHalf,
+        read: &mut Reader,
+        write: &mut Writer,
         buf: &mut Vec<u8>,
         attachment: &mut Attachment,
         heartbeat_secs: u16,
@@ -604,7 +611,7 @@ async fn log_lost(lost: &mut Option<watch::Receiver<bool>>) {
 /// token, heartbeat and cancel-on-disconnect flag. `Err(Some(end))`: end the session so;
 /// `Err(None)`: the peer closed or the read failed, nothing to send.
 async fn read_logon(
-    read: &mut OwnedReadHalf,
+    read: &mut Reader,
     buf: &mut Vec<u8>,
     config: &BinaryConfig,
 ) -> Result<([u8; 32], u16, bool), Option<End>> {
@@ -636,7 +643,7 @@ fn token_account(hub: &Hub, token: &[u8]) -> Option<AccountId> {
 
 /// Reads until one whole frame is buffered and decodes it; `None` when the peer closed.
 async fn read_frame(
-    read: &mut OwnedReadHalf,
+    read: &mut Reader,
     buf: &mut Vec<u8>,
 ) -> io::Result<Option<Result<ClientMessage, (DecodeError, u8)>>> {
     let mut chunk = [0u8; 1024];
@@ -659,7 +666,7 @@ async fn read_frame(
     }
 }
 
-async fn finish(write: &mut OwnedWriteHalf, end: End) -> io::Result<()> {
+async fn finish(write: &mut Writer, end: End) -> io::Result<()> {
     let message = match end {
         End::Gone => return Ok(()),
         End::Logout(reason) => ServerMessage::Logout { reason },

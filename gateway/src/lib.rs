@@ -24,6 +24,7 @@ pub mod members;
 pub mod metrics;
 pub mod switch;
 mod throttle;
+pub mod tls;
 
 pub use binary_server::BinaryConfig;
 pub use desk::{

@@ -94,6 +94,23 @@ pub struct NodeConfig {
     /// The operator's admin endpoint (`/v1/admin/` on the HTTP listener); none without it.
     #[serde(default)]
     pub admin: Option<AdminSection>,
+    /// TLS on every member-facing listener: binary order entry, FIX, HTTP and WebSocket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSection>,
+    /// Serve those listeners in plaintext: only when set (development on one machine, or
+    /// behind a proxy that terminates TLS). Without `[tls]` and without this, the node does
+    /// not start.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+}
+
+/// The listeners' certificate chain (PEM, the site's certificate first) and its private key
+/// (PEM), relative to the config file when loaded from one.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// The operator's admin endpoint: trading status and kill switches (`node::admin`).
@@ -312,12 +329,20 @@ impl NodeConfig {
                 admin.token_file = base.join(&admin.token_file);
             }
         }
+        if let Some(tls) = &mut config.tls {
+            for file in [&mut tls.cert_file, &mut tls.key_file] {
+                if file.is_relative() {
+                    *file = base.join(&*file);
+                }
+            }
+        }
         Ok(config)
     }
 
     /// A small site for tests: named `site`, in `dir`, for `members`; small engine
     /// capacities and one symbol, BTC-USD (tick 0.5, lot 1), on the journal with fsync per
-    /// batch; the binary server on a free loopback port; no HTTP or FIX listener, snapshots
+    /// batch; the binary server on a free loopback port, in plaintext (`allow_plaintext`:
+    /// loopback only); no HTTP or FIX listener, snapshots
     /// at the defaults (2 kept), no hash reports and no idle `clock`s; the matcher parks
     /// when idle ([`SHARED_CORES_WAIT`]: tests and drills run several sites on two cores).
     pub fn for_tests(site: &str, dir: &Path, members: Vec<Member>) -> NodeConfig {
@@ -361,6 +386,8 @@ impl NodeConfig {
             }],
             shards: Vec::new(),
             admin: None,
+            tls: None,
+            allow_plaintext: true,
         }
     }
 

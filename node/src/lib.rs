@@ -45,13 +45,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use engine::{AddSymbol, CommandKind};
+use gateway::tls::{Acceptor, HttpsListener};
 use gateway::{binary_server, FixGateway};
 use gateway::{Hub, MdServer, Members, Sequencer};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
-pub use config::{AdminSection, NodeConfig, Overrides, ShardSection, SymbolSpec};
+pub use config::{AdminSection, NodeConfig, Overrides, ShardSection, SymbolSpec, TlsSection};
 pub use shard::Recovery;
 
 use admin::AdminToken;
@@ -131,6 +132,7 @@ impl Node {
     ) -> anyhow::Result<Node> {
         let plan = config.plan()?;
         let admin = admin_token(&config)?;
+        let tls = tls_acceptor(&config)?;
         let members = Members::new(config.members.clone()).context("members")?;
         let opened = plan
             .shards
@@ -194,6 +196,7 @@ impl Node {
             hashes,
             admin,
             shipped,
+            tls,
         };
         let (addrs, metrics) = serve(&runtime, &config, &hub, views, http, stop_rx)?;
         Ok(Node {
@@ -305,6 +308,24 @@ struct HttpRoutes {
     hashes: RecentHashes,
     admin: Option<AdminToken>,
     shipped: Vec<ShippedShard>,
+    /// Every member-facing listener's TLS (`None`: plaintext, allowed).
+    tls: Option<Acceptor>,
+}
+
+/// The listeners' TLS from `[tls]`, checked now (readable, valid today, the key the
+/// certificate's); `None` when the config allows plaintext instead, an error when it does
+/// neither.
+fn tls_acceptor(config: &NodeConfig) -> anyhow::Result<Option<Acceptor>> {
+    match (&config.tls, config.allow_plaintext) {
+        (Some(tls), _) => Ok(Some(
+            Acceptor::from_files(&tls.cert_file, &tls.key_file).context("[tls]")?,
+        )),
+        (None, true) => Ok(None),
+        (None, false) => bail!(
+            "the member-facing listeners would be plaintext: set [tls] cert_file and key_file, \
+             or allow_plaintext = true (one machine, or behind a proxy that terminates TLS)"
+        ),
+    }
 }
 
 /// A running persist thread, and the fence's when there is one.
@@ -374,6 +395,7 @@ fn serve(
     let binary = listener.local_addr()?;
     runtime.spawn(binary_server::serve(
         listener,
+        routes.tls.clone(),
         hub.clone(),
         config.binary,
         stop.clone(),
@@ -401,14 +423,14 @@ fn serve(
         http: md.as_ref().map(|(l, _)| l.local_addr()).transpose()?,
     };
     if let Some((listener, gateway)) = fix {
-        let stop = stop.clone();
-        runtime.spawn(async move { gateway.serve(listener, stop).await });
+        let (stop, tls) = (stop.clone(), routes.tls.clone());
+        runtime.spawn(async move { gateway.serve(listener, tls, stop).await });
     }
     if let Some((listener, md)) = md {
         let app = http::router(hub.clone(), metrics.clone(), routes.hashes)
             .merge(admin::router(hub.clone(), routes.admin, routes.shipped))
             .merge(md.router());
-        runtime.spawn(serve_http(listener, app, md, stop));
+        runtime.spawn(serve_http(listener, routes.tls, app, md, stop));
     }
     Ok((addrs, metrics))
 }
@@ -461,16 +483,29 @@ fn fix_gateway(
 /// Serves HTTP until `stop`; WebSockets are then closed with 1001 (going away).
 async fn serve_http(
     listener: TcpListener,
+    tls: Option<Acceptor>,
     app: axum::Router,
     md: MdServer,
     mut stop: watch::Receiver<bool>,
 ) {
-    let _ = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-            md.shutdown();
-        })
-        .await;
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+        md.shutdown();
+    };
+    let Some(tls) = tls else {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await;
+        return;
+    };
+    match HttpsListener::new(listener, tls) {
+        Ok(https) => {
+            let _ = axum::serve(https, app)
+                .with_graceful_shutdown(stopped)
+                .await;
+        }
+        Err(err) => eprintln!("node: the HTTPS listener: {err}"),
+    }
 }
 
 /// How long a starting node keeps trying to list a configured symbol while its log is busy or

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::throttle::Bucket;
+use crate::tls::Acceptor as TlsAcceptor;
 
 use async_trait::async_trait;
 use engine::{
@@ -44,7 +45,7 @@ use ironfix_engine::{
     SessionLookup,
 };
 use ironfix_store::{FileStore, FileStoreConfig, SyncPolicy};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -822,12 +823,14 @@ impl FixGateway {
         &self.app.counters
     }
 
-    /// Serves FIX sessions on `listener` until `shutdown` turns true (or its sender is
-    /// dropped); sessions then log out ("gateway shutting down"), and this returns once they
-    /// have, or after a few seconds.
+    /// Serves FIX sessions on `listener` (over TLS with `tls`: the handshake in the
+    /// connection's task, a failed one counted with the refused handshakes) until `shutdown`
+    /// turns true (or its sender is dropped); sessions then log out ("gateway shutting
+    /// down"), and this returns once they have, or after a few seconds.
     pub async fn serve(
         &self,
         listener: TcpListener,
+        tls: Option<TlsAcceptor>,
         shutdown: watch::Receiver<bool>,
     ) -> io::Result<()> {
         let slots = Arc::new(Semaphore::new(self.app.config.max_connections));
@@ -847,9 +850,9 @@ impl FixGateway {
                     bump(&self.app.counters.connections);
                     let app = self.app.clone();
                     let registry = self.registry.clone();
-                    let shutdown = shutdown.clone();
+                    let (shutdown, tls) = (shutdown.clone(), tls.clone());
                     tasks.spawn(async move {
-                        match registry.serve(stream).await {
+                        match accept(&registry, stream, tls.as_ref()).await {
                             Ok(connection) => run_session(&app, connection, shutdown).await,
                             Err(err) => {
                                 bump(&app.counters.handshakes_failed);
@@ -873,13 +876,28 @@ impl FixGateway {
 /// [`FixGateway::serve`].
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     hub: Arc<Hub>,
     config: FixConfig,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     FixGateway::new(hub, config)?
-        .serve(listener, shutdown)
+        .serve(listener, tls, shutdown)
         .await
+}
+
+/// A FIX session's connection on `stream`, through `tls`'s handshake when there is one.
+async fn accept(
+    registry: &AcceptorRegistry<FixApp>,
+    stream: TcpStream,
+    tls: Option<&TlsAcceptor>,
+) -> Result<Connection, EngineError> {
+    let Some(tls) = tls else {
+        return registry.serve(stream).await;
+    };
+    let _ = stream.set_nodelay(true);
+    let stream = tls.accept(stream).await.map_err(EngineError::from)?;
+    registry.serve_stream(stream).await
 }
 
 /// Writes a logged-on session's outbound messages (the hub's reports and the direct answers)
