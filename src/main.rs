@@ -37,6 +37,9 @@ enum Cmd {
     Drill(cmd::drill::Args),
     /// Open-loop load over the binary protocol against running gateways.
     Loadgen(cmd::loadgen::Args),
+    /// A new member's random token and the members-file entry holding only its SHA-256; or
+    /// with --hash, the digest of a token read from standard input.
+    MemberToken(cmd::member_token::Args),
     /// Run one site: gateway + engine + log, from a TOML file (see config/node.toml).
     Node(cmd::node::Args),
     /// Apply a command file (JSON lines) to a fresh engine; write its events and final book.
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Cmd::Demo(args) => cmd::demo::run(args),
         Cmd::Drill(args) => cmd::drill::run(args),
         Cmd::Loadgen(args) => cmd::loadgen::run(args),
+        Cmd::MemberToken(args) => cmd::member_token::run(args),
         Cmd::Node(args) => cmd::node::run(args),
         Cmd::Replay(args) => cmd::replay::run(args),
         Cmd::Sim(args) => cmd::sim::run(args),

@@ -127,7 +127,8 @@ pub struct Hub {
     shard_of: HashMap<Symbol, usize>,
     /// Per shard, the log position of the next command its engine will apply.
     positions: Vec<AtomicU64>,
-    members: Members,
+    /// Swapped whole on a reload ([`Hub::replace_members`]); read at logons only.
+    members: std::sync::RwLock<Arc<Members>>,
     routes: Mutex<HashMap<AccountId, Vec<Route>>>,
     desk: Mutex<Desk>,
     /// Market data for every subscriber, published under the desk's lock.
@@ -184,7 +185,7 @@ impl Hub {
             outboxes: shards.iter().map(|_| Mutex::default()).collect(),
             shards,
             shard_of,
-            members,
+            members: std::sync::RwLock::new(Arc::new(members)),
             routes: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             last_submit: AtomicU64::new(0),
@@ -225,8 +226,21 @@ impl Hub {
         self.positions[shard].load(Ordering::Relaxed)
     }
 
-    pub fn members(&self) -> &Members {
-        &self.members
+    /// The members allowed to log on now.
+    pub fn members(&self) -> Arc<Members> {
+        self.members
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the member table: logons from now on are checked against `members`; the
+    /// sessions already logged on stay.
+    pub fn replace_members(&self, members: Members) {
+        *self
+            .members
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(members);
     }
 
     pub fn counters(&self) -> &HubCounters {

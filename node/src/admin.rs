@@ -37,21 +37,37 @@ use engine::{
 use gateway::Hub;
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::ship::{self, ShippedShard};
 
-/// The operator's token, as read from `[admin] token_file`.
-pub struct AdminToken(Vec<u8>);
+/// The operator's token, kept as its SHA-256 only: `[admin] token_file` holds the token, or
+/// `sha256:` and its digest (64 hex digits), so that the node's disk need not hold a usable
+/// secret.
+pub struct AdminToken([u8; 32]);
 
 impl AdminToken {
-    pub fn new(token: String) -> AdminToken {
-        AdminToken(token.into_bytes())
+    /// From the token file's content (trimmed): a token, or `sha256:<64 hex digits>`.
+    pub fn from_file_content(content: &str) -> anyhow::Result<AdminToken> {
+        let Some(hex) = content.strip_prefix("sha256:") else {
+            return Ok(AdminToken(Sha256::digest(content.as_bytes()).into()));
+        };
+        let digest = (hex.len() == 64)
+            .then(|| {
+                (0..32)
+                    .map(|at| u8::from_str_radix(&hex[at * 2..at * 2 + 2], 16).ok())
+                    .collect::<Option<Vec<u8>>>()
+            })
+            .flatten()
+            .ok_or_else(|| anyhow::anyhow!("admin.token_file: sha256: needs 64 hex digits"))?;
+        Ok(AdminToken(digest.try_into().expect("32 bytes")))
     }
 
-    /// Whether `presented` is the token, in time that depends on its length only.
+    /// Whether `presented` is the token: its digest compared in constant time.
     fn matches(&self, presented: &[u8]) -> bool {
-        bool::from(self.0.as_slice().ct_eq(presented))
+        let digest: [u8; 32] = Sha256::digest(presented).into();
+        bool::from(self.0.ct_eq(&digest))
     }
 }
 
@@ -247,18 +263,23 @@ async fn rules(
 mod tests {
     use super::*;
 
-    /// Only the exact token matches: not a prefix, an extension, another case or nothing.
+    /// Only the exact token matches: not a prefix, an extension, another case or nothing;
+    /// whether the file holds it or its digest.
     #[test]
     fn only_the_exact_token_matches() {
-        let token = AdminToken::new("s3cret-operator".into());
-        assert!(token.matches(b"s3cret-operator"));
-        for other in [
-            &b"s3cret-operato"[..],
-            b"s3cret-operator2",
-            b"S3cret-operator",
-            b"",
-        ] {
-            assert!(!token.matches(other), "{other:?}");
+        let digest = gateway::members::token_digest("s3cret-operator");
+        for content in ["s3cret-operator".to_string(), format!("sha256:{digest}")] {
+            let token = AdminToken::from_file_content(&content).unwrap();
+            assert!(token.matches(b"s3cret-operator"));
+            for other in [
+                &b"s3cret-operato"[..],
+                b"s3cret-operator2",
+                b"S3cret-operator",
+                b"",
+            ] {
+                assert!(!token.matches(other), "{other:?}");
+            }
         }
+        assert!(AdminToken::from_file_content("sha256:abc").is_err());
     }
 }

@@ -83,7 +83,13 @@ pub struct NodeConfig {
     /// FIX settings (`store_dir` relative to `data_dir`); served when `listen.fix` is set.
     #[serde(default)]
     pub fix: FixConfig,
+    /// Members with their tokens in clear: development only (`allow_plaintext`).
+    #[serde(default)]
     pub members: Vec<Member>,
+    /// The members file: each member's name, account and token SHA-256, read again whenever
+    /// it changes (`node::credentials`); relative to the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_file: Option<PathBuf>,
     /// The symbols of a site of one shard (its journal and snapshots directly in `data_dir`).
     #[serde(default)]
     pub symbols: Vec<SymbolSpec>,
@@ -117,8 +123,9 @@ pub struct TlsSection {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
-    /// Holds the operator's bearer token (relative to the config file when loaded from
-    /// one); read at start. Not a member's credential: members never use the HTTP listener.
+    /// Holds the operator's bearer token, or `sha256:` and its digest so that the node's disk
+    /// holds no usable secret (relative to the config file when loaded from one); read at
+    /// start. Not a member's credential: members never use the HTTP listener.
     pub token_file: PathBuf,
 }
 
@@ -329,6 +336,11 @@ impl NodeConfig {
                 admin.token_file = base.join(&admin.token_file);
             }
         }
+        if let Some(file) = &mut config.members_file {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
         if let Some(tls) = &mut config.tls {
             for file in [&mut tls.cert_file, &mut tls.key_file] {
                 if file.is_relative() {
@@ -379,6 +391,7 @@ impl NodeConfig {
             market_data: MdConfig::default(),
             fix: FixConfig::default(),
             members,
+            members_file: None,
             symbols: vec![SymbolSpec {
                 symbol: "BTC-USD".into(),
                 tick: "0.5".into(),

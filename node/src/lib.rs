@@ -30,6 +30,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod credentials;
 pub mod fence;
 pub mod freshness;
 pub mod http;
@@ -47,7 +48,7 @@ use anyhow::{anyhow, bail, Context};
 use engine::{AddSymbol, CommandKind};
 use gateway::tls::{Acceptor, HttpsListener};
 use gateway::{binary_server, FixGateway};
-use gateway::{Hub, MdServer, Members, Sequencer};
+use gateway::{Hub, MdServer, Sequencer};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -133,7 +134,7 @@ impl Node {
         let plan = config.plan()?;
         let admin = admin_token(&config)?;
         let tls = tls_acceptor(&config)?;
-        let members = Members::new(config.members.clone()).context("members")?;
+        let members = credentials::load(&config)?;
         let opened = plan
             .shards
             .iter()
@@ -300,7 +301,7 @@ fn admin_token(config: &NodeConfig) -> anyhow::Result<Option<AdminToken>> {
     if config.listen.http.is_none() {
         anyhow::bail!("[admin] is served on the HTTP listener: set listen.http");
     }
-    Ok(Some(AdminToken::new(section.read_token()?)))
+    Ok(Some(AdminToken::from_file_content(&section.read_token()?)?))
 }
 
 /// What the HTTP listener serves besides health, metrics and market data.
@@ -391,6 +392,8 @@ fn serve(
         let every = std::time::Duration::from_millis(config.clock_every_ms);
         runtime.spawn(tick_when_idle(hub.clone(), every, stop.clone()));
     }
+    let shared = Arc::new(config.clone());
+    runtime.spawn(credentials::reload(shared, hub.clone(), stop.clone()));
     let listener = bind(config.listen.binary)?;
     let binary = listener.local_addr()?;
     runtime.spawn(binary_server::serve(

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use node::ship::{self, Took};
 use node::NodeConfig;
 
@@ -42,6 +42,9 @@ pub fn run(args: Args) -> Result<()> {
             .context("no --token-file, and the config has no [admin] token_file")?
             .read_token()?,
     };
+    if token.starts_with("sha256:") {
+        bail!("the admin token file holds the token's digest, not the token: pass --token-file");
+    }
     for (shard, took) in ship::bootstrap(&config, &args.from, &token)? {
         match took {
             Took::Saved { position, path } => println!(

@@ -6,6 +6,7 @@
 //! - [`demo`]: `exchange demo`, a site under load at a few rates.
 //! - [`drill`]: `exchange drill`, the failover drill on three sites (the `drill` crate).
 //! - [`loadgen`]: `exchange loadgen`, open-loop load against running gateways.
+//! - [`member_token`]: `exchange member-token`, a member's token and its members-file entry.
 //! - [`node`]: `exchange node`, one site from a TOML file.
 //! - [`replay`]: `exchange replay`, a command file through a fresh engine.
 //! - [`sim`]: `exchange sim`, the deterministic simulator of three sites over many seeds.
@@ -20,6 +21,7 @@ pub mod drill;
 pub mod journal_bench;
 pub mod kafka_bench;
 pub mod loadgen;
+pub mod member_token;
 pub mod node;
 pub mod replay;
 pub mod sim;
