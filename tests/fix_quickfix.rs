@@ -745,6 +745,7 @@ fn kafka_site(dir: &Path, name: &str, bootstrap: &str) -> Node {
         delivery_timeout_ms: 30_000,
         request_timeout_ms: replicator::kafka::DEFAULT_REQUEST_TIMEOUT_MS,
         allow_unsafe_topic: true,
+        security: Default::default(),
     };
     Node::start(config).unwrap()
 }

@@ -507,6 +507,7 @@ pub fn node_config(
         delivery_timeout_ms: kafka.delivery_timeout_ms,
         request_timeout_ms: kafka.request_timeout_ms,
         allow_unsafe_topic: kafka.allow_unsafe_topic,
+        security: Box::new(kafka.security.clone()),
     };
     config.listen = ListenSection {
         binary,

@@ -30,6 +30,8 @@ pub struct Tansu {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// Where clients are told to connect (a TLS proxy in front): by default the listener.
+    advertised: Option<String>,
 }
 
 impl Tansu {
@@ -41,14 +43,36 @@ impl Tansu {
             child: None,
             port,
             dir: dir.to_path_buf(),
+            advertised: None,
         };
         tansu.resume()?;
         Ok(tansu)
     }
 
+    /// A broker that tells its clients to connect to `advertised` (`tcp://host:port`: a TLS
+    /// proxy in front of it, such as stunnel), listening itself on a loopback port.
+    pub fn start_behind(dir: &Path, advertised: &str) -> Result<Tansu, TansuError> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        std::fs::create_dir_all(dir)?;
+        let mut tansu = Tansu {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+            advertised: Some(advertised.to_string()),
+        };
+        tansu.resume()?;
+        Ok(tansu)
+    }
+
+    /// The loopback port the broker itself listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Starts the broker again after [`Tansu::stop`], on the same port and database.
     pub fn resume(&mut self) -> Result<(), TansuError> {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = self.advertised.clone().unwrap_or_else(|| url.clone());
         // Its own log beside its database, to see why it stalls or refuses when it does.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -56,7 +80,7 @@ impl Tansu {
             .open(self.dir.join("tansu.log"))?;
         let child = Command::new("tansu")
             .args(["broker", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
+            .args(["--advertised-listener-url", &advertised])
             // Relative: tansu's SQLite URL is resolved in its working directory.
             .args(["--storage-engine", "sqlite://tansu.db"])
             .current_dir(&self.dir)

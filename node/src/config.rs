@@ -336,6 +336,9 @@ impl NodeConfig {
                 admin.token_file = base.join(&admin.token_file);
             }
         }
+        if let LogConfig::Kafka { security, .. } = &mut config.log {
+            **security = std::mem::take(&mut **security).relative_to(base);
+        }
         if let Some(file) = &mut config.members_file {
             if file.is_relative() {
                 *file = base.join(&*file);
@@ -677,6 +680,7 @@ mod tests {
             delivery_timeout_ms: 30_000,
             request_timeout_ms: replicator::kafka::DEFAULT_REQUEST_TIMEOUT_MS,
             allow_unsafe_topic: false,
+            security: Default::default(),
         };
         let err = config.plan().unwrap_err().to_string();
         assert!(err.contains("a partition of its own"), "{err}");

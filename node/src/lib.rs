@@ -134,6 +134,7 @@ impl Node {
         let plan = config.plan()?;
         let admin = admin_token(&config)?;
         let tls = tls_acceptor(&config)?;
+        check_kafka_security(&config)?;
         let members = credentials::load(&config)?;
         let opened = plan
             .shards
@@ -311,6 +312,25 @@ struct HttpRoutes {
     shipped: Vec<ShippedShard>,
     /// Every member-facing listener's TLS (`None`: plaintext, allowed).
     tls: Option<Acceptor>,
+}
+
+/// A Kafka log's security settings, checked before any client is made: they can work, and
+/// they encrypt unless the config allows plaintext.
+fn check_kafka_security(config: &NodeConfig) -> anyhow::Result<()> {
+    let Some(kafka) = config.log.kafka() else {
+        return Ok(());
+    };
+    kafka
+        .security
+        .check()
+        .map_err(|why| anyhow!("[log.security]: {why}"))?;
+    if !kafka.security.encrypted() && !config.allow_plaintext {
+        bail!(
+            "the Kafka connections would be plaintext: set [log.security] protocol = \"ssl\" \
+             (or \"sasl_ssl\"), or allow_plaintext = true (one trusted network)"
+        );
+    }
+    Ok(())
 }
 
 /// The listeners' TLS from `[tls]`, checked now (readable, valid today, the key the
@@ -536,8 +556,43 @@ mod tests {
     use std::time::Duration;
 
     use flow::SplitMix64;
+    use replicator::log::LogConfig;
+    use replicator::security::{KafkaProtocol, KafkaSecurity};
 
-    use super::idle_cadence;
+    use super::{check_kafka_security, idle_cadence, NodeConfig};
+
+    #[test]
+    fn a_kafka_log_in_plaintext_or_with_settings_that_cannot_work_is_refused() {
+        let mut config = NodeConfig::for_tests("k", std::path::Path::new("data"), Vec::new());
+        let kafka = |security: KafkaSecurity| LogConfig::Kafka {
+            bootstrap_servers: "localhost:9093".into(),
+            topic: "x.commands".into(),
+            partition: None,
+            delivery_timeout_ms: 30_000,
+            request_timeout_ms: 500,
+            allow_unsafe_topic: false,
+            security: Box::new(security),
+        };
+        config.log = kafka(KafkaSecurity::default());
+        assert!(check_kafka_security(&config).is_ok());
+        config.allow_plaintext = false;
+        let err = check_kafka_security(&config).unwrap_err().to_string();
+        assert!(
+            err.contains("Kafka connections would be plaintext"),
+            "{err}"
+        );
+        config.log = kafka(KafkaSecurity {
+            protocol: KafkaProtocol::SaslSsl,
+            ..KafkaSecurity::default()
+        });
+        let err = check_kafka_security(&config).unwrap_err().to_string();
+        assert!(err.contains("sasl_ssl needs"), "{err}");
+        config.log = kafka(KafkaSecurity {
+            protocol: KafkaProtocol::Ssl,
+            ..KafkaSecurity::default()
+        });
+        assert!(check_kafka_security(&config).is_ok());
+    }
 
     /// The longest time between an idle site's commands when its idle check runs every
     /// `check` (each run up to a fifth of `check` late, drawn from a seed) and sends `clock`

@@ -37,6 +37,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use crate::security::KafkaSecurity;
 use crate::site_clock::SiteClock;
 use crate::topic::{check_topic, TopicSafety};
 
@@ -70,6 +71,9 @@ pub struct KafkaConfig {
     /// check the site's clock against the other sites' records ([`SiteClock`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
+    /// TLS and SASL ([`KafkaSecurity`]); plaintext by default.
+    #[serde(default)]
+    pub security: KafkaSecurity,
 }
 
 /// How long a producer retries a record before it gives it up (librdkafka's
@@ -87,6 +91,7 @@ impl KafkaConfig {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             allow_unsafe_topic: false,
             site: None,
+            security: KafkaSecurity::default(),
         }
     }
 
@@ -128,6 +133,7 @@ impl KafkaConfig {
                 CONNECTION_SETUP_TIMEOUT_MS.to_string(),
             )
             .set("reconnect.backoff.max.ms", "1000");
+        self.security.apply(&mut config);
         config
     }
 }

@@ -7,6 +7,7 @@
 //! - [`log`]: a shard's log behind one handle ([`log::Log`], [`log::LogHandle`]), whichever
 //!   backend holds it; the one place that knows which.
 //! - [`record`]: the journal's record framing (length, CRC, position, durable mark).
+//! - [`security`]: the Kafka clients' TLS and SASL settings.
 //! - [`snapshots`]: engine snapshots on disk, each tied to a log position.
 //! - [`recovery`]: newest valid snapshot + replay of the log after it.
 //!
@@ -21,6 +22,7 @@ pub mod kafka;
 pub mod log;
 pub mod record;
 pub mod recovery;
+pub mod security;
 pub mod site_clock;
 pub mod snapshots;
 pub mod topic;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::journal::{Appender, FsyncPolicy, Journal, JournalConfig, JournalError};
 use crate::kafka::{DeliveryCounts, KafkaConfig, KafkaLog, KafkaLogError, Watermarks};
+use crate::security::KafkaSecurity;
 use crate::topic::TopicSafety;
 use crate::{CommandLog, LogError, LogReader};
 
@@ -72,6 +73,10 @@ pub enum LogConfig {
         /// single tansu broker), and take records' create times as the log's time.
         #[serde(default)]
         allow_unsafe_topic: bool,
+        /// TLS and SASL to the brokers (`[log.security]`); plaintext when absent. Boxed: the
+        /// journal's variant is much smaller.
+        #[serde(default)]
+        security: Box<KafkaSecurity>,
     },
 }
 
@@ -106,10 +111,12 @@ impl LogConfig {
                 delivery_timeout_ms,
                 request_timeout_ms,
                 allow_unsafe_topic,
+                security,
             } => Some(KafkaConfig {
                 delivery_timeout_ms: *delivery_timeout_ms,
                 request_timeout_ms: *request_timeout_ms,
                 allow_unsafe_topic: *allow_unsafe_topic,
+                security: (**security).clone(),
                 ..KafkaConfig::new(bootstrap_servers, topic, partition.unwrap_or(0))
             }),
         }
@@ -511,6 +518,7 @@ mod tests {
                 delivery_timeout_ms: 5_000,
                 request_timeout_ms: 2_000,
                 allow_unsafe_topic: true,
+                security: Default::default(),
             },
         ] {
             let text = toml::to_string(&Section { log: log.clone() }).unwrap();

@@ -353,6 +353,7 @@ fn a_log_whose_leader_is_slow_is_unavailable_and_still_appends_what_it_is_given(
         delivery_timeout_ms: 20_000,
         request_timeout_ms: 500,
         allow_unsafe_topic: true,
+        security: Default::default(),
     };
     let log = Log::open(&log_config, dir.path(), "cloud-a").unwrap();
     let handle = log.handle();
