@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway::binary::{self, exec_type, Check, ClientMessage, ServerMessage};
-use gateway::Member;
 use node::{Node, NodeConfig, TlsSection};
 use orders::buy;
 use rustls::pki_types::pem::PemObject;
@@ -41,13 +40,14 @@ fn certificate(dir: &Path, name: &str, (from, to): (i32, i32)) -> (PathBuf, Path
     (cert_file, key_file)
 }
 
+/// A production-like site: TLS, no plaintext, the member in a hashed members file.
 fn config(dir: &Path, tls: Option<(PathBuf, PathBuf)>) -> NodeConfig {
-    let member = Member {
-        name: "m".into(),
-        token: TOKEN.into(),
-        account: 7,
-    };
-    let mut config = NodeConfig::for_tests("tls", &dir.join("data"), vec![member]);
+    let members = dir.join("members.toml");
+    let digest = gateway::members::token_digest(TOKEN);
+    let entry = format!("[[members]]\nname = \"m\"\naccount = 7\ntoken_sha256 = \"{digest}\"\n");
+    std::fs::write(&members, entry).unwrap();
+    let mut config = NodeConfig::for_tests("tls", &dir.join("data"), Vec::new());
+    config.members_file = Some(members);
     config.listen.http = Some(drill::sites::free_port().unwrap());
     config.listen.fix = Some(drill::sites::free_port().unwrap());
     config.allow_plaintext = false;
