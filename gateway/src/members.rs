@@ -57,30 +57,33 @@ pub enum MembersError {
     Duplicate(String),
 }
 
+/// `bytes` as lowercase hex digits.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The SHA-256 of a member's token, as 64 lowercase hex digits.
 pub fn token_digest(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(token.as_bytes()))
 }
 
 /// A new random token: 32 hex digits (128 bits) from the operating system's random source.
 pub fn new_token() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the operating system's random source");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&bytes)
 }
 
-fn parse_digest(hex: &str) -> Option<[u8; 32]> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
+/// A SHA-256 digest written as 64 hex digits (either case); `None` for anything else.
+pub fn parse_digest(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 || !bytes.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let mut digest = [0u8; 32];
     for (at, pair) in bytes.chunks(2).enumerate() {
-        let text = std::str::from_utf8(pair).ok()?;
-        digest[at] = u8::from_str_radix(text, 16).ok()?;
+        let pair = std::str::from_utf8(pair).ok()?;
+        digest[at] = u8::from_str_radix(pair, 16).ok()?;
     }
     Some(digest)
 }
@@ -111,40 +114,43 @@ impl Members {
 
     /// A table of members given by their tokens' digests: no digest, name or account twice.
     pub fn hashed(members: Vec<HashedMember>) -> Result<Members, MembersError> {
-        let mut by_digest = HashMap::new();
-        let (mut names, mut accounts) = (HashSet::new(), HashSet::new());
-        for member in members {
-            let Some(digest) = parse_digest(&member.token_sha256.to_ascii_lowercase()) else {
+        let entries = members.into_iter().map(|member| {
+            let Some(digest) = parse_digest(&member.token_sha256) else {
                 return Err(MembersError::BadDigest(member.name));
             };
-            if by_digest.contains_key(&digest)
-                || !accounts.insert(member.account)
-                || !names.insert(member.name.clone())
-            {
-                return Err(MembersError::Duplicate(member.name));
-            }
             let holder = Holder {
                 name: member.name,
                 account: member.account,
             };
-            by_digest.insert(digest, holder);
-        }
-        Ok(Members { by_digest })
+            Ok((digest, holder))
+        });
+        Members::from_entries(entries)
     }
 
     /// This table with `more` added (the inline members and a members file together).
-    pub fn with(mut self, more: Members) -> Result<Members, MembersError> {
-        for (digest, holder) in more.by_digest {
-            let taken = self
-                .by_digest
-                .values()
-                .any(|h| h.name == holder.name || h.account == holder.account);
-            if taken || self.by_digest.contains_key(&digest) {
+    pub fn with(self, more: Members) -> Result<Members, MembersError> {
+        let both = self.by_digest.into_iter().chain(more.by_digest);
+        Members::from_entries(both.map(Ok))
+    }
+
+    /// The table of `entries`, refusing the first bad one or the first digest, name or
+    /// account seen twice.
+    fn from_entries(
+        entries: impl Iterator<Item = Result<([u8; 32], Holder), MembersError>>,
+    ) -> Result<Members, MembersError> {
+        let mut by_digest = HashMap::new();
+        let (mut names, mut accounts) = (HashSet::new(), HashSet::new());
+        for entry in entries {
+            let (digest, holder) = entry?;
+            if by_digest.contains_key(&digest)
+                || !accounts.insert(holder.account)
+                || !names.insert(holder.name.clone())
+            {
                 return Err(MembersError::Duplicate(holder.name));
             }
-            self.by_digest.insert(digest, holder);
+            by_digest.insert(digest, holder);
         }
-        Ok(self)
+        Ok(Members { by_digest })
     }
 
     pub fn len(&self) -> usize {

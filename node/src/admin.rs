@@ -53,15 +53,9 @@ impl AdminToken {
         let Some(hex) = content.strip_prefix("sha256:") else {
             return Ok(AdminToken(Sha256::digest(content.as_bytes()).into()));
         };
-        let digest = (hex.len() == 64)
-            .then(|| {
-                (0..32)
-                    .map(|at| u8::from_str_radix(&hex[at * 2..at * 2 + 2], 16).ok())
-                    .collect::<Option<Vec<u8>>>()
-            })
-            .flatten()
+        let digest = gateway::members::parse_digest(hex)
             .ok_or_else(|| anyhow::anyhow!("admin.token_file: sha256: needs 64 hex digits"))?;
-        Ok(AdminToken(digest.try_into().expect("32 bytes")))
+        Ok(AdminToken(digest))
     }
 
     /// Whether `presented` is the token: its digest compared in constant time.
@@ -281,5 +275,8 @@ mod tests {
             }
         }
         assert!(AdminToken::from_file_content("sha256:abc").is_err());
+        // Bad input is refused, never a panic: 64 bytes that are not all ASCII hex digits.
+        let wide = format!("sha256:{}é0", "0".repeat(61));
+        assert!(AdminToken::from_file_content(&wide).is_err());
     }
 }

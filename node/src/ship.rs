@@ -27,6 +27,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use engine::{EngineConfig, SNAPSHOT_VERSION};
+use gateway::members::hex;
 use replicator::recovery::same_capacities;
 use replicator::snapshots::{self, SnapshotStore};
 use sha2::{Digest, Sha256};
@@ -115,10 +116,6 @@ fn newest(shipped: &ShippedShard) -> Result<Option<(u64, Vec<u8>)>> {
     };
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     Ok(Some((position, bytes)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A snapshot as it arrived, with its manifest.
