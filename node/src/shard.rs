@@ -23,10 +23,10 @@ use anyhow::{anyhow, Context};
 use crossbeam_channel::Sender;
 use engine::ring::{Producer, RingDepth};
 use engine::runner::{drain, Runner, Waiter};
-use engine::{Command, CommandKind, Engine, EngineConfig, RULES_VERSION};
+use engine::{Command, CommandKind, Engine, EngineConfig};
 use gateway::{Hub, LatencyHistogram, Sequencer, SubmitError, PUMP_WAIT};
 use replicator::log::{Log, LogHandle, Refused};
-use replicator::recovery::recover;
+use replicator::recovery::{recover, RecoveryError};
 use replicator::snapshots::SnapshotStore;
 use replicator::topic::TopicSafety;
 use replicator::{CommandLog, LogReader};
@@ -460,11 +460,9 @@ fn feed<const N: usize>(
         });
         view.freshness
             .observe(reader.position(), view.log.durable());
-        if let Some((at, version)) = newer {
-            let why = format!(
-                "the log switches to rules version {version} at position {at}, and this binary \
-                 implements rules 1 to {RULES_VERSION}: start a binary that implements it"
-            );
+        if let Some((position, version)) = newer {
+            // Said as recovery says it, where a restart would stop again.
+            let why = RecoveryError::NewerRules { position, version }.to_string();
             return Err(fail(view, why, true));
         }
         // The site can no longer follow the log: it refuses the shard's orders and says so

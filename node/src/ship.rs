@@ -26,9 +26,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use engine::{EngineConfig, SNAPSHOT_VERSION};
+use engine::SNAPSHOT_VERSION;
 use gateway::members::hex;
-use replicator::recovery::same_capacities;
+use replicator::recovery::check_capacities;
 use replicator::snapshots::{self, SnapshotStore};
 use sha2::{Digest, Sha256};
 
@@ -235,7 +235,7 @@ pub fn accept(config: &NodeConfig, shard: &ShardPlan, shipment: &Shipment) -> Re
     }
     let engine = snapshots::decode(&shipment.bytes, shipment.position)
         .map_err(|e| anyhow!("it does not decode: {e}"))?;
-    check_capacities(engine.config(), &config.engine)?;
+    check_capacities(shipment.position, engine.config(), &config.engine)?;
     let dir = config.data_dir.join(&shard.dir).join("snapshots");
     let store = SnapshotStore::open(&dir, config.snapshots.keep.max(1))
         .context("opening this site's snapshot store")?;
@@ -252,18 +252,4 @@ pub fn accept(config: &NodeConfig, shard: &ShardPlan, shipment: &Shipment) -> Re
         position: shipment.position,
         path,
     })
-}
-
-/// The shipped engine's capacities are this site's (hash seeds aside: they change no state).
-fn check_capacities(shipped: &EngineConfig, ours: &EngineConfig) -> Result<()> {
-    if same_capacities(shipped, ours) {
-        return Ok(());
-    }
-    let unseeded = |c: &EngineConfig| EngineConfig { hash_seed: 0, ..*c };
-    bail!(
-        "it was taken with other engine capacities ({:?}) than this site's ({:?}), hash seeds \
-         left out: another configuration",
-        unseeded(shipped),
-        unseeded(ours)
-    )
 }

@@ -111,8 +111,26 @@ pub struct Recovered {
 const RECOVERY_STALL: Duration = Duration::from_secs(60);
 
 /// Same capacities, whatever the hash seed (which changes no behaviour).
-pub fn same_capacities(a: &EngineConfig, b: &EngineConfig) -> bool {
+fn same_capacities(a: &EngineConfig, b: &EngineConfig) -> bool {
     EngineConfig { hash_seed: 0, ..*a } == EngineConfig { hash_seed: 0, ..*b }
+}
+
+/// A snapshot at `position` taken with `snapshot`'s capacities is usable with `configured`
+/// only if they are the same (hash seeds aside): else [`RecoveryError::ConfigMismatch`].
+pub fn check_capacities(
+    position: u64,
+    snapshot: &EngineConfig,
+    configured: &EngineConfig,
+) -> Result<(), RecoveryError> {
+    if same_capacities(snapshot, configured) {
+        return Ok(());
+    }
+    let unseeded = |c: &EngineConfig| Box::new(EngineConfig { hash_seed: 0, ..*c });
+    Err(RecoveryError::ConfigMismatch {
+        position,
+        snapshot: unseeded(snapshot),
+        configured: unseeded(configured),
+    })
 }
 
 /// A snapshot skipped for a format version this binary does not read: recovery stops there
@@ -163,14 +181,7 @@ pub fn recover<L: CommandLog>(
                     journal: end,
                 });
             }
-            if !same_capacities(loaded.engine.config(), &config) {
-                let unseeded = |c: &EngineConfig| Box::new(EngineConfig { hash_seed: 0, ..*c });
-                return Err(RecoveryError::ConfigMismatch {
-                    position: loaded.position,
-                    snapshot: unseeded(loaded.engine.config()),
-                    configured: unseeded(&config),
-                });
-            }
+            check_capacities(loaded.position, loaded.engine.config(), &config)?;
             (loaded.engine, loaded.position, Some(loaded.position))
         }
         None => (Engine::new(config)?, 0, None),
