@@ -37,28 +37,23 @@ pub struct Tansu {
 impl Tansu {
     /// Starts a broker on a free loopback port, its database in `dir` (created if missing).
     pub fn start(dir: &Path) -> Result<Tansu, TansuError> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        std::fs::create_dir_all(dir)?;
-        let mut tansu = Tansu {
-            child: None,
-            port,
-            dir: dir.to_path_buf(),
-            advertised: None,
-        };
-        tansu.resume()?;
-        Ok(tansu)
+        Tansu::launch(dir, None)
     }
 
     /// A broker that tells its clients to connect to `advertised` (`tcp://host:port`: a TLS
     /// proxy in front of it, such as stunnel), listening itself on a loopback port.
     pub fn start_behind(dir: &Path, advertised: &str) -> Result<Tansu, TansuError> {
+        Tansu::launch(dir, Some(advertised.to_string()))
+    }
+
+    fn launch(dir: &Path, advertised: Option<String>) -> Result<Tansu, TansuError> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         std::fs::create_dir_all(dir)?;
         let mut tansu = Tansu {
             child: None,
             port,
             dir: dir.to_path_buf(),
-            advertised: Some(advertised.to_string()),
+            advertised,
         };
         tansu.resume()?;
         Ok(tansu)

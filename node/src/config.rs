@@ -320,36 +320,26 @@ fn redact(message: &str) -> String {
 }
 
 impl NodeConfig {
-    /// Reads `path`; a relative `data_dir` or `admin.token_file` is taken relative to the
-    /// file's directory.
+    /// Reads `path`; every relative path in it (`data_dir`, `admin.token_file`,
+    /// `members_file`, `[tls]`'s and `[log.security]`'s files) is taken relative to the file's
+    /// directory.
     pub fn load(path: &Path) -> anyhow::Result<NodeConfig> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut config: NodeConfig = toml::from_str(&text)
             .map_err(|err| anyhow!("parsing {}: {}", path.display(), toml_error(&text, &err)))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        if config.data_dir.is_relative() {
-            config.data_dir = base.join(&config.data_dir);
-        }
-        if let Some(admin) = &mut config.admin {
-            if admin.token_file.is_relative() {
-                admin.token_file = base.join(&admin.token_file);
-            }
+        let mut paths: Vec<&mut PathBuf> = vec![&mut config.data_dir];
+        paths.extend(config.admin.as_mut().map(|admin| &mut admin.token_file));
+        paths.extend(config.members_file.as_mut());
+        if let Some(tls) = &mut config.tls {
+            paths.extend([&mut tls.cert_file, &mut tls.key_file]);
         }
         if let LogConfig::Kafka { security, .. } = &mut config.log {
-            **security = std::mem::take(&mut **security).relative_to(base);
+            paths.extend(security.paths_mut());
         }
-        if let Some(file) = &mut config.members_file {
-            if file.is_relative() {
-                *file = base.join(&*file);
-            }
-        }
-        if let Some(tls) = &mut config.tls {
-            for file in [&mut tls.cert_file, &mut tls.key_file] {
-                if file.is_relative() {
-                    *file = base.join(&*file);
-                }
-            }
+        for path in paths.into_iter().filter(|path| path.is_relative()) {
+            *path = base.join(&*path);
         }
         Ok(config)
     }

@@ -126,20 +126,16 @@ impl KafkaSecurity {
         }
     }
 
-    /// The same settings with relative paths taken from `base`.
-    pub fn relative_to(mut self, base: &Path) -> KafkaSecurity {
-        let files = [
+    /// The files these settings name, for a caller to resolve.
+    pub fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
+        [
             &mut self.ca_file,
             &mut self.cert_file,
             &mut self.key_file,
             &mut self.sasl_password_file,
-        ];
-        for file in files.into_iter().flatten() {
-            if file.is_relative() {
-                *file = base.join(&*file);
-            }
-        }
-        self
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
