@@ -57,6 +57,7 @@ pub use config::{AdminSection, NodeConfig, Overrides, ShardSection, SymbolSpec, 
 pub use shard::Recovery;
 
 use admin::AdminToken;
+use config::ShardPlan;
 use metrics::NodeMetrics;
 use persist::RecentHashes;
 use shard::{ClockCheck, OpenedShard, RunningShard, ShardSequencer, ShardView};
@@ -136,20 +137,7 @@ impl Node {
         let tls = tls_acceptor(&config)?;
         check_kafka_security(&config)?;
         let members = credentials::load(&config)?;
-        let opened = plan
-            .shards
-            .iter()
-            .map(|shard| {
-                shard::open(
-                    &config.site,
-                    &config.data_dir,
-                    shard,
-                    config.engine,
-                    &config.snapshots,
-                )
-                .with_context(|| format!("shard {}", shard.name))
-            })
-            .collect::<anyhow::Result<Vec<OpenedShard>>>()?;
+        let opened = open_shards(&config, &plan.shards)?;
         let limit = |ms: u64| Some(Duration::from_millis(ms)).filter(|limit| !limit.is_zero());
         let max_lag = limit(config.max_lag_ms);
         let clock = ClockCheck {
@@ -180,13 +168,7 @@ impl Node {
             .copied()
             .collect();
         let recovered = opened.iter().map(|shard| shard.recovery.clone()).collect();
-        let shipped = (opened.iter().zip(&plan.shards))
-            .map(|(shard, planned)| ShippedShard {
-                name: planned.name.clone(),
-                log: planned.log.identity(),
-                store: shard.store(),
-            })
-            .collect();
+        let shipped = shipped(&opened, &plan.shards);
         let hashes = RecentHashes::default();
         let (shards, (writer, fence)) =
             start_shards(opened, &views, &hub, &config, hashes.clone())?;
@@ -303,6 +285,31 @@ fn admin_token(config: &NodeConfig) -> anyhow::Result<Option<AdminToken>> {
         anyhow::bail!("[admin] is served on the HTTP listener: set listen.http");
     }
     Ok(Some(AdminToken::from_file_content(&section.read_token()?)?))
+}
+
+/// Opens (recovers) every planned shard.
+fn open_shards(config: &NodeConfig, planned: &[ShardPlan]) -> anyhow::Result<Vec<OpenedShard>> {
+    let open = |shard: &ShardPlan| {
+        shard::open(
+            &config.site,
+            &config.data_dir,
+            shard,
+            config.engine,
+            &config.snapshots,
+        )
+        .with_context(|| format!("shard {}", shard.name))
+    };
+    planned.iter().map(open).collect()
+}
+
+/// The shards whose snapshots `/v1/admin/snapshots/{shard}` serves.
+fn shipped(opened: &[OpenedShard], planned: &[ShardPlan]) -> Vec<ShippedShard> {
+    let ship = |(shard, planned): (&OpenedShard, &ShardPlan)| ShippedShard {
+        name: planned.name.clone(),
+        log: planned.log.identity(),
+        store: shard.store(),
+    };
+    opened.iter().zip(planned).map(ship).collect()
 }
 
 /// What the HTTP listener serves besides health, metrics and market data.
