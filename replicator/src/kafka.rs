@@ -553,10 +553,15 @@ impl KafkaLog {
     /// The partition's high watermark (records below it are committed), asking its leader
     /// for at most `timeout`.
     pub fn end(&self, timeout: Duration) -> Result<u64, KafkaLogError> {
+        Ok(self.watermarks(timeout)?.1)
+    }
+
+    /// The partition's low and high watermarks, asking its leader for at most `timeout`.
+    fn watermarks(&self, timeout: Duration) -> Result<(u64, u64), KafkaLogError> {
         let consumer: BaseConsumer = self.config.client().create()?;
-        let (_, high) =
+        let (low, high) =
             consumer.fetch_watermarks(&self.config.topic, self.config.partition, timeout)?;
-        Ok(high.max(0) as u64)
+        Ok((low.max(0) as u64, high.max(0) as u64))
     }
 }
 
@@ -582,12 +587,7 @@ impl crate::CommandLog for KafkaLog {
 
     /// The partition's low watermark: retention deleted the records below it.
     fn first_position(&self) -> Result<u64, crate::LogError> {
-        let consumer: BaseConsumer = self.config.client().create().map_err(KafkaLogError::from)?;
-        let timeout = Duration::from_secs(10);
-        let (low, _) = consumer
-            .fetch_watermarks(&self.config.topic, self.config.partition, timeout)
-            .map_err(KafkaLogError::from)?;
-        Ok(low.max(0) as u64)
+        Ok(self.watermarks(Duration::from_secs(10))?.0)
     }
 }
 
