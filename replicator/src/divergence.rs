@@ -228,14 +228,17 @@ impl HashSink for KafkaHashSink {
     }
 }
 
-/// Reads every report in the hashes topic (`config.topic`, partition 0) up to its end now.
-pub fn read_kafka(
+/// A consumer of the hashes topic's partition as `group` (nothing committed), assigned at the
+/// offset `from` picks from the partition's low and high watermarks; with those watermarks.
+fn hashes_consumer(
     config: &KafkaConfig,
+    group: &str,
     timeout: Duration,
-) -> Result<Vec<HashReport>, DivergenceError> {
+    from: impl Fn(i64, i64) -> i64,
+) -> Result<(BaseConsumer, i64, i64), DivergenceError> {
     let consumer: BaseConsumer = config
         .client()
-        .set("group.id", "exchange-verify")
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
         .map_err(KafkaLogError::from)?;
@@ -244,9 +247,18 @@ pub fn read_kafka(
         .map_err(KafkaLogError::from)?;
     let mut assignment = TopicPartitionList::new();
     assignment
-        .add_partition_offset(&config.topic, 0, Offset::Offset(low))
+        .add_partition_offset(&config.topic, 0, Offset::Offset(from(low, high)))
         .map_err(KafkaLogError::from)?;
     consumer.assign(&assignment).map_err(KafkaLogError::from)?;
+    Ok((consumer, low, high))
+}
+
+/// Reads every report in the hashes topic (`config.topic`, partition 0) up to its end now.
+pub fn read_kafka(
+    config: &KafkaConfig,
+    timeout: Duration,
+) -> Result<Vec<HashReport>, DivergenceError> {
+    let (consumer, low, high) = hashes_consumer(config, "exchange-verify", timeout, |low, _| low)?;
     let mut reports = Vec::new();
     let mut next = low;
     let deadline = Instant::now() + timeout;
@@ -288,21 +300,9 @@ impl HashReader {
 
     /// A reader of `config.topic`'s partition 0, from its newest [`Self::BACKLOG`] reports.
     pub fn new(config: &KafkaConfig) -> Result<HashReader, DivergenceError> {
-        let consumer: BaseConsumer = config
-            .client()
-            .set("group.id", "exchange-fence")
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(KafkaLogError::from)?;
-        let (low, high) = consumer
-            .fetch_watermarks(&config.topic, 0, Duration::from_secs(10))
-            .map_err(KafkaLogError::from)?;
-        let mut assignment = TopicPartitionList::new();
-        let from = Offset::Offset(low.max(high - Self::BACKLOG));
-        assignment
-            .add_partition_offset(&config.topic, 0, from)
-            .map_err(KafkaLogError::from)?;
-        consumer.assign(&assignment).map_err(KafkaLogError::from)?;
+        let from = |low: i64, high: i64| low.max(high - Self::BACKLOG);
+        let wait = Duration::from_secs(10);
+        let (consumer, _, _) = hashes_consumer(config, "exchange-fence", wait, from)?;
         Ok(HashReader { consumer })
     }
 
